@@ -1,0 +1,304 @@
+//! Opening the database file, its pragmas, and schema migrations.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use citycard_core::{ClassifiedError, ErrorClass, StoreError};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+
+/// `PRAGMA application_id` of a citycard database: "CCRD" in ASCII.
+pub const APPLICATION_ID: i32 = 0x4343_5244;
+
+/// How long a connection waits for a lock held by another process before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One schema change of one component (`core`, `ledger`, ...).
+///
+/// Versions of a component start at 1 and go up by one; each runs once, in
+/// its own transaction, and is recorded in the `citycard_schema` table.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// The component that owns the tables.
+    pub component: &'static str,
+    /// The version this migration brings the component to.
+    pub version: u32,
+    /// The SQL to run (several statements allowed).
+    pub sql: &'static str,
+}
+
+/// What can go wrong opening or migrating a database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqliteError {
+    /// The file could not be opened or created.
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// The file is an SQLite database of another application, or not a database at all.
+    #[error("{path} is not a citycard database: choose another file or directory")]
+    NotCitycard {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file was written by a newer citycard: upgrade the program, never downgrade the data.
+    #[error(
+        "database schema of {component} is at version {found}, newer than this program supports ({supported}): upgrade citycard"
+    )]
+    SchemaTooNew {
+        /// The component.
+        component: String,
+        /// The version in the file.
+        found: u32,
+        /// The newest version this program knows.
+        supported: u32,
+    },
+    /// A migration failed; the database is left at the previous version.
+    #[error("migration {component} v{version} failed: {source}")]
+    Migration {
+        /// The component.
+        component: &'static str,
+        /// The version that failed.
+        version: u32,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// Any other SQLite failure.
+    #[error("sqlite error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+impl ClassifiedError for SqliteError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            SqliteError::NotCitycard { .. } | SqliteError::SchemaTooNew { .. } => {
+                ErrorClass::InvalidInput
+            }
+            SqliteError::Open { source, .. } | SqliteError::Sqlite(source) => {
+                to_store_error(source).class()
+            }
+            SqliteError::Migration { .. } => ErrorClass::Internal,
+        }
+    }
+}
+
+/// Maps an SQLite error to the storage error every port returns.
+pub fn to_store_error(error: &rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(error.to_string())
+        }
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(error.to_string()),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            StoreError::Corrupt(error.to_string())
+        }
+        _ => StoreError::Internal(error.to_string()),
+    }
+}
+
+/// An open citycard database: one SQLite file holding every store.
+///
+/// Cloning is cheap and shares the connection. Calls are serialised on one
+/// connection: SQLite allows one writer at a time anyway, and each store
+/// operation is short, so ports run it on the caller's task. A host that must
+/// never block its async workers can wrap calls in `spawn_blocking`.
+///
+/// Durability: WAL journal with `synchronous = FULL`, so a committed
+/// transaction survives power loss. Stores that write many rows (the ledger)
+/// group them into one transaction per batch, so the fsync is paid once per
+/// batch.
+#[derive(Clone)]
+pub struct Database {
+    conn: Arc<Mutex<Connection>>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "Database({})", p.display()),
+            None => f.write_str("Database(:memory:)"),
+        }
+    }
+}
+
+impl Database {
+    /// Opens (or creates) a database file and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Database, SqliteError> {
+        let path = path.as_ref().to_path_buf();
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(|source| SqliteError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        Self::init(conn, Some(path))
+    }
+
+    /// A private in-memory database (for tests and demos).
+    pub fn open_in_memory() -> Result<Database, SqliteError> {
+        Self::init(Connection::open_in_memory()?, None)
+    }
+
+    fn init(conn: Connection, path: Option<PathBuf>) -> Result<Database, SqliteError> {
+        let shown = path.clone().unwrap_or_else(|| PathBuf::from(":memory:"));
+        let not_ours = |e: rusqlite::Error| match e.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) => SqliteError::NotCitycard {
+                path: shown.clone(),
+            },
+            _ => SqliteError::Sqlite(e),
+        };
+        let app_id: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(not_ours)?;
+        let table_count: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(not_ours)?;
+        if app_id != APPLICATION_ID && (app_id != 0 || table_count > 0) {
+            return Err(SqliteError::NotCitycard { path: shown });
+        }
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        if path.is_some() {
+            let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            debug_assert_eq!(mode.to_lowercase(), "wal");
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;",
+        )?;
+        conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};"))?;
+        let mut conn = conn;
+        migrate(&mut conn, &crate::all_migrations())?;
+        Ok(Database {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    /// The file, or `None` in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Locks the connection for a store operation.
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the connection, mapping SQLite errors to [`StoreError`].
+    pub fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,
+    ) -> Result<R, StoreError> {
+        let mut conn = self.lock();
+        f(&mut conn).map_err(|e| to_store_error(&e))
+    }
+
+    /// Runs `f` inside one `IMMEDIATE` transaction: all of it commits or none of it.
+    pub fn transaction<R>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| to_store_error(&e))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(|e| to_store_error(&e))?;
+        Ok(out)
+    }
+
+    /// The schema version of each component in this file.
+    pub fn schema_versions(&self) -> Result<Vec<(String, u32)>, StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT component, version FROM citycard_schema ORDER BY component")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+}
+
+/// Brings every component up to the newest known version.
+pub fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<(), SqliteError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS citycard_schema (
+            component  TEXT PRIMARY KEY,
+            version    INTEGER NOT NULL,
+            applied_at INTEGER NOT NULL
+        );",
+    )?;
+    let mut components: Vec<&'static str> = migrations.iter().map(|m| m.component).collect();
+    components.sort_unstable();
+    components.dedup();
+    for component in components {
+        let current: u32 = conn
+            .query_row(
+                "SELECT version FROM citycard_schema WHERE component = ?1",
+                [component],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        let mut steps: Vec<&Migration> = migrations
+            .iter()
+            .filter(|m| m.component == component)
+            .collect();
+        steps.sort_by_key(|m| m.version);
+        let supported = steps.last().map_or(0, |m| m.version);
+        if current > supported {
+            return Err(SqliteError::SchemaTooNew {
+                component: component.to_owned(),
+                found: current,
+                supported,
+            });
+        }
+        for step in steps.into_iter().filter(|m| m.version > current) {
+            let fail = |source| SqliteError::Migration {
+                component,
+                version: step.version,
+                source,
+            };
+            let tx = conn.transaction().map_err(fail)?;
+            tx.execute_batch(step.sql).map_err(fail)?;
+            tx.execute(
+                "INSERT INTO citycard_schema (component, version, applied_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (component) DO UPDATE SET version = excluded.version, applied_at = excluded.applied_at",
+                params![component, step.version, Utc::now().timestamp()],
+            )
+            .map_err(fail)?;
+            tx.commit().map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores an instant as microseconds since the Unix epoch (portable `BIGINT`).
+pub fn encode_instant(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+/// Reads an instant stored by [`encode_instant`].
+pub fn decode_instant(micros: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::<Utc>::from_timestamp_micros(micros)
+        .ok_or_else(|| StoreError::Corrupt(format!("instant {micros} out of range")))
+}
+
+/// A column-level decoding failure, for `query_row` closures.
+pub fn corrupt(column: usize, message: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        message.to_string().into(),
+    )
+}

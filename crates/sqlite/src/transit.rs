@@ -1,0 +1,6 @@
+//! The transit stores on SQLite.
+
+use crate::db::Migration;
+
+/// The schema of the transit component.
+pub(crate) const MIGRATIONS: &[Migration] = &[];

@@ -1,0 +1,321 @@
+//! Conformance suites for the core storage ports.
+//!
+//! Each macro takes the name of an `async fn() -> S` in the calling module that returns a fresh,
+//! empty store and expands into a module of `#[tokio::test]` cases.
+
+/// The conformance suite for [`IdempotencyStore`](citycard_core::IdempotencyStore).
+#[macro_export]
+macro_rules! idempotency_store_conformance {
+    ($factory:ident) => {
+        #[allow(clippy::unwrap_used)]
+        mod idempotency_store_conformance {
+            use $crate::__private::citycard_core::{
+                Claim, Fingerprint, IdempotencyError, IdempotencyKey, IdempotencyState,
+                IdempotencyStore, run_idempotent,
+            };
+
+            fn key(s: &str) -> IdempotencyKey {
+                IdempotencyKey::parse(s).unwrap()
+            }
+
+            fn at(secs: i64) -> $crate::__private::chrono::DateTime<chrono::Utc> {
+                $crate::__private::chrono::DateTime::from_timestamp(1_790_000_000 + secs, 0)
+                    .unwrap()
+            }
+
+            #[tokio::test]
+            async fn a_new_key_is_claimed_then_completed_then_replayed() {
+                let store = super::$factory().await;
+                let fp = Fingerprint::of(&("top_up", "card-1", "50.00")).unwrap();
+                let k = key("k-1");
+                assert_eq!(
+                    store.claim("wallet.top_up", &k, &fp, at(0)).await.unwrap(),
+                    Claim::Started
+                );
+                let rec = store.get("wallet.top_up", &k).await.unwrap().unwrap();
+                assert_eq!(rec.state, IdempotencyState::InProgress);
+                assert_eq!(rec.fingerprint, fp);
+                assert_eq!(rec.created_at, at(0));
+                store
+                    .complete("wallet.top_up", &k, &fp, r#"{"ok":1}"#, at(1))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    store.claim("wallet.top_up", &k, &fp, at(2)).await.unwrap(),
+                    Claim::Completed(r#"{"ok":1}"#.to_owned())
+                );
+                let rec = store.get("wallet.top_up", &k).await.unwrap().unwrap();
+                assert_eq!(rec.state, IdempotencyState::Completed);
+                assert_eq!(rec.completed_at, Some(at(1)));
+                assert_eq!(rec.outcome.as_deref(), Some(r#"{"ok":1}"#));
+            }
+
+            #[tokio::test]
+            async fn a_different_request_with_the_same_key_conflicts() {
+                let store = super::$factory().await;
+                let k = key("k-2");
+                let first = Fingerprint::of_bytes(b"first");
+                let second = Fingerprint::of_bytes(b"second");
+                store.claim("s", &k, &first, at(0)).await.unwrap();
+                assert!(matches!(
+                    store.claim("s", &k, &second, at(1)).await,
+                    Err(IdempotencyError::Conflict { .. })
+                ));
+                store.complete("s", &k, &first, "1", at(1)).await.unwrap();
+                assert!(matches!(
+                    store.claim("s", &k, &second, at(2)).await,
+                    Err(IdempotencyError::Conflict { .. })
+                ));
+            }
+
+            #[tokio::test]
+            async fn a_duplicate_while_in_progress_is_refused_as_in_progress() {
+                let store = super::$factory().await;
+                let k = key("k-3");
+                let fp = Fingerprint::of_bytes(b"req");
+                store.claim("s", &k, &fp, at(0)).await.unwrap();
+                assert!(matches!(
+                    store.claim("s", &k, &fp, at(1)).await,
+                    Err(IdempotencyError::InProgress { .. })
+                ));
+            }
+
+            #[tokio::test]
+            async fn a_released_claim_can_be_claimed_again() {
+                let store = super::$factory().await;
+                let k = key("k-4");
+                let fp = Fingerprint::of_bytes(b"req");
+                store.claim("s", &k, &fp, at(0)).await.unwrap();
+                assert!(matches!(
+                    store
+                        .release("s", &k, &Fingerprint::of_bytes(b"other"))
+                        .await,
+                    Err(IdempotencyError::NotClaimed { .. })
+                ));
+                store.release("s", &k, &fp).await.unwrap();
+                assert_eq!(store.get("s", &k).await.unwrap(), None);
+                assert_eq!(
+                    store.claim("s", &k, &fp, at(1)).await.unwrap(),
+                    Claim::Started
+                );
+            }
+
+            #[tokio::test]
+            async fn completing_requires_an_in_progress_claim_and_completed_records_stay() {
+                let store = super::$factory().await;
+                let k = key("k-5");
+                let fp = Fingerprint::of_bytes(b"req");
+                assert!(matches!(
+                    store.complete("s", &k, &fp, "1", at(0)).await,
+                    Err(IdempotencyError::NotClaimed { .. })
+                ));
+                store.claim("s", &k, &fp, at(0)).await.unwrap();
+                store.complete("s", &k, &fp, "1", at(0)).await.unwrap();
+                assert!(matches!(
+                    store.complete("s", &k, &fp, "2", at(1)).await,
+                    Err(IdempotencyError::NotClaimed { .. })
+                ));
+                assert!(matches!(
+                    store.release("s", &k, &fp).await,
+                    Err(IdempotencyError::NotClaimed { .. })
+                ));
+                assert_eq!(
+                    store.claim("s", &k, &fp, at(2)).await.unwrap(),
+                    Claim::Completed("1".into())
+                );
+            }
+
+            #[tokio::test]
+            async fn scopes_keep_keys_apart() {
+                let store = super::$factory().await;
+                let k = key("shared");
+                let a = Fingerprint::of_bytes(b"a");
+                let b = Fingerprint::of_bytes(b"b");
+                assert_eq!(
+                    store.claim("ledger.top_up", &k, &a, at(0)).await.unwrap(),
+                    Claim::Started
+                );
+                assert_eq!(
+                    store.claim("binding.bind", &k, &b, at(0)).await.unwrap(),
+                    Claim::Started
+                );
+                assert_eq!(store.get("other", &k).await.unwrap(), None);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_claims_of_one_key_start_exactly_once() {
+                let store = std::sync::Arc::new(super::$factory().await);
+                let fp = Fingerprint::of_bytes(b"req");
+                let mut tasks = Vec::new();
+                for _ in 0..16 {
+                    let store = store.clone();
+                    tasks.push($crate::__private::tokio::spawn(async move {
+                        store.claim("s", &key("race"), &fp, at(0)).await
+                    }));
+                }
+                let mut started = 0;
+                for t in tasks {
+                    match t.await.unwrap() {
+                        Ok(Claim::Started) => started += 1,
+                        Err(IdempotencyError::InProgress { .. }) => {}
+                        other => panic!("unexpected claim answer {other:?}"),
+                    }
+                }
+                assert_eq!(started, 1);
+            }
+
+            #[tokio::test]
+            async fn run_idempotent_runs_once_and_retries_after_an_error() {
+                let store = super::$factory().await;
+                let k = key("k-run");
+                let mut runs = 0;
+                let failed: Result<u32, IdempotencyError> =
+                    run_idempotent(&store, "s", &k, "req", at(0), || {
+                        runs += 1;
+                        async { Err(IdempotencyError::Encoding("transient".into())) }
+                    })
+                    .await;
+                assert!(failed.is_err());
+                for _ in 0..3 {
+                    let out: Result<u32, IdempotencyError> =
+                        run_idempotent(&store, "s", &k, "req", at(1), || {
+                            runs += 1;
+                            async { Ok(42) }
+                        })
+                        .await;
+                    assert_eq!(out.unwrap(), 42);
+                }
+                assert_eq!(runs, 2);
+                let other: Result<u32, IdempotencyError> =
+                    run_idempotent(&store, "s", &k, "different", at(2), || async { Ok(1) }).await;
+                assert!(matches!(other, Err(IdempotencyError::Conflict { .. })));
+            }
+        }
+    };
+}
+
+/// The conformance suite for [`AuditLog`](citycard_core::AuditLog).
+#[macro_export]
+macro_rules! audit_log_conformance {
+    ($factory:ident) => {
+        #[allow(clippy::unwrap_used)]
+        mod audit_log_conformance {
+            use $crate::__private::citycard_core::{
+                AuditLog, AuditOutcome, AuditQuery, AuditRecord, DelegationId, DelegationScope,
+                PersonId, Principal,
+            };
+
+            fn at(secs: i64) -> $crate::__private::chrono::DateTime<chrono::Utc> {
+                $crate::__private::chrono::DateTime::from_timestamp_micros(
+                    (1_790_000_000 + secs) * 1_000_000 + 123_456,
+                )
+                .unwrap()
+            }
+
+            fn record(n: i64, subject: &str, action: &str) -> AuditRecord {
+                AuditRecord::new(
+                    at(n),
+                    Principal::Delegate {
+                        delegate: PersonId::parse("psn-son").unwrap(),
+                        on_behalf_of: PersonId::parse("psn-mum").unwrap(),
+                        delegation: DelegationId::parse("dlg-1").unwrap(),
+                        scopes: [DelegationScope::TopUp].into_iter().collect(),
+                    },
+                    action,
+                    subject,
+                    if n % 2 == 0 {
+                        AuditOutcome::Succeeded
+                    } else {
+                        AuditOutcome::Denied
+                    },
+                )
+                .with("n", n.to_string())
+            }
+
+            #[tokio::test]
+            async fn records_come_back_in_order_exactly_as_written() {
+                let log = super::$factory().await;
+                let mut written = Vec::new();
+                for n in 0..5 {
+                    let r = record(n, &format!("card:c-{}", n % 2), "card.report_lost");
+                    let seq = log.append(r.clone()).await.unwrap();
+                    written.push((seq, r));
+                }
+                let seqs: Vec<u64> = written.iter().map(|(s, _)| *s).collect();
+                assert!(
+                    seqs.windows(2).all(|w| w[0] < w[1]),
+                    "sequences increase: {seqs:?}"
+                );
+                let all = log.query(&AuditQuery::all()).await.unwrap();
+                assert_eq!(all.len(), 5);
+                for (entry, (seq, r)) in all.iter().zip(&written) {
+                    assert_eq!(entry.sequence, *seq);
+                    assert_eq!(&entry.record, r);
+                }
+            }
+
+            #[tokio::test]
+            async fn queries_filter_by_subject_action_and_page() {
+                let log = super::$factory().await;
+                for n in 0..6 {
+                    let action = if n < 3 {
+                        "binding.bind"
+                    } else {
+                        "binding.unbind"
+                    };
+                    log.append(record(n, &format!("card:c-{}", n % 2), action))
+                        .await
+                        .unwrap();
+                }
+                let c0 = log.query(&AuditQuery::subject("card:c-0")).await.unwrap();
+                assert_eq!(c0.len(), 3);
+                assert!(c0.iter().all(|e| e.record.subject == "card:c-0"));
+                let unbinds = log
+                    .query(&AuditQuery {
+                        action: Some("binding.unbind".into()),
+                        ..AuditQuery::all()
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(unbinds.len(), 3);
+                let first_two = log
+                    .query(&AuditQuery {
+                        limit: Some(2),
+                        ..AuditQuery::all()
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(first_two.len(), 2);
+                let rest = log
+                    .query(&AuditQuery {
+                        after_sequence: Some(first_two[1].sequence),
+                        ..AuditQuery::all()
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(rest.len(), 4);
+                assert!(rest[0].sequence > first_two[1].sequence);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_appends_all_land_with_distinct_sequences() {
+                let log = std::sync::Arc::new(super::$factory().await);
+                let mut tasks = Vec::new();
+                for n in 0..32 {
+                    let log = log.clone();
+                    tasks.push($crate::__private::tokio::spawn(async move {
+                        log.append(record(n, "card:c-x", "t")).await
+                    }));
+                }
+                let mut seqs = Vec::new();
+                for t in tasks {
+                    seqs.push(t.await.unwrap().unwrap());
+                }
+                seqs.sort_unstable();
+                seqs.dedup();
+                assert_eq!(seqs.len(), 32);
+                assert_eq!(log.query(&AuditQuery::all()).await.unwrap().len(), 32);
+            }
+        }
+    };
+}

@@ -1,0 +1,52 @@
+//! # citycard-testkit
+//!
+//! Test support shared by every citycard crate and by hosts that write their
+//! own adapters:
+//!
+//! - **conformance suites**: one macro per storage port that expands into the
+//!   same `#[tokio::test]` cases for any backend. The memory and SQLite
+//!   stores both run them, and so can a host's own backend. The calling crate
+//!   needs `tokio` as a dev-dependency.
+//! - **fault injection**: [`Faults`], a switch that makes a port double fail,
+//!   time out or report an unknown outcome on chosen calls.
+//! - **proptest strategies** for money, ids and instants ([`strategies`]).
+//!
+//! ```
+//! use citycard_testkit::{idempotency_store_conformance, audit_log_conformance};
+//! use citycard_core::{MemoryAuditLog, MemoryIdempotencyStore};
+//!
+//! async fn idempotency_store() -> MemoryIdempotencyStore { MemoryIdempotencyStore::new() }
+//! async fn audit_log() -> MemoryAuditLog { MemoryAuditLog::new() }
+//!
+//! // In a test file these expand into `#[tokio::test]` functions.
+//! idempotency_store_conformance!(idempotency_store);
+//! audit_log_conformance!(audit_log);
+//! # fn main() {}
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod conformance;
+pub mod faults;
+pub mod strategies;
+
+#[cfg(feature = "binding")]
+pub mod binding;
+#[cfg(feature = "healthcare")]
+pub mod healthcare;
+#[cfg(feature = "identity")]
+pub mod identity;
+#[cfg(feature = "ledger")]
+pub mod ledger;
+#[cfg(feature = "transit")]
+pub mod transit;
+
+pub use citycard_core::ManualClock;
+pub use faults::{Fault, Faults};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use chrono;
+    pub use citycard_core;
+    pub use tokio;
+}

@@ -1,0 +1,14 @@
+//! The core conformance suites run against the in-memory stores.
+use citycard_core::{MemoryAuditLog, MemoryIdempotencyStore};
+use citycard_testkit::{audit_log_conformance, idempotency_store_conformance};
+
+async fn idempotency_store() -> MemoryIdempotencyStore {
+    MemoryIdempotencyStore::new()
+}
+
+async fn audit_log() -> MemoryAuditLog {
+    MemoryAuditLog::new()
+}
+
+idempotency_store_conformance!(idempotency_store);
+audit_log_conformance!(audit_log);
