@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use citycard_core::{ClassifiedError, ErrorClass, StoreError};
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+pub use rusqlite::Connection;
+use rusqlite::{ErrorCode, OpenFlags, OptionalExtension, params};
 
 /// `PRAGMA application_id` of a citycard database: "CCRD" in ASCII.
 pub const APPLICATION_ID: i32 = 0x4343_5244;
