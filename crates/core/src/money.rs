@@ -366,18 +366,20 @@ impl<'de> Deserialize<'de> for Money {
     }
 }
 
-/// Sum of amounts. Panics on overflow like integer sums in debug builds do;
-/// prefer [`Money::checked_sum`] wherever the inputs are not already bounded.
-impl Sum for Money {
-    fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
-        Money::checked_sum(iter).expect("money sum overflowed; use Money::checked_sum")
-    }
-}
-
 /// Checked sum: `iter.sum::<Result<Money, MoneyError>>()`.
+///
+/// There is deliberately no `Sum for Money`: a sum that could only report
+/// overflow by panicking has no place near money.
 impl Sum<Money> for Result<Money, MoneyError> {
     fn sum<I: Iterator<Item = Money>>(iter: I) -> Self {
         Money::checked_sum(iter)
+    }
+}
+
+/// Checked sum over references.
+impl<'a> Sum<&'a Money> for Result<Money, MoneyError> {
+    fn sum<I: Iterator<Item = &'a Money>>(iter: I) -> Self {
+        Money::checked_sum(iter.copied())
     }
 }
 
