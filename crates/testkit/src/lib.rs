@@ -48,5 +48,9 @@ pub use faults::{Fault, Faults};
 pub mod __private {
     pub use chrono;
     pub use citycard_core;
+    #[cfg(feature = "identity")]
+    pub use citycard_identity;
     pub use tokio;
+    #[cfg(feature = "healthcare")]
+    pub use citycard_healthcare;
 }
