@@ -5,6 +5,213 @@
 //! platform side: the binding flow with consent, the card-wallet pass, family
 //! delegation, and the failures a user meets with what to do next.
 //!
-//! This crate is being filled in; see the workspace README for status.
+//! The crate needs identity and the ledger only through ports defined here
+//! ([`RealNameCheck`], [`IdNumberIndex`], [`CardFunds`], [`BalanceSource`]);
+//! the facade implements them. [`CardIssuer`] and [`PlatformWallet`] are the
+//! issuer's check and the platform's card wallet (卡包); [`RegistryCardIssuer`]
+//! and [`SimulatedWallet`] are in-process implementations.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use citycard_binding::*;
+//! use citycard_core::*;
+//!
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0));
+//! let index = KeyedHashIndex::new(b"demo key");
+//! let real_names = Arc::new(StaticRealNames::new(index.clone()));
+//! let cards: Arc<dyn CardStore> = Arc::new(MemoryCardStore::new());
+//! let wallet = Arc::new(SimulatedWallet::new());
+//! let funds = Arc::new(MemoryFunds::new(clock.clone()));
+//! let service = CardService::new(
+//!     CardPorts {
+//!         cards: cards.clone(),
+//!         bindings: Arc::new(MemoryBindingStore::new()),
+//!         delegations: Arc::new(MemoryDelegationStore::new()),
+//!         idempotency: Arc::new(MemoryIdempotencyStore::new()),
+//!         audit: Arc::new(MemoryAuditLog::new()),
+//!         clock: clock.clone(),
+//!         ids: Arc::new(SequentialIdGenerator::new()),
+//!         real_names: real_names.clone(),
+//!         id_index: Arc::new(index.clone()),
+//!         issuer: Arc::new(RegistryCardIssuer::new(cards, Arc::new(index))),
+//!         wallet: wallet.clone(),
+//!         funds: funds.clone(),
+//!         balances: funds,
+//!     },
+//!     BindingConfig::default(),
+//! );
+//!
+//! // The issuer issues a card; the holder's Alipay account is real-name verified.
+//! let holder = PersonId::parse("psn-li")?;
+//! let id_number = Sensitive::new("330106199003071234".to_string());
+//! real_names.add_person(&holder, &id_number);
+//! let account = PlatformAccountId::parse("pac-2088")?;
+//! real_names.verify_account(&Platform::Alipay, &account, &holder);
+//! let operator = Principal::Operator { operator: OperatorId::parse("opr-1")? };
+//! let card = service.issue_card(&operator, &"issue-1".parse()?, &IssueCard {
+//!     number: "3301000012345678".into(),
+//!     kind: "standard".into(),
+//!     holder: holder.clone(),
+//!     id_number: id_number.clone(),
+//!     wallet_account: WalletAccountRef::parse("wac-1")?,
+//!     services: None,
+//!     platforms: None,
+//! }).await?;
+//!
+//! // The holder binds it from the Alipay app.
+//! let request = BindRequest {
+//!     platform: Platform::Alipay,
+//!     account,
+//!     card_number: "3301 0000 1234 5678".into(),
+//!     id_number,
+//!     consent: ConsentInput {
+//!         purpose: "use the citizen card in Alipay".into(),
+//!         data_categories: [DataCategory::CardNumber, DataCategory::Balance].into(),
+//!         text_version: "2026-01".into(),
+//!         channel: "alipay_app".into(),
+//!     },
+//! };
+//! let me = Principal::cardholder(holder);
+//! let receipt = service.bind(&me, &"bind-1".parse()?, &request).await?;
+//! assert_eq!(receipt.state, BindingState::Active);
+//! assert!(receipt.services.contains(&Service::Transit));
+//! assert_eq!(wallet.passes().len(), 1);
+//!
+//! // A lost card suspends the binding and its pass.
+//! service.report_lost(&me, &"lost-1".parse()?, &card.id).await?;
+//! let err = service.ensure_service(&me, &receipt.binding, &Service::Transit).await.unwrap_err();
+//! assert!(matches!(err, BindingError::CardNotActive { .. }));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! ## Design decisions not fixed by the design document
+//!
+//! - **Ids vs. numbers.** A card has an internal [`CardId`] and a printed
+//!   [`CardNumber`]; the number format is data ([`CardRules`], embedded from
+//!   `data/card_rules.json`, replaceable by the host).
+//! - **Blind index only.** The registry keeps the holder's ID number only as
+//!   a [`BlindIndex`] from [`IdNumberIndex`]; idempotency fingerprints of a
+//!   bind request use the blind index too, never the number.
+//! - **Step order.** Steps run in the issue's order 1–6. An unknown card
+//!   number answers "details do not match", like a wrong ID number, and
+//!   counts toward the per-account mismatch limit.
+//! - **Replayed answers.** Definitive refusals are stored under the
+//!   idempotency key and replayed; "processing", "retry later" and "too many
+//!   attempts" are not, so a retry with the same key resumes the same pending
+//!   binding (same pass serial).
+//! - **Settling.** Wallet writes are retried with the same serial; an
+//!   ambiguous failure is resolved by reading the pass back. If the pass is
+//!   still not confirmed after the configured attempts, the flow compensates
+//!   by removing the pass (idempotent) and marking the binding removed
+//!   (`binding_failed`); if even that cannot be confirmed, the binding stays
+//!   pending and the caller gets "processing". One process settles a given
+//!   binding at a time (an in-process guard); hosts running several
+//!   instances route [`CardService::settle_pending`] to one of them.
+//! - **Card events vs. concurrent binds.** Card events update settled
+//!   bindings; a binding being settled re-reads its card right after
+//!   activation and follows it. Both sides write then read, so one of them
+//!   always sees the other and no active binding stays on an inactive card.
+//! - **Replacement** moves each binding to the new card with a new pass
+//!   serial: the old pass is removed (`card_replaced`) and a new one added.
+//! - **Wallet failures during card events** never block the card event: the
+//!   binding state changes, and the binding is listed in
+//!   [`CardChange::passes_unsynced`] for [`CardService::resync_pass`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod error;
+pub mod model;
+pub mod ports;
+pub mod service;
+pub mod sim;
+pub mod store;
+
+pub use error::{BindingError, PortError};
+pub use model::{
+    BalanceView, Binding, BindingId, BindingReceipt, BindingState, BlindIndex, Card, CardId,
+    CardKind, CardNumber, CardNumberCharset, CardNumberFormat, CardRules, CardStatus, ConsentInput,
+    ConsentRecord, DataCategory, Delegation, PassSerial, PassStatus, PassUpdate, Relation,
+    RemovalReason, Service, ServiceSet, WalletAccountRef, WalletPass,
+};
+pub use ports::{
+    BalanceSource, CardFunds, CardIssuer, IdNumberIndex, IssuerVerdict, PlatformWallet,
+    RealNameCheck,
+};
+pub use service::{
+    BindRequest, BindingConfig, CardChange, CardPorts, CardService, GrantDelegation, IssueCard,
+    ReplaceCard, WalletView,
+};
+pub use sim::{KeyedHashIndex, MemoryFunds, RegistryCardIssuer, SimulatedWallet, StaticRealNames};
+pub use store::{
+    BindingStore, CardStore, DelegationStore, MemoryBindingStore, MemoryCardStore,
+    MemoryDelegationStore,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_rules_parse() {
+        let rules = CardRules::from_json(model::DEFAULT_CARD_RULES_JSON).expect("embedded rules");
+        assert!(rules.kinds.iter().any(|k| k == "elderly"));
+        assert!(rules.default_services.contains(&Service::Transit));
+        assert!(
+            rules
+                .default_platforms
+                .contains(&citycard_core::Platform::Alipay)
+        );
+    }
+
+    #[test]
+    fn card_numbers_follow_the_configured_format() {
+        let rules = CardRules::embedded();
+        let f = &rules.number_format;
+        assert!(CardNumber::parse("3301 0000 1234", f).is_ok());
+        assert!(CardNumber::parse("1234567", f).is_err()); // 7 digits, min is 8
+        assert!(CardNumber::parse("33010000123A", f).is_err());
+        let prefixed = CardNumberFormat {
+            prefixes: vec!["3301".into()],
+            ..f.clone()
+        };
+        assert!(CardNumber::parse("33019999", &prefixed).is_ok());
+        assert!(CardNumber::parse("44019999", &prefixed).is_err());
+        let n = CardNumber::parse("3301000012345678", f).expect("valid");
+        assert_eq!(n.to_string(), "330*********5678");
+        assert!(!format!("{n:?}").contains("00001234"));
+    }
+
+    #[test]
+    fn binding_state_machine() {
+        use BindingState::*;
+        assert!(Pending.can_become(Active));
+        assert!(Active.can_become(Suspended) && Suspended.can_become(Active));
+        assert!(!Removed.can_become(Active) && !Removed.can_become(Pending));
+        assert!(!Active.can_become(Pending));
+        assert!(!Removed.is_live() && Pending.is_live());
+    }
+
+    #[test]
+    fn kinds_and_services_round_trip_through_codes() {
+        for k in ["standard", "elderly", "student", "disabled", "veteran"] {
+            assert_eq!(CardKind::from_code(k).code(), k);
+        }
+        for s in [
+            "transit",
+            "healthcare",
+            "social_insurance",
+            "wallet",
+            "parking",
+        ] {
+            assert_eq!(Service::from_code(s).code(), s);
+        }
+        let json = serde_json::to_string(&CardStatus::Replaced {
+            by: CardId::parse("card-2").expect("id"),
+        })
+        .expect("json");
+        assert_eq!(json, r#"{"status":"replaced","by":"card-2"}"#);
+    }
+}
