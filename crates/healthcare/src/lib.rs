@@ -40,3 +40,13 @@ pub use settlement::{
     PersonType, SettlementBreakdown, SettlementEngine, SettlementInput, SettlementParameters,
     VisitType,
 };
+pub mod appointments;
+pub mod ids;
+pub use appointments::{
+    Appointment, AppointmentService, AppointmentStatus, AppointmentStore, BookRequest, Booking,
+    BookingPolicy, CancelledBy, Department, Doctor, Hospital, MemoryAppointmentStore,
+    MemoryPatientDirectory, PatientDirectory, PatientRecord, Session, Slot, SlotStatus, SlotView,
+};
+pub use ids::{
+    AppointmentId, DepartmentId, DoctorId, EmployerId, HospitalId, SettlementId, SlotId,
+};

@@ -1,2 +1,670 @@
 //! Test support for citycard-healthcare: conformance suites for its storage ports,
 //! fault-injecting doubles of its remote ports, and proptest strategies.
+//!
+//! The helpers below build slots and booking requests for the suites; hosts may use them
+//! for their own backends' tests too.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use citycard_core::{IdempotencyKey, PersonId, Principal};
+use citycard_healthcare::appointments::{BookingRequest, Quota};
+use citycard_healthcare::{
+    Appointment, AppointmentId, AppointmentStatus, DepartmentId, HospitalId, Session, Slot, SlotId,
+    SlotStatus,
+};
+
+/// The civil date used by the suites (a Monday).
+pub fn suite_date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 3, 9).unwrap_or_default()
+}
+
+/// 08:00 China time on the suite date, plus `hours`.
+pub fn suite_time(hours: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 9, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+        + Duration::hours(hours)
+}
+
+/// A morning slot of department `dep` on `date`, 08:00-12:00 China time, open.
+pub fn slot(id: &str, dep: &str, date: NaiveDate, capacity: u32) -> Slot {
+    let day_start = citycard_core::start_of_civil_day(date);
+    Slot {
+        id: SlotId::parse(id)
+            .unwrap_or_else(|_| SlotId::parse("slot-bad").unwrap_or_else(|_| unreachable!())),
+        hospital: HospitalId::parse("hsp-1").unwrap_or_else(|_| unreachable!()),
+        department: DepartmentId::parse(dep).unwrap_or_else(|_| unreachable!()),
+        doctor: None,
+        date,
+        session: Session::Morning,
+        start: day_start + Duration::hours(8),
+        end: day_start + Duration::hours(12),
+        capacity,
+        status: SlotStatus::Open,
+    }
+}
+
+/// Generous quotas (nothing limits but capacity).
+pub fn no_quota() -> Quota {
+    Quota {
+        per_department_session: 100,
+        per_day: 100,
+        per_week: 100,
+        per_month: 100,
+    }
+}
+
+/// A booking request for `patient` on `slot` with key `key` and appointment id `id`.
+pub fn booking(
+    slot: &Slot,
+    id: &str,
+    patient: &str,
+    key: &str,
+    quota: Quota,
+    waitlist: bool,
+) -> BookingRequest {
+    let patient = PersonId::parse(patient).unwrap_or_else(|_| unreachable!());
+    let at = slot.start - Duration::days(1);
+    let date = slot.date;
+    BookingRequest {
+        appointment: Appointment {
+            id: AppointmentId::parse(id).unwrap_or_else(|_| unreachable!()),
+            slot: slot.id.clone(),
+            hospital: slot.hospital.clone(),
+            department: slot.department.clone(),
+            date,
+            session: slot.session,
+            start: slot.start,
+            end: slot.end,
+            patient: patient.clone(),
+            booked_by: Principal::cardholder(patient),
+            status: AppointmentStatus::Booked,
+            queue_number: None,
+            expected_at: None,
+            booking_key: IdempotencyKey::parse(key).unwrap_or_else(|_| unreachable!()),
+            created_at: at,
+            updated_at: at,
+            cancellation: None,
+        },
+        quota,
+        week: {
+            let monday = date - Duration::days(i64::from(date.weekday().num_days_from_monday()));
+            (monday, monday + Duration::days(6))
+        },
+        month: {
+            let first = date.with_day(1).unwrap_or(date);
+            (first, first + Duration::days(27))
+        },
+        allow_waitlist: waitlist,
+    }
+}
+
+/// The conformance suite for [`AppointmentStore`](citycard_healthcare::AppointmentStore).
+///
+/// The factory must return a fresh, empty store that is `Send + Sync + 'static`.
+#[macro_export]
+macro_rules! appointment_store_conformance {
+    ($factory:ident) => {
+        #[allow(clippy::unwrap_used, clippy::panic)]
+        mod appointment_store_conformance {
+            use std::sync::Arc;
+
+            use $crate::__private::citycard_core::Principal;
+            use $crate::__private::citycard_healthcare::appointments::{
+                BookingDecision, CancelDecision, Cancellation, CancelledBy, QuotaKind,
+                TransitionDecision,
+            };
+            use $crate::__private::citycard_healthcare::{
+                AppointmentId, AppointmentStatus, AppointmentStore, DepartmentId, SlotId,
+                SlotStatus,
+            };
+            use $crate::healthcare::{booking, no_quota, slot, suite_date, suite_time};
+
+            fn booked(d: BookingDecision) -> $crate::__private::citycard_healthcare::Appointment {
+                match d {
+                    BookingDecision::Booked { appointment } => appointment,
+                    other => panic!("expected booked, got {other:?}"),
+                }
+            }
+
+            fn cancellation(by: CancelledBy) -> Cancellation {
+                Cancellation {
+                    by,
+                    reason: "test".into(),
+                    at: suite_time(1),
+                }
+            }
+
+            #[tokio::test]
+            async fn slots_are_stored_with_counts_and_listed_in_order() {
+                let store = super::$factory().await;
+                let late = {
+                    let mut s = slot("slot-b", "dep-1", suite_date(), 5);
+                    s.start += $crate::__private::chrono::Duration::hours(5);
+                    s.end += $crate::__private::chrono::Duration::hours(5);
+                    s
+                };
+                store.put_slot(&late).await.unwrap();
+                store
+                    .put_slot(&slot("slot-a", "dep-1", suite_date(), 3))
+                    .await
+                    .unwrap();
+                store
+                    .put_slot(&slot("slot-c", "dep-2", suite_date(), 3))
+                    .await
+                    .unwrap();
+                let view = store
+                    .slot(&SlotId::parse("slot-a").unwrap())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    (view.booked, view.waitlisted, view.issued, view.remaining()),
+                    (0, 0, 0, 3)
+                );
+                let list = store
+                    .department_slots(&DepartmentId::parse("dep-1").unwrap(), suite_date())
+                    .await
+                    .unwrap();
+                let ids: Vec<&str> = list.iter().map(|v| v.slot.id.as_str()).collect();
+                assert_eq!(ids, ["slot-a", "slot-b"]);
+                assert!(
+                    store
+                        .slot(&SlotId::parse("slot-x").unwrap())
+                        .await
+                        .unwrap()
+                        .is_none()
+                );
+            }
+
+            #[tokio::test]
+            async fn bookings_fill_capacity_with_queue_numbers_then_refuse_or_waitlist() {
+                let store = super::$factory().await;
+                let s = slot("slot-1", "dep-1", suite_date(), 2);
+                store.put_slot(&s).await.unwrap();
+                let a1 = booked(
+                    store
+                        .book(&booking(&s, "apt-1", "psn-1", "k1", no_quota(), false))
+                        .await
+                        .unwrap(),
+                );
+                let a2 = booked(
+                    store
+                        .book(&booking(&s, "apt-2", "psn-2", "k2", no_quota(), false))
+                        .await
+                        .unwrap(),
+                );
+                assert_eq!((a1.queue_number, a2.queue_number), (Some(1), Some(2)));
+                assert_eq!(a1.expected_at, Some(s.start));
+                assert_eq!(
+                    a2.expected_at,
+                    Some(s.start + $crate::__private::chrono::Duration::hours(2))
+                );
+                assert_eq!(a1.status, AppointmentStatus::Booked);
+                assert_eq!(
+                    store
+                        .book(&booking(&s, "apt-3", "psn-3", "k3", no_quota(), false))
+                        .await
+                        .unwrap(),
+                    BookingDecision::Full
+                );
+                match store
+                    .book(&booking(&s, "apt-4", "psn-4", "k4", no_quota(), true))
+                    .await
+                    .unwrap()
+                {
+                    BookingDecision::Waitlisted { appointment } => {
+                        assert_eq!(appointment.status, AppointmentStatus::Waitlist);
+                        assert_eq!(appointment.queue_number, None);
+                    }
+                    other => panic!("expected waitlisted, got {other:?}"),
+                }
+                let view = store.slot(&s.id).await.unwrap().unwrap();
+                assert_eq!((view.booked, view.waitlisted, view.issued), (2, 1, 2));
+                // A refused booking left nothing behind.
+                assert!(
+                    store
+                        .appointment(&AppointmentId::parse("apt-3").unwrap())
+                        .await
+                        .unwrap()
+                        .is_none()
+                );
+                let stored = store.appointment(&a1.id).await.unwrap().unwrap();
+                assert_eq!(stored, a1);
+            }
+
+            #[tokio::test]
+            async fn the_same_key_replays_and_a_reused_key_is_refused() {
+                let store = super::$factory().await;
+                let s = slot("slot-1", "dep-1", suite_date(), 3);
+                let t = slot("slot-2", "dep-2", suite_date(), 3);
+                store.put_slot(&s).await.unwrap();
+                store.put_slot(&t).await.unwrap();
+                let first = booked(
+                    store
+                        .book(&booking(&s, "apt-1", "psn-1", "k1", no_quota(), false))
+                        .await
+                        .unwrap(),
+                );
+                match store
+                    .book(&booking(&s, "apt-9", "psn-1", "k1", no_quota(), false))
+                    .await
+                    .unwrap()
+                {
+                    BookingDecision::Duplicate { appointment } => assert_eq!(appointment, first),
+                    other => panic!("expected duplicate, got {other:?}"),
+                }
+                assert_eq!(
+                    store
+                        .book(&booking(&t, "apt-8", "psn-1", "k1", no_quota(), false))
+                        .await
+                        .unwrap(),
+                    BookingDecision::KeyReused
+                );
+                // Another patient may use the same key string.
+                booked(
+                    store
+                        .book(&booking(&s, "apt-2", "psn-2", "k1", no_quota(), false))
+                        .await
+                        .unwrap(),
+                );
+                assert_eq!(store.slot(&s.id).await.unwrap().unwrap().booked, 2);
+            }
+
+            #[tokio::test]
+            async fn quotas_are_enforced_per_session_day_week_and_month() {
+                let store = super::$factory().await;
+                let d = suite_date();
+                let s1 = slot("slot-1", "dep-1", d, 9);
+                let s2 = slot("slot-2", "dep-2", d, 9);
+                let s3 = slot(
+                    "slot-3",
+                    "dep-3",
+                    d + $crate::__private::chrono::Duration::days(1),
+                    9,
+                );
+                let s4 = slot(
+                    "slot-4",
+                    "dep-4",
+                    d + $crate::__private::chrono::Duration::days(2),
+                    9,
+                );
+                for s in [&s1, &s2, &s3, &s4] {
+                    store.put_slot(s).await.unwrap();
+                }
+                let mut q = no_quota();
+                q.per_department_session = 1;
+                q.per_day = 2;
+                q.per_week = 3;
+                booked(
+                    store
+                        .book(&booking(&s1, "apt-1", "psn-1", "k1", q, false))
+                        .await
+                        .unwrap(),
+                );
+                assert_eq!(
+                    store
+                        .book(&booking(&s1, "apt-2", "psn-1", "k2", q, false))
+                        .await
+                        .unwrap(),
+                    BookingDecision::QuotaExceeded {
+                        kind: QuotaKind::DepartmentSession
+                    }
+                );
+                booked(
+                    store
+                        .book(&booking(&s2, "apt-3", "psn-1", "k3", q, false))
+                        .await
+                        .unwrap(),
+                );
+                let s1b = slot("slot-5", "dep-5", d, 9);
+                store.put_slot(&s1b).await.unwrap();
+                assert_eq!(
+                    store
+                        .book(&booking(&s1b, "apt-4", "psn-1", "k4", q, false))
+                        .await
+                        .unwrap(),
+                    BookingDecision::QuotaExceeded {
+                        kind: QuotaKind::Day
+                    }
+                );
+                booked(
+                    store
+                        .book(&booking(&s3, "apt-5", "psn-1", "k5", q, false))
+                        .await
+                        .unwrap(),
+                );
+                assert_eq!(
+                    store
+                        .book(&booking(&s4, "apt-6", "psn-1", "k6", q, false))
+                        .await
+                        .unwrap(),
+                    BookingDecision::QuotaExceeded {
+                        kind: QuotaKind::Week
+                    }
+                );
+                q.per_week = 10;
+                q.per_month = 3;
+                assert_eq!(
+                    store
+                        .book(&booking(&s4, "apt-7", "psn-1", "k7", q, false))
+                        .await
+                        .unwrap(),
+                    BookingDecision::QuotaExceeded {
+                        kind: QuotaKind::Month
+                    }
+                );
+                // A cancelled booking no longer counts.
+                store
+                    .cancel(
+                        &AppointmentId::parse("apt-5").unwrap(),
+                        &cancellation(CancelledBy::Patient),
+                    )
+                    .await
+                    .unwrap();
+                booked(
+                    store
+                        .book(&booking(&s4, "apt-8", "psn-1", "k8", q, false))
+                        .await
+                        .unwrap(),
+                );
+                // Other patients are not affected.
+                booked(
+                    store
+                        .book(&booking(&s1, "apt-9", "psn-2", "k1", q, false))
+                        .await
+                        .unwrap(),
+                );
+            }
+
+            #[tokio::test]
+            async fn cancelling_promotes_the_first_waitlisted_patient() {
+                let store = super::$factory().await;
+                let s = slot("slot-1", "dep-1", suite_date(), 1);
+                store.put_slot(&s).await.unwrap();
+                let a1 = booked(
+                    store
+                        .book(&booking(&s, "apt-1", "psn-1", "k1", no_quota(), false))
+                        .await
+                        .unwrap(),
+                );
+                store
+                    .book(&booking(&s, "apt-2", "psn-2", "k2", no_quota(), true))
+                    .await
+                    .unwrap();
+                store
+                    .book(&booking(&s, "apt-3", "psn-3", "k3", no_quota(), true))
+                    .await
+                    .unwrap();
+                match store
+                    .cancel(&a1.id, &cancellation(CancelledBy::Patient))
+                    .await
+                    .unwrap()
+                {
+                    CancelDecision::Cancelled {
+                        cancelled,
+                        promoted,
+                    } => {
+                        assert_eq!(cancelled.status, AppointmentStatus::Cancelled);
+                        assert_eq!(cancelled.cancellation.unwrap().by, CancelledBy::Patient);
+                        let p = promoted.unwrap();
+                        assert_eq!(p.id.as_str(), "apt-2");
+                        assert_eq!(p.status, AppointmentStatus::Booked);
+                        assert_eq!(p.queue_number, Some(2));
+                        assert!(p.expected_at.is_some());
+                    }
+                    other => panic!("expected cancelled, got {other:?}"),
+                }
+                let view = store.slot(&s.id).await.unwrap().unwrap();
+                assert_eq!((view.booked, view.waitlisted, view.issued), (1, 1, 2));
+                // Cancelling a waitlisted patient promotes nobody.
+                match store
+                    .cancel(
+                        &AppointmentId::parse("apt-3").unwrap(),
+                        &cancellation(CancelledBy::Facility),
+                    )
+                    .await
+                    .unwrap()
+                {
+                    CancelDecision::Cancelled { promoted, .. } => assert!(promoted.is_none()),
+                    other => panic!("expected cancelled, got {other:?}"),
+                }
+                assert_eq!(store.slot(&s.id).await.unwrap().unwrap().waitlisted, 0);
+                assert_eq!(
+                    store
+                        .cancel(&a1.id, &cancellation(CancelledBy::Patient))
+                        .await
+                        .unwrap(),
+                    CancelDecision::WrongState {
+                        status: AppointmentStatus::Cancelled
+                    }
+                );
+                assert_eq!(
+                    store
+                        .cancel(
+                            &AppointmentId::parse("apt-x").unwrap(),
+                            &cancellation(CancelledBy::Patient)
+                        )
+                        .await
+                        .unwrap(),
+                    CancelDecision::NotFound
+                );
+            }
+
+            #[tokio::test]
+            async fn closed_and_unknown_slots_are_refused() {
+                let store = super::$factory().await;
+                let mut s = slot("slot-1", "dep-1", suite_date(), 2);
+                s.status = SlotStatus::Closed;
+                store.put_slot(&s).await.unwrap();
+                assert_eq!(
+                    store
+                        .book(&booking(&s, "apt-1", "psn-1", "k1", no_quota(), true))
+                        .await
+                        .unwrap(),
+                    BookingDecision::SlotClosed
+                );
+                let ghost = slot("slot-ghost", "dep-1", suite_date(), 2);
+                assert_eq!(
+                    store
+                        .book(&booking(&ghost, "apt-2", "psn-1", "k2", no_quota(), true))
+                        .await
+                        .unwrap(),
+                    BookingDecision::SlotNotFound
+                );
+            }
+
+            #[tokio::test]
+            async fn transitions_only_move_forward_and_compare_the_current_state() {
+                let store = super::$factory().await;
+                let s = slot("slot-1", "dep-1", suite_date(), 2);
+                store.put_slot(&s).await.unwrap();
+                let a = booked(
+                    store
+                        .book(&booking(&s, "apt-1", "psn-1", "k1", no_quota(), false))
+                        .await
+                        .unwrap(),
+                );
+                match store
+                    .transition(
+                        &a.id,
+                        AppointmentStatus::Booked,
+                        AppointmentStatus::Arrived,
+                        suite_time(2),
+                    )
+                    .await
+                    .unwrap()
+                {
+                    TransitionDecision::Moved { appointment } => {
+                        assert_eq!(appointment.status, AppointmentStatus::Arrived);
+                        assert_eq!(appointment.updated_at, suite_time(2));
+                    }
+                    other => panic!("expected moved, got {other:?}"),
+                }
+                assert_eq!(
+                    store
+                        .transition(
+                            &a.id,
+                            AppointmentStatus::Booked,
+                            AppointmentStatus::Arrived,
+                            suite_time(3)
+                        )
+                        .await
+                        .unwrap(),
+                    TransitionDecision::WrongState {
+                        status: AppointmentStatus::Arrived
+                    }
+                );
+                assert_eq!(
+                    store
+                        .transition(
+                            &a.id,
+                            AppointmentStatus::Arrived,
+                            AppointmentStatus::Booked,
+                            suite_time(3)
+                        )
+                        .await
+                        .unwrap(),
+                    TransitionDecision::WrongState {
+                        status: AppointmentStatus::Arrived
+                    }
+                );
+                assert!(matches!(
+                    store
+                        .transition(
+                            &a.id,
+                            AppointmentStatus::Arrived,
+                            AppointmentStatus::Fulfilled,
+                            suite_time(3)
+                        )
+                        .await
+                        .unwrap(),
+                    TransitionDecision::Moved { .. }
+                ));
+                assert_eq!(
+                    store
+                        .transition(
+                            &AppointmentId::parse("apt-x").unwrap(),
+                            AppointmentStatus::Booked,
+                            AppointmentStatus::Arrived,
+                            suite_time(3)
+                        )
+                        .await
+                        .unwrap(),
+                    TransitionDecision::NotFound
+                );
+                // Cancellation goes through cancel, which frees the place.
+                let b = booked(
+                    store
+                        .book(&booking(&s, "apt-2", "psn-2", "k2", no_quota(), false))
+                        .await
+                        .unwrap(),
+                );
+                assert!(matches!(
+                    store
+                        .transition(
+                            &b.id,
+                            AppointmentStatus::Booked,
+                            AppointmentStatus::Cancelled,
+                            suite_time(3)
+                        )
+                        .await
+                        .unwrap(),
+                    TransitionDecision::WrongState { .. }
+                ));
+            }
+
+            #[tokio::test]
+            async fn booked_appointments_past_their_session_are_listed_for_no_shows() {
+                let store = super::$factory().await;
+                let s = slot("slot-1", "dep-1", suite_date(), 3);
+                store.put_slot(&s).await.unwrap();
+                let a = booked(
+                    store
+                        .book(&booking(&s, "apt-1", "psn-1", "k1", no_quota(), false))
+                        .await
+                        .unwrap(),
+                );
+                let b = booked(
+                    store
+                        .book(&booking(&s, "apt-2", "psn-2", "k2", no_quota(), false))
+                        .await
+                        .unwrap(),
+                );
+                store
+                    .transition(
+                        &b.id,
+                        AppointmentStatus::Booked,
+                        AppointmentStatus::CheckedIn,
+                        suite_time(1),
+                    )
+                    .await
+                    .unwrap();
+                assert!(
+                    store
+                        .booked_ending_before(s.end, 10)
+                        .await
+                        .unwrap()
+                        .is_empty()
+                );
+                let due = store
+                    .booked_ending_before(
+                        s.end + $crate::__private::chrono::Duration::seconds(1),
+                        10,
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    due.iter().map(|x| x.id.clone()).collect::<Vec<_>>(),
+                    vec![a.id.clone()]
+                );
+                let mine = store.patient_appointments(&a.patient).await.unwrap();
+                assert_eq!(mine, vec![a]);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_bookings_never_overbook() {
+                for (n, capacity) in [(20u32, 7u32), (5, 9)] {
+                    let store = Arc::new(super::$factory().await);
+                    let s = slot("slot-1", "dep-1", suite_date(), capacity);
+                    store.put_slot(&s).await.unwrap();
+                    let mut tasks = Vec::new();
+                    for i in 0..n {
+                        let store = Arc::clone(&store);
+                        let s = s.clone();
+                        tasks.push($crate::__private::tokio::spawn(async move {
+                            let req = booking(
+                                &s,
+                                &format!("apt-{i}"),
+                                &format!("psn-{i}"),
+                                "k",
+                                no_quota(),
+                                false,
+                            );
+                            store.book(&req).await.unwrap()
+                        }));
+                    }
+                    let mut queue_numbers = Vec::new();
+                    let mut full = 0;
+                    for t in tasks {
+                        match t.await.unwrap() {
+                            BookingDecision::Booked { appointment } => {
+                                queue_numbers.push(appointment.queue_number.unwrap())
+                            }
+                            BookingDecision::Full => full += 1,
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    }
+                    queue_numbers.sort_unstable();
+                    let expected: Vec<u32> = (1..=n.min(capacity)).collect();
+                    assert_eq!(queue_numbers, expected);
+                    assert_eq!(full, n - n.min(capacity));
+                    assert_eq!(
+                        store.slot(&s.id).await.unwrap().unwrap().booked,
+                        n.min(capacity)
+                    );
+                    let _ = Principal::System;
+                }
+            }
+        }
+    };
+}

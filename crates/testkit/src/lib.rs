@@ -48,6 +48,8 @@ pub use faults::{Fault, Faults};
 pub mod __private {
     pub use chrono;
     pub use citycard_core;
+    #[cfg(feature = "binding")]
+    pub use citycard_binding;
     #[cfg(feature = "identity")]
     pub use citycard_identity;
     pub use tokio;

@@ -1,0 +1,728 @@
+//! Appointments: hospitals, slots with a capacity, real-name booking, FHIR-like states.
+//!
+//! The [`AppointmentStore`] port decides every booking and cancellation atomically (capacity,
+//! quotas, queue numbers, waitlist promotion), so a slot is never overbooked whatever the
+//! concurrency. The [`AppointmentService`] checks who acts, real-name status, the booking
+//! window, bans and cut-offs, and leaves audit records.
+
+mod memory;
+mod service;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use citycard_core::{IdempotencyKey, PersonId, Principal, StoreError};
+use serde::{Deserialize, Serialize};
+
+pub use memory::MemoryAppointmentStore;
+pub use service::{AppointmentService, BookRequest, Booking, NoShowSweep};
+
+use crate::error::HealthcareError;
+use crate::ids::{AppointmentId, DepartmentId, DoctorId, HospitalId, SlotId};
+use crate::settlement::HospitalLevel;
+
+/// A hospital.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hospital {
+    /// Its id.
+    pub id: HospitalId,
+    /// Its public name.
+    pub name: String,
+    /// Its level.
+    pub level: HospitalLevel,
+}
+
+/// A department of a hospital.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Department {
+    /// Its id.
+    pub id: DepartmentId,
+    /// The hospital.
+    pub hospital: HospitalId,
+    /// Its public name.
+    pub name: String,
+}
+
+/// A doctor (public professional data, not a patient's personal data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Doctor {
+    /// Its id.
+    pub id: DoctorId,
+    /// The department.
+    pub department: DepartmentId,
+    /// The doctor's public name.
+    pub name: String,
+    /// The title (主任医师, ...).
+    pub title: String,
+}
+
+/// A half-day clinic session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Session {
+    /// Morning (上午).
+    Morning,
+    /// Afternoon (下午).
+    Afternoon,
+    /// Evening (夜门诊).
+    Evening,
+}
+
+impl Session {
+    /// A stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Session::Morning => "morning",
+            Session::Afternoon => "afternoon",
+            Session::Evening => "evening",
+        }
+    }
+
+    /// The session for a code.
+    pub fn from_code(code: &str) -> Option<Session> {
+        [Session::Morning, Session::Afternoon, Session::Evening]
+            .into_iter()
+            .find(|s| s.code() == code)
+    }
+}
+
+/// Whether a slot takes bookings (FHIR Slot.status minus the derived busy states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotStatus {
+    /// Open for booking (FHIR `free`, or `busy` once full).
+    Open,
+    /// Closed by the facility (FHIR `busy-unavailable`).
+    Closed,
+    /// Created in error (FHIR `entered-in-error`).
+    EnteredInError,
+}
+
+impl SlotStatus {
+    /// A stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            SlotStatus::Open => "open",
+            SlotStatus::Closed => "closed",
+            SlotStatus::EnteredInError => "entered_in_error",
+        }
+    }
+
+    /// The status for a code.
+    pub fn from_code(code: &str) -> Option<SlotStatus> {
+        [
+            SlotStatus::Open,
+            SlotStatus::Closed,
+            SlotStatus::EnteredInError,
+        ]
+        .into_iter()
+        .find(|s| s.code() == code)
+    }
+}
+
+/// A bookable slot: one clinic session with a capacity (FHIR Slot plus a capacity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    /// Its id.
+    pub id: SlotId,
+    /// The hospital.
+    pub hospital: HospitalId,
+    /// The department.
+    pub department: DepartmentId,
+    /// The doctor, for a named doctor's clinic.
+    pub doctor: Option<DoctorId>,
+    /// The civil date.
+    pub date: NaiveDate,
+    /// The session.
+    pub session: Session,
+    /// Start of the session.
+    pub start: DateTime<Utc>,
+    /// End of the session.
+    pub end: DateTime<Utc>,
+    /// How many patients may be booked.
+    pub capacity: u32,
+    /// Open, closed or in error.
+    pub status: SlotStatus,
+}
+
+impl Slot {
+    /// The expected time of the `queue_number`-th patient: the session divided evenly.
+    pub fn expected_time(&self, queue_number: u32) -> DateTime<Utc> {
+        let span = (self.end - self.start).num_seconds().max(0);
+        let per = span / i64::from(self.capacity.max(1));
+        let offset = per.saturating_mul(i64::from(queue_number.saturating_sub(1)));
+        (self.start + Duration::seconds(offset)).min(self.end)
+    }
+}
+
+/// A slot with its booking counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotView {
+    /// The slot.
+    pub slot: Slot,
+    /// Appointments holding a place (booked, arrived, checked in, fulfilled, no-show).
+    pub booked: u32,
+    /// Patients on the waitlist.
+    pub waitlisted: u32,
+    /// Queue numbers issued so far (never reused).
+    pub issued: u32,
+}
+
+impl SlotView {
+    /// Places still free.
+    pub fn remaining(&self) -> u32 {
+        self.slot.capacity.saturating_sub(self.booked)
+    }
+}
+
+/// Appointment status, mirroring FHIR R4 `Appointment.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppointmentStatus {
+    /// Proposed, not yet confirmed.
+    Proposed,
+    /// Pending confirmation.
+    Pending,
+    /// Booked with a queue number.
+    Booked,
+    /// The patient has arrived.
+    Arrived,
+    /// The patient has checked in (报到).
+    CheckedIn,
+    /// Seen; done.
+    Fulfilled,
+    /// Cancelled by the patient or the facility.
+    Cancelled,
+    /// The patient did not come.
+    Noshow,
+    /// Created in error.
+    EnteredInError,
+    /// Waiting for a place.
+    Waitlist,
+}
+
+impl AppointmentStatus {
+    /// The FHIR code (`checked-in`, `entered-in-error`, ...).
+    pub fn code(self) -> &'static str {
+        match self {
+            AppointmentStatus::Proposed => "proposed",
+            AppointmentStatus::Pending => "pending",
+            AppointmentStatus::Booked => "booked",
+            AppointmentStatus::Arrived => "arrived",
+            AppointmentStatus::CheckedIn => "checked-in",
+            AppointmentStatus::Fulfilled => "fulfilled",
+            AppointmentStatus::Cancelled => "cancelled",
+            AppointmentStatus::Noshow => "noshow",
+            AppointmentStatus::EnteredInError => "entered-in-error",
+            AppointmentStatus::Waitlist => "waitlist",
+        }
+    }
+
+    /// The status for a FHIR code.
+    pub fn from_code(code: &str) -> Option<AppointmentStatus> {
+        use AppointmentStatus::*;
+        [
+            Proposed,
+            Pending,
+            Booked,
+            Arrived,
+            CheckedIn,
+            Fulfilled,
+            Cancelled,
+            Noshow,
+            EnteredInError,
+            Waitlist,
+        ]
+        .into_iter()
+        .find(|s| s.code() == code)
+    }
+
+    /// True for cancelled, noshow, fulfilled and entered-in-error: nothing follows.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            AppointmentStatus::Fulfilled
+                | AppointmentStatus::Cancelled
+                | AppointmentStatus::Noshow
+                | AppointmentStatus::EnteredInError
+        )
+    }
+
+    /// Whether the appointment holds one of the slot's places.
+    pub fn holds_place(self) -> bool {
+        matches!(
+            self,
+            AppointmentStatus::Booked
+                | AppointmentStatus::Arrived
+                | AppointmentStatus::CheckedIn
+                | AppointmentStatus::Fulfilled
+                | AppointmentStatus::Noshow
+        )
+    }
+
+    /// Whether the appointment counts against the patient's quotas.
+    pub fn counts_for_quota(self) -> bool {
+        matches!(
+            self,
+            AppointmentStatus::Booked
+                | AppointmentStatus::Arrived
+                | AppointmentStatus::CheckedIn
+                | AppointmentStatus::Fulfilled
+                | AppointmentStatus::Noshow
+                | AppointmentStatus::Waitlist
+        )
+    }
+
+    /// Whether a move to `next` is forward: states only move forward, terminal states never move.
+    pub fn can_move_to(self, next: AppointmentStatus) -> bool {
+        use AppointmentStatus::*;
+        match self {
+            Proposed => matches!(
+                next,
+                Pending | Booked | Waitlist | Cancelled | EnteredInError
+            ),
+            Pending => matches!(next, Booked | Waitlist | Cancelled | EnteredInError),
+            Waitlist => matches!(next, Booked | Cancelled | EnteredInError),
+            Booked => matches!(
+                next,
+                Arrived | CheckedIn | Fulfilled | Cancelled | Noshow | EnteredInError
+            ),
+            Arrived => matches!(next, CheckedIn | Fulfilled | EnteredInError),
+            CheckedIn => matches!(next, Fulfilled | EnteredInError),
+            Fulfilled | Cancelled | Noshow | EnteredInError => false,
+        }
+    }
+}
+
+/// Who cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelledBy {
+    /// The patient (or a delegate), before the cut-off.
+    Patient,
+    /// The facility (a doctor's leave, a closed clinic).
+    Facility,
+}
+
+impl CancelledBy {
+    /// A stable code (also the FHIR cancelation-reason code: `pat` / `prov`).
+    pub fn code(self) -> &'static str {
+        match self {
+            CancelledBy::Patient => "pat",
+            CancelledBy::Facility => "prov",
+        }
+    }
+
+    /// The party for a code.
+    pub fn from_code(code: &str) -> Option<CancelledBy> {
+        match code {
+            "pat" => Some(CancelledBy::Patient),
+            "prov" => Some(CancelledBy::Facility),
+            _ => None,
+        }
+    }
+}
+
+/// A cancellation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancellation {
+    /// Patient or facility.
+    pub by: CancelledBy,
+    /// A short reason (no personal data).
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// An appointment (FHIR Appointment, with a queue number and an expected time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appointment {
+    /// Its id.
+    pub id: AppointmentId,
+    /// The slot.
+    pub slot: SlotId,
+    /// The hospital.
+    pub hospital: HospitalId,
+    /// The department.
+    pub department: DepartmentId,
+    /// The slot's civil date.
+    pub date: NaiveDate,
+    /// The slot's session.
+    pub session: Session,
+    /// Session start.
+    pub start: DateTime<Utc>,
+    /// Session end.
+    pub end: DateTime<Utc>,
+    /// The patient (a real-name person).
+    pub patient: PersonId,
+    /// Who booked (the patient, a delegate, an operator).
+    pub booked_by: Principal,
+    /// The status.
+    pub status: AppointmentStatus,
+    /// The queue number (挂号序号) once booked.
+    pub queue_number: Option<u32>,
+    /// The expected time once booked.
+    pub expected_at: Option<DateTime<Utc>>,
+    /// The booking's idempotency key (unique per patient).
+    pub booking_key: IdempotencyKey,
+    /// When booked (or waitlisted).
+    pub created_at: DateTime<Utc>,
+    /// When the status last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The cancellation, when cancelled.
+    pub cancellation: Option<Cancellation>,
+}
+
+/// Per-person booking quotas (0 means none allowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    /// Per department per session per day.
+    pub per_department_session: u32,
+    /// Per civil day, all departments.
+    pub per_day: u32,
+    /// Per ISO week (Monday to Sunday), all departments.
+    pub per_week: u32,
+    /// Per civil month, all departments.
+    pub per_month: u32,
+}
+
+/// Which quota a booking hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaKind {
+    /// Per department per session.
+    DepartmentSession,
+    /// Per day.
+    Day,
+    /// Per week.
+    Week,
+    /// Per month.
+    Month,
+}
+
+impl QuotaKind {
+    /// A stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            QuotaKind::DepartmentSession => "department_session",
+            QuotaKind::Day => "day",
+            QuotaKind::Week => "week",
+            QuotaKind::Month => "month",
+        }
+    }
+}
+
+/// A booking for the store to decide atomically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingRequest {
+    /// The appointment to create; the store sets status, queue number and expected time.
+    pub appointment: Appointment,
+    /// The quotas to enforce.
+    pub quota: Quota,
+    /// The first and last date of the slot date's week.
+    pub week: (NaiveDate, NaiveDate),
+    /// The first and last date of the slot date's month.
+    pub month: (NaiveDate, NaiveDate),
+    /// Join the waitlist when the slot is full.
+    pub allow_waitlist: bool,
+}
+
+/// The store's decision on a booking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum BookingDecision {
+    /// Booked with a queue number.
+    Booked {
+        /// The appointment.
+        appointment: Appointment,
+    },
+    /// Put on the waitlist.
+    Waitlisted {
+        /// The appointment.
+        appointment: Appointment,
+    },
+    /// The same key booked this already: the first result.
+    Duplicate {
+        /// The appointment.
+        appointment: Appointment,
+    },
+    /// The same key was used by this patient for another slot.
+    KeyReused,
+    /// No such slot.
+    SlotNotFound,
+    /// The slot is not open.
+    SlotClosed,
+    /// The slot is full.
+    Full,
+    /// A quota is used up.
+    QuotaExceeded {
+        /// Which one.
+        kind: QuotaKind,
+    },
+}
+
+/// The store's decision on a cancellation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // returned once per call; boxing buys nothing
+pub enum CancelDecision {
+    /// Cancelled; the first waitlisted patient may have been promoted.
+    Cancelled {
+        /// The cancelled appointment.
+        cancelled: Appointment,
+        /// The promoted appointment, now booked.
+        promoted: Option<Appointment>,
+    },
+    /// No such appointment.
+    NotFound,
+    /// Not cancellable from this status.
+    WrongState {
+        /// The current status.
+        status: AppointmentStatus,
+    },
+}
+
+/// The store's decision on a status change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // returned once per call; boxing buys nothing
+pub enum TransitionDecision {
+    /// Moved.
+    Moved {
+        /// The appointment after the move.
+        appointment: Appointment,
+    },
+    /// No such appointment.
+    NotFound,
+    /// The current status is not the expected one, or the move is not forward.
+    WrongState {
+        /// The current status.
+        status: AppointmentStatus,
+    },
+}
+
+/// Storage of slots and appointments; every decision is atomic in the store.
+#[async_trait::async_trait]
+pub trait AppointmentStore: Send + Sync {
+    /// Creates or replaces a slot (capacity and status changes by the facility).
+    async fn put_slot(&self, slot: &Slot) -> Result<(), StoreError>;
+    /// A slot with its counts.
+    async fn slot(&self, id: &SlotId) -> Result<Option<SlotView>, StoreError>;
+    /// The slots of a department on a date, ordered by start then id.
+    async fn department_slots(
+        &self,
+        department: &DepartmentId,
+        date: NaiveDate,
+    ) -> Result<Vec<SlotView>, StoreError>;
+    /// Decides a booking atomically: idempotency key, slot open, quotas, capacity, waitlist.
+    async fn book(&self, request: &BookingRequest) -> Result<BookingDecision, StoreError>;
+    /// Cancels a booked or waitlisted appointment and promotes the first waitlisted patient
+    /// of the slot when a place frees up, atomically.
+    async fn cancel(
+        &self,
+        id: &AppointmentId,
+        cancellation: &Cancellation,
+    ) -> Result<CancelDecision, StoreError>;
+    /// Moves an appointment from `from` to `to` (compare-and-set, forward only).
+    async fn transition(
+        &self,
+        id: &AppointmentId,
+        from: AppointmentStatus,
+        to: AppointmentStatus,
+        at: DateTime<Utc>,
+    ) -> Result<TransitionDecision, StoreError>;
+    /// One appointment.
+    async fn appointment(&self, id: &AppointmentId) -> Result<Option<Appointment>, StoreError>;
+    /// A patient's appointments, oldest first.
+    async fn patient_appointments(
+        &self,
+        patient: &PersonId,
+    ) -> Result<Vec<Appointment>, StoreError>;
+    /// Booked appointments whose session ended before `before`, oldest first, at most `limit`.
+    async fn booked_ending_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Appointment>, StoreError>;
+}
+
+/// What the patient directory knows of a person (the facade answers from identity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientRecord {
+    /// The person.
+    pub person: PersonId,
+    /// Whether the person has passed real-name verification.
+    pub real_name_verified: bool,
+    /// The person's medical insurance category, if insured.
+    pub person_type: Option<crate::settlement::PersonType>,
+}
+
+/// The port to identity: who a patient is and whether a delegation is live.
+#[async_trait::async_trait]
+pub trait PatientDirectory: Send + Sync {
+    /// The person's record, or `None` when unknown.
+    async fn patient(&self, person: &PersonId) -> Result<Option<PatientRecord>, StoreError>;
+    /// Whether the delegation is live (not expired, not revoked) and granted by `patient`.
+    async fn delegation_is_live(
+        &self,
+        delegation: &citycard_core::DelegationId,
+        patient: &PersonId,
+    ) -> Result<bool, StoreError>;
+}
+
+/// A patient directory in memory (tests, demos, hosts without identity).
+#[derive(Debug, Default)]
+pub struct MemoryPatientDirectory {
+    inner: std::sync::RwLock<MemoryDirectoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryDirectoryInner {
+    patients: std::collections::HashMap<PersonId, PatientRecord>,
+    delegations: std::collections::HashSet<(citycard_core::DelegationId, PersonId)>,
+}
+
+impl MemoryPatientDirectory {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces a patient.
+    pub fn put(&self, record: PatientRecord) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.patients.insert(record.person.clone(), record);
+    }
+
+    /// Records a live delegation granted by `patient`.
+    pub fn grant(&self, delegation: citycard_core::DelegationId, patient: PersonId) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.delegations.insert((delegation, patient));
+    }
+
+    /// Revokes a delegation.
+    pub fn revoke(&self, delegation: &citycard_core::DelegationId, patient: &PersonId) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner
+            .delegations
+            .remove(&(delegation.clone(), patient.clone()));
+    }
+}
+
+#[async_trait::async_trait]
+impl PatientDirectory for MemoryPatientDirectory {
+    async fn patient(&self, person: &PersonId) -> Result<Option<PatientRecord>, StoreError> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        Ok(inner.patients.get(person).cloned())
+    }
+
+    async fn delegation_is_live(
+        &self,
+        delegation: &citycard_core::DelegationId,
+        patient: &PersonId,
+    ) -> Result<bool, StoreError> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        Ok(inner
+            .delegations
+            .contains(&(delegation.clone(), patient.clone())))
+    }
+}
+
+/// Booking policy (a data file per hospital or city; Hangzhou's is marked "check").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingPolicy {
+    /// Days ahead that can be booked (today counts as day 0).
+    pub window_days: u32,
+    /// Civil hour at which the furthest day's slots are released.
+    pub release_hour: u32,
+    /// Per department per session per day.
+    pub per_department_session: u32,
+    /// Per day.
+    pub per_day: u32,
+    /// Per week.
+    pub per_week: u32,
+    /// Per month.
+    pub per_month: u32,
+    /// Patients may cancel until `cancel_cutoff_hour` on this many days before the slot date.
+    pub cancel_cutoff_days_before: u32,
+    /// The civil hour of the cancellation cut-off.
+    pub cancel_cutoff_hour: u32,
+    /// Minutes after the session end before a booked appointment becomes a no-show.
+    pub no_show_grace_minutes: u32,
+    /// No-shows within the window that trigger a ban.
+    pub no_show_threshold: u32,
+    /// The look-back window for no-shows, in days.
+    pub no_show_window_days: u32,
+    /// Days of ban after the no-show that reached the threshold.
+    pub ban_days: u32,
+}
+
+/// Hangzhou's shipped booking policy (marked "check").
+pub const HANGZHOU_BOOKING_POLICY_JSON: &str =
+    include_str!("../../data/hangzhou_booking_policy.json");
+
+impl BookingPolicy {
+    /// Hangzhou's typical policy from the shipped data file (marked "check").
+    pub fn hangzhou() -> Result<Self, HealthcareError> {
+        Self::from_json(HANGZHOU_BOOKING_POLICY_JSON, "hangzhou_booking_policy.json")
+    }
+
+    /// A policy from JSON (unknown fields such as `status` are ignored).
+    pub fn from_json(text: &str, source: &str) -> Result<Self, HealthcareError> {
+        let policy: BookingPolicy =
+            serde_json::from_str(text).map_err(|e| HealthcareError::BadData {
+                location: source.to_owned(),
+                message: e.to_string(),
+            })?;
+        if policy.release_hour > 23 || policy.cancel_cutoff_hour > 23 {
+            return Err(HealthcareError::BadData {
+                location: source.to_owned(),
+                message: "hours must be within 0..=23".into(),
+            });
+        }
+        Ok(policy)
+    }
+
+    /// The quotas.
+    pub fn quota(&self) -> Quota {
+        Quota {
+            per_department_session: self.per_department_session,
+            per_day: self.per_day,
+            per_week: self.per_week,
+            per_month: self.per_month,
+        }
+    }
+}
+
+/// Checks the quotas against a patient's existing appointments (shared by every store).
+pub fn check_quota(existing: &[&Appointment], request: &BookingRequest) -> Option<QuotaKind> {
+    let new = &request.appointment;
+    let mut session = 0u32;
+    let mut day = 0u32;
+    let mut week = 0u32;
+    let mut month = 0u32;
+    for a in existing.iter().filter(|a| a.status.counts_for_quota()) {
+        if a.date == new.date {
+            day += 1;
+            if a.department == new.department && a.session == new.session {
+                session += 1;
+            }
+        }
+        if a.date >= request.week.0 && a.date <= request.week.1 {
+            week += 1;
+        }
+        if a.date >= request.month.0 && a.date <= request.month.1 {
+            month += 1;
+        }
+    }
+    let q = request.quota;
+    if session >= q.per_department_session {
+        Some(QuotaKind::DepartmentSession)
+    } else if day >= q.per_day {
+        Some(QuotaKind::Day)
+    } else if week >= q.per_week {
+        Some(QuotaKind::Week)
+    } else if month >= q.per_month {
+        Some(QuotaKind::Month)
+    } else {
+        None
+    }
+}
