@@ -31,9 +31,14 @@
 
 pub mod id_number;
 pub mod region;
+pub mod vault;
 
 pub use id_number::{
     DEFAULT_EARLIEST_BIRTH_YEAR, IdNumber, IdNumberError, IdNumberKind, RegionCheck, Sex,
     ValidationPolicy, ValidityNote, check_character,
 };
 pub use region::{Region, RegionCode, RegionRecord, Validity};
+pub use vault::{
+    Algorithm, BlindIndex, Envelope, KeyId, KeyProvider, MemoryKeyProvider, SecretKey, Vault,
+    VaultError,
+};
