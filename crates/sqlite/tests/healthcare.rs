@@ -1,0 +1,10 @@
+//! The healthcare conformance suites run against the SQLite stores.
+use citycard_sqlite::Database;
+use citycard_sqlite::healthcare::SqliteAppointmentStore;
+use citycard_testkit::appointment_store_conformance;
+
+async fn appointment_store() -> SqliteAppointmentStore {
+    SqliteAppointmentStore::new(Database::open_in_memory().expect("in-memory database opens"))
+}
+
+appointment_store_conformance!(appointment_store);
