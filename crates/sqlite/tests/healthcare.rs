@@ -1,4 +1,5 @@
 //! The healthcare conformance suites run against the SQLite stores.
+#![cfg(feature = "healthcare")]
 use citycard_sqlite::Database;
 use citycard_sqlite::healthcare::SqliteAppointmentStore;
 use citycard_testkit::appointment_store_conformance;
