@@ -1,6 +1,429 @@
-//! The binding stores on SQLite.
+//! The binding stores on SQLite: cards, bindings (with mismatch records) and delegations.
+//!
+//! Each record is kept whole as JSON in `data`, beside the columns that are
+//! looked up or constrained. "At most one live binding per card per platform
+//! account" is a partial unique index, so the database enforces it
+//! atomically. ID numbers never reach these tables: cards carry only the
+//! blind index.
 
-use crate::db::Migration;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use citycard_binding::{
+    Binding, BindingId, BindingStore, Card, CardId, CardNumber, CardStore, Delegation,
+    DelegationStore,
+};
+use citycard_core::{DelegationId, PersonId, Platform, PlatformAccountId, StoreError};
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::db::{Database, Migration, decode_instant, encode_instant, to_store_error};
 
 /// The schema of the binding component.
-pub(crate) const MIGRATIONS: &[Migration] = &[];
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    component: "binding",
+    version: 1,
+    sql: "
+        CREATE TABLE binding_cards (
+            seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+            id       TEXT NOT NULL UNIQUE,
+            number   TEXT NOT NULL UNIQUE,
+            holder   TEXT NOT NULL,
+            version  BIGINT NOT NULL,
+            data     TEXT NOT NULL
+        );
+        CREATE INDEX binding_cards_holder ON binding_cards (holder, seq);
+        CREATE TABLE binding_bindings (
+            seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+            id       TEXT NOT NULL UNIQUE,
+            card_id  TEXT NOT NULL,
+            platform TEXT NOT NULL,
+            account  TEXT NOT NULL,
+            state    TEXT NOT NULL CHECK (state IN ('pending', 'active', 'suspended', 'removed')),
+            version  BIGINT NOT NULL,
+            data     TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX binding_bindings_one_live
+            ON binding_bindings (card_id, platform, account) WHERE state <> 'removed';
+        CREATE INDEX binding_bindings_card ON binding_bindings (card_id, seq);
+        CREATE INDEX binding_bindings_account ON binding_bindings (platform, account, seq);
+        CREATE INDEX binding_bindings_state ON binding_bindings (state, seq);
+        CREATE TABLE binding_mismatches (
+            platform TEXT NOT NULL,
+            account  TEXT NOT NULL,
+            at       BIGINT NOT NULL
+        );
+        CREATE INDEX binding_mismatches_account ON binding_mismatches (platform, account, at);
+        CREATE TABLE binding_delegations (
+            seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+            id         TEXT NOT NULL UNIQUE,
+            cardholder TEXT NOT NULL,
+            data       TEXT NOT NULL
+        );
+        CREATE INDEX binding_delegations_cardholder ON binding_delegations (cardholder, seq);
+    ",
+}];
+
+fn sql(e: rusqlite::Error) -> StoreError {
+    to_store_error(&e)
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode_all<T: DeserializeOwned>(rows: Vec<String>) -> Result<Vec<T>, StoreError> {
+    rows.iter().map(|r| decode(r)).collect()
+}
+
+fn version_param(version: u64) -> Result<i64, StoreError> {
+    i64::try_from(version).map_err(|_| StoreError::Internal("version out of range".into()))
+}
+
+fn query_data(
+    conn: &rusqlite::Connection,
+    statement: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(statement).map_err(sql)?;
+    let rows = stmt
+        .query_map(params, |r| r.get::<_, String>(0))
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
+/// Cards in the citycard database.
+#[derive(Debug, Clone)]
+pub struct SqliteCardStore {
+    db: Database,
+}
+
+impl SqliteCardStore {
+    /// The store on an open database.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+fn insert_card(tx: &rusqlite::Connection, card: &Card) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO binding_cards (id, number, holder, version, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            card.id.as_str(),
+            card.number.as_str(),
+            card.holder.as_str(),
+            version_param(card.version)?,
+            encode(card)?
+        ],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+fn update_card(tx: &Transaction<'_>, card: &Card) -> Result<Card, StoreError> {
+    let mut next = card.clone();
+    next.version += 1;
+    let changed = tx
+        .execute(
+            "UPDATE binding_cards SET version = ?1, data = ?2, holder = ?3
+             WHERE id = ?4 AND version = ?5 AND number = ?6",
+            params![
+                version_param(next.version)?,
+                encode(&next)?,
+                next.holder.as_str(),
+                card.id.as_str(),
+                version_param(card.version)?,
+                card.number.as_str()
+            ],
+        )
+        .map_err(sql)?;
+    if changed != 1 {
+        return Err(StoreError::Conflict(format!(
+            "card {} is missing or was changed concurrently",
+            card.id
+        )));
+    }
+    Ok(next)
+}
+
+#[async_trait]
+impl CardStore for SqliteCardStore {
+    async fn insert(&self, card: &Card) -> Result<(), StoreError> {
+        self.db.transaction(|tx| insert_card(tx, card))
+    }
+
+    async fn get(&self, id: &CardId) -> Result<Option<Card>, StoreError> {
+        let rows = query_data(
+            &self.db.lock(),
+            "SELECT data FROM binding_cards WHERE id = ?1",
+            [id.as_str()],
+        )?;
+        rows.first().map(|r| decode(r)).transpose()
+    }
+
+    async fn by_number(&self, number: &CardNumber) -> Result<Option<Card>, StoreError> {
+        let rows = query_data(
+            &self.db.lock(),
+            "SELECT data FROM binding_cards WHERE number = ?1",
+            [number.as_str()],
+        )?;
+        rows.first().map(|r| decode(r)).transpose()
+    }
+
+    async fn by_holder(&self, holder: &PersonId) -> Result<Vec<Card>, StoreError> {
+        decode_all(query_data(
+            &self.db.lock(),
+            "SELECT data FROM binding_cards WHERE holder = ?1 ORDER BY seq",
+            [holder.as_str()],
+        )?)
+    }
+
+    async fn update(&self, card: &Card) -> Result<Card, StoreError> {
+        self.db.transaction(|tx| update_card(tx, card))
+    }
+
+    async fn replace(&self, old: &Card, new: &Card) -> Result<Card, StoreError> {
+        self.db.transaction(|tx| {
+            let updated = update_card(tx, old)?;
+            insert_card(tx, new)?;
+            Ok(updated)
+        })
+    }
+}
+
+/// Bindings and mismatch records in the citycard database.
+#[derive(Debug, Clone)]
+pub struct SqliteBindingStore {
+    db: Database,
+}
+
+impl SqliteBindingStore {
+    /// The store on an open database.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl BindingStore for SqliteBindingStore {
+    async fn insert(&self, binding: &Binding) -> Result<(), StoreError> {
+        let data = encode(binding)?;
+        let version = version_param(binding.version)?;
+        self.db.with(|c| {
+            c.execute(
+                "INSERT INTO binding_bindings (id, card_id, platform, account, state, version, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    binding.id.as_str(),
+                    binding.card.as_str(),
+                    binding.platform.code(),
+                    binding.account.as_str(),
+                    binding.state.code(),
+                    version,
+                    data
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn get(&self, id: &BindingId) -> Result<Option<Binding>, StoreError> {
+        let rows = query_data(
+            &self.db.lock(),
+            "SELECT data FROM binding_bindings WHERE id = ?1",
+            [id.as_str()],
+        )?;
+        rows.first().map(|r| decode(r)).transpose()
+    }
+
+    async fn live_for(
+        &self,
+        card: &CardId,
+        platform: &Platform,
+        account: &PlatformAccountId,
+    ) -> Result<Option<Binding>, StoreError> {
+        let rows = query_data(
+            &self.db.lock(),
+            "SELECT data FROM binding_bindings
+             WHERE card_id = ?1 AND platform = ?2 AND account = ?3 AND state <> 'removed'",
+            params![card.as_str(), platform.code(), account.as_str()],
+        )?;
+        rows.first().map(|r| decode(r)).transpose()
+    }
+
+    async fn by_card(&self, card: &CardId) -> Result<Vec<Binding>, StoreError> {
+        decode_all(query_data(
+            &self.db.lock(),
+            "SELECT data FROM binding_bindings WHERE card_id = ?1 ORDER BY seq",
+            [card.as_str()],
+        )?)
+    }
+
+    async fn by_account(
+        &self,
+        platform: &Platform,
+        account: &PlatformAccountId,
+    ) -> Result<Vec<Binding>, StoreError> {
+        decode_all(query_data(
+            &self.db.lock(),
+            "SELECT data FROM binding_bindings WHERE platform = ?1 AND account = ?2 ORDER BY seq",
+            params![platform.code(), account.as_str()],
+        )?)
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<Binding>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        decode_all(query_data(
+            &self.db.lock(),
+            "SELECT data FROM binding_bindings WHERE state = 'pending' ORDER BY seq LIMIT ?1",
+            [limit],
+        )?)
+    }
+
+    async fn update(&self, binding: &Binding) -> Result<Binding, StoreError> {
+        let mut next = binding.clone();
+        next.version += 1;
+        let data = encode(&next)?;
+        let new_version = version_param(next.version)?;
+        let old_version = version_param(binding.version)?;
+        self.db.transaction(|tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE binding_bindings
+                     SET card_id = ?1, platform = ?2, account = ?3, state = ?4, version = ?5, data = ?6
+                     WHERE id = ?7 AND version = ?8",
+                    params![
+                        binding.card.as_str(),
+                        binding.platform.code(),
+                        binding.account.as_str(),
+                        binding.state.code(),
+                        new_version,
+                        data,
+                        binding.id.as_str(),
+                        old_version
+                    ],
+                )
+                .map_err(sql)?;
+            if changed != 1 {
+                return Err(StoreError::Conflict(format!(
+                    "binding {} is missing or was changed concurrently",
+                    binding.id
+                )));
+            }
+            Ok(next.clone())
+        })
+    }
+
+    async fn record_mismatch(
+        &self,
+        platform: &Platform,
+        account: &PlatformAccountId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.db.with(|c| {
+            c.execute(
+                "INSERT INTO binding_mismatches (platform, account, at) VALUES (?1, ?2, ?3)",
+                params![platform.code(), account.as_str(), encode_instant(at)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn mismatches_since(
+        &self,
+        platform: &Platform,
+        account: &PlatformAccountId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let micros: Vec<i64> = self.db.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at FROM binding_mismatches
+                 WHERE platform = ?1 AND account = ?2 AND at >= ?3 ORDER BY at",
+            )?;
+            let rows = stmt.query_map(
+                params![platform.code(), account.as_str(), encode_instant(since)],
+                |r| r.get::<_, i64>(0),
+            )?;
+            rows.collect()
+        })?;
+        micros.into_iter().map(decode_instant).collect()
+    }
+}
+
+/// Delegations in the citycard database.
+#[derive(Debug, Clone)]
+pub struct SqliteDelegationStore {
+    db: Database,
+}
+
+impl SqliteDelegationStore {
+    /// The store on an open database.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl DelegationStore for SqliteDelegationStore {
+    async fn insert(&self, delegation: &Delegation) -> Result<(), StoreError> {
+        let data = encode(delegation)?;
+        self.db.with(|c| {
+            c.execute(
+                "INSERT INTO binding_delegations (id, cardholder, data) VALUES (?1, ?2, ?3)",
+                params![delegation.id.as_str(), delegation.cardholder.as_str(), data],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn get(&self, id: &DelegationId) -> Result<Option<Delegation>, StoreError> {
+        let rows = query_data(
+            &self.db.lock(),
+            "SELECT data FROM binding_delegations WHERE id = ?1",
+            [id.as_str()],
+        )?;
+        rows.first().map(|r| decode(r)).transpose()
+    }
+
+    async fn revoke(
+        &self,
+        id: &DelegationId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Delegation>, StoreError> {
+        self.db.transaction(|tx| {
+            let data: Option<String> = tx
+                .query_row(
+                    "SELECT data FROM binding_delegations WHERE id = ?1",
+                    [id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            let Some(data) = data else {
+                return Ok(None);
+            };
+            let mut grant: Delegation = decode(&data)?;
+            if grant.revoked_at.is_none() {
+                grant.revoked_at = Some(at);
+                tx.execute(
+                    "UPDATE binding_delegations SET data = ?1 WHERE id = ?2",
+                    params![encode(&grant)?, id.as_str()],
+                )
+                .map_err(sql)?;
+            }
+            Ok(Some(grant))
+        })
+    }
+
+    async fn for_cardholder(&self, cardholder: &PersonId) -> Result<Vec<Delegation>, StoreError> {
+        decode_all(query_data(
+            &self.db.lock(),
+            "SELECT data FROM binding_delegations WHERE cardholder = ?1 ORDER BY seq",
+            [cardholder.as_str()],
+        )?)
+    }
+}
