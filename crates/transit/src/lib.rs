@@ -7,11 +7,20 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod codes;
 pub mod data;
 pub mod error;
 pub mod fares;
 pub mod network;
+pub mod qr;
+pub mod reader;
+pub mod settlement;
+pub mod store;
+pub mod taps;
 
+pub use codes::{
+    Algorithm, Credential, Issuer, IssuerPublicKey, RideCode, RideCodeWallet, SigningKey,
+};
 pub use data::FareData;
 pub use error::{LoadError, TransitError};
 pub use fares::{
@@ -19,3 +28,15 @@ pub use fares::{
     Medium, Quote, Rider, TierApplied, TransferApplied, percent_of,
 };
 pub use network::{NetworkIdx, RouteIdx, StopIdx, TransitNetwork};
+pub use reader::{Decision, Reader, ReaderConfig, Rejection};
+pub use settlement::{
+    ArrearsPayment, ChargeOutcome, FareCharge, FarePayments, MemoryFarePayments,
+    MemoryRiderDirectory, RiderDirectory, Settlement, SettlementReport,
+};
+pub use store::{
+    ArrearsEntry, DenyEntry, DenyReason, MemoryTransitStore, SettledTrip, TransitStore, TripId,
+    TripPayment,
+};
+pub use taps::{
+    CardRef, Tap, TapDirection, TapPlace, TapStats, Trip, TripCompleteness, assemble_trips,
+};

@@ -1,0 +1,535 @@
+//! Day settlement: taps → trips → fares → one idempotent charge per trip.
+//!
+//! [`Settlement::settle_day`] assembles a day's taps into trips, prices each
+//! card's trips in time order as one journey sequence (so transfers and
+//! monthly tiers apply), and charges each trip through the [`FarePayments`]
+//! port with the trip id as idempotency key. A trip already recorded in the
+//! [`TransitStore`] is not charged again; if a run stopped between a charge
+//! and its record, the port's idempotency returns the first charge. An
+//! insufficient balance records arrears and puts the card on the deny list
+//! until [`Settlement::pay_arrears`] succeeds. A payment outage leaves the
+//! trip unrecorded ("pending") so a later run charges it with the same key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use citycard_core::{
+    AuditLog, AuditOutcome, AuditRecord, Clock, IdempotencyKey, Money, Principal, civil_date,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::TransitError;
+use crate::fares::{FareBasis, FareEngine, Leg, LegFare, Rider};
+use crate::store::{
+    ArrearsEntry, DenyEntry, DenyReason, SettledTrip, TransitStore, TripId, TripPayment,
+};
+use crate::taps::{CardRef, Tap, TapStats, Trip, assemble_trips};
+
+/// One charge for one trip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FareCharge {
+    /// Idempotency key: the same key with the same charge returns the first outcome.
+    pub key: IdempotencyKey,
+    /// The card.
+    pub card: CardRef,
+    /// The amount (positive).
+    pub amount: Money,
+    /// The operator to credit.
+    pub operator: String,
+    /// When the ride started.
+    pub at: DateTime<Utc>,
+}
+
+/// What a charge did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum ChargeOutcome {
+    /// The money moved.
+    Charged {
+        /// The payment's reference.
+        reference: String,
+    },
+    /// The balance does not cover it; nothing moved.
+    InsufficientFunds,
+}
+
+/// The port through which fares are paid (the facade implements it with the ledger).
+#[async_trait]
+pub trait FarePayments: Send + Sync {
+    /// Charges a card, idempotently by `charge.key`; a retry with the same key and
+    /// charge returns the first outcome, the same key with another charge is a
+    /// [`TransitError::PaymentConflict`]; outages are [`TransitError::PaymentUnavailable`].
+    async fn charge(&self, charge: &FareCharge) -> Result<ChargeOutcome, TransitError>;
+}
+
+#[derive(Debug, Default)]
+struct PaymentsInner {
+    balances: HashMap<CardRef, i64>,
+    done: HashMap<IdempotencyKey, (CardRef, Money, ChargeOutcome)>,
+    credited: BTreeMap<String, i64>,
+    charges: u64,
+}
+
+/// An in-memory [`FarePayments`]: balances per card, idempotent by key.
+#[derive(Debug)]
+pub struct MemoryFarePayments {
+    inner: Mutex<PaymentsInner>,
+    default_balance: Money,
+}
+
+impl MemoryFarePayments {
+    /// Payments where unknown cards start with `default_balance`.
+    pub fn new(default_balance: Money) -> Self {
+        Self {
+            inner: Mutex::new(PaymentsInner::default()),
+            default_balance,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PaymentsInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets a card's balance.
+    pub fn set_balance(&self, card: CardRef, balance: Money) {
+        self.lock().balances.insert(card, balance.fen());
+    }
+
+    /// A card's balance.
+    pub fn balance(&self, card: CardRef) -> Money {
+        Money::from_fen(
+            self.lock()
+                .balances
+                .get(&card)
+                .copied()
+                .unwrap_or(self.default_balance.fen()),
+        )
+    }
+
+    /// How many charges moved money.
+    pub fn charge_count(&self) -> u64 {
+        self.lock().charges
+    }
+
+    /// Money credited per operator.
+    pub fn credited(&self) -> BTreeMap<String, Money> {
+        self.lock()
+            .credited
+            .iter()
+            .map(|(k, v)| (k.clone(), Money::from_fen(*v)))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl FarePayments for MemoryFarePayments {
+    async fn charge(&self, charge: &FareCharge) -> Result<ChargeOutcome, TransitError> {
+        let mut inner = self.lock();
+        if let Some((card, amount, outcome)) = inner.done.get(&charge.key) {
+            if *card == charge.card && *amount == charge.amount {
+                return Ok(outcome.clone());
+            }
+            return Err(TransitError::PaymentConflict(format!(
+                "key {} was used for another charge",
+                charge.key
+            )));
+        }
+        if !charge.amount.is_positive() {
+            return Err(TransitError::PaymentConflict(
+                "charges must be positive".into(),
+            ));
+        }
+        let default = self.default_balance.fen();
+        let balance = inner.balances.entry(charge.card).or_insert(default);
+        let outcome = if *balance >= charge.amount.fen() {
+            *balance -= charge.amount.fen();
+            inner.charges += 1;
+            *inner.credited.entry(charge.operator.clone()).or_default() += charge.amount.fen();
+            ChargeOutcome::Charged {
+                reference: format!("pay-{}", charge.key),
+            }
+        } else {
+            ChargeOutcome::InsufficientFunds
+        };
+        inner.done.insert(
+            charge.key.clone(),
+            (charge.card, charge.amount, outcome.clone()),
+        );
+        Ok(outcome)
+    }
+}
+
+/// Who a card belongs to, as far as fares care.
+pub trait RiderDirectory: Send + Sync {
+    /// The rider profile of a card on a day.
+    fn rider(&self, card: CardRef, day: NaiveDate) -> Rider;
+}
+
+/// A [`RiderDirectory`] in memory with a default for unknown cards.
+#[derive(Debug, Default)]
+pub struct MemoryRiderDirectory {
+    riders: HashMap<CardRef, Rider>,
+    default: Rider,
+}
+
+impl MemoryRiderDirectory {
+    /// A directory where unknown cards get `default`.
+    pub fn new(default: Rider) -> Self {
+        Self {
+            riders: HashMap::new(),
+            default,
+        }
+    }
+
+    /// Sets one card's profile.
+    pub fn insert(&mut self, card: CardRef, rider: Rider) {
+        self.riders.insert(card, rider);
+    }
+}
+
+impl RiderDirectory for MemoryRiderDirectory {
+    fn rider(&self, card: CardRef, _day: NaiveDate) -> Rider {
+        self.riders.get(&card).copied().unwrap_or(self.default)
+    }
+}
+
+/// What a settlement run did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SettlementReport {
+    /// The civil day.
+    pub day: Option<NaiveDate>,
+    /// Tap counts.
+    pub taps: TapStats,
+    /// Trips settled in this run (new).
+    pub trips_settled: u64,
+    /// Trips already settled by an earlier run (skipped).
+    pub trips_already_settled: u64,
+    /// Trips left for a later run because payments were unavailable.
+    pub trips_pending: u64,
+    /// Trips charged the maximum fare.
+    pub maximum_fares: u64,
+    /// Base fares of the trips settled.
+    pub base_fares: Money,
+    /// Concessions, transfer discounts and tiers given on them.
+    pub discounts: Money,
+    /// Of which transfer discounts.
+    pub transfer_discounts: Money,
+    /// Money charged.
+    pub charged: Money,
+    /// Charges made.
+    pub charges: u64,
+    /// Revenue per operator.
+    pub revenue_by_operator: BTreeMap<String, Money>,
+    /// New arrears.
+    pub arrears: Money,
+    /// Cards that went into arrears.
+    pub cards_in_arrears: u64,
+}
+
+/// The result of paying a card's arrears.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum ArrearsPayment {
+    /// Nothing was owed.
+    NothingOwed,
+    /// Paid; the card is off the deny list for arrears.
+    Paid {
+        /// The amount.
+        amount: Money,
+    },
+    /// The balance still does not cover it.
+    InsufficientFunds {
+        /// The amount owed.
+        owed: Money,
+    },
+}
+
+/// Day settlement over the fare engine, payments and store.
+#[derive(Clone)]
+pub struct Settlement {
+    engine: Arc<FareEngine>,
+    payments: Arc<dyn FarePayments>,
+    store: Arc<dyn TransitStore>,
+    riders: Arc<dyn RiderDirectory>,
+    audit: Arc<dyn AuditLog>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Settlement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settlement").finish_non_exhaustive()
+    }
+}
+
+fn may_settle(principal: &Principal) -> bool {
+    matches!(principal, Principal::System | Principal::Operator { .. })
+}
+
+impl Settlement {
+    /// A settlement service.
+    pub fn new(
+        engine: Arc<FareEngine>,
+        payments: Arc<dyn FarePayments>,
+        store: Arc<dyn TransitStore>,
+        riders: Arc<dyn RiderDirectory>,
+        audit: Arc<dyn AuditLog>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            engine,
+            payments,
+            store,
+            riders,
+            audit,
+            clock,
+        }
+    }
+
+    /// The trip id of a trip: card and first-tap time (microseconds).
+    pub fn trip_id(trip: &Trip) -> Result<TripId, TransitError> {
+        TripId::parse(&format!(
+            "trip-{}-{}",
+            trip.card,
+            trip.leg.board.timestamp_micros()
+        ))
+        .map_err(|e| TransitError::Code(e.to_string()))
+    }
+
+    /// Settles one civil day of taps (system or operator only).
+    pub async fn settle_day(
+        &self,
+        principal: &Principal,
+        day: NaiveDate,
+        mut taps: Vec<Tap>,
+    ) -> Result<SettlementReport, TransitError> {
+        let span = tracing::info_span!("transit.settle_day", %day, taps = taps.len());
+        let _guard = span.enter();
+        if !may_settle(principal) {
+            self.audit
+                .append(AuditRecord::new(
+                    self.clock.now(),
+                    principal.clone(),
+                    "transit.settle_day",
+                    format!("day:{day}"),
+                    AuditOutcome::Denied,
+                ))
+                .await?;
+            return Err(TransitError::Denied {
+                principal: principal.to_string(),
+                action: "settle a day",
+            });
+        }
+        let (trips, stats) = assemble_trips(&self.engine, &mut taps);
+        drop(taps);
+        let mut report = SettlementReport {
+            day: Some(day),
+            taps: stats,
+            ..SettlementReport::default()
+        };
+        let mut revenue: BTreeMap<String, i64> = BTreeMap::new();
+        let mut fares: Vec<LegFare> = Vec::new();
+        let mut legs: Vec<Leg> = Vec::new();
+        let mut settled: Vec<SettledTrip> = Vec::new();
+        let mut start = 0;
+        while start < trips.len() {
+            let card = trips[start].card;
+            let mut end = start;
+            while end < trips.len() && trips[end].card == card {
+                end += 1;
+            }
+            let card_trips = &trips[start..end];
+            start = end;
+            let done = self.store.trips(card, day).await?;
+            let rider = self.riders.rider(card, day);
+            let spend = self.store.month_spend_before(card, day).await?;
+            legs.clear();
+            legs.extend(card_trips.iter().map(|t| t.leg));
+            fares.clear();
+            self.engine.quote_into(&rider, spend, &legs, &mut fares)?;
+            settled.clear();
+            let mut card_arrears = false;
+            for (trip, fare) in card_trips.iter().zip(fares.iter()) {
+                let id = Self::trip_id(trip)?;
+                if done.iter().any(|d| d.id == id) {
+                    report.trips_already_settled += 1;
+                    continue;
+                }
+                let operator = self
+                    .engine
+                    .network()
+                    .operator_of(trip.leg.route, trip.leg.from)
+                    .to_owned();
+                let payment = if fare.paid.is_positive() {
+                    let key = IdempotencyKey::parse(id.as_str())
+                        .map_err(|e| TransitError::Code(e.to_string()))?;
+                    let charge = FareCharge {
+                        key,
+                        card,
+                        amount: fare.paid,
+                        operator: operator.clone(),
+                        at: trip.leg.board,
+                    };
+                    match self.payments.charge(&charge).await {
+                        Ok(ChargeOutcome::Charged { .. }) => {
+                            report.charges += 1;
+                            report.charged = report.charged.checked_add(fare.paid)?;
+                            *revenue.entry(operator.clone()).or_default() += fare.paid.fen();
+                            TripPayment::Charged
+                        }
+                        Ok(ChargeOutcome::InsufficientFunds) => {
+                            let entry = ArrearsEntry {
+                                card,
+                                trip: id.clone(),
+                                amount: fare.paid,
+                                at: self.clock.now(),
+                            };
+                            self.store.add_arrears(&entry).await?;
+                            report.arrears = report.arrears.checked_add(fare.paid)?;
+                            card_arrears = true;
+                            TripPayment::Arrears
+                        }
+                        Err(TransitError::PaymentUnavailable(reason)) => {
+                            tracing::warn!(trip = %id, %reason, "fare payment unavailable; trip left pending");
+                            report.trips_pending += 1;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    TripPayment::Free
+                };
+                if matches!(fare.basis, FareBasis::MaximumFare(_)) {
+                    report.maximum_fares += 1;
+                }
+                report.base_fares = report.base_fares.checked_add(fare.base)?;
+                report.discounts = report
+                    .discounts
+                    .checked_add(fare.base.checked_sub(fare.paid)?)?;
+                if let Some(t) = fare.transfer {
+                    report.transfer_discounts =
+                        report.transfer_discounts.checked_add(t.discount)?;
+                }
+                settled.push(SettledTrip {
+                    id,
+                    card,
+                    day,
+                    started_at: trip.leg.board,
+                    operator,
+                    base: fare.base,
+                    amount: fare.paid,
+                    completeness: trip.completeness,
+                    payment,
+                });
+            }
+            if card_arrears {
+                report.cards_in_arrears += 1;
+                self.store
+                    .deny(&DenyEntry {
+                        card,
+                        reason: DenyReason::Arrears,
+                        since: self.clock.now(),
+                    })
+                    .await?;
+                self.audit
+                    .append(
+                        AuditRecord::new(
+                            self.clock.now(),
+                            principal.clone(),
+                            "transit.deny",
+                            format!("card:{card}"),
+                            AuditOutcome::Succeeded,
+                        )
+                        .with("reason", "arrears"),
+                    )
+                    .await?;
+            }
+            report.trips_settled += self.store.record_trips(&settled).await?;
+        }
+        report.revenue_by_operator = revenue
+            .into_iter()
+            .map(|(k, v)| (k, Money::from_fen(v)))
+            .collect();
+        self.audit
+            .append(
+                AuditRecord::new(
+                    self.clock.now(),
+                    principal.clone(),
+                    "transit.settle_day",
+                    format!("day:{day}"),
+                    AuditOutcome::Succeeded,
+                )
+                .with("trips_settled", report.trips_settled.to_string())
+                .with("charged", report.charged.to_string())
+                .with("arrears", report.arrears.to_string())
+                .with("pending", report.trips_pending.to_string()),
+            )
+            .await?;
+        tracing::info!(
+            trips = report.trips_settled,
+            charged = %report.charged,
+            arrears = %report.arrears,
+            pending = report.trips_pending,
+            "day settled"
+        );
+        Ok(report)
+    }
+
+    /// Charges a card's open arrears in one payment; on success clears them and lifts the arrears denial.
+    pub async fn pay_arrears(
+        &self,
+        principal: &Principal,
+        card: CardRef,
+        key: IdempotencyKey,
+    ) -> Result<ArrearsPayment, TransitError> {
+        let span = tracing::info_span!("transit.pay_arrears", %card, %key);
+        let _guard = span.enter();
+        if !(may_settle(principal) || matches!(principal, Principal::Platform { .. })) {
+            return Err(TransitError::Denied {
+                principal: principal.to_string(),
+                action: "collect arrears",
+            });
+        }
+        let open = self.store.arrears(card).await?;
+        let owed = Money::checked_sum(open.iter().map(|e| e.amount))?;
+        if !owed.is_positive() {
+            self.store.allow(card, DenyReason::Arrears).await?;
+            return Ok(ArrearsPayment::NothingOwed);
+        }
+        let charge = FareCharge {
+            key,
+            card,
+            amount: owed,
+            operator: "arrears".into(),
+            at: self.clock.now(),
+        };
+        match self.payments.charge(&charge).await? {
+            ChargeOutcome::Charged { .. } => {
+                let ids: Vec<TripId> = open.iter().map(|e| e.trip.clone()).collect();
+                self.store.clear_arrears(card, &ids).await?;
+                self.store.allow(card, DenyReason::Arrears).await?;
+                self.audit
+                    .append(
+                        AuditRecord::new(
+                            self.clock.now(),
+                            principal.clone(),
+                            "transit.pay_arrears",
+                            format!("card:{card}"),
+                            AuditOutcome::Succeeded,
+                        )
+                        .with("amount", owed.to_string()),
+                    )
+                    .await?;
+                tracing::info!(amount = %owed, "arrears paid");
+                Ok(ArrearsPayment::Paid { amount: owed })
+            }
+            ChargeOutcome::InsufficientFunds => Ok(ArrearsPayment::InsufficientFunds { owed }),
+        }
+    }
+
+    /// The civil day of an instant (convenience for hosts).
+    pub fn day_of(at: DateTime<Utc>) -> NaiveDate {
+        civil_date(at)
+    }
+}

@@ -1,0 +1,311 @@
+//! What settlement keeps: settled trips, arrears and the deny list.
+//!
+//! [`TransitStore`] is the storage port; [`MemoryTransitStore`] keeps it in
+//! memory; `citycard-sqlite` has the SQLite implementation, and both run the
+//! conformance suite `transit_store_conformance!` from `citycard-testkit`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use citycard_core::{Money, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::taps::{CardRef, TripCompleteness};
+
+citycard_core::define_id!(
+    /// A settled trip's id; also the idempotency key of its charge.
+    TripId, "trip id", "trip"
+);
+
+/// How a settled trip was paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TripPayment {
+    /// Nothing to pay (free ride or fully discounted).
+    Free,
+    /// Charged through the payments port.
+    Charged,
+    /// The balance was insufficient: the amount is in arrears.
+    Arrears,
+}
+
+impl TripPayment {
+    /// A stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            TripPayment::Free => "free",
+            TripPayment::Charged => "charged",
+            TripPayment::Arrears => "arrears",
+        }
+    }
+
+    /// The payment for a code.
+    pub fn from_code(code: &str) -> Option<Self> {
+        match code {
+            "free" => Some(TripPayment::Free),
+            "charged" => Some(TripPayment::Charged),
+            "arrears" => Some(TripPayment::Arrears),
+            _ => None,
+        }
+    }
+}
+
+impl TripCompleteness {
+    /// A stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            TripCompleteness::Complete => "complete",
+            TripCompleteness::MissingTapOut => "missing_tap_out",
+            TripCompleteness::MissingTapIn => "missing_tap_in",
+        }
+    }
+
+    /// The completeness for a code.
+    pub fn from_code(code: &str) -> Option<Self> {
+        match code {
+            "complete" => Some(TripCompleteness::Complete),
+            "missing_tap_out" => Some(TripCompleteness::MissingTapOut),
+            "missing_tap_in" => Some(TripCompleteness::MissingTapIn),
+            _ => None,
+        }
+    }
+}
+
+/// A trip after settlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettledTrip {
+    /// The trip id (deterministic from card and tap-in time).
+    pub id: TripId,
+    /// The card.
+    pub card: CardRef,
+    /// The civil day settled.
+    pub day: NaiveDate,
+    /// The first tap.
+    pub started_at: DateTime<Utc>,
+    /// The operator credited.
+    pub operator: String,
+    /// The base fare before discounts.
+    pub base: Money,
+    /// What the rider owes for it.
+    pub amount: Money,
+    /// Whether both ends were tapped.
+    pub completeness: TripCompleteness,
+    /// How it was paid.
+    pub payment: TripPayment,
+}
+
+/// Money owed for one trip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrearsEntry {
+    /// The card.
+    pub card: CardRef,
+    /// The trip.
+    pub trip: TripId,
+    /// The amount owed.
+    pub amount: Money,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+}
+
+/// Why a card is on the deny list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyReason {
+    /// Unpaid fares.
+    Arrears,
+    /// Reported lost.
+    Lost,
+    /// The credential was revoked.
+    Revoked,
+}
+
+impl DenyReason {
+    /// A stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            DenyReason::Arrears => "arrears",
+            DenyReason::Lost => "lost",
+            DenyReason::Revoked => "revoked",
+        }
+    }
+
+    /// The reason for a code.
+    pub fn from_code(code: &str) -> Option<Self> {
+        match code {
+            "arrears" => Some(DenyReason::Arrears),
+            "lost" => Some(DenyReason::Lost),
+            "revoked" => Some(DenyReason::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// One deny-list entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DenyEntry {
+    /// The card.
+    pub card: CardRef,
+    /// Why.
+    pub reason: DenyReason,
+    /// Since when.
+    pub since: DateTime<Utc>,
+}
+
+/// The storage port for settlement.
+#[async_trait]
+pub trait TransitStore: Send + Sync {
+    /// Stores settled trips; a trip id already stored is left as it is. Returns how many were new.
+    async fn record_trips(&self, trips: &[SettledTrip]) -> Result<u64, StoreError>;
+    /// The trips of a card settled for a civil day, by start time.
+    async fn trips(&self, card: CardRef, day: NaiveDate) -> Result<Vec<SettledTrip>, StoreError>;
+    /// What a card owed for trips in the civil month of `day`, on days before `day`.
+    async fn month_spend_before(&self, card: CardRef, day: NaiveDate) -> Result<Money, StoreError>;
+    /// Records arrears for a trip; returns false when that trip was already in arrears.
+    async fn add_arrears(&self, entry: &ArrearsEntry) -> Result<bool, StoreError>;
+    /// A card's open arrears, oldest first.
+    async fn arrears(&self, card: CardRef) -> Result<Vec<ArrearsEntry>, StoreError>;
+    /// Clears a card's arrears for the given trips; returns the amount cleared.
+    async fn clear_arrears(&self, card: CardRef, trips: &[TripId]) -> Result<Money, StoreError>;
+    /// Puts a card on the deny list for a reason (kept once per reason).
+    async fn deny(&self, entry: &DenyEntry) -> Result<(), StoreError>;
+    /// Removes one reason for a card; returns whether it was there.
+    async fn allow(&self, card: CardRef, reason: DenyReason) -> Result<bool, StoreError>;
+    /// The whole deny list, by card then reason.
+    async fn deny_list(&self) -> Result<Vec<DenyEntry>, StoreError>;
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    trips: HashMap<TripId, SettledTrip>,
+    by_card_day: HashMap<(CardRef, NaiveDate), Vec<TripId>>,
+    day_spend: HashMap<(CardRef, NaiveDate), i64>,
+    arrears: HashMap<CardRef, Vec<ArrearsEntry>>,
+    deny: BTreeMap<(CardRef, DenyReason), DateTime<Utc>>,
+}
+
+/// The transit store in memory.
+#[derive(Debug, Default)]
+pub struct MemoryTransitStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryTransitStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl TransitStore for MemoryTransitStore {
+    async fn record_trips(&self, trips: &[SettledTrip]) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let mut new = 0;
+        for t in trips {
+            if inner.trips.contains_key(&t.id) {
+                continue;
+            }
+            new += 1;
+            inner
+                .by_card_day
+                .entry((t.card, t.day))
+                .or_default()
+                .push(t.id.clone());
+            *inner.day_spend.entry((t.card, t.day)).or_default() += t.amount.fen();
+            inner.trips.insert(t.id.clone(), t.clone());
+        }
+        Ok(new)
+    }
+
+    async fn trips(&self, card: CardRef, day: NaiveDate) -> Result<Vec<SettledTrip>, StoreError> {
+        let inner = self.lock();
+        let mut out: Vec<SettledTrip> = inner
+            .by_card_day
+            .get(&(card, day))
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| inner.trips.get(id).cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+        Ok(out)
+    }
+
+    async fn month_spend_before(&self, card: CardRef, day: NaiveDate) -> Result<Money, StoreError> {
+        let inner = self.lock();
+        let mut fen = 0i64;
+        let mut d = day.with_day(1).unwrap_or(day);
+        while d < day {
+            fen += inner.day_spend.get(&(card, d)).copied().unwrap_or(0);
+            d = d.succ_opt().unwrap_or(day);
+        }
+        Ok(Money::from_fen(fen))
+    }
+
+    async fn add_arrears(&self, entry: &ArrearsEntry) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let list = inner.arrears.entry(entry.card).or_default();
+        if list.iter().any(|e| e.trip == entry.trip) {
+            return Ok(false);
+        }
+        list.push(entry.clone());
+        Ok(true)
+    }
+
+    async fn arrears(&self, card: CardRef) -> Result<Vec<ArrearsEntry>, StoreError> {
+        let inner = self.lock();
+        let mut list = inner.arrears.get(&card).cloned().unwrap_or_default();
+        list.sort_by(|a, b| (a.at, &a.trip).cmp(&(b.at, &b.trip)));
+        Ok(list)
+    }
+
+    async fn clear_arrears(&self, card: CardRef, trips: &[TripId]) -> Result<Money, StoreError> {
+        let mut inner = self.lock();
+        let mut cleared = 0i64;
+        if let Some(list) = inner.arrears.get_mut(&card) {
+            list.retain(|e| {
+                let hit = trips.contains(&e.trip);
+                if hit {
+                    cleared += e.amount.fen();
+                }
+                !hit
+            });
+            if list.is_empty() {
+                inner.arrears.remove(&card);
+            }
+        }
+        Ok(Money::from_fen(cleared))
+    }
+
+    async fn deny(&self, entry: &DenyEntry) -> Result<(), StoreError> {
+        self.lock()
+            .deny
+            .entry((entry.card, entry.reason))
+            .or_insert(entry.since);
+        Ok(())
+    }
+
+    async fn allow(&self, card: CardRef, reason: DenyReason) -> Result<bool, StoreError> {
+        Ok(self.lock().deny.remove(&(card, reason)).is_some())
+    }
+
+    async fn deny_list(&self) -> Result<Vec<DenyEntry>, StoreError> {
+        Ok(self
+            .lock()
+            .deny
+            .iter()
+            .map(|((card, reason), since)| DenyEntry {
+                card: *card,
+                reason: *reason,
+                since: *since,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,305 @@
+//! Taps, and how they assemble into trips.
+//!
+//! A tap is one reader event: tap in or out, at a gated station or on a
+//! vehicle. [`assemble_trips`] sorts a day's taps by card and time and turns
+//! them into trips:
+//!
+//! - a tap-in followed by the matching tap-out is a complete trip;
+//! - a tap-in on a network that needs a tap-out, followed by anything else
+//!   (or nothing), is a trip with a missing tap-out (charged the maximum fare);
+//! - a tap-out with no tap-in is a trip with a missing tap-in (also charged
+//!   the maximum fare of the network, with the exit as its only stop);
+//! - a tap-in on a flat-fare vehicle is a complete trip by itself;
+//! - the same card on the same vehicle again within the repeat window
+//!   (`same_vehicle_repeat_seconds`) is refused and counted, not charged.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::fares::{FareEngine, Leg};
+use crate::network::{NetworkIdx, RouteIdx, StopIdx};
+
+/// An opaque reference to a card (or ride-code account), never a card number or personal data.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct CardRef(pub u64);
+
+impl fmt::Display for CardRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cr{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for CardRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CardRef({self})")
+    }
+}
+
+impl FromStr for CardRef {
+    type Err = crate::error::TransitError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.strip_prefix("cr")
+            .filter(|h| h.len() == 16)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .map(CardRef)
+            .ok_or_else(|| crate::error::TransitError::Unknown {
+                kind: "card reference",
+                name: s.chars().take(32).collect(),
+            })
+    }
+}
+
+impl Serialize for CardRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CardRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// In or out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TapDirection {
+    /// Tap in (进站 / boarding).
+    In,
+    /// Tap out (出站 / alighting).
+    Out,
+}
+
+/// Where a reader is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum TapPlace {
+    /// A gate at a station of a gated network.
+    Station {
+        /// The network (e.g. metro).
+        network: NetworkIdx,
+        /// The station.
+        stop: StopIdx,
+    },
+    /// A reader on a vehicle.
+    Vehicle {
+        /// The route the vehicle runs.
+        route: RouteIdx,
+        /// The vehicle's number.
+        vehicle: u32,
+        /// The stop, where the reader knows it (sectioned routes).
+        stop: Option<StopIdx>,
+    },
+}
+
+/// One reader event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tap {
+    /// The card.
+    pub card: CardRef,
+    /// In or out.
+    pub direction: TapDirection,
+    /// Where.
+    pub place: TapPlace,
+    /// The reader's number.
+    pub reader: u32,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Whether a trip has both ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TripCompleteness {
+    /// Tapped in and out, or a single-tap flat-fare ride.
+    Complete,
+    /// Tapped in, never out.
+    MissingTapOut,
+    /// Tapped out, never in.
+    MissingTapIn,
+}
+
+/// One ride assembled from taps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trip {
+    /// The card.
+    pub card: CardRef,
+    /// The ride as a fare leg.
+    pub leg: Leg,
+    /// Whether both ends were seen.
+    pub completeness: TripCompleteness,
+}
+
+/// Counts of what happened to taps during assembly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TapStats {
+    /// Taps read.
+    pub taps: u64,
+    /// Taps refused as a repeat on the same vehicle within the window.
+    pub repeats_refused: u64,
+    /// Trips produced.
+    pub trips: u64,
+    /// Trips missing a tap-in or tap-out.
+    pub incomplete: u64,
+}
+
+fn place_network(
+    engine: &FareEngine,
+    place: &TapPlace,
+) -> Option<(NetworkIdx, Option<RouteIdx>, Option<StopIdx>)> {
+    match *place {
+        TapPlace::Station { network, stop } => Some((network, None, Some(stop))),
+        TapPlace::Vehicle { route, stop, .. } => {
+            let network = engine.network().route_info(route)?.network;
+            Some((network, Some(route), stop))
+        }
+    }
+}
+
+/// Sorts taps by card and time and assembles them into trips, in card then time order.
+///
+/// Taps naming an unknown route are dropped and not counted as trips. A vehicle
+/// tap without a stop on a network that needs a tap-out uses stop 0 as an
+/// unknown boarding stop and is charged the maximum fare.
+pub fn assemble_trips(engine: &FareEngine, taps: &mut [Tap]) -> (Vec<Trip>, TapStats) {
+    taps.sort_unstable_by_key(|t| (t.card, t.at, t.direction == TapDirection::Out));
+    let repeat = i64::from(engine.same_vehicle_repeat_seconds());
+    let mut trips = Vec::with_capacity(taps.len() / 2 + 1);
+    let mut stats = TapStats {
+        taps: taps.len() as u64,
+        ..TapStats::default()
+    };
+    let mut i = 0;
+    while i < taps.len() {
+        let card = taps[i].card;
+        let mut open: Option<Tap> = None;
+        let mut last_vehicle: Option<(RouteIdx, u32, i64)> = None;
+        let close_open = |open: &mut Option<Tap>, trips: &mut Vec<Trip>, stats: &mut TapStats| {
+            if let Some(t) = open.take()
+                && let Some((network, route, stop)) = place_network(engine, &t.place)
+            {
+                trips.push(Trip {
+                    card,
+                    leg: Leg {
+                        network,
+                        route,
+                        from: stop.unwrap_or(StopIdx(0)),
+                        to: None,
+                        board: t.at,
+                        alight: None,
+                    },
+                    completeness: TripCompleteness::MissingTapOut,
+                });
+                stats.incomplete += 1;
+            }
+        };
+        while i < taps.len() && taps[i].card == card {
+            let tap = taps[i];
+            i += 1;
+            let Some((network, route, stop)) = place_network(engine, &tap.place) else {
+                continue;
+            };
+            if let TapPlace::Vehicle { route, vehicle, .. } = tap.place
+                && tap.direction == TapDirection::In
+            {
+                let now = tap.at.timestamp();
+                if let Some((r, v, t)) = last_vehicle
+                    && r == route
+                    && v == vehicle
+                    && now - t < repeat
+                {
+                    stats.repeats_refused += 1;
+                    continue;
+                }
+                last_vehicle = Some((route, vehicle, now));
+            }
+            let needs_out = engine.requires_tap_out(network);
+            match tap.direction {
+                TapDirection::In if needs_out => {
+                    close_open(&mut open, &mut trips, &mut stats);
+                    open = Some(tap);
+                }
+                TapDirection::In => {
+                    close_open(&mut open, &mut trips, &mut stats);
+                    trips.push(Trip {
+                        card,
+                        leg: Leg {
+                            network,
+                            route,
+                            from: stop.unwrap_or(StopIdx(0)),
+                            to: None,
+                            board: tap.at,
+                            alight: None,
+                        },
+                        completeness: TripCompleteness::Complete,
+                    });
+                }
+                TapDirection::Out => {
+                    let matches = open.is_some_and(|o| match (o.place, tap.place) {
+                        (
+                            TapPlace::Station { network: a, .. },
+                            TapPlace::Station { network: b, .. },
+                        ) => a == b,
+                        (
+                            TapPlace::Vehicle {
+                                route: a,
+                                vehicle: va,
+                                ..
+                            },
+                            TapPlace::Vehicle {
+                                route: b,
+                                vehicle: vb,
+                                ..
+                            },
+                        ) => a == b && va == vb,
+                        _ => false,
+                    });
+                    match (matches, open.take(), stop) {
+                        (true, Some(o), Some(exit)) => {
+                            let from = place_network(engine, &o.place)
+                                .and_then(|p| p.2)
+                                .unwrap_or(StopIdx(0));
+                            trips.push(Trip {
+                                card,
+                                leg: Leg {
+                                    network,
+                                    route,
+                                    from,
+                                    to: Some(exit),
+                                    board: o.at,
+                                    alight: Some(tap.at),
+                                },
+                                completeness: TripCompleteness::Complete,
+                            });
+                        }
+                        (_, previous, _) => {
+                            open = previous;
+                            close_open(&mut open, &mut trips, &mut stats);
+                            trips.push(Trip {
+                                card,
+                                leg: Leg {
+                                    network,
+                                    route,
+                                    from: stop.unwrap_or(StopIdx(0)),
+                                    to: None,
+                                    board: tap.at,
+                                    alight: None,
+                                },
+                                completeness: TripCompleteness::MissingTapIn,
+                            });
+                            stats.incomplete += 1;
+                        }
+                    }
+                }
+            }
+        }
+        close_open(&mut open, &mut trips, &mut stats);
+    }
+    stats.trips = trips.len() as u64;
+    (trips, stats)
+}
