@@ -50,3 +50,9 @@ pub use appointments::{
 pub use ids::{
     AppointmentId, DepartmentId, DoctorId, EmployerId, HospitalId, SettlementId, SlotId,
 };
+pub mod billing;
+pub use billing::{
+    BillRequest, BillingService, CashSource, MedicalPayments, MedicalTransfer,
+    MemoryMedicalPayments, MemorySettlementStore, PaymentAccount, PaymentError, PaymentReceipt,
+    SettlementRecord, SettlementStatus, SettlementStore,
+};

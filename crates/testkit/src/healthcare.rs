@@ -668,3 +668,57 @@ macro_rules! appointment_store_conformance {
         }
     };
 }
+
+/// A [`MedicalPayments`](citycard_healthcare::MedicalPayments) double that wraps another and
+/// injects faults per operation (`"execute"`, `"balances"`): `Fail` and `Timeout` do nothing
+/// and report an unknown outcome or a refusal; `UnknownOutcome` executes, then loses the answer.
+pub struct FaultyMedicalPayments<P> {
+    inner: P,
+    faults: crate::Faults,
+}
+
+impl<P> FaultyMedicalPayments<P> {
+    /// Wraps `inner` with a fault script.
+    pub fn new(inner: P, faults: crate::Faults) -> Self {
+        Self { inner, faults }
+    }
+
+    /// The wrapped port.
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+}
+
+#[async_trait::async_trait]
+impl<P: citycard_healthcare::MedicalPayments> citycard_healthcare::MedicalPayments
+    for FaultyMedicalPayments<P>
+{
+    async fn execute(
+        &self,
+        key: &IdempotencyKey,
+        transfers: &[citycard_healthcare::MedicalTransfer],
+    ) -> Result<citycard_healthcare::PaymentReceipt, citycard_healthcare::PaymentError> {
+        use citycard_healthcare::PaymentError;
+        match self.faults.check("execute") {
+            crate::Fault::None => self.inner.execute(key, transfers).await,
+            crate::Fault::Fail => Err(PaymentError::Refused("injected failure".into())),
+            crate::Fault::Timeout => Err(PaymentError::Unknown("injected timeout".into())),
+            crate::Fault::UnknownOutcome => {
+                let _ = self.inner.execute(key, transfers).await;
+                Err(PaymentError::Unknown("injected lost answer".into()))
+            }
+        }
+    }
+
+    async fn balances(
+        &self,
+        person: &PersonId,
+    ) -> Result<citycard_healthcare::AccountBalances, citycard_healthcare::PaymentError> {
+        match self.faults.check("balances") {
+            crate::Fault::None => self.inner.balances(person).await,
+            _ => Err(citycard_healthcare::PaymentError::Unknown(
+                "injected fault".into(),
+            )),
+        }
+    }
+}

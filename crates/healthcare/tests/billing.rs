@@ -1,0 +1,390 @@
+//! Quotes, settlements and reversals through the payments port.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use citycard_core::{
+    AuditLog, AuditQuery, IdempotencyKey, ManualClock, MemoryAuditLog, Money, PersonId, Principal,
+    SequentialIdGenerator,
+};
+use citycard_healthcare::billing::SettlementStore;
+use citycard_healthcare::{
+    AnnualAccumulators, BillRequest, BillingService, CashSource, CatalogueClass, ChargeItem,
+    HealthcareError, HospitalLevel, MemoryMedicalPayments, MemoryPatientDirectory,
+    MemorySettlementStore, PatientRecord, PaymentAccount, PersonType, SettlementEngine,
+    SettlementStatus, VisitType,
+};
+use citycard_testkit::healthcare::FaultyMedicalPayments;
+use citycard_testkit::{Fault, Faults};
+use proptest::prelude::*;
+
+fn y(s: &str) -> Money {
+    s.parse().unwrap()
+}
+
+fn pid(s: &str) -> PersonId {
+    s.parse().unwrap()
+}
+
+fn key(s: &str) -> IdempotencyKey {
+    s.parse().unwrap()
+}
+
+fn operator() -> Principal {
+    Principal::Operator {
+        operator: "opr-1".parse().unwrap(),
+    }
+}
+
+struct World {
+    billing: BillingService,
+    payments: Arc<FaultyMedicalPayments<MemoryMedicalPayments>>,
+    faults: Faults,
+    store: Arc<MemorySettlementStore>,
+    audit: Arc<MemoryAuditLog>,
+}
+
+fn world() -> World {
+    let clock = Arc::new(ManualClock::at_ymd_hms(2026, 3, 10, 2, 0, 0));
+    let directory = Arc::new(MemoryPatientDirectory::new());
+    for (p, t) in [
+        ("psn-e", Some(PersonType::EmployeeInService)),
+        ("psn-r", Some(PersonType::Resident)),
+        ("psn-u", None),
+    ] {
+        directory.put(PatientRecord {
+            person: pid(p),
+            real_name_verified: true,
+            person_type: t,
+        });
+    }
+    let memory = MemoryMedicalPayments::new();
+    memory.set_balance(
+        PaymentAccount::CurrentYearAccount(pid("psn-e")),
+        y("200.00"),
+    );
+    memory.set_balance(
+        PaymentAccount::AccumulatedAccount(pid("psn-e")),
+        y("1000.00"),
+    );
+    memory.set_balance(PaymentAccount::EWallet(pid("psn-e")), y("500.00"));
+    memory.set_balance(PaymentAccount::EWallet(pid("psn-r")), y("500.00"));
+    let faults = Faults::new();
+    let payments = Arc::new(FaultyMedicalPayments::new(memory, faults.clone()));
+    let store = Arc::new(MemorySettlementStore::new());
+    let audit = Arc::new(MemoryAuditLog::new());
+    let billing = BillingService::new(
+        Arc::new(SettlementEngine::hangzhou().unwrap()),
+        store.clone(),
+        payments.clone(),
+        directory,
+        audit.clone(),
+        clock,
+        Arc::new(SequentialIdGenerator::new()),
+    );
+    World {
+        billing,
+        payments,
+        faults,
+        store,
+        audit,
+    }
+}
+
+fn bill(patient: &str, level: HospitalLevel, items: Vec<ChargeItem>) -> BillRequest {
+    BillRequest {
+        patient: pid(patient),
+        hospital: "hsp-1".parse().unwrap(),
+        hospital_level: level,
+        visit_type: VisitType::Outpatient,
+        items,
+        cash_source: CashSource::EWallet,
+    }
+}
+
+fn a(price: &str) -> ChargeItem {
+    ChargeItem::new("a", CatalogueClass::A, y(price), 1)
+}
+
+fn balance(w: &World, account: PaymentAccount) -> Money {
+    w.payments.inner().balance(&account)
+}
+
+fn snapshot(w: &World, person: &str) -> [Money; 5] {
+    [
+        balance(w, PaymentAccount::CurrentYearAccount(pid(person))),
+        balance(w, PaymentAccount::AccumulatedAccount(pid(person))),
+        balance(w, PaymentAccount::EWallet(pid(person))),
+        balance(w, PaymentAccount::PooledFund),
+        balance(w, PaymentAccount::Hospital("hsp-1".parse().unwrap())),
+    ]
+}
+
+#[tokio::test]
+async fn a_quote_changes_nothing_and_a_settlement_moves_exactly_the_split() {
+    let w = world();
+    let request = bill("psn-e", HospitalLevel::Tertiary, vec![a("1000.00")]);
+    let before = snapshot(&w, "psn-e");
+    let quote = w.billing.quote(&operator(), &request).await.unwrap();
+    assert_eq!(snapshot(&w, "psn-e"), before);
+    // Worked example: cy 200 first; 600 deductible and 48 co-pay from the accumulated
+    // account; 76% of 200 = 152 from the fund.
+    assert_eq!(quote.fund_paid, y("152.00"));
+    let s = w
+        .billing
+        .settle(&operator(), &key("s-1"), &request)
+        .await
+        .unwrap();
+    assert_eq!(s.status, SettlementStatus::Completed);
+    assert_eq!(s.breakdown, quote);
+    assert_eq!(
+        snapshot(&w, "psn-e"),
+        [
+            y("0.00"),
+            y("352.00"),
+            y("500.00"),
+            y("-152.00"),
+            y("1000.00")
+        ]
+    );
+    let acc = w.store.accumulators(&pid("psn-e"), 2026).await.unwrap();
+    assert_eq!(
+        (acc.deductible_met, acc.fund_paid),
+        (y("600.00"), y("152.00"))
+    );
+    // A retry returns the first result and pays nothing more.
+    let again = w
+        .billing
+        .settle(&operator(), &key("s-1"), &request)
+        .await
+        .unwrap();
+    assert_eq!(again, s);
+    assert_eq!(
+        balance(&w, PaymentAccount::Hospital("hsp-1".parse().unwrap())),
+        y("1000.00")
+    );
+    // The same key for another bill is refused.
+    let other = bill("psn-e", HospitalLevel::Tertiary, vec![a("10.00")]);
+    assert!(matches!(
+        w.billing.settle(&operator(), &key("s-1"), &other).await,
+        Err(HealthcareError::KeyReused)
+    ));
+    let audit = w.audit.query(&AuditQuery::all()).await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.record.action == "healthcare.settle")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_refused_payment_leaves_balances_and_accumulators_untouched() {
+    let w = world();
+    // Resident: 300 deductible + 60 co-pay = 360 from an e-wallet holding 300 is refused.
+    w.payments
+        .inner()
+        .set_balance(PaymentAccount::EWallet(pid("psn-r")), y("300.00"));
+    let request = bill("psn-r", HospitalLevel::Community, vec![a("500.00")]);
+    let before = snapshot(&w, "psn-r");
+    assert!(matches!(
+        w.billing.settle(&operator(), &key("s-1"), &request).await,
+        Err(HealthcareError::PaymentRefused(_))
+    ));
+    assert_eq!(snapshot(&w, "psn-r"), before);
+    assert_eq!(
+        w.store.accumulators(&pid("psn-r"), 2026).await.unwrap(),
+        AnnualAccumulators::new(2026)
+    );
+    assert!(matches!(
+        w.billing.settle(&operator(), &key("s-1"), &request).await,
+        Err(HealthcareError::PaymentRefused(_))
+    ));
+    // Paying the cash share at the counter works.
+    let mut at_counter = request.clone();
+    at_counter.cash_source = CashSource::Counter;
+    let s = w
+        .billing
+        .settle(&operator(), &key("s-2"), &at_counter)
+        .await
+        .unwrap();
+    assert_eq!(s.breakdown.cash_paid, y("360.00"));
+    assert_eq!(
+        balance(&w, PaymentAccount::EWallet(pid("psn-r"))),
+        y("300.00")
+    );
+    assert_eq!(
+        balance(&w, PaymentAccount::Hospital("hsp-1".parse().unwrap())),
+        y("140.00")
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_retried_with_the_same_transfers_and_pays_once() {
+    for fault in [Fault::UnknownOutcome, Fault::Timeout] {
+        let w = world();
+        let request = bill("psn-r", HospitalLevel::Community, vec![a("500.00")]);
+        w.faults.next("execute", fault);
+        assert!(matches!(
+            w.billing.settle(&operator(), &key("s-1"), &request).await,
+            Err(HealthcareError::PaymentUnknown)
+        ));
+        let s = w
+            .billing
+            .settle(&operator(), &key("s-1"), &request)
+            .await
+            .unwrap();
+        assert_eq!(s.status, SettlementStatus::Completed);
+        assert_eq!(
+            balance(&w, PaymentAccount::EWallet(pid("psn-r"))),
+            y("140.00"),
+            "{fault:?}"
+        );
+        let acc = w.store.accumulators(&pid("psn-r"), 2026).await.unwrap();
+        assert_eq!(acc.deductible_met, y("300.00"));
+    }
+}
+
+#[tokio::test]
+async fn reversal_restores_every_balance_and_accumulator() {
+    let w = world();
+    let before = snapshot(&w, "psn-e");
+    let request = bill(
+        "psn-e",
+        HospitalLevel::Secondary,
+        vec![
+            a("800.00"),
+            ChargeItem::new("c", CatalogueClass::C, y("50.00"), 2),
+        ],
+    );
+    let s = w
+        .billing
+        .settle(&operator(), &key("s-1"), &request)
+        .await
+        .unwrap();
+    assert_ne!(snapshot(&w, "psn-e"), before);
+    assert!(matches!(
+        w.billing
+            .reverse(&Principal::cardholder(pid("psn-e")), &s.id, &key("r-1"))
+            .await,
+        Err(HealthcareError::Denied(_))
+    ));
+    w.faults.next("execute", Fault::UnknownOutcome);
+    assert!(matches!(
+        w.billing.reverse(&operator(), &s.id, &key("r-1")).await,
+        Err(HealthcareError::PaymentUnknown)
+    ));
+    let r = w
+        .billing
+        .reverse(&operator(), &s.id, &key("r-1"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, SettlementStatus::Reversed);
+    assert_eq!(snapshot(&w, "psn-e"), before);
+    assert_eq!(
+        w.store.accumulators(&pid("psn-e"), 2026).await.unwrap(),
+        AnnualAccumulators::new(2026)
+    );
+    assert_eq!(
+        w.billing
+            .reverse(&operator(), &s.id, &key("r-1"))
+            .await
+            .unwrap(),
+        r
+    );
+    assert!(matches!(
+        w.billing.reverse(&operator(), &s.id, &key("r-2")).await,
+        Err(HealthcareError::KeyReused)
+    ));
+}
+
+#[tokio::test]
+async fn only_the_patient_or_the_facility_bills_and_the_uninsured_pay_cash() {
+    let w = world();
+    let request = bill("psn-r", HospitalLevel::Community, vec![a("10.00")]);
+    assert!(matches!(
+        w.billing
+            .settle(&Principal::cardholder(pid("psn-e")), &key("s-1"), &request)
+            .await,
+        Err(HealthcareError::Denied(_))
+    ));
+    w.billing
+        .settle(&Principal::cardholder(pid("psn-r")), &key("s-1"), &request)
+        .await
+        .unwrap();
+    let uninsured = bill("psn-u", HospitalLevel::Community, vec![a("10.00")]);
+    assert!(matches!(
+        w.billing.quote(&operator(), &uninsured).await,
+        Err(HealthcareError::InvalidInput(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_stale_begin_is_refused_by_the_store() {
+    let w = world();
+    let request = bill("psn-r", HospitalLevel::Community, vec![a("500.00")]);
+    let s = w
+        .billing
+        .settle(&operator(), &key("s-1"), &request)
+        .await
+        .unwrap();
+    // Replaying the same record under another key and id finds the accumulators changed.
+    let mut replay = s.clone();
+    replay.key = key("s-other");
+    replay.id = "stl-other".parse().unwrap();
+    match w.store.begin(&replay).await.unwrap() {
+        citycard_healthcare::billing::BeginDecision::Stale { current } => {
+            assert_eq!(current.deductible_met, y("300.00"));
+        }
+        other => panic!("expected stale, got {other:?}"),
+    }
+}
+
+fn item() -> impl Strategy<Value = ChargeItem> {
+    (0u8..3, 1i64..50_000, 1u32..3).prop_map(|(c, fen, q)| {
+        let class = match c {
+            0 => CatalogueClass::A,
+            1 => CatalogueClass::B {
+                pre_self_pay: rust_decimal::Decimal::new(15, 2),
+            },
+            _ => CatalogueClass::C,
+        };
+        ChargeItem::new("x", class, Money::from_fen(fen), q)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Settle several bills, reverse them all in any order: every balance and accumulator
+    /// returns exactly to where it started.
+    #[test]
+    fn reversing_every_settlement_in_any_order_restores_the_start(
+        bills in proptest::collection::vec((proptest::collection::vec(item(), 1..4), 0usize..3), 1..6),
+        order in proptest::collection::vec(any::<proptest::sample::Index>(), 6),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let w = world();
+            w.payments.inner().set_balance(PaymentAccount::EWallet(pid("psn-e")), y("100000.00"));
+            let before = snapshot(&w, "psn-e");
+            let mut ids = Vec::new();
+            for (i, (items, level)) in bills.iter().enumerate() {
+                let request = bill("psn-e", HospitalLevel::ALL[*level], items.clone());
+                let s = w.billing.settle(&operator(), &key(&format!("s-{i}")), &request).await.unwrap();
+                let t = s.breakdown;
+                assert_eq!(t.fund_paid.fen() + t.account_paid().fen() + t.cash_paid.fen(), t.total.fen());
+                ids.push(s.id);
+            }
+            let mut k = 0;
+            while !ids.is_empty() {
+                let idx = order[k % order.len()].index(ids.len());
+                let id = ids.remove(idx);
+                w.billing.reverse(&operator(), &id, &key(&format!("r-{k}"))).await.unwrap();
+                k += 1;
+            }
+            assert_eq!(snapshot(&w, "psn-e"), before);
+            assert_eq!(w.store.accumulators(&pid("psn-e"), 2026).await.unwrap(), AnnualAccumulators::new(2026));
+        });
+    }
+}
