@@ -1070,7 +1070,9 @@ impl CardService {
     ) -> Result<BindOutcome, BindingError> {
         let now = self.now();
         // Rate limit on mismatched details, per account.
-        let window_start = now - self.config.mismatch_window;
+        // The window is (now - window, now]: a mismatch stops counting exactly one window later.
+        // Instants are stored to the microsecond.
+        let window_start = now - self.config.mismatch_window + Duration::microseconds(1);
         let recent = self
             .ports
             .bindings
