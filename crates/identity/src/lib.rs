@@ -29,16 +29,33 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod error;
 pub mod id_number;
+pub mod person;
 pub mod region;
+pub mod service;
 pub mod vault;
+pub mod verifier;
 
+pub use error::IdentityError;
 pub use id_number::{
     DEFAULT_EARLIEST_BIRTH_YEAR, IdNumber, IdNumberError, IdNumberKind, RegionCheck, Sex,
     ValidationPolicy, ValidityNote, check_character,
 };
+pub use person::{
+    MemoryPersonStore, MemoryPlatformAccountStore, PendingFaceCheck, Person, PersonStore,
+    PlatformAccount, PlatformAccountStore, RealNameLevel,
+};
 pub use region::{Region, RegionCode, RegionRecord, Validity};
+pub use service::{
+    IdentityConfig, IdentityPorts, IdentityService, RealNameRequest, RealNameStatus,
+    VerificationReport,
+};
 pub use vault::{
     Algorithm, BlindIndex, Envelope, KeyId, KeyProvider, MemoryKeyProvider, SecretKey, Vault,
     VaultError,
+};
+pub use verifier::{
+    ExtraFactor, FaceResult, FaceSession, Factor, FactorCheck, KnownPerson, RealNameVerifier,
+    SimulatedVerifier, VerificationOutcome, VerifierError,
 };

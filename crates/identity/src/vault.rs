@@ -444,6 +444,23 @@ impl Vault {
         Ok(Sensitive::with_mask(text.to_owned(), Mask::NAME))
     }
 
+    /// A keyed digest (HMAC-SHA256 under the index key) of some personal
+    /// data, for idempotency fingerprints that must not be a plain hash.
+    pub async fn keyed_digest(&self, parts: &[&[u8]]) -> Result<BlindIndex, VaultError> {
+        let key = self.keys.blind_index_key().await?;
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() * 2 + 1);
+        all.push(b"citycard/fingerprint/v1:");
+        let lens: Vec<[u8; 8]> = parts
+            .iter()
+            .map(|p| (p.len() as u64).to_le_bytes())
+            .collect();
+        for (p, len) in parts.iter().zip(&lens) {
+            all.push(len);
+            all.push(p);
+        }
+        Ok(BlindIndex(hmac(key.expose(), &all)))
+    }
+
     /// The blind index of an ID number (over its normalised 18 characters).
     pub async fn blind_index(&self, id: &IdNumber) -> Result<BlindIndex, VaultError> {
         let key = self.keys.blind_index_key().await?;

@@ -120,3 +120,317 @@ pub fn id_number_like_text() -> impl Strategy<Value = String> {
         "\\s*[0-9]{17}[0-9xX]\\s*",
     ]
 }
+
+/// Sample records for the identity conformance suites (fake ciphertext; the
+/// stores never look inside envelopes).
+pub mod samples {
+    use chrono::{DateTime, Utc};
+    use citycard_core::{PersonId, Platform, PlatformAccountId};
+    use citycard_identity::{
+        Algorithm, BlindIndex, Envelope, KeyId, PendingFaceCheck, Person, PlatformAccount,
+        RealNameLevel,
+    };
+
+    /// An instant `secs` after a fixed base.
+    pub fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_000 + secs, 0).unwrap_or_default()
+    }
+
+    /// A fake envelope whose bytes derive from `seed`.
+    pub fn envelope(seed: u8) -> Envelope {
+        Envelope {
+            algorithm: Algorithm::Aes256Gcm,
+            key_id: KeyId::parse("key-1").unwrap_or_else(|_| unreachable!()),
+            nonce: vec![seed; 12],
+            ciphertext: vec![seed.wrapping_add(1); 34],
+        }
+    }
+
+    /// A blind index made of one repeated byte.
+    pub fn index(byte: u8) -> BlindIndex {
+        BlindIndex::from_bytes([byte; 32])
+    }
+
+    /// A person with id `psn-<n>` and index byte `n`.
+    pub fn person(n: u8) -> Person {
+        Person {
+            id: PersonId::parse(&format!("psn-{n:03}")).unwrap_or_else(|_| unreachable!()),
+            masked_name: "张**".into(),
+            name: envelope(n),
+            masked_id_number: "110***********002X".into(),
+            id_number: envelope(n.wrapping_add(100)),
+            id_number_index: index(n),
+            level: RealNameLevel::TwoFactor,
+            verified_at: Some(at(i64::from(n))),
+            created_at: at(0),
+        }
+    }
+
+    /// An unverified account `pac-<n>` on a platform.
+    pub fn account(n: u8, platform: Platform, external: &str) -> PlatformAccount {
+        PlatformAccount {
+            id: PlatformAccountId::parse(&format!("pac-{n:03}")).unwrap_or_else(|_| unreachable!()),
+            platform,
+            external_id: external.to_owned(),
+            person: None,
+            level: RealNameLevel::Unverified,
+            verified_at: None,
+            pending_face: None,
+            created_at: at(0),
+        }
+    }
+
+    /// A pending face check.
+    pub fn pending_face() -> PendingFaceCheck {
+        PendingFaceCheck {
+            session_id: "face-000001".into(),
+            id_number_index: index(9),
+            id_number: envelope(9),
+            name: envelope(10),
+            started_at: at(5),
+        }
+    }
+}
+
+/// The conformance suite for [`PersonStore`](citycard_identity::PersonStore).
+#[macro_export]
+macro_rules! person_store_conformance {
+    ($factory:ident) => {
+        #[allow(clippy::unwrap_used)]
+        mod person_store_conformance {
+            use $crate::__private::citycard_core::StoreError;
+            use $crate::__private::citycard_identity::{PersonStore, RealNameLevel};
+            use $crate::identity::samples::{at, index, person};
+
+            #[tokio::test]
+            async fn inserted_persons_read_back_equal() {
+                let store = super::$factory().await;
+                let p = person(1);
+                store.insert(&p).await.unwrap();
+                assert_eq!(store.get(&p.id).await.unwrap(), Some(p.clone()));
+                assert_eq!(store.get(&person(2).id).await.unwrap(), None);
+            }
+
+            #[tokio::test]
+            async fn ids_and_blind_indexes_are_unique() {
+                let store = super::$factory().await;
+                store.insert(&person(1)).await.unwrap();
+                assert!(matches!(
+                    store.insert(&person(1)).await,
+                    Err(StoreError::Conflict(_))
+                ));
+                let mut same_number = person(2);
+                same_number.id_number_index = index(1);
+                assert!(matches!(
+                    store.insert(&same_number).await,
+                    Err(StoreError::Conflict(_))
+                ));
+                assert_eq!(store.get(&same_number.id).await.unwrap(), None);
+            }
+
+            #[tokio::test]
+            async fn persons_are_found_by_blind_index() {
+                let store = super::$factory().await;
+                store.insert(&person(1)).await.unwrap();
+                store.insert(&person(2)).await.unwrap();
+                assert_eq!(
+                    store.find_by_id_number_index(&index(2)).await.unwrap(),
+                    Some(person(2))
+                );
+                assert_eq!(
+                    store.find_by_id_number_index(&index(3)).await.unwrap(),
+                    None
+                );
+            }
+
+            #[tokio::test]
+            async fn updates_replace_known_persons_only() {
+                let store = super::$factory().await;
+                store.insert(&person(1)).await.unwrap();
+                store.insert(&person(2)).await.unwrap();
+                let mut p = person(1);
+                p.level = RealNameLevel::FaceLiveness;
+                p.verified_at = Some(at(99));
+                p.name = $crate::identity::samples::envelope(42);
+                assert!(store.update(&p).await.unwrap());
+                assert_eq!(store.get(&p.id).await.unwrap(), Some(p.clone()));
+                assert!(!store.update(&person(3)).await.unwrap());
+                assert_eq!(store.get(&person(3).id).await.unwrap(), None);
+                let mut clash = person(2);
+                clash.id_number_index = index(1);
+                assert!(matches!(
+                    store.update(&clash).await,
+                    Err(StoreError::Conflict(_))
+                ));
+                assert_eq!(store.get(&person(2).id).await.unwrap(), Some(person(2)));
+            }
+
+            #[tokio::test]
+            async fn listing_pages_in_id_order() {
+                let store = super::$factory().await;
+                for n in [3, 1, 2, 5, 4] {
+                    store.insert(&person(n)).await.unwrap();
+                }
+                let first = store.list(None, 2).await.unwrap();
+                assert_eq!(first, vec![person(1), person(2)]);
+                let rest = store.list(Some(&person(2).id), 10).await.unwrap();
+                assert_eq!(rest, vec![person(3), person(4), person(5)]);
+                assert!(
+                    store
+                        .list(Some(&person(5).id), 10)
+                        .await
+                        .unwrap()
+                        .is_empty()
+                );
+            }
+        }
+    };
+}
+
+/// The conformance suite for [`PlatformAccountStore`](citycard_identity::PlatformAccountStore).
+#[macro_export]
+macro_rules! platform_account_store_conformance {
+    ($factory:ident) => {
+        #[allow(clippy::unwrap_used)]
+        mod platform_account_store_conformance {
+            use $crate::__private::chrono::NaiveDate;
+            use $crate::__private::citycard_core::{PersonId, Platform, StoreError};
+            use $crate::__private::citycard_identity::{PlatformAccountStore, RealNameLevel};
+            use $crate::identity::samples::{account, at, pending_face};
+
+            fn day(d: u32) -> NaiveDate {
+                NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
+            }
+
+            #[tokio::test]
+            async fn accounts_read_back_equal_with_every_field() {
+                let store = super::$factory().await;
+                let mut a = account(1, Platform::Alipay, "2088000000000001");
+                a.person = Some(PersonId::parse("psn-001").unwrap());
+                a.level = RealNameLevel::ThreeFactor;
+                a.verified_at = Some(at(7));
+                a.pending_face = Some(pending_face());
+                store.insert(&a).await.unwrap();
+                assert_eq!(store.get(&a.id).await.unwrap(), Some(a.clone()));
+                let other = account(2, Platform::Other("ecny".into()), "x");
+                store.insert(&other).await.unwrap();
+                assert_eq!(store.get(&other.id).await.unwrap(), Some(other));
+                assert_eq!(
+                    store
+                        .get(&account(3, Platform::Alipay, "y").id)
+                        .await
+                        .unwrap(),
+                    None
+                );
+            }
+
+            #[tokio::test]
+            async fn ids_and_platform_ids_are_unique_per_platform() {
+                let store = super::$factory().await;
+                store
+                    .insert(&account(1, Platform::Alipay, "u1"))
+                    .await
+                    .unwrap();
+                assert!(matches!(
+                    store.insert(&account(1, Platform::Alipay, "u2")).await,
+                    Err(StoreError::Conflict(_))
+                ));
+                assert!(matches!(
+                    store.insert(&account(2, Platform::Alipay, "u1")).await,
+                    Err(StoreError::Conflict(_))
+                ));
+                store
+                    .insert(&account(3, Platform::WechatPay, "u1"))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    store
+                        .find_external(&Platform::WechatPay, "u1")
+                        .await
+                        .unwrap(),
+                    Some(account(3, Platform::WechatPay, "u1"))
+                );
+                assert_eq!(
+                    store.find_external(&Platform::Alipay, "u1").await.unwrap(),
+                    Some(account(1, Platform::Alipay, "u1"))
+                );
+                assert_eq!(
+                    store
+                        .find_external(&Platform::UnionPay, "u1")
+                        .await
+                        .unwrap(),
+                    None
+                );
+            }
+
+            #[tokio::test]
+            async fn updates_replace_known_accounts_only() {
+                let store = super::$factory().await;
+                let mut a = account(1, Platform::Alipay, "u1");
+                store.insert(&a).await.unwrap();
+                a.person = Some(PersonId::parse("psn-007").unwrap());
+                a.level = RealNameLevel::TwoFactor;
+                a.verified_at = Some(at(3));
+                assert!(store.update(&a).await.unwrap());
+                assert_eq!(store.get(&a.id).await.unwrap(), Some(a.clone()));
+                a.pending_face = Some(pending_face());
+                assert!(store.update(&a).await.unwrap());
+                assert_eq!(store.get(&a.id).await.unwrap(), Some(a.clone()));
+                assert!(
+                    !store
+                        .update(&account(2, Platform::Alipay, "u2"))
+                        .await
+                        .unwrap()
+                );
+                assert_eq!(
+                    store
+                        .get(&account(2, Platform::Alipay, "u2").id)
+                        .await
+                        .unwrap(),
+                    None
+                );
+            }
+
+            #[tokio::test]
+            async fn accounts_are_listed_per_person() {
+                let store = super::$factory().await;
+                let p = PersonId::parse("psn-001").unwrap();
+                let mut a = account(2, Platform::Alipay, "u1");
+                a.person = Some(p.clone());
+                let mut b = account(1, Platform::WechatPay, "w1");
+                b.person = Some(p.clone());
+                store.insert(&a).await.unwrap();
+                store.insert(&b).await.unwrap();
+                store
+                    .insert(&account(3, Platform::UnionPay, "n1"))
+                    .await
+                    .unwrap();
+                assert_eq!(store.list_for_person(&p).await.unwrap(), vec![b, a]);
+                assert!(
+                    store
+                        .list_for_person(&PersonId::parse("psn-404").unwrap())
+                        .await
+                        .unwrap()
+                        .is_empty()
+                );
+            }
+
+            #[tokio::test]
+            async fn failed_attempts_count_per_account_and_day() {
+                let store = super::$factory().await;
+                let a = account(1, Platform::Alipay, "u1");
+                let b = account(2, Platform::Alipay, "u2");
+                store.insert(&a).await.unwrap();
+                store.insert(&b).await.unwrap();
+                assert_eq!(store.failed_attempts(&a.id, day(26)).await.unwrap(), 0);
+                assert_eq!(store.add_failed_attempt(&a.id, day(26)).await.unwrap(), 1);
+                assert_eq!(store.add_failed_attempt(&a.id, day(26)).await.unwrap(), 2);
+                assert_eq!(store.add_failed_attempt(&a.id, day(27)).await.unwrap(), 1);
+                assert_eq!(store.add_failed_attempt(&b.id, day(26)).await.unwrap(), 1);
+                assert_eq!(store.failed_attempts(&a.id, day(26)).await.unwrap(), 2);
+                assert_eq!(store.failed_attempts(&a.id, day(27)).await.unwrap(), 1);
+                assert_eq!(store.failed_attempts(&b.id, day(25)).await.unwrap(), 0);
+            }
+        }
+    };
+}
