@@ -4,8 +4,97 @@
 //! flags and upper limits, immutable transfers (linked, pending, post, void,
 //! balancing, closing), precise per-transfer results, statements, balances as
 //! of an instant and reconciliation, persisted batch by batch through the
-//! `LedgerStore` port.
+//! [`LedgerStore`] port.
 //!
-//! This crate is being filled in; see the workspace README for status.
+//! ```
+//! use std::sync::Arc;
+//! use citycard_core::{ManualClock, Money, Principal};
+//! use citycard_ledger::{
+//!     AccountId, AccountKind, CreateTransferResult, Ledger, MemoryLedgerStore, NewAccount,
+//!     NewTransfer, TransferId, WalletHolder, WalletLimits,
+//! };
+//!
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 8, 0, 0));
+//! let ledger = Ledger::open(Arc::new(MemoryLedgerStore::new()), clock.clone()).await?;
+//! let system = Principal::System;
+//! let (clearing, wallet, metro) = (AccountId::new(1), AccountId::new(2), AccountId::new(3));
+//! ledger.create_accounts(&system, vec![
+//!     NewAccount::new(clearing, AccountKind::TOP_UP_CLEARING),
+//!     WalletLimits::default().wallet(wallet, WalletHolder::Anonymous, None),
+//!     NewAccount::new(metro, AccountKind::OPERATOR_REVENUE),
+//! ]).await?;
+//!
+//! // Top up ¥50, then hold ¥4 for a ride and capture ¥3.
+//! let top_up = NewTransfer::new(TransferId::new(10), clearing, wallet, Money::from_yuan(50), 1);
+//! let hold = NewTransfer::pending(TransferId::new(11), wallet, metro, Money::from_yuan(4), 2, 3600);
+//! let post = NewTransfer::post(TransferId::new(12), TransferId::new(11), Some(Money::from_yuan(3)));
+//! let results = ledger.create_transfers(&system, vec![top_up.clone(), hold, post]).await?;
+//! assert!(results.iter().all(|r| *r == CreateTransferResult::Ok));
+//!
+//! // Resubmitting is an idempotent replay; a wallet can't go past its ¥1,000 cap.
+//! let big = NewTransfer::new(TransferId::new(13), clearing, wallet, Money::from_yuan(990), 1);
+//! let again = ledger.create_transfers(&system, vec![top_up, big]).await?;
+//! assert_eq!(again, [CreateTransferResult::Exists, CreateTransferResult::ExceedsUpperLimit]);
+//!
+//! let account = ledger.account(&system, wallet).await?;
+//! assert_eq!(account.posted(), Money::from_yuan(47));
+//! assert_eq!(account.available(), Money::from_yuan(47));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! ## Design decisions
+//!
+//! - **Ids are `u64`**, not TigerBeetle's `u128`: they fit SQLite's INTEGER
+//!   and hash in one multiply; 0 and `u64::MAX` are reserved. They print and
+//!   serialise as decimal strings. [`TransferId::from_idempotency_key`] maps a
+//!   host's idempotency key to a transfer id, so the transfer id *is* the
+//!   idempotency key (unique forever, replays answer `exists`).
+//! - **Amounts are [`Money`](citycard_core::Money)** (i64 fen); balances are
+//!   i64 fen with overflow reported as `overflows_*` results.
+//! - **Results are dense**: one per event, `ok` included, ordered by
+//!   precedence as in TigerBeetle (without its imported/user-data results;
+//!   with `exists_with_different_reference/memo`, `amount_must_not_be_negative`,
+//!   `memo_too_long` and `exceeds_upper_limit` added).
+//! - **Posts and voids inherit** zero fields from the hold; a post of amount 0
+//!   posts it all. Posting or voiding a hold is allowed on a closed account.
+//! - **Upper limits** read the balance on the account's normal side (credit
+//!   unless `credits_must_not_exceed_debits`) and count incoming holds;
+//!   `balancing_credit` on a capped account clamps to the room under the cap.
+//! - **The store is a log**: accounts, transfers, expiries and burnt ids are
+//!   appended once per batch; balances are rebuilt by replay on open, so a
+//!   batch costs one append per record and one commit.
+//! - **Expiry follows the clock** at the start of each transfer batch and on
+//!   [`Ledger::expire_pending`]; an expired hold can't be posted even before
+//!   it is swept. Timestamps are unique nanoseconds, `max(clock, last + 1ns)`.
+//! - **Failures burn ids** only when state-dependent
+//!   ([`CreateTransferResult::is_transient`]); a linked chain's other events
+//!   (`linked_event_failed`) keep theirs.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod engine;
+pub mod ids;
+pub mod model;
+pub mod query;
+pub mod service;
+pub mod store;
+
+pub use engine::Engine;
+pub use ids::{
+    AccountId, AccountKind, Currency, LedgerIdError, MAX_REFERENCE_LEN, Owner, Reference,
+    TransferId,
+};
+pub use model::{
+    Account, AccountFlags, Balances, CreateAccountResult, CreateTransferResult, Expiry,
+    FailedTransfer, MAX_MEMO_LEN, NewAccount, NewTransfer, NormalSide, PendingStatus, Transfer,
+    TransferFlags,
+};
+pub use query::{
+    AmountMismatch, ExternalEntry, Matched, ReconciliationReport, Statement, StatementEntry,
+    reconcile,
+};
+pub use service::{Ledger, LedgerError, WalletHolder, WalletLimits};
+pub use store::{ChangeSet, LedgerStore, MemoryLedgerStore, Snapshot};

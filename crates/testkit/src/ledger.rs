@@ -1,2 +1,490 @@
 //! Test support for citycard-ledger: conformance suites for its storage ports,
 //! fault-injecting doubles of its remote ports, and proptest strategies.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use citycard_core::{Money, StoreError};
+use citycard_ledger::{
+    AccountFlags, AccountId, ChangeSet, LedgerStore, NewTransfer, Snapshot, TransferFlags,
+    TransferId,
+};
+use proptest::prelude::*;
+
+use crate::faults::{Fault, Faults};
+
+/// A [`LedgerStore`] double that injects faults on `commit` and `load`.
+///
+/// [`Fault::Fail`] and [`Fault::Timeout`] fail before writing anything (a crash
+/// before the commit); [`Fault::UnknownOutcome`] commits, then reports failure
+/// (a crash after the commit, before the acknowledgement).
+#[derive(Clone)]
+pub struct FaultyLedgerStore {
+    inner: Arc<dyn LedgerStore>,
+    faults: Faults,
+}
+
+impl std::fmt::Debug for FaultyLedgerStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FaultyLedgerStore")
+    }
+}
+
+impl FaultyLedgerStore {
+    /// Wraps a store; script faults on the returned [`Faults`].
+    pub fn new(inner: Arc<dyn LedgerStore>) -> (Self, Faults) {
+        let faults = Faults::new();
+        (
+            Self {
+                inner,
+                faults: faults.clone(),
+            },
+            faults,
+        )
+    }
+}
+
+#[async_trait]
+impl LedgerStore for FaultyLedgerStore {
+    async fn commit(&self, changes: &ChangeSet<'_>) -> Result<(), StoreError> {
+        match self.faults.check("commit") {
+            Fault::None => self.inner.commit(changes).await,
+            Fault::Fail => Err(StoreError::Unavailable("injected failure".into())),
+            Fault::Timeout => Err(StoreError::Unavailable("injected timeout".into())),
+            Fault::UnknownOutcome => {
+                self.inner.commit(changes).await?;
+                Err(StoreError::Unavailable(
+                    "injected lost acknowledgement".into(),
+                ))
+            }
+        }
+    }
+
+    async fn load(&self) -> Result<Snapshot, StoreError> {
+        match self.faults.check("load") {
+            Fault::None | Fault::UnknownOutcome => self.inner.load().await,
+            Fault::Fail | Fault::Timeout => {
+                Err(StoreError::Unavailable("injected load failure".into()))
+            }
+        }
+    }
+}
+
+/// Account ids `1..=accounts`.
+pub fn account_id(accounts: u64) -> impl Strategy<Value = AccountId> {
+    (1..=accounts.max(1)).prop_map(AccountId::new)
+}
+
+/// Account flags a generated account may carry (no overdraft, or the mirror, or none; history sometimes).
+pub fn account_flags() -> impl Strategy<Value = AccountFlags> {
+    (0u8..3, any::<bool>()).prop_map(|(balance, history)| {
+        let f = match balance {
+            0 => AccountFlags::NONE,
+            1 => AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+            _ => AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS,
+        };
+        if history {
+            f | AccountFlags::HISTORY
+        } else {
+            f
+        }
+    })
+}
+
+/// A random transfer request among `accounts` accounts, with ids drawn from
+/// `1..=ids` (so some collide, exercising replays), of every kind: plain,
+/// pending with or without a timeout, post (full or partial), void,
+/// balancing, linked.
+pub fn new_transfer(accounts: u64, ids: u64) -> impl Strategy<Value = NewTransfer> {
+    (
+        1..=ids.max(1),
+        account_id(accounts),
+        account_id(accounts),
+        0i64..5_000,
+        0u8..8,
+        1..=ids.max(1),
+        any::<bool>(),
+        0u32..3,
+    )
+        .prop_map(
+            move |(id, debit, credit, fen, kind, pending, linked, timeout)| {
+                let id = TransferId::new(id);
+                let amount = Money::from_fen(fen);
+                let mut t = match kind {
+                    0..=2 => NewTransfer::new(id, debit, credit, amount, 1),
+                    3 => NewTransfer::pending(id, debit, credit, amount, 2, timeout * 60),
+                    4 => NewTransfer::post(
+                        id,
+                        TransferId::new(pending),
+                        (fen % 2 == 0).then_some(amount),
+                    ),
+                    5 => NewTransfer::void(id, TransferId::new(pending)),
+                    6 => NewTransfer::new(id, debit, credit, amount, 1)
+                        .with_flags(TransferFlags::BALANCING_DEBIT),
+                    _ => NewTransfer::new(id, debit, credit, amount, 1)
+                        .with_flags(TransferFlags::BALANCING_CREDIT),
+                };
+                if linked {
+                    t.flags = t.flags | TransferFlags::LINKED;
+                }
+                t
+            },
+        )
+}
+
+/// The conformance suite for [`LedgerStore`](citycard_ledger::LedgerStore).
+///
+/// Takes the name of an `async fn() -> S` returning a fresh, empty store
+/// (`S: LedgerStore + 'static`). Besides the port's own contract it checks,
+/// through a [`Ledger`](citycard_ledger::Ledger), that reopening on the store
+/// rebuilds exactly the acknowledged state.
+#[macro_export]
+macro_rules! ledger_store_conformance {
+    ($factory:ident) => {
+        #[allow(clippy::unwrap_used)]
+        mod ledger_store_conformance {
+            use std::sync::Arc;
+
+            use $crate::__private::chrono::{DateTime, Duration, Utc};
+            use $crate::__private::citycard_core::{
+                Clock, ManualClock, Money, PersonId, Principal,
+            };
+            use $crate::__private::citycard_ledger::{
+                Account, AccountFlags, AccountId, AccountKind, Balances, ChangeSet,
+                CreateAccountResult, CreateTransferResult, Engine, Expiry, FailedTransfer, Ledger,
+                LedgerStore, NewAccount, NewTransfer, Owner, PendingStatus, Reference, Transfer,
+                TransferFlags, TransferId, WalletHolder, WalletLimits,
+            };
+
+            fn at(nanos: i64) -> DateTime<Utc> {
+                DateTime::from_timestamp_nanos(1_790_000_000_000_000_000 + nanos)
+            }
+
+            fn account(id: u64, nanos: i64) -> Account {
+                Account {
+                    id: AccountId::new(id),
+                    kind: AccountKind::E_WALLET,
+                    currency: $crate::__private::citycard_ledger::Currency::CNY,
+                    flags: AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags::HISTORY,
+                    upper_limit: Some(Money::from_yuan(1000)),
+                    owner: Some(Owner::Person(PersonId::parse("psn-1").unwrap())),
+                    metadata: [("holder".to_owned(), "anonymous".to_owned())].into(),
+                    balances: Balances::default(),
+                    created_at: at(nanos),
+                }
+            }
+
+            fn transfer(id: u64, debit: u64, credit: u64, fen: i64, nanos: i64) -> Transfer {
+                Transfer {
+                    id: TransferId::new(id),
+                    debit_account_id: AccountId::new(debit),
+                    credit_account_id: AccountId::new(credit),
+                    amount: Money::from_fen(fen),
+                    pending_id: None,
+                    timeout_secs: 0,
+                    currency: $crate::__private::citycard_ledger::Currency::CNY,
+                    code: 7,
+                    flags: TransferFlags::NONE,
+                    reference: None,
+                    memo: None,
+                    timestamp: at(nanos),
+                }
+            }
+
+            #[tokio::test]
+            async fn a_new_store_loads_empty() {
+                let store = super::$factory().await;
+                let s = store.load().await.unwrap();
+                assert!(s.accounts.is_empty() && s.transfers.is_empty());
+                assert!(s.expiries.is_empty() && s.failures.is_empty());
+                store.commit(&ChangeSet::default()).await.unwrap();
+                assert_eq!(store.load().await.unwrap(), s);
+            }
+
+            #[tokio::test]
+            async fn every_field_round_trips_including_ids_above_i64_max() {
+                let store = super::$factory().await;
+                let big = u64::MAX - 1;
+                let mut plain = account(big, 1);
+                plain.owner = Some(Owner::Organisation("metro-1".into()));
+                plain.metadata.clear();
+                plain.upper_limit = None;
+                plain.kind = AccountKind(900);
+                plain.flags = AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS;
+                let accounts = vec![account(1, 0), plain];
+                store
+                    .commit(&ChangeSet {
+                        accounts: &accounts,
+                        ..ChangeSet::default()
+                    })
+                    .await
+                    .unwrap();
+                let mut hold = transfer(u64::MAX - 2, big, 1, 450, 2);
+                hold.flags = TransferFlags::PENDING | TransferFlags::LINKED;
+                hold.timeout_secs = 3600;
+                hold.reference = Some(Reference::trip("T-9").unwrap());
+                hold.memo = Some("地铁 1号线 ride".into());
+                let mut post = transfer(5, big, 1, 300, 3);
+                post.flags = TransferFlags::POST_PENDING_TRANSFER;
+                post.pending_id = Some(TransferId::new(u64::MAX - 2));
+                let transfers = vec![hold, post];
+                let expiries = vec![Expiry {
+                    transfer_id: TransferId::new(77),
+                    timestamp: at(4),
+                }];
+                let failures = vec![FailedTransfer {
+                    id: TransferId::new(u64::MAX - 9),
+                    result: CreateTransferResult::ExceedsCredits,
+                }];
+                store
+                    .commit(&ChangeSet {
+                        accounts: &[],
+                        transfers: &transfers,
+                        expiries: &expiries,
+                        failures: &failures,
+                    })
+                    .await
+                    .unwrap();
+                let mut s = store.load().await.unwrap();
+                s.accounts.sort_by_key(|a| a.created_at);
+                s.transfers.sort_by_key(|t| t.timestamp);
+                assert_eq!(s.accounts, accounts);
+                assert_eq!(s.transfers, transfers);
+                assert_eq!(s.expiries, expiries);
+                assert_eq!(s.failures, failures);
+            }
+
+            #[tokio::test]
+            async fn batches_accumulate() {
+                let store = super::$factory().await;
+                let accounts = vec![account(1, 0), account(2, 1)];
+                store
+                    .commit(&ChangeSet {
+                        accounts: &accounts,
+                        ..ChangeSet::default()
+                    })
+                    .await
+                    .unwrap();
+                for batch in 0..3i64 {
+                    let transfers: Vec<Transfer> = (0..100)
+                        .map(|i| {
+                            let n = batch * 100 + i;
+                            transfer(1000 + n as u64, 1, 2, 1 + n, 10 + n)
+                        })
+                        .collect();
+                    store
+                        .commit(&ChangeSet {
+                            transfers: &transfers,
+                            ..ChangeSet::default()
+                        })
+                        .await
+                        .unwrap();
+                }
+                let mut s = store.load().await.unwrap();
+                s.transfers.sort_by_key(|t| t.timestamp);
+                assert_eq!(s.transfers.len(), 300);
+                let total: i64 = s.transfers.iter().map(|t| t.amount.fen()).sum();
+                assert_eq!(total, (1..=300).sum::<i64>());
+                assert_eq!(s.transfers[299].id, TransferId::new(1299));
+            }
+
+            #[tokio::test]
+            async fn a_failed_commit_stores_nothing() {
+                let store = super::$factory().await;
+                let first = vec![account(1, 0)];
+                store
+                    .commit(&ChangeSet {
+                        accounts: &first,
+                        ..ChangeSet::default()
+                    })
+                    .await
+                    .unwrap();
+                // Account 1 again (a second row with its id) must fail the whole change set.
+                let clash = vec![account(2, 5), account(1, 6)];
+                let transfers = vec![transfer(9, 1, 2, 100, 7)];
+                assert!(
+                    store
+                        .commit(&ChangeSet {
+                            accounts: &clash,
+                            transfers: &transfers,
+                            ..ChangeSet::default()
+                        })
+                        .await
+                        .is_err()
+                );
+                let s = store.load().await.unwrap();
+                assert_eq!(s.accounts, first);
+                assert!(s.transfers.is_empty());
+            }
+
+            async fn fixture(store: Arc<dyn LedgerStore>, clock: Arc<ManualClock>) -> Ledger {
+                let ledger = Ledger::open(store, clock).await.unwrap();
+                let system = Principal::System;
+                let limits = WalletLimits::default();
+                let r = ledger
+                    .create_accounts(
+                        &system,
+                        vec![
+                            NewAccount::new(AccountId::new(1), AccountKind::TOP_UP_CLEARING),
+                            limits.wallet(AccountId::new(2), WalletHolder::Registered, None),
+                            NewAccount::new(AccountId::new(3), AccountKind::OPERATOR_REVENUE),
+                            NewAccount::new(AccountId::new(4), AccountKind::CONTROL),
+                        ],
+                    )
+                    .await
+                    .unwrap();
+                assert!(r.iter().all(|r| *r == CreateAccountResult::Ok));
+                ledger
+            }
+
+            #[tokio::test]
+            async fn reopening_rebuilds_exactly_the_acknowledged_state() {
+                let store: Arc<dyn LedgerStore> = Arc::new(super::$factory().await);
+                let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 8, 0, 0));
+                let system = Principal::System;
+                let ledger = fixture(store.clone(), clock.clone()).await;
+                let (c, w, m) = (AccountId::new(1), AccountId::new(2), AccountId::new(3));
+                let id = TransferId::new;
+                let batch = vec![
+                    NewTransfer::new(id(10), c, w, Money::from_yuan(100), 1)
+                        .with_reference(Reference::top_up_order("O-1").unwrap())
+                        .with_memo("top-up"),
+                    NewTransfer::pending(id(11), w, m, Money::from_yuan(5), 2, 60),
+                    NewTransfer::pending(id(12), w, m, Money::from_yuan(6), 2, 0),
+                    NewTransfer::pending(id(13), w, m, Money::from_yuan(7), 2, 0),
+                    NewTransfer::new(id(14), w, m, Money::from_yuan(1000), 1),
+                ];
+                let r = ledger.create_transfers(&system, batch).await.unwrap();
+                assert_eq!(r[4], CreateTransferResult::ExceedsCredits);
+                clock.advance(Duration::seconds(30));
+                let r = ledger
+                    .create_transfers(
+                        &system,
+                        vec![
+                            NewTransfer::post(id(20), id(12), Some(Money::from_yuan(4))),
+                            NewTransfer::void(id(21), id(13)),
+                            NewTransfer::new(id(22), w, m, Money::from_yuan(1), 3)
+                                .with_flags(TransferFlags::LINKED),
+                            NewTransfer::new(id(23), w, m, Money::from_yuan(5000), 3),
+                        ],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    r,
+                    [
+                        CreateTransferResult::Ok,
+                        CreateTransferResult::Ok,
+                        CreateTransferResult::LinkedEventFailed,
+                        CreateTransferResult::ExceedsCredits,
+                    ]
+                );
+                clock.advance(Duration::seconds(31));
+                assert_eq!(ledger.expire_pending(&system).await.unwrap(), 1);
+                let before = ledger
+                    .inspect(|e: &Engine| {
+                        (
+                            e.accounts().collect::<Vec<_>>(),
+                            e.transfers().to_vec(),
+                            e.expiries().collect::<Vec<_>>(),
+                            e.failures(),
+                        )
+                    })
+                    .await
+                    .unwrap();
+                drop(ledger);
+                let reopened = Ledger::open(store.clone(), clock.clone()).await.unwrap();
+                let after = reopened
+                    .inspect(|e: &Engine| {
+                        (
+                            e.accounts().collect::<Vec<_>>(),
+                            e.transfers().to_vec(),
+                            e.expiries().collect::<Vec<_>>(),
+                            e.failures(),
+                        )
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(before, after);
+                let wallet = reopened.account(&system, w).await.unwrap();
+                // 100 in, 4 posted out; holds 11 (expired) and 13 (voided) released.
+                assert_eq!(wallet.posted(), Money::from_yuan(96));
+                assert_eq!(wallet.balances.debits_pending, Money::ZERO);
+                assert_eq!(
+                    reopened.pending_status(&system, id(11)).await.unwrap(),
+                    PendingStatus::Expired
+                );
+                // Replays after reopen: exists, id already failed, hold already settled.
+                let r = reopened
+                    .create_transfers(
+                        &system,
+                        vec![
+                            NewTransfer::new(id(10), c, w, Money::from_yuan(100), 1)
+                                .with_reference(Reference::top_up_order("O-1").unwrap())
+                                .with_memo("top-up"),
+                            NewTransfer::new(id(14), w, m, Money::from_yuan(1), 1),
+                            NewTransfer::void(id(24), id(12)),
+                            NewTransfer::post(id(25), id(11), None),
+                        ],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    r,
+                    [
+                        CreateTransferResult::Exists,
+                        CreateTransferResult::IdAlreadyFailed,
+                        CreateTransferResult::PendingTransferAlreadyPosted,
+                        CreateTransferResult::PendingTransferExpired,
+                    ]
+                );
+                let found = reopened
+                    .transfers_by_reference(&system, &Reference::top_up_order("O-1").unwrap())
+                    .await
+                    .unwrap();
+                assert_eq!(found.len(), 1);
+                assert_eq!(found[0].memo.as_deref(), Some("top-up"));
+            }
+
+            #[tokio::test]
+            async fn closing_and_history_survive_a_reopen() {
+                let store: Arc<dyn LedgerStore> = Arc::new(super::$factory().await);
+                let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 8, 0, 0));
+                let system = Principal::System;
+                let ledger = fixture(store.clone(), clock.clone()).await;
+                let (c, w) = (AccountId::new(1), AccountId::new(2));
+                let id = TransferId::new;
+                ledger
+                    .create_transfers(
+                        &system,
+                        vec![NewTransfer::new(id(1), c, w, Money::from_yuan(10), 1)],
+                    )
+                    .await
+                    .unwrap();
+                clock.advance(Duration::seconds(5));
+                let t1 = clock.now();
+                clock.advance(Duration::seconds(5));
+                ledger
+                    .create_transfers(
+                        &system,
+                        vec![NewTransfer::close_account(id(2), w, AccountId::new(4), 9)],
+                    )
+                    .await
+                    .unwrap();
+                drop(ledger);
+                let reopened = Ledger::open(store, clock.clone()).await.unwrap();
+                assert!(reopened.account(&system, w).await.unwrap().is_closed());
+                let past = reopened.balances_at(&system, w, t1).await.unwrap();
+                assert_eq!(past.credits_posted, Money::from_yuan(10));
+                let r = reopened
+                    .create_transfers(
+                        &system,
+                        vec![NewTransfer::new(id(3), c, w, Money::from_yuan(1), 1)],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(r, [CreateTransferResult::CreditAccountAlreadyClosed]);
+            }
+        }
+    };
+}

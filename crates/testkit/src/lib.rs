@@ -48,6 +48,8 @@ pub use faults::{Fault, Faults};
 pub mod __private {
     pub use chrono;
     pub use citycard_core;
+    #[cfg(feature = "ledger")]
+    pub use citycard_ledger;
     #[cfg(feature = "binding")]
     pub use citycard_binding;
     #[cfg(feature = "identity")]

@@ -1,0 +1,515 @@
+//! The `Ledger` service: the engine, a store, a clock, principals and audit.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use citycard_core::{
+    AuditLog, AuditOutcome, AuditRecord, ClassifiedError, Clock, DelegationScope, ErrorClass,
+    Fingerprint, IdempotencyKey, Money, PersonId, Principal, StoreError,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::engine::Engine;
+use crate::ids::{AccountId, AccountKind, Owner, Reference, TransferId};
+use crate::model::{
+    Account, AccountFlags, Balances, CreateAccountResult, CreateTransferResult, NewAccount,
+    NewTransfer, PendingStatus, Transfer, TransferFlags,
+};
+use crate::query::{ExternalEntry, ReconciliationReport, Statement, reconcile, statement};
+use crate::store::LedgerStore;
+
+/// What can go wrong calling the ledger (per-event outcomes are results, not errors).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// The principal may not do this.
+    #[error(
+        "{principal} may not {action}: act as the account's owner, a platform, an operator or the system"
+    )]
+    Denied {
+        /// Who tried (masked form).
+        principal: String,
+        /// What.
+        action: &'static str,
+    },
+    /// No account with this id.
+    #[error("account {0} does not exist: check the id")]
+    AccountNotFound(AccountId),
+    /// No transfer with this id.
+    #[error("transfer {0} does not exist: check the id")]
+    TransferNotFound(TransferId),
+    /// Balances as of an instant need the account's `history` flag.
+    #[error(
+        "account {0} keeps no balance history: create accounts with the history flag to query past balances"
+    )]
+    HistoryNotEnabled(AccountId),
+    /// A time range ends before it starts.
+    #[error("the time range ends before it starts: swap or fix the bounds")]
+    InvalidRange,
+    /// The store failed; the batch was not acknowledged and had no effect.
+    #[error("the ledger store failed, nothing was acknowledged; retry the same batch: {0}")]
+    Store(#[from] StoreError),
+    /// The stored data cannot be replayed.
+    #[error("stored ledger data is inconsistent, contact support: {0}")]
+    Corrupt(String),
+    /// An earlier store failure left the ledger unable to reload its state.
+    #[error("the ledger lost its store and must be reopened: reopen it once the store is back")]
+    Poisoned,
+}
+
+impl ClassifiedError for LedgerError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            LedgerError::Denied { .. } => ErrorClass::Denied,
+            LedgerError::AccountNotFound(_) | LedgerError::TransferNotFound(_) => {
+                ErrorClass::NotFound
+            }
+            LedgerError::HistoryNotEnabled(_) | LedgerError::InvalidRange => {
+                ErrorClass::InvalidInput
+            }
+            LedgerError::Store(e) => e.class(),
+            LedgerError::Corrupt(_) => ErrorClass::Internal,
+            LedgerError::Poisoned => ErrorClass::Unavailable,
+        }
+    }
+}
+
+/// The prepaid-card wallet caps (PBOC 2012): configurable, loadable as JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletLimits {
+    /// The cap on a registered (记名) card's wallet; ¥5,000 by default.
+    pub registered: Money,
+    /// The cap on an anonymous card's wallet; ¥1,000 by default.
+    pub anonymous: Money,
+}
+
+impl Default for WalletLimits {
+    fn default() -> Self {
+        Self {
+            registered: Money::from_yuan(5_000),
+            anonymous: Money::from_yuan(1_000),
+        }
+    }
+}
+
+/// Whether a card (and so its wallet) is registered to a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalletHolder {
+    /// A registered (记名) card.
+    Registered,
+    /// An anonymous card.
+    Anonymous,
+}
+
+impl WalletLimits {
+    /// The cap for a holder.
+    pub fn cap(&self, holder: WalletHolder) -> Money {
+        match holder {
+            WalletHolder::Registered => self.registered,
+            WalletHolder::Anonymous => self.anonymous,
+        }
+    }
+
+    /// A CNY e-wallet account: no overdraft, balance history, capped for its holder.
+    pub fn wallet(
+        &self,
+        id: AccountId,
+        holder: WalletHolder,
+        owner: Option<PersonId>,
+    ) -> NewAccount {
+        let mut a = NewAccount::new(id, AccountKind::E_WALLET)
+            .with_flags(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags::HISTORY)
+            .with_upper_limit(self.cap(holder))
+            .with_metadata(
+                "holder",
+                match holder {
+                    WalletHolder::Registered => "registered",
+                    WalletHolder::Anonymous => "anonymous",
+                },
+            );
+        a.owner = owner.map(Owner::Person);
+        a
+    }
+}
+
+impl TransferId {
+    /// A transfer id derived from an idempotency key within a scope (SHA-256,
+    /// first 8 bytes): the same key always names the same transfer, so a
+    /// retried request is answered `exists`.
+    pub fn from_idempotency_key(scope: &str, key: &IdempotencyKey) -> TransferId {
+        let mut bytes = Vec::with_capacity(scope.len() + 1 + key.as_str().len());
+        bytes.extend_from_slice(scope.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(key.as_str().as_bytes());
+        let digest = Fingerprint::of_bytes(&bytes);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest.as_bytes()[..8]);
+        match u64::from_le_bytes(first) {
+            0 => TransferId::new(1),
+            u64::MAX => TransferId::new(u64::MAX - 1),
+            n => TransferId::new(n),
+        }
+    }
+}
+
+impl NewTransfer {
+    /// A closing hold: closes `account` (debit side) against `control` until voided.
+    pub fn close_account(
+        id: TransferId,
+        account: AccountId,
+        control: AccountId,
+        code: u16,
+    ) -> Self {
+        NewTransfer::pending(id, account, control, Money::ZERO, code, 0)
+            .with_flags(TransferFlags::CLOSING_DEBIT)
+    }
+}
+
+struct State {
+    engine: Engine,
+    poisoned: bool,
+}
+
+/// The ledger: validates batches in memory and acknowledges them only once
+/// the store has committed them.
+///
+/// Writes (`create_*`, `expire_pending`) are for the system, operators and
+/// platforms; reads are also open to a cardholder (or delegate with the
+/// view scopes) for accounts they own.
+pub struct Ledger {
+    state: Mutex<State>,
+    store: Arc<dyn LedgerStore>,
+    clock: Arc<dyn Clock>,
+    audit: Option<Arc<dyn AuditLog>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ledger")
+    }
+}
+
+fn may_write(principal: &Principal) -> bool {
+    matches!(
+        principal,
+        Principal::System | Principal::Operator { .. } | Principal::Platform { .. }
+    )
+}
+
+fn may_read(principal: &Principal, account: &Account, scope: DelegationScope) -> bool {
+    may_write(principal)
+        || matches!(&account.owner, Some(Owner::Person(p)) if principal.may_act_for(p, scope))
+}
+
+impl Ledger {
+    /// Opens the ledger on a store, rebuilding the state it acknowledged.
+    pub async fn open(
+        store: Arc<dyn LedgerStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Ledger, LedgerError> {
+        let engine = Self::rebuild(store.as_ref()).await?;
+        info!(
+            accounts = engine.account_count(),
+            transfers = engine.transfer_count(),
+            "ledger opened"
+        );
+        Ok(Ledger {
+            state: Mutex::new(State {
+                engine,
+                poisoned: false,
+            }),
+            store,
+            clock,
+            audit: None,
+        })
+    }
+
+    async fn rebuild(store: &dyn LedgerStore) -> Result<Engine, LedgerError> {
+        let snapshot = store.load().await?;
+        Engine::from_snapshot(snapshot).map_err(LedgerError::Corrupt)
+    }
+
+    /// Records one audit entry per batch in `audit`.
+    #[must_use]
+    pub fn with_audit(mut self, audit: Arc<dyn AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    fn deny(principal: &Principal, action: &'static str) -> LedgerError {
+        LedgerError::Denied {
+            principal: principal.to_string(),
+            action,
+        }
+    }
+
+    async fn audit(&self, record: AuditRecord) {
+        if let Some(log) = &self.audit
+            && let Err(e) = log.append(record).await
+        {
+            warn!(error = %e, "ledger audit record was not written");
+        }
+    }
+
+    /// Persists the engine's last batch; on failure reloads the acknowledged state.
+    async fn persist(&self, state: &mut State) -> Result<(), LedgerError> {
+        let changes = state.engine.changes();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        match self.store.commit(&changes).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                warn!(error = %e, "ledger batch not committed; reloading acknowledged state");
+                match Self::rebuild(self.store.as_ref()).await {
+                    Ok(engine) => state.engine = engine,
+                    Err(_) => state.poisoned = true,
+                }
+                Err(LedgerError::Store(e))
+            }
+        }
+    }
+
+    async fn lock(&self) -> Result<tokio::sync::MutexGuard<'_, State>, LedgerError> {
+        let guard = self.state.lock().await;
+        if guard.poisoned {
+            return Err(LedgerError::Poisoned);
+        }
+        Ok(guard)
+    }
+
+    /// Creates a batch of accounts; one result per account, acknowledged once durable.
+    pub async fn create_accounts(
+        &self,
+        principal: &Principal,
+        batch: Vec<NewAccount>,
+    ) -> Result<Vec<CreateAccountResult>, LedgerError> {
+        if !may_write(principal) {
+            return Err(Self::deny(principal, "create accounts"));
+        }
+        let mut state = self.lock().await?;
+        let now = self.clock.now();
+        let count = batch.len();
+        let results = state.engine.create_accounts(now, batch);
+        self.persist(&mut state).await?;
+        drop(state);
+        let ok = results.iter().filter(|r| r.is_success()).count();
+        info!(count, ok, "ledger accounts created");
+        self.audit(
+            AuditRecord::new(
+                now,
+                principal.clone(),
+                "ledger.create_accounts",
+                "ledger:accounts",
+                AuditOutcome::Succeeded,
+            )
+            .with("count", count.to_string())
+            .with("ok", ok.to_string()),
+        )
+        .await;
+        Ok(results)
+    }
+
+    /// Creates a batch of transfers (releasing expired holds first); one
+    /// result per transfer, returned only once the batch is durable.
+    pub async fn create_transfers(
+        &self,
+        principal: &Principal,
+        batch: Vec<NewTransfer>,
+    ) -> Result<Vec<CreateTransferResult>, LedgerError> {
+        if !may_write(principal) {
+            return Err(Self::deny(principal, "create transfers"));
+        }
+        let first = batch.first().map(|t| t.id);
+        let count = batch.len();
+        let mut state = self.lock().await?;
+        let now = self.clock.now();
+        let results = state.engine.create_transfers(now, batch);
+        self.persist(&mut state).await?;
+        drop(state);
+        let ok = results.iter().filter(|r| r.is_success()).count();
+        info!(count, ok, first = ?first, "ledger transfers created");
+        self.audit(
+            AuditRecord::new(
+                now,
+                principal.clone(),
+                "ledger.create_transfers",
+                format!("transfer:{}", first.unwrap_or_default()),
+                if ok == count {
+                    AuditOutcome::Succeeded
+                } else {
+                    AuditOutcome::Failed
+                },
+            )
+            .with("count", count.to_string())
+            .with("ok", ok.to_string()),
+        )
+        .await;
+        Ok(results)
+    }
+
+    /// Releases every hold whose timeout has passed (call it periodically:
+    /// the library spawns nothing); returns how many were released.
+    pub async fn expire_pending(&self, principal: &Principal) -> Result<usize, LedgerError> {
+        if !may_write(principal) {
+            return Err(Self::deny(principal, "expire holds"));
+        }
+        let mut state = self.lock().await?;
+        let released = state.engine.expire_pending(self.clock.now());
+        self.persist(&mut state).await?;
+        info!(released, "ledger holds expired");
+        Ok(released)
+    }
+
+    /// An account with its flags and balances.
+    pub async fn account(
+        &self,
+        principal: &Principal,
+        id: AccountId,
+    ) -> Result<Account, LedgerError> {
+        let state = self.lock().await?;
+        let account = state
+            .engine
+            .account(id)
+            .ok_or(LedgerError::AccountNotFound(id))?;
+        if !may_read(principal, &account, DelegationScope::ViewBalance) {
+            return Err(Self::deny(principal, "view this account"));
+        }
+        Ok(account)
+    }
+
+    /// An account's balances as of an instant (accounts with `history`).
+    pub async fn balances_at(
+        &self,
+        principal: &Principal,
+        id: AccountId,
+        at: DateTime<Utc>,
+    ) -> Result<Balances, LedgerError> {
+        let state = self.lock().await?;
+        let account = state
+            .engine
+            .account(id)
+            .ok_or(LedgerError::AccountNotFound(id))?;
+        if !may_read(principal, &account, DelegationScope::ViewBalance) {
+            return Err(Self::deny(principal, "view this account"));
+        }
+        state
+            .engine
+            .balances_at(id, at)
+            .ok_or(LedgerError::HistoryNotEnabled(id))
+    }
+
+    fn may_see_transfer(engine: &Engine, principal: &Principal, t: &Transfer) -> bool {
+        may_write(principal)
+            || [t.debit_account_id, t.credit_account_id]
+                .into_iter()
+                .filter_map(|a| engine.account(a))
+                .any(|a| may_read(principal, &a, DelegationScope::ViewRecords))
+    }
+
+    /// A transfer by id.
+    pub async fn transfer(
+        &self,
+        principal: &Principal,
+        id: TransferId,
+    ) -> Result<Transfer, LedgerError> {
+        let state = self.lock().await?;
+        let t = state
+            .engine
+            .transfer(id)
+            .ok_or(LedgerError::TransferNotFound(id))?;
+        if !Self::may_see_transfer(&state.engine, principal, t) {
+            return Err(Self::deny(principal, "view this transfer"));
+        }
+        Ok(t.clone())
+    }
+
+    /// The state of a hold.
+    pub async fn pending_status(
+        &self,
+        principal: &Principal,
+        id: TransferId,
+    ) -> Result<PendingStatus, LedgerError> {
+        let state = self.lock().await?;
+        let t = state
+            .engine
+            .transfer(id)
+            .ok_or(LedgerError::TransferNotFound(id))?;
+        if !Self::may_see_transfer(&state.engine, principal, t) {
+            return Err(Self::deny(principal, "view this transfer"));
+        }
+        state
+            .engine
+            .pending_status(id)
+            .ok_or(LedgerError::TransferNotFound(id))
+    }
+
+    /// Transfers with a reference the principal may see, oldest first.
+    pub async fn transfers_by_reference(
+        &self,
+        principal: &Principal,
+        reference: &Reference,
+    ) -> Result<Vec<Transfer>, LedgerError> {
+        let state = self.lock().await?;
+        Ok(state
+            .engine
+            .transfers_by_reference(reference)
+            .into_iter()
+            .filter(|t| Self::may_see_transfer(&state.engine, principal, t))
+            .cloned()
+            .collect())
+    }
+
+    /// An account's statement over `[from, to)`.
+    pub async fn statement(
+        &self,
+        principal: &Principal,
+        id: AccountId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Statement, LedgerError> {
+        if to < from {
+            return Err(LedgerError::InvalidRange);
+        }
+        let state = self.lock().await?;
+        let account = state
+            .engine
+            .account(id)
+            .ok_or(LedgerError::AccountNotFound(id))?;
+        if !may_read(principal, &account, DelegationScope::ViewRecords) {
+            return Err(Self::deny(principal, "view this account's records"));
+        }
+        statement(&state.engine, id, from, to).ok_or(LedgerError::AccountNotFound(id))
+    }
+
+    /// Compares an account's statement over `[from, to)` with a counterparty's entries.
+    pub async fn reconcile(
+        &self,
+        principal: &Principal,
+        id: AccountId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        external: &[ExternalEntry],
+    ) -> Result<ReconciliationReport, LedgerError> {
+        let statement = self.statement(principal, id, from, to).await?;
+        let report = reconcile(&statement, external);
+        info!(
+            account = %id,
+            matched = report.matched.len(),
+            missing_externally = report.missing_externally.len(),
+            missing_in_ledger = report.missing_in_ledger.len(),
+            mismatches = report.amount_mismatches.len(),
+            "ledger reconciled"
+        );
+        Ok(report)
+    }
+
+    /// Runs `f` on the engine (read-only), for checks and exports.
+    pub async fn inspect<T>(&self, f: impl FnOnce(&Engine) -> T) -> Result<T, LedgerError> {
+        let state = self.lock().await?;
+        Ok(f(&state.engine))
+    }
+}
