@@ -676,11 +676,10 @@ impl IdentityService {
                     .deny(actor, "complete a face check", ACTION, account_id)
                     .await);
             }
-            let Some(pending) = account.pending_face.clone() else {
-                return Err(IdentityError::NoFaceCheckPending);
-            };
             let now = self.ports.clock.now();
-            let fingerprint = (account_id.as_str(), pending.session_id.as_str());
+            // The pending check is looked up inside, so a retry after success
+            // (which cleared it) still replays the first report.
+            let fingerprint = (account_id.as_str(), "face");
             let report = run_idempotent(
                 self.ports.idempotency.as_ref(),
                 ACTION,
@@ -688,6 +687,9 @@ impl IdentityService {
                 &fingerprint,
                 now,
                 || async {
+                    let Some(pending) = account.pending_face.clone() else {
+                        return Err(IdentityError::NoFaceCheckPending);
+                    };
                     let result = self.ports.verifier.face_result(&pending.session_id).await?;
                     let outcome = match result {
                         FaceResult::Pending => return Err(IdentityError::FaceCheckPending),

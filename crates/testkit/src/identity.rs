@@ -434,3 +434,88 @@ macro_rules! platform_account_store_conformance {
         }
     };
 }
+
+/// A [`RealNameVerifier`](citycard_identity::RealNameVerifier) double that
+/// injects faults in front of another verifier.
+///
+/// Operations are named `check_factors`, `start_face_session` and
+/// `face_result`. On `faults`: [`Fault::Fail`](crate::Fault::Fail) and
+/// [`Fault::Timeout`](crate::Fault::Timeout) fail before the inner call;
+/// [`Fault::UnknownOutcome`](crate::Fault::UnknownOutcome) makes the inner
+/// call and then reports the provider unavailable. Any fault on
+/// `rate_limits` answers "rate limited" instead.
+#[derive(Clone)]
+pub struct FaultyVerifier {
+    inner: std::sync::Arc<dyn citycard_identity::RealNameVerifier>,
+    /// Faults that make calls fail or lose their answer.
+    pub faults: crate::Faults,
+    /// Faults that make calls answer "rate limited".
+    pub rate_limits: crate::Faults,
+}
+
+impl std::fmt::Debug for FaultyVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultyVerifier")
+            .field("faults", &self.faults)
+            .finish()
+    }
+}
+
+impl FaultyVerifier {
+    /// Wraps a verifier with no faults scripted.
+    pub fn new(inner: std::sync::Arc<dyn citycard_identity::RealNameVerifier>) -> Self {
+        Self {
+            inner,
+            faults: crate::Faults::new(),
+            rate_limits: crate::Faults::new(),
+        }
+    }
+
+    fn before(&self, op: &str) -> Result<bool, citycard_identity::VerifierError> {
+        use citycard_identity::VerifierError;
+        if self.rate_limits.check(op) != crate::Fault::None {
+            return Err(VerifierError::RateLimited);
+        }
+        match self.faults.check(op) {
+            crate::Fault::None => Ok(false),
+            crate::Fault::Fail => Err(VerifierError::Unavailable("injected failure".into())),
+            crate::Fault::Timeout => Err(VerifierError::Unavailable("timed out".into())),
+            crate::Fault::UnknownOutcome => Ok(true),
+        }
+    }
+}
+
+fn lost() -> citycard_identity::VerifierError {
+    citycard_identity::VerifierError::Unavailable("the answer was lost".into())
+}
+
+#[async_trait::async_trait]
+impl citycard_identity::RealNameVerifier for FaultyVerifier {
+    async fn check_factors(
+        &self,
+        check: &citycard_identity::FactorCheck,
+    ) -> Result<citycard_identity::VerificationOutcome, citycard_identity::VerifierError> {
+        let lose = self.before("check_factors")?;
+        let out = self.inner.check_factors(check).await;
+        if lose { Err(lost()) } else { out }
+    }
+
+    async fn start_face_session(
+        &self,
+        name: &citycard_core::Sensitive<String>,
+        id_number: &IdNumber,
+    ) -> Result<citycard_identity::FaceSession, citycard_identity::VerifierError> {
+        let lose = self.before("start_face_session")?;
+        let out = self.inner.start_face_session(name, id_number).await;
+        if lose { Err(lost()) } else { out }
+    }
+
+    async fn face_result(
+        &self,
+        session_id: &str,
+    ) -> Result<citycard_identity::FaceResult, citycard_identity::VerifierError> {
+        let lose = self.before("face_result")?;
+        let out = self.inner.face_result(session_id).await;
+        if lose { Err(lost()) } else { out }
+    }
+}
