@@ -56,3 +56,9 @@ pub use billing::{
     MemoryMedicalPayments, MemorySettlementStore, PaymentAccount, PaymentError, PaymentReceipt,
     SettlementRecord, SettlementStatus, SettlementStore,
 };
+pub mod social;
+pub use social::{
+    ContributionRates, ContributionRecord, ContributionStatus, Employer, EmploymentSpell,
+    Insurance, MemorySocialInsuranceRecords, PersonCategory, SocialInsuranceRecords,
+    SocialInsuranceService, SocialInsuranceSummary,
+};

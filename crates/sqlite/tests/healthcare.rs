@@ -9,3 +9,11 @@ async fn appointment_store() -> SqliteAppointmentStore {
 }
 
 appointment_store_conformance!(appointment_store);
+
+async fn social_records() -> citycard_sqlite::healthcare::SqliteSocialInsuranceRecords {
+    citycard_sqlite::healthcare::SqliteSocialInsuranceRecords::new(
+        Database::open_in_memory().expect("in-memory database opens"),
+    )
+}
+
+citycard_testkit::social_insurance_records_conformance!(social_records);

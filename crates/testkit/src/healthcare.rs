@@ -722,3 +722,156 @@ impl<P: citycard_healthcare::MedicalPayments> citycard_healthcare::MedicalPaymen
         }
     }
 }
+
+/// The conformance suite for
+/// [`SocialInsuranceRecords`](citycard_healthcare::SocialInsuranceRecords).
+#[macro_export]
+macro_rules! social_insurance_records_conformance {
+    ($factory:ident) => {
+        #[allow(clippy::unwrap_used)]
+        mod social_insurance_records_conformance {
+            use $crate::__private::citycard_core::{CivilMonth, Money, PersonId};
+            use $crate::__private::citycard_healthcare::{
+                ContributionRecord, ContributionStatus, Employer, EmployerId, Insurance,
+                PersonCategory, SocialInsuranceRecords,
+            };
+
+            fn m(y: i32, mo: u32) -> CivilMonth {
+                CivilMonth::new(y, mo).unwrap()
+            }
+
+            fn rec(
+                person: &str,
+                employer: &str,
+                month: CivilMonth,
+                insurance: Insurance,
+                fen: i64,
+            ) -> ContributionRecord {
+                ContributionRecord {
+                    person: PersonId::parse(person).unwrap(),
+                    employer: EmployerId::parse(employer).unwrap(),
+                    month,
+                    insurance,
+                    base: Money::from_fen(fen * 10),
+                    employer_amount: Money::from_fen(fen),
+                    employee_amount: Money::from_fen(fen / 2),
+                    paid: Money::from_fen(fen + fen / 2),
+                    status: ContributionStatus::Paid,
+                }
+            }
+
+            #[tokio::test]
+            async fn employers_and_categories_round_trip() {
+                let store = super::$factory().await;
+                let e = Employer {
+                    id: EmployerId::parse("emp-1").unwrap(),
+                    name: "杭州示例科技有限公司".into(),
+                    district: "西湖区".into(),
+                };
+                store.put_employer(&e).await.unwrap();
+                assert_eq!(store.employer(&e.id).await.unwrap(), Some(e.clone()));
+                let renamed = Employer {
+                    name: "New name".into(),
+                    ..e.clone()
+                };
+                store.put_employer(&renamed).await.unwrap();
+                assert_eq!(store.employer(&e.id).await.unwrap(), Some(renamed));
+                assert_eq!(
+                    store
+                        .employer(&EmployerId::parse("emp-x").unwrap())
+                        .await
+                        .unwrap(),
+                    None
+                );
+                let p = PersonId::parse("psn-1").unwrap();
+                assert_eq!(store.category(&p).await.unwrap(), None);
+                store
+                    .put_category(&p, PersonCategory::Employee)
+                    .await
+                    .unwrap();
+                store
+                    .put_category(&p, PersonCategory::FlexibleEmployment)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    store.category(&p).await.unwrap(),
+                    Some(PersonCategory::FlexibleEmployment)
+                );
+            }
+
+            #[tokio::test]
+            async fn records_are_ordered_filtered_and_replaced_by_key() {
+                let store = super::$factory().await;
+                let p = PersonId::parse("psn-1").unwrap();
+                store
+                    .upsert(&[
+                        rec("psn-1", "emp-b", m(2024, 2), Insurance::Medical, 300),
+                        rec("psn-1", "emp-a", m(2024, 2), Insurance::Medical, 200),
+                        rec("psn-1", "emp-a", m(2024, 2), Insurance::Pension, 100),
+                        rec("psn-1", "emp-a", m(2023, 12), Insurance::Maternity, 50),
+                        rec("psn-1", "emp-a", m(2024, 3), Insurance::Pension, 400),
+                        rec("psn-2", "emp-a", m(2024, 2), Insurance::Pension, 999),
+                    ])
+                    .await
+                    .unwrap();
+                let all = store.contributions(&p, None, None).await.unwrap();
+                let keys: Vec<(CivilMonth, Insurance, &str)> = all
+                    .iter()
+                    .map(|r| (r.month, r.insurance, r.employer.as_str()))
+                    .collect();
+                assert_eq!(
+                    keys,
+                    vec![
+                        (m(2023, 12), Insurance::Maternity, "emp-a"),
+                        (m(2024, 2), Insurance::Pension, "emp-a"),
+                        (m(2024, 2), Insurance::Medical, "emp-a"),
+                        (m(2024, 2), Insurance::Medical, "emp-b"),
+                        (m(2024, 3), Insurance::Pension, "emp-a"),
+                    ]
+                );
+                assert_eq!(
+                    all[1],
+                    rec("psn-1", "emp-a", m(2024, 2), Insurance::Pension, 100)
+                );
+                let window = store
+                    .contributions(&p, Some(m(2024, 2)), Some(m(2024, 2)))
+                    .await
+                    .unwrap();
+                assert_eq!(window.len(), 3);
+                assert_eq!(
+                    store
+                        .contributions(&p, Some(m(2024, 3)), None)
+                        .await
+                        .unwrap()
+                        .len(),
+                    1
+                );
+                assert_eq!(
+                    store
+                        .contributions(&p, None, Some(m(2023, 12)))
+                        .await
+                        .unwrap()
+                        .len(),
+                    1
+                );
+                // Same key replaces: arrears paid later.
+                let mut fixed = rec("psn-1", "emp-a", m(2024, 3), Insurance::Pension, 400);
+                fixed.status = ContributionStatus::Arrears;
+                fixed.paid = Money::ZERO;
+                store.upsert(&[fixed.clone()]).await.unwrap();
+                let after = store
+                    .contributions(&p, Some(m(2024, 3)), None)
+                    .await
+                    .unwrap();
+                assert_eq!(after, vec![fixed]);
+                assert!(
+                    store
+                        .contributions(&PersonId::parse("psn-3").unwrap(), None, None)
+                        .await
+                        .unwrap()
+                        .is_empty()
+                );
+            }
+        }
+    };
+}
