@@ -1,6 +1,256 @@
-//! The transit stores on SQLite.
+//! The transit stores on SQLite: settled trips, arrears and the deny list.
 
-use crate::db::Migration;
+use async_trait::async_trait;
+use chrono::{Datelike, NaiveDate};
+use citycard_core::{Money, StoreError};
+use citycard_transit::{
+    ArrearsEntry, CardRef, DenyEntry, DenyReason, SettledTrip, TransitStore, TripCompleteness,
+    TripId, TripPayment,
+};
+use rusqlite::params;
+
+use crate::db::{Database, Migration, corrupt, decode_instant, encode_instant};
 
 /// The schema of the transit component.
-pub(crate) const MIGRATIONS: &[Migration] = &[];
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    component: "transit",
+    version: 1,
+    sql: "
+        CREATE TABLE transit_trips (
+            id           TEXT PRIMARY KEY,
+            card         BIGINT NOT NULL,
+            day          TEXT NOT NULL,
+            started_at   BIGINT NOT NULL,
+            operator     TEXT NOT NULL,
+            base_fen     BIGINT NOT NULL,
+            amount_fen   BIGINT NOT NULL,
+            completeness TEXT NOT NULL,
+            payment      TEXT NOT NULL
+        );
+        CREATE INDEX transit_trips_card_day ON transit_trips (card, day, started_at);
+        CREATE TABLE transit_arrears (
+            card       BIGINT NOT NULL,
+            trip       TEXT NOT NULL,
+            amount_fen BIGINT NOT NULL,
+            at         BIGINT NOT NULL,
+            PRIMARY KEY (card, trip)
+        );
+        CREATE TABLE transit_deny_list (
+            card   BIGINT NOT NULL,
+            reason TEXT NOT NULL,
+            since  BIGINT NOT NULL,
+            PRIMARY KEY (card, reason)
+        );
+    ",
+}];
+
+/// Card references are u64; SQLite integers are i64: store the same 64 bits.
+fn card_to_sql(card: CardRef) -> i64 {
+    i64::from_ne_bytes(card.0.to_ne_bytes())
+}
+
+fn card_from_sql(v: i64) -> CardRef {
+    CardRef(u64::from_ne_bytes(v.to_ne_bytes()))
+}
+
+fn reason_order(r: DenyReason) -> u8 {
+    match r {
+        DenyReason::Arrears => 0,
+        DenyReason::Lost => 1,
+        DenyReason::Revoked => 2,
+    }
+}
+
+/// The transit store in the citycard database.
+#[derive(Debug, Clone)]
+pub struct SqliteTransitStore {
+    db: Database,
+}
+
+impl SqliteTransitStore {
+    /// The store on an open database.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+fn read_trip(r: &rusqlite::Row<'_>) -> rusqlite::Result<SettledTrip> {
+    let id: String = r.get(0)?;
+    let day: String = r.get(2)?;
+    let completeness: String = r.get(7)?;
+    let payment: String = r.get(8)?;
+    Ok(SettledTrip {
+        id: TripId::parse(&id).map_err(|e| corrupt(0, e))?,
+        card: card_from_sql(r.get(1)?),
+        day: NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|e| corrupt(2, e))?,
+        started_at: decode_instant(r.get(3)?).map_err(|e| corrupt(3, e))?,
+        operator: r.get(4)?,
+        base: Money::from_fen(r.get(5)?),
+        amount: Money::from_fen(r.get(6)?),
+        completeness: TripCompleteness::from_code(&completeness)
+            .ok_or_else(|| corrupt(7, format!("bad completeness {completeness:?}")))?,
+        payment: TripPayment::from_code(&payment)
+            .ok_or_else(|| corrupt(8, format!("bad payment {payment:?}")))?,
+    })
+}
+
+#[async_trait]
+impl TransitStore for SqliteTransitStore {
+    async fn record_trips(&self, trips: &[SettledTrip]) -> Result<u64, StoreError> {
+        self.db.transaction(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO transit_trips (id, card, day, started_at, operator, base_fen, amount_fen, completeness, payment)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+                )
+                .map_err(|e| crate::to_store_error(&e))?;
+            let mut new = 0u64;
+            for t in trips {
+                new += stmt
+                    .execute(params![
+                        t.id.as_str(),
+                        card_to_sql(t.card),
+                        t.day.format("%Y-%m-%d").to_string(),
+                        encode_instant(t.started_at),
+                        t.operator,
+                        t.base.fen(),
+                        t.amount.fen(),
+                        t.completeness.code(),
+                        t.payment.code()
+                    ])
+                    .map_err(|e| crate::to_store_error(&e))? as u64;
+            }
+            Ok(new)
+        })
+    }
+
+    async fn trips(&self, card: CardRef, day: NaiveDate) -> Result<Vec<SettledTrip>, StoreError> {
+        self.db.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, card, day, started_at, operator, base_fen, amount_fen, completeness, payment
+                 FROM transit_trips WHERE card = ?1 AND day = ?2 ORDER BY started_at, id",
+            )?;
+            let rows = stmt.query_map(
+                params![card_to_sql(card), day.format("%Y-%m-%d").to_string()],
+                read_trip,
+            )?;
+            rows.collect()
+        })
+    }
+
+    async fn month_spend_before(&self, card: CardRef, day: NaiveDate) -> Result<Money, StoreError> {
+        let first = day.with_day(1).unwrap_or(day);
+        let fen: i64 = self.db.with(|c| {
+            c.query_row(
+                "SELECT COALESCE(SUM(amount_fen), 0) FROM transit_trips
+                 WHERE card = ?1 AND day >= ?2 AND day < ?3",
+                params![
+                    card_to_sql(card),
+                    first.format("%Y-%m-%d").to_string(),
+                    day.format("%Y-%m-%d").to_string()
+                ],
+                |r| r.get(0),
+            )
+        })?;
+        Ok(Money::from_fen(fen))
+    }
+
+    async fn add_arrears(&self, entry: &ArrearsEntry) -> Result<bool, StoreError> {
+        let n = self.db.with(|c| {
+            c.execute(
+                "INSERT INTO transit_arrears (card, trip, amount_fen, at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (card, trip) DO NOTHING",
+                params![
+                    card_to_sql(entry.card),
+                    entry.trip.as_str(),
+                    entry.amount.fen(),
+                    encode_instant(entry.at)
+                ],
+            )
+        })?;
+        Ok(n == 1)
+    }
+
+    async fn arrears(&self, card: CardRef) -> Result<Vec<ArrearsEntry>, StoreError> {
+        self.db.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT trip, amount_fen, at FROM transit_arrears WHERE card = ?1 ORDER BY at, trip",
+            )?;
+            let rows = stmt.query_map(params![card_to_sql(card)], |r| {
+                let trip: String = r.get(0)?;
+                Ok(ArrearsEntry {
+                    card,
+                    trip: TripId::parse(&trip).map_err(|e| corrupt(0, e))?,
+                    amount: Money::from_fen(r.get(1)?),
+                    at: decode_instant(r.get(2)?).map_err(|e| corrupt(2, e))?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    async fn clear_arrears(&self, card: CardRef, trips: &[TripId]) -> Result<Money, StoreError> {
+        self.db.transaction(|tx| {
+            let mut cleared = 0i64;
+            for trip in trips {
+                let amount: Option<i64> = tx
+                    .query_row(
+                        "DELETE FROM transit_arrears WHERE card = ?1 AND trip = ?2 RETURNING amount_fen",
+                        params![card_to_sql(card), trip.as_str()],
+                        |r| r.get(0),
+                    )
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        other => Err(other),
+                    })
+                    .map_err(|e| crate::to_store_error(&e))?;
+                cleared += amount.unwrap_or(0);
+            }
+            Ok(Money::from_fen(cleared))
+        })
+    }
+
+    async fn deny(&self, entry: &DenyEntry) -> Result<(), StoreError> {
+        self.db.with(|c| {
+            c.execute(
+                "INSERT INTO transit_deny_list (card, reason, since) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (card, reason) DO NOTHING",
+                params![
+                    card_to_sql(entry.card),
+                    entry.reason.code(),
+                    encode_instant(entry.since)
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
+    async fn allow(&self, card: CardRef, reason: DenyReason) -> Result<bool, StoreError> {
+        let n = self.db.with(|c| {
+            c.execute(
+                "DELETE FROM transit_deny_list WHERE card = ?1 AND reason = ?2",
+                params![card_to_sql(card), reason.code()],
+            )
+        })?;
+        Ok(n == 1)
+    }
+
+    async fn deny_list(&self) -> Result<Vec<DenyEntry>, StoreError> {
+        let mut list = self.db.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT card, reason, since FROM transit_deny_list")?;
+            let rows = stmt.query_map([], |r| {
+                let reason: String = r.get(1)?;
+                Ok(DenyEntry {
+                    card: card_from_sql(r.get(0)?),
+                    reason: DenyReason::from_code(&reason)
+                        .ok_or_else(|| corrupt(1, format!("bad reason {reason:?}")))?,
+                    since: decode_instant(r.get(2)?).map_err(|e| corrupt(2, e))?,
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        list.sort_by_key(|e| (e.card, reason_order(e.reason)));
+        Ok(list)
+    }
+}

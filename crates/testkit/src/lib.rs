@@ -55,6 +55,8 @@ pub mod __private {
     #[cfg(feature = "identity")]
     pub use citycard_identity;
     pub use tokio;
+    #[cfg(feature = "transit")]
+    pub use citycard_transit;
     #[cfg(feature = "healthcare")]
     pub use citycard_healthcare;
 }

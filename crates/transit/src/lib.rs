@@ -17,6 +17,7 @@ pub mod reader;
 pub mod settlement;
 pub mod store;
 pub mod taps;
+pub mod workload;
 
 pub use codes::{
     Algorithm, Credential, Issuer, IssuerPublicKey, RideCode, RideCodeWallet, SigningKey,

@@ -287,10 +287,11 @@ impl Settlement {
         }
     }
 
-    /// The trip id of a trip: card and first-tap time (microseconds).
-    pub fn trip_id(trip: &Trip) -> Result<TripId, TransitError> {
+    /// The trip id of a trip: card, first-tap time (microseconds) and, for trips
+    /// of one card starting at the same instant, their order (`occurrence`, from 0).
+    pub fn trip_id(trip: &Trip, occurrence: u32) -> Result<TripId, TransitError> {
         TripId::parse(&format!(
-            "trip-{}-{}",
+            "trip-{}-{}-{occurrence}",
             trip.card,
             trip.leg.board.timestamp_micros()
         ))
@@ -350,8 +351,16 @@ impl Settlement {
             self.engine.quote_into(&rider, spend, &legs, &mut fares)?;
             settled.clear();
             let mut card_arrears = false;
+            let mut last_board = None;
+            let mut occurrence = 0u32;
             for (trip, fare) in card_trips.iter().zip(fares.iter()) {
-                let id = Self::trip_id(trip)?;
+                occurrence = if last_board == Some(trip.leg.board) {
+                    occurrence + 1
+                } else {
+                    0
+                };
+                last_board = Some(trip.leg.board);
+                let id = Self::trip_id(trip, occurrence)?;
                 if done.iter().any(|d| d.id == id) {
                     report.trips_already_settled += 1;
                     continue;
