@@ -92,39 +92,49 @@ pub fn account_flags() -> impl Strategy<Value = AccountFlags> {
 }
 
 /// A random transfer request among `accounts` accounts, with ids drawn from
-/// `1..=ids` (so some collide, exercising replays), of every kind: plain,
+/// `ids+1..=2*ids` (so some collide, exercising replays), except holds, whose
+/// ids come from `1..=ids/4` like the holds posts and voids name, so they
+/// meet; of every kind: plain,
 /// pending with or without a timeout, post (full or partial), void,
-/// balancing, linked.
+/// balancing; one in five is linked to the next.
 pub fn new_transfer(accounts: u64, ids: u64) -> impl Strategy<Value = NewTransfer> {
     (
         1..=ids.max(1),
         account_id(accounts),
         account_id(accounts),
         0i64..5_000,
-        0u8..8,
-        1..=ids.max(1),
-        any::<bool>(),
+        0u8..10,
+        1..=(ids / 4).max(1),
+        0u8..5,
         0u32..3,
     )
         .prop_map(
             move |(id, debit, credit, fen, kind, pending, linked, timeout)| {
-                let id = TransferId::new(id);
+                // Holds take ids in 1..=ids/4, everything else above `ids`.
+                let id = TransferId::new(id + ids);
                 let amount = Money::from_fen(fen);
                 let mut t = match kind {
                     0..=2 => NewTransfer::new(id, debit, credit, amount, 1),
-                    3 => NewTransfer::pending(id, debit, credit, amount, 2, timeout * 60),
-                    4 => NewTransfer::post(
+                    3 | 4 => NewTransfer::pending(
+                        TransferId::new(pending),
+                        debit,
+                        credit,
+                        amount,
+                        2,
+                        timeout * 60,
+                    ),
+                    5 | 6 => NewTransfer::post(
                         id,
                         TransferId::new(pending),
                         (fen % 2 == 0).then_some(amount),
                     ),
-                    5 => NewTransfer::void(id, TransferId::new(pending)),
-                    6 => NewTransfer::new(id, debit, credit, amount, 1)
+                    7 => NewTransfer::void(id, TransferId::new(pending)),
+                    8 => NewTransfer::new(id, debit, credit, amount, 1)
                         .with_flags(TransferFlags::BALANCING_DEBIT),
                     _ => NewTransfer::new(id, debit, credit, amount, 1)
                         .with_flags(TransferFlags::BALANCING_CREDIT),
                 };
-                if linked {
+                if linked == 0 {
                     t.flags = t.flags | TransferFlags::LINKED;
                 }
                 t

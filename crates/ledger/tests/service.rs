@@ -1,0 +1,324 @@
+//! The Ledger service: principals, acknowledgement after commit, statements,
+//! reconciliation and audit.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use citycard_core::{
+    AuditLog, AuditQuery, Clock, DelegationId, DelegationScope, ManualClock, MemoryAuditLog, Money,
+    OperatorId, PersonId, Principal, Scopes,
+};
+use citycard_ledger::{
+    AccountId, AccountKind, CreateTransferResult as R, ExternalEntry, Ledger, LedgerError,
+    LedgerStore, MemoryLedgerStore, NewAccount, NewTransfer, Reference, TransferId, WalletHolder,
+    WalletLimits,
+};
+use citycard_testkit::Fault;
+use citycard_testkit::ledger::FaultyLedgerStore;
+
+const CLEARING: AccountId = AccountId::new(1);
+const WALLET: AccountId = AccountId::new(2);
+const METRO: AccountId = AccountId::new(3);
+const OTHER_WALLET: AccountId = AccountId::new(4);
+
+fn person(s: &str) -> PersonId {
+    PersonId::parse(s).unwrap()
+}
+
+async fn setup(store: Arc<dyn LedgerStore>) -> (Ledger, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 8, 0, 0));
+    let ledger = Ledger::open(store, clock.clone()).await.unwrap();
+    let limits = WalletLimits::default();
+    ledger
+        .create_accounts(
+            &Principal::System,
+            vec![
+                NewAccount::new(CLEARING, AccountKind::TOP_UP_CLEARING),
+                limits.wallet(WALLET, WalletHolder::Registered, Some(person("psn-ann"))),
+                NewAccount::new(METRO, AccountKind::OPERATOR_REVENUE),
+                limits.wallet(
+                    OTHER_WALLET,
+                    WalletHolder::Anonymous,
+                    Some(person("psn-bo")),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    (ledger, clock)
+}
+
+fn id(n: u64) -> TransferId {
+    TransferId::new(n)
+}
+
+#[tokio::test]
+async fn registered_and_anonymous_caps_are_configurable() {
+    let (ledger, _) = setup(Arc::new(MemoryLedgerStore::new())).await;
+    let sys = Principal::System;
+    assert_eq!(
+        ledger.account(&sys, WALLET).await.unwrap().upper_limit,
+        Some(Money::from_yuan(5000))
+    );
+    assert_eq!(
+        ledger
+            .account(&sys, OTHER_WALLET)
+            .await
+            .unwrap()
+            .upper_limit,
+        Some(Money::from_yuan(1000))
+    );
+    let r = ledger
+        .create_transfers(
+            &sys,
+            vec![
+                NewTransfer::new(id(1), CLEARING, WALLET, Money::from_yuan(5000), 1),
+                NewTransfer::new(id(2), CLEARING, OTHER_WALLET, Money::from_fen(100_001), 1),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, [R::Ok, R::ExceedsUpperLimit]);
+    let custom: WalletLimits =
+        serde_json::from_str(r#"{"registered":"2000.00","anonymous":"500.00"}"#).unwrap();
+    assert_eq!(custom.cap(WalletHolder::Anonymous), Money::from_yuan(500));
+}
+
+#[tokio::test]
+async fn cardholders_read_their_own_accounts_and_write_nothing() {
+    let (ledger, _) = setup(Arc::new(MemoryLedgerStore::new())).await;
+    let ann = Principal::cardholder(person("psn-ann"));
+    let t = NewTransfer::new(id(1), CLEARING, WALLET, Money::from_yuan(5), 1);
+    assert!(matches!(
+        ledger.create_transfers(&ann, vec![t.clone()]).await,
+        Err(LedgerError::Denied { .. })
+    ));
+    let operator = Principal::Operator {
+        operator: OperatorId::parse("opr-1").unwrap(),
+    };
+    assert_eq!(
+        ledger.create_transfers(&operator, vec![t]).await.unwrap(),
+        [R::Ok]
+    );
+    assert_eq!(
+        ledger.account(&ann, WALLET).await.unwrap().posted(),
+        Money::from_yuan(5)
+    );
+    assert!(matches!(
+        ledger.account(&ann, OTHER_WALLET).await,
+        Err(LedgerError::Denied { .. })
+    ));
+    assert!(ledger.transfer(&ann, id(1)).await.is_ok());
+    // A delegate needs the view scope.
+    let delegate = |scopes| Principal::Delegate {
+        delegate: person("psn-kid"),
+        on_behalf_of: person("psn-ann"),
+        delegation: DelegationId::parse("dlg-1").unwrap(),
+        scopes,
+    };
+    let viewer = delegate(Scopes::default().with(DelegationScope::ViewBalance));
+    assert!(ledger.account(&viewer, WALLET).await.is_ok());
+    let booker = delegate(Scopes::default().with(DelegationScope::BookAppointments));
+    assert!(matches!(
+        ledger.account(&booker, WALLET).await,
+        Err(LedgerError::Denied { .. })
+    ));
+    assert!(matches!(
+        ledger.account(&Principal::System, AccountId::new(77)).await,
+        Err(LedgerError::AccountNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_batch_is_acknowledged_only_after_its_commit() {
+    let inner: Arc<dyn LedgerStore> = Arc::new(MemoryLedgerStore::new());
+    let (faulty, faults) = FaultyLedgerStore::new(inner.clone());
+    let (ledger, clock) = setup(Arc::new(faulty)).await;
+    let sys = Principal::System;
+    let batch = vec![NewTransfer::new(
+        id(1),
+        CLEARING,
+        WALLET,
+        Money::from_yuan(5),
+        1,
+    )];
+    faults.next("commit", Fault::Fail);
+    assert!(matches!(
+        ledger.create_transfers(&sys, batch.clone()).await,
+        Err(LedgerError::Store(_))
+    ));
+    // Nothing was acknowledged, and the live ledger forgot it too.
+    assert!(ledger.transfer(&sys, id(1)).await.is_err());
+    assert_eq!(
+        ledger.account(&sys, WALLET).await.unwrap().posted(),
+        Money::ZERO
+    );
+    // The lost acknowledgement: committed, reported as failed; the retry answers exists.
+    faults.next("commit", Fault::UnknownOutcome);
+    assert!(ledger.create_transfers(&sys, batch.clone()).await.is_err());
+    assert_eq!(
+        ledger.create_transfers(&sys, batch).await.unwrap(),
+        [R::Exists]
+    );
+    // If the store cannot even be reloaded, the ledger refuses until reopened.
+    faults.next("commit", Fault::Fail);
+    faults.next("load", Fault::Fail);
+    clock.advance(Duration::seconds(1));
+    let more = vec![NewTransfer::new(
+        id(2),
+        CLEARING,
+        WALLET,
+        Money::from_yuan(1),
+        1,
+    )];
+    assert!(ledger.create_transfers(&sys, more).await.is_err());
+    assert!(matches!(
+        ledger.account(&sys, WALLET).await,
+        Err(LedgerError::Poisoned)
+    ));
+    let reopened = Ledger::open(inner, clock).await.unwrap();
+    assert_eq!(
+        reopened.account(&sys, WALLET).await.unwrap().posted(),
+        Money::from_yuan(5)
+    );
+}
+
+#[tokio::test]
+async fn statements_show_opening_entries_and_closing_balance() {
+    let (ledger, clock) = setup(Arc::new(MemoryLedgerStore::new())).await;
+    let sys = Principal::System;
+    let start = clock.now();
+    let step = |c: &ManualClock| c.advance(Duration::minutes(10));
+    ledger
+        .create_transfers(
+            &sys,
+            vec![
+                NewTransfer::new(id(1), CLEARING, WALLET, Money::from_yuan(100), 1)
+                    .with_reference(Reference::top_up_order("O-1").unwrap()),
+            ],
+        )
+        .await
+        .unwrap();
+    step(&clock);
+    let from = clock.now();
+    ledger
+        .create_transfers(
+            &sys,
+            vec![
+                NewTransfer::pending(id(2), WALLET, METRO, Money::from_yuan(5), 2, 0)
+                    .with_reference(Reference::trip("T-1").unwrap()),
+                NewTransfer::post(id(3), id(2), Some(Money::from_yuan(3)))
+                    .with_reference(Reference::trip("T-1").unwrap())
+                    .with_memo("Line 1, Wulin Sq to Longxiangqiao"),
+            ],
+        )
+        .await
+        .unwrap();
+    step(&clock);
+    ledger
+        .create_transfers(
+            &sys,
+            vec![
+                NewTransfer::new(id(4), CLEARING, WALLET, Money::from_yuan(20), 1)
+                    .with_reference(Reference::top_up_order("O-2").unwrap()),
+            ],
+        )
+        .await
+        .unwrap();
+    step(&clock);
+    let to = clock.now();
+    ledger
+        .create_transfers(
+            &sys,
+            vec![NewTransfer::new(
+                id(5),
+                WALLET,
+                METRO,
+                Money::from_yuan(1),
+                2,
+            )],
+        )
+        .await
+        .unwrap();
+    let s = ledger.statement(&sys, WALLET, from, to).await.unwrap();
+    assert_eq!(s.opening_balance, Money::from_yuan(100));
+    assert_eq!(s.entries.len(), 2, "the hold itself moves no posted money");
+    assert_eq!(s.entries[0].transfer_id, id(3));
+    assert_eq!(s.entries[0].amount, Money::from_yuan(-3));
+    assert_eq!(s.entries[0].counterparty, METRO);
+    assert_eq!(
+        s.entries[0].memo.as_deref(),
+        Some("Line 1, Wulin Sq to Longxiangqiao")
+    );
+    assert_eq!(s.entries[1].amount, Money::from_yuan(20));
+    assert_eq!(s.entries[1].balance_after, Money::from_yuan(117));
+    assert_eq!(s.closing_balance, Money::from_yuan(117));
+    let whole = ledger.statement(&sys, WALLET, start, to).await.unwrap();
+    assert_eq!(whole.opening_balance, Money::ZERO);
+    assert_eq!(whole.entries.len(), 3);
+    assert!(matches!(
+        ledger.statement(&sys, WALLET, to, from).await,
+        Err(LedgerError::InvalidRange)
+    ));
+
+    // Reconcile against the platform's view of the same period.
+    let external = vec![
+        ExternalEntry {
+            reference: Reference::trip("T-1").unwrap(),
+            amount: Money::from_yuan(-3),
+            at: from,
+        },
+        ExternalEntry {
+            reference: Reference::top_up_order("O-2").unwrap(),
+            amount: Money::from_yuan(25),
+            at: from,
+        },
+        ExternalEntry {
+            reference: Reference::top_up_order("O-9").unwrap(),
+            amount: Money::from_yuan(8),
+            at: from,
+        },
+    ];
+    let report = ledger
+        .reconcile(&sys, WALLET, start, to, &external)
+        .await
+        .unwrap();
+    assert!(!report.is_clean());
+    assert_eq!(report.matched.len(), 1);
+    assert_eq!(report.matched[0].transfer_ids, [id(3)]);
+    assert_eq!(report.amount_mismatches.len(), 1);
+    assert_eq!(report.amount_mismatches[0].ledger, Money::from_yuan(20));
+    assert_eq!(report.amount_mismatches[0].external, Money::from_yuan(25));
+    assert_eq!(report.missing_in_ledger.len(), 1);
+    assert_eq!(report.missing_externally.len(), 1);
+    assert_eq!(report.missing_externally[0].transfer_id, id(1));
+}
+
+#[tokio::test]
+async fn batches_are_audited_and_keys_map_to_transfer_ids() {
+    let audit = Arc::new(MemoryAuditLog::new());
+    let (ledger, _) = setup(Arc::new(MemoryLedgerStore::new())).await;
+    let ledger = ledger.with_audit(audit.clone());
+    let key = "topup-2026-11-26-1".parse().unwrap();
+    let tid = TransferId::from_idempotency_key("wallet.top_up", &key);
+    assert_eq!(tid, TransferId::from_idempotency_key("wallet.top_up", &key));
+    assert_ne!(tid, TransferId::from_idempotency_key("wallet.refund", &key));
+    let t = NewTransfer::new(tid, CLEARING, WALLET, Money::from_yuan(5), 1);
+    let sys = Principal::System;
+    assert_eq!(
+        ledger
+            .create_transfers(&sys, vec![t.clone()])
+            .await
+            .unwrap(),
+        [R::Ok]
+    );
+    assert_eq!(
+        ledger.create_transfers(&sys, vec![t]).await.unwrap(),
+        [R::Exists]
+    );
+    let entries = audit.query(&AuditQuery::all()).await.unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].record.action, "ledger.create_transfers");
+    assert_eq!(entries[0].record.detail["ok"], "1");
+}
