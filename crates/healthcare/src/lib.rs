@@ -36,9 +36,9 @@ pub mod settlement;
 
 pub use error::HealthcareError;
 pub use settlement::{
-    AccountBalances, AnnualAccumulators, CatalogueClass, ChargeItem, HospitalLevel, ParameterRow,
-    PersonType, SettlementBreakdown, SettlementEngine, SettlementInput, SettlementParameters,
-    VisitType,
+    AccountBalances, AnnualAccumulators, CatalogueClass, ChargeItem, HospitalLevel, ItemSplit,
+    ParameterRow, PersonType, SettlementBreakdown, SettlementEngine, SettlementInput,
+    SettlementParameters, VisitType,
 };
 pub mod appointments;
 pub mod ids;
@@ -62,3 +62,4 @@ pub use social::{
     Insurance, MemorySocialInsuranceRecords, PersonCategory, SocialInsuranceRecords,
     SocialInsuranceService, SocialInsuranceSummary,
 };
+pub mod fhir;

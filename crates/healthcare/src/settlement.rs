@@ -180,6 +180,62 @@ impl ChargeItem {
         self.price_limit = Some(limit);
         self
     }
+
+    /// Splits the item by class and price limit; its four parts add up to `gross`.
+    #[inline]
+    pub fn split(&self) -> Result<ItemSplit, HealthcareError> {
+        if self.quantity == 0 {
+            return Err(invalid("a charge item needs a quantity of at least 1"));
+        }
+        if self.unit_price.is_negative() {
+            return Err(invalid("a unit price cannot be negative"));
+        }
+        let qty = i64::from(self.quantity);
+        let gross = self.unit_price.checked_mul_int(qty)?;
+        let mut out = ItemSplit {
+            gross,
+            fully_self_paid: Money::ZERO,
+            over_limit_self_paid: Money::ZERO,
+            pre_self_paid: Money::ZERO,
+            within_policy: Money::ZERO,
+        };
+        if let CatalogueClass::C = self.class {
+            out.fully_self_paid = gross;
+            return Ok(out);
+        }
+        let unit = match self.price_limit {
+            Some(limit) if limit.is_negative() => {
+                return Err(invalid("a price limit cannot be negative"));
+            }
+            Some(limit) => self.unit_price.min(limit),
+            None => self.unit_price,
+        };
+        let allowed = unit.checked_mul_int(qty)?;
+        out.over_limit_self_paid = gross.checked_sub(allowed)?;
+        if let CatalogueClass::B { pre_self_pay } = self.class {
+            if pre_self_pay < Decimal::ZERO || pre_self_pay > Decimal::ONE {
+                return Err(invalid("a pre-self-pay share must be within 0..=1"));
+            }
+            out.pre_self_paid = allowed.mul_ratio(pre_self_pay)?;
+        }
+        out.within_policy = allowed.checked_sub(out.pre_self_paid)?;
+        Ok(out)
+    }
+}
+
+/// One item's split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemSplit {
+    /// Unit price × quantity.
+    pub gross: Money,
+    /// Class C: fully self-paid.
+    pub fully_self_paid: Money,
+    /// Above the price limit.
+    pub over_limit_self_paid: Money,
+    /// Class B pre-self-pay share.
+    pub pre_self_paid: Money,
+    /// Within policy.
+    pub within_policy: Money,
 }
 
 /// One dated parameter row.
@@ -504,40 +560,12 @@ impl SettlementEngine {
         let mut pre = Money::ZERO;
         let mut within = Money::ZERO;
         for item in input.items {
-            if item.quantity == 0 {
-                return Err(invalid("a charge item needs a quantity of at least 1"));
-            }
-            if item.unit_price.is_negative() {
-                return Err(invalid("a unit price cannot be negative"));
-            }
-            let qty = i64::from(item.quantity);
-            let gross = item.unit_price.checked_mul_int(qty)?;
-            total = total.checked_add(gross)?;
-            match item.class {
-                CatalogueClass::C => fully = fully.checked_add(gross)?,
-                CatalogueClass::A | CatalogueClass::B { .. } => {
-                    let unit = match item.price_limit {
-                        Some(limit) if limit.is_negative() => {
-                            return Err(invalid("a price limit cannot be negative"));
-                        }
-                        Some(limit) => item.unit_price.min(limit),
-                        None => item.unit_price,
-                    };
-                    let allowed = unit.checked_mul_int(qty)?;
-                    over = over.checked_add(gross.checked_sub(allowed)?)?;
-                    let share = match item.class {
-                        CatalogueClass::B { pre_self_pay } => {
-                            if pre_self_pay < Decimal::ZERO || pre_self_pay > Decimal::ONE {
-                                return Err(invalid("a pre-self-pay share must be within 0..=1"));
-                            }
-                            allowed.mul_ratio(pre_self_pay)?
-                        }
-                        _ => Money::ZERO,
-                    };
-                    pre = pre.checked_add(share)?;
-                    within = within.checked_add(allowed.checked_sub(share)?)?;
-                }
-            }
+            let split = item.split()?;
+            total = total.checked_add(split.gross)?;
+            fully = fully.checked_add(split.fully_self_paid)?;
+            over = over.checked_add(split.over_limit_self_paid)?;
+            pre = pre.checked_add(split.pre_self_paid)?;
+            within = within.checked_add(split.within_policy)?;
         }
 
         // 1. current-year account first.
