@@ -263,6 +263,19 @@ fn normalise(input: &str) -> Normalised {
         len: 0,
         illegal: None,
     };
+    // Fast path: already 15 or 18 ASCII digits (or x/X), nothing to trim.
+    let bytes = input.as_bytes();
+    if (bytes.len() == 18 || bytes.len() == 15)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_digit() || *b == b'X' || *b == b'x')
+    {
+        for (slot, b) in out.buf.iter_mut().zip(bytes) {
+            *slot = b.to_ascii_uppercase();
+        }
+        out.len = bytes.len();
+        return out;
+    }
     for c in input.trim().chars() {
         let b = match c {
             '0'..='9' => c as u8,

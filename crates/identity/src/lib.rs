@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod generator;
 pub mod id_number;
 pub mod person;
 pub mod region;
@@ -38,6 +39,7 @@ pub mod vault;
 pub mod verifier;
 
 pub use error::IdentityError;
+pub use generator::IdNumberGenerator;
 pub use id_number::{
     DEFAULT_EARLIEST_BIRTH_YEAR, IdNumber, IdNumberError, IdNumberKind, RegionCheck, Sex,
     ValidationPolicy, ValidityNote, check_character,

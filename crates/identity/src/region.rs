@@ -128,18 +128,52 @@ pub struct Region {
     pub county: Option<&'static str>,
 }
 
-fn record_count() -> usize {
-    match (DATA.get(..4), DATA.get(4..8)) {
-        (Some(magic), Some(count)) if magic == MAGIC => {
-            let n = u32::from_le_bytes([count[0], count[1], count[2], count[3]]) as usize;
-            if DATA.len() >= HEADER + n * RECORD {
-                n
-            } else {
-                0
-            }
-        }
-        _ => 0,
+const fn header_count(data: &[u8]) -> usize {
+    if data.len() < HEADER
+        || data[0] != MAGIC[0]
+        || data[1] != MAGIC[1]
+        || data[2] != MAGIC[2]
+        || data[3] != MAGIC[3]
+    {
+        return 0;
     }
+    let n = (data[4] as usize)
+        | ((data[5] as usize) << 8)
+        | ((data[6] as usize) << 16)
+        | ((data[7] as usize) << 24);
+    if data.len() >= HEADER + n * RECORD {
+        n
+    } else {
+        0
+    }
+}
+
+/// Number of records, read from the header at compile time.
+const COUNT: usize = header_count(DATA);
+
+const fn const_code_at(data: &[u8], index: usize) -> u32 {
+    let at = HEADER + index * RECORD;
+    (data[at] as u32) | ((data[at + 1] as u32) << 8) | ((data[at + 2] as u32) << 16)
+}
+
+/// `PROVINCE_START[p]` is the first record whose code is at least `p * 10000`
+/// (built at compile time), so a lookup searches one province's records.
+const PROVINCE_START: [u16; 101] = {
+    let mut out = [0u16; 101];
+    let mut p = 0;
+    let mut i = 0;
+    while p <= 100 {
+        while i < COUNT && const_code_at(DATA, i) < (p as u32) * 10_000 {
+            i += 1;
+        }
+        out[p] = i as u16;
+        p += 1;
+    }
+    out
+};
+
+fn record_count() -> usize {
+    COUNT
 }
 
 #[inline]
@@ -157,24 +191,40 @@ fn code_at(index: usize) -> u32 {
 
 fn record_at(index: usize) -> Option<RegionRecord> {
     let r = raw(index)?;
-    let names = HEADER + record_count() * RECORD;
+    let names = HEADER + COUNT * RECORD;
     let offset = names + usize::from(u16::from_le_bytes([r[5], r[6]]));
     let name = DATA
         .get(offset..offset + usize::from(r[7]))
         .and_then(|b| std::str::from_utf8(b).ok())?;
+    let (first_year, last_year) = years(r);
     Some(RegionRecord {
         code: RegionCode(code_at(index)),
         name,
-        first_year: (r[3] != OPEN_START).then(|| 1900 + u16::from(r[3])),
-        last_year: (r[4] != OPEN_END).then(|| 1900 + u16::from(r[4])),
+        first_year,
+        last_year,
     })
+}
+
+#[inline]
+fn years(r: &[u8]) -> (Option<u16>, Option<u16>) {
+    (
+        (r[3] != OPEN_START).then(|| 1900 + u16::from(r[3])),
+        (r[4] != OPEN_END).then(|| 1900 + u16::from(r[4])),
+    )
 }
 
 /// The index range of a code's records (empty when unknown).
 #[inline]
 fn range_of(code: u32) -> std::ops::Range<usize> {
-    let n = record_count();
-    let (mut lo, mut hi) = (0, n);
+    let province = (code / 10_000) as usize;
+    let (mut lo, mut hi) = match (
+        PROVINCE_START.get(province),
+        PROVINCE_START.get(province + 1),
+    ) {
+        (Some(&lo), Some(&hi)) => (usize::from(lo), usize::from(hi)),
+        _ => return 0..0,
+    };
+    let end_of_province = hi;
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         if code_at(mid) < code {
@@ -184,7 +234,7 @@ fn range_of(code: u32) -> std::ops::Range<usize> {
         }
     }
     let mut end = lo;
-    while end < n && code_at(end) == code {
+    while end < end_of_province && code_at(end) == code {
         end += 1;
     }
     lo..end
@@ -198,6 +248,11 @@ pub fn records(code: RegionCode) -> impl Iterator<Item = RegionRecord> {
 /// Every record in the table, sorted by code then first year.
 pub fn all_records() -> impl Iterator<Item = RegionRecord> {
     (0..record_count()).filter_map(record_at)
+}
+
+/// The record at a position of the sorted table (`0..record_count_embedded()`).
+pub fn record_by_index(index: usize) -> Option<RegionRecord> {
+    (index < COUNT).then(|| record_at(index)).flatten()
 }
 
 /// How many records the embedded table has.
@@ -224,15 +279,17 @@ pub fn validity(code: RegionCode, year: i32) -> Validity {
     }
     let mut earliest: Option<u16> = Some(u16::MAX);
     let mut latest: Option<u16> = Some(0);
-    for rec in range.filter_map(record_at) {
-        if rec.valid_in(year) {
+    for (first_year, last_year) in range.filter_map(raw).map(years) {
+        if first_year.is_none_or(|f| year >= i32::from(f))
+            && last_year.is_none_or(|l| year <= i32::from(l))
+        {
             return Validity::Valid;
         }
-        earliest = match (earliest, rec.first_year) {
+        earliest = match (earliest, first_year) {
             (Some(e), Some(f)) => Some(e.min(f)),
             _ => None,
         };
-        latest = match (latest, rec.last_year) {
+        latest = match (latest, last_year) {
             (Some(l), Some(y)) => Some(l.max(y)),
             _ => None,
         };
@@ -329,6 +386,16 @@ mod tests {
             last = rec.code.get();
             assert!(!rec.name.is_empty());
         }
+    }
+
+    #[test]
+    fn every_code_is_found_through_the_province_index() {
+        for rec in all_records() {
+            assert!(existed(rec.code), "{}", rec.code);
+            assert!(records(rec.code).any(|r| r == rec));
+        }
+        assert!(!existed(rc(999_999)));
+        assert!(!existed(rc(0)));
     }
 
     #[test]

@@ -423,3 +423,39 @@ proptest! {
         prop_assert_eq!(back.birth_date(), id.birth_date());
     }
 }
+
+#[test]
+fn the_seeded_generator_is_deterministic_and_strictly_valid() {
+    let (first, last) = (d(1940, 1, 1), d(2020, 12, 31));
+    let mut a = citycard_identity::IdNumberGenerator::new(42);
+    let mut b = citycard_identity::IdNumberGenerator::new(42);
+    let mut distinct = std::collections::HashSet::new();
+    for _ in 0..500 {
+        let x = a.resident(first, last).unwrap();
+        assert_eq!(x, b.resident(first, last).unwrap());
+        let back = IdNumber::parse_with(x.reveal(), &strict()).unwrap();
+        assert!(back.birth_date() >= first && back.birth_date() <= last);
+        assert_eq!(back.kind(), IdNumberKind::Resident);
+        distinct.insert(x);
+    }
+    assert!(distinct.len() > 490);
+    let mut c = citycard_identity::IdNumberGenerator::new(43);
+    assert_ne!(
+        c.resident(first, last).unwrap(),
+        citycard_identity::IdNumberGenerator::new(42)
+            .resident(first, last)
+            .unwrap()
+    );
+}
+
+/// Parsing returns only `Copy` values: neither the number nor the error can
+/// own heap memory. (A counting global allocator would need `unsafe`, which
+/// the workspace forbids; the parse path calls no allocating function.)
+#[test]
+fn parse_results_cannot_hold_heap_memory() {
+    fn is_copy<T: Copy>() {}
+    is_copy::<IdNumber>();
+    is_copy::<IdNumberError>();
+    is_copy::<Result<IdNumber, IdNumberError>>();
+    assert!(std::mem::size_of::<IdNumber>() <= 32);
+}
