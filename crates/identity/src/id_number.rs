@@ -242,7 +242,10 @@ impl ClassifiedError for IdNumberError {
 /// `Debug` and `Display` are masked (`110***********002X`); the full value is
 /// only available through [`IdNumber::reveal`]. Serde writes the full value,
 /// because serialisation is how it reaches encrypted storage.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Equality and hashing compare the normalised 18 characters only, so a
+/// legacy 15-digit entry equals the 18-digit number it upgrades to.
+#[derive(Clone, Copy)]
 pub struct IdNumber {
     digits: [u8; 18],
     kind: IdNumberKind,
@@ -636,6 +639,20 @@ fn write_digits(out: &mut [u8], mut value: u32) {
     for slot in out.iter_mut().rev() {
         *slot = b'0' + (value % 10) as u8;
         value /= 10;
+    }
+}
+
+impl PartialEq for IdNumber {
+    fn eq(&self, other: &Self) -> bool {
+        self.digits == other.digits
+    }
+}
+
+impl Eq for IdNumber {}
+
+impl std::hash::Hash for IdNumber {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.digits.hash(state);
     }
 }
 

@@ -773,6 +773,11 @@ impl IdentityService {
             .await?)
     }
 
+    /// A person by id (ciphertext and masked forms only).
+    pub async fn person(&self, id: &PersonId) -> Result<Option<Person>, IdentityError> {
+        Ok(self.ports.persons.get(id).await?)
+    }
+
     /// Whether `id_number` is this person's ID number (by blind index; no decryption).
     pub async fn id_number_belongs_to(
         &self,

@@ -61,6 +61,7 @@ fn legacy_samples_upgrade_and_round_trip() {
         assert_eq!(id.to_legacy15().unwrap().expose(), old);
         let again = IdNumber::parse_with(new, &policy()).unwrap();
         assert_eq!(again.kind(), IdNumberKind::Resident);
+        assert_eq!(again, id, "equality compares the 18 characters");
         assert_eq!(again.to_legacy15().unwrap().expose(), old);
     }
     // Born 1880: no 15-digit form exists.
