@@ -18,7 +18,12 @@ use crate::model::{
     Account, AccountFlags, Balances, CreateAccountResult, CreateTransferResult, Expiry,
     FailedTransfer, MAX_MEMO_LEN, NewAccount, NewTransfer, PendingStatus, Transfer, TransferFlags,
 };
+use crate::service::LedgerError;
 use crate::store::{ChangeSet, Snapshot};
+
+fn corrupt(message: String) -> LedgerError {
+    LedgerError::Corrupt(message)
+}
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 
@@ -47,7 +52,15 @@ impl Hasher for IdHasher {
 
     #[inline]
     fn write_u64(&mut self, n: u64) {
-        self.0 = fold_mul(self.0 ^ n, MUL);
+        // Ids are hashed in blocks of 64: the block number is mixed with the
+        // seed, the position in the block passes through. Ids allocated close
+        // together (sequential or time-based, as TigerBeetle recommends) so
+        // share cache lines of the table, while without the seed nobody can
+        // aim ids of different blocks at one bucket. The position also goes
+        // into the top bits, which the table uses as a per-slot tag.
+        let block = fold_mul((n >> 6) ^ self.0, MUL);
+        let pos = n & 0x3F;
+        self.0 = (block & !0x3F) ^ pos ^ (pos << 58);
     }
 
     #[inline]
@@ -129,7 +142,7 @@ pub struct Engine {
     account_index: IdMap<u32>,
     states: Vec<AccountState>,
     accounts: Vec<Account>,
-    /// Transfer positions touching each account, in order.
+    /// Transfer positions touching each `history` account, in order.
     entries: Vec<Vec<u32>>,
     /// Balance snapshots `(timestamp ns, balances)` of accounts with `history`.
     history: Vec<Vec<(i64, [i64; 4])>>,
@@ -211,7 +224,7 @@ impl Engine {
     }
 
     /// Rebuilds a ledger from everything a store acknowledged.
-    pub fn from_snapshot(snapshot: Snapshot) -> Result<Engine, String> {
+    pub fn from_snapshot(snapshot: Snapshot) -> Result<Engine, LedgerError> {
         let mut engine = Engine::new();
         engine.reserve(snapshot.accounts.len(), snapshot.transfers.len());
         let mut accounts = snapshot.accounts;
@@ -221,7 +234,7 @@ impl Engine {
             account.flags = AccountFlags(account.flags.0 & !AccountFlags::CLOSED.0);
             account.balances = Balances::default();
             if engine.account_index.contains_key(&account.id.get()) {
-                return Err(format!("account {} stored twice", account.id));
+                return Err(corrupt(format!("account {} stored twice", account.id)));
             }
             engine.insert_account(account);
             engine.last_ts = engine.last_ts.max(ts);
@@ -248,15 +261,18 @@ impl Engine {
         Ok(engine)
     }
 
-    fn replay_transfer(&mut self, t: Transfer) -> Result<(), String> {
+    fn replay_transfer(&mut self, t: Transfer) -> Result<(), LedgerError> {
         let ts = ts_of(t.timestamp);
         let dr = self.account_index.get(&t.debit_account_id.get()).copied();
         let cr = self.account_index.get(&t.credit_account_id.get()).copied();
         let (Some(dr), Some(cr)) = (dr, cr) else {
-            return Err(format!("transfer {} names an unknown account", t.id));
+            return Err(corrupt(format!(
+                "transfer {} names an unknown account",
+                t.id
+            )));
         };
         if self.transfer_index.contains_key(&t.id.get()) {
-            return Err(format!("transfer {} stored twice", t.id));
+            return Err(corrupt(format!("transfer {} stored twice", t.id)));
         }
         if t.flags.post_pending_transfer() || t.flags.void_pending_transfer() {
             let known = t
@@ -264,7 +280,10 @@ impl Engine {
                 .and_then(|p| self.pending.get(&p.get()))
                 .is_some_and(|p| p.status == PendingStatus::Pending);
             if !known {
-                return Err(format!("transfer {} settles an unknown hold", t.id));
+                return Err(corrupt(format!(
+                    "transfer {} settles an unknown hold",
+                    t.id
+                )));
             }
         }
         self.last_ts = self.last_ts.max(ts);
@@ -272,11 +291,16 @@ impl Engine {
         Ok(())
     }
 
-    fn replay_expiry(&mut self, e: Expiry) -> Result<(), String> {
+    fn replay_expiry(&mut self, e: Expiry) -> Result<(), LedgerError> {
         let ts = ts_of(e.timestamp);
         match self.pending.get(&e.transfer_id.get()) {
             Some(p) if p.status == PendingStatus::Pending => {}
-            _ => return Err(format!("expiry of {} names no live hold", e.transfer_id)),
+            _ => {
+                return Err(corrupt(format!(
+                    "expiry of {} names no live hold",
+                    e.transfer_id
+                )));
+            }
         }
         self.last_ts = self.last_ts.max(ts);
         self.expire(e.transfer_id.get(), ts);
@@ -997,8 +1021,12 @@ impl Engine {
         let pos = self.transfers.len() as u32;
         self.snapshot(dr, ts);
         self.snapshot(cr, ts);
-        self.entries[dr as usize].push(pos);
-        self.entries[cr as usize].push(pos);
+        if self.states[dr as usize].flags().history() {
+            self.entries[dr as usize].push(pos);
+        }
+        if self.states[cr as usize].flags().history() {
+            self.entries[cr as usize].push(pos);
+        }
         if let Some(r) = &t.reference {
             self.by_reference.entry(r.clone()).or_default().push(pos);
         }
@@ -1077,14 +1105,25 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Transfers touching an account, oldest first.
-    pub fn account_transfers(&self, id: AccountId) -> impl Iterator<Item = &Transfer> {
-        self.account_index
-            .get(&id.get())
-            .and_then(|&i| self.entries.get(i as usize))
-            .into_iter()
-            .flatten()
-            .filter_map(|&p| self.transfers.get(p as usize))
+    /// Transfers touching an account, oldest first: from the account's own
+    /// index when it has `history`, by a scan of every transfer otherwise.
+    pub fn account_transfers(&self, id: AccountId) -> Vec<&Transfer> {
+        let Some(&index) = self.account_index.get(&id.get()) else {
+            return Vec::new();
+        };
+        if self.states[index as usize].flags().history() {
+            self.entries
+                .get(index as usize)
+                .into_iter()
+                .flatten()
+                .filter_map(|&p| self.transfers.get(p as usize))
+                .collect()
+        } else {
+            self.transfers
+                .iter()
+                .filter(|t| t.debit_account_id == id || t.credit_account_id == id)
+                .collect()
+        }
     }
 
     /// Every account, in creation order, with current balances.

@@ -65,7 +65,22 @@
 //!   `balancing_credit` on a capped account clamps to the room under the cap.
 //! - **The store is a log**: accounts, transfers, expiries and burnt ids are
 //!   appended once per batch; balances are rebuilt by replay on open, so a
-//!   batch costs one append per record and one commit.
+//!   batch costs one append per record and one commit. A store failure
+//!   leaves the batch unacknowledged and the live ledger reloads what the
+//!   store holds (or refuses calls until reopened if it cannot).
+//! - **The hot path** keeps accounts in a vector and ids in hash maps with a
+//!   seeded hasher that hashes ids in blocks of 64, so ids allocated close
+//!   together (sequential or time-based, as TigerBeetle recommends) share
+//!   cache lines. Per-account transfer indexes are kept for `history`
+//!   accounts only (wallets have it); statements of other accounts scan
+//!   every transfer.
+//! - **Statements** list posted movements only (single-phase transfers and
+//!   posts); holds show in the `pending`/`available` views. Reconciliation
+//!   matches by reference, totals summed per reference on each side.
+//! - **Principals**: writes are for the system, operators and platforms (the
+//!   facade authorises cardholders' own operations before calling); reads
+//!   also for the owner of the account or a delegate with the view scope.
+//!   One audit record per batch.
 //! - **Expiry follows the clock** at the start of each transfer batch and on
 //!   [`Ledger::expire_pending`]; an expired hold can't be posted even before
 //!   it is swept. Timestamps are unique nanoseconds, `max(clock, last + 1ns)`.

@@ -229,7 +229,7 @@ impl Ledger {
 
     async fn rebuild(store: &dyn LedgerStore) -> Result<Engine, LedgerError> {
         let snapshot = store.load().await?;
-        Engine::from_snapshot(snapshot).map_err(LedgerError::Corrupt)
+        Engine::from_snapshot(snapshot)
     }
 
     /// Records one audit entry per batch in `audit`.

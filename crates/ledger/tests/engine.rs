@@ -627,6 +627,11 @@ fn history_answers_balances_as_of_an_instant() {
     let b = e.balances_at(WALLET, at(25)).unwrap();
     assert_eq!((b.credits_posted, b.debits_posted), (yuan(10), yuan(3)));
     assert!(e.balances_at(METRO, at(25)).is_none(), "no history flag");
+    // Transfers of an account: from its index (history) or by a scan (no history).
+    assert_eq!(e.account_transfers(WALLET).len(), 2);
+    let metro = e.account_transfers(METRO);
+    assert_eq!(metro.len(), 1);
+    assert_eq!(metro[0].id, id(2));
 }
 
 #[test]
@@ -652,4 +657,31 @@ fn ids_and_results_serialise_as_documented() {
     }
     assert!(Reference::parse("trip:T 1").is_err());
     assert_eq!(Reference::trip("T-1").unwrap().as_str(), "trip:T-1");
+}
+
+#[test]
+fn a_snapshot_that_does_not_replay_is_refused() {
+    let mut e = engine();
+    assert_eq!(one(&mut e, plain(1, CLEARING, METRO, yuan(1))), R::Ok);
+    let transfers = e.transfers().to_vec();
+    // The transfers without their accounts.
+    let orphan = citycard_ledger::Snapshot {
+        transfers: transfers.clone(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        Engine::from_snapshot(orphan),
+        Err(citycard_ledger::LedgerError::Corrupt(_))
+    ));
+    // A post of a hold that was never stored.
+    let mut post = transfers[0].clone();
+    post.id = id(2);
+    post.flags = TransferFlags::POST_PENDING_TRANSFER;
+    post.pending_id = Some(id(99));
+    let snapshot = citycard_ledger::Snapshot {
+        accounts: e.accounts().collect(),
+        transfers: vec![transfers[0].clone(), post],
+        ..Default::default()
+    };
+    assert!(Engine::from_snapshot(snapshot).is_err());
 }
