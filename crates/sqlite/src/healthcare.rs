@@ -5,10 +5,14 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use citycard_core::{CivilMonth, Money, PersonId, StoreError};
+use citycard_core::{CivilMonth, IdempotencyKey, Money, PersonId, StoreError};
 use citycard_healthcare::appointments::{
     BookingDecision, BookingRequest, CancelDecision, Cancellation, TransitionDecision, check_quota,
 };
+use citycard_healthcare::billing::{
+    BeginDecision, SettlementRecord, SettlementStatus, SettlementStore, shift_accumulators,
+};
+use citycard_healthcare::{AnnualAccumulators, SettlementId};
 use citycard_healthcare::{
     Appointment, AppointmentId, AppointmentStatus, AppointmentStore, ContributionRecord,
     ContributionStatus, DepartmentId, Employer, EmployerId, Insurance, PersonCategory, Session,
@@ -19,10 +23,11 @@ use rusqlite::{OptionalExtension, Row, params};
 use crate::db::{Database, Migration, corrupt, decode_instant, encode_instant};
 
 /// The schema of the healthcare component.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    component: "healthcare",
-    version: 1,
-    sql: "
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        component: "healthcare",
+        version: 1,
+        sql: "
         CREATE TABLE hc_slots (
             id          TEXT PRIMARY KEY,
             hospital    TEXT NOT NULL,
@@ -85,7 +90,31 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (person, month, insurance, employer)
         );
     ",
-}];
+    },
+    Migration {
+        component: "healthcare",
+        version: 2,
+        sql: "
+        CREATE TABLE hc_accumulators (
+            person         TEXT NOT NULL,
+            year           INTEGER NOT NULL,
+            deductible_met INTEGER NOT NULL,
+            fund_paid      INTEGER NOT NULL,
+            PRIMARY KEY (person, year)
+        );
+        CREATE TABLE hc_settlements (
+            id           TEXT PRIMARY KEY,
+            key          TEXT NOT NULL UNIQUE,
+            person       TEXT NOT NULL,
+            status       TEXT NOT NULL,
+            reversal_key TEXT,
+            record       TEXT NOT NULL,
+            created_at   INTEGER NOT NULL
+        );
+        CREATE INDEX hc_settlements_person ON hc_settlements (person, created_at);
+    ",
+    },
+];
 
 const SLOT_COLUMNS: &str = "id, hospital, department, doctor, date, session, start_at, end_at, capacity, status, booked, waitlisted, issued";
 const APPOINTMENT_COLUMNS: &str = "id, slot, hospital, department, date, session, start_at, end_at, patient, booked_by, status, queue_number, expected_at, booking_key, created_at, updated_at, cancellation";
@@ -694,5 +723,224 @@ impl SocialInsuranceRecords for SqliteSocialInsuranceRecords {
             )?;
             rows.collect()
         })
+    }
+}
+
+fn read_accumulators(
+    tx: &rusqlite::Connection,
+    person: &PersonId,
+    year: i32,
+) -> Result<AnnualAccumulators, StoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT deductible_met, fund_paid FROM hc_accumulators WHERE person = ?1 AND year = ?2",
+            params![person.as_str(), year],
+            |r| {
+                Ok(AnnualAccumulators {
+                    year,
+                    deductible_met: Money::from_fen(r.get(0)?),
+                    fund_paid: Money::from_fen(r.get(1)?),
+                })
+            },
+        )
+        .optional()
+        .map_err(store_err)?
+        .unwrap_or(AnnualAccumulators::new(year)))
+}
+
+fn write_accumulators(
+    tx: &rusqlite::Connection,
+    person: &PersonId,
+    acc: &AnnualAccumulators,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO hc_accumulators (person, year, deductible_met, fund_paid)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (person, year) DO UPDATE SET deductible_met = excluded.deductible_met,
+            fund_paid = excluded.fund_paid",
+        params![
+            person.as_str(),
+            acc.year,
+            acc.deductible_met.fen(),
+            acc.fund_paid.fen()
+        ],
+    )
+    .map_err(store_err)?;
+    Ok(())
+}
+
+fn read_settlement(row: &Row<'_>) -> rusqlite::Result<SettlementRecord> {
+    let mut record: SettlementRecord =
+        serde_json::from_str(&row.get::<_, String>(0)?).map_err(|e| corrupt(0, e))?;
+    let status: String = row.get(1)?;
+    record.status = SettlementStatus::from_code(&status)
+        .ok_or_else(|| corrupt(1, format!("bad settlement status {status:?}")))?;
+    record.reversal_key = row
+        .get::<_, Option<String>>(2)?
+        .map(|k| k.parse().map_err(|e| corrupt(2, e)))
+        .transpose()?;
+    Ok(record)
+}
+
+fn load_settlement(
+    tx: &rusqlite::Connection,
+    column: &str,
+    value: &str,
+) -> Result<Option<SettlementRecord>, StoreError> {
+    tx.query_row(
+        &format!("SELECT record, status, reversal_key FROM hc_settlements WHERE {column} = ?1"),
+        params![value],
+        read_settlement,
+    )
+    .optional()
+    .map_err(store_err)
+}
+
+fn set_status(
+    tx: &rusqlite::Connection,
+    id: &SettlementId,
+    status: SettlementStatus,
+    reversal_key: Option<&IdempotencyKey>,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE hc_settlements SET status = ?2, reversal_key = COALESCE(?3, reversal_key)
+         WHERE id = ?1",
+        params![id.as_str(), status.code(), reversal_key.map(|k| k.as_str())],
+    )
+    .map_err(store_err)?;
+    Ok(())
+}
+
+/// Settlement records and annual accumulators in the citycard database.
+#[derive(Debug, Clone)]
+pub struct SqliteSettlementStore {
+    db: Database,
+}
+
+impl SqliteSettlementStore {
+    /// The store on an open database.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl SettlementStore for SqliteSettlementStore {
+    async fn accumulators(
+        &self,
+        person: &PersonId,
+        year: i32,
+    ) -> Result<AnnualAccumulators, StoreError> {
+        let conn = self.db.lock();
+        read_accumulators(&conn, person, year)
+    }
+
+    async fn begin(&self, record: &SettlementRecord) -> Result<BeginDecision, StoreError> {
+        self.db.transaction(|tx| {
+            if let Some(existing) = load_settlement(tx, "key", record.key.as_str())? {
+                return Ok(BeginDecision::Existing { record: existing });
+            }
+            let person = &record.request.patient;
+            let current = read_accumulators(tx, person, record.accumulators_before.year)?;
+            if current != record.accumulators_before {
+                return Ok(BeginDecision::Stale { current });
+            }
+            write_accumulators(tx, person, &record.breakdown.accumulators_after)?;
+            let mut stored = record.clone();
+            stored.status = SettlementStatus::Pending;
+            let json =
+                serde_json::to_string(&stored).map_err(|e| StoreError::Internal(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO hc_settlements (id, key, person, status, reversal_key, record, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    stored.id.as_str(),
+                    stored.key.as_str(),
+                    person.as_str(),
+                    stored.status.code(),
+                    stored.reversal_key.as_ref().map(|k| k.as_str()),
+                    json,
+                    encode_instant(stored.created_at)
+                ],
+            )
+            .map_err(store_err)?;
+            Ok(BeginDecision::Started)
+        })
+    }
+
+    async fn finish(
+        &self,
+        id: &SettlementId,
+        paid: bool,
+    ) -> Result<Option<SettlementRecord>, StoreError> {
+        self.db.transaction(|tx| {
+            let Some(mut record) = load_settlement(tx, "id", id.as_str())? else {
+                return Ok(None);
+            };
+            if record.status != SettlementStatus::Pending {
+                return Ok(Some(record));
+            }
+            if paid {
+                record.status = SettlementStatus::Completed;
+            } else {
+                let person = &record.request.patient;
+                let current = read_accumulators(tx, person, record.accumulators_before.year)?;
+                write_accumulators(
+                    tx,
+                    person,
+                    &shift_accumulators(current, &record.breakdown, false)?,
+                )?;
+                record.status = SettlementStatus::Failed;
+            }
+            set_status(tx, id, record.status, None)?;
+            Ok(Some(record))
+        })
+    }
+
+    async fn begin_reversal(
+        &self,
+        id: &SettlementId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<SettlementRecord>, StoreError> {
+        self.db.transaction(|tx| {
+            let Some(mut record) = load_settlement(tx, "id", id.as_str())? else {
+                return Ok(None);
+            };
+            if record.status == SettlementStatus::Completed {
+                record.status = SettlementStatus::Reversing;
+                record.reversal_key = Some(key.clone());
+                set_status(tx, id, record.status, Some(key))?;
+            }
+            Ok(Some(record))
+        })
+    }
+
+    async fn finish_reversal(
+        &self,
+        id: &SettlementId,
+    ) -> Result<Option<SettlementRecord>, StoreError> {
+        self.db.transaction(|tx| {
+            let Some(mut record) = load_settlement(tx, "id", id.as_str())? else {
+                return Ok(None);
+            };
+            if record.status != SettlementStatus::Reversing {
+                return Ok(Some(record));
+            }
+            let person = &record.request.patient;
+            let current = read_accumulators(tx, person, record.accumulators_before.year)?;
+            write_accumulators(
+                tx,
+                person,
+                &shift_accumulators(current, &record.breakdown, false)?,
+            )?;
+            record.status = SettlementStatus::Reversed;
+            set_status(tx, id, record.status, None)?;
+            Ok(Some(record))
+        })
+    }
+
+    async fn settlement(&self, id: &SettlementId) -> Result<Option<SettlementRecord>, StoreError> {
+        let conn = self.db.lock();
+        load_settlement(&conn, "id", id.as_str())
     }
 }

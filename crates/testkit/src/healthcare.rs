@@ -875,3 +875,270 @@ macro_rules! social_insurance_records_conformance {
         }
     };
 }
+
+/// A settlement record for `person` on 2026-03-10: a resident's class A bill of `bill_fen`
+/// at a community hospital, computed from `before` by the Hangzhou engine.
+pub fn settlement_record(
+    id: &str,
+    key: &str,
+    person: &str,
+    before: citycard_healthcare::AnnualAccumulators,
+    bill_fen: i64,
+) -> citycard_healthcare::SettlementRecord {
+    use citycard_healthcare::{
+        AccountBalances, BillRequest, CashSource, CatalogueClass, ChargeItem, HospitalLevel,
+        PersonType, SettlementEngine, SettlementInput, SettlementStatus, VisitType,
+    };
+    let date = NaiveDate::from_ymd_opt(2026, 3, 10).unwrap_or_default();
+    let request = BillRequest {
+        patient: PersonId::parse(person).unwrap_or_else(|_| unreachable!()),
+        hospital: HospitalId::parse("hsp-1").unwrap_or_else(|_| unreachable!()),
+        hospital_level: HospitalLevel::Community,
+        visit_type: VisitType::Outpatient,
+        items: vec![ChargeItem::new(
+            "a",
+            CatalogueClass::A,
+            citycard_core::Money::from_fen(bill_fen),
+            1,
+        )],
+        cash_source: CashSource::Counter,
+    };
+    let engine = SettlementEngine::hangzhou().unwrap_or_else(|_| unreachable!());
+    let breakdown = engine
+        .compute(&SettlementInput {
+            person_type: PersonType::Resident,
+            hospital_level: request.hospital_level,
+            visit_type: request.visit_type,
+            date,
+            items: &request.items,
+            accounts: AccountBalances::default(),
+            accumulators: before,
+        })
+        .unwrap_or_else(|_| unreachable!());
+    citycard_healthcare::SettlementRecord {
+        id: citycard_healthcare::SettlementId::parse(id).unwrap_or_else(|_| unreachable!()),
+        key: IdempotencyKey::parse(key).unwrap_or_else(|_| unreachable!()),
+        request_fingerprint: citycard_core::Fingerprint::of_bytes(key.as_bytes()),
+        transfers: citycard_healthcare::billing::settlement_transfers(
+            &request.patient,
+            &request.hospital,
+            &breakdown,
+            request.cash_source,
+        ),
+        request,
+        person_type: PersonType::Resident,
+        date,
+        breakdown,
+        accumulators_before: before,
+        status: SettlementStatus::Pending,
+        reversal_key: None,
+        created_at: suite_time(0),
+    }
+}
+
+/// The conformance suite for [`SettlementStore`](citycard_healthcare::SettlementStore).
+#[macro_export]
+macro_rules! settlement_store_conformance {
+    ($factory:ident) => {
+        #[allow(clippy::unwrap_used, clippy::panic)]
+        mod settlement_store_conformance {
+            use $crate::__private::citycard_core::{IdempotencyKey, Money, PersonId};
+            use $crate::__private::citycard_healthcare::billing::BeginDecision;
+            use $crate::__private::citycard_healthcare::{
+                AnnualAccumulators, SettlementId, SettlementStatus, SettlementStore,
+            };
+            use $crate::healthcare::settlement_record;
+
+            fn pid(s: &str) -> PersonId {
+                PersonId::parse(s).unwrap()
+            }
+
+            fn key(s: &str) -> IdempotencyKey {
+                IdempotencyKey::parse(s).unwrap()
+            }
+
+            #[tokio::test]
+            async fn begin_applies_accumulators_and_replays_by_key() {
+                let store = super::$factory().await;
+                assert_eq!(
+                    store.accumulators(&pid("psn-1"), 2026).await.unwrap(),
+                    AnnualAccumulators::new(2026)
+                );
+                // 500 at a community hospital: 300 deductible, 140 fund.
+                let r = settlement_record(
+                    "stl-1",
+                    "k-1",
+                    "psn-1",
+                    AnnualAccumulators::new(2026),
+                    50_000,
+                );
+                assert_eq!(store.begin(&r).await.unwrap(), BeginDecision::Started);
+                let acc = store.accumulators(&pid("psn-1"), 2026).await.unwrap();
+                assert_eq!(
+                    (acc.deductible_met, acc.fund_paid),
+                    (Money::from_fen(30_000), Money::from_fen(14_000))
+                );
+                assert_eq!(
+                    store.accumulators(&pid("psn-1"), 2025).await.unwrap(),
+                    AnnualAccumulators::new(2025)
+                );
+                assert_eq!(
+                    store.accumulators(&pid("psn-2"), 2026).await.unwrap(),
+                    AnnualAccumulators::new(2026)
+                );
+                let stored = store.settlement(&r.id).await.unwrap().unwrap();
+                assert_eq!(stored, r);
+                let mut retry = r.clone();
+                retry.id = SettlementId::parse("stl-other").unwrap();
+                assert_eq!(
+                    store.begin(&retry).await.unwrap(),
+                    BeginDecision::Existing { record: r.clone() }
+                );
+                assert!(store.settlement(&retry.id).await.unwrap().is_none());
+            }
+
+            #[tokio::test]
+            async fn a_stale_begin_changes_nothing() {
+                let store = super::$factory().await;
+                let first = settlement_record(
+                    "stl-1",
+                    "k-1",
+                    "psn-1",
+                    AnnualAccumulators::new(2026),
+                    10_000,
+                );
+                store.begin(&first).await.unwrap();
+                let stale = settlement_record(
+                    "stl-2",
+                    "k-2",
+                    "psn-1",
+                    AnnualAccumulators::new(2026),
+                    10_000,
+                );
+                assert_eq!(
+                    store.begin(&stale).await.unwrap(),
+                    BeginDecision::Stale {
+                        current: first.breakdown.accumulators_after
+                    }
+                );
+                assert!(store.settlement(&stale.id).await.unwrap().is_none());
+                let fresh = settlement_record(
+                    "stl-2",
+                    "k-2",
+                    "psn-1",
+                    first.breakdown.accumulators_after,
+                    10_000,
+                );
+                assert_eq!(store.begin(&fresh).await.unwrap(), BeginDecision::Started);
+                assert_eq!(
+                    store
+                        .accumulators(&pid("psn-1"), 2026)
+                        .await
+                        .unwrap()
+                        .deductible_met,
+                    Money::from_fen(20_000)
+                );
+            }
+
+            #[tokio::test]
+            async fn finishing_completes_or_fails_and_restores() {
+                let store = super::$factory().await;
+                let a = settlement_record(
+                    "stl-1",
+                    "k-1",
+                    "psn-1",
+                    AnnualAccumulators::new(2026),
+                    40_000,
+                );
+                store.begin(&a).await.unwrap();
+                let done = store.finish(&a.id, true).await.unwrap().unwrap();
+                assert_eq!(done.status, SettlementStatus::Completed);
+                // Finishing twice changes nothing.
+                assert_eq!(
+                    store.finish(&a.id, false).await.unwrap().unwrap().status,
+                    SettlementStatus::Completed
+                );
+                let after_a = store.accumulators(&pid("psn-1"), 2026).await.unwrap();
+                assert_eq!(after_a, a.breakdown.accumulators_after);
+                let b = settlement_record("stl-2", "k-2", "psn-1", after_a, 40_000);
+                store.begin(&b).await.unwrap();
+                let failed = store.finish(&b.id, false).await.unwrap().unwrap();
+                assert_eq!(failed.status, SettlementStatus::Failed);
+                assert_eq!(
+                    store.accumulators(&pid("psn-1"), 2026).await.unwrap(),
+                    after_a
+                );
+                assert!(
+                    store
+                        .finish(&SettlementId::parse("stl-x").unwrap(), true)
+                        .await
+                        .unwrap()
+                        .is_none()
+                );
+            }
+
+            #[tokio::test]
+            async fn reversal_marks_then_restores_exactly_once() {
+                let store = super::$factory().await;
+                let a = settlement_record(
+                    "stl-1",
+                    "k-1",
+                    "psn-1",
+                    AnnualAccumulators::new(2026),
+                    40_000,
+                );
+                store.begin(&a).await.unwrap();
+                // A pending settlement is not reversible.
+                assert_eq!(
+                    store
+                        .begin_reversal(&a.id, &key("r-1"))
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .status,
+                    SettlementStatus::Pending
+                );
+                store.finish(&a.id, true).await.unwrap();
+                let rev = store
+                    .begin_reversal(&a.id, &key("r-1"))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(rev.status, SettlementStatus::Reversing);
+                assert_eq!(rev.reversal_key, Some(key("r-1")));
+                // A second begin keeps the first key.
+                assert_eq!(
+                    store
+                        .begin_reversal(&a.id, &key("r-2"))
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .reversal_key,
+                    Some(key("r-1"))
+                );
+                let done = store.finish_reversal(&a.id).await.unwrap().unwrap();
+                assert_eq!(done.status, SettlementStatus::Reversed);
+                assert_eq!(
+                    store.accumulators(&pid("psn-1"), 2026).await.unwrap(),
+                    AnnualAccumulators::new(2026)
+                );
+                store.finish_reversal(&a.id).await.unwrap();
+                assert_eq!(
+                    store.accumulators(&pid("psn-1"), 2026).await.unwrap(),
+                    AnnualAccumulators::new(2026)
+                );
+                assert_eq!(
+                    store.settlement(&a.id).await.unwrap().unwrap().status,
+                    SettlementStatus::Reversed
+                );
+                assert!(
+                    store
+                        .begin_reversal(&SettlementId::parse("stl-x").unwrap(), &key("r-1"))
+                        .await
+                        .unwrap()
+                        .is_none()
+                );
+            }
+        }
+    };
+}
