@@ -257,28 +257,68 @@ struct Normalised {
     buf: [u8; 18],
     len: usize,
     illegal: Option<(usize, char)>,
+    /// Came through the ASCII fast path: `X` can only be the 18th character.
+    fast: bool,
+}
+
+/// 18 ASCII characters: digits, and `x`/`X` last. `None` sends the input
+/// down the general path, which names what is wrong.
+#[inline]
+fn fast18(bytes: &[u8; 18]) -> Option<[u8; 18]> {
+    let mut bad = false;
+    for b in &bytes[..17] {
+        bad |= b.wrapping_sub(b'0') > 9;
+    }
+    let mut out = *bytes;
+    if out[17] | 0x20 == b'x' {
+        out[17] = b'X';
+    } else {
+        bad |= out[17].wrapping_sub(b'0') > 9;
+    }
+    (!bad).then_some(out)
+}
+
+/// 15 ASCII digits.
+#[inline]
+fn fast15(bytes: &[u8; 15]) -> Option<[u8; 18]> {
+    let mut bad = false;
+    for b in bytes {
+        bad |= b.wrapping_sub(b'0') > 9;
+    }
+    let mut out = [0u8; 18];
+    out[..15].copy_from_slice(bytes);
+    (!bad).then_some(out)
 }
 
 #[inline]
 fn normalise(input: &str) -> Normalised {
+    let bytes = input.as_bytes();
+    let fast = if let Ok(b) = <&[u8; 18]>::try_from(bytes) {
+        fast18(b).map(|buf| (buf, 18))
+    } else if let Ok(b) = <&[u8; 15]>::try_from(bytes) {
+        fast15(b).map(|buf| (buf, 15))
+    } else {
+        None
+    };
+    if let Some((buf, len)) = fast {
+        return Normalised {
+            buf,
+            len,
+            illegal: None,
+            fast: true,
+        };
+    }
+    normalise_slow(input)
+}
+
+#[cold]
+fn normalise_slow(input: &str) -> Normalised {
     let mut out = Normalised {
         buf: [0; 18],
         len: 0,
         illegal: None,
+        fast: false,
     };
-    // Fast path: already 15 or 18 ASCII digits (or x/X), nothing to trim.
-    let bytes = input.as_bytes();
-    if (bytes.len() == 18 || bytes.len() == 15)
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_digit() || *b == b'X' || *b == b'x')
-    {
-        for (slot, b) in out.buf.iter_mut().zip(bytes) {
-            *slot = b.to_ascii_uppercase();
-        }
-        out.len = bytes.len();
-        return out;
-    }
     for c in input.trim().chars() {
         let b = match c {
             '0'..='9' => c as u8,
@@ -340,7 +380,8 @@ impl IdNumber {
             return Err(IdNumberError::IllegalCharacter { position, found });
         }
         // `X` only as the 18th character.
-        if let Some(pos) = n.buf[..n.len].iter().position(|&b| b == b'X')
+        if !n.fast
+            && let Some(pos) = n.buf[..n.len].iter().position(|&b| b == b'X')
             && !(n.len == 18 && pos == 17)
         {
             return Err(IdNumberError::IllegalCharacter {

@@ -213,16 +213,16 @@ fn years(r: &[u8]) -> (Option<u16>, Option<u16>) {
     )
 }
 
-/// The index range of a code's records (empty when unknown).
+/// The first record with a code at least `code`, and the end of its province.
 #[inline]
-fn range_of(code: u32) -> std::ops::Range<usize> {
+fn lower_bound(code: u32) -> (usize, usize) {
     let province = (code / 10_000) as usize;
     let (mut lo, mut hi) = match (
         PROVINCE_START.get(province),
         PROVINCE_START.get(province + 1),
     ) {
         (Some(&lo), Some(&hi)) => (usize::from(lo), usize::from(hi)),
-        _ => return 0..0,
+        _ => return (0, 0),
     };
     let end_of_province = hi;
     while lo < hi {
@@ -233,6 +233,13 @@ fn range_of(code: u32) -> std::ops::Range<usize> {
             hi = mid;
         }
     }
+    (lo, end_of_province)
+}
+
+/// The index range of a code's records (empty when unknown).
+#[inline]
+fn range_of(code: u32) -> std::ops::Range<usize> {
+    let (lo, end_of_province) = lower_bound(code);
     let mut end = lo;
     while end < end_of_province && code_at(end) == code {
         end += 1;
@@ -268,7 +275,8 @@ pub fn embedded_size() -> usize {
 /// Whether the code was ever in the table.
 #[inline]
 pub fn existed(code: RegionCode) -> bool {
-    !range_of(code.0).is_empty()
+    let (lo, end) = lower_bound(code.0);
+    lo < end && code_at(lo) == code.0
 }
 
 /// Whether the code was valid in `year`, and if not, why.
