@@ -460,3 +460,39 @@ fn parse_results_cannot_hold_heap_memory() {
     is_copy::<Result<IdNumber, IdNumberError>>();
     assert!(std::mem::size_of::<IdNumber>() <= 32);
 }
+
+fn full_width(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '0'..='9' => char::from_u32(c as u32 - '0' as u32 + '０' as u32).unwrap(),
+            'X' => 'Ｘ',
+            'x' => 'ｘ',
+            other => other,
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The ASCII fast path and the general path agree on every answer,
+    /// errors included.
+    #[test]
+    fn fast_and_general_paths_agree(text in "[0-9xX]{15}|[0-9xX]{18}|[0-9]{17}[0-9xX]") {
+        let p = policy();
+        let direct = IdNumber::parse_with(&text, &p);
+        prop_assert_eq!(IdNumber::parse_with(&format!(" {text} "), &p), direct);
+        prop_assert_eq!(IdNumber::parse_with(&full_width(&text), &p), direct);
+    }
+
+    #[test]
+    fn spelling_variants_of_a_valid_number_parse_equal(parts in resident_parts()) {
+        let id = parts.build();
+        let text = id.reveal().to_owned();
+        let p = fixed_strict();
+        for variant in [text.to_lowercase(), format!("\t{text}\u{3000}"), full_width(&text)] {
+            let parsed = IdNumber::parse_with(&variant, &p).unwrap();
+            prop_assert_eq!(parsed.reveal(), id.reveal());
+        }
+    }
+}
