@@ -267,3 +267,23 @@ pub fn settlement(record: &SettlementRecord, payor: &str) -> (Value, Value) {
     });
     (claim, response)
 }
+
+/// A weekly schedule as a FHIR R4 `Schedule` with a planning horizon.
+pub fn schedule(
+    id: &str,
+    template: &crate::appointments::ScheduleTemplate,
+    horizon: (DateTime<Utc>, DateTime<Utc>),
+) -> Value {
+    let mut actors = Vec::new();
+    if let Some(doctor) = &template.doctor {
+        actors.push(json!({ "reference": format!("Practitioner/{doctor}") }));
+    }
+    actors.push(json!({ "reference": format!("HealthcareService/{}", template.department) }));
+    json!({
+        "resourceType": "Schedule",
+        "id": id,
+        "active": true,
+        "actor": actors,
+        "planningHorizon": { "start": instant(horizon.0), "end": instant(horizon.1) }
+    })
+}

@@ -45,7 +45,8 @@ pub mod ids;
 pub use appointments::{
     Appointment, AppointmentService, AppointmentStatus, AppointmentStore, BookRequest, Booking,
     BookingPolicy, CancelledBy, Department, Doctor, Hospital, MemoryAppointmentStore,
-    MemoryPatientDirectory, PatientDirectory, PatientRecord, Session, Slot, SlotStatus, SlotView,
+    MemoryPatientDirectory, PatientDirectory, PatientRecord, ScheduleTemplate, Session,
+    SessionTimes, Slot, SlotStatus, SlotView, WeeklySession,
 };
 pub use ids::{
     AppointmentId, DepartmentId, DoctorId, EmployerId, HospitalId, SettlementId, SlotId,

@@ -117,6 +117,21 @@ async fn real_name_patients_book_and_retries_replay() {
             .await,
         Err(HealthcareError::NotRealName)
     ));
+    // After the session, a retry still gets the first answer; a new key does not.
+    w.clock
+        .set(citycard_core::start_of_civil_day(day(10)) + Duration::hours(13));
+    let late = w
+        .service
+        .book(&me("psn-1"), &req("slot-1", "psn-1", "k1", false))
+        .await
+        .unwrap();
+    assert!(late.replayed);
+    assert!(matches!(
+        w.service
+            .book(&me("psn-1"), &req("slot-1", "psn-1", "k2", false))
+            .await,
+        Err(HealthcareError::NotBookable(_))
+    ));
     let booked = w.audit.query(&AuditQuery::all()).await.unwrap();
     assert_eq!(
         booked
@@ -448,4 +463,111 @@ proptest! {
             assert!(!booked.is_empty());
         });
     }
+}
+
+#[tokio::test]
+async fn a_weekly_schedule_publishes_dated_slots_at_policy_times() {
+    use citycard_healthcare::{ScheduleTemplate, Session, WeeklySession};
+    let w = world();
+    let template = ScheduleTemplate {
+        hospital: "hsp-1".parse().unwrap(),
+        department: "dep-1".parse().unwrap(),
+        doctor: Some("doc-7".parse().unwrap()),
+        sessions: vec![
+            WeeklySession {
+                weekday: chrono::Weekday::Mon,
+                session: Session::Morning,
+                capacity: 30,
+            },
+            WeeklySession {
+                weekday: chrono::Weekday::Wed,
+                session: Session::Afternoon,
+                capacity: 20,
+            },
+        ],
+    };
+    // 9 March 2026 is a Monday: two weeks hold four sittings.
+    let slots = w
+        .service
+        .publish_schedule(&operator(), &template, day(9), day(22))
+        .await
+        .unwrap();
+    let got: Vec<(String, NaiveDate)> = slots.iter().map(|s| (s.id.to_string(), s.date)).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("slot:doc-7:20260309:morning".to_string(), day(9)),
+            ("slot:doc-7:20260311:afternoon".to_string(), day(11)),
+            ("slot:doc-7:20260316:morning".to_string(), day(16)),
+            ("slot:doc-7:20260318:afternoon".to_string(), day(18)),
+        ]
+    );
+    // 13:30-17:00 China time is 05:30-09:00 UTC.
+    assert_eq!(slots[1].start.to_rfc3339(), "2026-03-11T05:30:00+00:00");
+    assert_eq!(slots[1].end.to_rfc3339(), "2026-03-11T09:00:00+00:00");
+    let listed = w
+        .service
+        .slots(&"dep-1".parse().unwrap(), day(11))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].remaining(), 20);
+    assert!(matches!(
+        w.service
+            .publish_schedule(&me("psn-1"), &template, day(9), day(22))
+            .await,
+        Err(HealthcareError::Denied(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_unavailable_directory_fails_the_booking_without_booking() {
+    use citycard_testkit::healthcare::FaultyPatientDirectory;
+    use citycard_testkit::{Fault, Faults};
+    let clock = Arc::new(ManualClock::at_ymd_hms(2026, 3, 9, 1, 0, 0));
+    let inner = MemoryPatientDirectory::new();
+    inner.put(PatientRecord {
+        person: pid("psn-1"),
+        real_name_verified: true,
+        person_type: None,
+    });
+    let faults = Faults::new();
+    let store = Arc::new(MemoryAppointmentStore::new());
+    let service = AppointmentService::new(
+        store.clone(),
+        Arc::new(FaultyPatientDirectory::new(inner, faults.clone())),
+        Arc::new(MemoryAuditLog::new()),
+        clock,
+        Arc::new(SequentialIdGenerator::new()),
+        BookingPolicy::hangzhou().unwrap(),
+    );
+    service
+        .put_slot(&operator(), slot("slot-1", "dep-1", day(10), 2))
+        .await
+        .unwrap();
+    faults.next("patient", Fault::Timeout);
+    let err = service
+        .book(&me("psn-1"), &req("slot-1", "psn-1", "k1", false))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        citycard_core::ClassifiedError::class(&err),
+        citycard_core::ErrorClass::Unavailable
+    );
+    use citycard_healthcare::AppointmentStore as _;
+    assert_eq!(
+        store
+            .slot(&"slot-1".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .booked,
+        0
+    );
+    // The retry with the same key books once.
+    let b = service
+        .book(&me("psn-1"), &req("slot-1", "psn-1", "k1", false))
+        .await
+        .unwrap();
+    assert!(!b.replayed);
 }

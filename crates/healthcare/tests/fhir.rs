@@ -234,3 +234,29 @@ fn money_values_print_exactly() {
         assert_eq!(amount(&fhir::money(m)), m, "{text}");
     }
 }
+
+#[test]
+fn schedules_name_their_actors_and_horizon() {
+    use citycard_healthcare::{ScheduleTemplate, Session, WeeklySession};
+    let template = ScheduleTemplate {
+        hospital: "hsp-1".parse().unwrap(),
+        department: "dep-1".parse().unwrap(),
+        doctor: Some("doc-7".parse().unwrap()),
+        sessions: vec![WeeklySession {
+            weekday: chrono::Weekday::Mon,
+            session: Session::Morning,
+            capacity: 30,
+        }],
+    };
+    let start = citycard_core::start_of_civil_day(suite_date());
+    let v = fhir::schedule(
+        "doc-7",
+        &template,
+        (start, start + chrono::Duration::days(7)),
+    );
+    assert_eq!(v["resourceType"], "Schedule");
+    assert_eq!(v["actor"][0]["reference"], "Practitioner/doc-7");
+    assert_eq!(v["actor"][1]["reference"], "HealthcareService/dep-1");
+    assert_eq!(v["planningHorizon"]["start"], "2026-03-09T00:00:00+08:00");
+    assert_eq!(v["planningHorizon"]["end"], "2026-03-16T00:00:00+08:00");
+}

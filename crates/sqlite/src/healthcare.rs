@@ -527,6 +527,21 @@ impl AppointmentStore for SqliteAppointmentStore {
         load_appointment(&conn, id)
     }
 
+    async fn appointment_by_key(
+        &self,
+        patient: &PersonId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Appointment>, StoreError> {
+        let conn = self.db.lock();
+        Ok(load_many(
+            &conn,
+            "patient = ?1 AND booking_key = ?2",
+            params![patient.as_str(), key.as_str()],
+        )?
+        .into_iter()
+        .next())
+    }
+
     async fn patient_appointments(
         &self,
         patient: &PersonId,

@@ -255,6 +255,24 @@ macro_rules! appointment_store_conformance {
                 }
                 assert_eq!(
                     store
+                        .appointment_by_key(&first.patient, &first.booking_key)
+                        .await
+                        .unwrap(),
+                    Some(first.clone())
+                );
+                assert_eq!(
+                    store
+                        .appointment_by_key(
+                            &first.patient,
+                            &$crate::__private::citycard_core::IdempotencyKey::parse("k-none")
+                                .unwrap()
+                        )
+                        .await
+                        .unwrap(),
+                    None
+                );
+                assert_eq!(
+                    store
                         .book(&booking(&t, "apt-8", "psn-1", "k1", no_quota(), false))
                         .await
                         .unwrap(),
@@ -1141,4 +1159,55 @@ macro_rules! settlement_store_conformance {
             }
         }
     };
+}
+
+/// A [`PatientDirectory`](citycard_healthcare::PatientDirectory) double that wraps another and
+/// injects faults per operation (`"patient"`, `"delegation_is_live"`): every fault is reported
+/// as an unavailable store.
+pub struct FaultyPatientDirectory<D> {
+    inner: D,
+    faults: crate::Faults,
+}
+
+impl<D> FaultyPatientDirectory<D> {
+    /// Wraps `inner` with a fault script.
+    pub fn new(inner: D, faults: crate::Faults) -> Self {
+        Self { inner, faults }
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: citycard_healthcare::PatientDirectory> citycard_healthcare::PatientDirectory
+    for FaultyPatientDirectory<D>
+{
+    async fn patient(
+        &self,
+        person: &PersonId,
+    ) -> Result<Option<citycard_healthcare::PatientRecord>, citycard_core::StoreError> {
+        match self.faults.check("patient") {
+            crate::Fault::None => self.inner.patient(person).await,
+            crate::Fault::UnknownOutcome => {
+                let _ = self.inner.patient(person).await;
+                Err(citycard_core::StoreError::Unavailable(
+                    "injected lost answer".into(),
+                ))
+            }
+            _ => Err(citycard_core::StoreError::Unavailable(
+                "injected fault".into(),
+            )),
+        }
+    }
+
+    async fn delegation_is_live(
+        &self,
+        delegation: &citycard_core::DelegationId,
+        patient: &PersonId,
+    ) -> Result<bool, citycard_core::StoreError> {
+        match self.faults.check("delegation_is_live") {
+            crate::Fault::None => self.inner.delegation_is_live(delegation, patient).await,
+            _ => Err(citycard_core::StoreError::Unavailable(
+                "injected fault".into(),
+            )),
+        }
+    }
 }

@@ -232,6 +232,19 @@ impl AppointmentStore for MemoryAppointmentStore {
         Ok(self.lock().appointments.get(id).cloned())
     }
 
+    async fn appointment_by_key(
+        &self,
+        patient: &PersonId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Appointment>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .by_key
+            .get(&(patient.clone(), key.clone()))
+            .and_then(|id| inner.appointments.get(id))
+            .cloned())
+    }
+
     async fn patient_appointments(
         &self,
         patient: &PersonId,

@@ -531,6 +531,12 @@ pub trait AppointmentStore: Send + Sync {
     ) -> Result<TransitionDecision, StoreError>;
     /// One appointment.
     async fn appointment(&self, id: &AppointmentId) -> Result<Option<Appointment>, StoreError>;
+    /// The appointment a patient booked with an idempotency key, if any.
+    async fn appointment_by_key(
+        &self,
+        patient: &PersonId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Appointment>, StoreError>;
     /// A patient's appointments, oldest first.
     async fn patient_appointments(
         &self,
@@ -653,6 +659,110 @@ pub struct BookingPolicy {
     pub no_show_window_days: u32,
     /// Days of ban after the no-show that reached the threshold.
     pub ban_days: u32,
+    /// Civil start and end times of each session.
+    pub session_times: SessionTimes,
+}
+
+/// Civil start and end times of the sessions (policy data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionTimes {
+    /// Morning start and end.
+    pub morning: (chrono::NaiveTime, chrono::NaiveTime),
+    /// Afternoon start and end.
+    pub afternoon: (chrono::NaiveTime, chrono::NaiveTime),
+    /// Evening start and end.
+    pub evening: (chrono::NaiveTime, chrono::NaiveTime),
+}
+
+impl SessionTimes {
+    /// The start and end of a session on a civil date, as instants.
+    pub fn bounds(&self, date: NaiveDate, session: Session) -> (DateTime<Utc>, DateTime<Utc>) {
+        let (from, to) = match session {
+            Session::Morning => self.morning,
+            Session::Afternoon => self.afternoon,
+            Session::Evening => self.evening,
+        };
+        let day = citycard_core::start_of_civil_day(date);
+        let midnight = chrono::NaiveTime::MIN;
+        (day + (from - midnight), day + (to - midnight))
+    }
+}
+
+/// One weekly sitting of a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeeklySession {
+    /// The weekday.
+    pub weekday: chrono::Weekday,
+    /// The session.
+    pub session: Session,
+    /// Patients per sitting.
+    pub capacity: u32,
+}
+
+/// A clinic's weekly schedule (FHIR Schedule): the sittings of a doctor or department,
+/// from which dated slots are generated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleTemplate {
+    /// The hospital.
+    pub hospital: HospitalId,
+    /// The department.
+    pub department: DepartmentId,
+    /// The doctor, for a named doctor's clinic.
+    pub doctor: Option<DoctorId>,
+    /// The weekly sittings.
+    pub sessions: Vec<WeeklySession>,
+}
+
+impl ScheduleTemplate {
+    /// The open slots of the schedule for every date in `[from, to]`, with ids
+    /// `slot:<doctor or department>:<yyyymmdd>:<session>`.
+    pub fn slots(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        times: &SessionTimes,
+    ) -> Result<Vec<Slot>, HealthcareError> {
+        use chrono::Datelike;
+        let owner = self
+            .doctor
+            .as_ref()
+            .map_or(self.department.as_str(), |d| d.as_str());
+        let mut out = Vec::new();
+        let mut date = from;
+        while date <= to {
+            for sitting in self.sessions.iter().filter(|s| s.weekday == date.weekday()) {
+                if sitting.capacity == 0 {
+                    return Err(HealthcareError::InvalidInput(
+                        "a sitting needs a capacity of at least 1".into(),
+                    ));
+                }
+                let (start, end) = times.bounds(date, sitting.session);
+                let id = format!(
+                    "slot:{owner}:{}:{}",
+                    date.format("%Y%m%d"),
+                    sitting.session.code()
+                );
+                out.push(Slot {
+                    id: SlotId::parse(&id)
+                        .map_err(|e| HealthcareError::InvalidInput(e.to_string()))?,
+                    hospital: self.hospital.clone(),
+                    department: self.department.clone(),
+                    doctor: self.doctor.clone(),
+                    date,
+                    session: sitting.session,
+                    start,
+                    end,
+                    capacity: sitting.capacity,
+                    status: SlotStatus::Open,
+                });
+            }
+            date = match date.succ_opt() {
+                Some(next) => next,
+                None => break,
+            };
+        }
+        Ok(out)
+    }
 }
 
 /// Hangzhou's shipped booking policy (marked "check").

@@ -173,6 +173,22 @@ impl AppointmentService {
         .await
     }
 
+    /// Publishes a weekly schedule as slots for every date in `[from, to]` (operators and the
+    /// system only); returns the slots written. Existing slots with the same ids are updated.
+    pub async fn publish_schedule(
+        &self,
+        actor: &Principal,
+        template: &super::ScheduleTemplate,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<Slot>, HealthcareError> {
+        let slots = template.slots(from, to, &self.policy.session_times)?;
+        for slot in &slots {
+            self.put_slot(actor, slot.clone()).await?;
+        }
+        Ok(slots)
+    }
+
     /// The slots of a department on a date with their remaining capacity.
     pub async fn slots(
         &self,
@@ -255,6 +271,17 @@ impl AppointmentService {
         let subject = format!("slot:{}", request.slot);
         self.authorize_for(actor, &request.patient, "appointment.book", subject.clone())
             .await?;
+        // A retry returns the first result even if the window or the slot changed since.
+        if let Some(existing) = self
+            .store
+            .appointment_by_key(&request.patient, &request.key)
+            .await?
+        {
+            if existing.slot != request.slot {
+                return Err(HealthcareError::KeyReused);
+            }
+            return self.booking_result(existing, true).await;
+        }
         let record = self
             .patients
             .patient(&request.patient)
@@ -346,16 +373,24 @@ impl AppointmentService {
             }
             self.audit(rec).await?;
         }
+        info!(appointment = %appointment.id, status = appointment.status.code(), replayed, "booked");
+        self.booking_result(appointment, replayed).await
+    }
+
+    async fn booking_result(
+        &self,
+        appointment: Appointment,
+        replayed: bool,
+    ) -> Result<Booking, HealthcareError> {
         let same_day_others = self
             .store
-            .patient_appointments(&request.patient)
+            .patient_appointments(&appointment.patient)
             .await?
             .iter()
             .filter(|a| {
                 a.id != appointment.id && a.date == appointment.date && a.status.counts_for_quota()
             })
             .count() as u32;
-        info!(appointment = %appointment.id, status = appointment.status.code(), replayed, "booked");
         Ok(Booking {
             appointment,
             replayed,
