@@ -67,10 +67,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
 const INSERT_ACCOUNT: &str = "INSERT INTO ledger_accounts
     (timestamp, id, kind, currency, flags, upper_limit, owner, metadata)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-const INSERT_TRANSFER: &str = "INSERT INTO ledger_transfers
+const INSERT_TRANSFER_HEAD: &str = "INSERT INTO ledger_transfers
     (timestamp, id, debit_account_id, credit_account_id, amount, pending_id, timeout_secs,
      currency, code, flags, reference, memo)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+    VALUES";
+const ROW_PLACEHOLDERS: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const TRANSFER_COLUMNS: usize = 12;
 const INSERT_EXPIRY: &str = "INSERT INTO ledger_expiries (timestamp, transfer_id) VALUES (?1, ?2)";
 const INSERT_FAILURE: &str = "INSERT INTO ledger_failures (id, result) VALUES (?1, ?2)";
 
@@ -158,6 +160,74 @@ fn read_transfer(row: &Row<'_>) -> rusqlite::Result<Transfer> {
     })
 }
 
+/// Rows per multi-row INSERT (12 parameters each, well under SQLite's limit).
+const CHUNK: usize = 64;
+
+fn insert_transfers(
+    tx: &rusqlite::Transaction<'_>,
+    transfers: &[Transfer],
+) -> Result<(), StoreError> {
+    let e = |e: rusqlite::Error| to_store_error(&e);
+    let mut chunks = transfers.chunks_exact(CHUNK);
+    if transfers.len() >= CHUNK {
+        let sql = format!(
+            "{INSERT_TRANSFER_HEAD} {}",
+            vec![ROW_PLACEHOLDERS; CHUNK].join(", ")
+        );
+        let mut stmt = tx.prepare_cached(&sql).map_err(e)?;
+        for chunk in chunks.by_ref() {
+            let mut i = 1;
+            for t in chunk {
+                bind_transfer(&mut stmt, i, t)?;
+                i += TRANSFER_COLUMNS;
+            }
+            stmt.raw_execute().map_err(e)?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut stmt = tx
+            .prepare_cached(&format!("{INSERT_TRANSFER_HEAD} {ROW_PLACEHOLDERS}"))
+            .map_err(e)?;
+        for t in rest {
+            bind_transfer(&mut stmt, 1, t)?;
+            stmt.raw_execute().map_err(e)?;
+        }
+    }
+    Ok(())
+}
+
+fn bind_transfer(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    first: usize,
+    t: &Transfer,
+) -> Result<(), StoreError> {
+    let e = |e: rusqlite::Error| to_store_error(&e);
+    stmt.raw_bind_parameter(first, ns(t.timestamp)?)
+        .map_err(e)?;
+    stmt.raw_bind_parameter(first + 1, id64(t.id.get()))
+        .map_err(e)?;
+    stmt.raw_bind_parameter(first + 2, id64(t.debit_account_id.get()))
+        .map_err(e)?;
+    stmt.raw_bind_parameter(first + 3, id64(t.credit_account_id.get()))
+        .map_err(e)?;
+    stmt.raw_bind_parameter(first + 4, t.amount.fen())
+        .map_err(e)?;
+    stmt.raw_bind_parameter(first + 5, t.pending_id.map(|p| id64(p.get())))
+        .map_err(e)?;
+    stmt.raw_bind_parameter(first + 6, t.timeout_secs)
+        .map_err(e)?;
+    stmt.raw_bind_parameter(first + 7, t.currency.0)
+        .map_err(e)?;
+    stmt.raw_bind_parameter(first + 8, t.code).map_err(e)?;
+    stmt.raw_bind_parameter(first + 9, t.flags.0).map_err(e)?;
+    stmt.raw_bind_parameter(first + 10, t.reference.as_ref().map(Reference::as_str))
+        .map_err(e)?;
+    stmt.raw_bind_parameter(first + 11, t.memo.as_deref())
+        .map_err(e)?;
+    Ok(())
+}
+
 #[async_trait]
 impl LedgerStore for SqliteLedgerStore {
     async fn commit(&self, changes: &ChangeSet<'_>) -> Result<(), StoreError> {
@@ -191,24 +261,7 @@ impl LedgerStore for SqliteLedgerStore {
                 }
             }
             if !changes.transfers.is_empty() {
-                let mut stmt = tx.prepare_cached(INSERT_TRANSFER).map_err(e)?;
-                for t in changes.transfers {
-                    stmt.execute(params![
-                        ns(t.timestamp)?,
-                        id64(t.id.get()),
-                        id64(t.debit_account_id.get()),
-                        id64(t.credit_account_id.get()),
-                        t.amount.fen(),
-                        t.pending_id.map(|p| id64(p.get())),
-                        t.timeout_secs,
-                        t.currency.0,
-                        t.code,
-                        t.flags.0,
-                        t.reference.as_ref().map(Reference::as_str),
-                        t.memo.as_deref(),
-                    ])
-                    .map_err(e)?;
-                }
+                insert_transfers(tx, changes.transfers)?;
             }
             if !changes.expiries.is_empty() {
                 let mut stmt = tx.prepare_cached(INSERT_EXPIRY).map_err(e)?;
