@@ -3,7 +3,41 @@
 //! Hospitals on the card: real-name appointment booking that never overbooks,
 //! outpatient bills settled between the medical-insurance pooled fund, the
 //! personal accounts and the e-wallet, social insurance records, and FHIR R4
-//! export.
+//! export. The crate reaches identity and money only through its ports.
+//!
+//! - [`settlement`]: the pure settlement engine ([`SettlementEngine`]) on dated parameter
+//!   tables ([`SettlementParameters`], Hangzhou's shipped in `data/`, marked "check").
+//! - [`billing`]: quotes, settlement and reversal ([`BillingService`]) through the
+//!   [`MedicalPayments`] port (one all-or-nothing, idempotent batch of transfers) and the
+//!   [`SettlementStore`] port (records and annual accumulators).
+//! - [`appointments`]: slots, schedules and appointments ([`AppointmentService`]) on the
+//!   [`AppointmentStore`] port, which decides bookings atomically; identity through the
+//!   [`PatientDirectory`] port; policy data in [`BookingPolicy`].
+//! - [`social`]: contribution records ([`SocialInsuranceRecords`]), the cardholder's summary
+//!   ([`SocialInsuranceService`]) and a generator of sample histories from dated rates.
+//! - [`fhir`]: FHIR R4 JSON for Schedule, Slot, Appointment, Coverage, Claim, ClaimResponse.
+//!
+//! ## Decisions the design left open
+//!
+//! - **Payment order.** The current-year account pays the within-policy amount first and
+//!   does not count towards the deductible; the deductible and the co-payment come from the
+//!   accumulated account, then cash. Out-of-policy parts (class C, over-limit, pre-self-pay)
+//!   are paid from the accounts' remaining balances only where the parameter row says
+//!   `accounts_cover_self_pay`, else in cash. Class B pre-self-pay shares round half-up per
+//!   item; the fund share rounds half-up once per bill, so the parts always add up.
+//! - **Accumulators** belong to the calendar year of the visit; reversal subtracts exactly
+//!   what the settlement added (it does not recompute), so reversals commute.
+//! - **Concurrency of settlements** for one person is handled by compare-and-set on the
+//!   accumulators when the settlement begins; a clash recomputes (up to three times).
+//! - **Quotas**: per department per session, then per civil day, ISO week (Monday to Sunday)
+//!   and civil month across departments; waitlisted bookings count, cancelled ones do not.
+//! - **Cancellation cut-off** counts calendar days (the notes say "the working day before";
+//!   holidays are not modelled). Facility cancellations ignore the cut-off.
+//! - **Queue numbers** are never reused within a slot; the expected time divides the session
+//!   evenly by capacity. No-shows keep their place (they are counted as booked).
+//! - **Booking idempotency** is per patient and key, decided inside the store, so a retry
+//!   returns the first appointment even after the window has moved on.
+//! - **FHIR money** is written as JSON numbers (see [`fhir`]).
 //!
 //! ```
 //! use citycard_healthcare::{

@@ -571,3 +571,34 @@ async fn an_unavailable_directory_fails_the_booking_without_booking() {
         .unwrap();
     assert!(!b.replayed);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+    /// Fewer no-shows than the threshold never ban; a ban ends `ban_days` after the latest
+    /// recent no-show; one more no-show never shortens a ban.
+    #[test]
+    fn no_show_bans_hold(days in proptest::collection::vec(0i64..500, 0..8), extra in 0i64..500, today_offset in 0i64..500) {
+        use citycard_healthcare::appointments::no_show_ban;
+        let policy = BookingPolicy::hangzhou().unwrap();
+        let base = day(1) - Duration::days(500);
+        let today = base + Duration::days(today_offset);
+        let dates: Vec<NaiveDate> = days.iter().map(|d| base + Duration::days(*d)).collect();
+        let ban = no_show_ban(&dates, today, &policy);
+        let recent: Vec<&NaiveDate> = dates.iter()
+            .filter(|d| **d <= today && (today - **d).num_days() < i64::from(policy.no_show_window_days))
+            .collect();
+        if (recent.len() as u32) < policy.no_show_threshold {
+            prop_assert_eq!(ban, None);
+        }
+        if let Some(until) = ban {
+            prop_assert!(until > today);
+            let latest = **recent.iter().max().unwrap();
+            prop_assert_eq!(until, latest + Duration::days(i64::from(policy.ban_days)));
+        }
+        let mut more = dates.clone();
+        more.push(base + Duration::days(extra));
+        if let Some(until) = ban {
+            prop_assert!(no_show_ban(&more, today, &policy).is_some_and(|u| u >= until));
+        }
+    }
+}

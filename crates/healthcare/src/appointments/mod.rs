@@ -13,7 +13,9 @@ use citycard_core::{IdempotencyKey, PersonId, Principal, StoreError};
 use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryAppointmentStore;
-pub use service::{AppointmentService, BookRequest, Booking, NoShowSweep};
+pub use service::{
+    AppointmentService, BookRequest, Booking, CancelOutcome, NoShowSweep, no_show_ban,
+};
 
 use crate::error::HealthcareError;
 use crate::ids::{AppointmentId, DepartmentId, DoctorId, HospitalId, SlotId};

@@ -52,6 +52,28 @@ pub struct NoShowSweep {
 /// The result of a cancellation.
 pub type CancelOutcome = (Appointment, Option<Appointment>);
 
+/// The first civil date on which booking is allowed again, if `today` falls in a ban:
+/// at least `no_show_threshold` no-shows dated within the last `no_show_window_days` days ban
+/// booking until `ban_days` after the latest of them.
+pub fn no_show_ban(
+    no_shows: &[NaiveDate],
+    today: NaiveDate,
+    policy: &BookingPolicy,
+) -> Option<NaiveDate> {
+    let since = today - Duration::days(i64::from(policy.no_show_window_days));
+    let recent: Vec<NaiveDate> = no_shows
+        .iter()
+        .copied()
+        .filter(|d| *d > since && *d <= today)
+        .collect();
+    let threshold = policy.no_show_threshold as usize;
+    if threshold == 0 || recent.len() < threshold {
+        return None;
+    }
+    let latest = recent.iter().max().copied()?;
+    Some(latest + Duration::days(i64::from(policy.ban_days))).filter(|until| *until > today)
+}
+
 /// Books, cancels and moves appointments for principals, under a [`BookingPolicy`].
 pub struct AppointmentService {
     store: Arc<dyn AppointmentStore>,
@@ -204,25 +226,15 @@ impl AppointmentService {
         patient: &PersonId,
     ) -> Result<Option<NaiveDate>, HealthcareError> {
         let today = civil_date(self.clock.now());
-        let since = today - Duration::days(i64::from(self.policy.no_show_window_days));
-        let mut no_shows: Vec<NaiveDate> = self
+        let no_shows: Vec<NaiveDate> = self
             .store
             .patient_appointments(patient)
             .await?
             .into_iter()
             .filter(|a| a.status == AppointmentStatus::Noshow)
             .map(|a| a.date)
-            .filter(|d| *d > since)
             .collect();
-        no_shows.sort();
-        let threshold = self.policy.no_show_threshold as usize;
-        if threshold == 0 || no_shows.len() < threshold {
-            return Ok(None);
-        }
-        let until = no_shows
-            .last()
-            .map(|d| *d + Duration::days(i64::from(self.policy.ban_days)));
-        Ok(until.filter(|u| *u > today))
+        Ok(no_show_ban(&no_shows, today, &self.policy))
     }
 
     async fn authorize_for(
