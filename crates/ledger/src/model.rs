@@ -90,9 +90,11 @@ flags!(
         POST_PENDING_TRANSFER = 1 << 2, post_pending_transfer;
         /// Voids (releases) a pending transfer.
         VOID_PENDING_TRANSFER = 1 << 3, void_pending_transfer;
-        /// Moves at most what the debit account's balance allows.
+        /// Moves at most the debit account's spendable credit balance
+        /// (credits posted - debits posted - debits pending), whatever its flags.
         BALANCING_DEBIT = 1 << 4, balancing_debit;
-        /// Moves at most what the credit account's balance or upper limit allows.
+        /// Moves at most the room under the credit account's upper limit, or,
+        /// without a limit, its debit balance (debits posted - credits posted - credits pending).
         BALANCING_CREDIT = 1 << 5, balancing_credit;
         /// Closes the debit account (pending transfers only; voiding reopens).
         CLOSING_DEBIT = 1 << 6, closing_debit;

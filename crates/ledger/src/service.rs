@@ -156,6 +156,12 @@ impl TransferId {
 }
 
 impl NewTransfer {
+    /// Moves a whole balance (what `from` can spend) to `to`: a balancing
+    /// debit, as when a lost registered card's balance moves to its replacement.
+    pub fn carry_balance(id: TransferId, from: AccountId, to: AccountId, code: u16) -> Self {
+        NewTransfer::new(id, from, to, Money::MAX, code).with_flags(TransferFlags::BALANCING_DEBIT)
+    }
+
     /// A closing hold: closes `account` (debit side) against `control` until voided.
     pub fn close_account(
         id: TransferId,
@@ -379,6 +385,21 @@ impl Ledger {
             return Err(Self::deny(principal, "view this account"));
         }
         Ok(account)
+    }
+
+    /// The accounts of an owner the principal may see, in creation order.
+    pub async fn accounts_of(
+        &self,
+        principal: &Principal,
+        owner: &Owner,
+    ) -> Result<Vec<Account>, LedgerError> {
+        let state = self.lock().await?;
+        Ok(state
+            .engine
+            .accounts()
+            .filter(|a| a.owner.as_ref() == Some(owner))
+            .filter(|a| may_read(principal, a, DelegationScope::ViewBalance))
+            .collect())
     }
 
     /// An account's balances as of an instant (accounts with `history`).

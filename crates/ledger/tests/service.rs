@@ -322,3 +322,54 @@ async fn batches_are_audited_and_keys_map_to_transfer_ids() {
     assert_eq!(entries[0].record.action, "ledger.create_transfers");
     assert_eq!(entries[0].record.detail["ok"], "1");
 }
+
+#[tokio::test]
+async fn a_lost_cards_balance_carries_to_its_replacement() {
+    let (ledger, _) = setup(Arc::new(MemoryLedgerStore::new())).await;
+    let sys = Principal::System;
+    let replacement = AccountId::new(10);
+    let control = AccountId::new(11);
+    let ann = citycard_ledger::Owner::Person(person("psn-ann"));
+    ledger
+        .create_accounts(
+            &sys,
+            vec![
+                WalletLimits::default().wallet(
+                    replacement,
+                    WalletHolder::Registered,
+                    Some(person("psn-ann")),
+                ),
+                NewAccount::new(control, AccountKind::CONTROL),
+            ],
+        )
+        .await
+        .unwrap();
+    let r = ledger
+        .create_transfers(
+            &sys,
+            vec![
+                NewTransfer::new(id(1), CLEARING, WALLET, Money::from_fen(12_345), 1),
+                NewTransfer::pending(id(2), WALLET, METRO, Money::from_yuan(3), 2, 0),
+                NewTransfer::void(id(3), id(2)),
+                NewTransfer::carry_balance(id(4), WALLET, replacement, 5)
+                    .with_flags(citycard_ledger::TransferFlags::LINKED),
+                NewTransfer::close_account(id(5), WALLET, control, 6),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(r.iter().all(|r| *r == R::Ok), "{r:?}");
+    let old = ledger.account(&sys, WALLET).await.unwrap();
+    assert!(old.is_closed());
+    assert_eq!(old.posted(), Money::ZERO);
+    let new = ledger.account(&sys, replacement).await.unwrap();
+    assert_eq!(new.posted(), Money::from_fen(12_345));
+    let owned = ledger
+        .accounts_of(&Principal::cardholder(person("psn-ann")), &ann)
+        .await
+        .unwrap();
+    assert_eq!(
+        owned.iter().map(|a| a.id).collect::<Vec<_>>(),
+        [WALLET, replacement]
+    );
+}
