@@ -388,3 +388,47 @@ proptest! {
         });
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_settlements_for_one_person_apply_the_deductible_once() {
+    let w = Arc::new(world());
+    w.payments
+        .inner()
+        .set_balance(PaymentAccount::EWallet(pid("psn-r")), y("10000.00"));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let w = Arc::clone(&w);
+        tasks.push(tokio::spawn(async move {
+            let request = bill("psn-r", HospitalLevel::Community, vec![a("100.00")]);
+            w.billing
+                .settle(&operator(), &key(&format!("c-{i}")), &request)
+                .await
+        }));
+    }
+    let mut deductible = 0i64;
+    let mut fund = 0i64;
+    let mut settled = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(s) => {
+                deductible += s.breakdown.deductible_applied.fen();
+                fund += s.breakdown.fund_paid.fen();
+                settled += 1;
+            }
+            // Under heavy contention a settlement may give up; it then changed nothing.
+            Err(HealthcareError::Conflict(_)) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(settled >= 1);
+    let acc = w.store.accumulators(&pid("psn-r"), 2026).await.unwrap();
+    assert_eq!(acc.deductible_met.fen(), deductible);
+    assert_eq!(acc.fund_paid.fen(), fund);
+    // 300 deductible in all: the first three bills pay it, the rest get 70% from the fund.
+    assert_eq!(deductible, 30_000.min(settled * 10_000));
+    assert_eq!(-balance(&w, PaymentAccount::PooledFund).fen(), fund);
+    assert_eq!(
+        balance(&w, PaymentAccount::Hospital("hsp-1".parse().unwrap())).fen(),
+        settled * 10_000
+    );
+}

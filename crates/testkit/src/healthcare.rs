@@ -640,6 +640,52 @@ macro_rules! appointment_store_conformance {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_bookings_of_one_patient_respect_the_daily_quota() {
+                let store = Arc::new(super::$factory().await);
+                let mut slots = Vec::new();
+                for i in 0..8 {
+                    let s = slot(&format!("slot-{i}"), &format!("dep-{i}"), suite_date(), 5);
+                    store.put_slot(&s).await.unwrap();
+                    slots.push(s);
+                }
+                let mut quota = no_quota();
+                quota.per_day = 2;
+                let mut tasks = Vec::new();
+                for (i, s) in slots.into_iter().enumerate() {
+                    let store = Arc::clone(&store);
+                    tasks.push($crate::__private::tokio::spawn(async move {
+                        let req = booking(
+                            &s,
+                            &format!("apt-{i}"),
+                            "psn-1",
+                            &format!("k{i}"),
+                            quota,
+                            false,
+                        );
+                        store.book(&req).await.unwrap()
+                    }));
+                }
+                let mut booked = 0;
+                for t in tasks {
+                    match t.await.unwrap() {
+                        BookingDecision::Booked { .. } => booked += 1,
+                        BookingDecision::QuotaExceeded {
+                            kind: QuotaKind::Day,
+                        } => {}
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                assert_eq!(booked, 2);
+                let mine = store
+                    .patient_appointments(
+                        &$crate::__private::citycard_core::PersonId::parse("psn-1").unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(mine.len(), 2);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_bookings_never_overbook() {
                 for (n, capacity) in [(20u32, 7u32), (5, 9)] {
                     let store = Arc::new(super::$factory().await);
