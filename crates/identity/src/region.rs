@@ -156,14 +156,15 @@ const fn const_code_at(data: &[u8], index: usize) -> u32 {
     (data[at] as u32) | ((data[at + 1] as u32) << 8) | ((data[at + 2] as u32) << 16)
 }
 
-/// `PROVINCE_START[p]` is the first record whose code is at least `p * 10000`
-/// (built at compile time), so a lookup searches one province's records.
-const PROVINCE_START: [u16; 101] = {
-    let mut out = [0u16; 101];
+/// `PREFIX_START[p]` is the first record whose code is at least `p * 100`
+/// (built at compile time, 20 KB), so a lookup searches only the records
+/// of one prefecture (a few dozen at most) and touches a few cache lines.
+static PREFIX_START: [u16; 10_001] = {
+    let mut out = [0u16; 10_001];
     let mut p = 0;
     let mut i = 0;
-    while p <= 100 {
-        while i < COUNT && const_code_at(DATA, i) < (p as u32) * 10_000 {
+    while p <= 10_000 {
+        while i < COUNT && const_code_at(DATA, i) < (p as u32) * 100 {
             i += 1;
         }
         out[p] = i as u16;
@@ -213,35 +214,40 @@ fn years(r: &[u8]) -> (Option<u16>, Option<u16>) {
     )
 }
 
-/// The first record with a code at least `code`, and the end of its province.
+/// The first record with a code at least `code`, and the end of its prefecture.
 #[inline]
 fn lower_bound(code: u32) -> (usize, usize) {
-    let province = (code / 10_000) as usize;
-    let (mut lo, mut hi) = match (
-        PROVINCE_START.get(province),
-        PROVINCE_START.get(province + 1),
-    ) {
+    let prefix = (code / 100) as usize;
+    let (lo, hi) = match (PREFIX_START.get(prefix), PREFIX_START.get(prefix + 1)) {
         (Some(&lo), Some(&hi)) => (usize::from(lo), usize::from(hi)),
         _ => return (0, 0),
     };
-    let end_of_province = hi;
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if code_at(mid) < code {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
+    let end_of_prefix = hi;
+    if lo >= hi {
+        return (lo, end_of_prefix);
     }
-    (lo, end_of_province)
+    // Branch-free search: the loop runs log2(size) times whatever the code,
+    // and the comparison becomes a conditional move, so no mispredictions.
+    let mut base = lo;
+    let mut size = hi - lo;
+    while size > 1 {
+        let half = size / 2;
+        let mid = base + half;
+        base = if code_at(mid) < code { mid } else { base };
+        size -= half;
+    }
+    if code_at(base) < code {
+        base += 1;
+    }
+    (base, end_of_prefix)
 }
 
 /// The index range of a code's records (empty when unknown).
 #[inline]
 fn range_of(code: u32) -> std::ops::Range<usize> {
-    let (lo, end_of_province) = lower_bound(code);
+    let (lo, end_of_prefix) = lower_bound(code);
     let mut end = lo;
-    while end < end_of_province && code_at(end) == code {
+    while end < end_of_prefix && code_at(end) == code {
         end += 1;
     }
     lo..end
@@ -397,7 +403,7 @@ mod tests {
     }
 
     #[test]
-    fn every_code_is_found_through_the_province_index() {
+    fn every_code_is_found_through_the_prefix_index() {
         for rec in all_records() {
             assert!(existed(rec.code), "{}", rec.code);
             assert!(records(rec.code).any(|r| r == rec));
