@@ -14,7 +14,7 @@ use citycard_identity::{
     SimulatedVerifier, Vault, VerificationOutcome, VerifierError,
 };
 use citycard_testkit::Fault;
-use citycard_testkit::identity::FaultyVerifier;
+use citycard_testkit::identity::{FaultyKeyProvider, FaultyVerifier};
 
 const ZHANG: &str = "11010519491231002X";
 const LI: &str = "110101199003078670";
@@ -28,6 +28,7 @@ struct World {
     audit: Arc<MemoryAuditLog>,
     clock: ManualClock,
     keys: MemoryKeyProvider,
+    kms: FaultyKeyProvider,
     vault: Vault,
 }
 
@@ -46,7 +47,8 @@ fn world_with(config: IdentityConfig) -> World {
         SecretKey::new([3; 32]),
         SecretKey::new([4; 32]),
     );
-    let vault = Vault::new(Arc::new(keys.clone()));
+    let kms = FaultyKeyProvider::new(Arc::new(keys.clone()));
+    let vault = Vault::new(Arc::new(kms.clone()));
     let persons = Arc::new(MemoryPersonStore::new());
     let accounts = Arc::new(MemoryPlatformAccountStore::new());
     let audit = Arc::new(MemoryAuditLog::new());
@@ -74,6 +76,7 @@ fn world_with(config: IdentityConfig) -> World {
         audit,
         clock,
         keys,
+        kms,
         vault,
     }
 }
@@ -782,4 +785,48 @@ async fn persons_are_reencrypted_under_a_rotated_key() {
         assert_eq!(p.id_number_index, w.vault.blind_index(&id).await.unwrap());
     }
     let _ = ExtraFactor::None;
+}
+
+#[tokio::test]
+async fn a_key_provider_outage_is_retryable_and_leaves_nothing_half_done() {
+    let w = world();
+    let acc = account(&w, "2088-kms").await;
+    let req = RealNameRequest::two_factor("张三", ZHANG);
+    // The blind index key is unreachable: nothing is sent to the provider.
+    w.kms.faults.next("blind_index_key", Fault::Timeout);
+    let err = w
+        .service
+        .verify_real_name(&alipay(), &acc, &req, &key("kms"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        IdentityError::Vault(citycard_identity::VaultError::ProviderUnavailable(_))
+    ));
+    assert!(err.class().is_retryable());
+    assert_eq!(w.sim.factor_calls(), 0);
+    // Sealing fails after a match: the person is not created, the account not linked.
+    w.kms.faults.next("current_key_id", Fault::Fail);
+    assert!(
+        w.service
+            .verify_real_name(&alipay(), &acc, &req, &key("kms"))
+            .await
+            .is_err()
+    );
+    assert!(w.persons.list(None, 10).await.unwrap().is_empty());
+    assert!(
+        !w.service
+            .real_name_status(&acc)
+            .await
+            .unwrap()
+            .is_verified()
+    );
+    // The retry with the same key succeeds.
+    let report = w
+        .service
+        .verify_real_name(&alipay(), &acc, &req, &key("kms"))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, VerificationOutcome::Match);
+    assert_eq!(w.persons.list(None, 10).await.unwrap().len(), 1);
 }

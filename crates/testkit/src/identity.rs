@@ -519,3 +519,68 @@ impl citycard_identity::RealNameVerifier for FaultyVerifier {
         if lose { Err(lost()) } else { out }
     }
 }
+
+/// A [`KeyProvider`](citycard_identity::KeyProvider) double (the host's KMS)
+/// that injects faults in front of another provider.
+///
+/// Operations are named `current_key_id`, `key` and `blind_index_key`; any
+/// fault makes the call fail with `VaultError::ProviderUnavailable` (an
+/// unknown outcome of a read is just a failure).
+#[derive(Clone)]
+pub struct FaultyKeyProvider {
+    inner: std::sync::Arc<dyn citycard_identity::KeyProvider>,
+    /// The fault script.
+    pub faults: crate::Faults,
+}
+
+impl std::fmt::Debug for FaultyKeyProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultyKeyProvider")
+            .field("faults", &self.faults)
+            .finish()
+    }
+}
+
+impl FaultyKeyProvider {
+    /// Wraps a provider with no faults scripted.
+    pub fn new(inner: std::sync::Arc<dyn citycard_identity::KeyProvider>) -> Self {
+        Self {
+            inner,
+            faults: crate::Faults::new(),
+        }
+    }
+
+    fn before(&self, op: &str) -> Result<(), citycard_identity::VaultError> {
+        match self.faults.check(op) {
+            crate::Fault::None => Ok(()),
+            fault => Err(citycard_identity::VaultError::ProviderUnavailable(format!(
+                "injected {fault:?}"
+            ))),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl citycard_identity::KeyProvider for FaultyKeyProvider {
+    async fn current_key_id(
+        &self,
+    ) -> Result<citycard_identity::KeyId, citycard_identity::VaultError> {
+        self.before("current_key_id")?;
+        self.inner.current_key_id().await
+    }
+
+    async fn key(
+        &self,
+        id: &citycard_identity::KeyId,
+    ) -> Result<citycard_identity::SecretKey, citycard_identity::VaultError> {
+        self.before("key")?;
+        self.inner.key(id).await
+    }
+
+    async fn blind_index_key(
+        &self,
+    ) -> Result<citycard_identity::SecretKey, citycard_identity::VaultError> {
+        self.before("blind_index_key")?;
+        self.inner.blind_index_key().await
+    }
+}
