@@ -609,6 +609,24 @@ impl BillingService {
         })
     }
 
+    /// Identifies the patient at the terminal (credential token, ID number or social
+    /// security card number): operators and the system only.
+    pub async fn identify(
+        &self,
+        actor: &Principal,
+        identifier: &crate::appointments::PatientIdentifier,
+    ) -> Result<PersonId, HealthcareError> {
+        if !(actor.is_operator() || matches!(actor, Principal::System)) {
+            return Err(HealthcareError::Denied(
+                "only the hospital identifies patients by document".into(),
+            ));
+        }
+        self.patients
+            .resolve(identifier)
+            .await?
+            .ok_or_else(|| HealthcareError::NotFound("patient for this identifier".into()))
+    }
+
     /// Pre-settlement: the split the bill would get now, changing nothing.
     pub async fn quote(
         &self,

@@ -79,8 +79,8 @@ pub mod ids;
 pub use appointments::{
     Appointment, AppointmentService, AppointmentStatus, AppointmentStore, BookRequest, Booking,
     BookingPolicy, CancelledBy, Department, Doctor, Hospital, MemoryAppointmentStore,
-    MemoryPatientDirectory, PatientDirectory, PatientRecord, ScheduleTemplate, Session,
-    SessionTimes, Slot, SlotStatus, SlotView, WeeklySession,
+    MemoryPatientDirectory, PatientDirectory, PatientIdentifier, PatientRecord, ScheduleTemplate,
+    Session, SessionTimes, Slot, SlotStatus, SlotView, WeeklySession,
 };
 pub use ids::{
     AppointmentId, DepartmentId, DoctorId, EmployerId, HospitalId, SettlementId, SlotId,

@@ -432,3 +432,45 @@ async fn concurrent_settlements_for_one_person_apply_the_deductible_once() {
         settled * 10_000
     );
 }
+
+#[tokio::test]
+async fn the_hospital_identifies_patients_by_credential_and_nothing_leaks_in_debug() {
+    use citycard_core::Sensitive;
+    use citycard_healthcare::PatientIdentifier;
+    let directory = MemoryPatientDirectory::new();
+    let token = PatientIdentifier::CredentialToken(Sensitive::new("QR-8F3A9C2D7E".to_string()));
+    let id_number = PatientIdentifier::IdNumber(Sensitive::new("330106199001011234".to_string()));
+    directory.link(token.clone(), pid("psn-r"));
+    directory.link(id_number.clone(), pid("psn-r"));
+    let billing = BillingService::new(
+        Arc::new(SettlementEngine::hangzhou().unwrap()),
+        Arc::new(MemorySettlementStore::new()),
+        Arc::new(MemoryMedicalPayments::new()),
+        Arc::new(directory),
+        Arc::new(MemoryAuditLog::new()),
+        Arc::new(ManualClock::at_ymd_hms(2026, 3, 10, 2, 0, 0)),
+        Arc::new(SequentialIdGenerator::new()),
+    );
+    assert_eq!(
+        billing.identify(&operator(), &token).await.unwrap(),
+        pid("psn-r")
+    );
+    assert_eq!(
+        billing.identify(&operator(), &id_number).await.unwrap(),
+        pid("psn-r")
+    );
+    assert!(matches!(
+        billing
+            .identify(&Principal::cardholder(pid("psn-r")), &token)
+            .await,
+        Err(HealthcareError::Denied(_))
+    ));
+    let unknown = PatientIdentifier::SocialSecurityCard(Sensitive::new("A12345678".to_string()));
+    assert!(matches!(
+        billing.identify(&operator(), &unknown).await,
+        Err(HealthcareError::NotFound(_))
+    ));
+    let shown = format!("{id_number:?} {token:?}");
+    assert!(!shown.contains("330106199001011234"), "{shown}");
+    assert!(!shown.contains("QR-8F3A9C2D7E"), "{shown}");
+}

@@ -1208,7 +1208,7 @@ macro_rules! settlement_store_conformance {
 }
 
 /// A [`PatientDirectory`](citycard_healthcare::PatientDirectory) double that wraps another and
-/// injects faults per operation (`"patient"`, `"delegation_is_live"`): every fault is reported
+/// injects faults per operation (`"resolve"`, `"patient"`, `"delegation_is_live"`): every fault is reported
 /// as an unavailable store.
 pub struct FaultyPatientDirectory<D> {
     inner: D,
@@ -1226,6 +1226,18 @@ impl<D> FaultyPatientDirectory<D> {
 impl<D: citycard_healthcare::PatientDirectory> citycard_healthcare::PatientDirectory
     for FaultyPatientDirectory<D>
 {
+    async fn resolve(
+        &self,
+        identifier: &citycard_healthcare::appointments::PatientIdentifier,
+    ) -> Result<Option<PersonId>, citycard_core::StoreError> {
+        match self.faults.check("resolve") {
+            crate::Fault::None => self.inner.resolve(identifier).await,
+            _ => Err(citycard_core::StoreError::Unavailable(
+                "injected fault".into(),
+            )),
+        }
+    }
+
     async fn patient(
         &self,
         person: &PersonId,

@@ -563,9 +563,24 @@ pub struct PatientRecord {
     pub person_type: Option<crate::settlement::PersonType>,
 }
 
+/// How a patient presents at a hospital counter or a settlement terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum PatientIdentifier {
+    /// The dynamic token of the electronic medical insurance credential (医保电子凭证).
+    CredentialToken(citycard_core::Sensitive<String>),
+    /// The ID number (身份证号).
+    IdNumber(citycard_core::Sensitive<String>),
+    /// The social security card number (社保卡号).
+    SocialSecurityCard(citycard_core::Sensitive<String>),
+}
+
 /// The port to identity: who a patient is and whether a delegation is live.
 #[async_trait::async_trait]
 pub trait PatientDirectory: Send + Sync {
+    /// The person an identifier belongs to (a credential token only while it is valid).
+    async fn resolve(&self, identifier: &PatientIdentifier)
+    -> Result<Option<PersonId>, StoreError>;
     /// The person's record, or `None` when unknown.
     async fn patient(&self, person: &PersonId) -> Result<Option<PatientRecord>, StoreError>;
     /// Whether the delegation is live (not expired, not revoked) and granted by `patient`.
@@ -584,6 +599,7 @@ pub struct MemoryPatientDirectory {
 
 #[derive(Debug, Default)]
 struct MemoryDirectoryInner {
+    identifiers: std::collections::HashMap<PatientIdentifier, PersonId>,
     patients: std::collections::HashMap<PersonId, PatientRecord>,
     delegations: std::collections::HashSet<(citycard_core::DelegationId, PersonId)>,
 }
@@ -606,6 +622,12 @@ impl MemoryPatientDirectory {
         inner.delegations.insert((delegation, patient));
     }
 
+    /// Links an identifier to a person.
+    pub fn link(&self, identifier: PatientIdentifier, person: PersonId) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.identifiers.insert(identifier, person);
+    }
+
     /// Revokes a delegation.
     pub fn revoke(&self, delegation: &citycard_core::DelegationId, patient: &PersonId) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
@@ -617,6 +639,14 @@ impl MemoryPatientDirectory {
 
 #[async_trait::async_trait]
 impl PatientDirectory for MemoryPatientDirectory {
+    async fn resolve(
+        &self,
+        identifier: &PatientIdentifier,
+    ) -> Result<Option<PersonId>, StoreError> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        Ok(inner.identifiers.get(identifier).cloned())
+    }
+
     async fn patient(&self, person: &PersonId) -> Result<Option<PatientRecord>, StoreError> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         Ok(inner.patients.get(person).cloned())
