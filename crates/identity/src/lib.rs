@@ -47,17 +47,10 @@
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let sim = Arc::new(SimulatedVerifier::new());
 //! sim.register(&IdNumber::parse("11010519491231002X")?, KnownPerson::named("张三"));
+//! // Every port in memory; a host passes its own stores, KMS and provider.
+//! let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0));
 //! let service = IdentityService::new(
-//!     IdentityPorts {
-//!         persons: Arc::new(MemoryPersonStore::new()),
-//!         accounts: Arc::new(MemoryPlatformAccountStore::new()),
-//!         verifier: sim.clone(),
-//!         vault: Vault::new(Arc::new(MemoryKeyProvider::random()?)),
-//!         audit: Arc::new(MemoryAuditLog::new()),
-//!         idempotency: Arc::new(MemoryIdempotencyStore::new()),
-//!         clock: Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0)),
-//!         ids: Arc::new(SequentialIdGenerator::new()),
-//!     },
+//!     IdentityPorts::in_memory(sim.clone(), clock)?,
 //!     IdentityConfig::default(),
 //! );
 //! let alipay = Principal::Platform { platform: Platform::Alipay };

@@ -73,6 +73,26 @@ pub struct IdentityPorts {
     pub ids: Arc<dyn IdGenerator>,
 }
 
+impl IdentityPorts {
+    /// Every port in memory (random vault keys, time-ordered ids) around a
+    /// verifier and a clock: for demos, examples and tests.
+    pub fn in_memory(
+        verifier: Arc<dyn RealNameVerifier>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, crate::vault::VaultError> {
+        Ok(Self {
+            persons: Arc::new(crate::person::MemoryPersonStore::new()),
+            accounts: Arc::new(crate::person::MemoryPlatformAccountStore::new()),
+            verifier,
+            vault: Vault::new(Arc::new(crate::vault::MemoryKeyProvider::random()?)),
+            audit: Arc::new(citycard_core::MemoryAuditLog::new()),
+            idempotency: Arc::new(citycard_core::MemoryIdempotencyStore::new()),
+            clock,
+            ids: Arc::new(citycard_core::SequentialIdGenerator::new()),
+        })
+    }
+}
+
 /// What a real-name verification request carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RealNameRequest {
