@@ -792,70 +792,77 @@ impl CardService {
             ) {
                 continue;
             }
-            let (after, did_change) = self.follow_card(&binding.id).await?;
+            let id = binding.id.clone();
+            let serial_before = binding.pass_serial.clone();
+            let (after, card, did_change) = self.follow_card(&id, Some(binding)).await?;
             if did_change {
-                changed.push(binding.id.clone());
+                changed.push(id.clone());
             }
-            if !self
-                .sync_pass(&after, binding_old_serial(&binding, &after))
-                .await
-            {
-                unsynced.push(binding.id.clone());
+            let old_serial = (after.pass_serial != serial_before).then_some(serial_before);
+            if !self.sync_pass(&after, &card, old_serial).await {
+                unsynced.push(id);
             }
         }
         Ok((changed, unsynced))
     }
 
-    /// Brings a settled binding's state and card in line with its card; returns it and whether it changed.
-    async fn follow_card(&self, id: &BindingId) -> Result<(Binding, bool), BindingError> {
+    /// Brings a settled binding's state and card in line with its card (following
+    /// replacements); returns the binding, its card, and whether it changed.
+    ///
+    /// `known` is a copy of the binding already at hand; a stale copy only costs a retry.
+    async fn follow_card(
+        &self,
+        id: &BindingId,
+        mut known: Option<Binding>,
+    ) -> Result<(Binding, Card, bool), BindingError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = self.load_binding(id).await?;
-            if !matches!(
-                current.state,
-                BindingState::Active | BindingState::Suspended
-            ) {
-                return Ok((current, false));
+            let mut b = match known.take() {
+                Some(b) => b,
+                None => self.load_binding(id).await?,
+            };
+            let mut card = self.load_card(&b.card).await?;
+            if !matches!(b.state, BindingState::Active | BindingState::Suspended) {
+                return Ok((b, card, false));
             }
-            let mut next = current.clone();
             let mut hops = 0;
-            loop {
-                let card = self.load_card(&next.card).await?;
-                match &card.status {
-                    CardStatus::Active => next.state = BindingState::Active,
-                    CardStatus::ReportedLost | CardStatus::Frozen => {
-                        next.state = BindingState::Suspended
-                    }
-                    CardStatus::Cancelled => {
-                        next.state = BindingState::Removed;
-                        next.removal = Some(RemovalReason::CardCancelled);
-                        next.consent.withdrawn_at = Some(self.now());
-                    }
-                    CardStatus::Replaced { by } => {
-                        hops += 1;
-                        if hops > 16 {
-                            return Err(BindingError::InvalidState {
-                                operation: "follow card replacements".into(),
-                                state: "the replacement chain is too long".into(),
-                            });
-                        }
-                        next.card = by.clone();
-                        next.pass_serial = PassSerial::generate(&*self.ports.ids);
-                        continue;
-                    }
+            while let CardStatus::Replaced { by } = &card.status {
+                hops += 1;
+                if hops > 16 {
+                    return Err(BindingError::InvalidState {
+                        operation: "follow card replacements".into(),
+                        state: "the replacement chain is too long".into(),
+                    });
                 }
-                break;
+                let by = by.clone();
+                card = self.load_card(&by).await?;
             }
-            if next == current {
-                return Ok((current, false));
+            let moved = card.id != b.card;
+            let state = match card.status {
+                CardStatus::Active => BindingState::Active,
+                CardStatus::ReportedLost | CardStatus::Frozen => BindingState::Suspended,
+                _ => BindingState::Removed,
+            };
+            if !moved && state == b.state {
+                return Ok((b, card, false));
             }
-            next.updated_at = self.now();
-            match self.ports.bindings.update(&next).await {
+            let now = self.now();
+            if moved {
+                b.card = card.id.clone();
+                b.pass_serial = PassSerial::generate(&*self.ports.ids);
+            }
+            if state == BindingState::Removed {
+                b.removal = Some(RemovalReason::CardCancelled);
+                b.consent.withdrawn_at = Some(now);
+            }
+            b.state = state;
+            b.updated_at = now;
+            match self.ports.bindings.update(&b).await {
                 Ok(stored) => {
                     self.audit(
                         AuditRecord::new(
-                            self.now(),
+                            now,
                             Principal::System,
                             "binding.follow_card",
                             subject_binding(id),
@@ -865,7 +872,7 @@ impl CardService {
                         .with("card", stored.card.as_str()),
                     )
                     .await?;
-                    return Ok((stored, true));
+                    return Ok((stored, card, true));
                 }
                 Err(e) if is_conflict(&e) && attempt < CAS_ATTEMPTS => continue,
                 Err(e) => return Err(e.into()),
@@ -898,7 +905,12 @@ impl CardService {
     }
 
     /// Makes the wallet match a settled binding (idempotent); true when the wallet confirmed.
-    async fn sync_pass(&self, binding: &Binding, old_serial: Option<PassSerial>) -> bool {
+    async fn sync_pass(
+        &self,
+        binding: &Binding,
+        card: &Card,
+        old_serial: Option<PassSerial>,
+    ) -> bool {
         let wallet = &self.ports.wallet;
         let platform = &binding.platform;
         if let Some(old) = old_serial {
@@ -921,10 +933,7 @@ impl CardService {
             BindingState::Active => PassStatus::Active,
             BindingState::Suspended => PassStatus::Suspended,
         };
-        let Ok(card) = self.load_card(&binding.card).await else {
-            return false;
-        };
-        let pass = self.pass_for(binding, &card, status);
+        let pass = self.pass_for(binding, card, status);
         if self.with_retries(|| wallet.add_pass(&pass)).await.is_err() {
             return false;
         }
@@ -953,7 +962,8 @@ impl CardService {
                 binding: b.id.clone(),
             });
         }
-        if self.sync_pass(&b, None).await {
+        let card = self.load_card(&b.card).await?;
+        if self.sync_pass(&b, &card, None).await {
             Ok(b)
         } else {
             Err(BindingError::RetryLater {
@@ -1189,7 +1199,7 @@ impl CardService {
             .await?
         {
             if existing.state == BindingState::Pending {
-                return self.settle(existing).await.map(Ok);
+                return self.settle(existing, false).await.map(Ok);
             }
             return self
                 .refuse(
@@ -1269,7 +1279,9 @@ impl CardService {
                     .live_for(&card.id, &request.platform, &request.account)
                     .await?
                 {
-                    Some(b) if b.state == BindingState::Pending => self.settle(b).await.map(Ok),
+                    Some(b) if b.state == BindingState::Pending => {
+                        self.settle(b, false).await.map(Ok)
+                    }
                     Some(b) => {
                         self.refuse(
                             principal,
@@ -1306,14 +1318,14 @@ impl CardService {
         self.audit(consent_audit).await?;
 
         // Steps 5 and 6.
-        self.settle(binding).await.map(Ok)
+        self.settle(binding, true).await.map(Ok)
     }
 
     /// Settles a pending binding (steps 5–6), or reports it still processing.
     ///
     /// Hosts call [`CardService::settle_pending`] from a job to finish bindings
     /// whose callers went away.
-    async fn settle(&self, binding: Binding) -> Result<BindingReceipt, BindingError> {
+    async fn settle(&self, binding: Binding, fresh: bool) -> Result<BindingReceipt, BindingError> {
         {
             let mut settling = self.settling.lock().unwrap_or_else(|e| e.into_inner());
             if !settling.insert(binding.id.clone()) {
@@ -1322,17 +1334,27 @@ impl CardService {
                 });
             }
         }
-        let out = self.settle_exclusive(binding.clone()).await;
+        let id = binding.id.clone();
+        let out = self.settle_exclusive(binding, fresh).await;
         self.settling
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&binding.id);
+            .remove(&id);
         out
     }
 
-    async fn settle_exclusive(&self, binding: Binding) -> Result<BindingReceipt, BindingError> {
-        // Re-read: another call may have settled it meanwhile.
-        let binding = self.load_binding(&binding.id).await?;
+    async fn settle_exclusive(
+        &self,
+        binding: Binding,
+        fresh: bool,
+    ) -> Result<BindingReceipt, BindingError> {
+        // Re-read a binding found pending: another call may have settled it meanwhile.
+        // A binding this call just inserted is held under the settle guard and is current.
+        let binding = if fresh {
+            binding
+        } else {
+            self.load_binding(&binding.id).await?
+        };
         match binding.state {
             BindingState::Pending => {}
             BindingState::Active | BindingState::Suspended => {
@@ -1377,17 +1399,19 @@ impl CardService {
 
         // Step 6: activate.
         let mut attempt = 0;
+        let mut b = binding;
         let active = loop {
             attempt += 1;
-            let mut b = self.load_binding(&binding.id).await?;
             if b.state != BindingState::Pending {
                 break b;
             }
             b.state = BindingState::Active;
             b.updated_at = self.now();
             match self.ports.bindings.update(&b).await {
-                Ok(b) => break b,
-                Err(e) if is_conflict(&e) && attempt < CAS_ATTEMPTS => continue,
+                Ok(stored) => break stored,
+                Err(e) if is_conflict(&e) && attempt < CAS_ATTEMPTS => {
+                    b = self.load_binding(&b.id).await?;
+                }
                 Err(e) => return Err(e.into()),
             }
         };
@@ -1405,12 +1429,13 @@ impl CardService {
         )
         .await?;
         // The card may have changed while the flow ran: follow it now (see crate docs).
-        let (followed, changed) = self.follow_card(&active.id).await?;
+        let id = active.id.clone();
+        let serial_before = active.pass_serial.clone();
+        let (followed, card, changed) = self.follow_card(&id, Some(active)).await?;
         if changed {
-            self.sync_pass(&followed, binding_old_serial(&active, &followed))
-                .await;
+            let old_serial = (followed.pass_serial != serial_before).then_some(serial_before);
+            self.sync_pass(&followed, &card, old_serial).await;
         }
-        let card = self.load_card(&followed.card).await?;
         if followed.state == BindingState::Removed {
             return Err(BindingError::CardNotActive {
                 status: card.status.code().to_owned(),
@@ -1496,7 +1521,7 @@ impl CardService {
         }
         let mut settled = 0;
         for b in self.ports.bindings.pending(limit).await? {
-            match self.settle(b).await {
+            match self.settle(b, false).await {
                 Ok(_)
                 | Err(BindingError::RetryLater { .. })
                 | Err(BindingError::CardNotActive { .. }) => settled += 1,
@@ -2023,9 +2048,4 @@ fn receipt(binding: &Binding, card: &Card) -> BindingReceipt {
         pass_serial: binding.pass_serial.clone(),
         services: card.services.clone(),
     }
-}
-
-/// The serial of the pass to remove when a binding moved to a new card.
-fn binding_old_serial(before: &Binding, after: &Binding) -> Option<PassSerial> {
-    (before.pass_serial != after.pass_serial).then(|| before.pass_serial.clone())
 }

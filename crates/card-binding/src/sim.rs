@@ -75,10 +75,19 @@ impl KeyedHashIndex {
 
     /// The index computed synchronously.
     pub fn index_of(&self, id_number: &Sensitive<String>) -> BlindIndex {
-        let mut bytes = self.key.clone();
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let id = id_number.expose().trim();
+        let mut bytes = Vec::with_capacity(self.key.len() + 1 + id.len());
+        bytes.extend_from_slice(&self.key);
         bytes.push(0);
-        bytes.extend(id_number.expose().trim().to_ascii_uppercase().bytes());
-        BlindIndex::new(Fingerprint::of_bytes(&bytes).to_hex())
+        bytes.extend(id.bytes().map(|b| b.to_ascii_uppercase()));
+        let digest = Fingerprint::of_bytes(&bytes);
+        let mut hex = String::with_capacity(64);
+        for b in digest.as_bytes() {
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        BlindIndex::new(hex)
     }
 }
 
@@ -182,9 +191,10 @@ impl RealNameCheck for StaticRealNames {
     }
 }
 
+// Passes boxed, so growing the map moves pointers, not whole passes.
 #[derive(Debug, Default)]
 struct WalletState {
-    passes: HashMap<(Platform, PassSerial), WalletPass>,
+    passes: HashMap<(Platform, PassSerial), Box<WalletPass>>,
     removals: Vec<(PassSerial, RemovalReason)>,
 }
 
@@ -202,7 +212,11 @@ impl SimulatedWallet {
 
     /// Every pass held, in no particular order.
     pub fn passes(&self) -> Vec<WalletPass> {
-        lock(&self.state).passes.values().cloned().collect()
+        lock(&self.state)
+            .passes
+            .values()
+            .map(|p| WalletPass::clone(p))
+            .collect()
     }
 
     /// Every removal so far, in order, with its reason.
@@ -217,7 +231,7 @@ impl PlatformWallet for SimulatedWallet {
         let mut s = lock(&self.state);
         s.passes
             .entry((pass.platform.clone(), pass.serial.clone()))
-            .or_insert_with(|| pass.clone());
+            .or_insert_with(|| Box::new(pass.clone()));
         Ok(())
     }
 
@@ -268,7 +282,7 @@ impl PlatformWallet for SimulatedWallet {
         Ok(lock(&self.state)
             .passes
             .get(&(platform.clone(), serial.clone()))
-            .cloned())
+            .map(|p| WalletPass::clone(p)))
     }
 }
 

@@ -97,19 +97,39 @@ fn conflict(what: impl Into<String>) -> StoreError {
     StoreError::Conflict(what.into())
 }
 
+/// Pushes `index` into a per-key list kept in insertion order.
+fn index_add<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<usize>>, key: K, index: usize) {
+    let list = map.entry(key).or_default();
+    let pos = list.partition_point(|i| *i < index);
+    list.insert(pos, index);
+}
+
+fn index_remove<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<usize>>, key: &K, index: usize) {
+    if let Some(list) = map.get_mut(key) {
+        list.retain(|i| *i != index);
+        if list.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+// Records live in a vector (insertion order); the maps hold positions, so
+// growing a map never moves whole records.
 #[derive(Debug, Default)]
 struct Cards {
-    by_id: HashMap<CardId, Card>,
-    by_number: HashMap<CardNumber, CardId>,
-    order: Vec<CardId>,
+    all: Vec<Card>,
+    by_id: HashMap<CardId, usize>,
+    by_number: HashMap<CardNumber, usize>,
+    by_holder: HashMap<PersonId, Vec<usize>>,
 }
 
 impl Cards {
-    fn check_update(&self, card: &Card) -> Result<(), StoreError> {
-        let stored = self
+    fn check_update(&self, card: &Card) -> Result<usize, StoreError> {
+        let index = *self
             .by_id
             .get(&card.id)
             .ok_or_else(|| conflict(format!("card {} does not exist", card.id)))?;
+        let stored = &self.all[index];
         if stored.version != card.version {
             return Err(conflict(format!(
                 "card {} was changed concurrently",
@@ -119,7 +139,7 @@ impl Cards {
         if stored.number != card.number {
             return Err(conflict("a card's number cannot change"));
         }
-        Ok(())
+        Ok(index)
     }
 
     fn check_insert(&self, card: &Card) -> Result<(), StoreError> {
@@ -130,15 +150,21 @@ impl Cards {
     }
 
     fn put_new(&mut self, card: &Card) {
-        self.by_number.insert(card.number.clone(), card.id.clone());
-        self.by_id.insert(card.id.clone(), card.clone());
-        self.order.push(card.id.clone());
+        let index = self.all.len();
+        self.all.push(card.clone());
+        self.by_number.insert(card.number.clone(), index);
+        self.by_id.insert(card.id.clone(), index);
+        index_add(&mut self.by_holder, card.holder.clone(), index);
     }
 
-    fn put_update(&mut self, card: &Card) -> Card {
+    fn put_update(&mut self, index: usize, card: &Card) -> Card {
         let mut stored = card.clone();
         stored.version += 1;
-        self.by_id.insert(card.id.clone(), stored.clone());
+        let old_holder = std::mem::replace(&mut self.all[index], stored.clone()).holder;
+        if old_holder != stored.holder {
+            index_remove(&mut self.by_holder, &old_holder, index);
+            index_add(&mut self.by_holder, stored.holder.clone(), index);
+        }
         stored
     }
 }
@@ -170,66 +196,72 @@ impl CardStore for MemoryCardStore {
     }
 
     async fn get(&self, id: &CardId) -> Result<Option<Card>, StoreError> {
-        Ok(self.lock().by_id.get(id).cloned())
+        let cards = self.lock();
+        Ok(cards.by_id.get(id).map(|i| cards.all[*i].clone()))
     }
 
     async fn by_number(&self, number: &CardNumber) -> Result<Option<Card>, StoreError> {
         let cards = self.lock();
-        Ok(cards
-            .by_number
-            .get(number)
-            .and_then(|id| cards.by_id.get(id))
-            .cloned())
+        Ok(cards.by_number.get(number).map(|i| cards.all[*i].clone()))
     }
 
     async fn by_holder(&self, holder: &PersonId) -> Result<Vec<Card>, StoreError> {
         let cards = self.lock();
         Ok(cards
-            .order
-            .iter()
-            .filter_map(|id| cards.by_id.get(id))
-            .filter(|c| c.holder == *holder)
-            .cloned()
-            .collect())
+            .by_holder
+            .get(holder)
+            .map(|list| list.iter().map(|i| cards.all[*i].clone()).collect())
+            .unwrap_or_default())
     }
 
     async fn update(&self, card: &Card) -> Result<Card, StoreError> {
         let mut cards = self.lock();
-        cards.check_update(card)?;
-        Ok(cards.put_update(card))
+        let index = cards.check_update(card)?;
+        Ok(cards.put_update(index, card))
     }
 
     async fn replace(&self, old: &Card, new: &Card) -> Result<Card, StoreError> {
         let mut cards = self.lock();
-        cards.check_update(old)?;
+        let index = cards.check_update(old)?;
         cards.check_insert(new)?;
         cards.put_new(new);
-        Ok(cards.put_update(old))
+        Ok(cards.put_update(index, old))
     }
 }
 
-type LiveKey = (CardId, Platform, PlatformAccountId);
+type AccountKey = (Platform, PlatformAccountId);
 
-fn live_key(b: &Binding) -> LiveKey {
-    (b.card.clone(), b.platform.clone(), b.account.clone())
+fn account_key(b: &Binding) -> AccountKey {
+    (b.platform.clone(), b.account.clone())
 }
 
 #[derive(Debug, Default)]
 struct Bindings {
-    by_id: HashMap<BindingId, Binding>,
-    order: Vec<BindingId>,
-    live: HashMap<LiveKey, BindingId>,
-    mismatches: HashMap<(Platform, PlatformAccountId), Vec<DateTime<Utc>>>,
+    all: Vec<Binding>,
+    by_id: HashMap<BindingId, usize>,
+    by_card: HashMap<CardId, Vec<usize>>,
+    by_account: HashMap<AccountKey, Vec<usize>>,
+    pending: std::collections::BTreeSet<usize>,
+    mismatches: HashMap<AccountKey, Vec<DateTime<Utc>>>,
 }
 
 impl Bindings {
-    fn ordered<'a>(&'a self, keep: impl Fn(&Binding) -> bool + 'a) -> Vec<Binding> {
-        self.order
-            .iter()
-            .filter_map(|id| self.by_id.get(id))
-            .filter(|b| keep(b))
-            .cloned()
-            .collect()
+    /// The live binding of a card on an account (a card has few bindings: a scan of its list).
+    fn live_index(
+        &self,
+        card: &CardId,
+        platform: &Platform,
+        account: &PlatformAccountId,
+    ) -> Option<usize> {
+        self.by_card.get(card)?.iter().copied().find(|i| {
+            let b = &self.all[*i];
+            b.state.is_live() && b.platform == *platform && b.account == *account
+        })
+    }
+
+    fn listed(&self, list: Option<&Vec<usize>>) -> Vec<Binding> {
+        list.map(|l| l.iter().map(|i| self.all[*i].clone()).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -257,22 +289,28 @@ impl BindingStore for MemoryBindingStore {
         if s.by_id.contains_key(&binding.id) {
             return Err(conflict(format!("binding {} already exists", binding.id)));
         }
-        if binding.state.is_live() {
-            let key = live_key(binding);
-            if s.live.contains_key(&key) {
-                return Err(conflict(
-                    "the card already has a live binding on this account",
-                ));
-            }
-            s.live.insert(key, binding.id.clone());
+        if binding.state.is_live()
+            && s.live_index(&binding.card, &binding.platform, &binding.account)
+                .is_some()
+        {
+            return Err(conflict(
+                "the card already has a live binding on this account",
+            ));
         }
-        s.by_id.insert(binding.id.clone(), binding.clone());
-        s.order.push(binding.id.clone());
+        let index = s.all.len();
+        if binding.state == crate::model::BindingState::Pending {
+            s.pending.insert(index);
+        }
+        s.by_id.insert(binding.id.clone(), index);
+        index_add(&mut s.by_card, binding.card.clone(), index);
+        index_add(&mut s.by_account, account_key(binding), index);
+        s.all.push(binding.clone());
         Ok(())
     }
 
     async fn get(&self, id: &BindingId) -> Result<Option<Binding>, StoreError> {
-        Ok(self.lock().by_id.get(id).cloned())
+        let s = self.lock();
+        Ok(s.by_id.get(id).map(|i| s.all[*i].clone()))
     }
 
     async fn live_for(
@@ -282,12 +320,13 @@ impl BindingStore for MemoryBindingStore {
         account: &PlatformAccountId,
     ) -> Result<Option<Binding>, StoreError> {
         let s = self.lock();
-        let key = (card.clone(), platform.clone(), account.clone());
-        Ok(s.live.get(&key).and_then(|id| s.by_id.get(id)).cloned())
+        Ok(s.live_index(card, platform, account)
+            .map(|i| s.all[i].clone()))
     }
 
     async fn by_card(&self, card: &CardId) -> Result<Vec<Binding>, StoreError> {
-        Ok(self.lock().ordered(|b| b.card == *card))
+        let s = self.lock();
+        Ok(s.listed(s.by_card.get(card)))
     }
 
     async fn by_account(
@@ -295,51 +334,59 @@ impl BindingStore for MemoryBindingStore {
         platform: &Platform,
         account: &PlatformAccountId,
     ) -> Result<Vec<Binding>, StoreError> {
-        Ok(self
-            .lock()
-            .ordered(|b| b.platform == *platform && b.account == *account))
+        let s = self.lock();
+        Ok(s.listed(s.by_account.get(&(platform.clone(), account.clone()))))
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<Binding>, StoreError> {
-        let mut out = self
-            .lock()
-            .ordered(|b| b.state == crate::model::BindingState::Pending);
-        out.truncate(limit);
-        Ok(out)
+        let s = self.lock();
+        Ok(s.pending
+            .iter()
+            .take(limit)
+            .map(|i| s.all[*i].clone())
+            .collect())
     }
 
     async fn update(&self, binding: &Binding) -> Result<Binding, StoreError> {
         let mut s = self.lock();
-        let stored = s
+        let index = *s
             .by_id
             .get(&binding.id)
             .ok_or_else(|| conflict(format!("binding {} does not exist", binding.id)))?;
+        let stored = &s.all[index];
         if stored.version != binding.version {
             return Err(conflict(format!(
                 "binding {} was changed concurrently",
                 binding.id
             )));
         }
-        let old_key = live_key(stored);
-        let was_live = stored.state.is_live();
-        let new_key = live_key(binding);
+        let old_account = account_key(stored);
+        let old_card = stored.card.clone();
         if binding.state.is_live()
-            && let Some(other) = s.live.get(&new_key)
-            && *other != binding.id
+            && let Some(other) = s.live_index(&binding.card, &binding.platform, &binding.account)
+            && other != index
         {
             return Err(conflict(
                 "the card already has a live binding on this account",
             ));
         }
-        if was_live {
-            s.live.remove(&old_key);
+        if binding.state == crate::model::BindingState::Pending {
+            s.pending.insert(index);
+        } else {
+            s.pending.remove(&index);
         }
-        if binding.state.is_live() {
-            s.live.insert(new_key, binding.id.clone());
+        if old_card != binding.card {
+            index_remove(&mut s.by_card, &old_card, index);
+            index_add(&mut s.by_card, binding.card.clone(), index);
+        }
+        let new_account = account_key(binding);
+        if old_account != new_account {
+            index_remove(&mut s.by_account, &old_account, index);
+            index_add(&mut s.by_account, new_account, index);
         }
         let mut next = binding.clone();
         next.version += 1;
-        s.by_id.insert(binding.id.clone(), next.clone());
+        s.all[index] = next.clone();
         Ok(next)
     }
 
