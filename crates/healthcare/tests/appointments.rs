@@ -117,6 +117,18 @@ async fn real_name_patients_book_and_retries_replay() {
             .await,
         Err(HealthcareError::NotRealName)
     ));
+    // A second booking the same day carries a warning count.
+    w.service
+        .put_slot(&operator(), slot("slot-2", "dep-2", day(10), 2))
+        .await
+        .unwrap();
+    let second = w
+        .service
+        .book(&me("psn-1"), &req("slot-2", "psn-1", "k3", false))
+        .await
+        .unwrap();
+    assert_eq!(second.same_day_others, 1);
+    assert_eq!(b.same_day_others, 0);
     // After the session, a retry still gets the first answer; a new key does not.
     w.clock
         .set(citycard_core::start_of_civil_day(day(10)) + Duration::hours(13));
@@ -138,7 +150,7 @@ async fn real_name_patients_book_and_retries_replay() {
             .iter()
             .filter(|e| e.record.action == "appointment.book")
             .count(),
-        1
+        2
     );
 }
 

@@ -74,6 +74,20 @@ pub fn no_show_ban(
     Some(latest + Duration::days(i64::from(policy.ban_days))).filter(|until| *until > today)
 }
 
+fn booking_result(appointment: Appointment, replayed: bool, mine: &[Appointment]) -> Booking {
+    let same_day_others = mine
+        .iter()
+        .filter(|a| {
+            a.id != appointment.id && a.date == appointment.date && a.status.counts_for_quota()
+        })
+        .count() as u32;
+    Booking {
+        appointment,
+        replayed,
+        same_day_others,
+    }
+}
+
 /// Books, cancels and moves appointments for principals, under a [`BookingPolicy`].
 pub struct AppointmentService {
     store: Arc<dyn AppointmentStore>,
@@ -292,7 +306,8 @@ impl AppointmentService {
             if existing.slot != request.slot {
                 return Err(HealthcareError::KeyReused);
             }
-            return self.booking_result(existing, true).await;
+            let mine = self.store.patient_appointments(&request.patient).await?;
+            return Ok(booking_result(existing, true, &mine));
         }
         let record = self
             .patients
@@ -322,7 +337,14 @@ impl AppointmentService {
                 self.policy.window_days, self.policy.release_hour
             )));
         }
-        if let Some(until) = self.banned_until(&request.patient).await? {
+        // One read of the patient's appointments serves the ban check and the same-day warning.
+        let mine = self.store.patient_appointments(&request.patient).await?;
+        let no_shows: Vec<NaiveDate> = mine
+            .iter()
+            .filter(|a| a.status == AppointmentStatus::Noshow)
+            .map(|a| a.date)
+            .collect();
+        if let Some(until) = no_show_ban(&no_shows, today, &self.policy) {
             return Err(HealthcareError::Banned { until });
         }
         let appointment = Appointment {
@@ -386,28 +408,7 @@ impl AppointmentService {
             self.audit(rec).await?;
         }
         info!(appointment = %appointment.id, status = appointment.status.code(), replayed, "booked");
-        self.booking_result(appointment, replayed).await
-    }
-
-    async fn booking_result(
-        &self,
-        appointment: Appointment,
-        replayed: bool,
-    ) -> Result<Booking, HealthcareError> {
-        let same_day_others = self
-            .store
-            .patient_appointments(&appointment.patient)
-            .await?
-            .iter()
-            .filter(|a| {
-                a.id != appointment.id && a.date == appointment.date && a.status.counts_for_quota()
-            })
-            .count() as u32;
-        Ok(Booking {
-            appointment,
-            replayed,
-            same_day_others,
-        })
+        Ok(booking_result(appointment, replayed, &mine))
     }
 
     /// Cancels an appointment. Patients and their delegates cancel before the cut-off;
