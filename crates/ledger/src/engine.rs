@@ -151,7 +151,11 @@ pub struct Engine {
     failed: IdMap<CreateTransferResult>,
     pending: IdMap<PendingState>,
     expiry_queue: BinaryHeap<Reverse<(i64, u64)>>,
-    by_reference: HashMap<Reference, Vec<u32>>,
+    /// The newest transfer per reference hash; older ones chain through `reference_prev`.
+    by_reference: IdMap<u32>,
+    /// Per transfer, the previous transfer with the same reference hash (`u32::MAX`: none).
+    reference_prev: Vec<u32>,
+    reference_hasher: std::collections::hash_map::RandomState,
     expiries: Vec<(TransferId, i64)>,
     last_ts: i64,
     undo: Vec<Undo>,
@@ -201,7 +205,9 @@ impl Engine {
             failed: IdMap::default(),
             pending: IdMap::default(),
             expiry_queue: BinaryHeap::new(),
-            by_reference: HashMap::new(),
+            by_reference: IdMap::default(),
+            reference_prev: Vec::new(),
+            reference_hasher: std::collections::hash_map::RandomState::new(),
             expiries: Vec::new(),
             last_ts: 0,
             undo: Vec::new(),
@@ -221,6 +227,7 @@ impl Engine {
         self.history.reserve(accounts);
         self.transfer_index.reserve(transfers);
         self.transfers.reserve(transfers);
+        self.reference_prev.reserve(transfers);
     }
 
     /// Rebuilds a ledger from everything a store acknowledged.
@@ -603,12 +610,13 @@ impl Engine {
                     }
                 }
             }
-            if let Some(r) = &t.reference
-                && let Some(list) = self.by_reference.get_mut(r)
-            {
-                list.retain(|&p| p != pos);
-                if list.is_empty() {
-                    self.by_reference.remove(r);
+            let prev = self.reference_prev.pop().unwrap_or(u32::MAX);
+            if let Some(r) = &t.reference {
+                let h = self.reference_hasher.hash_one(r.as_str());
+                if prev == u32::MAX {
+                    self.by_reference.remove(&h);
+                } else {
+                    self.by_reference.insert(h, prev);
                 }
             }
         }
@@ -1027,9 +1035,14 @@ impl Engine {
         if self.states[cr as usize].flags().history() {
             self.entries[cr as usize].push(pos);
         }
-        if let Some(r) = &t.reference {
-            self.by_reference.entry(r.clone()).or_default().push(pos);
-        }
+        let prev = match &t.reference {
+            Some(r) => {
+                let h = self.reference_hasher.hash_one(r.as_str());
+                self.by_reference.insert(h, pos).unwrap_or(u32::MAX)
+            }
+            None => u32::MAX,
+        };
+        self.reference_prev.push(prev);
         self.transfer_index.insert(t.id.get(), pos);
         self.transfers.push(t);
     }
@@ -1095,14 +1108,21 @@ impl Engine {
 
     /// Transfers carrying this reference, oldest first.
     pub fn transfers_by_reference(&self, reference: &Reference) -> Vec<&Transfer> {
-        self.by_reference
-            .get(reference)
-            .map(|v| {
-                v.iter()
-                    .filter_map(|&p| self.transfers.get(p as usize))
-                    .collect()
-            })
-            .unwrap_or_default()
+        let h = self.reference_hasher.hash_one(reference.as_str());
+        let mut out = Vec::new();
+        let mut next = self.by_reference.get(&h).copied().unwrap_or(u32::MAX);
+        while let Some(t) = self.transfers.get(next as usize) {
+            if t.reference.as_ref() == Some(reference) {
+                out.push(t);
+            }
+            // Links always point to older positions; stop on anything else.
+            next = match self.reference_prev.get(next as usize) {
+                Some(&prev) if prev < next => prev,
+                _ => u32::MAX,
+            };
+        }
+        out.reverse();
+        out
     }
 
     /// Transfers touching an account, oldest first: from the account's own

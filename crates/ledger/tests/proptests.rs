@@ -127,6 +127,18 @@ fn check_invariants(e: &Engine, now: DateTime<Utc>) -> Result<(), TestCaseError>
         }
     }
     prop_assert!(settled.values().all(|&n| n == 1), "{settled:?}");
+    // The reference index agrees with a scan.
+    for n in 0..4 {
+        let r = citycard_ledger::Reference::trip(&format!("T-{n}")).unwrap();
+        let indexed: Vec<TransferId> = e.transfers_by_reference(&r).iter().map(|t| t.id).collect();
+        let scanned: Vec<TransferId> = e
+            .transfers()
+            .iter()
+            .filter(|t| t.reference.as_ref() == Some(&r))
+            .map(|t| t.id)
+            .collect();
+        prop_assert_eq!(indexed, scanned);
+    }
     Ok(())
 }
 

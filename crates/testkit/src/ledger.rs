@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use citycard_core::{Money, StoreError};
 use citycard_ledger::{
-    AccountFlags, AccountId, ChangeSet, LedgerStore, NewTransfer, Snapshot, TransferFlags,
-    TransferId,
+    AccountFlags, AccountId, ChangeSet, LedgerStore, NewTransfer, Reference, Snapshot,
+    TransferFlags, TransferId,
 };
 use proptest::prelude::*;
 
@@ -94,7 +94,7 @@ pub fn account_flags() -> impl Strategy<Value = AccountFlags> {
 /// A random transfer request among `accounts` accounts, with ids drawn from
 /// `ids+1..=2*ids` (so some collide, exercising replays), except holds, whose
 /// ids come from `1..=ids/4` like the holds posts and voids name, so they
-/// meet; of every kind: plain,
+/// meet; half carry one of four trip references; of every kind: plain,
 /// pending with or without a timeout, post (full or partial), void,
 /// balancing; one in five is linked to the next.
 pub fn new_transfer(accounts: u64, ids: u64) -> impl Strategy<Value = NewTransfer> {
@@ -107,9 +107,10 @@ pub fn new_transfer(accounts: u64, ids: u64) -> impl Strategy<Value = NewTransfe
         1..=(ids / 4).max(1),
         0u8..5,
         0u32..3,
+        0u8..8,
     )
         .prop_map(
-            move |(id, debit, credit, fen, kind, pending, linked, timeout)| {
+            move |(id, debit, credit, fen, kind, pending, linked, timeout, reference)| {
                 // Holds take ids in 1..=ids/4, everything else above `ids`.
                 let id = TransferId::new(id + ids);
                 let amount = Money::from_fen(fen);
@@ -134,6 +135,9 @@ pub fn new_transfer(accounts: u64, ids: u64) -> impl Strategy<Value = NewTransfe
                     _ => NewTransfer::new(id, debit, credit, amount, 1)
                         .with_flags(TransferFlags::BALANCING_CREDIT),
                 };
+                if reference < 4 {
+                    t.reference = Reference::trip(&format!("T-{reference}")).ok();
+                }
                 if linked == 0 {
                     t.flags = t.flags | TransferFlags::LINKED;
                 }
