@@ -76,6 +76,7 @@ pub enum RegionCheck {
 
 /// How strictly [`IdNumber::parse_with`] validates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ValidationPolicy {
     /// The region check.
     pub region: RegionCheck,

@@ -36,6 +36,7 @@ use crate::verifier::{
 
 /// Tunables of the identity service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct IdentityConfig {
     /// Failed verifications allowed per account per civil day.
     pub max_failures_per_day: u32,

@@ -496,3 +496,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn policies_deserialize_with_defaults() {
+    let p: ValidationPolicy =
+        serde_json::from_str(r#"{"region":"existed_in_birth_year"}"#).unwrap();
+    assert_eq!(p.region, RegionCheck::ExistedInBirthYear);
+    assert_eq!(
+        p.earliest_birth_year,
+        citycard_identity::DEFAULT_EARLIEST_BIRTH_YEAR
+    );
+    assert_eq!(p.today, None);
+    let c: citycard_identity::IdentityConfig =
+        serde_json::from_str(r#"{"max_failures_per_day":2}"#).unwrap();
+    assert_eq!(c.max_failures_per_day, 2);
+    assert_eq!(c.region_check, RegionCheck::ExistedAnyTime);
+}
