@@ -11,7 +11,7 @@ use citycard_ledger::{
     MemoryLedgerStore, NewAccount, NewTransfer, PendingStatus, TransferId,
 };
 use citycard_testkit::Fault;
-use citycard_testkit::ledger::{FaultyLedgerStore, account_flags, new_transfer};
+use citycard_testkit::ledger::{FaultyLedgerStore, account_flags, funding_batch, new_transfer};
 use proptest::prelude::*;
 
 const ACCOUNTS: u64 = 6;
@@ -41,24 +41,8 @@ fn accounts_strategy() -> impl Strategy<Value = Vec<NewAccount>> {
     })
 }
 
-/// A funding first batch so constrained accounts can move money at all.
 fn funding() -> Vec<NewTransfer> {
-    (1..=ACCOUNTS)
-        .flat_map(|to| {
-            (1..=ACCOUNTS)
-                .filter(move |&from| from != to)
-                .map(move |from| {
-                    NewTransfer::new(
-                        TransferId::new(1_000 + from * 10 + to),
-                        AccountId::new(from),
-                        AccountId::new(to),
-                        Money::from_fen(3_000),
-                        1,
-                    )
-                    .with_flags(citycard_ledger::TransferFlags::BALANCING_DEBIT)
-                })
-        })
-        .collect()
+    funding_batch(ACCOUNTS)
 }
 
 type Batches = Vec<(i64, Vec<NewTransfer>)>;

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use citycard_core::{Money, StoreError};
 use citycard_ledger::{
-    AccountFlags, AccountId, ChangeSet, LedgerStore, NewTransfer, Reference, Snapshot,
-    TransferFlags, TransferId,
+    AccountFlags, AccountId, AccountKind, ChangeSet, LedgerStore, NewAccount, NewTransfer,
+    Reference, Snapshot, TransferFlags, TransferId,
 };
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
 
 use crate::faults::{Fault, Faults};
 
@@ -144,6 +145,78 @@ pub fn new_transfer(accounts: u64, ids: u64) -> impl Strategy<Value = NewTransfe
                 t
             },
         )
+}
+
+/// Accounts `1..=accounts` with random balance flags, history and limits
+/// (deterministic for a seed).
+pub fn random_accounts(seed: u64, accounts: u64) -> Vec<NewAccount> {
+    let mut runner = seeded_runner(seed);
+    (1..=accounts)
+        .map(|i| {
+            let flags = account_flags()
+                .new_tree(&mut runner)
+                .map(|t| t.current())
+                .unwrap_or(AccountFlags::NONE);
+            let limit = proptest::option::of(1i64..20_000)
+                .new_tree(&mut runner)
+                .ok()
+                .and_then(|t| t.current());
+            let mut a = NewAccount::new(AccountId::new(i), AccountKind(i as u16)).with_flags(flags);
+            a.upper_limit = limit.map(Money::from_fen);
+            a
+        })
+        .collect()
+}
+
+/// A funding batch: every account pays every other up to ¥30 (balancing
+/// debits), so constrained accounts hold money before random batches run.
+pub fn funding_batch(accounts: u64) -> Vec<NewTransfer> {
+    (1..=accounts)
+        .flat_map(|to| {
+            (1..=accounts)
+                .filter(move |&from| from != to)
+                .map(move |from| {
+                    NewTransfer::new(
+                        TransferId::new(1_000_000 + from * 1_000 + to),
+                        AccountId::new(from),
+                        AccountId::new(to),
+                        Money::from_fen(3_000),
+                        1,
+                    )
+                    .with_flags(TransferFlags::BALANCING_DEBIT)
+                })
+        })
+        .collect()
+}
+
+/// Random batches of [`new_transfer`] requests, each with the seconds to
+/// advance the clock by first (deterministic for a seed).
+pub fn random_batches(
+    seed: u64,
+    batches: usize,
+    accounts: u64,
+    ids: u64,
+) -> Vec<(i64, Vec<NewTransfer>)> {
+    let mut runner = seeded_runner(seed);
+    let strategy = (
+        0i64..150,
+        proptest::collection::vec(new_transfer(accounts, ids), 0..12),
+    );
+    (0..batches)
+        .filter_map(|_| strategy.new_tree(&mut runner).ok().map(|t| t.current()))
+        .collect()
+}
+
+fn seeded_runner(seed: u64) -> proptest::test_runner::TestRunner {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    proptest::test_runner::TestRunner::new_with_rng(
+        proptest::test_runner::Config::default(),
+        proptest::test_runner::TestRng::from_seed(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+            &bytes,
+        ),
+    )
 }
 
 /// The conformance suite for [`LedgerStore`](citycard_ledger::LedgerStore).
@@ -458,6 +531,57 @@ macro_rules! ledger_store_conformance {
                     .unwrap();
                 assert_eq!(found.len(), 1);
                 assert_eq!(found[0].memo.as_deref(), Some("top-up"));
+            }
+
+            #[tokio::test]
+            async fn random_batches_survive_a_reopen() {
+                for seed in 0..12u64 {
+                    let store: Arc<dyn LedgerStore> = Arc::new(super::$factory().await);
+                    let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 8, 0, 0));
+                    let start = clock.now();
+                    let system = Principal::System;
+                    let accounts = $crate::ledger::random_accounts(seed, 6);
+                    let mut reference = Engine::new();
+                    reference.create_accounts(start, accounts.clone());
+                    reference.create_transfers(start, $crate::ledger::funding_batch(6));
+                    let ledger = Ledger::open(store.clone(), clock.clone()).await.unwrap();
+                    ledger.create_accounts(&system, accounts).await.unwrap();
+                    ledger
+                        .create_transfers(&system, $crate::ledger::funding_batch(6))
+                        .await
+                        .unwrap();
+                    for (secs, batch) in $crate::ledger::random_batches(seed, 10, 6, 60) {
+                        clock.advance(Duration::seconds(secs));
+                        let expected = reference.create_transfers(clock.now(), batch.clone());
+                        let got = ledger.create_transfers(&system, batch).await.unwrap();
+                        assert_eq!(got, expected, "seed {seed}");
+                    }
+                    drop(ledger);
+                    let reopened = Ledger::open(store, clock.clone()).await.unwrap();
+                    let (accounts, transfers, expiries, failures) = reopened
+                        .inspect(|e: &Engine| {
+                            (
+                                e.accounts().collect::<Vec<_>>(),
+                                e.transfers().to_vec(),
+                                e.expiries().collect::<Vec<_>>(),
+                                e.failures(),
+                            )
+                        })
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        accounts,
+                        reference.accounts().collect::<Vec<_>>(),
+                        "seed {seed}"
+                    );
+                    assert_eq!(transfers, reference.transfers().to_vec(), "seed {seed}");
+                    assert_eq!(
+                        expiries,
+                        reference.expiries().collect::<Vec<_>>(),
+                        "seed {seed}"
+                    );
+                    assert_eq!(failures, reference.failures(), "seed {seed}");
+                }
             }
 
             #[tokio::test]
