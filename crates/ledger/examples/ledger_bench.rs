@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use citycard_core::{Money, Principal, SystemClock};
 use citycard_ledger::{
     AccountId, AccountKind, CreateTransferResult, Engine, Ledger, NewAccount, NewTransfer,
-    TransferId,
+    Reference, TransferId,
 };
 use citycard_sqlite::Database;
 use citycard_sqlite::ledger::SqliteLedgerStore;
@@ -57,6 +57,7 @@ struct Workload {
     next_id: u64,
     left: usize,
     batch: usize,
+    references: bool,
 }
 
 impl Workload {
@@ -66,6 +67,7 @@ impl Workload {
             next_id: 1,
             left: transfers,
             batch,
+            references: false,
         }
     }
 }
@@ -86,13 +88,18 @@ impl Iterator for Workload {
                 credit += 1;
             }
             let amount = Money::from_fen(1 + self.rng.below(10_000) as i64);
-            b.push(NewTransfer::new(
+            let mut t = NewTransfer::new(
                 TransferId::new(self.next_id),
                 AccountId::new(debit),
                 AccountId::new(credit),
                 amount,
                 1,
-            ));
+            );
+            if self.references {
+                t.reference = Reference::trip(&format!("T-{}", self.next_id)).ok();
+                t.memo = Some("Line 1, Wulin Sq to Longxiangqiao".to_owned());
+            }
+            b.push(t);
             self.next_id += 1;
         }
         self.left -= n;
@@ -118,7 +125,7 @@ fn report(name: &str, transfers: usize, elapsed: Duration, latencies: &mut [Dura
     let p50 = percentile(latencies, 0.50);
     let p99 = percentile(latencies, 0.99);
     println!(
-        "{name:<34} {transfers:>9} transfers in {:>8.3} s = {rate:>11.0} transfers/s  batch p50 {:>8.2} ms  p99 {:>8.2} ms",
+        "{name:<36} {transfers:>9} transfers in {:>8.3} s = {rate:>11.0} transfers/s  batch p50 {:>8.2} ms  p99 {:>8.2} ms",
         elapsed.as_secs_f64(),
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
@@ -137,22 +144,9 @@ fn temp_db(name: &str) -> (Database, std::path::PathBuf) {
     (db, dir)
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let transfers: usize = args
-        .get(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
-    let naive: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5_000);
-    println!(
-        "workload: {ACCOUNTS} accounts, {transfers} transfers between uniformly random accounts, batches of {BATCH}"
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-
-    // 1. The in-memory engine alone.
-    let work = Workload::new(transfers, BATCH, 42);
+fn engine_phase(name: &str, transfers: usize, references: bool) {
+    let mut work = Workload::new(transfers, BATCH, 42);
+    work.references = references;
     let mut engine = Engine::new();
     engine.reserve(ACCOUNTS as usize, transfers);
     let now = chrono::Utc::now();
@@ -179,7 +173,7 @@ fn main() {
     assert_eq!(engine.transfer_count(), transfers);
     let totals = engine.totals();
     assert_eq!(totals[1], totals[3], "debits equal credits");
-    report("in-memory engine", transfers, elapsed, &mut latencies);
+    report(name, transfers, elapsed, &mut latencies);
     if !cpu.is_zero() {
         println!(
             "{:<34} {:.3} s of CPU = {:.0} transfers per CPU-second (one core)",
@@ -188,7 +182,25 @@ fn main() {
             transfers as f64 / cpu.as_secs_f64()
         );
     }
-    drop(engine);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let transfers: usize = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let naive: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5_000);
+    println!(
+        "workload: {ACCOUNTS} accounts, {transfers} transfers between uniformly random accounts, batches of {BATCH}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+
+    // 1. The in-memory engine alone, then with a reference and memo on every transfer.
+    engine_phase("in-memory engine", transfers, false);
+    engine_phase("in-memory engine, reference + memo", transfers, true);
     if args.iter().any(|a| a == "--engine-only") {
         return;
     }
