@@ -75,10 +75,10 @@ pub struct PaymentReceipt {
 #[non_exhaustive]
 pub enum PaymentError {
     /// Definitively refused (insufficient funds, frozen account): nothing was moved.
-    #[error("payment refused: {0}")]
+    #[error("payment refused, nothing was moved: {0}")]
     Refused(String),
     /// The outcome is unknown (timeout, lost answer): retry with the same key.
-    #[error("payment outcome unknown: {0}")]
+    #[error("payment outcome unknown, retry with the same key: {0}")]
     Unknown(String),
 }
 

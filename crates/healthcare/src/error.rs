@@ -38,7 +38,7 @@ pub enum HealthcareError {
     #[error("{0} not found: check the id")]
     NotFound(String),
     /// The acting principal may not do this.
-    #[error("not allowed: {0}")]
+    #[error("not allowed: {0}; act as a principal that holds the right")]
     Denied(String),
     /// The patient is not real-name verified.
     #[error(
@@ -46,7 +46,7 @@ pub enum HealthcareError {
     )]
     NotRealName,
     /// The slot cannot be booked now (outside the booking window, before release, in the past, closed).
-    #[error("slot not bookable: {0}")]
+    #[error("slot not bookable: {0}; choose another slot")]
     NotBookable(String),
     /// The slot is full and the request did not ask for the waitlist.
     #[error("the slot is fully booked: choose another slot or join the waitlist")]
@@ -63,13 +63,13 @@ pub enum HealthcareError {
         until: chrono::NaiveDate,
     },
     /// The state does not allow the change (a backward move, a cancellation after the cut-off).
-    #[error("not possible in the current state: {0}")]
+    #[error("not possible in the current state: {0}; reload and check the state")]
     Conflict(String),
     /// An idempotency key was reused for a different request.
     #[error("idempotency key reused for a different request: use a new key for a new request")]
     KeyReused,
     /// Payment failed definitively; nothing was paid.
-    #[error("payment refused: {0}; nothing was charged")]
+    #[error("payment refused: {0}; nothing was charged, top up or pay another way")]
     PaymentRefused(String),
     /// The payment outcome is unknown; retry with the same idempotency key.
     #[error("payment outcome unknown: retry with the same idempotency key")]
