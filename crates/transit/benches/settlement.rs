@@ -27,8 +27,11 @@ fn bench(c: &mut Criterion) {
             || {
                 let s = Settlement::new(
                     engine.clone(),
-                    Arc::new(MemoryFarePayments::new(Money::from_yuan(1_000))),
-                    Arc::new(MemoryTransitStore::new()),
+                    Arc::new(MemoryFarePayments::with_capacity(
+                        Money::from_yuan(1_000),
+                        taps.len() * 2 / 3,
+                    )),
+                    Arc::new(MemoryTransitStore::with_capacity(taps.len() / 3)),
                     Arc::new(MemoryRiderDirectory::new(Rider {
                         volume_tiers: true,
                         ..Rider::default()

@@ -1,6 +1,7 @@
 //! Measures a reader's full decision (decode, verify, deny list, replay) and prints percentiles.
 //!
-//! `cargo run --release -p citycard-transit --example reader_latency`
+//! `cargo run --release -p citycard-transit --example reader_latency` (SM2), or
+//! `cargo run --release -p citycard-transit --features ed25519 --example reader_latency -- ed25519`.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
@@ -13,16 +14,16 @@ use citycard_transit::{
 };
 
 fn main() {
+    let alg = match std::env::args().nth(1).as_deref() {
+        Some("ed25519") => Algorithm::Ed25519,
+        _ => Algorithm::Sm2,
+    };
     let e = FareEngine::hangzhou().unwrap();
     let n = e.network();
     let t0 = Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
     let mut issuer = Issuer::new();
     issuer
-        .rotate(
-            Algorithm::Sm2,
-            t0 - Duration::days(1),
-            t0 + Duration::days(30),
-        )
+        .rotate(alg, t0 - Duration::days(1), t0 + Duration::days(30))
         .unwrap();
     let config = ReaderConfig {
         reader: 1,
@@ -48,7 +49,7 @@ fn main() {
     // 200 riders, 10 codes each: the first code of each rider is a cold credential.
     let mut codes = Vec::new();
     for rider in 0..200u64 {
-        let user = SigningKey::generate(Algorithm::Sm2).unwrap();
+        let user = SigningKey::generate(alg).unwrap();
         let cred = issuer
             .certify(
                 &user.public_key(),
@@ -72,7 +73,7 @@ fn main() {
     times.sort();
     let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
     println!(
-        "{} decisions (200 cold credentials, 1800 warm): p50 {:.0?}  p90 {:.0?}  p99 {:.0?}  max {:.0?}",
+        "{alg:?}: {} decisions (200 cold credentials, 1800 warm): p50 {:.0?}  p90 {:.0?}  p99 {:.0?}  max {:.0?}",
         times.len(),
         pct(0.50),
         pct(0.90),

@@ -398,8 +398,8 @@ fn gtfs_date_days(text: &str) -> Option<i64> {
 
 /// China civil time of an instant as (days since epoch, seconds in day, weekday bit with Monday = 1).
 #[inline]
-fn civil_parts(at: DateTime<Utc>) -> (i64, u32, u8) {
-    let local = at.timestamp() + 8 * 3600;
+fn civil_parts(at_secs: i64) -> (i64, u32, u8) {
+    let local = at_secs + 8 * 3600;
     let days = local.div_euclid(86_400);
     let secs = local.rem_euclid(86_400) as u32;
     // 1970-01-01 was a Thursday (Monday = 0 → Thursday = 3).
@@ -961,8 +961,8 @@ impl FareEngine {
     }
 
     #[inline]
-    fn in_timeframe(&self, group: u16, at: DateTime<Utc>) -> bool {
-        let (day, secs, weekday) = civil_parts(at);
+    fn in_timeframe(&self, group: u16, at_secs: i64) -> bool {
+        let (day, secs, weekday) = civil_parts(at_secs);
         self.timeframes.get(group as usize).is_some_and(|frames| {
             frames.iter().any(|f| {
                 f.weekdays & weekday != 0
@@ -981,7 +981,7 @@ impl FareEngine {
             .is_some_and(|a| a.contains(&area))
     }
 
-    fn concession(&self, rider: &Rider, at: DateTime<Utc>) -> Option<(u32, &Concession)> {
+    fn concession(&self, rider: &Rider, at: i64) -> Option<(u32, &Concession)> {
         self.concessions.iter().enumerate().find_map(|(i, c)| {
             let ok = c.card_kind.is_none_or(|k| k == rider.card_kind)
                 && c.min_age.is_none_or(|m| rider.age.is_some_and(|a| a >= m))
@@ -1025,9 +1025,10 @@ impl FareEngine {
         let mut prev: Option<(Option<u16>, i64, i64, Money, u32)> = None;
         let mut transfers_used = 0u32;
         for (i, leg) in legs.iter().enumerate() {
-            let priced = self.base_fare(i, leg)?;
-            let (basis, rule, product, group) = priced;
-            let (category, concession) = match self.concession(rider, leg.board) {
+            let departure = leg.board.timestamp();
+            let arrival = leg.alight.map_or(departure, |a| a.timestamp());
+            let (basis, rule, product, group) = self.base_fare(i, leg, departure, arrival)?;
+            let (category, concession) = match self.concession(rider, departure) {
                 Some((idx, c)) => (
                     Some(c.category),
                     Some(ConcessionApplied {
@@ -1044,8 +1045,6 @@ impl FareEngine {
                 Some(c) => percent_of(base, c.percent),
                 None => base,
             };
-            let departure = leg.board.timestamp();
-            let arrival = leg.alight.map_or(departure, |a| a.timestamp());
             let mut paid = after_concession;
             let mut transfer = None;
             let is_max = matches!(basis, FareBasis::MaximumFare(_));
@@ -1148,6 +1147,8 @@ impl FareEngine {
         &self,
         i: usize,
         leg: &Leg,
+        departure: i64,
+        arrival: i64,
     ) -> Result<(FareBasis, Option<u32>, u32, Option<u16>), TransitError> {
         let invalid = |reason: &str| TransitError::InvalidLeg {
             leg: i,
@@ -1165,9 +1166,7 @@ impl FareEngine {
                 .and_then(|r| self.leg_rules.get(*r as usize))
                 .and_then(|r| r.leg_group)
         };
-        if let Some(alight) = leg.alight
-            && alight < leg.board
-        {
+        if arrival < departure {
             return Err(invalid("alighting is before boarding"));
         }
         if leg.to.is_some() != leg.alight.is_some() {
@@ -1176,8 +1175,8 @@ impl FareEngine {
         if limit.requires_tap_out {
             let reason = match leg.alight {
                 None => Some(MaximumFareReason::MissingTapOut),
-                Some(alight) => {
-                    let minutes = (alight - leg.board).num_minutes();
+                Some(_) => {
+                    let minutes = (arrival - departure) / 60;
                     limit
                         .max_duration_minutes
                         .filter(|l| minutes > i64::from(*l))
@@ -1196,8 +1195,6 @@ impl FareEngine {
             (Some(r), Some(to)) => self.network.sections_ridden(r, leg.from, to),
             _ => None,
         };
-        let board = leg.board;
-        let alight = leg.alight.unwrap_or(board);
         for &ri in rules {
             let Some(r) = self.leg_rules.get(ri as usize) else {
                 continue;
@@ -1221,8 +1218,9 @@ impl FareEngine {
             if r.from_area.is_some_and(|a| !self.in_area(leg.from, a))
                 || r.to_area
                     .is_some_and(|a| leg.to.is_none_or(|to| !self.in_area(to, a)))
-                || r.from_tf.is_some_and(|tf| !self.in_timeframe(tf, board))
-                || r.to_tf.is_some_and(|tf| !self.in_timeframe(tf, alight))
+                || r.from_tf
+                    .is_some_and(|tf| !self.in_timeframe(tf, departure))
+                || r.to_tf.is_some_and(|tf| !self.in_timeframe(tf, arrival))
             {
                 continue;
             }

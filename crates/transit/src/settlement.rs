@@ -10,7 +10,7 @@
 //! until [`Settlement::pay_arrears`] succeeds. A payment outage leaves the
 //! trip unrecorded ("pending") so a later run charges it with the same key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TransitError;
 use crate::fares::{FareBasis, FareEngine, Leg, LegFare, Rider};
+use crate::fasthash::FxHashMap;
 use crate::store::{
     ArrearsEntry, DenyEntry, DenyReason, SettledTrip, TransitStore, TripId, TripPayment,
 };
@@ -66,8 +67,9 @@ pub trait FarePayments: Send + Sync {
 
 #[derive(Debug, Default)]
 struct PaymentsInner {
-    balances: HashMap<CardRef, i64>,
-    done: HashMap<IdempotencyKey, (CardRef, Money, ChargeOutcome)>,
+    balances: FxHashMap<CardRef, i64>,
+    /// Per key: card, amount, and whether it was charged (else insufficient funds).
+    done: FxHashMap<IdempotencyKey, (CardRef, Money, bool)>,
     credited: BTreeMap<String, i64>,
     charges: u64,
 }
@@ -82,8 +84,16 @@ pub struct MemoryFarePayments {
 impl MemoryFarePayments {
     /// Payments where unknown cards start with `default_balance`.
     pub fn new(default_balance: Money) -> Self {
+        Self::with_capacity(default_balance, 0)
+    }
+
+    /// Like [`MemoryFarePayments::new`], with room for `charges` charges (for large runs).
+    pub fn with_capacity(default_balance: Money, charges: usize) -> Self {
+        let mut inner = PaymentsInner::default();
+        inner.done.reserve(charges);
+        inner.balances.reserve(charges / 2);
         Self {
-            inner: Mutex::new(PaymentsInner::default()),
+            inner: Mutex::new(inner),
             default_balance,
         }
     }
@@ -127,9 +137,15 @@ impl MemoryFarePayments {
 impl FarePayments for MemoryFarePayments {
     async fn charge(&self, charge: &FareCharge) -> Result<ChargeOutcome, TransitError> {
         let mut inner = self.lock();
-        if let Some((card, amount, outcome)) = inner.done.get(&charge.key) {
+        if let Some((card, amount, charged)) = inner.done.get(&charge.key) {
             if *card == charge.card && *amount == charge.amount {
-                return Ok(outcome.clone());
+                return Ok(if *charged {
+                    ChargeOutcome::Charged {
+                        reference: charge.key.to_string(),
+                    }
+                } else {
+                    ChargeOutcome::InsufficientFunds
+                });
             }
             return Err(TransitError::PaymentConflict(format!(
                 "key {} was used for another charge",
@@ -146,17 +162,24 @@ impl FarePayments for MemoryFarePayments {
         let outcome = if *balance >= charge.amount.fen() {
             *balance -= charge.amount.fen();
             inner.charges += 1;
-            *inner.credited.entry(charge.operator.clone()).or_default() += charge.amount.fen();
+            match inner.credited.get_mut(&charge.operator) {
+                Some(total) => *total += charge.amount.fen(),
+                None => {
+                    inner
+                        .credited
+                        .insert(charge.operator.clone(), charge.amount.fen());
+                }
+            }
             ChargeOutcome::Charged {
-                reference: format!("pay-{}", charge.key),
+                reference: charge.key.to_string(),
             }
         } else {
             ChargeOutcome::InsufficientFunds
         };
-        inner.done.insert(
-            charge.key.clone(),
-            (charge.card, charge.amount, outcome.clone()),
-        );
+        let charged = matches!(outcome, ChargeOutcome::Charged { .. });
+        inner
+            .done
+            .insert(charge.key.clone(), (charge.card, charge.amount, charged));
         Ok(outcome)
     }
 }
@@ -170,7 +193,7 @@ pub trait RiderDirectory: Send + Sync {
 /// A [`RiderDirectory`] in memory with a default for unknown cards.
 #[derive(Debug, Default)]
 pub struct MemoryRiderDirectory {
-    riders: HashMap<CardRef, Rider>,
+    riders: FxHashMap<CardRef, Rider>,
     default: Rider,
 }
 
@@ -178,7 +201,7 @@ impl MemoryRiderDirectory {
     /// A directory where unknown cards get `default`.
     pub fn new(default: Rider) -> Self {
         Self {
-            riders: HashMap::new(),
+            riders: FxHashMap::default(),
             default,
         }
     }
@@ -290,12 +313,15 @@ impl Settlement {
     /// The trip id of a trip: card, first-tap time (microseconds) and, for trips
     /// of one card starting at the same instant, their order (`occurrence`, from 0).
     pub fn trip_id(trip: &Trip, occurrence: u32) -> Result<TripId, TransitError> {
-        TripId::parse(&format!(
+        use std::fmt::Write as _;
+        let mut text = String::with_capacity(48);
+        let _ = write!(
+            text,
             "trip-{}-{}-{occurrence}",
             trip.card,
             trip.leg.board.timestamp_micros()
-        ))
-        .map_err(|e| TransitError::Code(e.to_string()))
+        );
+        TripId::parse(&text).map_err(|e| TransitError::Code(e.to_string()))
     }
 
     /// Settles one civil day of taps (system or operator only).
@@ -365,7 +391,7 @@ impl Settlement {
                     report.trips_already_settled += 1;
                     continue;
                 }
-                let operator = self
+                let mut operator = self
                     .engine
                     .network()
                     .operator_of(trip.leg.route, trip.leg.from)
@@ -377,14 +403,21 @@ impl Settlement {
                         key,
                         card,
                         amount: fare.paid,
-                        operator: operator.clone(),
+                        operator: std::mem::take(&mut operator),
                         at: trip.leg.board,
                     };
-                    match self.payments.charge(&charge).await {
+                    let outcome = self.payments.charge(&charge).await;
+                    operator = charge.operator;
+                    match outcome {
                         Ok(ChargeOutcome::Charged { .. }) => {
                             report.charges += 1;
                             report.charged = report.charged.checked_add(fare.paid)?;
-                            *revenue.entry(operator.clone()).or_default() += fare.paid.fen();
+                            match revenue.get_mut(&operator) {
+                                Some(total) => *total += fare.paid.fen(),
+                                None => {
+                                    revenue.insert(operator.clone(), fare.paid.fen());
+                                }
+                            }
                             TripPayment::Charged
                         }
                         Ok(ChargeOutcome::InsufficientFunds) => {

@@ -4,7 +4,7 @@
 //! memory; `citycard-sqlite` has the SQLite implementation, and both run the
 //! conformance suite `transit_store_conformance!` from `citycard-testkit`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -12,6 +12,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use citycard_core::{Money, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::fasthash::FxHashMap;
 use crate::taps::{CardRef, TripCompleteness};
 
 citycard_core::define_id!(
@@ -178,10 +179,11 @@ pub trait TransitStore: Send + Sync {
 
 #[derive(Debug, Default)]
 struct Inner {
-    trips: HashMap<TripId, SettledTrip>,
-    by_card_day: HashMap<(CardRef, NaiveDate), Vec<TripId>>,
-    day_spend: HashMap<(CardRef, NaiveDate), i64>,
-    arrears: HashMap<CardRef, Vec<ArrearsEntry>>,
+    /// Trips per card and civil day (a handful each), in insertion order.
+    trips: FxHashMap<(CardRef, NaiveDate), Vec<SettledTrip>>,
+    /// Per card and civil month: (day of month, amount in fen) of each day with trips.
+    month: FxHashMap<(CardRef, i32, u32), Vec<(u32, i64)>>,
+    arrears: FxHashMap<CardRef, Vec<ArrearsEntry>>,
     deny: BTreeMap<(CardRef, DenyReason), DateTime<Utc>>,
 }
 
@@ -197,6 +199,16 @@ impl MemoryTransitStore {
         Self::default()
     }
 
+    /// An empty store with room for `card_days` cards' days of trips (for large runs).
+    pub fn with_capacity(card_days: usize) -> Self {
+        let mut inner = Inner::default();
+        inner.trips.reserve(card_days);
+        inner.month.reserve(card_days);
+        Self {
+            inner: Mutex::new(inner),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -206,46 +218,45 @@ impl MemoryTransitStore {
 impl TransitStore for MemoryTransitStore {
     async fn record_trips(&self, trips: &[SettledTrip]) -> Result<u64, StoreError> {
         let mut inner = self.lock();
+        let inner = &mut *inner;
         let mut new = 0;
         for t in trips {
-            if inner.trips.contains_key(&t.id) {
+            let list = inner.trips.entry((t.card, t.day)).or_default();
+            if list.iter().any(|x| x.id == t.id) {
                 continue;
             }
             new += 1;
-            inner
-                .by_card_day
-                .entry((t.card, t.day))
-                .or_default()
-                .push(t.id.clone());
-            *inner.day_spend.entry((t.card, t.day)).or_default() += t.amount.fen();
-            inner.trips.insert(t.id.clone(), t.clone());
+            list.push(t.clone());
+            let days = inner
+                .month
+                .entry((t.card, t.day.year(), t.day.month()))
+                .or_default();
+            match days.iter_mut().find(|(d, _)| *d == t.day.day()) {
+                Some((_, fen)) => *fen += t.amount.fen(),
+                None => days.push((t.day.day(), t.amount.fen())),
+            }
         }
         Ok(new)
     }
 
     async fn trips(&self, card: CardRef, day: NaiveDate) -> Result<Vec<SettledTrip>, StoreError> {
         let inner = self.lock();
-        let mut out: Vec<SettledTrip> = inner
-            .by_card_day
-            .get(&(card, day))
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|id| inner.trips.get(id).cloned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut out = inner.trips.get(&(card, day)).cloned().unwrap_or_default();
         out.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
         Ok(out)
     }
 
     async fn month_spend_before(&self, card: CardRef, day: NaiveDate) -> Result<Money, StoreError> {
         let inner = self.lock();
-        let mut fen = 0i64;
-        let mut d = day.with_day(1).unwrap_or(day);
-        while d < day {
-            fen += inner.day_spend.get(&(card, d)).copied().unwrap_or(0);
-            d = d.succ_opt().unwrap_or(day);
-        }
+        let fen = inner
+            .month
+            .get(&(card, day.year(), day.month()))
+            .map_or(0, |days| {
+                days.iter()
+                    .filter(|(d, _)| *d < day.day())
+                    .map(|(_, f)| *f)
+                    .sum()
+            });
         Ok(Money::from_fen(fen))
     }
 
