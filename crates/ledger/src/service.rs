@@ -288,6 +288,7 @@ impl Ledger {
     }
 
     /// Creates a batch of accounts; one result per account, acknowledged once durable.
+    #[tracing::instrument(name = "ledger.create_accounts", skip_all, fields(count = batch.len()))]
     pub async fn create_accounts(
         &self,
         principal: &Principal,
@@ -321,6 +322,7 @@ impl Ledger {
 
     /// Creates a batch of transfers (releasing expired holds first); one
     /// result per transfer, returned only once the batch is durable.
+    #[tracing::instrument(name = "ledger.create_transfers", skip_all, fields(count = batch.len()))]
     pub async fn create_transfers(
         &self,
         principal: &Principal,
@@ -359,6 +361,7 @@ impl Ledger {
 
     /// Releases every hold whose timeout has passed (call it periodically:
     /// the library spawns nothing); returns how many were released.
+    #[tracing::instrument(name = "ledger.expire_pending", skip_all)]
     pub async fn expire_pending(&self, principal: &Principal) -> Result<usize, LedgerError> {
         if !may_write(principal) {
             return Err(Self::deny(principal, "expire holds"));
@@ -485,6 +488,7 @@ impl Ledger {
     }
 
     /// An account's statement over `[from, to)`.
+    #[tracing::instrument(name = "ledger.statement", skip_all, fields(account = %id))]
     pub async fn statement(
         &self,
         principal: &Principal,
@@ -507,6 +511,7 @@ impl Ledger {
     }
 
     /// Compares an account's statement over `[from, to)` with a counterparty's entries.
+    #[tracing::instrument(name = "ledger.reconcile", skip_all, fields(account = %id, external = external.len()))]
     pub async fn reconcile(
         &self,
         principal: &Principal,
