@@ -4,6 +4,49 @@
 //! quotas, queue numbers, waitlist promotion), so a slot is never overbooked whatever the
 //! concurrency. The [`AppointmentService`] checks who acts, real-name status, the booking
 //! window, bans and cut-offs, and leaves audit records.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use citycard_core::{ManualClock, MemoryAuditLog, Principal, SequentialIdGenerator};
+//! use citycard_healthcare::{
+//!     AppointmentService, BookRequest, BookingPolicy, MemoryAppointmentStore,
+//!     MemoryPatientDirectory, PatientRecord, ScheduleTemplate, Session, WeeklySession,
+//! };
+//!
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! let patients = Arc::new(MemoryPatientDirectory::new());
+//! let me: citycard_core::PersonId = "psn-1".parse()?;
+//! patients.put(PatientRecord { person: me.clone(), real_name_verified: true, person_type: None });
+//! let service = AppointmentService::new(
+//!     Arc::new(MemoryAppointmentStore::new()),
+//!     patients,
+//!     Arc::new(MemoryAuditLog::new()),
+//!     Arc::new(ManualClock::at_ymd_hms(2026, 3, 9, 1, 0, 0)), // Monday 09:00 in Hangzhou
+//!     Arc::new(SequentialIdGenerator::new()),
+//!     BookingPolicy::hangzhou()?,
+//! );
+//! let clinic = ScheduleTemplate {
+//!     hospital: "hsp-1".parse()?,
+//!     department: "dep-cardiology".parse()?,
+//!     doctor: Some("doc-7".parse()?),
+//!     sessions: vec![WeeklySession { weekday: chrono::Weekday::Tue, session: Session::Morning, capacity: 30 }],
+//! };
+//! let day = chrono::NaiveDate::from_ymd_opt(2026, 3, 10).unwrap();
+//! let operator = Principal::Operator { operator: "opr-1".parse()? };
+//! let slots = service.publish_schedule(&operator, &clinic, day, day).await?;
+//! let booking = service
+//!     .book(&Principal::cardholder(me.clone()), &BookRequest {
+//!         slot: slots[0].id.clone(),
+//!         patient: me,
+//!         key: "book-1".parse()?,
+//!         allow_waitlist: false,
+//!     })
+//!     .await?;
+//! assert_eq!(booking.appointment.queue_number, Some(1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 
 mod memory;
 mod service;
