@@ -1107,6 +1107,25 @@ impl CardService {
                 .refuse(principal, request, BindingError::NotRealNameVerified)
                 .await;
         };
+        // A closed account may not bind again (Alipay's "account closed" deletion reason).
+        if self
+            .ports
+            .bindings
+            .by_account(&request.platform, &request.account)
+            .await?
+            .iter()
+            .any(|b| b.removal == Some(RemovalReason::AccountClosed))
+        {
+            return self
+                .refuse(
+                    principal,
+                    request,
+                    BindingError::Denied {
+                        reason: "this platform account was closed and may not bind cards".into(),
+                    },
+                )
+                .await;
+        }
         let (cardholder, guardian) = match principal {
             Principal::Cardholder { person } => {
                 if *person != account_holder {
@@ -1199,7 +1218,7 @@ impl CardService {
             .await?
         {
             if existing.state == BindingState::Pending {
-                return self.settle(existing, false).await.map(Ok);
+                return self.settle(existing, None).await.map(Ok);
             }
             return self
                 .refuse(
@@ -1280,7 +1299,7 @@ impl CardService {
                     .await?
                 {
                     Some(b) if b.state == BindingState::Pending => {
-                        self.settle(b, false).await.map(Ok)
+                        self.settle(b, None).await.map(Ok)
                     }
                     Some(b) => {
                         self.refuse(
@@ -1318,14 +1337,18 @@ impl CardService {
         self.audit(consent_audit).await?;
 
         // Steps 5 and 6.
-        self.settle(binding, true).await.map(Ok)
+        self.settle(binding, Some(card)).await.map(Ok)
     }
 
     /// Settles a pending binding (steps 5–6), or reports it still processing.
     ///
     /// Hosts call [`CardService::settle_pending`] from a job to finish bindings
     /// whose callers went away.
-    async fn settle(&self, binding: Binding, fresh: bool) -> Result<BindingReceipt, BindingError> {
+    async fn settle(
+        &self,
+        binding: Binding,
+        fresh: Option<Card>,
+    ) -> Result<BindingReceipt, BindingError> {
         {
             let mut settling = self.settling.lock().unwrap_or_else(|e| e.into_inner());
             if !settling.insert(binding.id.clone()) {
@@ -1346,19 +1369,22 @@ impl CardService {
     async fn settle_exclusive(
         &self,
         binding: Binding,
-        fresh: bool,
+        fresh: Option<Card>,
     ) -> Result<BindingReceipt, BindingError> {
         // Re-read a binding found pending: another call may have settled it meanwhile.
-        // A binding this call just inserted is held under the settle guard and is current.
-        let binding = if fresh {
-            binding
-        } else {
-            self.load_binding(&binding.id).await?
+        // A binding this call just inserted (with the card it just read) is held under
+        // the settle guard and is current.
+        let (binding, card) = match fresh {
+            Some(card) => (binding, card),
+            None => {
+                let binding = self.load_binding(&binding.id).await?;
+                let card = self.load_card(&binding.card).await?;
+                (binding, card)
+            }
         };
         match binding.state {
             BindingState::Pending => {}
             BindingState::Active | BindingState::Suspended => {
-                let card = self.load_card(&binding.card).await?;
                 return Ok(receipt(&binding, &card));
             }
             BindingState::Removed => {
@@ -1368,7 +1394,6 @@ impl CardService {
                 });
             }
         }
-        let card = self.load_card(&binding.card).await?;
         let pass = self.pass_for(&binding, &card, PassStatus::Active);
         let wallet = &self.ports.wallet;
         let mut confirmed = false;
@@ -1521,7 +1546,7 @@ impl CardService {
         }
         let mut settled = 0;
         for b in self.ports.bindings.pending(limit).await? {
-            match self.settle(b, false).await {
+            match self.settle(b, None).await {
                 Ok(_)
                 | Err(BindingError::RetryLater { .. })
                 | Err(BindingError::CardNotActive { .. }) => settled += 1,

@@ -706,6 +706,24 @@ async fn a_platform_unbinds_only_for_a_closed_or_handed_over_account() {
         w.wallet.inner().removals(),
         vec![(r.pass_serial.clone(), RemovalReason::AccountClosed)]
     );
+    // A closed account may not bind again; an account handed to another person may.
+    let e = w.bind_own(&card, "li", "b2").await.unwrap_err();
+    assert!(matches!(e, BindingError::Denied { .. }), "{e:?}");
+    let other = w.issue("wang", None).await;
+    let r2 = w.bind_own(&other, "wang", "b3").await.unwrap();
+    w.service
+        .unbind(
+            &alipay,
+            &key("u4"),
+            &r2.binding,
+            RemovalReason::HandedToAnotherPerson,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        w.bind_own(&other, "wang", "b4").await.unwrap().state,
+        BindingState::Active
+    );
 }
 
 #[tokio::test]
