@@ -48,3 +48,103 @@ async fn the_schema_is_recorded_and_a_file_reopens_with_its_data() {
     let back = SqliteCardStore::new(db).get(&card.id).await.expect("get");
     assert_eq!(back, Some(card));
 }
+
+/// The whole flow over the SQLite stores: issue, bind, replay, report lost, unbind.
+#[tokio::test]
+async fn the_binding_flow_runs_on_sqlite() {
+    use std::sync::Arc;
+
+    use citycard_binding::*;
+    use citycard_core::*;
+    use citycard_sqlite::{SqliteAuditLog, SqliteIdempotencyStore};
+
+    let db = db();
+    let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0));
+    let index = KeyedHashIndex::new(b"k");
+    let names = Arc::new(StaticRealNames::new(index.clone()));
+    let cards = Arc::new(SqliteCardStore::new(db.clone()));
+    let bindings = Arc::new(SqliteBindingStore::new(db.clone()));
+    let wallet = Arc::new(SimulatedWallet::new());
+    let funds = Arc::new(MemoryFunds::new(clock.clone()));
+    let service = CardService::new(
+        CardPorts {
+            cards: cards.clone(),
+            bindings: bindings.clone(),
+            delegations: Arc::new(SqliteDelegationStore::new(db.clone())),
+            idempotency: Arc::new(SqliteIdempotencyStore::new(db.clone())),
+            audit: Arc::new(SqliteAuditLog::new(db.clone())),
+            clock: clock.clone(),
+            ids: Arc::new(SequentialIdGenerator::new()),
+            real_names: names.clone(),
+            id_index: Arc::new(index.clone()),
+            issuer: Arc::new(RegistryCardIssuer::new(cards.clone(), Arc::new(index))),
+            wallet: wallet.clone(),
+            funds: funds.clone(),
+            balances: funds,
+        },
+        BindingConfig::default(),
+    );
+    let holder = PersonId::parse("psn-li").unwrap();
+    let id_number = Sensitive::new("330106199003071234".to_string());
+    let acct = PlatformAccountId::parse("pac-li").unwrap();
+    names.add_person(&holder, &id_number);
+    names.verify_account(&Platform::Alipay, &acct, &holder);
+    let operator = Principal::Operator {
+        operator: OperatorId::parse("opr-1").unwrap(),
+    };
+    let card = service
+        .issue_card(
+            &operator,
+            &"i1".parse().unwrap(),
+            &IssueCard {
+                number: "3301000012345678".into(),
+                kind: "student".into(),
+                holder: holder.clone(),
+                id_number: id_number.clone(),
+                wallet_account: WalletAccountRef::parse("wac-1").unwrap(),
+                services: None,
+                platforms: None,
+            },
+        )
+        .await
+        .unwrap();
+    let me = Principal::cardholder(holder);
+    let request = BindRequest {
+        platform: Platform::Alipay,
+        account: acct,
+        card_number: "3301000012345678".into(),
+        id_number,
+        consent: citycard_testkit::binding::sample_consent(),
+    };
+    let r = service
+        .bind(&me, &"b1".parse().unwrap(), &request)
+        .await
+        .unwrap();
+    assert_eq!(r.state, BindingState::Active);
+    assert_eq!(
+        service
+            .bind(&me, &"b1".parse().unwrap(), &request)
+            .await
+            .unwrap(),
+        r
+    );
+    service
+        .report_lost(&me, &"l1".parse().unwrap(), &card.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        bindings.get(&r.binding).await.unwrap().unwrap().state,
+        BindingState::Suspended
+    );
+    let removed = service
+        .unbind(
+            &me,
+            &"u1".parse().unwrap(),
+            &r.binding,
+            RemovalReason::UserUnbound,
+        )
+        .await
+        .unwrap();
+    assert_eq!(removed.state, BindingState::Removed);
+    assert!(wallet.passes().is_empty());
+}
