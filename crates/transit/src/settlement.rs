@@ -249,6 +249,8 @@ pub struct SettlementReport {
     pub arrears: Money,
     /// Cards that went into arrears.
     pub cards_in_arrears: u64,
+    /// Cards whose trips could not be priced (bad tap data); nothing was charged for them.
+    pub cards_unpriced: u64,
 }
 
 /// The result of paying a card's arrears.
@@ -374,7 +376,12 @@ impl Settlement {
             legs.clear();
             legs.extend(card_trips.iter().map(|t| t.leg));
             fares.clear();
-            self.engine.quote_into(&rider, spend, &legs, &mut fares)?;
+            if let Err(error) = self.engine.quote_into(&rider, spend, &legs, &mut fares) {
+                // Bad taps for one card (an unknown stop, say) must not stop the city's day.
+                tracing::warn!(%card, %error, "trips of this card could not be priced; left unsettled");
+                report.cards_unpriced += 1;
+                continue;
+            }
             settled.clear();
             let mut card_arrears = false;
             let mut last_board = None;

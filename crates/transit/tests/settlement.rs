@@ -291,6 +291,30 @@ async fn monthly_tiers_use_spend_from_earlier_days() {
 }
 
 #[tokio::test]
+async fn bad_taps_of_one_card_do_not_stop_the_day() {
+    let w = world("100.00");
+    let e = &w.engine;
+    let mut broken = station(e, 5, TapDirection::In, "m_xianghu", at(8, 0));
+    broken.place = TapPlace::Station {
+        network: e.network().network("metro").unwrap(),
+        stop: citycard_transit::StopIdx(9_999),
+    };
+    let out = station(e, 5, TapDirection::Out, "m_wulin", at(8, 30));
+    let report = w
+        .settlement
+        .settle_day(
+            &Principal::System,
+            day(),
+            vec![broken, out, bus(e, 6, 1, at(9, 0))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.cards_unpriced, 1);
+    assert_eq!(report.trips_settled, 1);
+    assert_eq!(report.charged, yuan("2.00"));
+}
+
+#[tokio::test]
 async fn only_the_system_or_an_operator_may_settle() {
     let w = world("10.00");
     let who = Principal::cardholder("psn-1".parse().unwrap());
