@@ -61,6 +61,12 @@ impl RealNameLevel {
     }
 }
 
+impl std::fmt::Display for RealNameLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
 /// A natural person, with personal data only in encrypted form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Person {

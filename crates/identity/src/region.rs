@@ -173,6 +173,22 @@ static PREFIX_START: [u16; 10_001] = {
     out
 };
 
+impl fmt::Display for Region {
+    /// The names joined, province first (`浙江省杭州市西湖区`); municipalities'
+    /// `市辖区` / `县` placeholders are skipped.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for name in [self.province, self.city, self.county]
+            .into_iter()
+            .flatten()
+        {
+            if !matches!(name, "市辖区" | "县") {
+                f.write_str(name)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn record_count() -> usize {
     COUNT
 }
@@ -430,6 +446,11 @@ mod tests {
         assert_eq!(
             (r.province, r.city, r.county),
             (Some("浙江省"), Some("杭州市"), Some("西湖区"))
+        );
+        assert_eq!(r.to_string(), "浙江省杭州市西湖区");
+        assert_eq!(
+            region_as_of(rc(110105), 1949).unwrap().to_string(),
+            "北京市朝阳区"
         );
     }
 }

@@ -512,3 +512,15 @@ fn policies_deserialize_with_defaults() {
     assert_eq!(c.max_failures_per_day, 2);
     assert_eq!(c.region_check, RegionCheck::ExistedAnyTime);
 }
+
+proptest! {
+    /// The check character follows the standard's definition literally.
+    #[test]
+    fn check_character_matches_the_definition(body in "[0-9]{17}") {
+        let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+        let s: u32 = body.bytes().zip(weights).map(|(b, w)| u32::from(b - b'0') * w).sum();
+        let expected = "10X98765432".as_bytes()[(s % 11) as usize] as char;
+        let bytes: [u8; 17] = body.as_bytes().try_into().unwrap();
+        prop_assert_eq!(citycard_identity::check_character(&bytes), expected);
+    }
+}
