@@ -179,6 +179,11 @@ impl Table {
         })
     }
 
+    /// Whether the file has a column.
+    pub(crate) fn has_column(&self, field: &str) -> bool {
+        self.columns.contains_key(field)
+    }
+
     /// A field's value, `None` when the column is absent or the value empty.
     pub(crate) fn opt<'a>(&self, row: &'a Row, field: &str) -> Option<&'a str> {
         let i = *self.columns.get(field)?;

@@ -26,6 +26,11 @@
 //! - `citycard_settings.txt`: `transfer_discount_cap`, `transfers_per_journey`,
 //!   `same_vehicle_repeat_seconds`.
 //!
+//! `rule_priority` follows GTFS: when the column is present, empty fields do
+//! not affect matching and the highest priority wins (ties: first in file
+//! order); when it is absent, an empty field matches only values that no
+//! other rule names in that field (inverse matching).
+//!
 //! # The order of a leg's fare
 //!
 //! base fare (leg rule or maximum fare) → concession percentage → transfer
@@ -337,6 +342,18 @@ struct Tier {
     percent: u16,
 }
 
+/// What GTFS "inverse matching" needs (rules loaded without `rule_priority`).
+#[derive(Debug, Clone, Default)]
+struct InverseMatch {
+    enabled: bool,
+    /// Per stop: whether it is in an area named in `from_area_id` by some rule.
+    from_area_stops: Vec<bool>,
+    /// Per stop: whether it is in an area named in `to_area_id` by some rule.
+    to_area_stops: Vec<bool>,
+    from_timeframes: Vec<u16>,
+    to_timeframes: Vec<u16>,
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct NetworkLimit {
     requires_tap_out: bool,
@@ -361,6 +378,7 @@ pub struct FareEngine {
     timeframe_names: Vec<String>,
     areas: Vec<String>,
     stop_areas: Vec<Vec<u16>>,
+    inverse: InverseMatch,
     concessions: Vec<Concession>,
     tiers: Vec<Tier>,
     limits: Vec<NetworkLimit>,
@@ -633,10 +651,45 @@ impl FareEngine {
                 line: row.line,
             });
         }
+        // Without `rule_priority`, GTFS reads an empty field as "any value not
+        // named in that field by another rule" (inverse match).
+        let inverse = !leg_rules.is_empty() && !t.has_column("rule_priority");
+        let mut inverse_match = InverseMatch::default();
+        if inverse {
+            let named = |f: &dyn Fn(&LegRule) -> Option<u16>| -> Vec<u16> {
+                let mut v: Vec<u16> = leg_rules.iter().filter_map(f).collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
+            let from_areas = named(&|r| r.from_area);
+            let to_areas = named(&|r| r.to_area);
+            inverse_match = InverseMatch {
+                enabled: true,
+                from_area_stops: stop_areas
+                    .iter()
+                    .map(|a| a.iter().any(|x| from_areas.contains(x)))
+                    .collect(),
+                to_area_stops: stop_areas
+                    .iter()
+                    .map(|a| a.iter().any(|x| to_areas.contains(x)))
+                    .collect(),
+                from_timeframes: named(&|r| r.from_tf),
+                to_timeframes: named(&|r| r.to_tf),
+            };
+        }
+        let named_networks: Vec<usize> = leg_rules
+            .iter()
+            .filter_map(|r| r.network.map(NetworkIdx::get))
+            .collect();
         let mut rules_by_network = vec![Vec::new(); network.networks.len()];
         for (n, list) in rules_by_network.iter_mut().enumerate() {
             for (i, r) in leg_rules.iter().enumerate() {
-                if r.network.is_none_or(|x| x.get() == n) {
+                let matches = match r.network {
+                    Some(x) => x.get() == n,
+                    None => !inverse || !named_networks.contains(&n),
+                };
+                if matches {
                     list.push(i as u32);
                 }
             }
@@ -816,6 +869,7 @@ impl FareEngine {
             timeframe_names,
             areas,
             stop_areas,
+            inverse: inverse_match,
             concessions,
             tiers,
             limits,
@@ -1224,9 +1278,43 @@ impl FareEngine {
             {
                 continue;
             }
+            if self.inverse.enabled && self.excluded_by_inverse_match(r, leg, departure, arrival) {
+                continue;
+            }
             return Ok((basis, Some(ri), r.product, r.leg_group));
         }
         Err(TransitError::NoFareRule { leg: i })
+    }
+
+    /// Under inverse matching, an empty field must not match a value another rule names.
+    fn excluded_by_inverse_match(
+        &self,
+        r: &LegRule,
+        leg: &Leg,
+        departure: i64,
+        arrival: i64,
+    ) -> bool {
+        let inv = &self.inverse;
+        (r.from_area.is_none()
+            && inv
+                .from_area_stops
+                .get(leg.from.get())
+                .copied()
+                .unwrap_or(false))
+            || (r.to_area.is_none()
+                && leg
+                    .to
+                    .is_some_and(|to| inv.to_area_stops.get(to.get()).copied().unwrap_or(false)))
+            || (r.from_tf.is_none()
+                && inv
+                    .from_timeframes
+                    .iter()
+                    .any(|tf| self.in_timeframe(*tf, departure)))
+            || (r.to_tf.is_none()
+                && inv
+                    .to_timeframes
+                    .iter()
+                    .any(|tf| self.in_timeframe(*tf, arrival)))
     }
 
     /// A readable line for one priced leg.

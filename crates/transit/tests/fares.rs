@@ -627,3 +627,81 @@ fn invalid_legs_are_errors_not_panics() {
     assert!(e.station_leg("metro", "nowhere", None, t, None).is_err());
     assert!(e.route_leg("b999", "b_wulin", None, t, None).is_err());
 }
+
+#[test]
+fn products_can_differ_by_rider_category_and_fare_media() {
+    let mut data = FareData::hangzhou();
+    let mut products = data.file("fare_products.txt").unwrap().to_owned();
+    products.push_str("bus_flat,Bus flat fare (ride code),,qr,1.80,CNY\nbus_flat,Bus flat fare (student card),student,card,1.00,CNY\n");
+    data.insert("fare_products.txt", products);
+    // Students keep their category but pay 100% of their own product here.
+    data.insert(
+        "citycard_concessions.txt",
+        "concession_id,card_kind,min_age,max_age,timeframe_group_id,rider_category_id,percent,rule_priority\nstudent,student,,,,student,100,10\n",
+    );
+    let e = FareEngine::load(&data).unwrap();
+    let t = at(26, 10, 0);
+    let card = Rider::default();
+    let code = Rider {
+        medium: Medium::RideCode,
+        ..Rider::default()
+    };
+    let student_card = Rider {
+        card_kind: CardKind::Student,
+        ..Rider::default()
+    };
+    let student_code = Rider {
+        card_kind: CardKind::Student,
+        medium: Medium::RideCode,
+        ..Rider::default()
+    };
+    assert_eq!(single(&e, card, bus(&e, t)), yuan("2.00"));
+    assert_eq!(single(&e, code, bus(&e, t)), yuan("1.80"));
+    assert_eq!(single(&e, student_card, bus(&e, t)), yuan("1.00"));
+    // No student ride-code row: the default category's ride-code row applies.
+    assert_eq!(single(&e, student_code, bus(&e, t)), yuan("1.80"));
+}
+
+#[test]
+fn without_rule_priority_empty_fields_match_only_values_no_rule_names() {
+    let lake = |rules: &str| {
+        let mut data = FareData::hangzhou();
+        data.insert("areas.txt", "area_id,area_name\nlake,West Lake piers\n");
+        data.insert(
+            "stop_areas.txt",
+            "area_id,stop_id\nlake,w_wulinmen\nlake,w_xinyifang\n",
+        );
+        let mut products = data.file("fare_products.txt").unwrap().to_owned();
+        products.push_str("lake_tour,Lake crossing,,,5.00,CNY\n");
+        data.insert("fare_products.txt", products);
+        data.insert("fare_leg_rules.txt", rules);
+        FareEngine::load(&data).unwrap()
+    };
+    let t = at(26, 10, 0);
+    let ride = |e: &FareEngine, from: &str| {
+        let leg = e
+            .route_leg(
+                "w1",
+                from,
+                Some("w_gongchen"),
+                t,
+                Some(t + Duration::minutes(15)),
+            )
+            .unwrap();
+        single(e, Rider::default(), leg)
+    };
+    // The generic rule comes first in the file.
+    let body = "waterbus,waterbus,,,waterbus\nwaterbus,waterbus,lake,,lake_tour\nbus,bus,,,bus_flat\nmetro,metro,,,metro_2\n";
+    // Without rule_priority: the empty from_area excludes the lake piers, so the lake rule applies there.
+    let inverse = lake(&format!(
+        "leg_group_id,network_id,from_area_id,to_area_id,fare_product_id\n{body}"
+    ));
+    assert_eq!(ride(&inverse, "w_wulinmen"), yuan("5.00"));
+    assert_eq!(ride(&inverse, "w_gongchen"), yuan("3.00"));
+    // With rule_priority (all equal): empty fields match anything and the first rule in the file wins.
+    let priority = lake(&format!(
+        "leg_group_id,network_id,from_area_id,to_area_id,fare_product_id,rule_priority\n{}",
+        body.replace('\n', ",0\n")
+    ));
+    assert_eq!(ride(&priority, "w_wulinmen"), yuan("3.00"));
+}
