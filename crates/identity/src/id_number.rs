@@ -378,11 +378,13 @@ impl IdNumber {
         if n.len == 0 {
             return Err(IdNumberError::Empty);
         }
-        if n.len != 15 && n.len != 18 {
-            return Err(IdNumberError::Length { found: n.len });
-        }
+        // A stray character (a space or hyphen inside, a letter) is named
+        // before the length, which it usually explains.
         if let Some((position, found)) = n.illegal {
             return Err(IdNumberError::IllegalCharacter { position, found });
+        }
+        if n.len != 15 && n.len != 18 {
+            return Err(IdNumberError::Length { found: n.len });
         }
         // `X` only as the 18th character.
         if !n.fast

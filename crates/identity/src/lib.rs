@@ -71,9 +71,10 @@
 //!
 //! ## Decisions beyond the design
 //!
-//! - Parsing checks the birth date, then the region, then the check
-//!   character, so a mistyped date or region is reported as such (the
-//!   domain notes' invalid samples fail for their stated reasons).
+//! - Parsing reports, in order: a stray character (with its position), the
+//!   length, the birth date, the region, then the check character, so a
+//!   mistyped date or region is reported as such (the domain notes' invalid
+//!   samples fail for their stated reasons) rather than as a checksum error.
 //! - The earliest accepted birth year defaults to 1800, because the domain
 //!   notes list a number born in 1880 as valid; a policy can raise it to 1900.
 //! - "Today" for the future-date check is the policy's date, or the system

@@ -198,6 +198,20 @@ fn errors_name_length_characters_and_dates() {
     );
     assert_eq!(
         IdNumber::parse_with("1101051949123100-2X", &p),
+        Err(IdNumberError::IllegalCharacter {
+            position: 17,
+            found: '-'
+        })
+    );
+    assert_eq!(
+        IdNumber::parse_with("110105 19491231 002X", &p),
+        Err(IdNumberError::IllegalCharacter {
+            position: 7,
+            found: ' '
+        })
+    );
+    assert_eq!(
+        IdNumber::parse_with("11010519491231002X0", &p),
         Err(IdNumberError::Length { found: 19 })
     );
     assert_eq!(
