@@ -149,6 +149,39 @@ impl SigningKey {
         }
     }
 
+    /// The secret scalar / seed, for the host to keep in its key store.
+    pub fn to_secret_bytes(&self) -> SecretKeyBytes {
+        match self {
+            SigningKey::Sm2(k) => SecretKeyBytes(k.to_bytes().to_vec()),
+            #[cfg(feature = "ed25519")]
+            SigningKey::Ed25519(k) => SecretKeyBytes(k.to_bytes().to_vec()),
+        }
+    }
+
+    /// A key from bytes written by [`SigningKey::to_secret_bytes`].
+    pub fn from_secret_bytes(
+        algorithm: Algorithm,
+        bytes: &SecretKeyBytes,
+    ) -> Result<Self, TransitError> {
+        let bad = || TransitError::Code("secret key bytes are not a valid key".into());
+        match algorithm {
+            Algorithm::Sm2 => sm2::dsa::SigningKey::from_slice(SM2_DISTID, &bytes.0)
+                .map(|k| SigningKey::Sm2(Box::new(k)))
+                .map_err(|_| bad()),
+            #[cfg(feature = "ed25519")]
+            Algorithm::Ed25519 => {
+                let arr: [u8; 32] = bytes.0.as_slice().try_into().map_err(|_| bad())?;
+                Ok(SigningKey::Ed25519(Box::new(
+                    ed25519_dalek::SigningKey::from_bytes(&arr),
+                )))
+            }
+            #[cfg(not(feature = "ed25519"))]
+            Algorithm::Ed25519 => Err(TransitError::Code(
+                "ed25519 needs the `ed25519` feature of citycard-transit".into(),
+            )),
+        }
+    }
+
     fn sign(&self, message: &[u8]) -> Result<[u8; SIG], TransitError> {
         match self {
             SigningKey::Sm2(k) => {
@@ -163,6 +196,28 @@ impl SigningKey {
                 Ok(k.sign(message).to_bytes())
             }
         }
+    }
+}
+
+/// Secret key material; its Debug never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKeyBytes(Vec<u8>);
+
+impl SecretKeyBytes {
+    /// Wraps secret bytes (from the host's key store).
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// The bytes; keep them out of logs.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKeyBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretKeyBytes({} bytes, hidden)", self.0.len())
     }
 }
 
@@ -284,6 +339,30 @@ impl Issuer {
         });
         tracing::info!(key_id, ?algorithm, "issuer key rotated");
         Ok(key_id)
+    }
+
+    /// Every key with its secret, for the host's key store (oldest first).
+    pub fn export(&self) -> Vec<(IssuerPublicKey, SecretKeyBytes)> {
+        self.keys
+            .iter()
+            .map(|k| (k.public.clone(), k.secret.to_secret_bytes()))
+            .collect()
+    }
+
+    /// An issuer from exported keys; the last one is current. Each secret must match its public key.
+    pub fn import(keys: Vec<(IssuerPublicKey, SecretKeyBytes)>) -> Result<Self, TransitError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for (public, secret) in keys {
+            let secret = SigningKey::from_secret_bytes(public.algorithm, &secret)?;
+            if secret.public_key() != public.public_key {
+                return Err(TransitError::Code(format!(
+                    "the secret of issuer key {} does not match its public key",
+                    public.key_id
+                )));
+            }
+            out.push(IssuerKey { public, secret });
+        }
+        Ok(Self { keys: out })
     }
 
     /// The current key id.

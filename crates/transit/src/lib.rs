@@ -108,7 +108,8 @@ pub mod taps;
 pub mod workload;
 
 pub use codes::{
-    Algorithm, Credential, Issuer, IssuerPublicKey, RideCode, RideCodeWallet, SigningKey,
+    Algorithm, Credential, Issuer, IssuerPublicKey, RideCode, RideCodeWallet, SecretKeyBytes,
+    SigningKey,
 };
 pub use data::FareData;
 pub use error::{LoadError, TransitError};
@@ -128,4 +129,5 @@ pub use store::{
 };
 pub use taps::{
     CardRef, Tap, TapDirection, TapPlace, TapStats, Trip, TripCompleteness, assemble_trips,
+    taps_from_csv,
 };

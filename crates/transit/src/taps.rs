@@ -303,3 +303,70 @@ pub fn assemble_trips(engine: &FareEngine, taps: &mut [Tap]) -> (Vec<Trip>, TapS
     stats.trips = trips.len() as u64;
     (trips, stats)
 }
+
+/// Reads taps from CSV text with the header
+/// `card,direction,network,stop,route,vehicle,reader,at`.
+///
+/// - `card`: a card reference (`cr` + 16 hex digits) or a decimal number;
+/// - `direction`: `in` or `out`;
+/// - a gate tap names `network` and `stop`; a vehicle tap names `route` and
+///   `vehicle` (and `stop` where the reader knows it);
+/// - `reader`: a number; `at`: an RFC 3339 instant.
+///
+/// Errors name the line and field, like the fare data loader.
+pub fn taps_from_csv(engine: &FareEngine, text: &str) -> Result<Vec<Tap>, crate::error::LoadError> {
+    let mut data = crate::data::FareData::new();
+    data.insert("taps.csv", text);
+    let t = data.table("taps.csv", true)?;
+    let net = engine.network();
+    let mut taps = Vec::with_capacity(t.rows.len());
+    for row in &t.rows {
+        let card_text = t.req(row, "card")?;
+        let card = card_text
+            .parse::<CardRef>()
+            .ok()
+            .or_else(|| card_text.parse::<u64>().ok().map(CardRef))
+            .ok_or_else(|| {
+                t.err(
+                    row,
+                    "card",
+                    "not a card reference (cr + 16 hex digits, or a number)",
+                )
+            })?;
+        let direction = match t.req(row, "direction")? {
+            "in" => TapDirection::In,
+            "out" => TapDirection::Out,
+            other => return Err(t.err(row, "direction", format!("{other:?} must be in or out"))),
+        };
+        let stop = t.lookup(row, "stop", &net.stop_index)?;
+        let place = match t.lookup(row, "route", &net.route_index)? {
+            Some(route) => TapPlace::Vehicle {
+                route,
+                vehicle: t.parse_req(row, "vehicle")?,
+                stop,
+            },
+            None => TapPlace::Station {
+                network: t.lookup_req(row, "network", &net.network_index)?,
+                stop: stop.ok_or_else(|| t.err(row, "stop", "a gate tap needs a stop"))?,
+            },
+        };
+        let at_text = t.req(row, "at")?;
+        let at = DateTime::parse_from_rfc3339(at_text)
+            .map_err(|e| {
+                t.err(
+                    row,
+                    "at",
+                    format!("{at_text:?} is not an RFC 3339 time: {e}"),
+                )
+            })?
+            .with_timezone(&Utc);
+        taps.push(Tap {
+            card,
+            direction,
+            place,
+            reader: t.parse_opt(row, "reader")?.unwrap_or(0),
+            at,
+        });
+    }
+    Ok(taps)
+}

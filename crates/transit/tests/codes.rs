@@ -334,3 +334,34 @@ proptest! {
         prop_assert_eq!(accepted, 1);
     }
 }
+
+#[test]
+fn issuer_keys_export_and_import_for_the_host_key_store() {
+    let mut s = setup(Algorithm::Sm2);
+    let exported = s.issuer.export();
+    assert!(!format!("{exported:?}").contains(&format!("{:?}", exported[0].1.expose())));
+    let restored = Issuer::import(exported.clone()).unwrap();
+    assert_eq!(restored.public_keys(), s.issuer.public_keys());
+    // A credential certified by the restored issuer verifies on a reader of the original key list.
+    let user = SigningKey::generate(Algorithm::Sm2).unwrap();
+    let cred = restored
+        .certify(
+            &user.public_key(),
+            CardRef(77),
+            t0(),
+            t0() + Duration::days(1),
+        )
+        .unwrap();
+    let mut w = RideCodeWallet::new(user, cred).unwrap();
+    let mut reader = gate(&s.issuer);
+    assert!(matches!(
+        reader.decide(w.generate(t0()).unwrap().as_bytes(), t0()),
+        Decision::Accept(_)
+    ));
+    // A secret that does not match its public key is refused.
+    let other = SigningKey::generate(Algorithm::Sm2)
+        .unwrap()
+        .to_secret_bytes();
+    assert!(Issuer::import(vec![(exported[0].0.clone(), other)]).is_err());
+    let _ = s.wallet.generate(t0()).unwrap();
+}

@@ -468,3 +468,36 @@ proptest! {
         });
     }
 }
+
+#[test]
+fn tap_files_read_from_csv_with_line_and_field_errors() {
+    let e = FareEngine::hangzhou().unwrap();
+    let text = "card,direction,network,stop,route,vehicle,reader,at\n\
+                cr000000000000002a,in,metro,m_xianghu,,,11,2026-11-26T08:00:00+08:00\n\
+                42,out,metro,m_qianjiang,,,12,2026-11-26T08:30:00+08:00\n\
+                42,in,,,b7,1001,13,2026-11-26T09:00:00+08:00\n";
+    let mut taps = citycard_transit::taps_from_csv(&e, text).unwrap();
+    assert_eq!(taps.len(), 3);
+    assert_eq!(taps[0].card, CardRef(42));
+    assert_eq!(taps[1].at, at(8, 30));
+    let (trips, stats) = assemble_trips(&e, &mut taps);
+    assert_eq!((trips.len(), stats.incomplete), (2, 0));
+    let q = e
+        .quote(&Journey {
+            rider: Rider::default(),
+            month_spend_before: Money::ZERO,
+            legs: trips.iter().map(|t| t.leg).collect(),
+        })
+        .unwrap();
+    // Metro 14.1 km ¥5, then the bus is free as a transfer (cheaper second ride).
+    assert_eq!(q.total, yuan("5.00"));
+
+    let bad = "card,direction,network,stop,route,vehicle,reader,at\n42,sideways,metro,m_xianghu,,,1,2026-11-26T08:00:00+08:00\n";
+    let err = citycard_transit::taps_from_csv(&e, bad).unwrap_err();
+    assert_eq!((err.line, err.field.as_str()), (2, "direction"));
+    let bad = "card,direction,network,stop,route,vehicle,reader,at\n42,in,metro,m_nowhere,,,1,2026-11-26T08:00:00+08:00\n";
+    assert_eq!(
+        citycard_transit::taps_from_csv(&e, bad).unwrap_err().field,
+        "stop"
+    );
+}
