@@ -115,3 +115,30 @@ pub trait BalanceSource: Send + Sync {
     /// The balance now, with its "as of" time.
     async fn balance(&self, account: &WalletAccountRef) -> Result<BalanceView, PortError>;
 }
+
+#[async_trait]
+impl<T: CardFunds + ?Sized> CardFunds for std::sync::Arc<T> {
+    async fn move_balance(
+        &self,
+        from: &WalletAccountRef,
+        to: &WalletAccountRef,
+        key: &IdempotencyKey,
+    ) -> Result<Money, PortError> {
+        (**self).move_balance(from, to, key).await
+    }
+
+    async fn refund_balance(
+        &self,
+        account: &WalletAccountRef,
+        key: &IdempotencyKey,
+    ) -> Result<Money, PortError> {
+        (**self).refund_balance(account, key).await
+    }
+}
+
+#[async_trait]
+impl<T: BalanceSource + ?Sized> BalanceSource for std::sync::Arc<T> {
+    async fn balance(&self, account: &WalletAccountRef) -> Result<BalanceView, PortError> {
+        (**self).balance(account).await
+    }
+}

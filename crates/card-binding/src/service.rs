@@ -640,12 +640,37 @@ impl CardService {
             ),
             now,
             || async {
+                // Saga order: check, move the money (idempotent on the key), then swap the
+                // cards atomically. A retry after any failure repeats the same steps safely.
+                let first = self.load_card(card_id).await?;
+                self.authorize_card_op(principal, &first, "card.replace", false)
+                    .await?;
+                if first.status.is_final() {
+                    return Err(BindingError::InvalidState {
+                        operation: "replace the card".into(),
+                        state: format!("the card is {}", first.status.code()),
+                    });
+                }
+                if self.ports.cards.by_number(&number).await?.is_some() {
+                    return Err(BindingError::InvalidState {
+                        operation: "replace the card".into(),
+                        state: "a card with the new number exists".into(),
+                    });
+                }
+                let moved = self
+                    .ports
+                    .funds
+                    .move_balance(&first.wallet_account, &request.new_wallet_account, key)
+                    .await
+                    .map_err(|e| e.retry_later("card funds"))?;
                 let mut attempt = 0;
                 let (old, new) = loop {
                     attempt += 1;
-                    let mut old = self.load_card(card_id).await?;
-                    self.authorize_card_op(principal, &old, "card.replace", false)
-                        .await?;
+                    let mut old = if attempt == 1 {
+                        first.clone()
+                    } else {
+                        self.load_card(card_id).await?
+                    };
                     if old.status.is_final() {
                         return Err(BindingError::InvalidState {
                             operation: "replace the card".into(),
@@ -669,24 +694,10 @@ impl CardService {
                     old.status = CardStatus::Replaced { by: new.id.clone() };
                     match self.ports.cards.replace(&old, &new).await {
                         Ok(old) => break (old, new),
-                        Err(e) if is_conflict(&e) && attempt < CAS_ATTEMPTS => {
-                            if self.ports.cards.by_number(&number).await?.is_some() {
-                                return Err(BindingError::InvalidState {
-                                    operation: "replace the card".into(),
-                                    state: "a card with the new number exists".into(),
-                                });
-                            }
-                            continue;
-                        }
+                        Err(e) if is_conflict(&e) && attempt < CAS_ATTEMPTS => continue,
                         Err(e) => return Err(e.into()),
                     }
                 };
-                let moved = self
-                    .ports
-                    .funds
-                    .move_balance(&old.wallet_account, &new.wallet_account, key)
-                    .await
-                    .map_err(|e| e.retry_later("card funds"))?;
                 self.audit(
                     AuditRecord::new(
                         now,
@@ -728,12 +739,27 @@ impl CardService {
             &(card_id, principal),
             now,
             || async {
+                // Saga order: refund (idempotent on the key; the ledger closes the account),
+                // then mark the card cancelled. A retry after any failure repeats both safely.
+                let first = self.load_card(card_id).await?;
+                self.authorize_card_op(principal, &first, "card.cancel", false)
+                    .await?;
+                if first.status.is_final() {
+                    return Err(BindingError::InvalidState {
+                        operation: "cancel the card".into(),
+                        state: format!("the card is {}", first.status.code()),
+                    });
+                }
+                let refunded = self
+                    .ports
+                    .funds
+                    .refund_balance(&first.wallet_account, key)
+                    .await
+                    .map_err(|e| e.retry_later("card funds"))?;
                 let mut attempt = 0;
+                let mut card = first;
                 let card = loop {
                     attempt += 1;
-                    let mut card = self.load_card(card_id).await?;
-                    self.authorize_card_op(principal, &card, "card.cancel", false)
-                        .await?;
                     if card.status.is_final() {
                         return Err(BindingError::InvalidState {
                             operation: "cancel the card".into(),
@@ -743,16 +769,12 @@ impl CardService {
                     card.status = CardStatus::Cancelled;
                     match self.ports.cards.update(&card).await {
                         Ok(card) => break card,
-                        Err(e) if is_conflict(&e) && attempt < CAS_ATTEMPTS => continue,
+                        Err(e) if is_conflict(&e) && attempt < CAS_ATTEMPTS => {
+                            card = self.load_card(card_id).await?;
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 };
-                let refunded = self
-                    .ports
-                    .funds
-                    .refund_balance(&card.wallet_account, key)
-                    .await
-                    .map_err(|e| e.retry_later("card funds"))?;
                 self.audit(
                     AuditRecord::new(
                         now,
@@ -776,6 +798,26 @@ impl CardService {
             },
         )
         .await
+    }
+
+    /// Applies a card's current state to its bindings and passes again (issuer or system),
+    /// e.g. after a card event whose propagation failed half-way.
+    pub async fn reconcile_card(
+        &self,
+        principal: &Principal,
+        card_id: &CardId,
+    ) -> Result<CardChange, BindingError> {
+        let card = self.load_card(card_id).await?;
+        self.authorize_card_op(principal, &card, "card.reconcile", false)
+            .await?;
+        let (changed, unsynced) = self.propagate(card_id).await?;
+        Ok(CardChange {
+            card,
+            new_card: None,
+            bindings_changed: changed,
+            passes_unsynced: unsynced,
+            funds_moved: None,
+        })
     }
 
     /// Applies a card's state to its settled bindings; returns (changed, unsynced).

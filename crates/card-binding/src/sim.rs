@@ -384,7 +384,11 @@ impl CardFunds for MemoryFunds {
             .balances
             .insert(account.clone(), Money::ZERO)
             .unwrap_or(Money::ZERO);
-        f.refunded.insert(account.clone(), amount);
+        let total = f.refunded.get(account).copied().unwrap_or(Money::ZERO);
+        let total = total
+            .checked_add(amount)
+            .map_err(|e| PortError::Rejected(e.to_string()))?;
+        f.refunded.insert(account.clone(), total);
         f.applied.insert(key.clone(), amount);
         Ok(amount)
     }

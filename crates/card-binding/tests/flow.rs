@@ -863,3 +863,85 @@ async fn no_id_number_reaches_the_audit_log_or_debug_output() {
     let stored = serde_json::to_string(&w.cards.get(&card.id).await.unwrap()).unwrap();
     assert!(!stored.contains(id_number_of("li").expose().as_str()));
 }
+
+#[tokio::test]
+async fn replacement_and_cancellation_are_sagas_a_retry_finishes() {
+    let w = World::new();
+    let card = w.issue("li", None).await;
+    w.funds
+        .set_balance(&card.wallet_account, Money::from_fen(3_000));
+    let r = w.bind_own(&card, "li", "b1").await.unwrap();
+    let request = ReplaceCard {
+        new_number: "3301555566667777".into(),
+        new_wallet_account: WalletAccountRef::parse("wac-new").unwrap(),
+    };
+    // The ledger is down: nothing changes, the caller retries with the same key.
+    w.faults.next("move_balance", Fault::Fail);
+    let e = w
+        .service
+        .replace_card(&w.operator, &key("rep"), &card.id, &request)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BindingError::RetryLater { .. }), "{e:?}");
+    assert_eq!(
+        w.cards.get(&card.id).await.unwrap().unwrap().status,
+        CardStatus::Active
+    );
+    // The move took effect but its answer was lost: the retry replays it, money moves once.
+    w.faults.next("move_balance", Fault::UnknownOutcome);
+    assert!(
+        w.service
+            .replace_card(&w.operator, &key("rep"), &card.id, &request)
+            .await
+            .is_err()
+    );
+    let change = w
+        .service
+        .replace_card(&w.operator, &key("rep"), &card.id, &request)
+        .await
+        .unwrap();
+    assert_eq!(change.funds_moved, Some(Money::from_fen(3_000)));
+    assert_eq!(
+        w.funds.balance_of(&request.new_wallet_account),
+        Money::from_fen(3_000)
+    );
+    let new_card = change.new_card.unwrap();
+    assert_eq!(w.binding(&r.binding).await.card, new_card.id);
+
+    // Cancelling the new card: the refund fails once, the card stays active, the retry finishes.
+    w.faults.next("refund_balance", Fault::Timeout);
+    assert!(
+        w.service
+            .cancel_card(&w.operator, &key("can"), &new_card.id)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        w.cards.get(&new_card.id).await.unwrap().unwrap().status,
+        CardStatus::Active
+    );
+    let done = w
+        .service
+        .cancel_card(&w.operator, &key("can"), &new_card.id)
+        .await
+        .unwrap();
+    assert_eq!(done.card.status, CardStatus::Cancelled);
+    assert_eq!(
+        w.funds.refunded(&request.new_wallet_account),
+        Money::from_fen(3_000)
+    );
+    assert_eq!(w.binding(&r.binding).await.state, BindingState::Removed);
+    assert!(w.passes().is_empty());
+    // Reconciling a card is the issuer's, and is harmless when all is in order.
+    let me = Principal::cardholder(card.holder.clone());
+    assert!(matches!(
+        w.service.reconcile_card(&me, &new_card.id).await,
+        Err(BindingError::Denied { .. })
+    ));
+    let again = w
+        .service
+        .reconcile_card(&w.operator, &new_card.id)
+        .await
+        .unwrap();
+    assert!(again.bindings_changed.is_empty() && again.passes_unsynced.is_empty());
+}

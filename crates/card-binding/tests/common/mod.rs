@@ -67,6 +67,7 @@ impl World {
             faults.clone(),
         ));
         let funds = Arc::new(MemoryFunds::new(clock.clone()));
+        let faulty_funds = Arc::new(Faulty::new(funds.clone(), faults.clone()));
         let service = Arc::new(CardService::new(
             CardPorts {
                 cards: cards.clone(),
@@ -80,8 +81,8 @@ impl World {
                 id_index: Arc::new(index.clone()),
                 issuer: issuer.clone(),
                 wallet: wallet.clone(),
-                funds: funds.clone(),
-                balances: funds.clone(),
+                funds: faulty_funds.clone(),
+                balances: faulty_funds,
             },
             config,
         ));
