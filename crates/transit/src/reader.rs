@@ -131,7 +131,10 @@ impl Reader {
     pub fn decide(&mut self, payload: &[u8], now: DateTime<Utc>) -> Decision {
         match self.check(payload, now) {
             Ok(tap) => Decision::Accept(tap),
-            Err(r) => Decision::Reject(r),
+            Err(rejection) => {
+                tracing::debug!(reader = self.config.reader, ?rejection, "ride code refused");
+                Decision::Reject(rejection)
+            }
         }
     }
 
