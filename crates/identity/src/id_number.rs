@@ -65,7 +65,8 @@ pub enum Sex {
     Female,
 }
 
-/// Which region check a parse applies.
+/// Which region check a parse applies (for foreign permanent resident cards:
+/// whether the province of application and the nationality are checked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RegionCheck {
@@ -206,6 +207,14 @@ pub enum IdNumberError {
         birth_year: u16,
         /// When it was valid instead.
         validity: ValidityNote,
+    },
+    /// A foreign permanent resident number whose nationality code is no ISO 3166-1 country.
+    #[error(
+        "nationality code {code:03} of a foreign permanent resident card is no ISO 3166-1 country: check digits 4 to 6"
+    )]
+    UnknownNationality {
+        /// The numeric code.
+        code: u16,
     },
     /// A foreign permanent resident number whose province of application is unknown.
     #[error(
@@ -460,6 +469,10 @@ impl IdNumber {
             if policy.region != RegionCheck::Off && !region::existed(province) {
                 return Err(IdNumberError::UnknownProvinceOfApplication { code: province });
             }
+            let nationality = num(&digits[3..6]) as u16;
+            if policy.region != RegionCheck::Off && !crate::nationality::is_known(nationality) {
+                return Err(IdNumberError::UnknownNationality { code: nationality });
+            }
         } else if policy.region != RegionCheck::Off {
             let code = RegionCode::from_digits(code);
             match policy.region {
@@ -580,6 +593,12 @@ impl IdNumber {
     pub fn nationality(&self) -> Option<u16> {
         (self.kind == IdNumberKind::ForeignPermanentResident)
             .then(|| num(&self.digits[3..6]) as u16)
+    }
+
+    /// For a foreign permanent resident card, the country of nationality
+    /// (ISO 3166-1), when the code is in the table.
+    pub fn nationality_country(&self) -> Option<crate::nationality::Country> {
+        self.nationality().and_then(crate::nationality::country)
     }
 
     /// For a foreign permanent resident card, the province of application (`xx0000`).

@@ -94,6 +94,7 @@
 pub mod error;
 pub mod generator;
 pub mod id_number;
+pub mod nationality;
 pub mod person;
 pub mod region;
 pub mod service;

@@ -160,6 +160,19 @@ fn residence_permits_and_foreign_cards() {
     assert_eq!(saudi.birth_date(), d(1985, 1, 1));
     assert_eq!(saudi.sex(), Sex::Male);
     assert_eq!(saudi.region().unwrap().province, Some("江苏省"));
+    assert_eq!(
+        saudi.nationality_country().map(|c| (c.alpha3, c.name)),
+        Some(("SAU", "Saudi Arabia"))
+    );
+    // Nationality 999 is no ISO 3166-1 country.
+    let stateless = IdNumber::generate_foreign(32, 999, d(1985, 1, 1), Sex::Male, 0).unwrap();
+    assert_eq!(
+        IdNumber::parse_with(stateless.reveal(), &strict()),
+        Err(IdNumberError::UnknownNationality { code: 999 })
+    );
+    assert!(
+        IdNumber::parse_with(stateless.reveal(), &policy().region_check(RegionCheck::Off)).is_ok()
+    );
     let canada = IdNumber::parse_with("911124198108030024", &strict()).unwrap();
     assert_eq!(canada.nationality(), Some(124));
     assert_eq!(canada.province_of_application(), RegionCode::new(110_000));

@@ -86,15 +86,20 @@ pub fn legacy15_text() -> impl Strategy<Value = String> {
     })
 }
 
-/// A valid foreign permanent resident number (2023 edition).
+/// A valid foreign permanent resident number (2023 edition): a province
+/// that exists and an ISO 3166-1 nationality other than China.
 pub fn foreign_id_number() -> impl Strategy<Value = IdNumber> {
     let provinces: Vec<u8> = region::all_records()
         .filter(|r| r.code.is_province() && r.code.get() < 800_000)
         .map(|r| (r.code.get() / 10_000) as u8)
         .collect();
+    let nationalities: Vec<u16> = citycard_identity::nationality::countries()
+        .map(|c| c.numeric)
+        .filter(|n| *n != 156)
+        .collect();
     (
         proptest::sample::select(provinces),
-        1u16..1000,
+        proptest::sample::select(nationalities),
         date_in_years(1930, 2020),
         any::<bool>(),
         0u16..500,
