@@ -28,6 +28,14 @@ pub enum BindingError {
         /// Why.
         reason: String,
     },
+    /// The consent to record is missing a part the user must be shown.
+    #[error(
+        "the consent is incomplete ({missing} missing): show the full consent text and ask again"
+    )]
+    ConsentIncomplete {
+        /// Which part.
+        missing: String,
+    },
     /// The card number and ID number do not belong together (either may be wrong).
     #[error(
         "the card details do not match: check both the card number and the ID number, then try again"
@@ -125,6 +133,7 @@ impl ClassifiedError for BindingError {
         match self {
             InvalidCardNumber { .. }
             | UnknownCardKind { .. }
+            | ConsentIncomplete { .. }
             | DetailsDoNotMatch
             | NotRealNameVerified
             | GuardianRequired => ErrorClass::InvalidInput,

@@ -85,7 +85,7 @@ impl Default for BindingConfig {
 }
 
 /// A request to issue a card.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssueCard {
     /// The printed number.
     pub number: String,
@@ -128,7 +128,7 @@ pub struct CardChange {
 }
 
 /// A request to bind a card to a platform account (one user action).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindRequest {
     /// The platform.
     pub platform: Platform,
@@ -1084,6 +1084,7 @@ impl CardService {
         request: &BindRequest,
     ) -> Result<BindingReceipt, BindingError> {
         let number = self.parse_card_number(&request.card_number)?;
+        check_consent(&request.consent)?;
         let id_index = self
             .ports
             .id_index
@@ -2105,6 +2106,24 @@ impl CardService {
                 .await)
         }
     }
+}
+
+/// Separate, informed consent names its purpose, data, text version and channel.
+fn check_consent(consent: &ConsentInput) -> Result<(), BindingError> {
+    let missing = if consent.purpose.trim().is_empty() {
+        "purpose"
+    } else if consent.data_categories.is_empty() {
+        "data categories"
+    } else if consent.text_version.trim().is_empty() {
+        "consent text version"
+    } else if consent.channel.trim().is_empty() {
+        "channel"
+    } else {
+        return Ok(());
+    };
+    Err(BindingError::ConsentIncomplete {
+        missing: missing.to_owned(),
+    })
 }
 
 fn receipt(binding: &Binding, card: &Card) -> BindingReceipt {

@@ -945,3 +945,28 @@ async fn replacement_and_cancellation_are_sagas_a_retry_finishes() {
         .unwrap();
     assert!(again.bindings_changed.is_empty() && again.passes_unsynced.is_empty());
 }
+
+#[tokio::test]
+async fn consent_must_name_purpose_data_version_and_channel() {
+    let w = World::new();
+    let card = w.issue("li", None).await;
+    let me = Principal::cardholder(card.holder.clone());
+    let base = w.request(&card, "li", &account("pac-li"));
+    let mut no_purpose = base.clone();
+    no_purpose.consent.purpose = " ".into();
+    let mut no_data = base.clone();
+    no_data.consent.data_categories.clear();
+    let mut no_version = base.clone();
+    no_version.consent.text_version.clear();
+    for (i, r) in [no_purpose, no_data, no_version].iter().enumerate() {
+        let e = w
+            .service
+            .bind(&me, &key(&format!("c{i}")), r)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, BindingError::ConsentIncomplete { .. }), "{e:?}");
+        assert_eq!(e.class(), ErrorClass::InvalidInput);
+    }
+    assert!(w.bindings.by_card(&card.id).await.unwrap().is_empty());
+    assert!(w.passes().is_empty());
+}

@@ -304,3 +304,23 @@ proptest! {
         })?;
     }
 }
+
+proptest! {
+    /// Any typed text is either a card number under the format or a clear error; never a panic,
+    /// and a valid number never shows its middle digits.
+    #[test]
+    fn card_numbers_parse_or_fail_cleanly(
+        text in citycard_testkit::strategies::id_like_text(),
+        digits in citycard_testkit::binding::card_number_text(),
+    ) {
+        let format = citycard_testkit::binding::permissive_format();
+        match CardNumber::parse(&text, &format) {
+            Ok(n) => prop_assert!(n.as_str().chars().all(|c| c.is_ascii_digit())),
+            Err(e) => prop_assert!(matches!(e, BindingError::InvalidCardNumber { .. }), "{:?}", e),
+        }
+        let n = CardNumber::parse(&digits, &format).unwrap();
+        let shown = n.to_string();
+        prop_assert_eq!(shown.chars().count(), digits.len());
+        prop_assert_eq!(&shown[3..digits.len() - 4], "*".repeat(digits.len() - 7));
+    }
+}
