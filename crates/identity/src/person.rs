@@ -166,6 +166,10 @@ pub trait PersonStore: Send + Sync {
 }
 
 /// Where platform accounts and their failed-verification counters are kept.
+///
+/// The service reserves an attempt before each billed provider call (so
+/// concurrent requests cannot overshoot the daily limit) and releases it
+/// when the answer was not a failure.
 #[async_trait]
 pub trait PlatformAccountStore: Send + Sync {
     /// Adds an account; `Conflict` when the id or (platform, external id) is taken.
@@ -182,12 +186,20 @@ pub trait PlatformAccountStore: Send + Sync {
     ) -> Result<Option<PlatformAccount>, StoreError>;
     /// The accounts linked to a person, in id order.
     async fn list_for_person(&self, person: &PersonId) -> Result<Vec<PlatformAccount>, StoreError>;
-    /// Counts one failed verification on a civil day; returns the day's new count.
-    async fn add_failed_attempt(
+    /// Atomically counts one attempt on a civil day if fewer than `limit`
+    /// are counted: the new count, or `None` (nothing counted) at the limit.
+    async fn reserve_attempt(
         &self,
         id: &PlatformAccountId,
         day: NaiveDate,
-    ) -> Result<u32, StoreError>;
+        limit: u32,
+    ) -> Result<Option<u32>, StoreError>;
+    /// Takes back one attempt counted on a civil day (never below zero).
+    async fn release_attempt(
+        &self,
+        id: &PlatformAccountId,
+        day: NaiveDate,
+    ) -> Result<(), StoreError>;
     /// The failed verifications counted on a civil day.
     async fn failed_attempts(
         &self,
@@ -362,15 +374,31 @@ impl PlatformAccountStore for MemoryPlatformAccountStore {
             .collect())
     }
 
-    async fn add_failed_attempt(
+    async fn reserve_attempt(
         &self,
         id: &PlatformAccountId,
         day: NaiveDate,
-    ) -> Result<u32, StoreError> {
+        limit: u32,
+    ) -> Result<Option<u32>, StoreError> {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let count = failures.entry((id.clone(), day)).or_default();
-        *count = count.saturating_add(1);
-        Ok(*count)
+        if *count >= limit {
+            return Ok(None);
+        }
+        *count += 1;
+        Ok(Some(*count))
+    }
+
+    async fn release_attempt(
+        &self,
+        id: &PlatformAccountId,
+        day: NaiveDate,
+    ) -> Result<(), StoreError> {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = failures.get_mut(&(id.clone(), day)) {
+            *count = count.saturating_sub(1);
+        }
+        Ok(())
     }
 
     async fn failed_attempts(

@@ -431,31 +431,51 @@ impl IdentityService {
                 &fingerprint,
                 now,
                 || async {
-                    let failures = self.check_rate(account_id).await;
-                    let failures = match failures {
-                        Ok(f) => f,
-                        Err(e) => {
-                            self.audit(
-                                AuditRecord::new(
-                                    now,
-                                    actor.clone(),
-                                    ACTION,
-                                    subject(account_id),
-                                    AuditOutcome::Denied,
-                                )
-                                .with("reason", "too_many_failures"),
+                    let today = civil_date(now);
+                    let limit = self.config.max_failures_per_day;
+                    // Reserve the attempt first, so concurrent requests
+                    // cannot overshoot the daily limit.
+                    let Some(count) = self
+                        .ports
+                        .accounts
+                        .reserve_attempt(account_id, today, limit)
+                        .await?
+                    else {
+                        self.audit(
+                            AuditRecord::new(
+                                now,
+                                actor.clone(),
+                                ACTION,
+                                subject(account_id),
+                                AuditOutcome::Denied,
                             )
+                            .with("reason", "too_many_failures"),
+                        )
+                        .await?;
+                        return Err(IdentityError::TooManyFailures { limit });
+                    };
+                    let answer = async {
+                        self.check_same_person(&account, &index).await?;
+                        let check = FactorCheck {
+                            name: request.name.clone(),
+                            id_number,
+                            extra: request.extra.clone(),
+                        };
+                        Ok::<_, IdentityError>(self.ports.verifier.check_factors(&check).await?)
+                    }
+                    .await;
+                    let counts = matches!(
+                        answer,
+                        Ok(VerificationOutcome::Mismatch { .. } | VerificationOutcome::NoRecord)
+                    );
+                    if !counts {
+                        self.ports
+                            .accounts
+                            .release_attempt(account_id, today)
                             .await?;
-                            return Err(e);
-                        }
-                    };
-                    self.check_same_person(&account, &index).await?;
-                    let check = FactorCheck {
-                        name: request.name.clone(),
-                        id_number,
-                        extra: request.extra.clone(),
-                    };
-                    let outcome = self.ports.verifier.check_factors(&check).await?;
+                    }
+                    let outcome = answer?;
+                    let failures = if counts { count } else { count - 1 };
                     let level = match request.extra {
                         ExtraFactor::None => RealNameLevel::TwoFactor,
                         _ => RealNameLevel::ThreeFactor,
@@ -483,7 +503,8 @@ impl IdentityService {
     }
 
     /// Applies a provider's definitive answer: link and upgrade on a match,
-    /// count a failure otherwise, audit either way.
+    /// audit either way. `failures` is the day's count including this answer
+    /// (the caller has counted it).
     #[allow(clippy::too_many_arguments)]
     async fn conclude(
         &self,
@@ -498,8 +519,7 @@ impl IdentityService {
         action: &str,
     ) -> Result<VerificationReport, IdentityError> {
         let now = self.ports.clock.now();
-        let today = civil_date(now);
-        let mut failures_today = failures;
+        let failures_today = failures;
         match outcome {
             VerificationOutcome::Match => {
                 let person = self.person_for(id_number, name, index, level, now).await?;
@@ -525,11 +545,6 @@ impl IdentityService {
                 .await?;
             }
             VerificationOutcome::Mismatch { .. } | VerificationOutcome::NoRecord => {
-                failures_today = self
-                    .ports
-                    .accounts
-                    .add_failed_attempt(&account.id, today)
-                    .await?;
                 let mut record = AuditRecord::new(
                     now,
                     actor.clone(),
@@ -739,11 +754,23 @@ impl IdentityService {
                         account.pending_face = None;
                         self.ports.accounts.update(&account).await?;
                     }
-                    let failures = self
-                        .ports
-                        .accounts
-                        .failed_attempts(account_id, civil_date(now))
-                        .await?;
+                    let today = civil_date(now);
+                    let failures = if matches!(
+                        outcome,
+                        VerificationOutcome::Mismatch { .. } | VerificationOutcome::NoRecord
+                    ) {
+                        // The face check already happened: always counted.
+                        self.ports
+                            .accounts
+                            .reserve_attempt(account_id, today, u32::MAX)
+                            .await?
+                            .unwrap_or(u32::MAX)
+                    } else {
+                        self.ports
+                            .accounts
+                            .failed_attempts(account_id, today)
+                            .await?
+                    };
                     self.conclude(
                         actor,
                         account,

@@ -830,3 +830,44 @@ async fn a_key_provider_outage_is_retryable_and_leaves_nothing_half_done() {
     assert_eq!(report.outcome, VerificationOutcome::Match);
     assert_eq!(w.persons.list(None, 10).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_mismatches_never_overshoot_the_daily_limit() {
+    let w = world_with(IdentityConfig {
+        max_failures_per_day: 3,
+        ..IdentityConfig::default()
+    });
+    let acc = account(&w, "2088-race").await;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let service = w.service.clone();
+        let acc = acc.clone();
+        tasks.push(tokio::spawn(async move {
+            service
+                .verify_real_name(
+                    &alipay(),
+                    &acc,
+                    &RealNameRequest::two_factor("王五", ZHANG),
+                    &key(&format!("race-{i}")),
+                )
+                .await
+        }));
+    }
+    let (mut mismatches, mut limited) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => {
+                assert!(matches!(r.outcome, VerificationOutcome::Mismatch { .. }));
+                mismatches += 1;
+            }
+            Err(IdentityError::TooManyFailures { limit: 3 }) => limited += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((mismatches, limited), (3, 9));
+    assert_eq!(
+        w.sim.factor_calls(),
+        3,
+        "the provider is billed only within the limit"
+    );
+}

@@ -315,20 +315,41 @@ impl PlatformAccountStore for SqlitePlatformAccountStore {
         })
     }
 
-    async fn add_failed_attempt(
+    async fn reserve_attempt(
         &self,
         id: &PlatformAccountId,
         day: NaiveDate,
-    ) -> Result<u32, StoreError> {
+        limit: u32,
+    ) -> Result<Option<u32>, StoreError> {
+        if limit == 0 {
+            return Ok(None);
+        }
         self.db.transaction(|tx| {
+            // The conditional upsert returns no row when the limit is reached.
             tx.query_row(
                 "INSERT INTO identity_verification_failures (account_id, day, count) VALUES (?1, ?2, 1)
-                 ON CONFLICT (account_id, day) DO UPDATE SET count = count + 1
+                 ON CONFLICT (account_id, day) DO UPDATE SET count = count + 1 WHERE count < ?3
                  RETURNING count",
-                params![id.as_str(), day.to_string()],
+                params![id.as_str(), day.to_string(), i64::from(limit)],
                 |r| r.get::<_, u32>(0),
             )
+            .optional()
             .map_err(|e| crate::to_store_error(&e))
+        })
+    }
+
+    async fn release_attempt(
+        &self,
+        id: &PlatformAccountId,
+        day: NaiveDate,
+    ) -> Result<(), StoreError> {
+        self.db.with(|c| {
+            c.execute(
+                "UPDATE identity_verification_failures SET count = count - 1
+                 WHERE account_id = ?1 AND day = ?2 AND count > 0",
+                params![id.as_str(), day.to_string()],
+            )?;
+            Ok(())
         })
     }
 

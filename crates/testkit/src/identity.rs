@@ -421,20 +421,90 @@ macro_rules! platform_account_store_conformance {
             }
 
             #[tokio::test]
-            async fn failed_attempts_count_per_account_and_day() {
+            async fn attempts_are_reserved_per_account_and_day_up_to_the_limit() {
                 let store = super::$factory().await;
                 let a = account(1, Platform::Alipay, "u1");
                 let b = account(2, Platform::Alipay, "u2");
                 store.insert(&a).await.unwrap();
                 store.insert(&b).await.unwrap();
                 assert_eq!(store.failed_attempts(&a.id, day(26)).await.unwrap(), 0);
-                assert_eq!(store.add_failed_attempt(&a.id, day(26)).await.unwrap(), 1);
-                assert_eq!(store.add_failed_attempt(&a.id, day(26)).await.unwrap(), 2);
-                assert_eq!(store.add_failed_attempt(&a.id, day(27)).await.unwrap(), 1);
-                assert_eq!(store.add_failed_attempt(&b.id, day(26)).await.unwrap(), 1);
+                assert_eq!(
+                    store.reserve_attempt(&a.id, day(26), 2).await.unwrap(),
+                    Some(1)
+                );
+                assert_eq!(
+                    store.reserve_attempt(&a.id, day(26), 2).await.unwrap(),
+                    Some(2)
+                );
+                assert_eq!(
+                    store.reserve_attempt(&a.id, day(26), 2).await.unwrap(),
+                    None
+                );
                 assert_eq!(store.failed_attempts(&a.id, day(26)).await.unwrap(), 2);
-                assert_eq!(store.failed_attempts(&a.id, day(27)).await.unwrap(), 1);
+                assert_eq!(
+                    store.reserve_attempt(&a.id, day(27), 2).await.unwrap(),
+                    Some(1)
+                );
+                assert_eq!(
+                    store.reserve_attempt(&b.id, day(26), 2).await.unwrap(),
+                    Some(1)
+                );
+                assert_eq!(
+                    store.reserve_attempt(&b.id, day(25), 0).await.unwrap(),
+                    None
+                );
                 assert_eq!(store.failed_attempts(&b.id, day(25)).await.unwrap(), 0);
+                assert_eq!(store.failed_attempts(&a.id, day(27)).await.unwrap(), 1);
+            }
+
+            #[tokio::test]
+            async fn released_attempts_free_their_place_and_never_go_negative() {
+                let store = super::$factory().await;
+                let a = account(1, Platform::Alipay, "u1");
+                store.insert(&a).await.unwrap();
+                store.release_attempt(&a.id, day(26)).await.unwrap();
+                assert_eq!(store.failed_attempts(&a.id, day(26)).await.unwrap(), 0);
+                assert_eq!(
+                    store.reserve_attempt(&a.id, day(26), 1).await.unwrap(),
+                    Some(1)
+                );
+                assert_eq!(
+                    store.reserve_attempt(&a.id, day(26), 1).await.unwrap(),
+                    None
+                );
+                store.release_attempt(&a.id, day(26)).await.unwrap();
+                assert_eq!(store.failed_attempts(&a.id, day(26)).await.unwrap(), 0);
+                assert_eq!(
+                    store.reserve_attempt(&a.id, day(26), 1).await.unwrap(),
+                    Some(1)
+                );
+                store.release_attempt(&a.id, day(26)).await.unwrap();
+                store.release_attempt(&a.id, day(26)).await.unwrap();
+                assert_eq!(store.failed_attempts(&a.id, day(26)).await.unwrap(), 0);
+            }
+
+            #[tokio::test]
+            async fn concurrent_reservations_never_exceed_the_limit() {
+                let store = std::sync::Arc::new(super::$factory().await);
+                let a = account(1, Platform::Alipay, "u1");
+                store.insert(&a).await.unwrap();
+                let mut tasks = Vec::new();
+                for _ in 0..20 {
+                    let store = store.clone();
+                    let id = a.id.clone();
+                    tasks.push(tokio::spawn(async move {
+                        store.reserve_attempt(&id, day(26), 5).await.unwrap()
+                    }));
+                }
+                let mut granted = Vec::new();
+                for t in tasks {
+                    if let Some(n) = t.await.unwrap() {
+                        granted.push(n);
+                    }
+                }
+                granted.sort_unstable();
+                assert_eq!(granted, vec![1, 2, 3, 4, 5]);
+                assert_eq!(store.failed_attempts(&a.id, day(26)).await.unwrap(), 5);
             }
         }
     };
