@@ -116,6 +116,13 @@
 //!   always sees the other and no active binding stays on an inactive card.
 //! - **Replacement** moves each binding to the new card with a new pass
 //!   serial: the old pass is removed (`card_replaced`) and a new one added.
+//! - **Replacement and cancellation** move money first (idempotent on the
+//!   request's key), then change the card, so a retry with the same key
+//!   finishes a half-done operation; [`CardService::reconcile_card`]
+//!   re-applies a card's state to its bindings after a failed propagation.
+//! - **Delegates** act only with a scope both claimed by the acting
+//!   [`Principal::Delegate`](citycard_core::Principal) and held by the stored
+//!   grant, which must be live (not expired, not revoked).
 //! - **Wallet failures during card events** never block the card event: the
 //!   binding state changes, and the binding is listed in
 //!   [`CardChange::passes_unsynced`] for [`CardService::resync_pass`].

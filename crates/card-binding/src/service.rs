@@ -276,12 +276,14 @@ impl CardService {
             delegate,
             on_behalf_of,
             delegation,
-            ..
+            scopes,
         } = principal
         else {
             return Ok(None);
         };
-        if on_behalf_of != person {
+        // The scope must be both claimed by the acting principal (a session may be
+        // narrowed) and held by the stored, live grant (a claim alone proves nothing).
+        if on_behalf_of != person || !scopes.contains(scope) {
             return Ok(None);
         }
         let grant = self.ports.delegations.get(delegation).await?;

@@ -76,6 +76,12 @@ async fn a_son_binds_his_mothers_card_under_a_grant_and_acts_only_within_it() {
     assert_eq!(b.holder, card.holder);
     assert_eq!(b.consent.guardian, None);
     w.service.wallet_view(&acting, &r.binding).await.unwrap();
+    // A session narrowed to binding only may not view the balance, although the grant allows it.
+    let narrowed = delegate_principal(&g, [DelegationScope::Bind].into_iter().collect());
+    assert!(matches!(
+        w.service.wallet_view(&narrowed, &r.binding).await,
+        Err(BindingError::Denied { .. })
+    ));
 
     // Unbinding is outside the grant: denied and audited.
     let e = w
