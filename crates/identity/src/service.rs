@@ -9,7 +9,9 @@
 //!   not count as failures.
 //! - Mismatches, "no record" answers and failed face checks count toward a
 //!   per-account daily limit (civil day, Asia/Shanghai); provider "invalid
-//!   input" answers and outages do not.
+//!   input" answers and outages do not. An attempt is reserved atomically
+//!   before each billed factor check and released when the answer does not
+//!   count, so concurrent requests cannot overshoot the limit.
 //! - Idempotency fingerprints use a keyed digest of the personal data, never
 //!   a plain hash (the ID-number space is small enough to brute-force).
 
