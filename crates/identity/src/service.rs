@@ -260,13 +260,24 @@ impl IdentityService {
             Principal::Operator { .. } | Principal::System => true,
             _ => false,
         };
+        let now = self.ports.clock.now();
         if !allowed {
+            self.audit(
+                AuditRecord::new(
+                    now,
+                    actor.clone(),
+                    "identity.register_account",
+                    format!("platform:{}", platform.code()),
+                    AuditOutcome::Denied,
+                )
+                .with("platform", platform.code()),
+            )
+            .await?;
             return Err(IdentityError::Denied {
                 actor: actor.to_string(),
                 action: "register an account",
             });
         }
-        let now = self.ports.clock.now();
         let request = (platform.code(), external_id);
         run_idempotent(
             self.ports.idempotency.as_ref(),
@@ -658,7 +669,20 @@ impl IdentityService {
                 &fingerprint,
                 now,
                 || async {
-                    self.check_rate(account_id).await?;
+                    if let Err(e) = self.check_rate(account_id).await {
+                        self.audit(
+                            AuditRecord::new(
+                                now,
+                                actor.clone(),
+                                ACTION,
+                                subject(account_id),
+                                AuditOutcome::Denied,
+                            )
+                            .with("reason", "too_many_failures"),
+                        )
+                        .await?;
+                        return Err(e);
+                    }
                     self.check_same_person(&account, &index).await?;
                     let session = self
                         .ports

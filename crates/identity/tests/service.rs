@@ -466,6 +466,13 @@ async fn only_the_account_itself_or_an_operator_may_verify() {
             .await,
         Err(IdentityError::Denied { .. })
     ));
+    let refused = w
+        .audit
+        .query(&AuditQuery::subject("platform:union_pay"))
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].record.outcome, AuditOutcome::Denied);
     assert!(matches!(
         w.service
             .verify_real_name(
