@@ -24,6 +24,27 @@ citycard_core::define_id!(
     /// The serial number of a card-wallet pass; every retry of one write uses the same serial.
     PassSerial, "pass serial", "pass"
 );
+impl PassSerial {
+    /// The serial of a binding's pass for one card: derived, so a retry, a resync or a
+    /// later clean-up of an earlier card's pass always finds the same serial.
+    pub fn derive(binding: &BindingId, card: &CardId) -> PassSerial {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut bytes = Vec::with_capacity(binding.as_str().len() + card.as_str().len() + 1);
+        bytes.extend_from_slice(binding.as_str().as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(card.as_str().as_bytes());
+        let digest = citycard_core::Fingerprint::of_bytes(&bytes);
+        let mut text = String::with_capacity(5 + 32);
+        text.push_str("pass-");
+        for b in &digest.as_bytes()[..16] {
+            text.push(char::from(HEX[usize::from(b >> 4)]));
+            text.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        // "pass-" and 32 hex digits: always a valid id.
+        PassSerial(text)
+    }
+}
+
 citycard_core::define_id!(
     /// The card's e-wallet account in the ledger (opaque to this crate).
     WalletAccountRef, "wallet account", "wac"

@@ -606,7 +606,7 @@ impl CardService {
                     .with("status", card.status.code()),
                 )
                 .await?;
-                let (changed, unsynced) = self.propagate(card_id).await?;
+                let (changed, unsynced) = self.propagate(card_id, false).await?;
                 info!(card = %card_id, action, changed = changed.len(), "card status changed");
                 Ok(CardChange {
                     card,
@@ -712,7 +712,7 @@ impl CardService {
                     .with("balance_moved", moved.to_string()),
                 )
                 .await?;
-                let (changed, unsynced) = self.propagate(card_id).await?;
+                let (changed, unsynced) = self.propagate(card_id, false).await?;
                 info!(card = %card_id, new_card = %new.id, "card replaced");
                 Ok(CardChange {
                     card: old,
@@ -788,7 +788,7 @@ impl CardService {
                     .with("refunded", refunded.to_string()),
                 )
                 .await?;
-                let (changed, unsynced) = self.propagate(card_id).await?;
+                let (changed, unsynced) = self.propagate(card_id, false).await?;
                 info!(card = %card_id, "card cancelled");
                 Ok(CardChange {
                     card,
@@ -812,7 +812,7 @@ impl CardService {
         let card = self.load_card(card_id).await?;
         self.authorize_card_op(principal, &card, "card.reconcile", false)
             .await?;
-        let (changed, unsynced) = self.propagate(card_id).await?;
+        let (changed, unsynced) = self.propagate(card_id, true).await?;
         Ok(CardChange {
             card,
             new_card: None,
@@ -822,28 +822,31 @@ impl CardService {
         })
     }
 
-    /// Applies a card's state to its settled bindings; returns (changed, unsynced).
+    /// Applies a card's state to its settled bindings (and, with `include_removed`, makes
+    /// sure removed bindings left no pass); returns (changed, unsynced).
     async fn propagate(
         &self,
         card: &CardId,
+        include_removed: bool,
     ) -> Result<(Vec<BindingId>, Vec<BindingId>), BindingError> {
         let mut changed = Vec::new();
         let mut unsynced = Vec::new();
         for binding in self.ports.bindings.by_card(card).await? {
-            if !matches!(
-                binding.state,
-                BindingState::Active | BindingState::Suspended
-            ) {
-                continue;
-            }
             let id = binding.id.clone();
-            let serial_before = binding.pass_serial.clone();
-            let (after, card, did_change) = self.follow_card(&id, Some(binding)).await?;
+            let (after, card, did_change) = match binding.state {
+                BindingState::Active | BindingState::Suspended => {
+                    self.follow_card(&id, Some(binding)).await?
+                }
+                BindingState::Removed if include_removed => {
+                    let card = self.load_card(&binding.card).await?;
+                    (binding, card, false)
+                }
+                _ => continue,
+            };
             if did_change {
                 changed.push(id.clone());
             }
-            let old_serial = (after.pass_serial != serial_before).then_some(serial_before);
-            if !self.sync_pass(&after, &card, old_serial).await {
+            if !self.sync_pass(&after, &card).await {
                 unsynced.push(id);
             }
         }
@@ -894,7 +897,7 @@ impl CardService {
             let now = self.now();
             if moved {
                 b.card = card.id.clone();
-                b.pass_serial = PassSerial::generate(&*self.ports.ids);
+                b.pass_serial = PassSerial::derive(&b.id, &card.id);
             }
             if state == BindingState::Removed {
                 b.removal = Some(RemovalReason::CardCancelled);
@@ -949,21 +952,31 @@ impl CardService {
     }
 
     /// Makes the wallet match a settled binding (idempotent); true when the wallet confirmed.
-    async fn sync_pass(
-        &self,
-        binding: &Binding,
-        card: &Card,
-        old_serial: Option<PassSerial>,
-    ) -> bool {
+    ///
+    /// Passes the binding had for the cards this card replaced are removed too
+    /// (their serials are derived), so a failed clean-up is finished by any later sync.
+    async fn sync_pass(&self, binding: &Binding, card: &Card) -> bool {
         let wallet = &self.ports.wallet;
         let platform = &binding.platform;
-        if let Some(old) = old_serial {
-            let removed = self
-                .with_retries(|| wallet.remove_pass(platform, &old, RemovalReason::CardReplaced))
-                .await;
-            if removed.is_err() {
+        let mut earlier = card.replaces.clone();
+        let mut hops = 0;
+        while let Some(prev) = earlier {
+            hops += 1;
+            if hops > 16 {
                 return false;
             }
+            let old = PassSerial::derive(&binding.id, &prev);
+            if self
+                .with_retries(|| wallet.remove_pass(platform, &old, RemovalReason::CardReplaced))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            earlier = match self.ports.cards.get(&prev).await {
+                Ok(Some(c)) => c.replaces,
+                _ => return false,
+            };
         }
         let status = match binding.state {
             BindingState::Pending => return true,
@@ -1007,7 +1020,7 @@ impl CardService {
             });
         }
         let card = self.load_card(&b.card).await?;
-        if self.sync_pass(&b, &card, None).await {
+        if self.sync_pass(&b, &card).await {
             Ok(b)
         } else {
             Err(BindingError::RetryLater {
@@ -1312,14 +1325,15 @@ impl CardService {
         }
 
         // Step 4: consent is recorded with a pending binding.
+        let binding_id = BindingId::generate(&*self.ports.ids);
         let binding = Binding {
-            id: BindingId::generate(&*self.ports.ids),
+            id: binding_id.clone(),
             card: card.id.clone(),
             holder: cardholder.clone(),
             platform: request.platform.clone(),
             account: request.account.clone(),
             state: BindingState::Pending,
-            pass_serial: PassSerial::generate(&*self.ports.ids),
+            pass_serial: PassSerial::derive(&binding_id, &card.id),
             consent: ConsentRecord {
                 recipient: request.platform.clone(),
                 given: request.consent.clone(),
@@ -1500,11 +1514,9 @@ impl CardService {
         .await?;
         // The card may have changed while the flow ran: follow it now (see crate docs).
         let id = active.id.clone();
-        let serial_before = active.pass_serial.clone();
         let (followed, card, changed) = self.follow_card(&id, Some(active)).await?;
         if changed {
-            let old_serial = (followed.pass_serial != serial_before).then_some(serial_before);
-            self.sync_pass(&followed, &card, old_serial).await;
+            self.sync_pass(&followed, &card).await;
         }
         if followed.state == BindingState::Removed {
             return Err(BindingError::CardNotActive {

@@ -324,3 +324,81 @@ proptest! {
         prop_assert_eq!(&shown[3..digits.len() - 4], "*".repeat(digits.len() - 7));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// With the wallet failing, timing out or losing answers during card events, binds and
+    /// unbinds, the bindings themselves never go wrong, and once the wallet is back the
+    /// settling job and a reconciliation leave the wallet mirroring the bindings exactly.
+    #[test]
+    fn wallet_faults_during_events_are_repaired_by_reconciliation(
+        steps in prop::collection::vec((step(), prop::option::of(fault())), 1..20)
+    ) {
+        runtime().block_on(async {
+            let w = World::new();
+            let mut card = w.issue("li", None).await;
+            let me = Principal::cardholder(card.holder.clone());
+            for i in 0..3 {
+                let a = account(&format!("pac-li{i}"));
+                w.real_names.inner().verify_account(&Platform::Alipay, &a, &card.holder);
+                w.real_names.inner().verify_account(&Platform::WechatPay, &a, &card.holder);
+            }
+            let mut cards = vec![card.id.clone()];
+            for (i, (s, wallet_fault)) in steps.iter().enumerate() {
+                w.faults.clear();
+                if let Some(f) = wallet_fault {
+                    for op in ["add_pass", "update_pass", "remove_pass", "pass"] {
+                        w.faults.always(op, *f);
+                    }
+                }
+                let k = key(&format!("s{i}"));
+                match s {
+                    Step::Bind { account: a, wechat } => {
+                        let mut r = w.request(&card, "li", &account(&format!("pac-li{a}")));
+                        if *wechat { r.platform = Platform::WechatPay; }
+                        let _ = w.service.bind(&me, &k, &r).await;
+                    }
+                    Step::Unbind { account: a } => {
+                        let live = w.bindings.by_account(&Platform::Alipay, &account(&format!("pac-li{a}")))
+                            .await.unwrap().into_iter().find(|b| b.state.is_live());
+                        if let Some(b) = live {
+                            let _ = w.service.unbind(&me, &k, &b.id, RemovalReason::UserUnbound).await;
+                        }
+                    }
+                    Step::Lost => { let _ = w.service.report_lost(&me, &k, &card.id).await; }
+                    Step::Found => { let _ = w.service.report_found(&me, &k, &card.id).await; }
+                    Step::Freeze => { let _ = w.service.freeze(&w.operator, &k, &card.id).await; }
+                    Step::Unfreeze => { let _ = w.service.unfreeze(&w.operator, &k, &card.id).await; }
+                    Step::Replace => {
+                        let r = ReplaceCard {
+                            new_number: format!("3302{i:012}"),
+                            new_wallet_account: WalletAccountRef::parse(&format!("wac-r{i}")).unwrap(),
+                        };
+                        if let Ok(change) = w.service.replace_card(&w.operator, &k, &card.id, &r).await {
+                            let new_card = change.new_card.unwrap();
+                            cards.push(new_card.id.clone());
+                            card = new_card;
+                        }
+                    }
+                    Step::Cancel => { let _ = w.service.cancel_card(&w.operator, &k, &card.id).await; }
+                }
+                // Even while the wallet misbehaves, no active binding sits on an inactive card.
+                for b in all_bindings(&w, &cards).await {
+                    if b.state == BindingState::Active {
+                        let c = w.cards.get(&b.card).await.unwrap().unwrap();
+                        prop_assert!(c.status.is_active(), "active binding on a {} card", c.status.code());
+                    }
+                }
+                card = w.cards.get(&card.id).await.unwrap().unwrap();
+            }
+            w.faults.clear();
+            w.service.settle_pending(&Principal::System, 100).await.unwrap();
+            for c in &cards {
+                let change = w.service.reconcile_card(&w.operator, c).await.unwrap();
+                prop_assert!(change.passes_unsynced.is_empty());
+            }
+            check_consistent(&w, &cards).await
+        })?;
+    }
+}
