@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use citycard_core::{
-    AuditLog, AuditOutcome, AuditRecord, Clock, IdGenerator, IdempotencyKey, IdempotencyStore,
-    PersonId, Platform, PlatformAccountId, Principal, Sensitive, civil_date, run_idempotent,
+    AuditLog, AuditOutcome, AuditRecord, Clock, Fingerprint, IdGenerator, IdempotencyKey,
+    IdempotencyStore, PersonId, Platform, PlatformAccountId, Principal, Sensitive, StoreError,
+    civil_date, run_idempotent,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, info_span};
@@ -633,6 +634,67 @@ impl IdentityService {
         };
         persons.insert(&person).await?;
         Ok(person)
+    }
+
+    /// Enrols a person at the issuer's counter (documents checked by an
+    /// operator), or returns the person already known by this ID number.
+    ///
+    /// The ID number is validated locally, stored encrypted with its blind
+    /// index, and never logged. Enrolment does not make any platform account
+    /// real-name verified: that still takes [`IdentityService::verify_real_name`].
+    /// Operators and the system only; idempotent with `key`.
+    pub async fn enroll_person(
+        &self,
+        actor: &Principal,
+        name: &Sensitive<String>,
+        id_number: &Sensitive<String>,
+        key: &IdempotencyKey,
+    ) -> Result<Person, IdentityError> {
+        const ACTION: &str = "identity.enroll_person";
+        if !matches!(actor, Principal::Operator { .. } | Principal::System) {
+            return Err(IdentityError::Denied {
+                actor: actor.to_string(),
+                action: "enrol persons",
+            });
+        }
+        let trimmed = name.expose().trim();
+        if trimmed.is_empty() || trimmed.chars().count() > 64 {
+            return Err(IdentityError::InvalidName);
+        }
+        let id_number = IdNumber::parse_with(id_number.expose(), &self.policy())?;
+        let index = self.ports.vault.blind_index(&id_number).await?;
+        let now = self.ports.clock.now();
+        let request = (
+            index.to_hex(),
+            Fingerprint::of_bytes(name.expose().trim().as_bytes()).to_hex(),
+        );
+        let person_id: PersonId = run_idempotent(
+            self.ports.idempotency.as_ref(),
+            ACTION,
+            key,
+            &request,
+            now,
+            || async {
+                let person = self
+                    .person_for(&id_number, name, index, RealNameLevel::Unverified, now)
+                    .await?;
+                self.audit(AuditRecord::new(
+                    now,
+                    actor.clone(),
+                    ACTION,
+                    format!("person:{}", person.id),
+                    AuditOutcome::Succeeded,
+                ))
+                .await?;
+                Ok::<_, IdentityError>(person.id)
+            },
+        )
+        .await?;
+        self.ports.persons.get(&person_id).await?.ok_or_else(|| {
+            IdentityError::Store(StoreError::Corrupt(format!(
+                "person {person_id} is missing after enrolment"
+            )))
+        })
     }
 
     /// Starts a face liveness check for an account: validates locally, opens

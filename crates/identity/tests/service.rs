@@ -878,3 +878,76 @@ async fn concurrent_mismatches_never_overshoot_the_daily_limit() {
         "the provider is billed only within the limit"
     );
 }
+
+#[tokio::test]
+async fn operators_enrol_persons_once_and_verification_finds_the_same_person() {
+    let w = world();
+    let operator = Principal::Operator {
+        operator: OperatorId::parse("opr-counter-1").unwrap(),
+    };
+    let name = citycard_core::Sensitive::new("张三".to_string());
+    let number = citycard_core::Sensitive::new(ZHANG.to_string());
+    let enrolled = w
+        .service
+        .enroll_person(
+            &operator,
+            &name,
+            &number,
+            &IdempotencyKey::parse("enrol-1").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(enrolled.level, RealNameLevel::Unverified);
+    assert!(!enrolled.masked_id_number.contains("19491231"));
+    // A retry and a second enrolment under another key both give the same person.
+    let again = w
+        .service
+        .enroll_person(
+            &operator,
+            &name,
+            &number,
+            &IdempotencyKey::parse("enrol-1").unwrap(),
+        )
+        .await
+        .unwrap();
+    let other_key = w
+        .service
+        .enroll_person(
+            &operator,
+            &name,
+            &number,
+            &IdempotencyKey::parse("enrol-2").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.id, enrolled.id);
+    assert_eq!(other_key.id, enrolled.id);
+    assert!(
+        w.service
+            .id_number_belongs_to(&enrolled.id, &IdNumber::parse(ZHANG).unwrap())
+            .await
+            .unwrap()
+    );
+    // Cardholders cannot enrol anyone; invalid numbers never get stored.
+    let denied = w
+        .service
+        .enroll_person(
+            &Principal::cardholder(enrolled.id.clone()),
+            &name,
+            &number,
+            &IdempotencyKey::parse("enrol-3").unwrap(),
+        )
+        .await;
+    assert!(matches!(denied, Err(IdentityError::Denied { .. })));
+    let invalid = w
+        .service
+        .enroll_person(
+            &operator,
+            &name,
+            &citycard_core::Sensitive::new("110105194912310021".to_string()),
+            &IdempotencyKey::parse("enrol-4").unwrap(),
+        )
+        .await;
+    assert!(matches!(invalid, Err(IdentityError::InvalidIdNumber(_))));
+    assert_eq!(invalid.unwrap_err().class(), ErrorClass::InvalidInput);
+}
