@@ -895,14 +895,30 @@ impl CardService {
                 return Ok((b, card, false));
             }
             let now = self.now();
-            if moved {
-                b.card = card.id.clone();
-                b.pass_serial = PassSerial::derive(&b.id, &card.id);
-            }
-            if state == BindingState::Removed {
-                b.removal = Some(RemovalReason::CardCancelled);
+            // A binding that would move onto a card already bound on the same account
+            // (bound again while this one was still pending) is superseded: removed.
+            let superseded = moved
+                && self
+                    .ports
+                    .bindings
+                    .live_for(&card.id, &b.platform, &b.account)
+                    .await?
+                    .is_some_and(|other| other.id != b.id);
+            let state = if superseded {
+                b.removal = Some(RemovalReason::CardReplaced);
                 b.consent.withdrawn_at = Some(now);
-            }
+                BindingState::Removed
+            } else {
+                if moved {
+                    b.card = card.id.clone();
+                    b.pass_serial = PassSerial::derive(&b.id, &card.id);
+                }
+                if state == BindingState::Removed {
+                    b.removal = Some(RemovalReason::CardCancelled);
+                    b.consent.withdrawn_at = Some(now);
+                }
+                state
+            };
             b.state = state;
             b.updated_at = now;
             match self.ports.bindings.update(&b).await {
@@ -1519,6 +1535,14 @@ impl CardService {
             self.sync_pass(&followed, &card).await;
         }
         if followed.state == BindingState::Removed {
+            if let Some(other) = self
+                .ports
+                .bindings
+                .live_for(&card.id, &followed.platform, &followed.account)
+                .await?
+            {
+                return Err(BindingError::AlreadyBound { binding: other.id });
+            }
             return Err(BindingError::CardNotActive {
                 status: card.status.code().to_owned(),
             });
@@ -1606,6 +1630,7 @@ impl CardService {
             match self.settle(b, None).await {
                 Ok(_)
                 | Err(BindingError::RetryLater { .. })
+                | Err(BindingError::AlreadyBound { .. })
                 | Err(BindingError::CardNotActive { .. }) => settled += 1,
                 Err(BindingError::Processing { .. }) => {}
                 Err(e) => return Err(e),

@@ -970,3 +970,52 @@ async fn consent_must_name_purpose_data_version_and_channel() {
     assert!(w.bindings.by_card(&card.id).await.unwrap().is_empty());
     assert!(w.passes().is_empty());
 }
+
+#[tokio::test]
+async fn a_binding_left_pending_on_a_replaced_card_is_superseded_by_a_newer_one() {
+    let w = World::new();
+    let card = w.issue("li", None).await;
+    for op in ["add_pass", "pass", "remove_pass"] {
+        w.faults.always(op, Fault::Fail);
+    }
+    let Err(BindingError::Processing { binding: stale }) = w.bind_own(&card, "li", "b1").await
+    else {
+        panic!("expected processing");
+    };
+    w.faults.clear();
+    let change = w
+        .service
+        .replace_card(
+            &w.operator,
+            &key("rep"),
+            &card.id,
+            &ReplaceCard {
+                new_number: "3301555566667777".into(),
+                new_wallet_account: WalletAccountRef::parse("wac-new").unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let new_card = change.new_card.unwrap();
+    let fresh = w.bind_own(&new_card, "li", "b2").await.unwrap();
+    assert_eq!(
+        w.service
+            .settle_pending(&Principal::System, 10)
+            .await
+            .unwrap(),
+        1
+    );
+    let old = w.binding(&stale).await;
+    assert_eq!(old.state, BindingState::Removed);
+    assert_eq!(old.removal, Some(RemovalReason::CardReplaced));
+    let passes = w.passes();
+    assert_eq!(passes.len(), 1);
+    assert_eq!(passes[0].serial, fresh.pass_serial);
+    // The first caller's retry learns which binding is live.
+    assert_eq!(
+        w.bind_own(&card, "li", "b1").await.unwrap_err(),
+        BindingError::CardNotActive {
+            status: "replaced".into()
+        }
+    );
+}
