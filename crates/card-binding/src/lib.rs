@@ -116,6 +116,10 @@
 //!   always sees the other and no active binding stays on an inactive card.
 //! - **Replacement** moves each binding to the new card with a new pass
 //!   serial: the old pass is removed (`card_replaced`) and a new one added.
+//!   Serials are derived from (binding, card) ([`PassSerial::derive`]), so
+//!   any later sync can still remove the pass of an earlier card. A binding
+//!   left pending on the old card that would collide with a newer live
+//!   binding on the new card is removed as superseded.
 //! - **Replacement and cancellation** move money first (idempotent on the
 //!   request's key), then change the card, so a retry with the same key
 //!   finishes a half-done operation; [`CardService::reconcile_card`]
