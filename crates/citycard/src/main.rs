@@ -18,9 +18,23 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    // DEMO: the lead adds the `Demo` variant here (`cli/demo.rs`), and its arm in `main`.
     /// ID numbers.
     #[command(subcommand)]
     Id(IdCommand),
+    /// Fares on the embedded Hangzhou rules.
+    #[command(subcommand)]
+    Fare(FareCommand),
+    /// Ride codes (乘车码): issue one as a QR code, verify one offline.
+    #[command(subcommand)]
+    Ridecode(RidecodeCommand),
+    /// Settle a tap file: trips, fares, charges and revenue per operator.
+    ///
+    /// Runs in memory: every card starts with `--balance`; nothing is stored.
+    Settle(cli::settle::SettleArgs),
+    /// The ledger of a citycard store.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -31,17 +45,65 @@ enum IdCommand {
     Check(cli::id::CheckArgs),
 }
 
+#[derive(Debug, Subcommand)]
+enum FareCommand {
+    /// Price a journey: the total and how each leg was priced.
+    Quote(cli::fare::QuoteArgs),
+    /// List the networks, routes and stops a journey may name.
+    Stations(cli::fare::StationsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum RidecodeCommand {
+    /// Issue a ride code: write it as a PNG or SVG QR code and print its payload.
+    ///
+    /// Keys are created on first use and kept under DIR/ridecode/.
+    Issue(cli::ridecode::IssueArgs),
+    /// Verify a ride code offline with the issuer's public keys in DIR.
+    ///
+    /// Exits 1 when the code is refused. Accepted codes are remembered in
+    /// DIR/ridecode/seen, so the same code is refused as replayed next time.
+    Verify(cli::ridecode::VerifyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Export the posted transfers as an hledger journal, beancount file or CSV.
+    Export(cli::ledger::ExportArgs),
+}
+
+fn exit_if(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut stdout = std::io::stdout().lock();
     let result = match cli.command {
-        Command::Id(IdCommand::Check(args)) => cli::id::run(&args, &mut stdout).map(|invalid| {
-            if invalid == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }),
+        // DEMO: `Command::Demo(args) => cli::demo::run(&args, &mut stdout)...,`
+        Command::Id(IdCommand::Check(args)) => {
+            cli::id::run(&args, &mut stdout).map(|invalid| exit_if(invalid == 0))
+        }
+        Command::Fare(FareCommand::Quote(args)) => {
+            cli::fare::quote(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Fare(FareCommand::Stations(args)) => {
+            cli::fare::stations(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Ridecode(RidecodeCommand::Issue(args)) => {
+            cli::ridecode::issue(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Ridecode(RidecodeCommand::Verify(args)) => {
+            cli::ridecode::verify(&args, &mut stdout).map(exit_if)
+        }
+        Command::Settle(args) => cli::settle::run(&args, &mut stdout).map(|()| ExitCode::SUCCESS),
+        Command::Ledger(LedgerCommand::Export(args)) => {
+            cli::ledger::export(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,14 @@
 //! The `citycard` command's subcommands.
 
+pub mod fare;
 pub mod id;
+pub mod ledger;
+pub mod ridecode;
+pub mod settle;
+
+use std::path::PathBuf;
+
+use clap::ValueEnum;
 
 /// A failure of the command line tool, with its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -13,11 +21,9 @@ pub enum CliError {
     Json(#[from] serde_json::Error),
     /// The user's input was wrong.
     #[error("{0}")]
-    #[allow(dead_code)]
     Usage(String),
     /// The card system reported an error.
     #[error("{0}")]
-    #[allow(dead_code)]
     Domain(String),
 }
 
@@ -28,5 +34,40 @@ impl CliError {
             CliError::Usage(_) => 2,
             _ => 1,
         }
+    }
+}
+
+/// How a subcommand prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// Readable text (the default).
+    #[default]
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// The default data directory of the standalone subcommands.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("citycard-data")
+}
+
+/// A single-threaded runtime for the async domain services.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Io)
+}
+
+/// Reads a file, or standard input for `-`, naming the file on failure.
+pub fn read_input(path: &str) -> Result<String, CliError> {
+    if path == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| CliError::Usage(format!("cannot read {path}: {e}")))
     }
 }
