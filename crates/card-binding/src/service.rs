@@ -558,6 +558,7 @@ impl CardService {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(skip_all, fields(action = %action, card = %card_id, key = %key))]
     async fn change_status(
         &self,
         principal: &Principal,
@@ -621,6 +622,7 @@ impl CardService {
     }
 
     /// Replaces a card (补卡, issuer only): a new card with a new number; bindings and balance move to it.
+    #[tracing::instrument(skip_all, fields(card = %card_id, key = %key))]
     pub async fn replace_card(
         &self,
         principal: &Principal,
@@ -727,6 +729,7 @@ impl CardService {
     }
 
     /// Cancels a card (注销, issuer only): bindings removed, balance refunded.
+    #[tracing::instrument(skip_all, fields(card = %card_id, key = %key))]
     pub async fn cancel_card(
         &self,
         principal: &Principal,
@@ -1610,6 +1613,7 @@ impl CardService {
     }
 
     /// Settles up to `limit` pending bindings (a host job); returns how many were settled either way.
+    #[tracing::instrument(skip_all)]
     pub async fn settle_pending(
         &self,
         principal: &Principal,
@@ -1926,6 +1930,7 @@ impl CardService {
     // ----- delegation ------------------------------------------------------
 
     /// Grants a delegation: by the cardholder, or by a guardian for a minor.
+    #[tracing::instrument(skip_all, fields(key = %key))]
     pub async fn grant_delegation(
         &self,
         principal: &Principal,
@@ -2031,6 +2036,7 @@ impl CardService {
     }
 
     /// Revokes a delegation: by the grantor, the cardholder, the delegate or an operator.
+    #[tracing::instrument(skip_all, fields(delegation = %id, key = %key))]
     pub async fn revoke_delegation(
         &self,
         principal: &Principal,
