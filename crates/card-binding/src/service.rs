@@ -1159,7 +1159,9 @@ impl CardService {
         // Rate limit on mismatched details, per account.
         // The window is (now - window, now]: a mismatch stops counting exactly one window later.
         // Instants are stored to the microsecond.
-        let window_start = now - self.config.mismatch_window + Duration::microseconds(1);
+        let window_start = now
+            .checked_sub_signed(self.config.mismatch_window - Duration::microseconds(1))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let recent = self
             .ports
             .bindings
@@ -1169,7 +1171,9 @@ impl CardService {
         if recent.len() >= limit {
             let oldest_that_counts = recent.get(recent.len() - limit).copied().unwrap_or(now);
             return Err(BindingError::TooManyAttempts {
-                retry_after: oldest_that_counts + self.config.mismatch_window,
+                retry_after: oldest_that_counts
+                    .checked_add_signed(self.config.mismatch_window)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
             });
         }
 
@@ -1681,6 +1685,65 @@ impl CardService {
         Ok(b)
     }
 
+    /// The bindings of a platform account ("my cards" in the platform app), for the
+    /// account's real-name holder, the platform itself, or an operator.
+    pub async fn bindings_of_account(
+        &self,
+        principal: &Principal,
+        platform: &Platform,
+        account: &PlatformAccountId,
+    ) -> Result<Vec<Binding>, BindingError> {
+        let allowed = match principal {
+            Principal::Operator { .. } | Principal::System => true,
+            Principal::Platform { platform: p } => p == platform,
+            Principal::Cardholder { person } => {
+                self.ports
+                    .real_names
+                    .account_holder(platform, account)
+                    .await
+                    .map_err(|e| e.retry_later("real-name check"))?
+                    .as_ref()
+                    == Some(person)
+            }
+            _ => false,
+        };
+        if !allowed {
+            return Err(self
+                .deny(
+                    principal,
+                    "binding.list",
+                    format!("account:{platform}:{account}"),
+                    "not the account's holder or platform",
+                )
+                .await);
+        }
+        Ok(self.ports.bindings.by_account(platform, account).await?)
+    }
+
+    /// The cards of a person, for the person, a delegate with a viewing scope, or an operator.
+    pub async fn cards_of(
+        &self,
+        principal: &Principal,
+        holder: &PersonId,
+    ) -> Result<Vec<Card>, BindingError> {
+        if !(principal.is_operator()
+            || matches!(principal, Principal::System)
+            || self
+                .acts_for(principal, holder, DelegationScope::ViewBalance)
+                .await?)
+        {
+            return Err(self
+                .deny(
+                    principal,
+                    "card.list",
+                    format!("person:{holder}"),
+                    "not the cardholder",
+                )
+                .await);
+        }
+        Ok(self.ports.cards.by_holder(holder).await?)
+    }
+
     /// Unbinds (withdraws consent): the pass is removed and the platform deletes its copy.
     #[tracing::instrument(skip_all, fields(key = %key, binding = %binding))]
     pub async fn unbind(
@@ -1985,7 +2048,10 @@ impl CardService {
                 state: "no scopes were chosen".into(),
             });
         }
-        if request.expires_at <= now || request.expires_at > now + self.config.max_delegation {
+        let latest = now
+            .checked_add_signed(self.config.max_delegation)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        if request.expires_at <= now || request.expires_at > latest {
             return Err(BindingError::InvalidState {
                 operation: "grant a delegation".into(),
                 state: format!(

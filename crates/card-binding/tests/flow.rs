@@ -1019,3 +1019,34 @@ async fn a_binding_left_pending_on_a_replaced_card_is_superseded_by_a_newer_one(
         }
     );
 }
+
+#[tokio::test]
+async fn an_account_lists_its_bindings_and_a_person_their_cards() {
+    let w = World::new();
+    let card = w.issue("li", None).await;
+    let r = w.bind_own(&card, "li", "b1").await.unwrap();
+    let me = Principal::cardholder(card.holder.clone());
+    let listed = w
+        .service
+        .bindings_of_account(&me, &Platform::Alipay, &account("pac-li"))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, r.binding);
+    assert_eq!(
+        w.service.cards_of(&me, &card.holder).await.unwrap(),
+        vec![w.cards.get(&card.id).await.unwrap().unwrap()]
+    );
+    let (wang, _) = w.citizen("wang");
+    let stranger = Principal::cardholder(wang);
+    assert!(matches!(
+        w.service
+            .bindings_of_account(&stranger, &Platform::Alipay, &account("pac-li"))
+            .await,
+        Err(BindingError::Denied { .. })
+    ));
+    assert!(matches!(
+        w.service.cards_of(&stranger, &card.holder).await,
+        Err(BindingError::Denied { .. })
+    ));
+}
