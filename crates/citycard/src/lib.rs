@@ -1,10 +1,21 @@
 //! # citycard
 //!
 //! The facade that wires every citycard crate into one card system, and the
-//! `citycard` command. A later issue fills it in; for now it re-exports the
-//! domain crates so a host can reach each through one dependency.
+//! `citycard` command.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod accounts;
+pub mod error;
+pub mod glue;
+pub mod riders;
+pub mod system;
+pub mod wallet;
+
+pub use accounts::Accounts;
+pub use error::CityCardError;
+pub use system::{CityCard, CityCardBuilder, Healthcare, NewCitizenCard, Storage, Transit};
+pub use wallet::{WalletReceipt, WalletService};
 
 pub use citycard_binding as binding;
 pub use citycard_core as core;

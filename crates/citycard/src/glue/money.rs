@@ -1,0 +1,368 @@
+//! The money ports of transit, healthcare and card binding, on the ledger.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use citycard_binding::{BalanceSource, BalanceView, CardFunds, PortError, WalletAccountRef};
+use citycard_core::{
+    Clock, IdempotencyKey, IdempotencyStore, Money, PersonId, Principal, run_idempotent,
+};
+use citycard_healthcare::{
+    AccountBalances, MedicalPayments, MedicalTransfer, PaymentAccount, PaymentError, PaymentReceipt,
+};
+use citycard_ledger::{
+    AccountId, AccountKind, CreateTransferResult, Ledger, NewTransfer, Owner, Reference,
+    TransferFlags, TransferId,
+};
+use citycard_transit::{ChargeOutcome, FareCharge, FarePayments, TransitError};
+
+use crate::accounts::Accounts;
+
+/// Transfer codes the card system writes.
+pub mod codes {
+    /// A top-up of a card's wallet.
+    pub const TOP_UP: u16 = 1;
+    /// A transit fare.
+    pub const FARE: u16 = 2;
+    /// A medical settlement leg.
+    pub const MEDICAL: u16 = 3;
+    /// A refund to the cardholder.
+    pub const REFUND: u16 = 4;
+    /// A balance carried to a replacement card.
+    pub const CARRY: u16 = 5;
+    /// Funding of a personal medical account.
+    pub const MEDICAL_FUNDING: u16 = 6;
+    /// Closing a cancelled card's wallet.
+    pub const CLOSE: u16 = 7;
+}
+
+/// The wallet account behind a binding crate's reference (the ledger id in decimal).
+pub fn wallet_of(reference: &WalletAccountRef) -> Result<AccountId, String> {
+    AccountId::parse(reference.as_str()).map_err(|e| format!("wallet account {reference}: {e}"))
+}
+
+/// The binding crate's reference for a wallet account.
+pub fn wallet_ref(account: AccountId) -> WalletAccountRef {
+    WalletAccountRef::parse(&account.to_string())
+        .expect("a decimal account id satisfies the id rules")
+}
+
+/// Fares charged on the ledger: the card's wallet to the operator's revenue.
+///
+/// A transit `CardRef` is the card's wallet account id, so a reader's tap
+/// names the account to charge directly. Each charge is idempotent on its key:
+/// a retry returns the first outcome, including "insufficient funds".
+pub struct LedgerFarePayments {
+    ledger: Arc<Ledger>,
+    accounts: Accounts,
+    idempotency: Arc<dyn IdempotencyStore>,
+    clock: Arc<dyn Clock>,
+    operators: Mutex<HashSet<String>>,
+}
+
+impl LedgerFarePayments {
+    /// Fares on this ledger.
+    pub fn new(
+        ledger: Arc<Ledger>,
+        accounts: Accounts,
+        idempotency: Arc<dyn IdempotencyStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            ledger,
+            accounts,
+            idempotency,
+            clock,
+            operators: Mutex::new(HashSet::new()),
+        }
+    }
+
+    async fn ensure_operator(&self, operator: &str) -> Result<(), TransitError> {
+        let known = self
+            .operators
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(operator);
+        if !known {
+            self.accounts
+                .open_operator(operator)
+                .await
+                .map_err(|e| TransitError::PaymentUnavailable(e.to_string()))?;
+            self.operators
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(operator.to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FarePayments for LedgerFarePayments {
+    async fn charge(&self, charge: &FareCharge) -> Result<ChargeOutcome, TransitError> {
+        self.ensure_operator(&charge.operator).await?;
+        let request = (charge.card.0, charge.amount, &charge.operator, charge.at);
+        run_idempotent(
+            self.idempotency.as_ref(),
+            "transit.fare",
+            &charge.key,
+            &request,
+            self.clock.now(),
+            || async {
+                let id = TransferId::from_idempotency_key("transit.fare", &charge.key);
+                let reference = Reference::trip(charge.key.as_str())
+                    .map_err(|e| TransitError::PaymentConflict(e.to_string()))?;
+                let transfer = NewTransfer::new(
+                    id,
+                    AccountId::new(charge.card.0),
+                    Accounts::revenue(&charge.operator),
+                    charge.amount,
+                    codes::FARE,
+                )
+                .with_reference(reference)
+                .with_memo(format!("fare {}", charge.operator));
+                let result = self
+                    .ledger
+                    .create_transfers(&Principal::System, vec![transfer])
+                    .await
+                    .map_err(|e| TransitError::PaymentUnavailable(e.to_string()))?;
+                match result.first().copied() {
+                    Some(CreateTransferResult::Ok | CreateTransferResult::Exists) => {
+                        Ok(ChargeOutcome::Charged {
+                            reference: id.to_string(),
+                        })
+                    }
+                    Some(CreateTransferResult::ExceedsCredits) => {
+                        Ok(ChargeOutcome::InsufficientFunds)
+                    }
+                    Some(other) => Err(TransitError::PaymentConflict(format!(
+                        "the ledger refused the fare: {other:?}"
+                    ))),
+                    None => Err(TransitError::PaymentUnavailable(
+                        "the ledger returned no result".to_owned(),
+                    )),
+                }
+            },
+        )
+        .await
+    }
+}
+
+/// Medical settlements on the ledger: one linked chain per settlement, so
+/// every leg moves or none does.
+pub struct LedgerMedicalPayments {
+    ledger: Arc<Ledger>,
+    accounts: Accounts,
+}
+
+impl LedgerMedicalPayments {
+    /// Medical payments on this ledger.
+    pub fn new(ledger: Arc<Ledger>, accounts: Accounts) -> Self {
+        Self { ledger, accounts }
+    }
+
+    async fn account_of(&self, account: &PaymentAccount) -> Result<AccountId, PaymentError> {
+        Ok(match account {
+            PaymentAccount::CurrentYearAccount(p) => Accounts::medical_current(p),
+            PaymentAccount::AccumulatedAccount(p) => Accounts::medical_accumulated(p),
+            PaymentAccount::PooledFund => Accounts::pooled_fund(),
+            PaymentAccount::Hospital(h) => self
+                .accounts
+                .open_hospital(h.as_str())
+                .await
+                .map_err(|e| PaymentError::Unknown(e.to_string()))?,
+            PaymentAccount::EWallet(p) => open_wallet_of(&self.ledger, p)
+                .await?
+                .ok_or_else(|| PaymentError::Refused(format!("{p} has no open e-wallet")))?,
+        })
+    }
+}
+
+/// The open e-wallet account of a person's card, if any (the newest one).
+async fn open_wallet_of(
+    ledger: &Ledger,
+    person: &PersonId,
+) -> Result<Option<AccountId>, PaymentError> {
+    let accounts = ledger
+        .accounts_of(&Principal::System, &Owner::Person(person.clone()))
+        .await
+        .map_err(|e| PaymentError::Unknown(e.to_string()))?;
+    Ok(accounts
+        .iter()
+        .filter(|a| a.kind == AccountKind::E_WALLET && !a.is_closed())
+        .map(|a| a.id)
+        .next_back())
+}
+
+#[async_trait]
+impl MedicalPayments for LedgerMedicalPayments {
+    async fn execute(
+        &self,
+        key: &IdempotencyKey,
+        transfers: &[MedicalTransfer],
+    ) -> Result<PaymentReceipt, PaymentError> {
+        let mut batch = Vec::with_capacity(transfers.len());
+        for (i, t) in transfers.iter().enumerate() {
+            let id = TransferId::from_idempotency_key(&format!("healthcare.settle#{i}"), key);
+            let reference =
+                Reference::bill(key.as_str()).map_err(|e| PaymentError::Refused(e.to_string()))?;
+            let mut transfer = NewTransfer::new(
+                id,
+                self.account_of(&t.from).await?,
+                self.account_of(&t.to).await?,
+                t.amount,
+                codes::MEDICAL,
+            )
+            .with_reference(reference)
+            .with_memo("outpatient settlement");
+            if i + 1 < transfers.len() {
+                transfer = transfer.with_flags(TransferFlags::LINKED);
+            }
+            batch.push(transfer);
+        }
+        let results = self
+            .ledger
+            .create_transfers(&Principal::System, batch)
+            .await
+            .map_err(|e| PaymentError::Unknown(e.to_string()))?;
+        let failed: Vec<String> = results
+            .iter()
+            .filter(|r| !r.is_success() && **r != CreateTransferResult::LinkedEventFailed)
+            .map(|r| format!("{r:?}"))
+            .collect();
+        if failed.is_empty() {
+            Ok(PaymentReceipt {
+                reference: format!("bill:{key}"),
+            })
+        } else {
+            Err(PaymentError::Refused(format!(
+                "the ledger refused the settlement: {}",
+                failed.join(", ")
+            )))
+        }
+    }
+
+    async fn balances(&self, person: &PersonId) -> Result<AccountBalances, PaymentError> {
+        let read = |id| async move {
+            match self.ledger.account(&Principal::System, id).await {
+                Ok(a) => Ok(a.posted()),
+                Err(citycard_ledger::LedgerError::AccountNotFound(_)) => Ok(Money::ZERO),
+                Err(e) => Err(PaymentError::Unknown(e.to_string())),
+            }
+        };
+        Ok(AccountBalances {
+            current_year: read(Accounts::medical_current(person)).await?,
+            accumulated: read(Accounts::medical_accumulated(person)).await?,
+        })
+    }
+}
+
+/// Balance moves on card replacement and cancellation, on the ledger.
+pub struct LedgerCardFunds {
+    ledger: Arc<Ledger>,
+}
+
+impl LedgerCardFunds {
+    /// Card funds on this ledger.
+    pub fn new(ledger: Arc<Ledger>) -> Self {
+        Self { ledger }
+    }
+
+    async fn moved(&self, id: TransferId) -> Result<Money, PortError> {
+        self.ledger
+            .transfer(&Principal::System, id)
+            .await
+            .map(|t| t.amount)
+            .map_err(|e| PortError::Unavailable(e.to_string()))
+    }
+}
+
+fn ledger_port_error(e: citycard_ledger::LedgerError) -> PortError {
+    PortError::Unavailable(e.to_string())
+}
+
+#[async_trait]
+impl CardFunds for LedgerCardFunds {
+    async fn move_balance(
+        &self,
+        from: &WalletAccountRef,
+        to: &WalletAccountRef,
+        key: &IdempotencyKey,
+    ) -> Result<Money, PortError> {
+        let from = wallet_of(from).map_err(PortError::Rejected)?;
+        let to = wallet_of(to).map_err(PortError::Rejected)?;
+        let id = TransferId::from_idempotency_key("card.carry_balance", key);
+        let transfer = NewTransfer::carry_balance(id, from, to, codes::CARRY)
+            .with_memo("balance carried to the replacement card");
+        let results = self
+            .ledger
+            .create_transfers(&Principal::System, vec![transfer])
+            .await
+            .map_err(ledger_port_error)?;
+        match results.first().copied() {
+            Some(CreateTransferResult::Ok | CreateTransferResult::Exists) => self.moved(id).await,
+            Some(other) => Err(PortError::Rejected(format!(
+                "the ledger refused the balance move: {other:?}"
+            ))),
+            None => Err(PortError::UnknownOutcome),
+        }
+    }
+
+    async fn refund_balance(
+        &self,
+        account: &WalletAccountRef,
+        key: &IdempotencyKey,
+    ) -> Result<Money, PortError> {
+        let account = wallet_of(account).map_err(PortError::Rejected)?;
+        let refund = TransferId::from_idempotency_key("card.refund_balance", key);
+        let close = TransferId::from_idempotency_key("card.close_wallet", key);
+        let batch = vec![
+            NewTransfer::carry_balance(refund, account, Accounts::refunds(), codes::REFUND)
+                .with_flags(TransferFlags::BALANCING_DEBIT | TransferFlags::LINKED)
+                .with_memo("balance refunded on cancellation"),
+            NewTransfer::close_account(close, account, Accounts::control(), codes::CLOSE),
+        ];
+        let results = self
+            .ledger
+            .create_transfers(&Principal::System, batch)
+            .await
+            .map_err(ledger_port_error)?;
+        if results.iter().all(|r| r.is_success()) {
+            self.moved(refund).await
+        } else {
+            Err(PortError::Rejected(format!(
+                "the ledger refused the refund: {results:?}"
+            )))
+        }
+    }
+}
+
+/// The authoritative wallet balance, from the ledger.
+pub struct LedgerBalances {
+    ledger: Arc<Ledger>,
+    clock: Arc<dyn Clock>,
+}
+
+impl LedgerBalances {
+    /// Balances from this ledger.
+    pub fn new(ledger: Arc<Ledger>, clock: Arc<dyn Clock>) -> Self {
+        Self { ledger, clock }
+    }
+}
+
+#[async_trait]
+impl BalanceSource for LedgerBalances {
+    async fn balance(&self, account: &WalletAccountRef) -> Result<BalanceView, PortError> {
+        let id = wallet_of(account).map_err(PortError::Rejected)?;
+        let account = self
+            .ledger
+            .account(&Principal::System, id)
+            .await
+            .map_err(ledger_port_error)?;
+        Ok(BalanceView {
+            balance: account.available(),
+            as_of: self.clock.now(),
+        })
+    }
+}

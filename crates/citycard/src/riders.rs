@@ -1,0 +1,131 @@
+//! Transit's rider directory, answered from the card registry.
+//!
+//! A transit `CardRef` is the card's wallet account id. Before a settlement
+//! run the facade looks each card up once (ledger account → owner → the
+//! owner's card with that wallet → kind; the person's birth date → age) and
+//! answers the settlement's synchronous questions from that snapshot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use chrono::NaiveDate;
+use citycard_binding::{CardKind as IssuerCardKind, CardStore};
+use citycard_core::{Principal, civil_date};
+use citycard_identity::{IdentityService, Person};
+use citycard_ledger::{AccountId, Ledger, Owner};
+use citycard_transit::{CardKind, CardRef, Rider, RiderDirectory, Tap};
+
+use crate::error::CityCardError;
+use crate::glue::money::wallet_of;
+
+/// The transit card kind for an issuer card kind.
+pub fn transit_kind(kind: &IssuerCardKind) -> CardKind {
+    match kind {
+        IssuerCardKind::Elderly => CardKind::Senior,
+        IssuerCardKind::Student => CardKind::Student,
+        IssuerCardKind::Disabled => CardKind::Disabled,
+        IssuerCardKind::Other(code) if code == "veteran" => CardKind::Veteran,
+        _ => CardKind::Ordinary,
+    }
+}
+
+/// Rider profiles of cards, loaded before settlement.
+pub struct CardRiders {
+    ledger: Arc<Ledger>,
+    cards: Arc<dyn CardStore>,
+    identity: Arc<IdentityService>,
+    known: RwLock<HashMap<CardRef, (CardKind, Option<NaiveDate>)>>,
+}
+
+impl CardRiders {
+    /// The directory over the ledger, the card registry and identity.
+    pub fn new(
+        ledger: Arc<Ledger>,
+        cards: Arc<dyn CardStore>,
+        identity: Arc<IdentityService>,
+    ) -> Self {
+        Self {
+            ledger,
+            cards,
+            identity,
+            known: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Loads the profiles of every card in `taps` not yet known.
+    pub async fn prepare(&self, taps: &[Tap]) -> Result<(), CityCardError> {
+        let mut wanted: Vec<CardRef> = taps.iter().map(|t| t.card).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        for card_ref in wanted {
+            if self
+                .known
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&card_ref)
+            {
+                continue;
+            }
+            let profile = self.profile(card_ref).await?;
+            self.known
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(card_ref, profile);
+        }
+        Ok(())
+    }
+
+    async fn profile(
+        &self,
+        card_ref: CardRef,
+    ) -> Result<(CardKind, Option<NaiveDate>), CityCardError> {
+        let account = AccountId::new(card_ref.0);
+        let Ok(wallet) = self.ledger.account(&Principal::System, account).await else {
+            return Ok((CardKind::Ordinary, None));
+        };
+        let Some(Owner::Person(holder)) = wallet.owner else {
+            return Ok((CardKind::Ordinary, None));
+        };
+        let kind = self
+            .cards
+            .by_holder(&holder)
+            .await?
+            .into_iter()
+            .find(|c| wallet_of(&c.wallet_account).is_ok_and(|a| a == account))
+            .map_or(CardKind::Ordinary, |c| transit_kind(&c.kind));
+        let birth = match self.identity.person(&holder).await? {
+            Some(person) => self
+                .identity
+                .vault()
+                .open_id_number(&person.id_number, &Person::id_number_context(&person.id))
+                .await
+                .ok()
+                .map(|id| id.birth_date()),
+            None => None,
+        };
+        Ok((kind, birth))
+    }
+}
+
+impl RiderDirectory for CardRiders {
+    fn rider(&self, card: CardRef, day: NaiveDate) -> Rider {
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        let Some((kind, birth)) = known.get(&card) else {
+            return Rider::default();
+        };
+        let age = birth.and_then(|b| {
+            let years = day.years_since(b)?;
+            u8::try_from(years).ok()
+        });
+        Rider {
+            card_kind: *kind,
+            age,
+            ..Rider::default()
+        }
+    }
+}
+
+/// Today's civil date on a clock (a small helper for hosts).
+pub fn today(clock: &dyn citycard_core::Clock) -> NaiveDate {
+    civil_date(clock.now())
+}

@@ -1,0 +1,677 @@
+//! `CityCard`: one handle on the whole card system, and its builder.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::Duration;
+use citycard_binding::{
+    BindingConfig, BindingStore, CardPorts, CardService, CardStore, DelegationStore,
+    MemoryBindingStore, MemoryCardStore, MemoryDelegationStore, PlatformWallet, RegistryCardIssuer,
+    SimulatedWallet,
+};
+use citycard_core::{
+    AuditLog, Clock, IdGenerator, IdempotencyStore, MemoryAuditLog, MemoryIdempotencyStore,
+    SystemClock, TimeOrderedIdGenerator,
+};
+use citycard_healthcare::{
+    AppointmentService, AppointmentStore, BillingService, BookingPolicy, MemoryAppointmentStore,
+    MemorySettlementStore, MemorySocialInsuranceRecords, SettlementEngine, SettlementStore,
+    SocialInsuranceRecords, SocialInsuranceService,
+};
+use citycard_identity::{
+    IdentityConfig, IdentityPorts, IdentityService, KeyProvider, MemoryKeyProvider,
+    MemoryPersonStore, MemoryPlatformAccountStore, PersonStore, PlatformAccountStore,
+    RealNameVerifier, SimulatedVerifier, Vault,
+};
+use citycard_ledger::{Ledger, LedgerStore, MemoryLedgerStore, WalletLimits};
+use citycard_sqlite::Database;
+use citycard_transit::{
+    Algorithm, FareEngine, Issuer, MemoryTransitStore, Settlement, TransitStore,
+};
+
+use citycard_binding::{Card, CardChange, CardId, IssueCard, ReplaceCard, ServiceSet};
+use citycard_core::{IdempotencyKey, PersonId, Principal, Sensitive};
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::Accounts;
+use crate::error::CityCardError;
+use crate::glue::money::{
+    LedgerBalances, LedgerCardFunds, LedgerFarePayments, LedgerMedicalPayments, wallet_of,
+    wallet_ref,
+};
+use crate::glue::people::{Guardianships, IdentityRealNames, Patients, VaultIdIndex};
+use crate::riders::CardRiders;
+use crate::wallet::WalletService;
+
+/// Where the card system keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// Everything in memory (tests, demos, benchmarks).
+    InMemory,
+    /// One SQLite file (created if missing).
+    Sqlite(PathBuf),
+}
+
+/// Builds a [`CityCard`]: choose storage, plug in external adapters or take
+/// the clearly named simulated ones.
+///
+/// ```
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// let city = citycard::CityCard::builder().in_memory().build().await?;
+/// assert!(city.simulated_wallet().is_some());
+/// # Ok::<(), citycard::CityCardError>(())
+/// # }).unwrap();
+/// ```
+pub struct CityCardBuilder {
+    storage: Storage,
+    clock: Option<Arc<dyn Clock>>,
+    ids: Option<Arc<dyn IdGenerator>>,
+    verifier: Option<Arc<dyn RealNameVerifier>>,
+    wallet: Option<Arc<dyn PlatformWallet>>,
+    keys: Option<Arc<dyn KeyProvider>>,
+    issuer: Option<Issuer>,
+    binding_config: BindingConfig,
+    identity_config: IdentityConfig,
+    wallet_limits: WalletLimits,
+}
+
+impl Default for CityCardBuilder {
+    fn default() -> Self {
+        Self {
+            storage: Storage::InMemory,
+            clock: None,
+            ids: None,
+            verifier: None,
+            wallet: None,
+            keys: None,
+            issuer: None,
+            binding_config: BindingConfig::default(),
+            identity_config: IdentityConfig::default(),
+            wallet_limits: WalletLimits::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for CityCardBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CityCardBuilder")
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CityCardBuilder {
+    /// Keep everything in one SQLite file.
+    pub fn sqlite(mut self, path: impl AsRef<Path>) -> Self {
+        self.storage = Storage::Sqlite(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Keep everything in memory.
+    pub fn in_memory(mut self) -> Self {
+        self.storage = Storage::InMemory;
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The id generator (default: time-ordered random ids).
+    pub fn id_generator(mut self, ids: Arc<dyn IdGenerator>) -> Self {
+        self.ids = Some(ids);
+        self
+    }
+
+    /// The real-name verification provider (default: a [`SimulatedVerifier`]).
+    pub fn real_name_verifier(mut self, verifier: Arc<dyn RealNameVerifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
+    /// The platform card wallet (default: a [`SimulatedWallet`]).
+    pub fn platform_wallet(mut self, wallet: Arc<dyn PlatformWallet>) -> Self {
+        self.wallet = Some(wallet);
+        self
+    }
+
+    /// The key provider of the personal-data vault (default: random keys in
+    /// memory, which cannot open a database written by another process; give
+    /// a real one for any persistent deployment).
+    pub fn key_provider(mut self, keys: Arc<dyn KeyProvider>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The ride-code issuer and its keys (default: a new SM2 key valid for a year).
+    pub fn ride_code_issuer(mut self, issuer: Issuer) -> Self {
+        self.issuer = Some(issuer);
+        self
+    }
+
+    /// Card rules and binding limits.
+    pub fn binding_config(mut self, config: BindingConfig) -> Self {
+        self.binding_config = config;
+        self
+    }
+
+    /// Real-name verification limits.
+    pub fn identity_config(mut self, config: IdentityConfig) -> Self {
+        self.identity_config = config;
+        self
+    }
+
+    /// Wallet caps.
+    pub fn wallet_limits(mut self, limits: WalletLimits) -> Self {
+        self.wallet_limits = limits;
+        self
+    }
+
+    /// Opens the stores and wires every service.
+    pub async fn build(self) -> Result<CityCard, CityCardError> {
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let ids: Arc<dyn IdGenerator> = self.ids.unwrap_or_else(|| {
+            Arc::new(TimeOrderedIdGenerator::with_clock(Box::new(clock.clone())))
+        });
+        let stores = match &self.storage {
+            Storage::InMemory => Stores::in_memory(),
+            Storage::Sqlite(path) => Stores::sqlite(Database::open(path)?),
+        };
+
+        let simulated_verifier = match &self.verifier {
+            Some(_) => None,
+            None => Some(Arc::new(SimulatedVerifier::new())),
+        };
+        let verifier: Arc<dyn RealNameVerifier> = match (&self.verifier, &simulated_verifier) {
+            (Some(v), _) => v.clone(),
+            (None, Some(sim)) => sim.clone(),
+            (None, None) => Arc::new(SimulatedVerifier::new()),
+        };
+        let keys: Arc<dyn KeyProvider> = match self.keys {
+            Some(k) => k,
+            None => Arc::new(
+                MemoryKeyProvider::random()
+                    .map_err(|e| CityCardError::Config(format!("vault keys: {e}")))?,
+            ),
+        };
+        let identity = Arc::new(IdentityService::new(
+            IdentityPorts {
+                persons: stores.persons.clone(),
+                accounts: stores.platform_accounts.clone(),
+                verifier,
+                vault: Vault::new(keys),
+                audit: stores.audit.clone(),
+                idempotency: stores.idempotency.clone(),
+                clock: clock.clone(),
+                ids: ids.clone(),
+            },
+            self.identity_config,
+        ));
+
+        let ledger = Arc::new(
+            Ledger::open(stores.ledger.clone(), clock.clone())
+                .await?
+                .with_audit(stores.audit.clone()),
+        );
+        let accounts = Accounts::new(ledger.clone(), self.wallet_limits);
+        accounts.open_system_accounts().await?;
+
+        let simulated_wallet = match &self.wallet {
+            Some(_) => None,
+            None => Some(Arc::new(SimulatedWallet::new())),
+        };
+        let platform_wallet: Arc<dyn PlatformWallet> = match (&self.wallet, &simulated_wallet) {
+            (Some(w), _) => w.clone(),
+            (None, Some(sim)) => sim.clone(),
+            (None, None) => Arc::new(SimulatedWallet::new()),
+        };
+        let guardians = Arc::new(Guardianships::new());
+        let id_index = Arc::new(VaultIdIndex::new(identity.clone()));
+        let card_format = self.binding_config.rules.number_format.clone();
+        let cards = Arc::new(CardService::new(
+            CardPorts {
+                cards: stores.cards.clone(),
+                bindings: stores.bindings.clone(),
+                delegations: stores.delegations.clone(),
+                idempotency: stores.idempotency.clone(),
+                audit: stores.audit.clone(),
+                clock: clock.clone(),
+                ids: ids.clone(),
+                real_names: Arc::new(IdentityRealNames::new(
+                    identity.clone(),
+                    guardians.clone(),
+                    clock.clone(),
+                )),
+                id_index: id_index.clone(),
+                issuer: Arc::new(RegistryCardIssuer::new(stores.cards.clone(), id_index)),
+                wallet: platform_wallet,
+                funds: Arc::new(LedgerCardFunds::new(ledger.clone())),
+                balances: Arc::new(LedgerBalances::new(ledger.clone(), clock.clone())),
+            },
+            self.binding_config,
+        ));
+        let wallet = WalletService::new(
+            ledger.clone(),
+            cards.clone(),
+            stores.audit.clone(),
+            clock.clone(),
+        );
+
+        let fare_engine = Arc::new(FareEngine::hangzhou().map_err(|e| {
+            CityCardError::Config(format!("the Hangzhou fare data does not load: {e}"))
+        })?);
+        let fare_payments = Arc::new(LedgerFarePayments::new(
+            ledger.clone(),
+            accounts.clone(),
+            stores.idempotency.clone(),
+            clock.clone(),
+        ));
+        let riders = Arc::new(CardRiders::new(
+            ledger.clone(),
+            stores.cards.clone(),
+            identity.clone(),
+        ));
+        let settlement = Settlement::new(
+            fare_engine.clone(),
+            fare_payments,
+            stores.transit.clone(),
+            riders.clone(),
+            stores.audit.clone(),
+            clock.clone(),
+        );
+        let issuer = match self.issuer {
+            Some(issuer) => issuer,
+            None => {
+                let mut issuer = Issuer::new();
+                let now = clock.now();
+                issuer.rotate(
+                    Algorithm::Sm2,
+                    now - Duration::days(1),
+                    now + Duration::days(365),
+                )?;
+                issuer
+            }
+        };
+
+        let patients = Arc::new(Patients::new(
+            identity.clone(),
+            stores.cards.clone(),
+            stores.delegations.clone(),
+            stores.social.clone(),
+            clock.clone(),
+            card_format,
+        ));
+        let medical_payments =
+            Arc::new(LedgerMedicalPayments::new(ledger.clone(), accounts.clone()));
+        let appointments = AppointmentService::new(
+            stores.appointments.clone(),
+            patients.clone(),
+            stores.audit.clone(),
+            clock.clone(),
+            ids.clone(),
+            BookingPolicy::hangzhou()?,
+        );
+        let billing = BillingService::new(
+            Arc::new(SettlementEngine::hangzhou()?),
+            stores.settlements.clone(),
+            medical_payments.clone(),
+            patients.clone(),
+            stores.audit.clone(),
+            clock.clone(),
+            ids.clone(),
+        );
+        let social = SocialInsuranceService::new(
+            stores.social.clone(),
+            patients,
+            Some(medical_payments),
+            clock.clone(),
+        );
+
+        Ok(CityCard {
+            clock,
+            ids,
+            stores,
+            identity,
+            cards,
+            ledger,
+            accounts,
+            wallet,
+            transit: Transit {
+                engine: fare_engine,
+                settlement,
+                riders,
+                issuer: Mutex::new(issuer),
+            },
+            healthcare: Healthcare {
+                appointments,
+                billing,
+                social,
+            },
+            guardians,
+            simulated_verifier,
+            simulated_wallet,
+        })
+    }
+}
+
+/// A card to issue through [`CityCard::issue_card`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCitizenCard {
+    /// The printed card number.
+    pub number: String,
+    /// The kind code (`standard`, `elderly`, `student`, ...).
+    pub kind: String,
+    /// The enrolled cardholder.
+    pub holder: PersonId,
+    /// The cardholder's ID number (kept by the registry only as a blind index).
+    pub id_number: Sensitive<String>,
+    /// Services enabled (the card rules' defaults when `None`).
+    pub services: Option<ServiceSet>,
+}
+
+/// Every store, as ports.
+#[derive(Clone)]
+pub(crate) struct Stores {
+    pub(crate) db: Option<Database>,
+    pub(crate) audit: Arc<dyn AuditLog>,
+    pub(crate) idempotency: Arc<dyn IdempotencyStore>,
+    pub(crate) persons: Arc<dyn PersonStore>,
+    pub(crate) platform_accounts: Arc<dyn PlatformAccountStore>,
+    pub(crate) cards: Arc<dyn CardStore>,
+    pub(crate) bindings: Arc<dyn BindingStore>,
+    pub(crate) delegations: Arc<dyn DelegationStore>,
+    pub(crate) ledger: Arc<dyn LedgerStore>,
+    pub(crate) transit: Arc<dyn TransitStore>,
+    pub(crate) appointments: Arc<dyn AppointmentStore>,
+    pub(crate) settlements: Arc<dyn SettlementStore>,
+    pub(crate) social: Arc<dyn SocialInsuranceRecords>,
+}
+
+impl Stores {
+    fn in_memory() -> Self {
+        Self {
+            db: None,
+            audit: Arc::new(MemoryAuditLog::new()),
+            idempotency: Arc::new(MemoryIdempotencyStore::new()),
+            persons: Arc::new(MemoryPersonStore::new()),
+            platform_accounts: Arc::new(MemoryPlatformAccountStore::new()),
+            cards: Arc::new(MemoryCardStore::new()),
+            bindings: Arc::new(MemoryBindingStore::new()),
+            delegations: Arc::new(MemoryDelegationStore::new()),
+            ledger: Arc::new(MemoryLedgerStore::new()),
+            transit: Arc::new(MemoryTransitStore::new()),
+            appointments: Arc::new(MemoryAppointmentStore::new()),
+            settlements: Arc::new(MemorySettlementStore::new()),
+            social: Arc::new(MemorySocialInsuranceRecords::new()),
+        }
+    }
+
+    fn sqlite(db: Database) -> Self {
+        use citycard_sqlite::{binding, healthcare, identity, ledger, transit};
+        Self {
+            audit: Arc::new(citycard_sqlite::SqliteAuditLog::new(db.clone())),
+            idempotency: Arc::new(citycard_sqlite::SqliteIdempotencyStore::new(db.clone())),
+            persons: Arc::new(identity::SqlitePersonStore::new(db.clone())),
+            platform_accounts: Arc::new(identity::SqlitePlatformAccountStore::new(db.clone())),
+            cards: Arc::new(binding::SqliteCardStore::new(db.clone())),
+            bindings: Arc::new(binding::SqliteBindingStore::new(db.clone())),
+            delegations: Arc::new(binding::SqliteDelegationStore::new(db.clone())),
+            ledger: Arc::new(ledger::SqliteLedgerStore::new(db.clone())),
+            transit: Arc::new(transit::SqliteTransitStore::new(db.clone())),
+            appointments: Arc::new(healthcare::SqliteAppointmentStore::new(db.clone())),
+            settlements: Arc::new(healthcare::SqliteSettlementStore::new(db.clone())),
+            social: Arc::new(healthcare::SqliteSocialInsuranceRecords::new(db.clone())),
+            db: Some(db),
+        }
+    }
+}
+
+/// Transit on the card: the fare engine, day settlement and the ride-code issuer.
+pub struct Transit {
+    engine: Arc<FareEngine>,
+    settlement: Settlement,
+    riders: Arc<CardRiders>,
+    issuer: Mutex<Issuer>,
+}
+
+impl Transit {
+    /// The fare engine (Hangzhou's rules).
+    pub fn fares(&self) -> &FareEngine {
+        &self.engine
+    }
+
+    /// Day settlement of taps, charging fares to card wallets on the ledger.
+    ///
+    /// Rider profiles (card kind, age) are looked up from the card registry
+    /// for every card in the taps before the run; call
+    /// [`Transit::prepare_riders`] with the taps first.
+    pub fn settlement(&self) -> &Settlement {
+        &self.settlement
+    }
+
+    /// Loads the rider profiles of the cards in `taps` (card kind and age).
+    pub async fn prepare_riders(
+        &self,
+        taps: &[citycard_transit::Tap],
+    ) -> Result<(), CityCardError> {
+        self.riders.prepare(taps).await
+    }
+
+    /// The ride-code issuer (keys, credentials).
+    pub fn issuer(&self) -> std::sync::MutexGuard<'_, Issuer> {
+        self.issuer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Healthcare on the card: appointments, outpatient billing and social insurance.
+pub struct Healthcare {
+    appointments: AppointmentService,
+    billing: BillingService,
+    social: SocialInsuranceService,
+}
+
+impl Healthcare {
+    /// Appointment booking.
+    pub fn appointments(&self) -> &AppointmentService {
+        &self.appointments
+    }
+
+    /// Outpatient bills and their insurance settlement.
+    pub fn billing(&self) -> &BillingService {
+        &self.billing
+    }
+
+    /// Social insurance records and summaries.
+    pub fn social_insurance(&self) -> &SocialInsuranceService {
+        &self.social
+    }
+}
+
+/// The whole card system behind one handle.
+pub struct CityCard {
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+    stores: Stores,
+    identity: Arc<IdentityService>,
+    cards: Arc<CardService>,
+    ledger: Arc<Ledger>,
+    accounts: Accounts,
+    wallet: WalletService,
+    transit: Transit,
+    healthcare: Healthcare,
+    guardians: Arc<Guardianships>,
+    simulated_verifier: Option<Arc<SimulatedVerifier>>,
+    simulated_wallet: Option<Arc<SimulatedWallet>>,
+}
+
+impl std::fmt::Debug for CityCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CityCard")
+            .field("db", &self.stores.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CityCard {
+    /// Starts building a card system.
+    pub fn builder() -> CityCardBuilder {
+        CityCardBuilder::default()
+    }
+
+    /// Identity: persons, platform accounts, real-name verification.
+    pub fn identity(&self) -> &IdentityService {
+        &self.identity
+    }
+
+    /// Cards and their lifecycle (the issuer's side).
+    pub fn cards(&self) -> &CardService {
+        &self.cards
+    }
+
+    /// Bindings to platform accounts, consent and delegation (the same
+    /// service as [`CityCard::cards`]: cards and their bindings change together).
+    pub fn bindings(&self) -> &CardService {
+        &self.cards
+    }
+
+    /// The e-wallet: top-up, balance, statement, refund.
+    pub fn wallet(&self) -> &WalletService {
+        &self.wallet
+    }
+
+    /// The ledger itself.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The system's ledger accounts.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// Transit: fares, settlement, ride codes.
+    pub fn transit(&self) -> &Transit {
+        &self.transit
+    }
+
+    /// Healthcare: appointments, billing, social insurance.
+    pub fn healthcare(&self) -> &Healthcare {
+        &self.healthcare
+    }
+
+    /// Registered guardianships (for minors' consent).
+    pub fn guardianships(&self) -> &Guardianships {
+        &self.guardians
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The id generator.
+    pub fn ids(&self) -> &Arc<dyn IdGenerator> {
+        &self.ids
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &Arc<dyn AuditLog> {
+        &self.stores.audit
+    }
+
+    /// The social insurance records store.
+    pub fn social_insurance_records(&self) -> &Arc<dyn SocialInsuranceRecords> {
+        &self.stores.social
+    }
+
+    /// The appointment store (hospitals publish schedules into it).
+    pub fn appointment_store(&self) -> &Arc<dyn AppointmentStore> {
+        &self.stores.appointments
+    }
+
+    /// The database, when on SQLite.
+    pub fn database(&self) -> Option<&Database> {
+        self.stores.db.as_ref()
+    }
+
+    /// Issues a citizen card to an enrolled person: opens the card's capped
+    /// e-wallet and the person's medical accounts in the ledger, then
+    /// registers the card. Operators and the system only; idempotent with `key`.
+    pub async fn issue_card(
+        &self,
+        principal: &Principal,
+        key: &IdempotencyKey,
+        request: &NewCitizenCard,
+    ) -> Result<Card, CityCardError> {
+        if !matches!(principal, Principal::Operator { .. } | Principal::System) {
+            return Err(CityCardError::Denied {
+                actor: principal.to_string(),
+                action: "issue cards",
+            });
+        }
+        let number = self.cards.parse_card_number(&request.number)?;
+        let wallet = self.accounts.open_wallet(&number, &request.holder).await?;
+        self.accounts.open_medical_accounts(&request.holder).await?;
+        Ok(self
+            .cards
+            .issue_card(
+                principal,
+                key,
+                &IssueCard {
+                    number: request.number.clone(),
+                    kind: request.kind.clone(),
+                    holder: request.holder.clone(),
+                    id_number: request.id_number.clone(),
+                    wallet_account: wallet_ref(wallet),
+                    services: request.services.clone(),
+                    platforms: None,
+                },
+            )
+            .await?)
+    }
+
+    /// Replaces a lost card (补卡): opens the new card's wallet, then the card
+    /// service moves the bindings and the ledger carries the balance over.
+    pub async fn replace_card(
+        &self,
+        principal: &Principal,
+        key: &IdempotencyKey,
+        card: &CardId,
+        new_number: &str,
+    ) -> Result<CardChange, CityCardError> {
+        let old = self.cards.card(principal, card).await?;
+        let number = self.cards.parse_card_number(new_number)?;
+        let wallet = self.accounts.open_wallet(&number, &old.holder).await?;
+        Ok(self
+            .cards
+            .replace_card(
+                principal,
+                key,
+                card,
+                &ReplaceCard {
+                    new_number: new_number.to_owned(),
+                    new_wallet_account: wallet_ref(wallet),
+                },
+            )
+            .await?)
+    }
+
+    /// The transit card reference of a card (its wallet account), as readers and tap files use it.
+    pub fn card_ref(card: &Card) -> Result<citycard_transit::CardRef, CityCardError> {
+        let account = wallet_of(&card.wallet_account).map_err(CityCardError::Invalid)?;
+        Ok(citycard_transit::CardRef(account.get()))
+    }
+
+    /// The simulated real-name provider, when no real one was given.
+    pub fn simulated_verifier(&self) -> Option<&Arc<SimulatedVerifier>> {
+        self.simulated_verifier.as_ref()
+    }
+
+    /// The simulated platform wallet, when no real one was given.
+    pub fn simulated_wallet(&self) -> Option<&Arc<SimulatedWallet>> {
+        self.simulated_wallet.as_ref()
+    }
+}

@@ -1,0 +1,322 @@
+//! The card's e-wallet (电子钱包): top-up, balance, statement and refund.
+//!
+//! Money lives in the ledger; this service decides who may move it and
+//! keeps the platform wallet passes in step. Every movement is idempotent
+//! with a key (the ledger transfer id is derived from it) and authorised for
+//! the acting principal: the cardholder, a family delegate holding the right
+//! scope, an operator or the system. A platform may top up a card bound on
+//! it, from its own clearing account.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use citycard_binding::{BalanceView, Card, CardId, CardService, CardStatus};
+use citycard_core::{
+    AuditLog, AuditOutcome, AuditRecord, Clock, DelegationScope, IdempotencyKey, Money, Platform,
+    Principal,
+};
+use citycard_ledger::{
+    AccountId, CreateTransferResult, Ledger, NewTransfer, Reference, Statement, TransferId,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::Accounts;
+use crate::error::CityCardError;
+use crate::glue::money::{codes, wallet_of};
+
+/// What a top-up or refund did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletReceipt {
+    /// The card.
+    pub card: CardId,
+    /// The ledger transfer.
+    pub transfer: TransferId,
+    /// The amount moved.
+    pub amount: Money,
+    /// The wallet balance right after.
+    pub balance: Money,
+}
+
+/// The e-wallet service.
+#[derive(Clone)]
+pub struct WalletService {
+    ledger: Arc<Ledger>,
+    cards: Arc<CardService>,
+    audit: Arc<dyn AuditLog>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for WalletService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WalletService")
+    }
+}
+
+impl WalletService {
+    /// The service over the ledger and the card service.
+    pub fn new(
+        ledger: Arc<Ledger>,
+        cards: Arc<CardService>,
+        audit: Arc<dyn AuditLog>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            ledger,
+            cards,
+            audit,
+            clock,
+        }
+    }
+
+    async fn card_for(
+        &self,
+        principal: &Principal,
+        card: &CardId,
+        scope: DelegationScope,
+        action: &'static str,
+    ) -> Result<(Card, AccountId), CityCardError> {
+        let card = self.cards.card(&Principal::System, card).await?;
+        let allowed = match principal {
+            Principal::System | Principal::Operator { .. } => true,
+            Principal::Platform { platform } => {
+                scope == DelegationScope::TopUp && card.platforms.contains(platform)
+            }
+            _ => self
+                .cards
+                .authorize(principal, &card.holder, scope, action)
+                .await
+                .is_ok(),
+        };
+        if !allowed {
+            self.audit
+                .append(AuditRecord::new(
+                    self.clock.now(),
+                    principal.clone(),
+                    action,
+                    format!("card:{}", card.id),
+                    AuditOutcome::Denied,
+                ))
+                .await?;
+            return Err(CityCardError::Denied {
+                actor: principal.to_string(),
+                action,
+            });
+        }
+        let account = wallet_of(&card.wallet_account).map_err(CityCardError::Invalid)?;
+        Ok((card, account))
+    }
+
+    /// The wallet balance (what can be spent now).
+    pub async fn balance(
+        &self,
+        principal: &Principal,
+        card: &CardId,
+    ) -> Result<Money, CityCardError> {
+        let (_, account) = self
+            .card_for(
+                principal,
+                card,
+                DelegationScope::ViewBalance,
+                "wallet.balance",
+            )
+            .await?;
+        Ok(self
+            .ledger
+            .account(&Principal::System, account)
+            .await?
+            .available())
+    }
+
+    /// The statement of a card's wallet over `[from, to)`.
+    pub async fn statement(
+        &self,
+        principal: &Principal,
+        card: &CardId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Statement, CityCardError> {
+        let (_, account) = self
+            .card_for(
+                principal,
+                card,
+                DelegationScope::ViewBalance,
+                "wallet.statement",
+            )
+            .await?;
+        Ok(self
+            .ledger
+            .statement(&Principal::System, account, from, to)
+            .await?)
+    }
+
+    /// Tops up a card's wallet from a platform's clearing account.
+    ///
+    /// Refused when the card is not active, when the amount is not positive,
+    /// and when the wallet would pass its cap (the error says how much fits).
+    pub async fn top_up(
+        &self,
+        principal: &Principal,
+        card: &CardId,
+        amount: Money,
+        via: &Platform,
+        key: &IdempotencyKey,
+    ) -> Result<WalletReceipt, CityCardError> {
+        if !amount.is_positive() {
+            return Err(CityCardError::Invalid(format!(
+                "a top-up must be a positive amount, not {amount}"
+            )));
+        }
+        if let Principal::Platform { platform } = principal
+            && platform != via
+        {
+            return Err(CityCardError::Denied {
+                actor: principal.to_string(),
+                action: "top up through another platform",
+            });
+        }
+        let (card, account) = self
+            .card_for(principal, card, DelegationScope::TopUp, "wallet.top_up")
+            .await?;
+        if card.status != CardStatus::Active {
+            return Err(CityCardError::Invalid(format!(
+                "card {} is {:?}: only an active card can be topped up",
+                card.id, card.status
+            )));
+        }
+        let id = TransferId::from_idempotency_key("wallet.top_up", key);
+        let reference = Reference::top_up_order(key.as_str())
+            .map_err(|e| CityCardError::Invalid(e.to_string()))?;
+        let transfer =
+            NewTransfer::new(id, Accounts::clearing(via), account, amount, codes::TOP_UP)
+                .with_reference(reference)
+                .with_memo(format!("top-up via {via}"));
+        self.move_money(
+            principal,
+            &card,
+            account,
+            id,
+            amount,
+            transfer,
+            "wallet.top_up",
+        )
+        .await
+    }
+
+    /// Refunds part of a card's wallet to the cardholder (to the refunds account).
+    pub async fn refund(
+        &self,
+        principal: &Principal,
+        card: &CardId,
+        amount: Money,
+        key: &IdempotencyKey,
+    ) -> Result<WalletReceipt, CityCardError> {
+        if !amount.is_positive() {
+            return Err(CityCardError::Invalid(format!(
+                "a refund must be a positive amount, not {amount}"
+            )));
+        }
+        if !matches!(principal, Principal::System | Principal::Operator { .. }) {
+            return Err(CityCardError::Denied {
+                actor: principal.to_string(),
+                action: "refund a wallet (operators do, at the cardholder's request)",
+            });
+        }
+        let (card, account) = self
+            .card_for(principal, card, DelegationScope::TopUp, "wallet.refund")
+            .await?;
+        let id = TransferId::from_idempotency_key("wallet.refund", key);
+        let transfer = NewTransfer::new(id, account, Accounts::refunds(), amount, codes::REFUND)
+            .with_memo("refund to the cardholder");
+        self.move_money(
+            principal,
+            &card,
+            account,
+            id,
+            amount,
+            transfer,
+            "wallet.refund",
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn move_money(
+        &self,
+        principal: &Principal,
+        card: &Card,
+        account: AccountId,
+        id: TransferId,
+        amount: Money,
+        transfer: NewTransfer,
+        action: &'static str,
+    ) -> Result<WalletReceipt, CityCardError> {
+        let results = self
+            .ledger
+            .create_transfers(&Principal::System, vec![transfer])
+            .await?;
+        let wallet = self.ledger.account(&Principal::System, account).await?;
+        let outcome = match results.first().copied() {
+            Some(CreateTransferResult::Ok | CreateTransferResult::Exists) => Ok(()),
+            Some(CreateTransferResult::ExceedsUpperLimit) => {
+                let cap = wallet.upper_limit.unwrap_or(Money::MAX);
+                let balance = wallet.posted();
+                Err(CityCardError::OverCap {
+                    cap,
+                    balance,
+                    room: cap
+                        .checked_sub(balance)
+                        .unwrap_or(Money::ZERO)
+                        .max(Money::ZERO),
+                })
+            }
+            Some(CreateTransferResult::ExceedsCredits) => Err(CityCardError::InsufficientBalance {
+                balance: wallet.available(),
+            }),
+            Some(other) => Err(CityCardError::Ledger(format!(
+                "the ledger refused the transfer: {other:?}; use a new key to try again"
+            ))),
+            None => Err(CityCardError::Ledger(
+                "the ledger returned no result".into(),
+            )),
+        };
+        let now = self.clock.now();
+        self.audit
+            .append(
+                AuditRecord::new(
+                    now,
+                    principal.clone(),
+                    action,
+                    format!("card:{}", card.id),
+                    if outcome.is_ok() {
+                        AuditOutcome::Succeeded
+                    } else {
+                        AuditOutcome::Failed
+                    },
+                )
+                .with("amount", amount.to_string())
+                .with("transfer", id.to_string()),
+            )
+            .await?;
+        outcome?;
+        let balance = wallet.available();
+        // Keep every wallet pass of the card in step; a pass that cannot be
+        // reached now is caught up by the next refresh.
+        let _ = self
+            .cards
+            .push_balance(
+                &Principal::System,
+                &card.id,
+                BalanceView {
+                    balance,
+                    as_of: now,
+                },
+            )
+            .await;
+        Ok(WalletReceipt {
+            card: card.id.clone(),
+            transfer: id,
+            amount,
+            balance,
+        })
+    }
+}
