@@ -1,5 +1,6 @@
 //! The identity conformance suites run against the SQLite stores, plus a
 //! check that nothing personal is stored in plaintext.
+#![cfg(feature = "identity")]
 use std::sync::Arc;
 
 use citycard_core::PersonId;

@@ -1,4 +1,5 @@
 //! The ledger store conformance suite run against SQLite.
+#![cfg(feature = "ledger")]
 use citycard_sqlite::Database;
 use citycard_sqlite::ledger::SqliteLedgerStore;
 use citycard_testkit::ledger_store_conformance;

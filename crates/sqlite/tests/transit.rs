@@ -1,4 +1,5 @@
 //! The transit conformance suite against the SQLite store.
+#![cfg(feature = "transit")]
 use citycard_sqlite::Database;
 use citycard_sqlite::transit::SqliteTransitStore;
 use citycard_testkit::transit_store_conformance;
