@@ -47,16 +47,16 @@ pub use faults::{Fault, Faults};
 #[doc(hidden)]
 pub mod __private {
     pub use chrono;
-    pub use citycard_core;
-    #[cfg(feature = "ledger")]
-    pub use citycard_ledger;
     #[cfg(feature = "binding")]
     pub use citycard_binding;
-    #[cfg(feature = "identity")]
-    pub use citycard_identity;
-    pub use tokio;
-    #[cfg(feature = "transit")]
-    pub use citycard_transit;
+    pub use citycard_core;
     #[cfg(feature = "healthcare")]
     pub use citycard_healthcare;
+    #[cfg(feature = "identity")]
+    pub use citycard_identity;
+    #[cfg(feature = "ledger")]
+    pub use citycard_ledger;
+    #[cfg(feature = "transit")]
+    pub use citycard_transit;
+    pub use tokio;
 }
