@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
 use citycard_binding::{
-    BindingConfig, BindingStore, CardPorts, CardService, CardStore, DelegationStore,
+    BindingConfig, BindingStore, CardIssuer, CardPorts, CardService, CardStore, DelegationStore,
     MemoryBindingStore, MemoryCardStore, MemoryDelegationStore, PlatformWallet, RegistryCardIssuer,
     SimulatedWallet,
 };
@@ -231,6 +231,10 @@ impl CityCardBuilder {
         let guardians = Arc::new(Guardianships::new());
         let id_index = Arc::new(VaultIdIndex::new(identity.clone()));
         let card_format = self.binding_config.rules.number_format.clone();
+        let card_issuer: Arc<dyn CardIssuer> = Arc::new(RegistryCardIssuer::new(
+            stores.cards.clone(),
+            id_index.clone(),
+        ));
         let cards = Arc::new(CardService::new(
             CardPorts {
                 cards: stores.cards.clone(),
@@ -246,7 +250,7 @@ impl CityCardBuilder {
                     clock.clone(),
                 )),
                 id_index: id_index.clone(),
-                issuer: Arc::new(RegistryCardIssuer::new(stores.cards.clone(), id_index)),
+                issuer: card_issuer.clone(),
                 wallet: platform_wallet,
                 funds: Arc::new(LedgerCardFunds::new(ledger.clone())),
                 balances: Arc::new(LedgerBalances::new(ledger.clone(), clock.clone())),
@@ -351,6 +355,7 @@ impl CityCardBuilder {
                 social,
             },
             guardians,
+            card_issuer,
             simulated_verifier,
             simulated_wallet,
         })
@@ -503,6 +508,7 @@ pub struct CityCard {
     transit: Transit,
     healthcare: Healthcare,
     guardians: Arc<Guardianships>,
+    card_issuer: Arc<dyn CardIssuer>,
     simulated_verifier: Option<Arc<SimulatedVerifier>>,
     simulated_wallet: Option<Arc<SimulatedWallet>>,
 }
@@ -560,6 +566,12 @@ impl CityCard {
     /// Healthcare: appointments, billing, social insurance.
     pub fn healthcare(&self) -> &Healthcare {
         &self.healthcare
+    }
+
+    /// The issuer's check that a card number and an ID number belong
+    /// together (the port a platform calls; answers never tell which was wrong).
+    pub fn card_issuer(&self) -> &Arc<dyn CardIssuer> {
+        &self.card_issuer
     }
 
     /// Registered guardianships (for minors' consent).
