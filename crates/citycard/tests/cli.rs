@@ -31,12 +31,15 @@ fn run_stdin(args: &[&str], input: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary runs");
-    child
+    // A command that fails on its arguments exits without reading: a broken pipe is fine.
+    if let Err(e) = child
         .stdin
         .take()
         .expect("stdin")
         .write_all(input.as_bytes())
-        .expect("write stdin");
+    {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+    }
     child.wait_with_output().expect("the binary finishes")
 }
 
@@ -272,6 +275,9 @@ fn fare_quote_bad_arguments_are_usage_errors() {
         assert!(!stderr(&o).is_empty(), "{args:?}");
         assert!(o.stdout.is_empty(), "{args:?}");
     }
+    let o = run_stdin(&["fare", "quote", "--json", "-", "--age", "70"], "{}");
+    assert_eq!(code(&o), 2, "rider flags belong in the JSON journey");
+    assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
     let o = run_stdin(
         &["fare", "quote", "--json", "-"],
         "{\"legs\": [{\"from\": 1}]}",
@@ -818,6 +824,15 @@ fn ledger_export_beancount() {
         opens.contains(&"Liabilities:Citycard:EWallet:Person-psn-1:Id2"),
         "{opens:?}"
     );
+    // Where beancount is installed, its own checker must accept the file.
+    if let Ok(check) = Command::new("bean-check").arg(&out).output() {
+        assert!(
+            check.status.success(),
+            "bean-check: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
 }
 
 #[test]

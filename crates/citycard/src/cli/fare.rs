@@ -24,26 +24,26 @@ pub struct QuoteArgs {
     /// `--leg b7:b_wulin@08:30 --leg metro:m_xianghu:m_qianjiang@08:50-09:20`.
     #[arg(long = "leg", value_name = "LEG")]
     pub legs: Vec<String>,
-    /// A JSON journey from a file, or `-` for standard input (instead of `--leg`).
+    /// A JSON journey from a file, or `-` for standard input (instead of `--leg` and the rider flags).
     #[arg(long, value_name = "FILE", conflicts_with = "legs")]
     pub json: Option<String>,
     /// The rider's card kind.
-    #[arg(long, value_enum, default_value_t = CardKindArg::Ordinary)]
+    #[arg(long, value_enum, default_value_t = CardKindArg::Ordinary, conflicts_with = "json")]
     pub card_kind: CardKindArg,
     /// The rider's age in whole years (senior concessions depend on it).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     pub age: Option<u8>,
     /// Paying with a ride code instead of the card.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     pub ride_code: bool,
     /// Apply the monthly volume tiers (e.g. topped up at least ¥50).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     pub volume_tiers: bool,
     /// Spend earlier this month, for the volume tiers (yuan, e.g. 62.50).
-    #[arg(long, value_name = "AMOUNT")]
+    #[arg(long, value_name = "AMOUNT", conflicts_with = "json")]
     pub month_spend: Option<String>,
     /// The travel date (YYYY-MM-DD, Hangzhou); today by default.
-    #[arg(long, value_name = "YYYY-MM-DD")]
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "json")]
     pub date: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
