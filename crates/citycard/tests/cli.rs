@@ -751,6 +751,28 @@ fn ledger_export_hledger() {
         .map(|p| p.1)
         .sum();
     assert_eq!(balance, -4450);
+    // Where hledger is installed, its strict check (declared accounts and commodities,
+    // balanced transactions) must pass and its balance must agree.
+    let file = dir.path().join("books.journal");
+    std::fs::write(&file, &text).expect("write journal");
+    let journal = file.to_str().expect("utf-8");
+    if let Ok(check) = Command::new("hledger")
+        .args(["-f", journal, "check", "--strict"])
+        .output()
+    {
+        assert!(
+            check.status.success(),
+            "hledger check: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let bal = Command::new("hledger")
+            .args(["-f", journal, "balance", "--flat", "--no-total", wallet])
+            .output()
+            .expect("hledger balance");
+        let bal = String::from_utf8_lossy(&bal.stdout);
+        assert!(bal.contains("-44.50 CNY"), "{bal}");
+    }
 }
 
 #[test]

@@ -218,6 +218,7 @@ fn write_hledger(e: &Export, out: &mut dyn Write) -> Result<(), CliError> {
         "; dates are China civil dates (UTC+8); the debit account gets the positive amount"
     )?;
     writeln!(out)?;
+    writeln!(out, "commodity 1000.00 CNY")?;
     for a in e.accounts.values() {
         writeln!(out, "account {}", hledger_name(a))?;
     }
