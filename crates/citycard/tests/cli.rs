@@ -434,6 +434,57 @@ fn ridecode_tampered_payload_is_refused_as_tampered() {
 }
 
 #[test]
+fn ridecode_code_age_is_checked_against_the_reader_clock() {
+    let dir = TempDir::new("rc-age");
+    let payload = issue(&dir, &dir.path().join("c.png"), "9");
+    let at = |offset: i64| (chrono::Utc::now() + chrono::Duration::seconds(offset)).to_rfc3339();
+    let decide = |offset: i64| {
+        let o = run(&[
+            "ridecode",
+            "verify",
+            "--data-dir",
+            dir.str(),
+            "--format",
+            "json",
+            "--at",
+            &at(offset),
+            &payload,
+        ]);
+        (code(&o), json(&o))
+    };
+    // Older than 60 s plus 30 s skew: expired.
+    let (c, v) = decide(200);
+    assert_eq!((c, v["reason"].as_str()), (1, Some("expired")), "{v}");
+    // More than 30 s ahead of the reader: from the future.
+    let (c, v) = decide(-200);
+    assert_eq!(
+        (c, v["reason"].as_str()),
+        (1, Some("from_the_future")),
+        "{v}"
+    );
+    // Past the 30-day credential: the credential check comes first.
+    let (c, v) = decide(31 * 24 * 3600);
+    assert_eq!(
+        (c, v["reason"].as_str()),
+        (1, Some("credential_expired")),
+        "{v}"
+    );
+    // Refusals are not remembered: the code is still good now.
+    let (c, v) = decide(0);
+    assert_eq!(c, 0, "{v}");
+    let o = run(&[
+        "ridecode",
+        "verify",
+        "--data-dir",
+        dir.str(),
+        "--at",
+        "yesterday",
+        &payload,
+    ]);
+    assert_eq!(code(&o), 2);
+}
+
+#[test]
 fn ridecode_malformed_payload_is_refused() {
     let dir = TempDir::new("rc-malformed");
     issue(&dir, &dir.path().join("c.png"), "1");

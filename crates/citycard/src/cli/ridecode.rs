@@ -64,6 +64,9 @@ pub struct VerifyArgs {
     /// How old a code may be, in seconds.
     #[arg(long, default_value_t = 60)]
     pub max_age: u32,
+    /// Decide as of this instant (RFC 3339) instead of now, e.g. to replay a log.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -483,7 +486,12 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<bool, CliError> 
         },
         &keys,
     );
-    let now = Utc::now();
+    let now = match &args.at {
+        None => Utc::now(),
+        Some(t) => DateTime::parse_from_rfc3339(t.trim())
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(|e| CliError::Usage(format!("--at {t:?} is not an RFC 3339 time: {e}")))?,
+    };
     let mut decision = match RideCode::from_text(&args.payload) {
         Ok(code) => reader.decide(code.as_bytes(), now),
         Err(_) => Decision::Reject(Rejection::Malformed),
