@@ -227,7 +227,7 @@ fn write_text(doc: &SettleOut, out: &mut dyn Write) -> Result<(), CliError> {
         )?;
         writeln!(
             out,
-            "  arrears           {:>10}  ({} cards in arrears, now on the deny list)",
+            "  arrears           {:>10}  ({} cards in arrears)",
             format!("{:#}", r.arrears),
             r.cards_in_arrears
         )?;
