@@ -6,8 +6,10 @@
 #![deny(missing_docs)]
 
 pub mod accounts;
+pub mod demo;
 pub mod error;
 pub mod glue;
+pub mod keys;
 pub mod riders;
 pub mod system;
 pub mod wallet;

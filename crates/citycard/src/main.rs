@@ -18,7 +18,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    // DEMO: the lead adds the `Demo` variant here (`cli/demo.rs`), and its arm in `main`.
+    /// Run the whole journey on the embedded SQLite store, printed step by step.
+    ///
+    /// Enrolment, cards, real-name verification, a failed and a good binding,
+    /// top-up, a ride code, rides and settlement, a hospital booking and bill,
+    /// social insurance, the statement, a lost card replaced and unbinding; FHIR
+    /// JSON under DIR/fhir/. Running again on the same DIR continues with the next day.
+    Demo(DemoArgs),
     /// ID numbers.
     #[command(subcommand)]
     Id(IdCommand),
@@ -72,6 +78,21 @@ enum LedgerCommand {
     Export(cli::ledger::ExportArgs),
 }
 
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Where the demo keeps its database, vault keys and FHIR files.
+    #[arg(long, value_name = "DIR", default_value = citycard::demo::DEFAULT_DATA_DIR)]
+    data_dir: std::path::PathBuf,
+}
+
+fn run_demo(args: &DemoArgs, out: &mut dyn std::io::Write) -> Result<(), cli::CliError> {
+    let options = citycard::demo::DemoOptions::new(&args.data_dir);
+    cli::runtime()?
+        .block_on(citycard::demo::run(&options, out))
+        .map(|_| ())
+        .map_err(|e| cli::CliError::Domain(e.to_string()))
+}
+
 fn exit_if(ok: bool) -> ExitCode {
     if ok {
         ExitCode::SUCCESS
@@ -84,7 +105,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut stdout = std::io::stdout().lock();
     let result = match cli.command {
-        // DEMO: `Command::Demo(args) => cli::demo::run(&args, &mut stdout)...,`
+        Command::Demo(args) => run_demo(&args, &mut stdout).map(|()| ExitCode::SUCCESS),
         Command::Id(IdCommand::Check(args)) => {
             cli::id::run(&args, &mut stdout).map(|invalid| exit_if(invalid == 0))
         }

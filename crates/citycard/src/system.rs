@@ -604,6 +604,11 @@ impl CityCard {
         &self.stores.appointments
     }
 
+    /// The transit store (settled trips, arrears, the deny list).
+    pub fn transit_store(&self) -> &Arc<dyn TransitStore> {
+        &self.stores.transit
+    }
+
     /// The database, when on SQLite.
     pub fn database(&self) -> Option<&Database> {
         self.stores.db.as_ref()
