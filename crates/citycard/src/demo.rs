@@ -622,7 +622,7 @@ impl Journey<'_> {
         p.heading("Top-up via Alipay")?;
         let opening_balance = city.wallet().balance(&me, &card.id).await?;
         let amount = yuan(TOP_UP_YUAN)?;
-        let receipt = city
+        let topped_up = match city
             .wallet()
             .top_up(
                 &me,
@@ -631,13 +631,24 @@ impl Journey<'_> {
                 &Platform::Alipay,
                 &self.run_key("top-up")?,
             )
-            .await?;
-        p.line(format!(
-            "topped up {} from Alipay: wallet {} → {}",
-            y(amount),
-            y(opening_balance),
-            y(receipt.balance)
-        ))?;
+            .await
+        {
+            Ok(receipt) => {
+                p.line(format!(
+                    "topped up {} from Alipay: wallet {} → {}",
+                    y(amount),
+                    y(opening_balance),
+                    y(receipt.balance)
+                ))?;
+                amount
+            }
+            // After many runs the wallet reaches its cap: show the refusal and go on.
+            Err(e @ CityCardError::OverCap { .. }) => {
+                p.line(format!("top-up of {} refused: {e}", y(amount)))?;
+                Money::ZERO
+            }
+            Err(e) => return Err(e.into()),
+        };
         let view = city.bindings().wallet_view(&me, &binding).await?;
         match view.balance {
             Some(b) => p.line(format!(
@@ -995,7 +1006,7 @@ impl Journey<'_> {
             card: new_card.id.clone(),
             binding: binding.clone(),
             binding_state: removed.state,
-            topped_up: amount,
+            topped_up,
             fares_charged,
             medical_cash,
             opening_balance,
