@@ -218,6 +218,11 @@ fn y(m: Money) -> String {
     format!("{m:#}")
 }
 
+/// A ledger total in fen as money (saturating; totals of a demo are small).
+fn fen_total(fen: i128) -> Money {
+    Money::from_fen(i64::try_from(fen).unwrap_or(i64::MAX))
+}
+
 /// A name with all but its first character masked: 张伟 → 张*.
 pub fn mask_name(name: &str) -> String {
     let mut chars = name.chars();
@@ -376,8 +381,19 @@ pub async fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSumma
     }
     .go(&mut p)
     .await?;
+    let (transfers, [_, debits, _, credits]) = city
+        .ledger()
+        .inspect(|e| (e.transfer_count(), e.totals()))
+        .await
+        .map_err(CityCardError::from)?;
     p.raw(format!(
-        "\nDone. Data: {} (vault keys in {}, demos only). FHIR: {}. Run again to continue with day {}.",
+        "\nLedger: {transfers} transfers; posted debits {} {} posted credits {}.",
+        y(fen_total(debits)),
+        if debits == credits { "=" } else { "≠" },
+        y(fen_total(credits))
+    ))?;
+    p.raw(format!(
+        "Done. Data: {} (vault keys in {}, demos only). FHIR: {}. Run again to continue with day {}.",
         database.display(),
         dir.join("keys.json").display(),
         dir.join("fhir").display(),
@@ -396,6 +412,7 @@ struct Journey<'a> {
 
 struct Person {
     id: PersonId,
+    created_at: DateTime<Utc>,
     id_number: IdNumber,
     name: &'static str,
 }
@@ -403,6 +420,15 @@ struct Person {
 impl Journey<'_> {
     fn run_key(&self, what: &str) -> Result<IdempotencyKey, DemoError> {
         key(&format!("demo-r{}-{what}", self.run))
+    }
+
+    /// "issued" for what happened today, "already issued" for a replayed setup.
+    fn setup_verb(&self, at: DateTime<Utc>, verb: &str) -> String {
+        if at < start_of_civil_day(self.day) {
+            format!("already {verb} (replayed):")
+        } else {
+            verb.to_owned()
+        }
     }
 
     fn at(&self, h: u32, m: u32) {
@@ -426,7 +452,8 @@ impl Journey<'_> {
             .await?;
         for person in [&zhang, &mother] {
             p.line(format!(
-                "enrolled {} (ID {}, person {})",
+                "{} {} (ID {}, person {})",
+                self.setup_verb(person.created_at, "enrolled"),
                 mask_name(person.name),
                 person.id_number.masked(),
                 person.id
@@ -468,7 +495,8 @@ impl Journey<'_> {
             )
             .await?;
         p.line(format!(
-            "issued {}'s standard card {} with an e-wallet (capped at {})",
+            "{} {}'s standard card {} with an e-wallet (capped at {})",
+            self.setup_verb(first_card.issued_at, "issued"),
             mask_name(zhang.name),
             mask_number(first_card.number.as_str()),
             y(city
@@ -477,7 +505,8 @@ impl Journey<'_> {
                 .cap(citycard_ledger::WalletHolder::Registered))
         ))?;
         p.line(format!(
-            "issued {}'s elderly card {} (services: {})",
+            "{} {}'s elderly card {} (services: {})",
+            self.setup_verb(mother_card.issued_at, "issued"),
             mask_name(mother.name),
             mask_number(mother_card.number.as_str()),
             services_text(&mother_card.services)
@@ -1037,6 +1066,7 @@ impl Journey<'_> {
             .await?;
         Ok(Person {
             id: person.id,
+            created_at: person.created_at,
             id_number,
             name,
         })

@@ -50,6 +50,11 @@ async fn the_demo_runs_twice_on_one_directory_and_continues() {
     assert_eq!((first.run, second.run), (1, 2));
     assert_eq!(second.day, first.day.succ_opt().unwrap());
     assert!(out2.contains("run 2"));
+    // Setup replays on the second run instead of failing or duplicating.
+    assert!(!out1.contains("(replayed)"));
+    assert!(out2.contains("already enrolled (replayed)"));
+    assert!(out2.contains("already issued (replayed)"));
+    assert_eq!(first.cardholder, second.cardholder);
 
     // The failures a user meets, by their messages.
     for out in [&out1, &out2] {
