@@ -1,7 +1,7 @@
 //! `citycard demo`: the whole journey on the embedded SQLite store, printed
 //! so a person can follow it.
 //!
-//! [`run`] opens (or creates) a data directory — `./citycard-demo` by
+//! [`run`] opens (or creates) a data directory — `./citycard-data` by
 //! default — holding `citycard.db` (every store), `keys.json` (the vault
 //! keys, see [`crate::keys`]), `demo-state.json` (the run counter) and
 //! `fhir/` (the FHIR JSON written by the last run).
@@ -61,7 +61,7 @@ use crate::system::{CityCard, NewCitizenCard};
 /// The first simulated day (run 1); run `n` is `n - 1` days later.
 pub const FIRST_DAY: (i32, u32, u32) = (2026, 11, 26);
 /// The data directory used when none is given.
-pub const DEFAULT_DATA_DIR: &str = "citycard-demo";
+pub const DEFAULT_DATA_DIR: &str = "citycard-data";
 /// What each run tops up via Alipay.
 pub const TOP_UP_YUAN: &str = "300.00";
 

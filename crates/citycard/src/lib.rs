@@ -1,7 +1,62 @@
 //! # citycard
 //!
 //! The facade that wires every citycard crate into one card system, and the
-//! `citycard` command.
+//! `citycard` command. A host builds a [`CityCard`], choosing the storage
+//! (one SQLite file, or memory) and plugging in its own adapters for the
+//! outside world (real-name provider, platform card wallet, key provider,
+//! clock, ids) or taking the clearly named simulated ones. The glue between
+//! domains lives in [`glue`] and nowhere else.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use citycard::{CityCard, NewCitizenCard};
+//! use citycard::core::{IdempotencyKey, ManualClock, Money, OperatorId, Platform, Principal, Sensitive};
+//! use citycard::identity::{IdNumber, RegionCode, Sex};
+//!
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! let city = CityCard::builder()
+//!     .in_memory()
+//!     .clock(Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0)))
+//!     .build()
+//!     .await?;
+//! let key = |k: &str| IdempotencyKey::parse(k).unwrap();
+//!
+//! // The issuer enrols a cardholder at the counter and issues a card.
+//! let operator = Principal::Operator { operator: OperatorId::parse("opr-1").unwrap() };
+//! let id_number = IdNumber::generate(
+//!     RegionCode::new(330106).unwrap(),
+//!     chrono::NaiveDate::from_ymd_opt(1990, 3, 7).unwrap(),
+//!     Sex::Female,
+//!     1,
+//! ).unwrap();
+//! let person = city.identity()
+//!     .enroll_person(&operator, &Sensitive::new("李娜".into()), &id_number.to_sensitive(), &key("enrol-1"))
+//!     .await?;
+//! let card = city.issue_card(&operator, &key("issue-1"), &NewCitizenCard {
+//!     number: "3301000011112222".into(),
+//!     kind: "standard".into(),
+//!     holder: person.id.clone(),
+//!     id_number: id_number.to_sensitive(),
+//!     services: None,
+//! }).await?;
+//!
+//! // She tops up ¥50 through Alipay; a retry with the same key changes nothing.
+//! let me = Principal::cardholder(person.id.clone());
+//! for _ in 0..2 {
+//!     city.wallet().top_up(&me, &card.id, Money::from_yuan(50), &Platform::Alipay, &key("topup-1")).await?;
+//! }
+//! assert_eq!(city.wallet().balance(&me, &card.id).await?, Money::from_yuan(50));
+//!
+//! // Over the ¥5,000 cap of a registered card, the error says how much still fits.
+//! let err = city.wallet()
+//!     .top_up(&me, &card.id, Money::from_yuan(5_000), &Platform::Alipay, &key("topup-2"))
+//!     .await
+//!     .unwrap_err();
+//! assert!(err.to_string().contains("top up at most 4950.00"));
+//! # Ok::<(), citycard::CityCardError>(())
+//! # }).unwrap();
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
