@@ -8,114 +8,11 @@
 //!
 //! `cargo run --release -p citycard-binding --example bind_cpu_time -- 50000`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use citycard_binding::*;
-use citycard_core::*;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-struct Stores {
-    cards: Arc<dyn CardStore>,
-    bindings: Arc<dyn BindingStore>,
-    delegations: Arc<dyn DelegationStore>,
-    idempotency: Arc<dyn IdempotencyStore>,
-    audit: Arc<dyn AuditLog>,
-}
+use std::time::Duration;
+#[path = "../benches/common/mod.rs"]
+mod common;
 
-fn memory_stores() -> Stores {
-    Stores {
-        cards: Arc::new(MemoryCardStore::new()),
-        bindings: Arc::new(MemoryBindingStore::new()),
-        delegations: Arc::new(MemoryDelegationStore::new()),
-        idempotency: Arc::new(MemoryIdempotencyStore::new()),
-        audit: Arc::new(MemoryAuditLog::new()),
-    }
-}
-
-struct Bench {
-    service: CardService,
-    requests: Vec<(Principal, IdempotencyKey, BindRequest)>,
-}
-
-async fn prepare(stores: Stores, n: u64) -> Bench {
-    let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0));
-    let index = KeyedHashIndex::new(b"bench key");
-    let real_names = Arc::new(StaticRealNames::new(index.clone()));
-    let funds = Arc::new(MemoryFunds::new(clock.clone()));
-    let service = CardService::new(
-        CardPorts {
-            cards: stores.cards.clone(),
-            bindings: stores.bindings,
-            delegations: stores.delegations,
-            idempotency: stores.idempotency,
-            audit: stores.audit,
-            clock,
-            ids: Arc::new(SequentialIdGenerator::new()),
-            real_names: real_names.clone(),
-            id_index: Arc::new(index.clone()),
-            issuer: Arc::new(RegistryCardIssuer::new(stores.cards, Arc::new(index))),
-            wallet: Arc::new(SimulatedWallet::new()),
-            funds: funds.clone(),
-            balances: funds,
-        },
-        BindingConfig::default(),
-    );
-    let operator = Principal::Operator {
-        operator: OperatorId::parse("opr-1").unwrap(),
-    };
-    let mut requests = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let holder = PersonId::parse(&format!("psn-{i}")).unwrap();
-        let account = PlatformAccountId::parse(&format!("pac-{i}")).unwrap();
-        let id_number = Sensitive::new(format!("330106{i:012}"));
-        real_names.add_person(&holder, &id_number);
-        real_names.verify_account(&Platform::Alipay, &account, &holder);
-        let number = format!("3301{i:012}");
-        service
-            .issue_card(
-                &operator,
-                &IdempotencyKey::parse(&format!("issue-{i}")).unwrap(),
-                &IssueCard {
-                    number: number.clone(),
-                    kind: "standard".into(),
-                    holder: holder.clone(),
-                    id_number: id_number.clone(),
-                    wallet_account: WalletAccountRef::parse(&format!("wac-{i}")).unwrap(),
-                    services: None,
-                    platforms: None,
-                },
-            )
-            .await
-            .unwrap();
-        requests.push((
-            Principal::cardholder(holder),
-            IdempotencyKey::parse(&format!("bind-{i}")).unwrap(),
-            BindRequest {
-                platform: Platform::Alipay,
-                account,
-                card_number: number,
-                id_number,
-                consent: ConsentInput {
-                    purpose: "use the citizen card in Alipay".into(),
-                    data_categories: [DataCategory::CardNumber, DataCategory::Balance].into(),
-                    text_version: "2026-01".into(),
-                    channel: "alipay_app".into(),
-                },
-            },
-        ));
-    }
-    Bench { service, requests }
-}
-
-fn timed_binds(rt: &tokio::runtime::Runtime, bench: &Bench) -> Duration {
-    rt.block_on(async {
-        let start = Instant::now();
-        for (principal, key, request) in &bench.requests {
-            let receipt = bench.service.bind(principal, key, request).await.unwrap();
-            debug_assert_eq!(receipt.state, BindingState::Active);
-            std::hint::black_box(receipt);
-        }
-        start.elapsed()
-    })
-}
+use common::{memory_stores, prepare, timed_binds};
 
 fn cpu_ns() -> Option<u64> {
     std::fs::read_to_string("/proc/thread-self/schedstat")
