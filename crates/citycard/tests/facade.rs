@@ -1,0 +1,430 @@
+//! The facade's glue, end to end on the in-memory stores: cancellation
+//! refunds and closes the wallet, delegates and platforms top up only within
+//! their rights, a minor binds only through a guardian, and a settlement the
+//! wallet cannot cover moves nothing.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use citycard::binding::{
+    BindRequest, BindingError, BindingState, CardId, CardStatus, ConsentInput, DataCategory,
+    GrantDelegation, Relation,
+};
+use citycard::core::{
+    Clock, DelegationScope, IdempotencyKey, ManualClock, Money, OperatorId, PersonId, Platform,
+    PlatformAccountId, Principal, Scopes, Sensitive, SequentialIdGenerator,
+};
+use citycard::healthcare::{
+    BillRequest, CashSource, CatalogueClass, ChargeItem, HospitalId, HospitalLevel, VisitType,
+};
+use citycard::identity::{IdNumber, KnownPerson, RealNameRequest, RegionCode, Sex};
+use citycard::ledger::Owner;
+use citycard::{Accounts, CityCard, CityCardError, NewCitizenCard};
+
+fn key(text: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(text).expect("valid key")
+}
+
+fn operator() -> Principal {
+    Principal::Operator {
+        operator: OperatorId::parse("opr-1").expect("valid id"),
+    }
+}
+
+struct Person {
+    id: PersonId,
+    id_number: IdNumber,
+    name: String,
+}
+
+async fn city() -> (CityCard, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0));
+    let city = CityCard::builder()
+        .in_memory()
+        .clock(clock.clone())
+        .id_generator(Arc::new(SequentialIdGenerator::new()))
+        .build()
+        .await
+        .expect("builds");
+    (city, clock)
+}
+
+async fn enrol(city: &CityCard, tag: &str, born: (i32, u32, u32)) -> Person {
+    let id_number = IdNumber::generate(
+        RegionCode::new(330106).expect("region"),
+        chrono::NaiveDate::from_ymd_opt(born.0, born.1, born.2).expect("date"),
+        Sex::Male,
+        7,
+    )
+    .expect("valid number");
+    let name = format!("市民{tag}");
+    let person = city
+        .identity()
+        .enroll_person(
+            &operator(),
+            &Sensitive::new(name.clone()),
+            &id_number.to_sensitive(),
+            &key(&format!("enrol-{tag}")),
+        )
+        .await
+        .expect("enrols");
+    Person {
+        id: person.id,
+        id_number,
+        name,
+    }
+}
+
+async fn issue(city: &CityCard, person: &Person, number: &str, kind: &str) -> CardId {
+    city.issue_card(
+        &operator(),
+        &key(&format!("issue-{number}")),
+        &NewCitizenCard {
+            number: number.into(),
+            kind: kind.into(),
+            holder: person.id.clone(),
+            id_number: person.id_number.to_sensitive(),
+            services: None,
+        },
+    )
+    .await
+    .expect("issues")
+    .id
+}
+
+async fn verified_account(city: &CityCard, person: &Person, external: &str) -> PlatformAccountId {
+    city.simulated_verifier()
+        .expect("simulated provider")
+        .register(&person.id_number, KnownPerson::named(&person.name));
+    let platform = Principal::Platform {
+        platform: Platform::Alipay,
+    };
+    let account = city
+        .identity()
+        .register_account(
+            &platform,
+            Platform::Alipay,
+            external,
+            &key(&format!("reg-{external}")),
+        )
+        .await
+        .expect("registers");
+    city.identity()
+        .verify_real_name(
+            &platform,
+            &account.id,
+            &RealNameRequest::two_factor(&person.name, person.id_number.reveal()),
+            &key(&format!("verify-{external}")),
+        )
+        .await
+        .expect("verifies");
+    account.id
+}
+
+fn bind_request(account: &PlatformAccountId, number: &str, id_number: &IdNumber) -> BindRequest {
+    BindRequest {
+        platform: Platform::Alipay,
+        account: account.clone(),
+        card_number: number.into(),
+        id_number: id_number.to_sensitive(),
+        consent: ConsentInput {
+            purpose: "use the citizen card in Alipay".into(),
+            data_categories: [DataCategory::CardNumber, DataCategory::Balance].into(),
+            text_version: "2026-01".into(),
+            channel: "alipay_app".into(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_card_refunds_its_balance_and_closes_the_wallet() {
+    let (city, _) = city().await;
+    let holder = enrol(&city, "a", (1980, 1, 1)).await;
+    let card = issue(&city, &holder, "3301000000000001", "standard").await;
+    let me = Principal::cardholder(holder.id.clone());
+    city.wallet()
+        .top_up(
+            &me,
+            &card,
+            Money::from_fen(8_050),
+            &Platform::Alipay,
+            &key("t1"),
+        )
+        .await
+        .expect("tops up");
+
+    let change = city
+        .cards()
+        .cancel_card(&operator(), &key("cancel-1"), &card)
+        .await
+        .expect("cancels");
+    assert_eq!(change.card.status, CardStatus::Cancelled);
+    assert_eq!(change.funds_moved, Some(Money::from_fen(8_050)));
+    // A retry answers the same and refunds nothing more.
+    let again = city
+        .cards()
+        .cancel_card(&operator(), &key("cancel-1"), &card)
+        .await
+        .expect("replays");
+    assert_eq!(again.funds_moved, Some(Money::from_fen(8_050)));
+    assert_eq!(
+        city.accounts()
+            .balance(Accounts::refunds())
+            .await
+            .expect("refunds"),
+        Money::from_fen(8_050)
+    );
+    let wallets = city
+        .ledger()
+        .accounts_of(&Principal::System, &Owner::Person(holder.id.clone()))
+        .await
+        .expect("accounts");
+    let wallet = wallets
+        .iter()
+        .find(|a| a.kind == citycard::ledger::AccountKind::E_WALLET)
+        .expect("the wallet");
+    assert!(wallet.is_closed(), "the cancelled card's wallet is closed");
+    assert_eq!(wallet.posted(), Money::ZERO);
+    let refused = city
+        .wallet()
+        .top_up(
+            &me,
+            &card,
+            Money::from_yuan(1),
+            &Platform::Alipay,
+            &key("t2"),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(CityCardError::Invalid(_))),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn delegates_top_up_within_a_live_grant_only() {
+    let (city, clock) = city().await;
+    let mother = enrol(&city, "mum", (1950, 6, 1)).await;
+    let son = enrol(&city, "son", (1980, 6, 1)).await;
+    let card = issue(&city, &mother, "3301000000000002", "elderly").await;
+    let grant = city
+        .cards()
+        .grant_delegation(
+            &Principal::cardholder(mother.id.clone()),
+            &key("grant-1"),
+            &GrantDelegation {
+                cardholder: mother.id.clone(),
+                delegate: son.id.clone(),
+                relation: Relation::Family,
+                scopes: [DelegationScope::TopUp, DelegationScope::ViewBalance]
+                    .into_iter()
+                    .collect(),
+                expires_at: clock.now() + Duration::days(30),
+            },
+        )
+        .await
+        .expect("grants");
+    let as_son = |scopes: Scopes| Principal::Delegate {
+        delegate: son.id.clone(),
+        on_behalf_of: mother.id.clone(),
+        delegation: grant.id.clone(),
+        scopes,
+    };
+    let granted: Scopes = [DelegationScope::TopUp, DelegationScope::ViewBalance]
+        .into_iter()
+        .collect();
+    let receipt = city
+        .wallet()
+        .top_up(
+            &as_son(granted),
+            &card,
+            Money::from_yuan(20),
+            &Platform::Alipay,
+            &key("son-1"),
+        )
+        .await
+        .expect("the son tops up for his mother");
+    assert_eq!(receipt.balance, Money::from_yuan(20));
+    // The son may not act as the mother herself, nor claim scopes he was not given.
+    let as_himself = city
+        .wallet()
+        .top_up(
+            &Principal::cardholder(son.id.clone()),
+            &card,
+            Money::from_yuan(1),
+            &Platform::Alipay,
+            &key("son-2"),
+        )
+        .await;
+    assert!(matches!(as_himself, Err(CityCardError::Denied { .. })));
+    city.cards()
+        .revoke_delegation(
+            &Principal::cardholder(mother.id.clone()),
+            &key("revoke-1"),
+            &grant.id,
+        )
+        .await
+        .expect("revokes");
+    let after = city
+        .wallet()
+        .top_up(
+            &as_son(granted),
+            &card,
+            Money::from_yuan(1),
+            &Platform::Alipay,
+            &key("son-3"),
+        )
+        .await;
+    assert!(
+        matches!(after, Err(CityCardError::Denied { .. })),
+        "{after:?}"
+    );
+    let me = Principal::cardholder(mother.id.clone());
+    assert_eq!(
+        city.wallet().balance(&me, &card).await.expect("balance"),
+        Money::from_yuan(20)
+    );
+}
+
+#[tokio::test]
+async fn a_platform_tops_up_only_through_its_own_clearing_account() {
+    let (city, _) = city().await;
+    let holder = enrol(&city, "p", (1990, 1, 1)).await;
+    let card = issue(&city, &holder, "3301000000000003", "standard").await;
+    let alipay = Principal::Platform {
+        platform: Platform::Alipay,
+    };
+    city.wallet()
+        .top_up(
+            &alipay,
+            &card,
+            Money::from_yuan(10),
+            &Platform::Alipay,
+            &key("p1"),
+        )
+        .await
+        .expect("Alipay tops up through Alipay");
+    let through_other = city
+        .wallet()
+        .top_up(
+            &alipay,
+            &card,
+            Money::from_yuan(10),
+            &Platform::WechatPay,
+            &key("p2"),
+        )
+        .await;
+    assert!(matches!(through_other, Err(CityCardError::Denied { .. })));
+    assert_eq!(
+        city.accounts()
+            .balance(Accounts::clearing(&Platform::WechatPay))
+            .await
+            .expect("balance"),
+        Money::ZERO
+    );
+}
+
+#[tokio::test]
+async fn a_minor_binds_only_through_a_guardian() {
+    let (city, clock) = city().await;
+    let child = enrol(&city, "kid", (2016, 9, 1)).await;
+    let parent = enrol(&city, "parent", (1985, 9, 1)).await;
+    let number = "3301000000000004";
+    issue(&city, &child, number, "student").await;
+    let child_account = verified_account(&city, &child, "2088-kid").await;
+    let refused = city
+        .bindings()
+        .bind(
+            &Principal::cardholder(child.id.clone()),
+            &key("bind-kid"),
+            &bind_request(&child_account, number, &child.id_number),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(BindingError::GuardianRequired)),
+        "{refused:?}"
+    );
+
+    city.guardianships()
+        .register(parent.id.clone(), child.id.clone());
+    let grant = city
+        .cards()
+        .grant_delegation(
+            &Principal::cardholder(parent.id.clone()),
+            &key("grant-kid"),
+            &GrantDelegation {
+                cardholder: child.id.clone(),
+                delegate: parent.id.clone(),
+                relation: Relation::Guardian,
+                scopes: [DelegationScope::Bind].into_iter().collect(),
+                expires_at: clock.now() + Duration::days(300),
+            },
+        )
+        .await
+        .expect("the guardian grants");
+    let receipt = city
+        .bindings()
+        .bind(
+            &Principal::Delegate {
+                delegate: parent.id.clone(),
+                on_behalf_of: child.id.clone(),
+                delegation: grant.id,
+                scopes: [DelegationScope::Bind].into_iter().collect(),
+            },
+            &key("bind-kid-2"),
+            &bind_request(&child_account, number, &child.id_number),
+        )
+        .await
+        .expect("the guardian binds for the child");
+    assert_eq!(receipt.state, BindingState::Active);
+}
+
+#[tokio::test]
+async fn a_settlement_the_wallet_cannot_cover_moves_nothing() {
+    let (city, _) = city().await;
+    let patient = enrol(&city, "pt", (1975, 1, 1)).await;
+    issue(&city, &patient, "3301000000000005", "standard").await;
+    let transfers_before = city
+        .ledger()
+        .inspect(|e| e.transfer_count())
+        .await
+        .expect("inspects");
+    let result = city
+        .healthcare()
+        .billing()
+        .settle(
+            &Principal::cardholder(patient.id.clone()),
+            &key("bill-1"),
+            &BillRequest {
+                patient: patient.id.clone(),
+                hospital: HospitalId::parse("hsp-1").expect("id"),
+                hospital_level: HospitalLevel::Community,
+                visit_type: VisitType::Outpatient,
+                items: vec![ChargeItem::new(
+                    "consult",
+                    CatalogueClass::C,
+                    Money::from_yuan(120),
+                    1,
+                )],
+                cash_source: CashSource::EWallet,
+            },
+        )
+        .await;
+    assert!(
+        result.is_err(),
+        "an empty wallet cannot pay ¥120: {result:?}"
+    );
+    let transfers_after = city
+        .ledger()
+        .inspect(|e| e.transfer_count())
+        .await
+        .expect("inspects");
+    assert_eq!(transfers_after, transfers_before, "nothing moved");
+    assert_eq!(
+        city.accounts()
+            .balance(Accounts::hospital("hsp-1"))
+            .await
+            .unwrap_or(Money::ZERO),
+        Money::ZERO
+    );
+}
