@@ -617,6 +617,7 @@ impl CityCard {
     /// Issues a citizen card to an enrolled person: opens the card's capped
     /// e-wallet and the person's medical accounts in the ledger, then
     /// registers the card. Operators and the system only; idempotent with `key`.
+    #[tracing::instrument(name = "citycard.issue_card", skip_all, fields(key = %key, kind = %request.kind))]
     pub async fn issue_card(
         &self,
         principal: &Principal,
@@ -652,6 +653,7 @@ impl CityCard {
 
     /// Replaces a lost card (补卡): opens the new card's wallet, then the card
     /// service moves the bindings and the ledger carries the balance over.
+    #[tracing::instrument(name = "citycard.replace_card", skip_all, fields(key = %key, card = %card))]
     pub async fn replace_card(
         &self,
         principal: &Principal,

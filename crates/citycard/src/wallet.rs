@@ -107,6 +107,7 @@ impl WalletService {
     }
 
     /// The wallet balance (what can be spent now).
+    #[tracing::instrument(name = "wallet.balance", skip_all, fields(card = %card))]
     pub async fn balance(
         &self,
         principal: &Principal,
@@ -128,6 +129,7 @@ impl WalletService {
     }
 
     /// The statement of a card's wallet over `[from, to)`.
+    #[tracing::instrument(name = "wallet.statement", skip_all, fields(card = %card, %from, %to))]
     pub async fn statement(
         &self,
         principal: &Principal,
@@ -153,6 +155,7 @@ impl WalletService {
     ///
     /// Refused when the card is not active, when the amount is not positive,
     /// and when the wallet would pass its cap (the error says how much fits).
+    #[tracing::instrument(name = "wallet.top_up", skip_all, fields(card = %card, %amount, via = %via, key = %key))]
     pub async fn top_up(
         &self,
         principal: &Principal,
@@ -203,6 +206,7 @@ impl WalletService {
     }
 
     /// Refunds part of a card's wallet to the cardholder (to the refunds account).
+    #[tracing::instrument(name = "wallet.refund", skip_all, fields(card = %card, %amount, key = %key))]
     pub async fn refund(
         &self,
         principal: &Principal,
@@ -297,8 +301,12 @@ impl WalletService {
                 .with("transfer", id.to_string()),
             )
             .await?;
+        if let Err(e) = &outcome {
+            tracing::info!(transfer = %id, error = %e, "wallet movement refused");
+        }
         outcome?;
         let balance = wallet.available();
+        tracing::info!(transfer = %id, %balance, "wallet movement recorded");
         // Keep every wallet pass of the card in step; a pass that cannot be
         // reached now is caught up by the next refresh.
         let _ = self
