@@ -17,12 +17,12 @@
 //! | `hospital:<hospital>` | hospital receivable | what hospitals are owed |
 //! | `control` | control | the counter-account of closing holds |
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use citycard_core::{Fingerprint, Money, PersonId, Platform, Principal};
 use citycard_ledger::{
-    AccountFlags, AccountId, AccountKind, CreateAccountResult, Ledger, NewAccount, Owner,
-    WalletHolder, WalletLimits,
+    AccountFlags, AccountId, AccountKind, Ledger, NewAccount, Owner, WalletHolder, WalletLimits,
 };
 
 use crate::error::CityCardError;
@@ -40,10 +40,16 @@ pub fn account_id(label: &str) -> AccountId {
 }
 
 /// The ledger accounts of the card system, and how to open them.
+///
+/// Clones share a record of the accounts already opened by this process, so
+/// opening an operator's or a hospital's account on every charge costs a
+/// set lookup, not a ledger batch (accounts are never deleted, so the
+/// record cannot go stale).
 #[derive(Clone)]
 pub struct Accounts {
     ledger: Arc<Ledger>,
     limits: WalletLimits,
+    opened: Arc<Mutex<HashSet<AccountId>>>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -57,7 +63,11 @@ impl std::fmt::Debug for Accounts {
 impl Accounts {
     /// The directory over a ledger, with the wallet caps to apply.
     pub fn new(ledger: Arc<Ledger>, limits: WalletLimits) -> Self {
-        Self { ledger, limits }
+        Self {
+            ledger,
+            limits,
+            opened: Arc::new(Mutex::new(HashSet::new())),
+        }
     }
 
     /// The wallet caps.
@@ -117,6 +127,13 @@ impl Accounts {
 
     /// Opens accounts, treating `exists` as success; any other result is an error.
     pub async fn open(&self, batch: Vec<NewAccount>) -> Result<(), CityCardError> {
+        let batch: Vec<NewAccount> = {
+            let opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+            batch
+                .into_iter()
+                .filter(|a| !opened.contains(&a.id))
+                .collect()
+        };
         if batch.is_empty() {
             return Ok(());
         }
@@ -132,6 +149,10 @@ impl Accounts {
                 )));
             }
         }
+        self.opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(ids);
         Ok(())
     }
 
@@ -215,11 +236,6 @@ impl Accounts {
     /// The posted balance of an account as the system sees it.
     pub async fn balance(&self, id: AccountId) -> Result<Money, CityCardError> {
         Ok(self.ledger.account(&Principal::System, id).await?.posted())
-    }
-
-    /// Whether an account-opening result counts as success.
-    pub fn opened(result: CreateAccountResult) -> bool {
-        result.is_success()
     }
 }
 

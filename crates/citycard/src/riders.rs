@@ -10,13 +10,14 @@ use std::sync::{Arc, RwLock};
 
 use chrono::NaiveDate;
 use citycard_binding::{CardKind as IssuerCardKind, CardStore};
-use citycard_core::{Principal, civil_date};
-use citycard_identity::{IdentityService, Person};
+use citycard_core::Principal;
+use citycard_identity::IdentityService;
 use citycard_ledger::{AccountId, Ledger, Owner};
 use citycard_transit::{CardKind, CardRef, Rider, RiderDirectory, Tap};
 
 use crate::error::CityCardError;
 use crate::glue::money::wallet_of;
+use crate::glue::people::id_number_of;
 
 /// The transit card kind for an issuer card kind.
 pub fn transit_kind(kind: &IssuerCardKind) -> CardKind {
@@ -94,12 +95,8 @@ impl CardRiders {
             .find(|c| wallet_of(&c.wallet_account).is_ok_and(|a| a == account))
             .map_or(CardKind::Ordinary, |c| transit_kind(&c.kind));
         let birth = match self.identity.person(&holder).await? {
-            Some(person) => self
-                .identity
-                .vault()
-                .open_id_number(&person.id_number, &Person::id_number_context(&person.id))
+            Some(person) => id_number_of(&self.identity, &person)
                 .await
-                .ok()
                 .map(|id| id.birth_date()),
             None => None,
         };
@@ -123,9 +120,4 @@ impl RiderDirectory for CardRiders {
             ..Rider::default()
         }
     }
-}
-
-/// Today's civil date on a clock (a small helper for hosts).
-pub fn today(clock: &dyn citycard_core::Clock) -> NaiveDate {
-    civil_date(clock.now())
 }

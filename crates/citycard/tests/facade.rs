@@ -428,3 +428,35 @@ async fn a_settlement_the_wallet_cannot_cover_moves_nothing() {
         Money::ZERO
     );
 }
+
+#[tokio::test]
+async fn an_account_already_opened_is_not_opened_again_on_the_ledger() {
+    let (city, _) = city().await;
+    let batches = || async {
+        city.audit()
+            .query(&citycard::core::AuditQuery {
+                action: Some("ledger.create_accounts".into()),
+                ..citycard::core::AuditQuery::all()
+            })
+            .await
+            .expect("audit")
+            .len()
+    };
+    let id = city.accounts().open_hospital("hsp-9").await.expect("opens");
+    let after_first = batches().await;
+    // Every settlement leg to a hospital asks for its account; only the first reaches the ledger.
+    for _ in 0..3 {
+        assert_eq!(
+            city.accounts().open_hospital("hsp-9").await.expect("opens"),
+            id
+        );
+    }
+    assert_eq!(batches().await, after_first);
+    assert_eq!(
+        city.accounts()
+            .balance(id)
+            .await
+            .expect("the account exists"),
+        Money::ZERO
+    );
+}

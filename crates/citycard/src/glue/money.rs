@@ -1,7 +1,6 @@
 //! The money ports of transit, healthcare and card binding, on the ledger.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use citycard_binding::{BalanceSource, BalanceView, CardFunds, PortError, WalletAccountRef};
@@ -58,7 +57,6 @@ pub struct LedgerFarePayments {
     accounts: Accounts,
     idempotency: Arc<dyn IdempotencyStore>,
     clock: Arc<dyn Clock>,
-    operators: Mutex<HashSet<String>>,
 }
 
 impl LedgerFarePayments {
@@ -74,34 +72,17 @@ impl LedgerFarePayments {
             accounts,
             idempotency,
             clock,
-            operators: Mutex::new(HashSet::new()),
         }
-    }
-
-    async fn ensure_operator(&self, operator: &str) -> Result<(), TransitError> {
-        let known = self
-            .operators
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(operator);
-        if !known {
-            self.accounts
-                .open_operator(operator)
-                .await
-                .map_err(|e| TransitError::PaymentUnavailable(e.to_string()))?;
-            self.operators
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(operator.to_owned());
-        }
-        Ok(())
     }
 }
 
 #[async_trait]
 impl FarePayments for LedgerFarePayments {
     async fn charge(&self, charge: &FareCharge) -> Result<ChargeOutcome, TransitError> {
-        self.ensure_operator(&charge.operator).await?;
+        self.accounts
+            .open_operator(&charge.operator)
+            .await
+            .map_err(|e| TransitError::PaymentUnavailable(e.to_string()))?;
         let request = (charge.card.0, charge.amount, &charge.operator, charge.at);
         run_idempotent(
             self.idempotency.as_ref(),

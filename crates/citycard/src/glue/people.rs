@@ -57,7 +57,7 @@ fn port(e: impl std::fmt::Display) -> PortError {
 }
 
 /// Decrypts a person's ID number (for an age check only; never logged).
-async fn id_number_of(identity: &IdentityService, person: &Person) -> Option<IdNumber> {
+pub(crate) async fn id_number_of(identity: &IdentityService, person: &Person) -> Option<IdNumber> {
     identity
         .vault()
         .open_id_number(&person.id_number, &Person::id_number_context(&person.id))
