@@ -181,14 +181,12 @@ impl CityCardBuilder {
             Storage::Sqlite(path) => Stores::sqlite(Database::open(path)?),
         };
 
-        let simulated_verifier = match &self.verifier {
-            Some(_) => None,
-            None => Some(Arc::new(SimulatedVerifier::new())),
-        };
-        let verifier: Arc<dyn RealNameVerifier> = match (&self.verifier, &simulated_verifier) {
-            (Some(v), _) => v.clone(),
-            (None, Some(sim)) => sim.clone(),
-            (None, None) => Arc::new(SimulatedVerifier::new()),
+        let (verifier, simulated_verifier): (Arc<dyn RealNameVerifier>, _) = match self.verifier {
+            Some(verifier) => (verifier, None),
+            None => {
+                let simulated = Arc::new(SimulatedVerifier::new());
+                (simulated.clone(), Some(simulated))
+            }
         };
         let keys: Arc<dyn KeyProvider> = match self.keys {
             Some(k) => k,
@@ -219,14 +217,12 @@ impl CityCardBuilder {
         let accounts = Accounts::new(ledger.clone(), self.wallet_limits);
         accounts.open_system_accounts().await?;
 
-        let simulated_wallet = match &self.wallet {
-            Some(_) => None,
-            None => Some(Arc::new(SimulatedWallet::new())),
-        };
-        let platform_wallet: Arc<dyn PlatformWallet> = match (&self.wallet, &simulated_wallet) {
-            (Some(w), _) => w.clone(),
-            (None, Some(sim)) => sim.clone(),
-            (None, None) => Arc::new(SimulatedWallet::new()),
+        let (platform_wallet, simulated_wallet): (Arc<dyn PlatformWallet>, _) = match self.wallet {
+            Some(wallet) => (wallet, None),
+            None => {
+                let simulated = Arc::new(SimulatedWallet::new());
+                (simulated.clone(), Some(simulated))
+            }
         };
         let guardians = Arc::new(Guardianships::new());
         let id_index = Arc::new(VaultIdIndex::new(identity.clone()));
