@@ -94,7 +94,10 @@
 //!   `data/card_rules.json`, replaceable by the host).
 //! - **Blind index only.** The registry keeps the holder's ID number only as
 //!   a [`BlindIndex`] from [`IdNumberIndex`]; idempotency fingerprints of a
-//!   bind request use the blind index too, never the number.
+//!   bind request use the blind index too, never the number. The card number
+//!   in a fingerprint (bind, issue, replace) is a keyed digest under the same
+//!   key ([`IdNumberIndex::keyed_digest`]): card numbers come from a space of
+//!   about 10^6, so a plain hash in the idempotency table would give them back.
 //! - **Step order.** Steps run in the issue's order 1–6. An unknown card
 //!   number answers "details do not match", like a wrong ID number, and
 //!   counts toward the per-account mismatch limit.

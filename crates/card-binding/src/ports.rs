@@ -39,6 +39,14 @@ pub trait RealNameCheck: Send + Sync {
 pub trait IdNumberIndex: Send + Sync {
     /// The blind index of an ID number (same number, same index; no way back).
     async fn blind_index(&self, id_number: &Sensitive<String>) -> Result<BlindIndex, PortError>;
+
+    /// A keyed digest of other personal data (a card number in a request
+    /// fingerprint), under the index key. `label` separates the uses; the
+    /// default indexes `label:value`, which never parses as an ID number.
+    async fn keyed_digest(&self, label: &str, value: &str) -> Result<BlindIndex, PortError> {
+        self.blind_index(&Sensitive::new(format!("{label}:{value}")))
+            .await
+    }
 }
 
 /// The issuer's answer to "do these details belong together".

@@ -175,7 +175,7 @@ struct BindFingerprint<'a> {
     principal: &'a Principal,
     platform: &'a Platform,
     account: &'a PlatformAccountId,
-    card_number: &'a str,
+    card_digest: &'a BlindIndex,
     id_index: &'a BlindIndex,
     consent: &'a ConsentInput,
 }
@@ -324,6 +324,16 @@ impl CardService {
         Err(last)
     }
 
+    /// The keyed digest of a card number that request fingerprints carry:
+    /// a plain hash of a number from a space of about 10^6 gives it back.
+    async fn card_digest(&self, number: &CardNumber) -> Result<BlindIndex, BindingError> {
+        self.ports
+            .id_index
+            .keyed_digest("card-number", number.as_str())
+            .await
+            .map_err(|e| e.retry_later("id index"))
+    }
+
     // ----- cards -----------------------------------------------------------
 
     /// Issues a card (operators and the system only).
@@ -360,8 +370,9 @@ impl CardService {
             .platforms
             .clone()
             .unwrap_or_else(|| self.config.rules.default_platforms.clone());
+        let card_digest = self.card_digest(&number).await?;
         let fingerprint = (
-            number.as_str(),
+            &card_digest,
             kind.code(),
             &request.holder,
             &holder_index,
@@ -631,6 +642,7 @@ impl CardService {
         request: &ReplaceCard,
     ) -> Result<CardChange, BindingError> {
         let number = self.parse_card_number(&request.new_number)?;
+        let card_digest = self.card_digest(&number).await?;
         let now = self.now();
         run_idempotent(
             &*self.ports.idempotency,
@@ -639,7 +651,7 @@ impl CardService {
             &(
                 card_id,
                 principal,
-                number.as_str(),
+                &card_digest,
                 &request.new_wallet_account,
             ),
             now,
@@ -1125,11 +1137,12 @@ impl CardService {
             .blind_index(&request.id_number)
             .await
             .map_err(|e| e.retry_later("id index"))?;
+        let card_digest = self.card_digest(&number).await?;
         let fingerprint = BindFingerprint {
             principal,
             platform: &request.platform,
             account: &request.account,
-            card_number: number.as_str(),
+            card_digest: &card_digest,
             id_index: &id_index,
             consent: &request.consent,
         };

@@ -1050,3 +1050,84 @@ async fn an_account_lists_its_bindings_and_a_person_their_cards() {
         Err(BindingError::Denied { .. })
     ));
 }
+
+#[tokio::test]
+async fn binding_and_issue_fingerprints_are_keyed_and_retries_still_replay() {
+    #[derive(serde::Serialize)]
+    struct PlainBind<'a> {
+        principal: &'a Principal,
+        platform: &'a Platform,
+        account: &'a PlatformAccountId,
+        card_number: &'a str,
+        id_index: &'a BlindIndex,
+        consent: &'a ConsentInput,
+    }
+    let w = World::new();
+    let card = w.issue("li", None).await;
+    let holder = Principal::cardholder(card.holder.clone());
+    let acct = account("pac-li");
+    let request = w.request(&card, "li", &acct);
+    let first = w
+        .service
+        .bind(&holder, &key("fp-1"), &request)
+        .await
+        .unwrap();
+    let stored = w
+        .idempotency
+        .get("binding.bind", &key("fp-1"))
+        .await
+        .unwrap()
+        .expect("the binding is recorded under its key");
+    // With the database alone (the ID-number index is stored with the card),
+    // the card number is the only unknown: a plain hash would give it back.
+    let id_index = w.index.index_of(&request.id_number);
+    let plain = Fingerprint::of(&PlainBind {
+        principal: &holder,
+        platform: &request.platform,
+        account: &request.account,
+        card_number: card.number.as_str(),
+        id_index: &id_index,
+        consent: &request.consent,
+    })
+    .unwrap();
+    assert_ne!(stored.fingerprint, plain);
+    // A retry replays the first receipt; another card number under the key is refused.
+    let again = w
+        .service
+        .bind(&holder, &key("fp-1"), &request)
+        .await
+        .unwrap();
+    assert_eq!(again.binding, first.binding);
+    let other = w.issue("zhao", None).await;
+    let mut changed = request.clone();
+    changed.card_number = other.number.as_str().to_owned();
+    assert!(
+        w.service
+            .bind(&holder, &key("fp-1"), &changed)
+            .await
+            .is_err()
+    );
+
+    // Issuing: the fingerprint holds no plain hash of the card number either.
+    let issued = w
+        .idempotency
+        .get("card.issue", &key("issue-1"))
+        .await
+        .unwrap()
+        .expect("the issue is recorded under its key");
+    let holder_index = w.index.index_of(&id_number_of("li"));
+    let services = CardRules::embedded().default_services;
+    let platforms = CardRules::embedded().default_platforms;
+    let wallet = WalletAccountRef::parse("wac-1").unwrap();
+    let plain_issue = Fingerprint::of(&(
+        card.number.as_str(),
+        "standard",
+        &card.holder,
+        &holder_index,
+        &wallet,
+        &services,
+        &platforms,
+    ))
+    .unwrap();
+    assert_ne!(issued.fingerprint, plain_issue);
+}

@@ -19,9 +19,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use citycard_core::{
-    AuditLog, AuditOutcome, AuditRecord, Clock, Fingerprint, IdGenerator, IdempotencyKey,
-    IdempotencyStore, PersonId, Platform, PlatformAccountId, Principal, Sensitive, StoreError,
-    civil_date, run_idempotent,
+    AuditLog, AuditOutcome, AuditRecord, Clock, IdGenerator, IdempotencyKey, IdempotencyStore,
+    PersonId, Platform, PlatformAccountId, Principal, Sensitive, StoreError, civil_date,
+    run_idempotent,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, info_span};
@@ -664,10 +664,14 @@ impl IdentityService {
         let id_number = IdNumber::parse_with(id_number.expose(), &self.policy())?;
         let index = self.ports.vault.blind_index(&id_number).await?;
         let now = self.ports.clock.now();
-        let request = (
-            index.to_hex(),
-            Fingerprint::of_bytes(name.expose().trim().as_bytes()).to_hex(),
-        );
+        // Keyed like the blind index: a plain hash of the name would give it
+        // back to anyone holding the database (a dictionary of names is small).
+        let name_digest = self
+            .ports
+            .vault
+            .keyed_digest(&[b"enroll-name", trimmed.as_bytes()])
+            .await?;
+        let request = (index.to_hex(), name_digest.to_hex());
         let person_id: PersonId = run_idempotent(
             self.ports.idempotency.as_ref(),
             ACTION,

@@ -30,6 +30,7 @@ struct World {
     keys: MemoryKeyProvider,
     kms: FaultyKeyProvider,
     vault: Vault,
+    idempotency: Arc<MemoryIdempotencyStore>,
 }
 
 fn world_with(config: IdentityConfig) -> World {
@@ -52,6 +53,7 @@ fn world_with(config: IdentityConfig) -> World {
     let persons = Arc::new(MemoryPersonStore::new());
     let accounts = Arc::new(MemoryPlatformAccountStore::new());
     let audit = Arc::new(MemoryAuditLog::new());
+    let idempotency = Arc::new(MemoryIdempotencyStore::new());
     // 10:00 in Hangzhou.
     let clock = ManualClock::at_ymd_hms(2026, 11, 26, 10, 0, 0);
     let service = IdentityService::new(
@@ -61,7 +63,7 @@ fn world_with(config: IdentityConfig) -> World {
             verifier: Arc::new(faulty.clone()),
             vault: vault.clone(),
             audit: audit.clone(),
-            idempotency: Arc::new(MemoryIdempotencyStore::new()),
+            idempotency: idempotency.clone(),
             clock: Arc::new(clock.clone()),
             ids: Arc::new(SequentialIdGenerator::new()),
         },
@@ -78,6 +80,7 @@ fn world_with(config: IdentityConfig) -> World {
         keys,
         kms,
         vault,
+        idempotency,
     }
 }
 
@@ -950,4 +953,72 @@ async fn operators_enrol_persons_once_and_verification_finds_the_same_person() {
         .await;
     assert!(matches!(invalid, Err(IdentityError::InvalidIdNumber(_))));
     assert_eq!(invalid.unwrap_err().class(), ErrorClass::InvalidInput);
+}
+
+#[tokio::test]
+async fn the_enrolment_fingerprint_is_keyed_and_retries_still_replay() {
+    use citycard_core::{Fingerprint, IdempotencyStore};
+    let w = world();
+    let name = citycard_core::Sensitive::new("张三".to_string());
+    let number = citycard_core::Sensitive::new(ZHANG.to_string());
+    let k = key("enrol-fp");
+    let first = w
+        .service
+        .enroll_person(&operator(), &name, &number, &k)
+        .await
+        .unwrap();
+    let stored = w
+        .idempotency
+        .get("identity.enroll_person", &k)
+        .await
+        .unwrap()
+        .expect("the enrolment is recorded under its key");
+    // What someone holding only the database could compute: the blind index is
+    // stored with the person, the name is a guess from a dictionary.
+    let index = w
+        .vault
+        .blind_index(&IdNumber::parse(ZHANG).unwrap())
+        .await
+        .unwrap();
+    let plain = Fingerprint::of(&(
+        index.to_hex(),
+        Fingerprint::of_bytes("张三".as_bytes()).to_hex(),
+    ))
+    .unwrap();
+    assert_ne!(stored.fingerprint, plain);
+    // Under another index key the same request gives another fingerprint.
+    let other_keys = MemoryKeyProvider::new(
+        KeyId::parse("key-1").unwrap(),
+        SecretKey::new([3; 32]),
+        SecretKey::new([9; 32]),
+    );
+    let other = Vault::new(Arc::new(other_keys));
+    let other_index = other
+        .blind_index(&IdNumber::parse(ZHANG).unwrap())
+        .await
+        .unwrap();
+    let other_digest = other
+        .keyed_digest(&[b"enroll-name", "张三".as_bytes()])
+        .await
+        .unwrap();
+    let under_other_key = Fingerprint::of(&(other_index.to_hex(), other_digest.to_hex())).unwrap();
+    assert_ne!(stored.fingerprint, under_other_key);
+    // A retry with the same key and request replays the first person.
+    let again = w
+        .service
+        .enroll_person(&operator(), &name, &number, &k)
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    // The same key with another name is refused as another request.
+    let changed = w
+        .service
+        .enroll_person(
+            &operator(),
+            &citycard_core::Sensitive::new("张四".to_string()),
+            &number,
+            &k,
+        )
+        .await;
+    assert!(changed.is_err());
 }

@@ -20,6 +20,7 @@ pub struct World {
     pub funds: Arc<MemoryFunds>,
     pub faults: Faults,
     pub index: KeyedHashIndex,
+    pub idempotency: Arc<MemoryIdempotencyStore>,
     pub operator: Principal,
     next: std::sync::atomic::AtomicU32,
 }
@@ -67,13 +68,14 @@ impl World {
             faults.clone(),
         ));
         let funds = Arc::new(MemoryFunds::new(clock.clone()));
+        let idempotency = Arc::new(MemoryIdempotencyStore::new());
         let faulty_funds = Arc::new(Faulty::new(funds.clone(), faults.clone()));
         let service = Arc::new(CardService::new(
             CardPorts {
                 cards: cards.clone(),
                 bindings: bindings.clone(),
                 delegations: Arc::new(MemoryDelegationStore::new()),
-                idempotency: Arc::new(MemoryIdempotencyStore::new()),
+                idempotency: idempotency.clone(),
                 audit: audit.clone(),
                 clock: clock.clone(),
                 ids: Arc::new(SequentialIdGenerator::new()),
@@ -98,6 +100,7 @@ impl World {
             funds,
             faults,
             index,
+            idempotency,
             operator: Principal::Operator {
                 operator: OperatorId::parse("opr-1").unwrap(),
             },
