@@ -5,8 +5,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use citycard_core::{
-    DelegationId, DelegationScope, Mask, Money, PersonId, Platform, PlatformAccountId, Principal,
-    Scopes,
+    DelegationId, DelegationScope, Money, PersonId, Platform, PlatformAccountId, Principal, Scopes,
 };
 use serde::{Deserialize, Serialize};
 
@@ -71,9 +70,9 @@ impl CardNumber {
         &self.0
     }
 
-    /// The masked form shown on passes and in logs.
+    /// The masked form shown on passes and in logs ([`citycard_core::mask_card_number`]).
     pub fn masked(&self) -> String {
-        Mask::DEFAULT.apply(&self.0)
+        citycard_core::mask_card_number(&self.0)
     }
 }
 

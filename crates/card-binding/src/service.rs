@@ -85,7 +85,7 @@ impl Default for BindingConfig {
 }
 
 /// A request to issue a card.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssueCard {
     /// The printed number.
     pub number: String,
@@ -104,7 +104,7 @@ pub struct IssueCard {
 }
 
 /// A request to replace a card (补卡).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplaceCard {
     /// The new card's printed number.
     pub new_number: String,
@@ -128,7 +128,7 @@ pub struct CardChange {
 }
 
 /// A request to bind a card to a platform account (one user action).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindRequest {
     /// The platform.
     pub platform: Platform,
@@ -140,6 +140,49 @@ pub struct BindRequest {
     pub id_number: Sensitive<String>,
     /// What the user consents to.
     pub consent: ConsentInput,
+}
+
+// Requests carry card numbers as typed: their Debug masks them (one rule,
+// `citycard_core::mask_card_number`), like the ID number's `Sensitive`.
+impl std::fmt::Debug for IssueCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssueCard")
+            .field("number", &citycard_core::mask_card_number(&self.number))
+            .field("kind", &self.kind)
+            .field("holder", &self.holder)
+            .field("id_number", &self.id_number)
+            .field("wallet_account", &self.wallet_account)
+            .field("services", &self.services)
+            .field("platforms", &self.platforms)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ReplaceCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplaceCard")
+            .field(
+                "new_number",
+                &citycard_core::mask_card_number(&self.new_number),
+            )
+            .field("new_wallet_account", &self.new_wallet_account)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for BindRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BindRequest")
+            .field("platform", &self.platform)
+            .field("account", &self.account)
+            .field(
+                "card_number",
+                &citycard_core::mask_card_number(&self.card_number),
+            )
+            .field("id_number", &self.id_number)
+            .field("consent", &self.consent)
+            .finish()
+    }
 }
 
 /// A request to grant a delegation.

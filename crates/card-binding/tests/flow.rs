@@ -1131,3 +1131,35 @@ async fn binding_and_issue_fingerprints_are_keyed_and_retries_still_replay() {
     .unwrap();
     assert_ne!(issued.fingerprint, plain_issue);
 }
+
+#[tokio::test]
+async fn requests_print_card_numbers_masked() {
+    let w = World::new();
+    let card = w.issue("li", None).await;
+    let number = card.number.as_str().to_owned();
+    let middle = &number[3..number.len() - 4];
+    let bind = w.request(&card, "li", &account("pac-li"));
+    let issue = IssueCard {
+        number: number.clone(),
+        kind: "standard".into(),
+        holder: card.holder.clone(),
+        id_number: id_number_of("li"),
+        wallet_account: WalletAccountRef::parse("wac-9").unwrap(),
+        services: None,
+        platforms: None,
+    };
+    let replace = ReplaceCard {
+        new_number: number.clone(),
+        new_wallet_account: WalletAccountRef::parse("wac-9").unwrap(),
+    };
+    for shown in [
+        format!("{bind:?}"),
+        format!("{issue:?}"),
+        format!("{replace:?}"),
+        format!("{:?}", card.number),
+        card.number.to_string(),
+    ] {
+        assert!(!shown.contains(middle), "{shown} shows the card number");
+        assert!(shown.contains(&mask_card_number(&number)), "{shown}");
+    }
+}

@@ -232,13 +232,10 @@ pub fn mask_name(name: &str) -> String {
     }
 }
 
-/// A card or account number with only its last four characters shown.
+/// A card or account number masked by the one rule for card numbers
+/// ([`citycard_core::mask_card_number`]: first 3 and last 4 shown).
 pub fn mask_number(number: &str) -> String {
-    let chars: Vec<char> = number.chars().collect();
-    let keep = chars.len().min(4);
-    let mut out = "*".repeat(chars.len() - keep);
-    out.extend(&chars[chars.len() - keep..]);
-    out
+    citycard_core::mask_card_number(number)
 }
 
 /// The cardholder's ID number (generated, valid, Hangzhou 西湖区 330106).
@@ -1506,8 +1503,8 @@ mod tests {
     fn masks_hide_names_and_numbers() {
         assert_eq!(mask_name("张伟"), "张*");
         assert_eq!(mask_name("李秀英"), "李**");
-        assert_eq!(mask_number("3301000000001001"), "************1001");
-        assert_eq!(mask_number("12"), "12");
+        assert_eq!(mask_number("3301000000001001"), "330*********1001");
+        assert_eq!(mask_number("12"), "**");
         assert_eq!(spaced("3301000000001001"), "3301 0000 0000 1001");
     }
 

@@ -359,7 +359,7 @@ impl CityCardBuilder {
 }
 
 /// A card to issue through [`CityCard::issue_card`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewCitizenCard {
     /// The printed card number.
     pub number: String,
@@ -371,6 +371,18 @@ pub struct NewCitizenCard {
     pub id_number: Sensitive<String>,
     /// Services enabled (the card rules' defaults when `None`).
     pub services: Option<ServiceSet>,
+}
+
+impl std::fmt::Debug for NewCitizenCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCitizenCard")
+            .field("number", &citycard_core::mask_card_number(&self.number))
+            .field("kind", &self.kind)
+            .field("holder", &self.holder)
+            .field("id_number", &self.id_number)
+            .field("services", &self.services)
+            .finish()
+    }
 }
 
 /// Every store, as ports.

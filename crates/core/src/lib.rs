@@ -53,7 +53,7 @@ pub use ids::{
 };
 pub use money::{Money, MoneyError, round_half_up_to_fen};
 pub use principal::{DelegationScope, Platform, Principal, Scopes};
-pub use sensitive::{Mask, Sensitive};
+pub use sensitive::{Mask, Sensitive, mask_card_number};
 
 #[doc(hidden)]
 pub mod __private {

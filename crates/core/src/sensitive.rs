@@ -20,7 +20,7 @@ pub struct Mask {
 }
 
 impl Mask {
-    /// First 3 and last 4 kept: `330106********1234`, `138****5678`.
+    /// First 3 and last 4 kept: `330***********123X`, `138****5678`.
     pub const DEFAULT: Mask = Mask {
         keep_first: 3,
         keep_last: 4,
@@ -29,6 +29,11 @@ impl Mask {
     pub const NAME: Mask = Mask {
         keep_first: 1,
         keep_last: 0,
+    };
+    /// First 3 and last 4 kept, the one rule for card numbers: `330*********1003`.
+    pub const CARD_NUMBER: Mask = Mask {
+        keep_first: 3,
+        keep_last: 4,
     };
     /// Nothing kept.
     pub const FULL: Mask = Mask {
@@ -64,6 +69,13 @@ impl Mask {
         let _ = self.write(value, &mut out);
         out
     }
+}
+
+/// A card number as every `Debug`, `Display`, CLI and demo line shows it:
+/// [`Mask::CARD_NUMBER`] over the number without spaces (`330*********1003`).
+pub fn mask_card_number(number: &str) -> String {
+    let compact: String = number.chars().filter(|c| !c.is_whitespace()).collect();
+    Mask::CARD_NUMBER.apply(&compact)
 }
 
 impl Default for Mask {
@@ -163,6 +175,13 @@ mod tests {
         assert_eq!(Sensitive::with_mask("李四", Mask::NAME).to_string(), "李*");
         assert_eq!(Sensitive::new("1234567").to_string(), "*******");
         assert_eq!(Sensitive::with_mask("abc", Mask::FULL).to_string(), "***");
+    }
+
+    #[test]
+    fn card_numbers_are_masked_one_way() {
+        assert_eq!(mask_card_number("3301000000001003"), "330*********1003");
+        assert_eq!(mask_card_number("3301 0000 0000 1003"), "330*********1003");
+        assert_eq!(mask_card_number("1234567"), "*******");
     }
 
     #[test]

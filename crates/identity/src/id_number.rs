@@ -136,7 +136,11 @@ impl ValidationPolicy {
 }
 
 /// Exactly what is wrong with an ID number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error, Serialize)]
+///
+/// `Display` and `Debug` name the part that is wrong (birth date, region
+/// code, check character) but never echo its digits, so an error can be
+/// logged; the fields and `Serialize` keep the values for the caller.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, thiserror::Error, Serialize)]
 #[serde(rename_all = "snake_case", tag = "error")]
 #[non_exhaustive]
 pub enum IdNumberError {
@@ -163,7 +167,7 @@ pub enum IdNumberError {
     },
     /// The check character does not match the other 17.
     #[error(
-        "the check character is {found} but the other digits require {expected}: a digit was mistyped"
+        "the check character does not match the other 17 digits: a digit was mistyped, check them"
     )]
     CheckCharacter {
         /// What the first 17 digits require.
@@ -172,7 +176,7 @@ pub enum IdNumberError {
         found: char,
     },
     /// The birth-date digits are no calendar date.
-    #[error("the birth date {year:04}-{month:02}-{day:02} does not exist: check the date digits")]
+    #[error("the birth-date digits (7 to 14) are no calendar date: check the date digits")]
     ImpossibleBirthDate {
         /// Year digits.
         year: u16,
@@ -191,14 +195,14 @@ pub enum IdNumberError {
         earliest_year: u16,
     },
     /// The address code never existed in GB/T 2260.
-    #[error("region code {code} never existed: check the first six digits")]
+    #[error("the region code (the first six digits) never existed: check the first six digits")]
     UnknownRegion {
         /// The address code.
         code: RegionCode,
     },
     /// The address code existed, but not in the birth year (strict check).
     #[error(
-        "region code {code} was not valid in the birth year {birth_year} ({validity}): check the first six digits or relax the region check"
+        "the region code (the first six digits) was not in use in the birth year: check the first six digits or relax the region check"
     )]
     RegionNotValidInBirthYear {
         /// The address code.
@@ -210,7 +214,7 @@ pub enum IdNumberError {
     },
     /// A foreign permanent resident number whose nationality code is no ISO 3166-1 country.
     #[error(
-        "nationality code {code:03} of a foreign permanent resident card is no ISO 3166-1 country: check digits 4 to 6"
+        "the nationality code (digits 4 to 6) of a foreign permanent resident card is no ISO 3166-1 country: check digits 4 to 6"
     )]
     UnknownNationality {
         /// The numeric code.
@@ -218,12 +222,40 @@ pub enum IdNumberError {
     },
     /// A foreign permanent resident number whose province of application is unknown.
     #[error(
-        "province code {code} of a foreign permanent resident card does not exist: check digits 2 and 3"
+        "the province code (digits 2 and 3) of a foreign permanent resident card does not exist: check digits 2 and 3"
     )]
     UnknownProvinceOfApplication {
         /// The province code (`xx0000`).
         code: RegionCode,
     },
+}
+
+impl fmt::Debug for IdNumberError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use IdNumberError as E;
+        match self {
+            E::Empty => f.write_str("Empty"),
+            E::Length { found } => f.debug_struct("Length").field("found", found).finish(),
+            E::IllegalCharacter { position, found } => f
+                .debug_struct("IllegalCharacter")
+                .field("position", position)
+                .field("found", found)
+                .finish(),
+            E::CheckCharacter { .. } => f.write_str("CheckCharacter { .. }"),
+            E::ImpossibleBirthDate { .. } => f.write_str("ImpossibleBirthDate { .. }"),
+            E::FutureBirthDate => f.write_str("FutureBirthDate"),
+            E::BirthDateTooEarly { earliest_year } => f
+                .debug_struct("BirthDateTooEarly")
+                .field("earliest_year", earliest_year)
+                .finish(),
+            E::UnknownRegion { .. } => f.write_str("UnknownRegion { .. }"),
+            E::RegionNotValidInBirthYear { .. } => f.write_str("RegionNotValidInBirthYear { .. }"),
+            E::UnknownNationality { .. } => f.write_str("UnknownNationality { .. }"),
+            E::UnknownProvinceOfApplication { .. } => {
+                f.write_str("UnknownProvinceOfApplication { .. }")
+            }
+        }
+    }
 }
 
 /// Why a region code was not valid in a year (for [`IdNumberError`]).

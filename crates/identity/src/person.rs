@@ -91,6 +91,13 @@ pub struct Person {
 }
 
 impl Person {
+    /// The masked form of a name kept in [`Person::masked_name`]: only the
+    /// first character shows (`张**`), whatever mask the caller's
+    /// `Sensitive` carried, so a long name never keeps most of its characters.
+    pub fn mask_name(name: &str) -> String {
+        citycard_core::Mask::NAME.apply(name.trim())
+    }
+
     /// The vault context of the name envelope.
     pub fn name_context(id: &PersonId) -> String {
         format!("person:{id}:name")

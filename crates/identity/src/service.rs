@@ -618,7 +618,7 @@ impl IdentityService {
         let id = PersonId::generate(self.ports.ids.as_ref());
         let vault = &self.ports.vault;
         let person = Person {
-            masked_name: name.masked(),
+            masked_name: Person::mask_name(name.expose()),
             name: vault
                 .seal_name(name.expose().trim(), &Person::name_context(&id))
                 .await?,

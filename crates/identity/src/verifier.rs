@@ -165,8 +165,8 @@ pub trait RealNameVerifier: Send + Sync {
     async fn face_result(&self, session_id: &str) -> Result<FaceResult, VerifierError>;
 }
 
-/// A person the simulated provider knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A person the simulated provider knows (its Debug masks every field).
+#[derive(Clone, PartialEq, Eq)]
 pub struct KnownPerson {
     /// Name as on the ID card.
     pub name: String,
@@ -176,6 +176,23 @@ pub struct KnownPerson {
     pub bank_cards: Vec<String>,
     /// Whether the registry holds an ID photo (face checks need one).
     pub has_photo: bool,
+}
+
+impl std::fmt::Debug for KnownPerson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let phones: Vec<String> = self.phones.iter().map(|p| Mask::DEFAULT.apply(p)).collect();
+        let cards: Vec<String> = self
+            .bank_cards
+            .iter()
+            .map(|c| citycard_core::mask_card_number(c))
+            .collect();
+        f.debug_struct("KnownPerson")
+            .field("name", &Mask::NAME.apply(&self.name))
+            .field("phones", &phones)
+            .field("bank_cards", &cards)
+            .field("has_photo", &self.has_photo)
+            .finish()
+    }
 }
 
 impl KnownPerson {
@@ -202,7 +219,6 @@ impl KnownPerson {
     }
 }
 
-#[derive(Debug)]
 struct SimSession {
     id_number: [u8; 18],
     name: String,

@@ -551,3 +551,34 @@ proptest! {
         prop_assert_eq!(citycard_identity::check_character(&bytes), expected);
     }
 }
+
+#[test]
+fn errors_name_the_wrong_part_without_echoing_its_digits() {
+    let strict = ValidationPolicy::new().region_check(RegionCheck::ExistedInBirthYear);
+    let stateless = IdNumber::generate_foreign(32, 999, d(1985, 1, 1), Sex::Male, 0).unwrap();
+    let xiacheng_2022 = IdNumber::generate(
+        RegionCode::new(330_103).unwrap(),
+        d(2022, 5, 1),
+        Sex::Female,
+        7,
+    )
+    .unwrap();
+    // (number, digits that must not appear in the message or the Debug output)
+    let cases: [(&str, &[&str]); 5] = [
+        (
+            "440308199902301512",
+            &["440308", "1999", "02-30", "0230", "year: "],
+        ),
+        ("111111199901101512", &["111111"]),
+        ("11010119900307867X", &["110101", "19900307", "0"]),
+        (stateless.reveal(), &["999"]),
+        (xiacheng_2022.reveal(), &["330103", "2022", "2020"]),
+    ];
+    for (number, hidden) in cases {
+        let err = IdNumber::parse_with(number, &strict).expect_err(number);
+        let shown = format!("{err} {err:?}");
+        for digits in hidden {
+            assert!(!shown.contains(digits), "{shown:?} shows {digits}");
+        }
+    }
+}

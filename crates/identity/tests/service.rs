@@ -1022,3 +1022,18 @@ async fn the_enrolment_fingerprint_is_keyed_and_retries_still_replay() {
         .await;
     assert!(changed.is_err());
 }
+
+#[tokio::test]
+async fn a_long_name_keeps_only_its_first_character_whatever_the_callers_mask() {
+    let w = world();
+    // The caller wraps the name with the default mask (first 3, last 4 kept).
+    let name = citycard_core::Sensitive::new("阿卜杜热合曼·买买提".to_string());
+    let number = citycard_core::Sensitive::new(LI.to_string());
+    let person = w
+        .service
+        .enroll_person(&operator(), &name, &number, &key("enrol-long"))
+        .await
+        .unwrap();
+    assert_eq!(person.masked_name, "阿*********");
+    assert_eq!(Person::mask_name(" 张三 "), "张*");
+}
