@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let network = fares.network();
 
     // The issuer's back office: one SM2 key, valid for a month.
-    let mut issuer = Issuer::new();
+    let mut issuer = Issuer::new(1); // the issuer id the clearing body assigned
     issuer.rotate(
         Algorithm::Sm2,
         now - Duration::days(1),
@@ -99,8 +99,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &gate.decide(old.as_bytes(), now + Duration::minutes(5)),
     );
 
+    // Deny lists name the keyed reference of each live credential of the card.
+    let reference = issuer
+        .reference_of(
+            CardRef(42),
+            issuer.current_key_id().ok_or("no issuer key")?,
+            u32::try_from((now - Duration::hours(1)).timestamp())?,
+            u32::try_from((now + Duration::days(7)).timestamp())?,
+        )
+        .ok_or("not this issuer's key")?;
     gate.update_deny_list(&[DenyEntry {
-        card: CardRef(42),
+        card: reference,
         reason: DenyReason::Lost,
         since: now,
     }]);

@@ -796,6 +796,7 @@ impl Journey<'_> {
             },
             reader: 7031,
             at: bus_at,
+            code: None,
         };
         let mother_ref = CityCard::card_ref(&mother_card)?;
         let mother_tap = Tap {
@@ -821,8 +822,10 @@ impl Journey<'_> {
             mask_name(mother.name),
             hm(mother_tap.at)
         ))?;
-        let taps = vec![bus_tap, tap_in, tap_out, mother_tap];
+        let mut taps = vec![bus_tap, tap_in, tap_out, mother_tap];
         self.at(21, 0);
+        // The gates saw only the code's keyed card reference: map it back to the card.
+        city.transit().resolve_code_taps(&mut taps);
         city.transit().prepare_riders(&taps).await?;
         let report = city
             .transit()

@@ -71,7 +71,10 @@ pub mod wallet;
 
 pub use accounts::Accounts;
 pub use error::CityCardError;
-pub use system::{CityCard, CityCardBuilder, Healthcare, NewCitizenCard, Storage, Transit};
+pub use system::{
+    CityCard, CityCardBuilder, DEFAULT_RIDE_CODE_ISSUER_ID, Healthcare, NewCitizenCard, Storage,
+    Transit,
+};
 pub use wallet::{WalletReceipt, WalletService};
 
 pub use citycard_binding as binding;

@@ -285,7 +285,7 @@ impl CityCardBuilder {
         let issuer = match self.issuer {
             Some(issuer) => issuer,
             None => {
-                let mut issuer = Issuer::new();
+                let mut issuer = Issuer::new(DEFAULT_RIDE_CODE_ISSUER_ID);
                 let now = clock.now();
                 issuer.rotate(
                     Algorithm::Sm2,
@@ -442,6 +442,9 @@ impl Stores {
     }
 }
 
+/// The ride-code issuer id of a city built without [`CityCardBuilder::ride_code_issuer`].
+pub const DEFAULT_RIDE_CODE_ISSUER_ID: u16 = 1;
+
 /// Transit on the card: the fare engine, day settlement and the ride-code issuer.
 pub struct Transit {
     engine: Arc<FareEngine>,
@@ -471,6 +474,14 @@ impl Transit {
         taps: &[citycard_transit::Tap],
     ) -> Result<(), CityCardError> {
         self.riders.prepare(taps).await
+    }
+
+    /// Maps the keyed card reference of every ride-code tap back to its card
+    /// (readers see only the reference); call it on uploaded taps before
+    /// [`Transit::prepare_riders`] and settlement. Returns how many ride-code
+    /// taps carry another issuer's key (left unchanged, they match no card).
+    pub fn resolve_code_taps(&self, taps: &mut [citycard_transit::Tap]) -> u64 {
+        self.issuer().resolve_taps(taps)
     }
 
     /// The ride-code issuer (keys, credentials).

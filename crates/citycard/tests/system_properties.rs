@@ -353,6 +353,7 @@ async fn step(world: &mut World, op: Op, day: usize) {
                 },
                 reader: 1,
                 at,
+                code: None,
             };
             world
                 .city

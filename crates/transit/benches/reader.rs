@@ -12,7 +12,7 @@ fn bench(c: &mut Criterion) {
     let e = FareEngine::hangzhou().unwrap();
     let n = e.network();
     let t0 = Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
-    let mut issuer = Issuer::new();
+    let mut issuer = Issuer::new(1);
     issuer
         .rotate(
             Algorithm::Sm2,

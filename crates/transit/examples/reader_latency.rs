@@ -21,7 +21,7 @@ fn main() {
     let e = FareEngine::hangzhou().unwrap();
     let n = e.network();
     let t0 = Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
-    let mut issuer = Issuer::new();
+    let mut issuer = Issuer::new(1);
     issuer
         .rotate(alg, t0 - Duration::days(1), t0 + Duration::days(30))
         .unwrap();

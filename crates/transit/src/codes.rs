@@ -6,43 +6,61 @@
 //! verifies both signatures offline (see [`crate::reader`]).
 //!
 //! SM2 (GB/T 32918, with SM3) is the default algorithm; Ed25519 is available
-//! behind the `ed25519` feature. Key ids are `u32`; rotation adds a key with
-//! the next id, new credentials are certified with it, and older public keys
-//! stay on readers until their own validity ends.
+//! behind the `ed25519` feature.
 //!
-//! # Payload, version 1 (big-endian integers)
+//! **Key ids identify the issuer.** A key id is the issuer id (high 16 bits,
+//! assigned to each issuer by the clearing body) and the issuer's key number
+//! (low 16 bits, from 1). Rotation adds a key with the next number, new
+//! credentials are certified with it, and older public keys stay on readers
+//! until their own validity ends. A reader that holds no key of a code's key
+//! id answers "wrong issuer", never "tampered".
 //!
-//! | bytes | field |
-//! |---|---|
-//! | 1 | version (1) |
-//! | 1 | algorithm (1 = SM2, 2 = Ed25519) |
-//! | 4 | issuer key id |
-//! | 33 / 32 | user public key (SM2 compressed SEC1 / Ed25519) |
-//! | 8 | card reference |
-//! | 4 | credential valid from (Unix seconds) |
-//! | 4 | credential valid until (Unix seconds) |
-//! | 64 | issuer signature over all bytes above |
-//! | 4 | code timestamp (Unix seconds) |
-//! | 4 | counter |
-//! | 64 | user signature over all bytes above |
+//! **Card references are keyed and rotate.** The 8-byte card field of a
+//! credential is not the card: it is the card's [`CardRef`] enciphered with
+//! a keyed 64-bit permutation (an 8-round Feistel network whose round
+//! function is HMAC-SHA256 under a reference key derived from the issuer
+//! key's secret), tweaked with the credential's key id and validity. Every
+//! credential of a card therefore carries another reference, nobody without
+//! the issuer secret can link two credentials or recover the card, and the
+//! back office maps a reference back to the card with [`Issuer::card_of`] (or
+//! [`Issuer::resolve_taps`]) without keeping a table. Readers never need the
+//! card: their deny list holds references ([`Issuer::reference_of`]).
 //!
-//! 191 bytes with SM2, 190 with Ed25519; base64url text of 255 / 254 characters.
+//! The byte layout (version 2) is documented for gate vendors in the crate's
+//! `README.md` ("Ride-code QR payload").
 
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use sm2::dsa::signature::{Signer, Verifier};
 use sm2::elliptic_curve::sec1::ToEncodedPoint;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::TransitError;
-use crate::taps::CardRef;
+use crate::taps::{CardRef, CodeUse, Tap};
 
-/// The payload version this crate writes and reads.
-pub const VERSION: u8 = 1;
+/// The payload version this crate writes and reads (2: issuer id in the key
+/// id, keyed card reference; version 1 had neither).
+pub const VERSION: u8 = 2;
+/// The rounds of the card-reference permutation.
+const REFERENCE_ROUNDS: u8 = 8;
+const REFERENCE_LABEL: &[u8] = b"citycard/ride-code/card-reference/v1";
+
+/// The issuer id of a key id (its high 16 bits).
+pub fn issuer_of_key(key_id: u32) -> u16 {
+    (key_id >> 16) as u16
+}
+
+/// A key id from an issuer id and the issuer's key number.
+pub fn key_id(issuer: u16, number: u16) -> u32 {
+    (u32::from(issuer) << 16) | u32::from(number)
+}
 /// The SM2 distinguishing identifier used for ride-code signatures.
 pub const SM2_DISTID: &str = "citycard-ride-code";
 const SIG: usize = 64;
@@ -152,9 +170,14 @@ impl SigningKey {
     /// The secret scalar / seed, for the host to keep in its key store.
     pub fn to_secret_bytes(&self) -> SecretKeyBytes {
         match self {
-            SigningKey::Sm2(k) => SecretKeyBytes(k.to_bytes().to_vec()),
+            SigningKey::Sm2(k) => {
+                let mut bytes = k.to_bytes();
+                let out = SecretKeyBytes::new(bytes.to_vec());
+                bytes.as_mut_slice().zeroize();
+                out
+            }
             #[cfg(feature = "ed25519")]
-            SigningKey::Ed25519(k) => SecretKeyBytes(k.to_bytes().to_vec()),
+            SigningKey::Ed25519(k) => SecretKeyBytes::new(Zeroizing::new(k.to_bytes()).to_vec()),
         }
     }
 
@@ -170,7 +193,8 @@ impl SigningKey {
                 .map_err(|_| bad()),
             #[cfg(feature = "ed25519")]
             Algorithm::Ed25519 => {
-                let arr: [u8; 32] = bytes.0.as_slice().try_into().map_err(|_| bad())?;
+                let arr: Zeroizing<[u8; 32]> =
+                    Zeroizing::new(bytes.0.as_slice().try_into().map_err(|_| bad())?);
                 Ok(SigningKey::Ed25519(Box::new(
                     ed25519_dalek::SigningKey::from_bytes(&arr),
                 )))
@@ -199,14 +223,14 @@ impl SigningKey {
     }
 }
 
-/// Secret key material; its Debug never shows the bytes.
+/// Secret key material; zeroized on drop, and its Debug never shows the bytes.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SecretKeyBytes(Vec<u8>);
+pub struct SecretKeyBytes(Zeroizing<Vec<u8>>);
 
 impl SecretKeyBytes {
     /// Wraps secret bytes (from the host's key store).
     pub fn new(bytes: Vec<u8>) -> Self {
-        Self(bytes)
+        Self(Zeroizing::new(bytes))
     }
 
     /// The bytes; keep them out of logs.
@@ -279,7 +303,7 @@ impl VerifyingKey {
 /// An issuer public key as distributed to readers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuerPublicKey {
-    /// The key id.
+    /// The key id (issuer id in the high 16 bits, key number in the low 16).
     pub key_id: u32,
     /// The algorithm.
     pub algorithm: Algorithm,
@@ -291,15 +315,98 @@ pub struct IssuerPublicKey {
     pub valid_until: DateTime<Utc>,
 }
 
+impl IssuerPublicKey {
+    /// The issuer this key belongs to.
+    pub fn issuer_id(&self) -> u16 {
+        issuer_of_key(self.key_id)
+    }
+}
+
+/// The secret of the card-reference permutation, derived from an issuer key's
+/// secret; zeroized on drop, never printed.
+#[derive(Clone)]
+struct ReferenceKey(Zeroizing<[u8; 32]>);
+
+impl fmt::Debug for ReferenceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReferenceKey(hidden)")
+    }
+}
+
+fn hmac_sha256(key: &[u8]) -> Hmac<Sha256> {
+    // HMAC takes keys of any length; the fallback is unreachable.
+    <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new(&Default::default()))
+}
+
+impl ReferenceKey {
+    fn derive(secret: &SigningKey) -> Self {
+        let bytes = secret.to_secret_bytes();
+        let mut mac = hmac_sha256(bytes.expose());
+        mac.update(REFERENCE_LABEL);
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(&mac.finalize().into_bytes());
+        Self(out)
+    }
+
+    fn round(&self, round: u8, tweak: &[u8; 12], half: u32) -> u32 {
+        let mut mac = hmac_sha256(self.0.as_slice());
+        mac.update(&[round]);
+        mac.update(tweak);
+        mac.update(&half.to_be_bytes());
+        let out = mac.finalize().into_bytes();
+        u32::from_be_bytes([out[0], out[1], out[2], out[3]])
+    }
+
+    fn encipher(&self, tweak: &[u8; 12], value: u64) -> u64 {
+        let (mut l, mut r) = ((value >> 32) as u32, value as u32);
+        for i in 0..REFERENCE_ROUNDS {
+            let f = self.round(i, tweak, r);
+            (l, r) = (r, l ^ f);
+        }
+        (u64::from(l) << 32) | u64::from(r)
+    }
+
+    fn decipher(&self, tweak: &[u8; 12], value: u64) -> u64 {
+        let (mut l, mut r) = ((value >> 32) as u32, value as u32);
+        for i in (0..REFERENCE_ROUNDS).rev() {
+            let f = self.round(i, tweak, l);
+            (l, r) = (r ^ f, l);
+        }
+        (u64::from(l) << 32) | u64::from(r)
+    }
+}
+
+fn reference_tweak(key_id: u32, valid_from: u32, valid_until: u32) -> [u8; 12] {
+    let mut t = [0u8; 12];
+    t[..4].copy_from_slice(&key_id.to_be_bytes());
+    t[4..8].copy_from_slice(&valid_from.to_be_bytes());
+    t[8..].copy_from_slice(&valid_until.to_be_bytes());
+    t
+}
+
 #[derive(Debug, Clone)]
 struct IssuerKey {
     public: IssuerPublicKey,
     secret: SigningKey,
+    reference: ReferenceKey,
+}
+
+impl IssuerKey {
+    fn new(public: IssuerPublicKey, secret: SigningKey) -> Self {
+        let reference = ReferenceKey::derive(&secret);
+        Self {
+            public,
+            secret,
+            reference,
+        }
+    }
 }
 
 /// The issuer's keys: the newest certifies new credentials; all are published to readers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Issuer {
+    issuer_id: u16,
     keys: Vec<IssuerKey>,
 }
 
@@ -308,27 +415,40 @@ fn secs(at: DateTime<Utc>) -> Result<u32, TransitError> {
 }
 
 impl Issuer {
-    /// An issuer with no keys yet.
-    pub fn new() -> Self {
-        Self::default()
+    /// An issuer with no keys yet. `issuer_id` is the number the clearing
+    /// body assigned to this issuer; two issuers must never share one.
+    pub fn new(issuer_id: u16) -> Self {
+        Self {
+            issuer_id,
+            keys: Vec::new(),
+        }
     }
 
-    /// Adds a new key (the next key id) and makes it current; returns its id.
+    /// The issuer id (the high 16 bits of every key id).
+    pub fn issuer_id(&self) -> u16 {
+        self.issuer_id
+    }
+
+    /// Adds a new key (the next key number) and makes it current; returns its key id.
     pub fn rotate(
         &mut self,
         algorithm: Algorithm,
         valid_from: DateTime<Utc>,
         valid_until: DateTime<Utc>,
     ) -> Result<u32, TransitError> {
+        let number = match self.keys.iter().map(|k| k.public.key_id as u16).max() {
+            None => 1,
+            Some(u16::MAX) => {
+                return Err(TransitError::Code(
+                    "the issuer has used all 65535 key numbers: retire the issuer id and use a new one".into(),
+                ));
+            }
+            Some(n) => n + 1,
+        };
         let secret = SigningKey::generate(algorithm)?;
-        let key_id = self
-            .keys
-            .iter()
-            .map(|k| k.public.key_id)
-            .max()
-            .map_or(1, |m| m + 1);
-        self.keys.push(IssuerKey {
-            public: IssuerPublicKey {
+        let key_id = key_id(self.issuer_id, number);
+        self.keys.push(IssuerKey::new(
+            IssuerPublicKey {
                 key_id,
                 algorithm,
                 public_key: secret.public_key(),
@@ -336,8 +456,13 @@ impl Issuer {
                 valid_until,
             },
             secret,
-        });
-        tracing::info!(key_id, ?algorithm, "issuer key rotated");
+        ));
+        tracing::info!(
+            key_id,
+            issuer = self.issuer_id,
+            ?algorithm,
+            "issuer key rotated"
+        );
         Ok(key_id)
     }
 
@@ -349,10 +474,22 @@ impl Issuer {
             .collect()
     }
 
-    /// An issuer from exported keys; the last one is current. Each secret must match its public key.
+    /// An issuer from exported keys; the last one is current. Each secret must
+    /// match its public key, and every key must carry the same issuer id.
     pub fn import(keys: Vec<(IssuerPublicKey, SecretKeyBytes)>) -> Result<Self, TransitError> {
+        let issuer_id = keys
+            .first()
+            .map(|(public, _)| public.issuer_id())
+            .ok_or_else(|| TransitError::Code("no issuer keys to import".into()))?;
         let mut out = Vec::with_capacity(keys.len());
         for (public, secret) in keys {
+            if public.issuer_id() != issuer_id {
+                return Err(TransitError::Code(format!(
+                    "issuer key {} belongs to issuer {}, not {issuer_id}: import each issuer's keys separately",
+                    public.key_id,
+                    public.issuer_id()
+                )));
+            }
             let secret = SigningKey::from_secret_bytes(public.algorithm, &secret)?;
             if secret.public_key() != public.public_key {
                 return Err(TransitError::Code(format!(
@@ -360,9 +497,12 @@ impl Issuer {
                     public.key_id
                 )));
             }
-            out.push(IssuerKey { public, secret });
+            out.push(IssuerKey::new(public, secret));
         }
-        Ok(Self { keys: out })
+        Ok(Self {
+            issuer_id,
+            keys: out,
+        })
     }
 
     /// The current key id.
@@ -375,7 +515,54 @@ impl Issuer {
         self.keys.iter().map(|k| k.public.clone()).collect()
     }
 
+    fn key(&self, key_id: u32) -> Option<&IssuerKey> {
+        self.keys.iter().find(|k| k.public.key_id == key_id)
+    }
+
+    /// The reference a credential of `card` carries: under key `key_id`, for
+    /// the validity `valid_from`..`valid_until` (Unix seconds). The back office
+    /// uses it to put a card's live credentials on readers' deny lists.
+    pub fn reference_of(
+        &self,
+        card: CardRef,
+        key_id: u32,
+        valid_from: u32,
+        valid_until: u32,
+    ) -> Option<CardRef> {
+        let key = self.key(key_id)?;
+        let tweak = reference_tweak(key_id, valid_from, valid_until);
+        Some(CardRef(key.reference.encipher(&tweak, card.0)))
+    }
+
+    /// The card behind a code's reference (the inverse of [`Issuer::reference_of`]);
+    /// `None` when the key is not this issuer's.
+    pub fn card_of(&self, code: &CodeUse) -> Option<CardRef> {
+        let key = self.key(code.key_id)?;
+        let tweak = reference_tweak(code.key_id, code.valid_from, code.valid_until);
+        Some(CardRef(key.reference.decipher(&tweak, code.reference.0)))
+    }
+
+    /// Maps the reference of every ride-code tap back to its card (taps
+    /// without a code are left as they are). Idempotent: the card is always
+    /// computed from the reference the tap's code use keeps. Returns the
+    /// taps whose key is not this issuer's; they are left unchanged.
+    pub fn resolve_taps(&self, taps: &mut [Tap]) -> u64 {
+        let mut foreign = 0;
+        for tap in taps.iter_mut() {
+            if let Some(code) = &tap.code {
+                match self.card_of(code) {
+                    Some(card) => tap.card = card,
+                    None => foreign += 1,
+                }
+            }
+        }
+        foreign
+    }
+
     /// Certifies a user's public key for a card and a validity period, with the current key.
+    ///
+    /// The credential carries the card's keyed reference for this key and
+    /// period, never the card itself.
     pub fn certify(
         &self,
         user_public_key: &[u8],
@@ -399,14 +586,17 @@ impl Issuer {
                 "a credential must end after it starts".into(),
             ));
         }
+        let (from, until) = (secs(valid_from)?, secs(valid_until)?);
+        let tweak = reference_tweak(key.public.key_id, from, until);
+        let reference = key.reference.encipher(&tweak, card.0);
         let mut bytes = Vec::with_capacity(alg.payload_len());
         bytes.push(VERSION);
         bytes.push(alg.code());
         bytes.extend_from_slice(&key.public.key_id.to_be_bytes());
         bytes.extend_from_slice(user_public_key);
-        bytes.extend_from_slice(&card.0.to_be_bytes());
-        bytes.extend_from_slice(&secs(valid_from)?.to_be_bytes());
-        bytes.extend_from_slice(&secs(valid_until)?.to_be_bytes());
+        bytes.extend_from_slice(&reference.to_be_bytes());
+        bytes.extend_from_slice(&from.to_be_bytes());
+        bytes.extend_from_slice(&until.to_be_bytes());
         let sig = key.secret.sign(&bytes)?;
         bytes.extend_from_slice(&sig);
         Ok(Credential { bytes })
@@ -525,7 +715,7 @@ pub struct ParsedCode<'a> {
     pub credential: &'a [u8],
     /// The user public key.
     pub user_key: &'a [u8],
-    /// The card.
+    /// The card's keyed reference for this credential (not the card itself).
     pub card: CardRef,
     /// Credential validity start (Unix seconds).
     pub valid_from: u32,
@@ -541,10 +731,24 @@ pub struct ParsedCode<'a> {
     pub signature: &'a [u8],
 }
 
+impl ParsedCode<'_> {
+    /// What identifies this use of a code (carried in the tap).
+    pub fn code_use(&self) -> CodeUse {
+        CodeUse {
+            key_id: self.issuer_key_id,
+            reference: self.card,
+            valid_from: self.valid_from,
+            valid_until: self.valid_until,
+            timestamp: self.timestamp,
+            counter: self.counter,
+        }
+    }
+}
+
 /// Why a payload could not even be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParseFailure {
-    /// Not version 1.
+    /// Not the version this crate reads ([`VERSION`]).
     Version,
     /// Wrong length or unknown algorithm.
     Malformed,

@@ -69,3 +69,6 @@ impl Hasher for FxHasher {
 
 /// A `HashMap` with the Fx hasher.
 pub type FxHashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// The hasher builder of [`FxHashMap`], for sets.
+pub type FxBuild = BuildHasherDefault<FxHasher>;

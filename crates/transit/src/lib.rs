@@ -30,7 +30,7 @@
 //! }
 //!
 //! // Ride codes: the issuer certifies the phone's key; the gate verifies offline.
-//! let mut issuer = Issuer::new();
+//! let mut issuer = Issuer::new(1); // the issuer id the clearing body assigned
 //! issuer.rotate(Algorithm::Sm2, t - Duration::days(1), t + Duration::days(365))?;
 //! let phone_key = SigningKey::generate(Algorithm::Sm2)?;
 //! let credential = issuer.certify(&phone_key.public_key(), CardRef(42), t - Duration::hours(1), t + Duration::days(7))?;
@@ -48,8 +48,12 @@
 //!     },
 //!     &issuer.public_keys(),
 //! );
-//! assert!(matches!(gate.decide(code.as_bytes(), t), Decision::Accept(_)));
+//! let Decision::Accept(mut tap) = gate.decide(code.as_bytes(), t) else { panic!("refused") };
 //! assert!(matches!(gate.decide(code.as_bytes(), t), Decision::Reject(_))); // replay
+//! // The gate saw only a keyed reference; the back office maps it to the card.
+//! assert_ne!(tap.card, CardRef(42));
+//! issuer.resolve_taps(std::slice::from_mut(&mut tap));
+//! assert_eq!(tap.card, CardRef(42));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -88,9 +92,18 @@
 //!   keys make it idempotent.
 //! - Readers cache verified credentials (keyed by the issuer signature and
 //!   compared byte for byte), so a rider's later codes cost one signature
-//!   check. The replay cache key is (card, timestamp, counter).
+//!   check. The replay cache key is the code use ([`CodeUse`]: credential
+//!   key, reference and validity, code timestamp and counter).
+//! - A reader's replay cache is its own, so ride-code taps carry their code
+//!   use and settlement drops every later tap of a code use already seen
+//!   that day ([`dedupe_code_taps`]), counting them in
+//!   `TapStats::duplicate_codes`; they are not charged.
 //! - Card references are opaque `u64`s ([`CardRef`]); the facade maps card ids
-//!   to them, so no card number or personal data enters a ride code.
+//!   to them. A credential carries a keyed, per-credential encipherment of
+//!   the reference, not the reference itself (see [`codes`]); the back
+//!   office maps it back with [`Issuer::resolve_taps`] before settlement.
+//! - Key ids carry the issuer id in their high 16 bits, so a reader answers
+//!   a foreign issuer's code "wrong issuer" instead of "tampered".
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -128,6 +141,6 @@ pub use store::{
     TripPayment,
 };
 pub use taps::{
-    CardRef, Tap, TapDirection, TapPlace, TapStats, Trip, TripCompleteness, assemble_trips,
-    taps_from_csv,
+    CardRef, CodeUse, Tap, TapDirection, TapPlace, TapStats, Trip, TripCompleteness,
+    assemble_trips, dedupe_code_taps, taps_from_csv,
 };

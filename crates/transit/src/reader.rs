@@ -4,6 +4,13 @@
 //! cache of credentials it has already verified (so a user's later codes cost
 //! one signature check, not two). [`Reader::decide`] returns either a tap
 //! record or the one reason for refusal.
+//!
+//! The reader never learns the card: a tap carries the credential's keyed
+//! card reference in `card` and the code use in `code`, and the back office
+//! maps the reference back to the card ([`crate::Issuer::resolve_taps`]).
+//! The deny list is therefore a list of references. A code whose key id the
+//! reader does not hold (another issuer's, whose issuer id differs) is
+//! answered [`Rejection::WrongIssuer`].
 
 use std::collections::HashMap;
 
@@ -12,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codes::{IssuerPublicKey, ParseFailure, VerifyingKey, parse};
 use crate::store::{DenyEntry, DenyReason};
-use crate::taps::{CardRef, Tap, TapDirection, TapPlace};
+use crate::taps::{CardRef, CodeUse, Tap, TapDirection, TapPlace};
 
 /// Why a code was refused; each kind of bad code has its own answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,7 +95,7 @@ pub struct Reader {
     config: ReaderConfig,
     keys: HashMap<u32, (IssuerPublicKey, VerifyingKey)>,
     deny: HashMap<CardRef, DenyReason>,
-    replay: HashMap<(CardRef, u32, u32), i64>,
+    replay: HashMap<CodeUse, i64>,
     last_boarding: HashMap<CardRef, i64>,
     credentials: HashMap<[u8; 64], (Vec<u8>, VerifyingKey)>,
 }
@@ -122,7 +129,8 @@ impl Reader {
         }
     }
 
-    /// Replaces the deny list (one reason per card is enough to refuse).
+    /// Replaces the deny list (one reason per card reference is enough to refuse;
+    /// the back office lists the references of a card's live credentials).
     pub fn update_deny_list(&mut self, entries: &[DenyEntry]) {
         self.deny = entries.iter().map(|e| (e.card, e.reason)).collect();
     }
@@ -201,7 +209,7 @@ impl Reader {
         if let Some(deny) = self.deny.get(&code.card) {
             return Err(Rejection::Denied { deny: *deny });
         }
-        let replay_key = (code.card, code.timestamp, code.counter);
+        let replay_key = code.code_use();
         if self.replay.contains_key(&replay_key) {
             return Err(Rejection::Replayed);
         }
@@ -231,6 +239,7 @@ impl Reader {
             place: self.config.place,
             reader: self.config.reader,
             at: now,
+            code: Some(replay_key),
         })
     }
 }

@@ -350,7 +350,9 @@ impl Settlement {
                 action: "settle a day",
             });
         }
-        let (trips, stats) = assemble_trips(&self.engine, &mut taps);
+        let duplicate_codes = crate::taps::dedupe_code_taps(&mut taps).len() as u64;
+        let (trips, mut stats) = assemble_trips(&self.engine, &mut taps);
+        stats.duplicate_codes = duplicate_codes;
         drop(taps);
         let mut report = SettlementReport {
             day: Some(day),

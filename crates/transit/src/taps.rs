@@ -12,6 +12,12 @@
 //! - a tap-in on a flat-fare vehicle is a complete trip by itself;
 //! - the same card on the same vehicle again within the repeat window
 //!   (`same_vehicle_repeat_seconds`) is refused and counted, not charged.
+//!
+//! A tap made with a ride code carries the code's use ([`CodeUse`]: issuer
+//! key, card reference, credential validity, code timestamp and counter).
+//! Readers only know the codes they saw themselves, so one code shown at two
+//! gates yields two taps; [`dedupe_code_taps`] keeps the first and reports
+//! the others, and settlement calls it before assembling trips.
 
 use std::fmt;
 use std::str::FromStr;
@@ -97,6 +103,25 @@ pub enum TapPlace {
     },
 }
 
+/// What identifies one use of a ride code: the code's credential (issuer
+/// key, keyed card reference, validity) and the code's own timestamp and
+/// counter. Two taps with the same code use are the same code shown twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CodeUse {
+    /// The issuer key id of the credential (issuer id in its high 16 bits).
+    pub key_id: u32,
+    /// The card reference in the credential (keyed; the issuer maps it back to the card).
+    pub reference: CardRef,
+    /// Credential validity start (Unix seconds).
+    pub valid_from: u32,
+    /// Credential validity end (Unix seconds).
+    pub valid_until: u32,
+    /// When the code was made (Unix seconds).
+    pub timestamp: u32,
+    /// The code's counter.
+    pub counter: u32,
+}
+
 /// One reader event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tap {
@@ -110,6 +135,41 @@ pub struct Tap {
     pub reader: u32,
     /// When.
     pub at: DateTime<Utc>,
+    /// The ride code used, for taps made with one (`None` for cards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<CodeUse>,
+}
+
+/// Removes every ride-code tap whose code use was already seen in `taps`
+/// and returns them: the earliest tap of a code use (then the lowest reader
+/// number) is kept. Taps without a code are never removed. Reorders `taps`
+/// by time when any tap carries a code.
+///
+/// De-duplication covers the taps given at once (a settlement day); a code
+/// is valid for about a minute, so both uses of a replayed code fall on the
+/// same day except across midnight.
+pub fn dedupe_code_taps(taps: &mut Vec<Tap>) -> Vec<Tap> {
+    if !taps.iter().any(|t| t.code.is_some()) {
+        return Vec::new();
+    }
+    taps.sort_unstable_by_key(|t| (t.at, t.reader));
+    let mut seen: std::collections::HashSet<CodeUse, _> =
+        std::collections::HashSet::with_hasher(crate::fasthash::FxBuild::default());
+    let mut duplicates = Vec::new();
+    taps.retain(|t| match t.code {
+        Some(code) if !seen.insert(code) => {
+            duplicates.push(*t);
+            false
+        }
+        _ => true,
+    });
+    if !duplicates.is_empty() {
+        tracing::warn!(
+            duplicates = duplicates.len(),
+            "ride codes used more than once: the later taps are refused, not charged"
+        );
+    }
+    duplicates
 }
 
 /// Whether a trip has both ends.
@@ -146,6 +206,9 @@ pub struct TapStats {
     pub trips: u64,
     /// Trips missing a tap-in or tap-out.
     pub incomplete: u64,
+    /// Ride-code taps refused because the same code was already used (see [`dedupe_code_taps`]).
+    #[serde(default)]
+    pub duplicate_codes: u64,
 }
 
 fn place_network(
@@ -305,13 +368,19 @@ pub fn assemble_trips(engine: &FareEngine, taps: &mut [Tap]) -> (Vec<Trip>, TapS
 }
 
 /// Reads taps from CSV text with the header
-/// `card,direction,network,stop,route,vehicle,reader,at`.
+/// `card,direction,network,stop,route,vehicle,reader,at` and, for ride-code
+/// taps, the optional columns
+/// `code_key_id,code_ref,code_valid_from,code_valid_until,code_time,code_counter`.
 ///
 /// - `card`: a card reference (`cr` + 16 hex digits) or a decimal number;
 /// - `direction`: `in` or `out`;
 /// - a gate tap names `network` and `stop`; a vehicle tap names `route` and
 ///   `vehicle` (and `stop` where the reader knows it);
-/// - `reader`: a number; `at`: an RFC 3339 instant.
+/// - `reader`: a number; `at`: an RFC 3339 instant;
+/// - the `code_*` columns are empty for card taps and all filled for a
+///   ride-code tap: the issuer key id, the credential's card reference
+///   (`cr` + 16 hex digits), its validity and the code's timestamp (Unix
+///   seconds) and counter. Files without them (older files) still load.
 ///
 /// Errors name the line and field, like the fare data loader.
 pub fn taps_from_csv(engine: &FareEngine, text: &str) -> Result<Vec<Tap>, crate::error::LoadError> {
@@ -360,12 +429,29 @@ pub fn taps_from_csv(engine: &FareEngine, text: &str) -> Result<Vec<Tap>, crate:
                 )
             })?
             .with_timezone(&Utc);
+        let code = match t.parse_opt::<u32>(row, "code_key_id")? {
+            None => None,
+            Some(key_id) => {
+                let reference = t.req(row, "code_ref")?;
+                Some(CodeUse {
+                    key_id,
+                    reference: reference.parse().map_err(|_| {
+                        t.err(row, "code_ref", "not a card reference (cr + 16 hex digits)")
+                    })?,
+                    valid_from: t.parse_req(row, "code_valid_from")?,
+                    valid_until: t.parse_req(row, "code_valid_until")?,
+                    timestamp: t.parse_req(row, "code_time")?,
+                    counter: t.parse_req(row, "code_counter")?,
+                })
+            }
+        };
         taps.push(Tap {
             card,
             direction,
             place,
             reader: t.parse_opt(row, "reader")?.unwrap_or(0),
             at,
+            code,
         });
     }
     Ok(taps)

@@ -89,6 +89,7 @@ pub fn city_day(engine: &FareEngine, day: NaiveDate, taps: usize, seed: u64) -> 
                         },
                         reader: 1,
                         at: t,
+                        code: None,
                     });
                     t += Duration::minutes(5 + rng.below(50) as i64);
                     if rng.below(100) != 0 {
@@ -101,6 +102,7 @@ pub fn city_day(engine: &FareEngine, day: NaiveDate, taps: usize, seed: u64) -> 
                             },
                             reader: 2,
                             at: t,
+                            code: None,
                         });
                     }
                 }
@@ -117,6 +119,7 @@ pub fn city_day(engine: &FareEngine, day: NaiveDate, taps: usize, seed: u64) -> 
                     },
                     reader: 3,
                     at: t,
+                    code: None,
                 };
                 out.push(tap);
                 if rng.below(200) == 0 {
@@ -140,6 +143,7 @@ pub fn city_day(engine: &FareEngine, day: NaiveDate, taps: usize, seed: u64) -> 
                     },
                     reader: 4,
                     at: t,
+                    code: None,
                 });
                 t += Duration::minutes(5 + rng.below(40) as i64);
                 out.push(Tap {
@@ -152,6 +156,7 @@ pub fn city_day(engine: &FareEngine, day: NaiveDate, taps: usize, seed: u64) -> 
                     },
                     reader: 4,
                     at: t,
+                    code: None,
                 });
             }
             t += Duration::minutes(3 + rng.below(120) as i64);

@@ -20,7 +20,7 @@ struct Setup {
 }
 
 fn setup(alg: Algorithm) -> Setup {
-    let mut issuer = Issuer::new();
+    let mut issuer = Issuer::new(1);
     issuer
         .rotate(alg, t0() - Duration::days(30), t0() + Duration::days(365))
         .unwrap();
@@ -87,10 +87,17 @@ fn a_fresh_code_is_accepted_once_and_yields_a_tap() {
     assert_eq!(code.as_bytes().len(), 191);
     let mut reader = gate(&s.issuer);
     match reader.decide(code.as_bytes(), t0() + Duration::seconds(5)) {
-        Decision::Accept(tap) => {
-            assert_eq!(tap.card, s.card);
+        Decision::Accept(mut tap) => {
+            // The reader sees the credential's keyed reference, never the card.
+            assert_ne!(tap.card, s.card);
             assert_eq!(tap.reader, 7);
             assert_eq!(tap.direction, TapDirection::In);
+            let used = tap.code.expect("a ride-code tap carries its code use");
+            assert_eq!(used.reference, tap.card);
+            assert_eq!(used.timestamp, t0().timestamp() as u32);
+            assert_eq!(used.counter, 1);
+            assert_eq!(s.issuer.resolve_taps(std::slice::from_mut(&mut tap)), 0);
+            assert_eq!(tap.card, s.card);
         }
         other => panic!("expected accept, got {other:?}"),
     }
@@ -136,7 +143,7 @@ fn expired_future_tampered_wrong_issuer_and_denied_codes_each_have_their_answer(
         Decision::Reject(Rejection::Tampered)
     );
     // Wrong issuer: another issuer's reader does not know this key.
-    let mut other = Issuer::new();
+    let mut other = Issuer::new(2);
     other
         .rotate(
             Algorithm::Sm2,
@@ -155,17 +162,27 @@ fn expired_future_tampered_wrong_issuer_and_denied_codes_each_have_their_answer(
     foreign.update_keys(&other.public_keys()[1..]);
     assert_eq!(
         foreign.decide(code.as_bytes(), t0()),
-        Decision::Reject(Rejection::WrongIssuer { key_id: 1 })
+        Decision::Reject(Rejection::WrongIssuer {
+            key_id: codes::key_id(1, 1)
+        })
     );
-    // Same key id, different issuer: the issuer signature fails.
-    let mut same_id = gate(&other);
+    // Another issuer's first key has its own key id: "wrong issuer", not "tampered".
+    let mut same_number = gate(&other);
     assert_eq!(
-        same_id.decide(code.as_bytes(), t0()),
-        Decision::Reject(Rejection::Tampered)
+        same_number.decide(code.as_bytes(), t0()),
+        Decision::Reject(Rejection::WrongIssuer {
+            key_id: codes::key_id(1, 1)
+        })
     );
-    // Denied for arrears.
+    // Denied for arrears: the deny list holds the credential's reference.
+    let from = (t0() - Duration::days(1)).timestamp() as u32;
+    let until = (t0() + Duration::days(7)).timestamp() as u32;
+    let reference = s
+        .issuer
+        .reference_of(s.card, codes::key_id(1, 1), from, until)
+        .unwrap();
     reader.update_deny_list(&[DenyEntry {
-        card: s.card,
+        card: reference,
         reason: DenyReason::Arrears,
         since: t0(),
     }]);
@@ -185,10 +202,11 @@ fn expired_future_tampered_wrong_issuer_and_denied_codes_each_have_their_answer(
         reader.decide(&code.as_bytes()[..100], t0()),
         Decision::Reject(Rejection::Malformed)
     );
-    let mut v2 = code.as_bytes().to_vec();
-    v2[0] = 2;
+    // Version 1 (no issuer id, plain card reference) is no longer read.
+    let mut v1 = code.as_bytes().to_vec();
+    v1[0] = 1;
     assert_eq!(
-        reader.decide(&v2, t0()),
+        reader.decide(&v1, t0()),
         Decision::Reject(Rejection::UnsupportedVersion)
     );
 }
@@ -208,7 +226,7 @@ fn credential_validity_and_key_rotation() {
         .issuer
         .rotate(Algorithm::Sm2, t0(), t0() + Duration::days(365))
         .unwrap();
-    assert_eq!(k2, 2);
+    assert_eq!(k2, codes::key_id(1, 2));
     let user = SigningKey::generate(Algorithm::Sm2).unwrap();
     let cred = s
         .issuer
@@ -221,10 +239,13 @@ fn credential_validity_and_key_rotation() {
         .unwrap();
     let mut w2 = RideCodeWallet::new(user, cred).unwrap();
     let c2 = w2.generate(t0()).unwrap();
-    assert_eq!(codes::parse(c2.as_bytes()).unwrap().issuer_key_id, 2);
+    assert_eq!(
+        codes::parse(c2.as_bytes()).unwrap().issuer_key_id,
+        codes::key_id(1, 2)
+    );
     assert_eq!(
         reader.decide(c2.as_bytes(), t0()),
-        Decision::Reject(Rejection::WrongIssuer { key_id: 2 })
+        Decision::Reject(Rejection::WrongIssuer { key_id: k2 })
     );
     reader.update_keys(&s.issuer.public_keys());
     assert!(matches!(
@@ -364,4 +385,108 @@ fn issuer_keys_export_and_import_for_the_host_key_store() {
         .to_secret_bytes();
     assert!(Issuer::import(vec![(exported[0].0.clone(), other)]).is_err());
     let _ = s.wallet.generate(t0()).unwrap();
+}
+
+fn issuer_with_key(id: u16) -> Issuer {
+    let mut issuer = Issuer::new(id);
+    issuer
+        .rotate(
+            Algorithm::Sm2,
+            t0() - Duration::days(30),
+            t0() + Duration::days(365),
+        )
+        .unwrap();
+    issuer
+}
+
+#[test]
+fn a_code_of_another_issuer_is_wrong_issuer_even_for_its_first_key() {
+    // Both issuers are on their first key; the key ids still differ.
+    let hangzhou = issuer_with_key(1);
+    let ningbo = issuer_with_key(2);
+    assert_ne!(hangzhou.current_key_id(), ningbo.current_key_id());
+    assert_eq!(hangzhou.public_keys()[0].issuer_id(), 1);
+    let user = SigningKey::generate(Algorithm::Sm2).unwrap();
+    let cred = ningbo
+        .certify(
+            &user.public_key(),
+            CardRef(5),
+            t0() - Duration::hours(1),
+            t0() + Duration::days(1),
+        )
+        .unwrap();
+    let code = RideCodeWallet::new(user, cred)
+        .unwrap()
+        .generate(t0())
+        .unwrap();
+    assert_eq!(
+        gate(&hangzhou).decide(code.as_bytes(), t0()),
+        Decision::Reject(Rejection::WrongIssuer {
+            key_id: codes::key_id(2, 1)
+        })
+    );
+    assert!(matches!(
+        gate(&ningbo).decide(code.as_bytes(), t0()),
+        Decision::Accept(_)
+    ));
+    // Keys of two issuers do not import as one.
+    let mut mixed = hangzhou.export();
+    mixed.extend(ningbo.export());
+    assert!(Issuer::import(mixed).is_err());
+}
+
+#[test]
+fn card_references_are_keyed_rotate_per_credential_and_map_back() {
+    let issuer = issuer_with_key(1);
+    let card = CardRef(0x0123_4567_89ab_cdef);
+    let credential = |from: DateTime<Utc>| {
+        let user = SigningKey::generate(Algorithm::Sm2).unwrap();
+        let cred = issuer
+            .certify(&user.public_key(), card, from, from + Duration::days(7))
+            .unwrap();
+        RideCodeWallet::new(user, cred)
+            .unwrap()
+            .generate(from + Duration::hours(1))
+            .unwrap()
+    };
+    let week1 = credential(t0());
+    let week2 = credential(t0() + Duration::days(7));
+    let r1 = codes::parse(week1.as_bytes()).unwrap();
+    let r2 = codes::parse(week2.as_bytes()).unwrap();
+    // Neither code carries the card, and two credentials of it are not linkable by reference.
+    assert_ne!(r1.card, card);
+    assert_ne!(r2.card, card);
+    assert_ne!(r1.card, r2.card);
+    // The back office maps each reference back to the card.
+    assert_eq!(issuer.card_of(&r1.code_use()), Some(card));
+    assert_eq!(issuer.card_of(&r2.code_use()), Some(card));
+    assert_eq!(
+        issuer.reference_of(card, r1.issuer_key_id, r1.valid_from, r1.valid_until),
+        Some(r1.card)
+    );
+    // Another issuer (another secret) maps nothing: the key is not its own,
+    // and the same key id under another secret gives another card.
+    assert_eq!(issuer_with_key(2).card_of(&r1.code_use()), None);
+    assert_ne!(issuer_with_key(1).card_of(&r1.code_use()), Some(card));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn a_reference_always_maps_back_to_its_card(card in any::<u64>(), from in any::<u32>(), len in 1u32..10_000_000) {
+        let issuer = issuer_with_key(3);
+        let key = issuer.current_key_id().unwrap();
+        let until = from.saturating_add(len);
+        let reference = issuer.reference_of(CardRef(card), key, from, until).unwrap();
+        let used = citycard_transit::CodeUse {
+            key_id: key,
+            reference,
+            valid_from: from,
+            valid_until: until,
+            timestamp: from,
+            counter: 1,
+        };
+        prop_assert_eq!(issuer.card_of(&used), Some(CardRef(card)));
+    }
 }

@@ -74,6 +74,7 @@ fn station(e: &FareEngine, card: u64, dir: TapDirection, stop: &str, t: DateTime
         },
         reader: 1,
         at: t,
+        code: None,
     }
 }
 
@@ -88,6 +89,7 @@ fn bus(e: &FareEngine, card: u64, vehicle: u32, t: DateTime<Utc>) -> Tap {
         },
         reader: 2,
         at: t,
+        code: None,
     }
 }
 
@@ -500,4 +502,86 @@ fn tap_files_read_from_csv_with_line_and_field_errors() {
         citycard_transit::taps_from_csv(&e, bad).unwrap_err().field,
         "stop"
     );
+}
+
+fn code_use(counter: u32, t: DateTime<Utc>) -> citycard_transit::CodeUse {
+    citycard_transit::CodeUse {
+        key_id: citycard_transit::codes::key_id(1, 1),
+        reference: CardRef(0xfeed),
+        valid_from: (t - Duration::days(1)).timestamp() as u32,
+        valid_until: (t + Duration::days(6)).timestamp() as u32,
+        timestamp: t.timestamp() as u32,
+        counter,
+    }
+}
+
+#[tokio::test]
+async fn one_ride_code_shown_at_two_gates_is_charged_once_and_the_copy_is_reported() {
+    let w = world("100.00");
+    let e = &w.engine;
+    let copied = code_use(1, at(8, 50));
+    // Gate 101 accepts the code; gate 102 (its own replay cache) accepts a screenshot of it.
+    let first = Tap {
+        reader: 101,
+        code: Some(copied),
+        ..station(e, 7, TapDirection::In, "m_wulin", at(8, 50))
+    };
+    let copy = Tap {
+        reader: 102,
+        at: at(8, 50) + Duration::seconds(20),
+        code: Some(copied),
+        ..first
+    };
+    let exit = Tap {
+        reader: 202,
+        code: Some(code_use(2, at(9, 20))),
+        ..station(e, 7, TapDirection::Out, "m_xianghu", at(9, 20))
+    };
+    let report = w
+        .settlement
+        .settle_day(&Principal::System, day(), vec![copy, exit, first])
+        .await
+        .unwrap();
+    assert_eq!(report.taps.duplicate_codes, 1);
+    assert_eq!(report.trips_settled, 1);
+    assert_eq!(report.maximum_fares, 0);
+    let trips = w.store.trips(CardRef(7), day()).await.unwrap();
+    assert_eq!(trips.len(), 1);
+    assert_eq!(trips[0].completeness, TripCompleteness::Complete);
+    assert_eq!(trips[0].started_at, at(8, 50));
+    // Card taps never count as duplicates, even at the same instant.
+    let mut card_taps = vec![
+        station(e, 8, TapDirection::In, "m_wulin", at(10, 0)),
+        station(e, 8, TapDirection::In, "m_wulin", at(10, 0)),
+    ];
+    assert!(citycard_transit::dedupe_code_taps(&mut card_taps).is_empty());
+    assert_eq!(card_taps.len(), 2);
+}
+
+#[test]
+fn tap_files_carry_the_code_use_and_old_files_still_load() {
+    let e = FareEngine::hangzhou().unwrap();
+    let text = "card,direction,network,stop,route,vehicle,reader,at,code_key_id,code_ref,code_valid_from,code_valid_until,code_time,code_counter\n\
+                42,in,metro,m_xianghu,,,11,2026-11-26T08:00:00+08:00,65537,cr000000000000beef,1790000000,1790600000,1795000000,3\n\
+                42,in,metro,m_xianghu,,,12,2026-11-26T08:00:20+08:00,65537,cr000000000000beef,1790000000,1790600000,1795000000,3\n\
+                42,out,metro,m_qianjiang,,,13,2026-11-26T08:30:00+08:00,,,,,,\n";
+    let mut taps = citycard_transit::taps_from_csv(&e, text).unwrap();
+    let used = taps[0].code.unwrap();
+    assert_eq!(
+        (used.key_id, used.reference, used.counter),
+        (65537, CardRef(0xbeef), 3)
+    );
+    assert_eq!(taps[2].code, None);
+    let duplicates = citycard_transit::dedupe_code_taps(&mut taps);
+    assert_eq!(duplicates.len(), 1);
+    assert_eq!(duplicates[0].reader, 12);
+    // A code use with a missing field names the line and the field.
+    let bad = "card,direction,network,stop,route,vehicle,reader,at,code_key_id,code_ref\n\
+               42,in,metro,m_xianghu,,,11,2026-11-26T08:00:00+08:00,65537,cr000000000000beef\n";
+    let err = citycard_transit::taps_from_csv(&e, bad).unwrap_err();
+    assert_eq!((err.line, err.field.as_str()), (2, "code_valid_from"));
+    // Taps serialised before code uses existed still deserialise.
+    let old = r#"{"card":"cr000000000000002a","direction":"in","place":{"kind":"station","network":0,"stop":0},"reader":1,"at":"2026-11-26T00:00:00Z"}"#;
+    let tap: Tap = serde_json::from_str(old).unwrap();
+    assert_eq!(tap.code, None);
 }

@@ -5,8 +5,13 @@
 //! - `issuer.json`: the issuer's keys with their secrets (mode 0600 on Unix);
 //! - `public-keys.json`: the issuer's public keys, all a reader needs;
 //! - `wallet-<card>.json`: the phone-side user key and credential of a card;
-//! - `seen`: the replay cache of `verify` (`card timestamp counter expiry` per
-//!   line), so a code accepted once is refused as replayed on a later run.
+//! - `seen`: the replay cache of `verify` (`reference timestamp counter expiry`
+//!   per line, the reference being the code's keyed card reference), so a code
+//!   accepted once is refused as replayed on a later run. A damaged cache is
+//!   named with the line at fault; deleting it starts an empty cache.
+//!
+//! The issuer of a data directory has issuer id 1 ([`CLI_ISSUER_ID`]); a
+//! directory written before issuer ids existed keeps its keys (issuer 0).
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -29,6 +34,8 @@ const ISSUER_KEY_DAYS: i64 = 365;
 const CREDENTIAL_DAYS: i64 = 30;
 /// How far a phone's clock may differ from the reader's.
 const CLOCK_SKEW_SECONDS: u32 = 30;
+/// The ride-code issuer id of a new data directory.
+pub const CLI_ISSUER_ID: u16 = 1;
 
 /// Arguments of `citycard ridecode issue`.
 #[derive(Debug, Args)]
@@ -147,8 +154,22 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Cli
             .map(Some)
             .map_err(|e| corrupt(path, e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CliError::Io(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(corrupt(path, "it is not UTF-8 text"))
+        }
+        Err(e) => Err(CliError::Domain(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
     }
+}
+
+/// The replay cache is damaged: name it, the line, and what deleting it means.
+fn corrupt_seen(path: &Path, what: &str) -> CliError {
+    CliError::Domain(format!(
+        "the ride-code replay cache {} is damaged ({what}); delete that file to start an empty cache (codes accepted in the last few minutes could then be accepted once more), or restore it from a backup",
+        path.display()
+    ))
 }
 
 fn load_issuer(path: &Path) -> Result<Option<Issuer>, CliError> {
@@ -189,7 +210,8 @@ fn save_issuer(dir: &Path, issuer: &Issuer) -> Result<(), CliError> {
 
 /// The issuer of `dir`, with a current key valid for a new credential (rotated in if needed).
 fn issuer_for(dir: &Path, now: DateTime<Utc>) -> Result<Issuer, CliError> {
-    let mut issuer = load_issuer(&dir.join("issuer.json"))?.unwrap_or_default();
+    let mut issuer =
+        load_issuer(&dir.join("issuer.json"))?.unwrap_or_else(|| Issuer::new(CLI_ISSUER_ID));
     let current_ok = issuer.public_keys().last().is_some_and(|k| {
         k.valid_from <= now && k.valid_until >= now + Duration::days(CREDENTIAL_DAYS)
     });
@@ -353,10 +375,22 @@ impl Seen {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(CliError::Io(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(corrupt_seen(&path, "it is not UTF-8 text"));
+            }
+            Err(e) => {
+                return Err(CliError::Domain(format!(
+                    "cannot read the ride-code replay cache {}: {e}",
+                    path.display()
+                )));
+            }
         };
         let mut entries = BTreeSet::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        for (number, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             let f: Vec<&str> = line.split_whitespace().collect();
             let parsed = match f.as_slice() {
                 [c, t, n, e] => (|| {
@@ -369,11 +403,15 @@ impl Seen {
                 })(),
                 _ => None,
             };
-            entries.insert(
-                parsed.ok_or_else(|| {
-                    corrupt(&path, "a line is not `card timestamp counter expiry`")
-                })?,
-            );
+            entries.insert(parsed.ok_or_else(|| {
+                corrupt_seen(
+                    &path,
+                    &format!(
+                        "line {} is not `reference timestamp counter expiry`",
+                        number + 1
+                    ),
+                )
+            })?);
         }
         Ok(Self { path, entries })
     }
@@ -404,7 +442,9 @@ fn explain_rejection(r: &Rejection) -> String {
             "unsupported version: a payload version this reader does not know".into()
         }
         Rejection::WrongIssuer { key_id } => format!(
-            "wrong issuer: signed under issuer key {key_id}, which this reader does not hold"
+            "wrong issuer: signed under key {} of issuer {}, which this reader does not hold",
+            key_id & 0xffff,
+            codes::issuer_of_key(*key_id)
         ),
         Rejection::IssuerKeyInactive { key_id } => {
             format!("issuer key inactive: key {key_id} is retired or not yet active")
@@ -518,7 +558,7 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<bool, CliError> 
     let accepted = matches!(decision, Decision::Accept(_));
     let message = match &decision {
         Decision::Accept(tap) => format!(
-            "accepted: card {} tapped in at {} (reader {}) at {}",
+            "accepted: card reference {} tapped in at {} (reader {}) at {}",
             tap.card,
             station_id.as_deref().unwrap_or("?"),
             tap.reader,
