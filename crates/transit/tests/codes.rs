@@ -490,3 +490,34 @@ proptest! {
         prop_assert_eq!(issuer.card_of(&used), Some(CardRef(card)));
     }
 }
+
+#[test]
+fn the_rendered_png_decodes_with_an_independent_qr_reader_and_verifies() {
+    let mut s = setup(Algorithm::Sm2);
+    let code = s.wallet.generate(t0()).unwrap();
+    let png_bytes = qr::to_png(&code, 4).unwrap();
+    // Decode the PNG to grey pixels, then find and decode the QR code with rqrr.
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut image = decoder.read_info().unwrap();
+    let mut pixels = vec![0u8; image.output_buffer_size()];
+    let frame = image.next_frame(&mut pixels).unwrap();
+    assert_eq!(frame.color_type, png::ColorType::Grayscale);
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let mut prepared =
+        rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| pixels[y * frame.line_size + x]);
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1);
+    let mut payload = Vec::new();
+    grids[0].decode_to(&mut payload).unwrap();
+    assert_eq!(payload, code.as_bytes());
+    // What the scanner read is the code: a reader verifies it offline.
+    let parsed = codes::parse(&payload).unwrap();
+    assert_eq!(parsed.issuer_key_id, codes::key_id(1, 1));
+    match gate(&s.issuer).decide(&payload, t0()) {
+        Decision::Accept(mut tap) => {
+            s.issuer.resolve_taps(std::slice::from_mut(&mut tap));
+            assert_eq!(tap.card, s.card);
+        }
+        other => panic!("the scanned code was refused: {other:?}"),
+    }
+}
