@@ -697,7 +697,9 @@ impl CityCard {
             .await?)
     }
 
-    /// The transit card reference of a card (its wallet account), as readers and tap files use it.
+    /// The transit card reference of a card (its wallet account), as settlement and tap files
+    /// use it; ride codes carry a keyed per-credential form of it instead
+    /// (mapped back by [`Transit::resolve_code_taps`]).
     pub fn card_ref(card: &Card) -> Result<citycard_transit::CardRef, CityCardError> {
         let account = wallet_of(&card.wallet_account).map_err(CityCardError::Invalid)?;
         Ok(citycard_transit::CardRef(account.get()))
