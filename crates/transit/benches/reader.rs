@@ -71,6 +71,39 @@ fn bench(c: &mut Criterion) {
         )
     });
     g.finish();
+
+    // The back office maps keyed card references back to cards: 1,000 ride-code
+    // taps of 1,000 different credentials (no two share a cached reference).
+    let mut taps = Vec::with_capacity(1000);
+    for n in 0..1000u64 {
+        let user = SigningKey::generate(Algorithm::Sm2).unwrap();
+        let cred = issuer
+            .certify(
+                &user.public_key(),
+                CardRef(n + 1),
+                t0 - Duration::days(1),
+                t0 + Duration::days(7),
+            )
+            .unwrap();
+        let code = RideCodeWallet::new(user, cred)
+            .unwrap()
+            .generate(t0)
+            .unwrap();
+        match Reader::new(config, &keys).decide(code.as_bytes(), t0) {
+            Decision::Accept(tap) => taps.push(tap),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut g = c.benchmark_group("back_office");
+    g.throughput(criterion::Throughput::Elements(taps.len() as u64));
+    g.bench_function("resolve_1000_code_taps", |b| {
+        b.iter_batched(
+            || taps.clone(),
+            |mut t| assert_eq!(issuer.resolve_taps(&mut t), 0),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -349,8 +349,9 @@ impl ReferenceKey {
         Self(out)
     }
 
-    fn round(&self, round: u8, tweak: &[u8; 12], half: u32) -> u32 {
-        let mut mac = hmac_sha256(self.0.as_slice());
+    /// One Feistel round: the keyed HMAC state is cloned, not re-keyed, per round.
+    fn round(keyed: &Hmac<Sha256>, round: u8, tweak: &[u8; 12], half: u32) -> u32 {
+        let mut mac = keyed.clone();
         mac.update(&[round]);
         mac.update(tweak);
         mac.update(&half.to_be_bytes());
@@ -359,18 +360,20 @@ impl ReferenceKey {
     }
 
     fn encipher(&self, tweak: &[u8; 12], value: u64) -> u64 {
+        let keyed = hmac_sha256(self.0.as_slice());
         let (mut l, mut r) = ((value >> 32) as u32, value as u32);
         for i in 0..REFERENCE_ROUNDS {
-            let f = self.round(i, tweak, r);
+            let f = Self::round(&keyed, i, tweak, r);
             (l, r) = (r, l ^ f);
         }
         (u64::from(l) << 32) | u64::from(r)
     }
 
     fn decipher(&self, tweak: &[u8; 12], value: u64) -> u64 {
+        let keyed = hmac_sha256(self.0.as_slice());
         let (mut l, mut r) = ((value >> 32) as u32, value as u32);
         for i in (0..REFERENCE_ROUNDS).rev() {
-            let f = self.round(i, tweak, l);
+            let f = Self::round(&keyed, i, tweak, l);
             (l, r) = (r ^ f, l);
         }
         (u64::from(l) << 32) | u64::from(r)
@@ -548,9 +551,24 @@ impl Issuer {
     /// taps whose key is not this issuer's; they are left unchanged.
     pub fn resolve_taps(&self, taps: &mut [Tap]) -> u64 {
         let mut foreign = 0;
+        // A credential's taps (in and out, several rides) share one reference.
+        let mut known: crate::fasthash::FxHashMap<(u32, CardRef, u32, u32), CardRef> =
+            crate::fasthash::FxHashMap::default();
         for tap in taps.iter_mut() {
             if let Some(code) = &tap.code {
-                match self.card_of(code) {
+                let credential = (
+                    code.key_id,
+                    code.reference,
+                    code.valid_from,
+                    code.valid_until,
+                );
+                let card = match known.get(&credential) {
+                    Some(card) => Some(*card),
+                    None => self.card_of(code).inspect(|card| {
+                        known.insert(credential, *card);
+                    }),
+                };
+                match card {
                     Some(card) => tap.card = card,
                     None => foreign += 1,
                 }
