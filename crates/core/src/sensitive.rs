@@ -5,6 +5,10 @@
 //! default), so the value cannot leak through logs, errors or `{:?}`. Serde
 //! keeps the real value, because serialisation is how it reaches encrypted
 //! storage; never serialise a `Sensitive` into a log line.
+//!
+//! Card numbers have one masking rule wherever they are shown (Debug and
+//! Display of card types and requests, the command line, the demo):
+//! [`mask_card_number`], first 3 and last 4 characters (`330*********1003`).
 
 use std::fmt;
 

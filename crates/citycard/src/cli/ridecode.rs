@@ -350,7 +350,9 @@ pub fn issue(args: &IssueArgs, out: &mut dyn Write) -> Result<(), CliError> {
     } else {
         writeln!(
             out,
-            "ride code for card {card} (issuer key {key_id}) written to {}; readers accept it for about a minute",
+            "ride code for card {card} (issuer {} key {}) written to {}; readers accept it for about a minute",
+            codes::issuer_of_key(key_id),
+            key_id & 0xffff,
             args.out.display()
         )?;
         writeln!(out, "{}", qr::to_terminal(&code).map_err(domain)?)?;
@@ -447,7 +449,11 @@ fn explain_rejection(r: &Rejection) -> String {
             codes::issuer_of_key(*key_id)
         ),
         Rejection::IssuerKeyInactive { key_id } => {
-            format!("issuer key inactive: key {key_id} is retired or not yet active")
+            format!(
+                "issuer key inactive: key {} of issuer {} is retired or not yet active",
+                key_id & 0xffff,
+                codes::issuer_of_key(*key_id)
+            )
         }
         Rejection::Tampered => {
             "tampered: a signature does not verify, the code or its credential was altered".into()
