@@ -191,6 +191,24 @@ mod replay_cache {
     }
 
     #[test]
+    fn a_phone_wallet_from_before_payload_version_2_is_certified_again() {
+        let dir = fresh_dir("wallet-v1");
+        let d = dir.to_str().expect("utf-8");
+        let png = dir.join("code.png");
+        issue(d, png.to_str().expect("utf-8"));
+        // Make the stored credential look like one written by the version-1 code.
+        let wallet = dir.join("ridecode").join("wallet-1.json");
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&wallet).expect("wallet")).expect("json");
+        doc["credential"]["bytes"][0] = serde_json::json!(1);
+        std::fs::write(&wallet, doc.to_string()).expect("writes");
+        let payload = issue(d, png.to_str().expect("utf-8"));
+        let o = run(&["ridecode", "verify", "--data-dir", d, &payload]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_damaged_replay_cache_is_named_with_what_to_do() {
         let dir = fresh_dir("seen");
         let d = dir.to_str().expect("utf-8");

@@ -654,6 +654,11 @@ impl RideCodeWallet {
         let alg = key.algorithm();
         let pk = key.public_key();
         let start = 6;
+        if credential.bytes.first() != Some(&VERSION) {
+            return Err(TransitError::Code(format!(
+                "the credential is not of payload version {VERSION}: certify the key again"
+            )));
+        }
         if credential.bytes.get(1) != Some(&alg.code())
             || credential.bytes.get(start..start + pk.len()) != Some(pk.as_slice())
         {

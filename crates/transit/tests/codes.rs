@@ -521,3 +521,22 @@ fn the_rendered_png_decodes_with_an_independent_qr_reader_and_verifies() {
         other => panic!("the scanned code was refused: {other:?}"),
     }
 }
+
+#[test]
+fn a_credential_of_another_payload_version_is_refused_by_the_phone_wallet() {
+    let issuer = issuer_with_key(1);
+    let user = SigningKey::generate(Algorithm::Sm2).unwrap();
+    let cred = issuer
+        .certify(
+            &user.public_key(),
+            CardRef(3),
+            t0(),
+            t0() + Duration::days(1),
+        )
+        .unwrap();
+    let mut json = serde_json::to_value(&cred).unwrap();
+    json["bytes"][0] = serde_json::json!(1);
+    let old: citycard_transit::Credential = serde_json::from_value(json).unwrap();
+    let err = RideCodeWallet::new(user, old).unwrap_err();
+    assert!(err.to_string().contains("version 2"), "{err}");
+}

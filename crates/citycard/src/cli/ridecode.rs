@@ -283,6 +283,7 @@ pub fn issue(args: &IssueArgs, out: &mut dyn Write) -> Result<(), CliError> {
         Some(w)
             if w.issuer_key_id == key_id
                 && w.card == args.card
+                && w.credential.as_bytes().first() == Some(&codes::VERSION)
                 && w.credential_valid_until > now + Duration::hours(1) =>
         {
             let secret = unhex(&w.secret_hex)
