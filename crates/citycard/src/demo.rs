@@ -691,18 +691,16 @@ impl Journey<'_> {
         let card_ref = CityCard::card_ref(&card)?;
         let now = self.clock.now();
         let phone_key = SigningKey::generate(Algorithm::Sm2)?;
-        let (credential, issuer_keys) = {
-            let issuer = city.transit().issuer();
-            (
-                issuer.certify(
-                    &phone_key.public_key(),
-                    card_ref,
-                    now - Duration::hours(1),
-                    now + Duration::days(7),
-                )?,
-                issuer.public_keys(),
+        let credential = city
+            .transit()
+            .certify(
+                &phone_key.public_key(),
+                card_ref,
+                now - Duration::hours(1),
+                now + Duration::days(7),
             )
-        };
+            .await?;
+        let issuer_keys = city.transit().issuer().public_keys();
         let mut ride_wallet = RideCodeWallet::new(phone_key, credential)?;
         let code = ride_wallet.generate(now)?;
         p.line(

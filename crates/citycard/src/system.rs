@@ -269,6 +269,7 @@ impl CityCardBuilder {
             stores.idempotency.clone(),
             clock.clone(),
         ));
+        let transit_store = stores.transit.clone();
         let riders = Arc::new(CardRiders::new(
             ledger.clone(),
             stores.cards.clone(),
@@ -344,6 +345,7 @@ impl CityCardBuilder {
                 settlement,
                 riders,
                 issuer: Mutex::new(issuer),
+                store: transit_store,
             },
             healthcare: Healthcare {
                 appointments,
@@ -451,6 +453,7 @@ pub struct Transit {
     settlement: Settlement,
     riders: Arc<CardRiders>,
     issuer: Mutex<Issuer>,
+    store: Arc<dyn TransitStore>,
 }
 
 impl Transit {
@@ -474,6 +477,50 @@ impl Transit {
         taps: &[citycard_transit::Tap],
     ) -> Result<(), CityCardError> {
         self.riders.prepare(taps).await
+    }
+
+    /// Certifies a phone's ride-code key for a card and a period with the
+    /// issuer's current key, and records the credential so that readers'
+    /// deny lists can name its reference ([`Transit::reader_deny_list`]).
+    pub async fn certify(
+        &self,
+        user_public_key: &[u8],
+        card: citycard_transit::CardRef,
+        valid_from: chrono::DateTime<chrono::Utc>,
+        valid_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<citycard_transit::Credential, CityCardError> {
+        let (credential, issued) = {
+            let issuer = self.issuer();
+            let credential = issuer.certify(user_public_key, card, valid_from, valid_until)?;
+            let (key_id, reference) =
+                credential
+                    .key_id()
+                    .zip(credential.reference())
+                    .ok_or_else(|| {
+                        CityCardError::Invalid("the issuer made an unreadable credential".into())
+                    })?;
+            let issued = citycard_transit::IssuedCredential {
+                card,
+                key_id,
+                reference,
+                valid_from,
+                valid_until,
+            };
+            (credential, issued)
+        };
+        self.store.record_credential(&issued).await?;
+        Ok(credential)
+    }
+
+    /// The deny list for readers: every denied card's live credentials (as
+    /// recorded by [`Transit::certify`]) under their keyed references.
+    pub async fn reader_deny_list(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<citycard_transit::DenyEntry>, CityCardError> {
+        let deny = self.store.deny_list().await?;
+        let live = self.store.live_credentials(at).await?;
+        Ok(citycard_transit::reader_deny_list(&deny, &live))
     }
 
     /// Maps the keyed card reference of every ride-code tap back to its card

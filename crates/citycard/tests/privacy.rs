@@ -34,7 +34,9 @@ mod ride_codes {
     };
     use citycard::identity::{IdNumber, RegionCode, Sex};
     use citycard_transit::codes::{Algorithm, RideCodeWallet, SigningKey};
-    use citycard_transit::{Decision, Reader, ReaderConfig, TapDirection, TapPlace};
+    use citycard_transit::{
+        Decision, DenyEntry, DenyReason, Reader, ReaderConfig, Rejection, TapDirection, TapPlace,
+    };
 
     fn key(text: &str) -> IdempotencyKey {
         IdempotencyKey::parse(text).expect("valid key")
@@ -107,13 +109,13 @@ mod ride_codes {
         let phone = SigningKey::generate(Algorithm::Sm2).expect("key");
         let credential = city
             .transit()
-            .issuer()
             .certify(
                 &phone.public_key(),
                 card_ref,
                 now - Duration::hours(1),
                 now + Duration::days(7),
             )
+            .await
             .expect("certifies");
         let mut wallet = RideCodeWallet::new(phone, credential).expect("wallet");
         let code = wallet.generate(now).expect("code");
@@ -154,6 +156,32 @@ mod ride_codes {
             .await
             .expect("trips");
         assert_eq!(trips.len(), 1);
+
+        // The empty wallet left the ride in arrears, and the card is then reported
+        // lost: readers get both reasons under the credential's reference.
+        city.transit_store()
+            .deny(&DenyEntry {
+                card: card_ref,
+                reason: DenyReason::Lost,
+                since: now,
+            })
+            .await
+            .expect("denies");
+        let later = now + Duration::hours(1);
+        let list = city.transit().reader_deny_list(later).await.expect("list");
+        let reasons: Vec<DenyReason> = list.iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, vec![DenyReason::Arrears, DenyReason::Lost]);
+        assert!(
+            list.iter()
+                .all(|e| e.card != card_ref && e.card == list[0].card)
+        );
+        let mut gate = gate(&city, 103, "m_wulin", TapDirection::In);
+        gate.update_deny_list(&list);
+        let code = wallet.generate(later).expect("code");
+        assert!(matches!(
+            gate.decide(code.as_bytes(), later),
+            Decision::Reject(Rejection::Denied { .. })
+        ));
     }
 }
 

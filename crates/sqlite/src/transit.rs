@@ -1,21 +1,22 @@
 //! The transit stores on SQLite: settled trips, arrears and the deny list.
 
 use async_trait::async_trait;
-use chrono::{Datelike, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use citycard_core::{Money, StoreError};
 use citycard_transit::{
-    ArrearsEntry, CardRef, DenyEntry, DenyReason, SettledTrip, TransitStore, TripCompleteness,
-    TripId, TripPayment,
+    ArrearsEntry, CardRef, DenyEntry, DenyReason, IssuedCredential, SettledTrip, TransitStore,
+    TripCompleteness, TripId, TripPayment,
 };
 use rusqlite::params;
 
 use crate::db::{Database, Migration, corrupt, decode_instant, encode_instant};
 
 /// The schema of the transit component.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    component: "transit",
-    version: 1,
-    sql: "
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        component: "transit",
+        version: 1,
+        sql: "
         CREATE TABLE transit_trips (
             id           TEXT PRIMARY KEY,
             card         BIGINT NOT NULL,
@@ -42,7 +43,23 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (card, reason)
         );
     ",
-}];
+    },
+    Migration {
+        component: "transit",
+        version: 2,
+        sql: "
+        CREATE TABLE transit_credentials (
+            key_id      BIGINT NOT NULL,
+            reference   BIGINT NOT NULL,
+            valid_from  BIGINT NOT NULL,
+            valid_until BIGINT NOT NULL,
+            card        BIGINT NOT NULL,
+            PRIMARY KEY (key_id, reference, valid_from, valid_until)
+        );
+        CREATE INDEX transit_credentials_until ON transit_credentials (valid_until);
+    ",
+    },
+];
 
 /// Card references are u64; SQLite integers are i64: store the same 64 bits.
 fn card_to_sql(card: CardRef) -> i64 {
@@ -251,6 +268,49 @@ impl TransitStore for SqliteTransitStore {
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         list.sort_by_key(|e| (e.card, reason_order(e.reason)));
+        Ok(list)
+    }
+
+    async fn record_credential(&self, credential: &IssuedCredential) -> Result<(), StoreError> {
+        self.db.with(|c| {
+            c.execute(
+                "INSERT INTO transit_credentials (key_id, reference, valid_from, valid_until, card)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (key_id, reference, valid_from, valid_until) DO NOTHING",
+                params![
+                    i64::from(credential.key_id),
+                    card_to_sql(credential.reference),
+                    encode_instant(credential.valid_from),
+                    encode_instant(credential.valid_until),
+                    card_to_sql(credential.card)
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
+    async fn live_credentials(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<IssuedCredential>, StoreError> {
+        let mut list = self.db.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT key_id, reference, valid_from, valid_until, card FROM transit_credentials
+                 WHERE valid_until >= ?1 AND valid_from <= ?1",
+            )?;
+            let rows = stmt.query_map(params![encode_instant(at)], |r| {
+                let key_id: i64 = r.get(0)?;
+                Ok(IssuedCredential {
+                    key_id: u32::try_from(key_id).map_err(|e| corrupt(0, e))?,
+                    reference: card_from_sql(r.get(1)?),
+                    valid_from: decode_instant(r.get(2)?).map_err(|e| corrupt(2, e))?,
+                    valid_until: decode_instant(r.get(3)?).map_err(|e| corrupt(3, e))?,
+                    card: card_from_sql(r.get(4)?),
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        list.sort_by_key(|c| (c.card, c.key_id, c.reference, c.valid_from));
         Ok(list)
     }
 }

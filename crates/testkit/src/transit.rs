@@ -73,8 +73,8 @@ macro_rules! transit_store_conformance {
             use $crate::__private::chrono::{DateTime, NaiveDate, Utc};
             use $crate::__private::citycard_core::Money;
             use $crate::__private::citycard_transit::{
-                ArrearsEntry, CardRef, DenyEntry, DenyReason, SettledTrip, TransitStore,
-                TripCompleteness, TripId, TripPayment,
+                ArrearsEntry, CardRef, DenyEntry, DenyReason, IssuedCredential, SettledTrip,
+                TransitStore, TripCompleteness, TripId, TripPayment,
             };
 
             fn at(secs: i64) -> DateTime<Utc> {
@@ -244,6 +244,41 @@ macro_rules! transit_store_conformance {
                 assert!(store.allow(CardRef(9), DenyReason::Arrears).await.unwrap());
                 assert!(!store.allow(CardRef(9), DenyReason::Arrears).await.unwrap());
                 assert_eq!(store.deny_list().await.unwrap(), vec![other, lost]);
+            }
+
+            #[tokio::test]
+            async fn issued_credentials_are_kept_once_and_listed_while_live() {
+                let store = super::$factory().await;
+                let credential = |card: u64, key_id: u32, reference: u64, from: i64, until: i64| {
+                    IssuedCredential {
+                        card: CardRef(card),
+                        key_id,
+                        reference: CardRef(reference),
+                        valid_from: at(from),
+                        valid_until: at(until),
+                    }
+                };
+                // References span the whole u64 range (they are keyed permutations).
+                let a = credential(7, 65_537, u64::MAX - 3, 0, 100);
+                let b = credential(7, 65_538, 11, 50, 200);
+                let c = credential(3, 65_537, 12, 150, 300);
+                for x in [&a, &b, &c, &a] {
+                    store.record_credential(x).await.unwrap();
+                }
+                assert!(store.live_credentials(at(-1)).await.unwrap().is_empty());
+                assert_eq!(
+                    store.live_credentials(at(0)).await.unwrap(),
+                    vec![a.clone()]
+                );
+                assert_eq!(
+                    store.live_credentials(at(100)).await.unwrap(),
+                    vec![a.clone(), b.clone()]
+                );
+                assert_eq!(
+                    store.live_credentials(at(150)).await.unwrap(),
+                    vec![c.clone(), b.clone()]
+                );
+                assert!(store.live_credentials(at(301)).await.unwrap().is_empty());
             }
         }
     };

@@ -24,7 +24,10 @@
 //! the issuer secret can link two credentials or recover the card, and the
 //! back office maps a reference back to the card with [`Issuer::card_of`] (or
 //! [`Issuer::resolve_taps`]) without keeping a table. Readers never need the
-//! card: their deny list holds references ([`Issuer::reference_of`]).
+//! card: their deny list holds references. The back office records each
+//! credential it certifies ([`crate::IssuedCredential`] in the
+//! [`crate::TransitStore`]) and builds readers' lists with
+//! [`crate::reader_deny_list`]; [`Issuer::reference_of`] recomputes one.
 //!
 //! The byte layout (version 2) is documented for gate vendors in the crate's
 //! `README.md` ("Ride-code QR payload").
@@ -637,6 +640,19 @@ impl Credential {
     /// The encoded credential (header included).
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The issuer key id that certified it (`None` when the bytes are too short).
+    pub fn key_id(&self) -> Option<u32> {
+        be32(&self.bytes, 2)
+    }
+
+    /// The keyed card reference it carries (`None` when the bytes are not a credential).
+    pub fn reference(&self) -> Option<CardRef> {
+        let algorithm = Algorithm::from_code(*self.bytes.get(1)?)?;
+        let at = 6 + algorithm.public_key_len();
+        let bytes: [u8; 8] = self.bytes.get(at..at + 8)?.try_into().ok()?;
+        Some(CardRef(u64::from_be_bytes(bytes)))
     }
 }
 

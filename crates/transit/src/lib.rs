@@ -101,7 +101,9 @@
 //! - Card references are opaque `u64`s ([`CardRef`]); the facade maps card ids
 //!   to them. A credential carries a keyed, per-credential encipherment of
 //!   the reference, not the reference itself (see [`codes`]); the back
-//!   office maps it back with [`Issuer::resolve_taps`] before settlement.
+//!   office maps it back with [`Issuer::resolve_taps`] before settlement,
+//!   and records issued credentials ([`IssuedCredential`]) so that readers'
+//!   deny lists name references ([`reader_deny_list`]).
 //! - Key ids carry the issuer id in their high 16 bits, so a reader answers
 //!   a foreign issuer's code "wrong issuer" instead of "tampered".
 #![forbid(unsafe_code)]
@@ -137,8 +139,8 @@ pub use settlement::{
     MemoryRiderDirectory, RiderDirectory, Settlement, SettlementReport,
 };
 pub use store::{
-    ArrearsEntry, DenyEntry, DenyReason, MemoryTransitStore, SettledTrip, TransitStore, TripId,
-    TripPayment,
+    ArrearsEntry, DenyEntry, DenyReason, IssuedCredential, MemoryTransitStore, SettledTrip,
+    TransitStore, TripId, TripPayment, reader_deny_list,
 };
 pub use taps::{
     CardRef, CodeUse, Tap, TapDirection, TapPlace, TapStats, Trip, TripCompleteness,

@@ -1,4 +1,6 @@
-//! What settlement keeps: settled trips, arrears and the deny list.
+//! What settlement keeps: settled trips, arrears, the deny list, and the
+//! ride-code credentials issued (so readers' deny lists can name the keyed
+//! reference of each live credential of a denied card, see [`reader_deny_list`]).
 //!
 //! [`TransitStore`] is the storage port; [`MemoryTransitStore`] keeps it in
 //! memory; `citycard-sqlite` has the SQLite implementation, and both run the
@@ -154,6 +156,40 @@ pub struct DenyEntry {
     pub since: DateTime<Utc>,
 }
 
+/// A ride-code credential the issuer certified: the card its keyed reference stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCredential {
+    /// The card (settlement reference).
+    pub card: CardRef,
+    /// The issuer key that certified it.
+    pub key_id: u32,
+    /// The keyed reference the credential carries (what readers see).
+    pub reference: CardRef,
+    /// Valid from.
+    pub valid_from: DateTime<Utc>,
+    /// Valid until.
+    pub valid_until: DateTime<Utc>,
+}
+
+/// The deny list as readers need it: one entry per live credential of each
+/// denied card, under the credential's reference (readers never see cards).
+/// Sorted by reference, then reason.
+pub fn reader_deny_list(deny: &[DenyEntry], live: &[IssuedCredential]) -> Vec<DenyEntry> {
+    let mut out: Vec<DenyEntry> = live
+        .iter()
+        .flat_map(|c| {
+            deny.iter().filter(|d| d.card == c.card).map(|d| DenyEntry {
+                card: c.reference,
+                reason: d.reason,
+                since: d.since,
+            })
+        })
+        .collect();
+    out.sort_by_key(|e| (e.card, e.reason));
+    out.dedup_by_key(|e| (e.card, e.reason));
+    out
+}
+
 /// The storage port for settlement.
 #[async_trait]
 pub trait TransitStore: Send + Sync {
@@ -175,6 +211,13 @@ pub trait TransitStore: Send + Sync {
     async fn allow(&self, card: CardRef, reason: DenyReason) -> Result<bool, StoreError>;
     /// The whole deny list, by card then reason.
     async fn deny_list(&self) -> Result<Vec<DenyEntry>, StoreError>;
+    /// Records a certified ride-code credential (the same one twice is kept once).
+    async fn record_credential(&self, credential: &IssuedCredential) -> Result<(), StoreError>;
+    /// The credentials valid at `at`, by card, then key id, reference and start.
+    async fn live_credentials(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<IssuedCredential>, StoreError>;
 }
 
 #[derive(Debug, Default)]
@@ -185,6 +228,8 @@ struct Inner {
     month: FxHashMap<(CardRef, i32, u32), Vec<(u32, i64)>>,
     arrears: FxHashMap<CardRef, Vec<ArrearsEntry>>,
     deny: BTreeMap<(CardRef, DenyReason), DateTime<Utc>>,
+    /// Issued credentials by (key id, reference, valid from, valid until).
+    credentials: BTreeMap<(u32, CardRef, DateTime<Utc>, DateTime<Utc>), CardRef>,
 }
 
 /// The transit store in memory.
@@ -318,5 +363,41 @@ impl TransitStore for MemoryTransitStore {
                 since: *since,
             })
             .collect())
+    }
+
+    async fn record_credential(&self, credential: &IssuedCredential) -> Result<(), StoreError> {
+        self.lock()
+            .credentials
+            .entry((
+                credential.key_id,
+                credential.reference,
+                credential.valid_from,
+                credential.valid_until,
+            ))
+            .or_insert(credential.card);
+        Ok(())
+    }
+
+    async fn live_credentials(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<IssuedCredential>, StoreError> {
+        let mut out: Vec<IssuedCredential> = self
+            .lock()
+            .credentials
+            .iter()
+            .filter(|((_, _, from, until), _)| *from <= at && at <= *until)
+            .map(
+                |((key_id, reference, valid_from, valid_until), card)| IssuedCredential {
+                    card: *card,
+                    key_id: *key_id,
+                    reference: *reference,
+                    valid_from: *valid_from,
+                    valid_until: *valid_until,
+                },
+            )
+            .collect();
+        out.sort_by_key(|c| (c.card, c.key_id, c.reference, c.valid_from));
+        Ok(out)
     }
 }

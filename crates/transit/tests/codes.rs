@@ -540,3 +540,49 @@ fn a_credential_of_another_payload_version_is_refused_by_the_phone_wallet() {
     let err = RideCodeWallet::new(user, old).unwrap_err();
     assert!(err.to_string().contains("version 2"), "{err}");
 }
+
+#[test]
+fn readers_deny_a_card_through_the_references_of_its_live_credentials() {
+    let issuer = issuer_with_key(1);
+    let mut wallets = Vec::new();
+    let mut issued = Vec::new();
+    for card in [CardRef(41), CardRef(42)] {
+        let user = SigningKey::generate(Algorithm::Sm2).unwrap();
+        let cred = issuer
+            .certify(
+                &user.public_key(),
+                card,
+                t0() - Duration::hours(1),
+                t0() + Duration::days(1),
+            )
+            .unwrap();
+        issued.push(citycard_transit::IssuedCredential {
+            card,
+            key_id: cred.key_id().unwrap(),
+            reference: cred.reference().unwrap(),
+            valid_from: t0() - Duration::hours(1),
+            valid_until: t0() + Duration::days(1),
+        });
+        wallets.push(RideCodeWallet::new(user, cred).unwrap());
+    }
+    let deny = [DenyEntry {
+        card: CardRef(42),
+        reason: DenyReason::Arrears,
+        since: t0(),
+    }];
+    let list = citycard_transit::reader_deny_list(&deny, &issued);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].card, issued[1].reference);
+    let mut reader = gate(&issuer);
+    reader.update_deny_list(&list);
+    assert_eq!(
+        reader.decide(wallets[1].generate(t0()).unwrap().as_bytes(), t0()),
+        Decision::Reject(Rejection::Denied {
+            deny: DenyReason::Arrears
+        })
+    );
+    assert!(matches!(
+        reader.decide(wallets[0].generate(t0()).unwrap().as_bytes(), t0()),
+        Decision::Accept(_)
+    ));
+}
