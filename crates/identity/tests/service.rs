@@ -1037,3 +1037,15 @@ async fn a_long_name_keeps_only_its_first_character_whatever_the_callers_mask() 
     assert_eq!(person.masked_name, "阿*********");
     assert_eq!(Person::mask_name(" 张三 "), "张*");
 }
+
+#[test]
+fn a_known_person_of_the_simulated_provider_prints_masked() {
+    let known = KnownPerson::named("张三丰")
+        .with_phone("13812345678")
+        .with_bank_card("6222020200112233445");
+    let shown = format!("{known:?}");
+    for secret in ["三丰", "1234", "020200112"] {
+        assert!(!shown.contains(secret), "{shown} shows {secret}");
+    }
+    assert!(shown.contains("张**"), "{shown}");
+}
