@@ -213,6 +213,55 @@ fn fare_quote_reads_a_json_journey_from_stdin() {
 }
 
 #[test]
+fn fare_quote_explicit_instants_alighting_before_boarding_is_an_error() {
+    let journey = r#"{"legs": [{"network": "metro", "from": "m_xianghu", "to": "m_qianjiang",
+        "board": "2026-11-26T09:20:00+08:00", "alight": "2026-11-26T08:50:00+08:00"}]}"#;
+    let o = run_stdin(&["fare", "quote", "--json", "-"], journey);
+    assert_eq!(code(&o), 2, "{}", stdout(&o));
+    assert!(o.stdout.is_empty(), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(err.contains("leg 1: alighting"), "{err}");
+    assert!(err.contains("before boarding"), "{err}");
+    // The same on the command line.
+    let o = run(&[
+        "fare",
+        "quote",
+        "--leg",
+        "metro:m_xianghu:m_qianjiang@2026-11-26T09:20:00+08:00-2026-11-26T08:50:00+08:00",
+    ]);
+    assert_eq!(code(&o), 2, "{}", stdout(&o));
+}
+
+#[test]
+fn fare_quote_bare_times_still_wrap_past_midnight() {
+    // 23:50 → 00:20 is a 30-minute ride, not a negative one: ¥5 for 14.1 km.
+    let o = run(&[
+        "fare",
+        "quote",
+        "--date",
+        "2026-11-26",
+        "--format",
+        "json",
+        "--leg",
+        "metro:m_xianghu:m_qianjiang@23:50-00:20",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["total"], "5.00");
+}
+
+#[test]
+fn fare_quote_header_names_the_journey_date_of_explicit_instants() {
+    let journey = r#"{"legs": [{"network": "metro", "from": "m_xianghu", "to": "m_qianjiang",
+        "board": "2026-11-26T08:50:00+08:00", "alight": "2026-11-26T09:20:00+08:00"}]}"#;
+    let o = run_stdin(&["fare", "quote", "--json", "-"], journey);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("total ¥5.00 (1 legs on 2026-11-26;"), "{text}");
+    let o = run_stdin(&["fare", "quote", "--json", "-", "--format", "json"], journey);
+    assert_eq!(json(&o)["date"], "2026-11-26");
+}
+
+#[test]
 fn fare_quote_unknown_station_lists_valid_names() {
     let o = run(&[
         "fare",
