@@ -256,8 +256,14 @@ fn fare_quote_header_names_the_journey_date_of_explicit_instants() {
     let o = run_stdin(&["fare", "quote", "--json", "-"], journey);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(text.starts_with("total ¥5.00 (1 legs on 2026-11-26;"), "{text}");
-    let o = run_stdin(&["fare", "quote", "--json", "-", "--format", "json"], journey);
+    assert!(
+        text.starts_with("total ¥5.00 (1 legs on 2026-11-26;"),
+        "{text}"
+    );
+    let o = run_stdin(
+        &["fare", "quote", "--json", "-", "--format", "json"],
+        journey,
+    );
     assert_eq!(json(&o)["date"], "2026-11-26");
 }
 
