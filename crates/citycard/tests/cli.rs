@@ -846,7 +846,7 @@ fn ledger_export_hledger() {
         "{text}"
     );
     assert!(
-        text.contains("account liabilities:citycard:operator-revenue:hz-metro:3\n"),
+        text.contains("account liabilities:citycard:operator-fares-payable:hz-metro:3\n"),
         "{text}"
     );
     // The wallet's balance: -(50 - 3 - 2.50) = -44.50 (a credit balance, money held for the cardholder).
@@ -1015,6 +1015,141 @@ fn ledger_export_csv() {
         .map(|r| fen(r[8]))
         .sum();
     assert_eq!(into - out_of, 4450);
+}
+
+/// The card system's own accounts, opened as the facade opens them, and the
+/// insurance agency funding a medical account.
+fn build_system_ledger(dir: &Path) -> PersonId {
+    let db = Database::open(dir.join("citycard.db")).expect("database");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let person = PersonId::parse("psn-7").expect("person id");
+    rt.block_on(async {
+        let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 0, 30, 0));
+        let ledger = Arc::new(
+            Ledger::open(Arc::new(SqliteLedgerStore::new(db)), clock)
+                .await
+                .expect("ledger"),
+        );
+        let accounts = citycard::Accounts::new(ledger.clone(), WalletLimits::default());
+        accounts
+            .open_system_accounts()
+            .await
+            .expect("system accounts");
+        accounts
+            .open_medical_accounts(&person)
+            .await
+            .expect("medical accounts");
+        accounts.open_operator("hz_metro").await.expect("operator");
+        accounts.open_hospital("h1").await.expect("hospital");
+        let extra = vec![
+            NewAccount::new(AccountId::new(91), AccountKind::FEES)
+                .with_owner(Owner::Organisation("issuer".into())),
+            NewAccount::new(AccountId::new(92), AccountKind::PROMOTIONS)
+                .with_owner(Owner::Organisation("issuer".into())),
+        ];
+        let r = ledger
+            .create_accounts(&Principal::System, extra)
+            .await
+            .expect("accounts");
+        assert!(r.iter().all(|r| r.is_success()), "{r:?}");
+        let r = ledger
+            .create_transfers(
+                &Principal::System,
+                vec![NewTransfer::new(
+                    TransferId::new(1),
+                    citycard::Accounts::insurance_funding(),
+                    citycard::Accounts::medical_current(&person),
+                    Money::from_yuan(200),
+                    6,
+                )],
+            )
+            .await
+            .expect("transfers");
+        assert_eq!(r, vec![CreateTransferResult::Ok]);
+    });
+    person
+}
+
+#[test]
+fn ledger_export_places_every_account_kind_as_the_issuer_sees_it() {
+    use citycard::Accounts;
+    let dir = TempDir::new("ledger-chart");
+    let person = build_system_ledger(dir.path());
+    let o = run(&[
+        "ledger",
+        "export",
+        "--format",
+        "hledger",
+        "--data-dir",
+        dir.str(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
+    let declared = |id: AccountId| -> String {
+        let suffix = format!(":{id}");
+        text.lines()
+            .filter_map(|l| l.strip_prefix("account "))
+            .find(|name| name.ends_with(&suffix))
+            .unwrap_or_else(|| panic!("account {id} declared: {text}"))
+            .to_owned()
+    };
+    let expect = [
+        (
+            Accounts::insurance_funding(),
+            "assets:citycard:insurance-funding:",
+        ),
+        (
+            Accounts::clearing(&citycard_core::Platform::Alipay),
+            "assets:citycard:top-up-clearing:",
+        ),
+        (
+            Accounts::medical_current(&person),
+            "liabilities:citycard:medical-current-year:",
+        ),
+        (
+            Accounts::medical_accumulated(&person),
+            "liabilities:citycard:medical-accumulated:",
+        ),
+        (Accounts::pooled_fund(), "liabilities:citycard:pooled-fund:"),
+        (Accounts::refunds(), "liabilities:citycard:refunds:"),
+        (
+            Accounts::revenue("hz_metro"),
+            "liabilities:citycard:operator-fares-payable:",
+        ),
+        (
+            Accounts::hospital("h1"),
+            "liabilities:citycard:hospital-payable:",
+        ),
+        (AccountId::new(91), "income:citycard:fees:"),
+        (AccountId::new(92), "expenses:citycard:promotions:"),
+        (Accounts::control(), "equity:citycard:control:"),
+    ];
+    for (id, prefix) in expect {
+        let name = declared(id);
+        assert!(
+            name.starts_with(prefix),
+            "{name} should start with {prefix}"
+        );
+    }
+    assert!(!text.contains("promotions:medical-insurance"), "{text}");
+    // Funding a medical account: the asset (money the agency pays in) is debited,
+    // the liability (held for the insured person) credited.
+    let txs = transactions(&text, "    ");
+    assert_eq!(txs.len(), 1, "{text}");
+    assert!(
+        txs[0].1[0]
+            .0
+            .starts_with("assets:citycard:insurance-funding:")
+    );
+    assert_eq!(txs[0].1[0].1, 20000);
+    assert!(
+        txs[0].1[1]
+            .0
+            .starts_with("liabilities:citycard:medical-current-year:")
+    );
 }
 
 #[test]
