@@ -1206,3 +1206,63 @@ fn ledger_export_errors() {
         stderr(&o)
     );
 }
+
+#[test]
+fn ledger_export_of_an_empty_file_is_refused_and_leaves_it_empty() {
+    let dir = TempDir::new("ledger-empty");
+    let db = dir.path().join("citycard.db");
+    std::fs::write(&db, b"").expect("write");
+    let o = run(&[
+        "ledger",
+        "export",
+        "--format",
+        "csv",
+        "--data-dir",
+        dir.str(),
+    ]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(o.stdout.is_empty(), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("is not a citycard database"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::metadata(&db).expect("metadata").len(),
+        0,
+        "not migrated"
+    );
+}
+
+#[test]
+fn ledger_export_reads_a_read_only_store_without_changing_it() {
+    let dir = TempDir::new("ledger-read-only");
+    build_ledger(dir.path());
+    let db = dir.path().join("citycard.db");
+    let mut perms = std::fs::metadata(&db).expect("metadata").permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&db, perms).expect("chmod");
+    let before = std::fs::read(&db).expect("read");
+    for format in ["csv", "hledger", "beancount"] {
+        let o = run(&[
+            "ledger",
+            "export",
+            "--format",
+            format,
+            "--data-dir",
+            dir.str(),
+        ]);
+        assert_eq!(code(&o), 0, "{format}: {}", stderr(&o));
+        assert!(stdout(&o).contains("trip:T-1"), "{format}: {}", stdout(&o));
+    }
+    assert!(
+        std::fs::read(&db).expect("read") == before,
+        "the store is unchanged"
+    );
+    let wal = dir.path().join("citycard.db-wal");
+    assert_eq!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()),
+        0,
+        "no write in the WAL"
+    );
+}

@@ -188,7 +188,7 @@ fn load(data_dir: &Path) -> Result<Export, CliError> {
             path.display()
         )));
     }
-    let db = Database::open(&path).map_err(|e| CliError::Domain(e.to_string()))?;
+    let db = Database::open_read_only(&path).map_err(|e| CliError::Domain(e.to_string()))?;
     let rt = runtime()?;
     rt.block_on(async {
         let ledger = Ledger::open(Arc::new(SqliteLedgerStore::new(db)), Arc::new(SystemClock))
