@@ -24,6 +24,10 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn run_stdin(args: &[&str], input: &str) -> Output {
+    run_stdin_bytes(args, input.as_bytes())
+}
+
+fn run_stdin_bytes(args: &[&str], input: &[u8]) -> Output {
     let mut child = citycard()
         .args(args)
         .stdin(Stdio::piped())
@@ -32,12 +36,7 @@ fn run_stdin(args: &[&str], input: &str) -> Output {
         .spawn()
         .expect("the binary runs");
     // A command that fails on its arguments exits without reading: a broken pipe is fine.
-    if let Err(e) = child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-    {
+    if let Err(e) = child.stdin.take().expect("stdin").write_all(input) {
         assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
     }
     child.wait_with_output().expect("the binary finishes")
@@ -112,6 +111,49 @@ fn every_subcommand_has_help() {
         assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
         assert!(stdout(&o).contains("Usage:"), "{args:?}");
     }
+}
+
+// ---------------------------------------------------------------- id
+
+#[test]
+fn id_check_reports_a_non_utf8_line_and_goes_on() {
+    let mut input = b"11010519491231002X\n".to_vec();
+    input.extend_from_slice(b"\xff\xfe11010519\n");
+    input.extend_from_slice(b"\n");
+    input.extend_from_slice(b"11010519491231002X\r\n");
+    let o = run_stdin_bytes(&["id", "check"], &input);
+    assert_eq!(code(&o), 1, "an invalid line makes the run exit 1");
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", stdout(&o));
+    assert_eq!(lines[0]["line"], 1);
+    assert_eq!(lines[0]["valid"], true);
+    assert_eq!(lines[1]["line"], 2);
+    assert_eq!(lines[1]["valid"], false);
+    let error = lines[1]["error"].as_str().expect("error");
+    assert!(error.contains("line 2 is not UTF-8"), "{error}");
+    assert!(
+        !lines[1]["input"]
+            .as_str()
+            .expect("input")
+            .contains("11010519"),
+        "masked"
+    );
+    assert_eq!(
+        lines[2]["line"], 4,
+        "the blank line 3 is skipped, line 4 still checked"
+    );
+    assert_eq!(lines[2]["valid"], true);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn id_check_of_valid_lines_exits_0() {
+    let o = run_stdin(&["id", "check"], "11010519491231002X\n");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["valid"], true);
 }
 
 // ---------------------------------------------------------------- fare
