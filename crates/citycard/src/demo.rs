@@ -155,6 +155,16 @@ pub enum DemoError {
         /// Why.
         reason: String,
     },
+    /// The data directory holds personal data but not the vault keys it was sealed with.
+    #[error(
+        "the data directory {dir} holds personal data but its vault keys ({keys}) are missing: the stored ID numbers and names cannot be read without them; restore keys.json from a backup, or start over with an empty data directory"
+    )]
+    VaultKeysMissing {
+        /// The data directory.
+        dir: PathBuf,
+        /// Where the keys should be.
+        keys: PathBuf,
+    },
     /// A step did not have the outcome the journey needs.
     #[error("demo step failed: {0}")]
     Step(String),
@@ -164,6 +174,7 @@ impl ClassifiedError for DemoError {
     fn class(&self) -> ErrorClass {
         match self {
             DemoError::CityCard(e) => e.class(),
+            DemoError::VaultKeysMissing { .. } => ErrorClass::InvalidInput,
             DemoError::Io { .. } | DemoError::State { .. } | DemoError::Step(_) => {
                 ErrorClass::Internal
             }
@@ -351,12 +362,20 @@ impl Printer<'_> {
 pub async fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummary, DemoError> {
     let dir = &options.data_dir;
     std::fs::create_dir_all(dir.join("fhir")).map_err(io("the data directory"))?;
+    let keys_path = dir.join("keys.json");
+    if !keys_path.exists() && holds_personal_data(&dir.join("citycard.db")) {
+        // New keys would seal new records and leave the old ones unreadable.
+        return Err(DemoError::VaultKeysMissing {
+            dir: dir.clone(),
+            keys: keys_path,
+        });
+    }
     let run = next_run(dir)?;
     let first = NaiveDate::from_ymd_opt(FIRST_DAY.0, FIRST_DAY.1, FIRST_DAY.2)
         .ok_or_else(|| DemoError::Step("first day".into()))?;
     let day = first + Duration::days(i64::from(run) - 1);
     let clock = Arc::new(ManualClock::new(civil(day, 8, 0)));
-    let keys = Arc::new(FileKeyProvider::open_or_create(dir.join("keys.json"))?);
+    let keys = Arc::new(FileKeyProvider::open_or_create(&keys_path)?);
     let database = dir.join("citycard.db");
     let city = CityCard::builder()
         .sqlite(&database)
@@ -400,6 +419,20 @@ pub async fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSumma
         run + 1
     ))?;
     Ok(summary)
+}
+
+/// Whether a store holds persons sealed by the vault (read-only; a missing,
+/// empty or unreadable file holds none).
+fn holds_personal_data(database: &Path) -> bool {
+    let Ok(db) = citycard_sqlite::Database::open_read_only(database) else {
+        return false;
+    };
+    db.with(|c| {
+        c.query_row("SELECT count(*) > 0 FROM identity_persons", [], |r| {
+            r.get(0)
+        })
+    })
+    .unwrap_or(false)
 }
 
 struct Journey<'a> {

@@ -183,3 +183,30 @@ async fn the_demo_runs_twice_on_one_directory_and_continues() {
     drop(city);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn deleted_vault_keys_are_named_as_the_cause() {
+    let dir = temp_dir("no-keys");
+    run_once(&dir).await;
+    std::fs::remove_file(dir.join("keys.json")).unwrap();
+    let state = std::fs::read(dir.join("demo-state.json")).unwrap();
+    let mut out = Vec::new();
+    let err = demo::run(&DemoOptions::new(&dir), &mut out)
+        .await
+        .expect_err("the data cannot be read without its keys");
+    let message = err.to_string();
+    assert!(message.contains("vault keys"), "{message}");
+    assert!(message.contains("are missing"), "{message}");
+    assert!(message.contains("cannot be read without them"), "{message}");
+    assert!(!message.contains("idempotency"), "{message}");
+    assert!(
+        !dir.join("keys.json").exists(),
+        "no new keys sealing new records beside the old ones"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("demo-state.json")).unwrap(),
+        state,
+        "the refused run does not count as a day"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
