@@ -41,6 +41,17 @@ enum Command {
     /// The ledger of a citycard store.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// A card's e-wallet in a citycard store, read-only.
+    #[command(subcommand)]
+    Card(CardCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CardCommand {
+    /// The wallet balance of a card.
+    Balance(cli::card::CardArgs),
+    /// The wallet statement of a card: opening balance, entries, closing balance.
+    Statement(cli::card::StatementArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +135,12 @@ fn main() -> ExitCode {
         Command::Settle(args) => cli::settle::run(&args, &mut stdout).map(|()| ExitCode::SUCCESS),
         Command::Ledger(LedgerCommand::Export(args)) => {
             cli::ledger::export(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Card(CardCommand::Balance(args)) => {
+            cli::card::balance(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Card(CardCommand::Statement(args)) => {
+            cli::card::statement(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
         }
     };
     match result {

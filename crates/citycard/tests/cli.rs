@@ -106,6 +106,8 @@ fn every_subcommand_has_help() {
         &["ridecode", "verify", "--help"],
         &["settle", "--help"],
         &["ledger", "export", "--help"],
+        &["card", "balance", "--help"],
+        &["card", "statement", "--help"],
     ] {
         let o = run(args);
         assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
@@ -1307,4 +1309,168 @@ fn ledger_export_reads_a_read_only_store_without_changing_it() {
         0,
         "no write in the WAL"
     );
+}
+
+// ---------------------------------------------------------------- card
+
+#[test]
+fn card_balance_and_statement_read_a_demo_store_read_only() {
+    let dir = TempDir::new("card");
+    let o = run(&["demo", "--data-dir", dir.str()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let db = dir.path().join("citycard.db");
+    let mut perms = std::fs::metadata(&db).expect("metadata").permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&db, perms).expect("chmod");
+    let before = std::fs::read(&db).expect("read");
+    let first = citycard::demo::card_number(1001);
+    let replacement = citycard::demo::replacement_number(1);
+
+    // The first card: topped up, two fares dated by their rides, a bill, the rest carried away.
+    let o = run(&[
+        "card",
+        "statement",
+        "--card",
+        &first,
+        "--data-dir",
+        dir.str(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let st = json(&o);
+    assert_eq!(st["opening_balance"], "0.00");
+    let entries = st["entries"].as_array().expect("entries");
+    let total: i64 = entries
+        .iter()
+        .map(|e| fen(e["amount"].as_str().expect("amount")))
+        .sum();
+    assert_eq!(total, fen(st["closing_balance"].as_str().expect("closing")));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["what"] == "top-up via alipay" && e["amount"] == "300.00")
+    );
+    let fares: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["what"].as_str().is_some_and(|w| w.starts_with("fare")))
+        .collect();
+    assert_eq!(fares.len(), 2, "{entries:?}");
+    for f in &fares {
+        let ride = f["ride_at"].as_str().expect("ride time");
+        assert!(
+            ride < f["at"].as_str().expect("settled"),
+            "ridden before settled: {f}"
+        );
+    }
+    assert!(!stdout(&o).contains(&first), "the card number is masked");
+    let carried = entries.last().expect("an entry");
+    assert_eq!(carried["what"], "balance carried to the replacement card");
+    assert_eq!(st["closing_balance"], "0.00");
+
+    // The replacement holds what was carried.
+    let o = run(&[
+        "card",
+        "balance",
+        "--card",
+        &replacement,
+        "--data-dir",
+        dir.str(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let bal = json(&o);
+    assert_eq!(
+        fen(bal["available"].as_str().expect("available")),
+        -fen(carried["amount"].as_str().expect("amount"))
+    );
+    let o = run(&[
+        "card",
+        "balance",
+        "--card",
+        &replacement,
+        "--data-dir",
+        dir.str(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("card 330"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains(&replacement), "masked: {}", stdout(&o));
+    let o = run(&[
+        "card",
+        "statement",
+        "--card",
+        &first,
+        "--data-dir",
+        dir.str(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("(settled 21:00)"), "{}", stdout(&o));
+
+    assert!(
+        std::fs::read(&db).expect("read") == before,
+        "the store is unchanged"
+    );
+    let wal = dir.path().join("citycard.db-wal");
+    assert_eq!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()),
+        0,
+        "no write in the WAL"
+    );
+}
+
+#[test]
+fn card_command_errors_name_what_to_fix() {
+    let dir = TempDir::new("card-errors");
+    let o = run(&[
+        "card",
+        "balance",
+        "--card",
+        "3301000000001001",
+        "--data-dir",
+        dir.str(),
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("no store at"), "{}", stderr(&o));
+    assert!(!dir.path().join("citycard.db").exists(), "nothing created");
+
+    build_ledger(dir.path());
+    let o = run(&[
+        "card",
+        "balance",
+        "--card",
+        "3301000000009999",
+        "--data-dir",
+        dir.str(),
+    ]);
+    assert_eq!(code(&o), 1);
+    let err = stderr(&o);
+    assert!(err.contains("no e-wallet for card"), "{err}");
+    assert!(!err.contains("3301000000009999"), "masked: {err}");
+
+    let o = run(&[
+        "card",
+        "balance",
+        "--card",
+        "not-a-card",
+        "--data-dir",
+        dir.str(),
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("card number"), "{}", stderr(&o));
+
+    let o = run(&[
+        "card",
+        "statement",
+        "--card",
+        "3301000000001001",
+        "--data-dir",
+        dir.str(),
+        "--from",
+        "2026-11-27",
+        "--to",
+        "2026-11-26",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("before --from"), "{}", stderr(&o));
 }
