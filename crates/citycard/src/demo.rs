@@ -1324,15 +1324,30 @@ impl Journey<'_> {
         // 14. FHIR.
         p.heading(
             "挂号和医保结算的 FHIR R4 JSON",
-            "FHIR R4 JSON of the appointment and the claim",
+            "FHIR R4 JSON of the appointment and the claim, and a transaction Bundle of both",
         )?;
         let fhir_dir = self.dir.join("fhir");
         let mut fhir_files = Vec::new();
-        let (claim, response) = fhir::settlement(&record, "hangzhou-medical-insurance");
+        let payor = "hangzhou-medical-insurance";
+        let (claim, response) = fhir::settlement(&record, payor);
         let mut documents = vec![("claim.json", claim), ("claim-response.json", response)];
+        let slot_view = match &appointment {
+            Some(a) => self.city.appointment_store().slot(&a.slot).await?,
+            None => None,
+        };
         if let Some(appointment) = &appointment {
             documents.insert(0, ("appointment.json", fhir::appointment(appointment)));
         }
+        // Everything together, with the resources they reference: a transaction
+        // Bundle in which every reference resolves.
+        documents.push((
+            "bundle.json",
+            fhir::transaction_bundle(&fhir::BundleParts {
+                appointment: appointment.as_ref().zip(slot_view.as_ref()),
+                settlement: Some(&record),
+                payor,
+            }),
+        ));
         for (name, value) in documents {
             let path = fhir_dir.join(name);
             let text = serde_json::to_string_pretty(&value)

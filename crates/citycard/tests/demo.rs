@@ -111,12 +111,33 @@ async fn the_demo_runs_twice_on_one_directory_and_continues() {
         ("appointment.json", "Appointment"),
         ("claim.json", "Claim"),
         ("claim-response.json", "ClaimResponse"),
+        ("bundle.json", "Bundle"),
     ] {
         let text = std::fs::read_to_string(dir.join("fhir").join(name)).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["resourceType"], kind, "{name}");
     }
     assert!(second.queue_number.is_some());
+    // In the bundle every reference resolves to one of its entries.
+    let bundle: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("fhir").join("bundle.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(bundle["type"], "transaction");
+    let urls: Vec<&str> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["request"]["url"].as_str().unwrap())
+        .collect();
+    let text = bundle.to_string();
+    assert!(text.matches("\"reference\"").count() >= 8, "{text}");
+    for part in text.split("\"reference\":\"").skip(1) {
+        let reference = part.split('"').next().unwrap();
+        assert!(urls.contains(&reference), "{reference} does not resolve");
+    }
+    assert!(urls.iter().any(|u| u.starts_with("Appointment/")));
+    assert!(urls.iter().any(|u| u.starts_with("ClaimResponse/")));
 
     // Personal data never printed: not the ID numbers (nor their birth-date
     // digits), not the mistyped one, not the full names.
