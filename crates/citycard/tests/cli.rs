@@ -1474,3 +1474,37 @@ fn card_command_errors_name_what_to_fix() {
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("before --from"), "{}", stderr(&o));
 }
+
+// ---------------------------------------------------------------- demo words
+
+#[test]
+fn demo_language_follows_the_locale_unless_given() {
+    let dir = TempDir::new("demo-lang");
+    let demo = |lang: Option<&str>, locale: &str| {
+        let mut c = citycard();
+        c.args(["demo", "--data-dir", dir.str()])
+            .env_remove("LC_ALL")
+            .env("LANG", locale);
+        if let Some(l) = lang {
+            c.args(["--lang", l]);
+        }
+        c.output().expect("the binary runs")
+    };
+    let o = demo(None, "zh_CN.UTF-8");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("在市民卡柜台登记并发卡"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("下一步："), "{}", stdout(&o));
+    let o = demo(Some("en"), "zh_CN.UTF-8");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("what to do next: "), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("下一步"), "{}", stdout(&o));
+    let o = demo(None, "en_US.UTF-8");
+    assert!(stdout(&o).contains("People enrolled"), "{}", stdout(&o));
+    let o = demo(Some("fr"), "C");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("use zh or en"), "{}", stderr(&o));
+}
