@@ -266,14 +266,6 @@ fn fare_quote_explicit_instants_alighting_before_boarding_is_an_error() {
     let err = stderr(&o);
     assert!(err.contains("leg 1: alighting"), "{err}");
     assert!(err.contains("before boarding"), "{err}");
-    // The same on the command line.
-    let o = run(&[
-        "fare",
-        "quote",
-        "--leg",
-        "metro:m_xianghu:m_qianjiang@2026-11-26T09:20:00+08:00-2026-11-26T08:50:00+08:00",
-    ]);
-    assert_eq!(code(&o), 2, "{}", stdout(&o));
 }
 
 #[test]
