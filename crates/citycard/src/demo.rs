@@ -31,7 +31,8 @@
 //! plain sentences, refusals as the binding crate words them for cardholders
 //! (`BindingError::user_message`), and internal ids or enum names only with
 //! [`DemoOptions::verbose`]. Refusals of other crates that the demo meets
-//! (the wallet cap, the booking quota) are worded here, in both languages.
+//! (the wallet cap, the booking quota) are worded by the facade
+//! (`CityCardError::user_message`, `src/words.rs`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -848,22 +849,8 @@ impl Journey<'_> {
                 amount
             }
             // After many runs the wallet reaches its cap: show the refusal and go on.
-            Err(CityCardError::OverCap { cap, balance, room }) => {
-                let (a, cap, balance, room) = (y(amount), y(cap), y(balance), y(room));
-                p.refusal(&p.lang.pick(
-                    UserMessage {
-                        problem: format!("充值 {a} 后钱包余额会超过上限 {cap}（现在 {balance}）。"),
-                        next_step: format!("最多还能充值 {room}；先用掉一部分余额再充值。"),
-                    },
-                    UserMessage {
-                        problem: format!(
-                            "a top-up of {a} would take the wallet over its {cap} limit (it holds {balance})."
-                        ),
-                        next_step: format!(
-                            "Top up at most {room}, or spend some of the balance first."
-                        ),
-                    },
-                ))?;
+            Err(e @ CityCardError::OverCap { .. }) => {
+                p.refusal(&e.user_message(p.lang))?;
                 Money::ZERO
             }
             Err(e) => return Err(e.into()),
@@ -1707,18 +1694,8 @@ impl Journey<'_> {
             }
             // After many runs the monthly booking quota is reached: show the refusal and go on.
             Err(e) => {
-                p.refusal(&p.lang.pick(
-                    UserMessage {
-                        problem: "这次挂号没有成功。".into(),
-                        next_step: "本月挂号次数可能已用完，或号已挂满；请换一天或下个月再挂。"
-                            .into(),
-                    },
-                    UserMessage {
-                        problem: "The booking did not go through.".into(),
-                        next_step: "This month's bookings may be used up, or the clinic is full; try another day or next month."
-                            .into(),
-                    },
-                ))?;
+                let e = CityCardError::from(e);
+                p.refusal(&e.user_message(p.lang))?;
                 p.ids(format!("booking error: {e}"))?;
                 Ok((None, None))
             }
