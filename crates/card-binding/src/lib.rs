@@ -5,6 +5,11 @@
 //! platform side: the binding flow with consent, the card-wallet pass, family
 //! delegation, and the failures a user meets with what to do next.
 //!
+//! Each failure has words for the cardholder in Chinese and English
+//! ([`BindingError::user_message`] with a [`Lang`]): the problem and the next
+//! step, without codes or ids; `Display` stays the one-line English text for
+//! logs and developers.
+//!
 //! The crate needs identity and the ledger only through ports defined here
 //! ([`RealNameCheck`], [`IdNumberIndex`], [`CardFunds`], [`BalanceSource`]);
 //! the facade implements them. [`CardIssuer`] and [`PlatformWallet`] are the
@@ -142,6 +147,7 @@ pub mod ports;
 pub mod service;
 pub mod sim;
 pub mod store;
+pub mod words;
 
 pub use error::{BindingError, PortError};
 pub use model::{
@@ -163,6 +169,7 @@ pub use store::{
     BindingStore, CardStore, DelegationStore, MemoryBindingStore, MemoryCardStore,
     MemoryDelegationStore,
 };
+pub use words::{Lang, UserMessage};
 
 #[cfg(test)]
 mod tests {

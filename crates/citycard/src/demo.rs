@@ -24,6 +24,15 @@
 //! - Simulated adapters (the real-name provider, the platform card wallet,
 //!   the ride-code issuer's keys) live in memory and start afresh each run;
 //!   everything the card system owns is in the database.
+//!
+//! ## Words
+//!
+//! The journey is printed for a cardholder's relative, in [`DemoOptions::lang`]:
+//! plain sentences, refusals as the binding crate words them for cardholders
+//! (`BindingError::user_message`), and internal ids or enum names only with
+//! [`DemoOptions::verbose`]. Refusals of other crates that the demo meets
+//! (the wallet cap, the booking quota) are worded by the facade
+//! (`CityCardError::user_message`, `src/words.rs`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -31,9 +40,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use citycard_binding::words::{platform_name, service_name};
 use citycard_binding::{
     BindRequest, BindingError, BindingId, BindingState, Card, CardId, CardStatus, ConsentInput,
-    DataCategory, RemovalReason, Service, ServiceSet,
+    DataCategory, Lang, RemovalReason, Service, ServiceSet, UserMessage,
 };
 use citycard_core::{
     CivilMonth, ClassifiedError, Clock, ErrorClass, IdempotencyKey, ManualClock, Money, OperatorId,
@@ -44,7 +54,9 @@ use citycard_healthcare::{
     Employer, EmploymentSpell, HospitalLevel, PersonCategory, Session, SettlementRecord, Slot,
     SlotStatus, VisitType, fhir,
 };
-use citycard_identity::{IdNumber, KnownPerson, RealNameRequest, RegionCode, Sex};
+use citycard_identity::{
+    IdNumber, KnownPerson, RealNameRequest, RegionCode, Sex, VerificationOutcome,
+};
 use citycard_ledger::{AccountId, CreateTransferResult, NewTransfer, TransferId};
 use citycard_transit::codes::{Algorithm, RideCodeWallet, SigningKey};
 use citycard_transit::{
@@ -69,6 +81,7 @@ const CARDHOLDER_NAME: &str = "张伟";
 const MOTHER_NAME: &str = "李秀英";
 const HOSPITAL: &str = "hsp-hz-first";
 const HOSPITAL_NAME: &str = "Hangzhou First People's Hospital";
+const HOSPITAL_NAME_ZH: &str = "杭州市第一人民医院";
 const DEPARTMENT: &str = "dep-general-medicine";
 
 /// What to run.
@@ -76,22 +89,41 @@ const DEPARTMENT: &str = "dep-general-medicine";
 pub struct DemoOptions {
     /// The data directory (created if missing).
     pub data_dir: PathBuf,
+    /// The language of the printed journey (English by default; the command
+    /// picks Chinese in a Chinese locale).
+    pub lang: Lang,
+    /// Also print the internal ids (persons, bindings, passes, readers).
+    pub verbose: bool,
 }
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
-        }
+        Self::new(DEFAULT_DATA_DIR)
     }
 }
 
 impl DemoOptions {
-    /// Run in `data_dir`.
+    /// Run in `data_dir`, in English, without ids.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            lang: Lang::En,
+            verbose: false,
         }
+    }
+
+    /// Print in `lang`.
+    #[must_use]
+    pub fn with_lang(mut self, lang: Lang) -> Self {
+        self.lang = lang;
+        self
+    }
+
+    /// Print the internal ids too.
+    #[must_use]
+    pub fn with_verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
     }
 }
 
@@ -155,6 +187,16 @@ pub enum DemoError {
         /// Why.
         reason: String,
     },
+    /// The data directory holds personal data but not the vault keys it was sealed with.
+    #[error(
+        "the data directory {dir} holds personal data but its vault keys ({keys}) are missing: the stored ID numbers and names cannot be read without them; restore keys.json from a backup, or start over with an empty data directory"
+    )]
+    VaultKeysMissing {
+        /// The data directory.
+        dir: PathBuf,
+        /// Where the keys should be.
+        keys: PathBuf,
+    },
     /// A step did not have the outcome the journey needs.
     #[error("demo step failed: {0}")]
     Step(String),
@@ -164,6 +206,7 @@ impl ClassifiedError for DemoError {
     fn class(&self) -> ErrorClass {
         match self {
             DemoError::CityCard(e) => e.class(),
+            DemoError::VaultKeysMissing { .. } => ErrorClass::InvalidInput,
             DemoError::Io { .. } | DemoError::State { .. } | DemoError::Step(_) => {
                 ErrorClass::Internal
             }
@@ -324,12 +367,47 @@ fn hm(at: DateTime<Utc>) -> String {
 struct Printer<'a> {
     out: &'a mut dyn Write,
     step: u32,
+    lang: Lang,
+    verbose: bool,
 }
 
 impl Printer<'_> {
-    fn heading(&mut self, title: &str) -> Result<(), DemoError> {
+    fn heading(&mut self, zh: &str, en: &str) -> Result<(), DemoError> {
         self.step += 1;
+        let title = self.lang.pick(zh, en);
         writeln!(self.out, "\n{}. {title}", self.step).map_err(io("the output"))
+    }
+
+    /// One line in the reader's language.
+    fn say(
+        &mut self,
+        zh: impl std::fmt::Display,
+        en: impl std::fmt::Display,
+    ) -> Result<(), DemoError> {
+        match self.lang {
+            Lang::Zh => self.line(zh),
+            Lang::En => self.line(en),
+        }
+    }
+
+    /// Internal ids, printed only with `--verbose`.
+    fn ids(&mut self, text: impl std::fmt::Display) -> Result<(), DemoError> {
+        if self.verbose {
+            writeln!(self.out, "     [{text}]").map_err(io("the output"))?;
+        }
+        Ok(())
+    }
+
+    /// A refusal as the cardholder sees it: the problem and what to do next.
+    fn refusal(&mut self, m: &UserMessage) -> Result<(), DemoError> {
+        self.say(
+            format!("被拒绝：{}", m.problem),
+            format!("refused: {}", m.problem),
+        )?;
+        self.say(
+            format!("下一步：{}", m.next_step),
+            format!("what to do next: {}", m.next_step),
+        )
     }
 
     fn line(&mut self, text: impl std::fmt::Display) -> Result<(), DemoError> {
@@ -348,12 +426,20 @@ impl Printer<'_> {
 pub async fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummary, DemoError> {
     let dir = &options.data_dir;
     std::fs::create_dir_all(dir.join("fhir")).map_err(io("the data directory"))?;
+    let keys_path = dir.join("keys.json");
+    if !keys_path.exists() && holds_personal_data(&dir.join("citycard.db")) {
+        // New keys would seal new records and leave the old ones unreadable.
+        return Err(DemoError::VaultKeysMissing {
+            dir: dir.clone(),
+            keys: keys_path,
+        });
+    }
     let run = next_run(dir)?;
     let first = NaiveDate::from_ymd_opt(FIRST_DAY.0, FIRST_DAY.1, FIRST_DAY.2)
         .ok_or_else(|| DemoError::Step("first day".into()))?;
     let day = first + Duration::days(i64::from(run) - 1);
     let clock = Arc::new(ManualClock::new(civil(day, 8, 0)));
-    let keys = Arc::new(FileKeyProvider::open_or_create(dir.join("keys.json"))?);
+    let keys = Arc::new(FileKeyProvider::open_or_create(&keys_path)?);
     let database = dir.join("citycard.db");
     let city = CityCard::builder()
         .sqlite(&database)
@@ -361,13 +447,27 @@ pub async fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSumma
         .key_provider(keys)
         .build()
         .await?;
-    let mut p = Printer { out, step: 0 };
-    p.raw(format!(
-        "citycard demo — run {run}, {day} (Hangzhou time), data in {}",
-        dir.display()
+    let mut p = Printer {
+        out,
+        step: 0,
+        lang: options.lang,
+        verbose: options.verbose,
+    };
+    p.raw(options.lang.pick(
+        format!(
+            "citycard 演示 — 第 {run} 次运行，{day}（杭州时间），数据在 {}",
+            dir.display()
+        ),
+        format!(
+            "citycard demo — run {run}, {day} (Hangzhou time), data in {}",
+            dir.display()
+        ),
     ))?;
     if run > 1 {
-        p.raw("Continuing: setup replays under its fixed keys; today's actions are new.")?;
+        p.raw(options.lang.pick(
+            "继续：沿用之前运行登记的人和发的卡；今天的操作是新的。",
+            "Continuing: the people and cards from earlier runs are reused; today's actions are new.",
+        ))?;
     }
     let summary = Journey {
         city: &city,
@@ -383,20 +483,50 @@ pub async fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSumma
         .inspect(|e| (e.transfer_count(), e.totals()))
         .await
         .map_err(CityCardError::from)?;
-    p.raw(format!(
-        "\nLedger: {transfers} transfers; posted debits {} {} posted credits {}.",
-        y(fen_total(debits)),
-        if debits == credits { "=" } else { "≠" },
-        y(fen_total(credits))
+    let sign = if debits == credits { "=" } else { "≠" };
+    p.raw(options.lang.pick(
+        format!(
+            "\n账本：{transfers} 笔转账；借方合计 {} {sign} 贷方合计 {}。",
+            y(fen_total(debits)),
+            y(fen_total(credits))
+        ),
+        format!(
+            "\nLedger: {transfers} transfers; posted debits {} {sign} posted credits {}.",
+            y(fen_total(debits)),
+            y(fen_total(credits))
+        ),
     ))?;
-    p.raw(format!(
-        "Done. Data: {} (vault keys in {}, demos only). FHIR: {}. Run again to continue with day {}.",
-        database.display(),
-        dir.join("keys.json").display(),
-        dir.join("fhir").display(),
-        run + 1
+    p.raw(options.lang.pick(
+        format!(
+            "完成。数据：{}（个人信息加密密钥在 {}，仅供演示）。FHIR：{}。再次运行将继续第 {} 天。",
+            database.display(),
+            dir.join("keys.json").display(),
+            dir.join("fhir").display(),
+            run + 1
+        ),
+        format!(
+            "Done. Data: {} (vault keys in {}, demos only). FHIR: {}. Run again to continue with day {}.",
+            database.display(),
+            dir.join("keys.json").display(),
+            dir.join("fhir").display(),
+            run + 1
+        ),
     ))?;
     Ok(summary)
+}
+
+/// Whether a store holds persons sealed by the vault (read-only; a missing,
+/// empty or unreadable file holds none).
+fn holds_personal_data(database: &Path) -> bool {
+    let Ok(db) = citycard_sqlite::Database::open_read_only(database) else {
+        return false;
+    };
+    db.with(|c| {
+        c.query_row("SELECT count(*) > 0 FROM identity_persons", [], |r| {
+            r.get(0)
+        })
+    })
+    .unwrap_or(false)
 }
 
 struct Journey<'a> {
@@ -419,12 +549,14 @@ impl Journey<'_> {
         key(&format!("demo-r{}-{what}", self.run))
     }
 
-    /// "issued" for what happened today, "already issued" for a replayed setup.
-    fn setup_verb(&self, at: DateTime<Utc>, verb: &str) -> String {
-        if at < start_of_civil_day(self.day) {
-            format!("already {verb} (replayed):")
-        } else {
-            verb.to_owned()
+    /// "issued" for what happened today, "already issued in an earlier run" for a replayed setup.
+    fn setup_verb(&self, lang: Lang, at: DateTime<Utc>, zh: &str, en: &str) -> String {
+        let earlier = at < start_of_civil_day(self.day);
+        match (lang, earlier) {
+            (Lang::Zh, true) => format!("之前已{zh}："),
+            (Lang::Zh, false) => format!("{zh}："),
+            (Lang::En, true) => format!("already {en} in an earlier run:"),
+            (Lang::En, false) => en.to_owned(),
         }
     }
 
@@ -440,7 +572,10 @@ impl Journey<'_> {
         let system = Principal::System;
 
         // 1. People and cards.
-        p.heading("People enrolled and cards issued (at the issuer's counter)")?;
+        p.heading(
+            "在市民卡柜台登记并发卡",
+            "People enrolled and cards issued (at the issuer's counter)",
+        )?;
         let zhang = self
             .enroll(&operator, CARDHOLDER_NAME, cardholder_id_number()?, "zhang")
             .await?;
@@ -448,13 +583,19 @@ impl Journey<'_> {
             .enroll(&operator, MOTHER_NAME, mother_id_number()?, "mother")
             .await?;
         for person in [&zhang, &mother] {
-            p.line(format!(
-                "{} {} (ID {}, person {})",
-                self.setup_verb(person.created_at, "enrolled"),
-                mask_name(person.name),
-                person.id_number.masked(),
-                person.id
-            ))?;
+            let name = mask_name(person.name);
+            let id = person.id_number.masked();
+            p.say(
+                format!(
+                    "{}{name}（身份证号 {id}）",
+                    self.setup_verb(Lang::Zh, person.created_at, "登记", "enrolled")
+                ),
+                format!(
+                    "{} {name} (ID number {id})",
+                    self.setup_verb(Lang::En, person.created_at, "登记", "enrolled")
+                ),
+            )?;
+            p.ids(format!("person {}", person.id))?;
         }
         let all_services: ServiceSet = [
             Service::Transit,
@@ -491,38 +632,60 @@ impl Journey<'_> {
                 },
             )
             .await?;
-        p.line(format!(
-            "{} {}'s standard card {} with an e-wallet (capped at {})",
-            self.setup_verb(first_card.issued_at, "issued"),
+        let cap = y(city
+            .accounts()
+            .limits()
+            .cap(citycard_ledger::WalletHolder::Registered));
+        let (zn, zc) = (
             mask_name(zhang.name),
             mask_number(first_card.number.as_str()),
-            y(city
-                .accounts()
-                .limits()
-                .cap(citycard_ledger::WalletHolder::Registered))
-        ))?;
-        p.line(format!(
-            "{} {}'s elderly card {} (services: {})",
-            self.setup_verb(mother_card.issued_at, "issued"),
+        );
+        p.say(
+            format!(
+                "{}为{zn}发了一张普通市民卡 {zc}，带电子钱包（余额上限 {cap}）",
+                self.setup_verb(Lang::Zh, first_card.issued_at, "发卡", "issued")
+            ),
+            format!(
+                "{} {zn}'s standard card {zc} with an e-wallet (up to {cap})",
+                self.setup_verb(Lang::En, first_card.issued_at, "发卡", "issued")
+            ),
+        )?;
+        let (mn, mc) = (
             mask_name(mother.name),
             mask_number(mother_card.number.as_str()),
-            services_text(&mother_card.services)
-        ))?;
+        );
+        p.say(
+            format!(
+                "{}为{mn}发了一张老年卡 {mc}（可用：{}）",
+                self.setup_verb(Lang::Zh, mother_card.issued_at, "发卡", "issued"),
+                services_text(&mother_card.services, Lang::Zh)
+            ),
+            format!(
+                "{} {mn}'s elderly card {mc} (for {})",
+                self.setup_verb(Lang::En, mother_card.issued_at, "发卡", "issued"),
+                services_text(&mother_card.services, Lang::En)
+            ),
+        )?;
         let card = self.current_card(&zhang.id).await?;
         if card.id != first_card.id {
-            p.line(format!(
-                "{}'s current card is the replacement {} (the first card was replaced in an earlier run)",
-                mask_name(zhang.name),
-                mask_number(card.number.as_str())
-            ))?;
+            let cc = mask_number(card.number.as_str());
+            p.say(
+                format!("{zn}现在用的是补办的新卡 {cc}（第一张卡在之前的运行中已补换）"),
+                format!(
+                    "{zn}'s current card is the replacement {cc} (the first card was replaced in an earlier run)"
+                ),
+            )?;
         }
-        p.line("ledger system accounts open: Alipay/WeChat Pay/UnionPay clearing, refunds, pooled fund, insurance funding, control")?;
+        p.ids("ledger system accounts open: Alipay/WeChat Pay/UnionPay clearing, refunds, pooled fund, insurance funding, control")?;
         self.fund_medical(p, &zhang.id).await?;
         self.social_history(p, &zhang.id).await?;
 
         // 2. Alipay accounts, real-name verified.
         self.at(8, 10);
-        p.heading("An Alipay account registered and real-name verified")?;
+        p.heading(
+            "注册支付宝账户并完成实名认证",
+            "An Alipay account registered and real-name verified",
+        )?;
         let zhang_account = self
             .verified_account(p, &zhang, "2088102146225135", "zhang")
             .await?;
@@ -532,7 +695,7 @@ impl Journey<'_> {
 
         // 3. Binding: a mistyped ID number, then the right one.
         self.at(8, 15);
-        p.heading("Binding the card in Alipay")?;
+        p.heading("在支付宝绑定市民卡", "Binding the card in Alipay")?;
         let me = Principal::cardholder(zhang.id.clone());
         let mistake = BindRequest {
             platform: Platform::Alipay,
@@ -541,29 +704,30 @@ impl Journey<'_> {
             id_number: Sensitive::new(mistyped(&zhang.id_number)),
             consent: consent(),
         };
-        p.line(format!(
-            "{} types the card number and an ID number with two digits swapped…",
-            mask_name(zhang.name)
-        ))?;
+        p.say(
+            format!("{zn}输入了卡号，但身份证号有两位数字输反了……"),
+            format!("{zn} types the card number and an ID number with two digits swapped…"),
+        )?;
         match city
             .bindings()
             .bind(&me, &self.run_key("bind-mistyped")?, &mistake)
             .await
         {
             Err(e @ BindingError::DetailsDoNotMatch) => {
-                p.line(format!("refused: {e}"))?;
-                p.line("what to do next: compare the ID number with the card holder's ID card, digit by digit, and try again (failed attempts are counted)")?;
+                p.refusal(&e.user_message(p.lang))?;
             }
-            Err(e) => p.line(format!("refused: {e}"))?,
+            Err(e) => p.refusal(&e.user_message(p.lang))?,
             Ok(_) => {
                 return Err(DemoError::Step("a mistyped ID number was accepted".into()));
             }
         }
         let binding = match self.live_binding(&Platform::Alipay, &zhang_account).await? {
             Some(existing) => {
-                p.line(format!(
-                    "already bound from an earlier run as {existing}; using it"
-                ))?;
+                p.say(
+                    "之前的运行中已经绑定，继续使用",
+                    "already bound in an earlier run; using that binding",
+                )?;
+                p.ids(format!("binding {existing}"))?;
                 existing
             }
             None => {
@@ -578,20 +742,34 @@ impl Journey<'_> {
                         },
                     )
                     .await?;
-                p.line(format!(
-                    "with the right ID number: bound as {} ({:?}); pass {} added to the Alipay card wallet",
+                if receipt.state == BindingState::Active {
+                    p.say(
+                        "输入正确的身份证号后绑定成功，市民卡已出现在支付宝卡包里",
+                        "with the right ID number the card is bound and appears in Alipay's card wallet (卡包)",
+                    )?;
+                } else {
+                    p.say(
+                        "输入正确的身份证号后已提交绑定，正在处理",
+                        "with the right ID number the binding is submitted and being processed",
+                    )?;
+                }
+                p.ids(format!(
+                    "binding {} ({:?}), pass {}",
                     receipt.binding, receipt.state, receipt.pass_serial
                 ))?;
-                p.line(format!(
-                    "services enabled: {}",
-                    services_text(&receipt.services)
-                ))?;
+                p.say(
+                    format!("可以使用：{}", services_text(&receipt.services, Lang::Zh)),
+                    format!(
+                        "it can be used for {}",
+                        services_text(&receipt.services, Lang::En)
+                    ),
+                )?;
                 receipt.binding
             }
         };
 
         // 4. A service not enabled.
-        p.heading("A service that is not enabled")?;
+        p.heading("没有开通的服务", "A service that is not enabled")?;
         let mum = Principal::cardholder(mother.id.clone());
         let mother_binding = match self
             .live_binding(&Platform::Alipay, &mother_account)
@@ -615,18 +793,18 @@ impl Journey<'_> {
                     .binding
             }
         };
-        p.line(format!(
-            "{}'s elderly card is bound in her Alipay ({}); she opens social insurance…",
-            mask_name(mother.name),
-            mother_binding
-        ))?;
+        p.say(
+            format!("{mn}的老年卡绑定在她的支付宝里；她打开社保查询……"),
+            format!("{mn}'s elderly card is bound in her Alipay; she opens social insurance…"),
+        )?;
+        p.ids(format!("binding {mother_binding}"))?;
         match city
             .bindings()
             .ensure_service(&mum, &mother_binding, &Service::SocialInsurance)
             .await
         {
             Err(e @ BindingError::ServiceNotEnabled { .. }) => {
-                p.line(format!("refused: {e}"))?;
+                p.refusal(&e.user_message(p.lang))?;
             }
             Err(e) => return Err(e.into()),
             Ok(()) => {
@@ -638,14 +816,14 @@ impl Journey<'_> {
         city.bindings()
             .ensure_service(&me, &binding, &Service::SocialInsurance)
             .await?;
-        p.line(format!(
-            "{}'s card has it: social insurance works through his binding",
-            mask_name(zhang.name)
-        ))?;
+        p.say(
+            format!("{zn}的卡开通了社保查询，可以正常使用"),
+            format!("{zn}'s card has it: social insurance works in his Alipay"),
+        )?;
 
         // 5. Top-up.
         self.at(8, 20);
-        p.heading("Top-up via Alipay")?;
+        p.heading("通过支付宝充值", "Top-up via Alipay")?;
         let opening_balance = city.wallet().balance(&me, &card.id).await?;
         let amount = yuan(TOP_UP_YUAN)?;
         let topped_up = match city
@@ -660,34 +838,41 @@ impl Journey<'_> {
             .await
         {
             Ok(receipt) => {
-                p.line(format!(
-                    "topped up {} from Alipay: wallet {} → {}",
-                    y(amount),
-                    y(opening_balance),
-                    y(receipt.balance)
-                ))?;
+                let (a, from, to) = (y(amount), y(opening_balance), y(receipt.balance));
+                p.say(
+                    format!("从支付宝充值 {a}：钱包余额 {from} → {to}"),
+                    format!("topped up {a} from Alipay: wallet {from} → {to}"),
+                )?;
                 amount
             }
             // After many runs the wallet reaches its cap: show the refusal and go on.
             Err(e @ CityCardError::OverCap { .. }) => {
-                p.line(format!("top-up of {} refused: {e}", y(amount)))?;
+                p.refusal(&e.user_message(p.lang))?;
                 Money::ZERO
             }
             Err(e) => return Err(e.into()),
         };
         let view = city.bindings().wallet_view(&me, &binding).await?;
         match view.balance {
-            Some(b) => p.line(format!(
-                "the pass in the Alipay card wallet shows {} (as of {})",
-                y(b.balance),
-                hm(b.as_of)
-            ))?,
-            None => p.line("the pass shows no balance yet (it refreshes on the next sync)")?,
+            Some(b) => {
+                let (bal, at) = (y(b.balance), hm(b.as_of));
+                p.say(
+                    format!("支付宝卡包里的市民卡显示余额 {bal}（{at} 更新）"),
+                    format!("the card in Alipay's card wallet shows {bal} (as of {at})"),
+                )?
+            }
+            None => p.say(
+                "卡包里暂时还没有显示余额（下次同步时更新）",
+                "the card wallet shows no balance yet (it refreshes on the next sync)",
+            )?,
         }
 
         // 6. Ride code.
         self.at(8, 50);
-        p.heading("The ride code (乘车码), verified offline at the metro gate")?;
+        p.heading(
+            "乘车码：地铁闸机离线验码",
+            "The ride code (乘车码), verified offline at the metro gate",
+        )?;
         let card_ref = CityCard::card_ref(&card)?;
         let now = self.clock.now();
         let phone_key = SigningKey::generate(Algorithm::Sm2)?;
@@ -703,8 +888,9 @@ impl Journey<'_> {
         let issuer_keys = city.transit().issuer().public_keys();
         let mut ride_wallet = RideCodeWallet::new(phone_key, credential)?;
         let code = ride_wallet.generate(now)?;
-        p.line(
-            "the phone signs a fresh code each minute; the issuer certified its key for this card:",
+        p.say(
+            "手机每分钟生成一个新的乘车码，这是现在的码：",
+            "the phone shows a new ride code every minute; this is the current one:",
         )?;
         p.raw(qr::to_terminal(&code)?)?;
         let engine = city.transit().fares();
@@ -733,10 +919,14 @@ impl Journey<'_> {
         );
         let tap_in = match gate_in.decide(code.as_bytes(), now) {
             Decision::Accept(tap) => {
-                p.line(format!(
-                    "gate 101 at Wulin Square (metro) checked the signatures offline: accepted at {}",
-                    hm(now)
-                ))?;
+                let at = hm(now);
+                p.say(
+                    format!("武林广场地铁站的闸机不联网就核验了这个码，{at} 放行进站"),
+                    format!(
+                        "the gate at Wulin Square metro station checked the code without going online and let him in at {at}"
+                    ),
+                )?;
+                p.ids("reader 101")?;
                 tap
             }
             Decision::Reject(why) => {
@@ -746,9 +936,17 @@ impl Journey<'_> {
             }
         };
         if let Decision::Reject(why) = gate_in.decide(code.as_bytes(), now) {
-            p.line(format!(
-                "the same code shown again is refused ({why:?}): a screenshot cannot ride twice"
-            ))?;
+            p.say(
+                format!(
+                    "同一个码再刷一次被拒绝：{}。截图不能重复乘车",
+                    rejection_words(&why, Lang::Zh)
+                ),
+                format!(
+                    "the same code shown again is refused: {}; a screenshot cannot ride twice",
+                    rejection_words(&why, Lang::En)
+                ),
+            )?;
+            p.ids(format!("rejection {why:?}"))?;
         }
         self.at(9, 20);
         let out_at = self.clock.now();
@@ -773,13 +971,18 @@ impl Journey<'_> {
                 return Err(DemoError::Step(format!("the exit gate refused: {why:?}")));
             }
         };
-        p.line(format!(
-            "exit gate 202 at Xianghu accepted a new code at {}",
-            hm(out_at)
-        ))?;
+        let at = hm(out_at);
+        p.say(
+            format!("湘湖站出站闸机 {at} 核验了新的码，放行出站"),
+            format!("at Xianghu the exit gate accepted a fresh code at {at}"),
+        )?;
+        p.ids("reader 202")?;
 
         // 7. Rides and the day's settlement.
-        p.heading("A bus ride, a metro ride, and the day's settlement")?;
+        p.heading(
+            "一次公交、一次地铁，以及当天的结算",
+            "A bus ride, a metro ride, and the day's settlement",
+        )?;
         let b7 = network
             .route("b7")
             .ok_or_else(|| DemoError::Step("no route b7 in the fare data".into()))?;
@@ -808,18 +1011,18 @@ impl Journey<'_> {
             },
             ..bus_tap
         };
-        p.line(format!(
-            "{} boards bus 7 at Wulin Square at {} (card tap), then takes the metro Wulin Square → Xianghu {}–{} (ride code)",
-            mask_name(zhang.name),
-            hm(bus_at),
-            hm(tap_in.at),
-            hm(tap_out.at)
-        ))?;
-        p.line(format!(
-            "{} (74) takes bus 7 at {}, off-peak",
-            mask_name(mother.name),
-            hm(mother_tap.at)
-        ))?;
+        let (b, i, o) = (hm(bus_at), hm(tap_in.at), hm(tap_out.at));
+        p.say(
+            format!("{zn} {b} 在武林广场刷卡上 7 路公交，然后 {i}–{o} 用乘车码坐地铁 武林广场 → 湘湖"),
+            format!(
+                "{zn} boards bus 7 at Wulin Square at {b} (card tap), then takes the metro Wulin Square → Xianghu {i}–{o} (ride code)"
+            ),
+        )?;
+        let m = hm(mother_tap.at);
+        p.say(
+            format!("{mn}（74 岁）{m} 乘 7 路公交，非高峰时段"),
+            format!("{mn} (74) takes bus 7 at {m}, off-peak"),
+        )?;
         let mut taps = vec![bus_tap, tap_in, tap_out, mother_tap];
         self.at(21, 0);
         // The gates saw only the code's keyed card reference: map it back to the card.
@@ -831,17 +1034,33 @@ impl Journey<'_> {
             .settle_day(&system, self.day, taps)
             .await?;
         let mut fares_charged = Money::ZERO;
+        // When each of his rides began, for the statement (fares are settled at 21:00).
+        let mut ride_times: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
         for (who, r) in [(zhang.name, card_ref), (mother.name, mother_ref)] {
             for trip in city.transit_store().trips(r, self.day).await? {
-                p.line(format!(
-                    "trip {} {} on {}: base {}, paid {} ({})",
-                    mask_name(who),
-                    hm(trip.started_at),
-                    trip.operator,
-                    y(trip.base),
-                    y(trip.amount),
-                    trip.payment.code()
-                ))?;
+                let (name, at) = (mask_name(who), hm(trip.started_at));
+                let (base, paid) = (y(trip.base), y(trip.amount));
+                let how = match trip.payment {
+                    TripPayment::Free => ("免费", "free"),
+                    TripPayment::Charged => ("已从卡内钱包扣款", "paid from the card's wallet"),
+                    TripPayment::Arrears => ("余额不足，记为欠款", "not enough balance: owed"),
+                };
+                p.say(
+                    format!(
+                        "{name} {at} 的行程（{}）：票价 {base}，实付 {paid}，{}",
+                        operator_name(&trip.operator, Lang::Zh),
+                        how.0
+                    ),
+                    format!(
+                        "{name}'s {at} ride ({}): fare {base}, paid {paid}, {}",
+                        operator_name(&trip.operator, Lang::En),
+                        how.1
+                    ),
+                )?;
+                p.ids(format!("trip {}", trip.id.as_str()))?;
+                if r == card_ref {
+                    ride_times.insert(format!("trip:{}", trip.id.as_str()), trip.started_at);
+                }
                 if r == card_ref && trip.payment == TripPayment::Charged {
                     fares_charged = fares_charged
                         .checked_add(trip.amount)
@@ -849,37 +1068,60 @@ impl Journey<'_> {
                 }
             }
         }
-        p.line(format!(
-            "settled {} trips ({} already settled): base fares {}, discounts {} (of which transfer discount {}), charged {}",
+        let (n, base, disc, transfer, charged) = (
             report.trips_settled,
-            report.trips_already_settled,
             y(report.base_fares),
             y(report.discounts),
             y(report.transfer_discounts),
-            y(report.charged)
-        ))?;
+            y(report.charged),
+        );
+        p.say(
+            format!(
+                "21:00 结算当天 {n} 个行程：票价合计 {base}，优惠 {disc}（其中换乘优惠 {transfer}），实扣 {charged}"
+            ),
+            format!(
+                "at 21:00 the day's {n} rides were settled: fares {base}, discounts {disc} (of which transfer discount {transfer}), charged {charged}"
+            ),
+        )?;
+        if report.trips_already_settled > 0 {
+            let k = report.trips_already_settled;
+            p.say(
+                format!("另有 {k} 个行程之前已结算"),
+                format!("{k} rides had been settled before"),
+            )?;
+        }
         for (operator_code, revenue) in &report.revenue_by_operator {
-            p.line(format!("revenue {operator_code}: {}", y(*revenue)))?;
+            let r = y(*revenue);
+            p.say(
+                format!("{}收入：{r}", operator_name(operator_code, Lang::Zh)),
+                format!("to {}: {r}", operator_name(operator_code, Lang::En)),
+            )?;
         }
 
         // 8. Hospital booking.
         self.at(21, 10);
-        p.heading("A hospital booking with a queue number")?;
+        p.heading(
+            "医院挂号和就诊序号",
+            "A hospital booking with a queue number",
+        )?;
         let (appointment, queue_number) = self.book(p, &operator, &zhang).await?;
 
         // 9. Outpatient bill.
         self.at(21, 20);
-        p.heading("An outpatient bill settled with the insurance split")?;
+        p.heading(
+            "门诊缴费：医保分担",
+            "An outpatient bill settled with the insurance split",
+        )?;
         let record = self.bill(p, &me, &zhang).await?;
         let medical_cash = record.breakdown.cash_paid;
 
         // 10. Social insurance summary.
-        p.heading("The social insurance summary")?;
+        p.heading("社保概况", "The social insurance summary")?;
         self.social_summary(p, &me, &zhang.id).await?;
 
         // 11. Statement.
         self.at(23, 40);
-        p.heading("The wallet statement for today")?;
+        p.heading("今天的钱包明细", "The wallet statement for today")?;
         let statement = city
             .wallet()
             .statement(
@@ -889,33 +1131,67 @@ impl Journey<'_> {
                 self.clock.now() + Duration::seconds(1),
             )
             .await?;
-        let labels = self.labels(&report.revenue_by_operator);
-        p.line(format!("opening balance {}", y(statement.opening_balance)))?;
+        let labels = self.labels(&report.revenue_by_operator, p.lang);
+        let opening = y(statement.opening_balance);
+        p.say(
+            format!("期初余额 {opening}"),
+            format!("opening balance {opening}"),
+        )?;
         for entry in &statement.entries {
-            p.line(format!(
-                "  {}  {:>9}  {}  ({})",
-                hm(entry.timestamp),
-                format!("{:+}", entry.amount.to_decimal()),
-                entry.memo.as_deref().unwrap_or("-"),
-                labels
-                    .get(&entry.counterparty)
-                    .cloned()
-                    .unwrap_or_else(|| format!("account {}", entry.counterparty))
+            let amount = format!("{:+}", entry.amount.to_decimal());
+            let other = labels
+                .get(&entry.counterparty)
+                .cloned()
+                .unwrap_or_else(|| p.lang.pick("其他账户", "another account").to_owned());
+            // A fare is shown at the time of the ride; it was settled later.
+            let ride = entry
+                .reference
+                .as_ref()
+                .and_then(|r| ride_times.get(r.as_str()));
+            let at = hm(ride.copied().unwrap_or(entry.timestamp));
+            let settled = hm(entry.timestamp);
+            let what = match (entry.code, ride) {
+                (codes::TOP_UP, _) => (format!("充值（{other}）"), format!("top-up ({other})")),
+                (codes::FARE, Some(_)) => (
+                    format!("乘车（{other}），{settled} 结算"),
+                    format!("ride ({other}), settled at {settled}"),
+                ),
+                (codes::FARE, None) => (format!("乘车（{other}）"), format!("ride ({other})")),
+                (codes::MEDICAL, _) => (
+                    format!("看病自付部分（{other}）"),
+                    format!("hospital bill, own share ({other})"),
+                ),
+                (codes::REFUND, _) => ("退款".to_owned(), "refund".to_owned()),
+                (codes::CARRY, _) => ("余额转移".to_owned(), "balance carried".to_owned()),
+                _ => (other.clone(), other.clone()),
+            };
+            p.say(
+                format!("  {at}  {amount:>9}  {}", what.0),
+                format!("  {at}  {amount:>9}  {}", what.1),
+            )?;
+            p.ids(format!(
+                "transfer {}, memo {:?}",
+                entry.transfer_id,
+                entry.memo.as_deref().unwrap_or("-")
             ))?;
         }
-        p.line(format!("closing balance {}", y(statement.closing_balance)))?;
+        let closing = y(statement.closing_balance);
+        p.say(
+            format!("期末余额 {closing}"),
+            format!("closing balance {closing}"),
+        )?;
 
         // 12. Lost and replaced.
         self.at(23, 45);
-        p.heading("The card reported lost and replaced (补卡)")?;
+        p.heading("挂失并补卡", "The card reported lost and replaced (补卡)")?;
         city.cards()
             .report_lost(&me, &self.run_key("report-lost")?, &card.id)
             .await?;
-        p.line(format!(
-            "{} reports card {} lost: the binding is suspended",
-            mask_name(zhang.name),
-            mask_number(card.number.as_str())
-        ))?;
+        let old_no = mask_number(card.number.as_str());
+        p.say(
+            format!("{zn}挂失了卡 {old_no}：支付宝里的这张卡暂停使用"),
+            format!("{zn} reports card {old_no} lost: it is paused in Alipay"),
+        )?;
         let change = city
             .replace_card(
                 &operator,
@@ -938,44 +1214,54 @@ impl Journey<'_> {
             )
             .await?;
         let wallet_balance = city.wallet().balance(&me, &new_card.id).await?;
-        p.line(format!(
-            "new card {} issued; the old card is {}",
-            mask_number(new_card.number.as_str()),
-            match &city.cards().card(&me, &card.id).await?.status {
-                CardStatus::Replaced { .. } => "replaced".to_owned(),
-                other => other.code().to_owned(),
-            }
-        ))?;
-        p.line(format!(
-            "binding {} now on card {}: {} (state {:?})",
-            moved.id,
-            mask_number(new_card.number.as_str()),
-            if moved.card == new_card.id {
-                "followed the card"
-            } else {
-                "did NOT follow"
-            },
-            moved.state
-        ))?;
-        p.line(format!(
-            "balance carried {}: old card {}, new card {}",
-            y(carried),
-            y(old_balance),
-            y(wallet_balance)
-        ))?;
+        let new_no = mask_number(new_card.number.as_str());
+        let old_replaced = matches!(
+            city.cards().card(&me, &card.id).await?.status,
+            CardStatus::Replaced { .. }
+        );
+        if old_replaced {
+            p.say(
+                format!("补办了新卡 {new_no}；旧卡作废"),
+                format!("a new card {new_no} is issued; the old card no longer works"),
+            )?;
+        } else {
+            p.say(
+                format!("补办了新卡 {new_no}"),
+                format!("a new card {new_no} is issued"),
+            )?;
+        }
+        if moved.card == new_card.id {
+            p.say(
+                format!("支付宝里的绑定自动转到了新卡 {new_no}，不用重新绑定"),
+                format!("the Alipay binding moved to the new card {new_no}: no need to bind again"),
+            )?;
+        } else {
+            p.say(
+                "支付宝里的绑定没有转到新卡，需要重新绑定",
+                "the Alipay binding did not move to the new card: bind it again",
+            )?;
+        }
+        p.ids(format!("binding {} ({:?})", moved.id, moved.state))?;
+        let (c, o, n) = (y(carried), y(old_balance), y(wallet_balance));
+        p.say(
+            format!("余额 {c} 转到新卡：旧卡 {o}，新卡 {n}"),
+            format!("the balance of {c} moved to the new card: old card {o}, new card {n}"),
+        )?;
         if let Some(pass) = city
             .simulated_wallet()
             .and_then(|sim| sim.passes().into_iter().find(|x| x.binding == binding))
         {
-            p.line(format!(
-                "the Alipay pass now shows card {} ({:?})",
-                pass.card_number_masked, pass.status
-            ))?;
+            let shown = &pass.card_number_masked;
+            p.say(
+                format!("支付宝卡包里现在显示新卡 {shown}"),
+                format!("Alipay's card wallet now shows the new card {shown}"),
+            )?;
+            p.ids(format!("pass {} ({:?})", pass.serial, pass.status))?;
         }
 
         // 13. Unbinding.
         self.at(23, 50);
-        p.heading("Unbinding (consent withdrawn)")?;
+        p.heading("解除绑定（撤回授权）", "Unbinding (consent withdrawn)")?;
         let removed = city
             .bindings()
             .unbind(
@@ -988,40 +1274,78 @@ impl Journey<'_> {
         let pass_left = city
             .simulated_wallet()
             .is_some_and(|sim| sim.passes().iter().any(|x| x.binding == binding));
-        p.line(format!(
-            "binding {} is {:?}; consent withdrawn at {}; pass {}",
-            removed.id,
-            removed.state,
-            removed.consent.withdrawn_at.map_or("-".into(), hm),
-            if pass_left {
-                "still in the wallet"
-            } else {
-                "removed from the Alipay card wallet"
-            }
-        ))?;
+        let at = removed.consent.withdrawn_at.map_or("-".into(), hm);
+        let unbound = removed.state == BindingState::Removed;
+        p.say(
+            format!(
+                "{}；{at} 撤回了授权；{}",
+                if unbound {
+                    "市民卡已从支付宝解绑"
+                } else {
+                    "解绑尚未完成"
+                },
+                if pass_left {
+                    "卡包里还显示这张卡"
+                } else {
+                    "卡包里已不再显示这张卡"
+                }
+            ),
+            format!(
+                "{}; consent withdrawn at {at}; {}",
+                if unbound {
+                    "the card is unbound from Alipay"
+                } else {
+                    "unbinding is not finished"
+                },
+                if pass_left {
+                    "the card still shows in the card wallet"
+                } else {
+                    "the card is gone from Alipay's card wallet"
+                }
+            ),
+        )?;
+        p.ids(format!("binding {} ({:?})", removed.id, removed.state))?;
 
         // 14. FHIR.
-        p.heading("FHIR R4 JSON of the appointment and the claim")?;
+        p.heading(
+            "挂号和医保结算的 FHIR R4 JSON",
+            "FHIR R4 JSON of the appointment and the claim, and a transaction Bundle of both",
+        )?;
         let fhir_dir = self.dir.join("fhir");
         let mut fhir_files = Vec::new();
-        let (claim, response) = fhir::settlement(&record, "hangzhou-medical-insurance");
+        let payor = "hangzhou-medical-insurance";
+        let (claim, response) = fhir::settlement(&record, payor);
         let mut documents = vec![("claim.json", claim), ("claim-response.json", response)];
+        let slot_view = match &appointment {
+            Some(a) => self.city.appointment_store().slot(&a.slot).await?,
+            None => None,
+        };
         if let Some(appointment) = &appointment {
             documents.insert(0, ("appointment.json", fhir::appointment(appointment)));
         }
+        // Everything together, with the resources they reference: a transaction
+        // Bundle in which every reference resolves.
+        documents.push((
+            "bundle.json",
+            fhir::transaction_bundle(&fhir::BundleParts {
+                appointment: appointment.as_ref().zip(slot_view.as_ref()),
+                settlement: Some(&record),
+                payor,
+            }),
+        ));
         for (name, value) in documents {
             let path = fhir_dir.join(name);
             let text = serde_json::to_string_pretty(&value)
                 .map_err(|e| DemoError::Step(format!("FHIR {name}: {e}")))?;
             std::fs::write(&path, text).map_err(io(name))?;
-            p.line(format!(
-                "wrote {} ({})",
-                path.display(),
-                value
-                    .get("resourceType")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("?")
-            ))?;
+            let kind = value
+                .get("resourceType")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?");
+            p.say(
+                format!("已写入 {}（{kind}）", path.display()),
+                format!("wrote {} ({kind})", path.display()),
+            )?;
             fhir_files.push(path);
         }
 
@@ -1155,15 +1479,25 @@ impl Journey<'_> {
             "current-year medical account credit",
         )
         .await?;
-        p.line(format!(
-            "medical accounts funded from the insurance agency: current-year +{}{}",
-            y(credit),
-            if first {
-                format!(", accumulated +{}", y(accumulated))
-            } else {
-                String::new()
-            }
-        ))?;
+        let (c, a) = (y(credit), y(accumulated));
+        p.say(
+            format!(
+                "医保经办机构向他的医保个人账户划入：当年账户 +{c}{}",
+                if first {
+                    format!("，历年账户 +{a}")
+                } else {
+                    String::new()
+                }
+            ),
+            format!(
+                "the medical insurance agency paid into his medical accounts: this year's +{c}{}",
+                if first {
+                    format!(", savings of earlier years +{a}")
+                } else {
+                    String::new()
+                }
+            ),
+        )?;
         Ok(())
     }
 
@@ -1217,10 +1551,11 @@ impl Journey<'_> {
             &[month(2026, 9)?],
         )?;
         records.upsert(&history).await?;
-        p.line(format!(
-            "social insurance history registered: {} monthly records with 2 employers",
-            history.len()
-        ))?;
+        let n = history.len();
+        p.say(
+            format!("登记了社保缴费记录：2 家单位共 {n} 条月度记录"),
+            format!("social insurance history registered: {n} monthly records with 2 employers"),
+        )?;
         Ok(())
     }
 
@@ -1255,12 +1590,23 @@ impl Journey<'_> {
                 &key(&format!("demo-setup-verify-{who}"))?,
             )
             .await?;
-        p.line(format!(
-            "Alipay account {} of {}: real-name check {:?}, level {:?}",
-            mask_number(external),
-            mask_name(person.name),
-            report.outcome,
-            report.level
+        let (account_no, name) = (mask_number(external), mask_name(person.name));
+        if report.outcome == VerificationOutcome::Match {
+            p.say(
+                format!("{name}的支付宝账户 {account_no}：实名认证通过（姓名和身份证号已核对）"),
+                format!(
+                    "{name}'s Alipay account {account_no}: real name confirmed (name and ID number checked)"
+                ),
+            )?;
+        } else {
+            p.say(
+                format!("{name}的支付宝账户 {account_no}：实名认证未通过"),
+                format!("{name}'s Alipay account {account_no}: real name not confirmed"),
+            )?;
+        }
+        p.ids(format!(
+            "account {}, outcome {:?}, level {:?}",
+            account.id, report.outcome, report.level
         ))?;
         if report.person.as_ref() != Some(&person.id) {
             return Err(DemoError::Step(
@@ -1301,11 +1647,13 @@ impl Journey<'_> {
         {
             appointments.put_slot(operator, slot.clone()).await?;
         }
-        p.line(format!(
-            "{HOSPITAL_NAME} publishes tomorrow's general medicine morning clinic ({date}, {}–{}, 40 places)",
-            hm(start),
-            hm(end)
-        ))?;
+        let (from, to) = (hm(start), hm(end));
+        p.say(
+            format!("{HOSPITAL_NAME_ZH}放出明天全科上午门诊的号（{date}，{from}–{to}，共 40 个）"),
+            format!(
+                "{HOSPITAL_NAME} publishes tomorrow's general medicine morning clinic ({date}, {from}–{to}, 40 places)"
+            ),
+        )?;
         let me = Principal::cardholder(patient.id.clone());
         match appointments
             .book(
@@ -1321,23 +1669,32 @@ impl Journey<'_> {
         {
             Ok(booking) => {
                 let a = booking.appointment;
-                let status = if a.status == AppointmentStatus::Booked {
-                    "booked"
+                let name = mask_name(patient.name);
+                let q = a.queue_number.map_or("-".into(), |q| q.to_string());
+                let at = a.expected_at.map_or("-".into(), hm);
+                if a.status == AppointmentStatus::Booked {
+                    p.say(
+                        format!("{name}挂号成功：第 {q} 号，预计 {} {at} 就诊", a.date),
+                        format!(
+                            "{name} booked: queue number {q}, expected at {at} on {}",
+                            a.date
+                        ),
+                    )?;
                 } else {
-                    a.status.code()
-                };
-                p.line(format!(
-                    "{} {status}: queue number {}, expected at {} on {}",
-                    mask_name(patient.name),
-                    a.queue_number.map_or("-".into(), |q| q.to_string()),
-                    a.expected_at.map_or("-".into(), hm),
-                    a.date
-                ))?;
+                    p.say(
+                        format!("{name}已排队候补（{}）", a.date),
+                        format!("{name} is on the waiting list for {}", a.date),
+                    )?;
+                }
+                p.ids(format!("appointment {} ({})", a.id, a.status.code()))?;
                 let q = a.queue_number;
                 Ok((Some(a), q))
             }
+            // After many runs the monthly booking quota is reached: show the refusal and go on.
             Err(e) => {
-                p.line(format!("booking refused: {e}"))?;
+                let e = CityCardError::from(e);
+                p.refusal(&e.user_message(p.lang))?;
+                p.ids(format!("booking error: {e}"))?;
                 Ok((None, None))
             }
         }
@@ -1365,28 +1722,42 @@ impl Journey<'_> {
             cash_source: CashSource::EWallet,
         };
         let quote = billing.quote(me, &request).await?;
-        p.line(format!(
-            "{} at {HOSPITAL_NAME}'s evening clinic (tertiary): bill {}, quoted before paying",
-            mask_name(patient.name),
-            y(quote.total)
-        ))?;
+        let (name, total) = (mask_name(patient.name), y(quote.total));
+        p.say(
+            format!("{name}在{HOSPITAL_NAME_ZH}（三级医院）看夜间门诊：费用 {total}，付款前先算好各方分担"),
+            format!(
+                "{name} at {HOSPITAL_NAME}'s evening clinic (tertiary): bill {total}, worked out before paying"
+            ),
+        )?;
         let record = billing.settle(me, &self.run_key("bill")?, &request).await?;
         let b = &record.breakdown;
-        p.line(format!(
-            "settled: pooled fund {} ({}% above the deductible), current-year account {}, accumulated account {}, e-wallet (cash) {}",
+        let ratio = (b.fund_ratio * rust_decimal::Decimal::from(100)).normalize();
+        let (fund, current, accumulated, cash) = (
             y(b.fund_paid),
-            (b.fund_ratio * rust_decimal::Decimal::from(100)).normalize(),
             y(b.current_year_account_paid),
             y(b.accumulated_account_paid),
-            y(b.cash_paid)
-        ))?;
-        p.line(format!(
-            "within policy {}, deductible applied {}, co-payment {}, fully self-paid {}",
+            y(b.cash_paid),
+        );
+        p.say(
+            format!(
+                "已结算：医保统筹基金付 {fund}（起付线以上部分的 {ratio}%），当年账户付 {current}，历年账户付 {accumulated}，电子钱包付现金部分 {cash}"
+            ),
+            format!(
+                "paid: the insurance pooled fund {fund} ({ratio}% above the deductible), this year's medical account {current}, savings of earlier years {accumulated}, the e-wallet (cash) {cash}"
+            ),
+        )?;
+        let (within, deductible, co, own) = (
             y(b.within_policy),
             y(b.deductible_applied),
             y(b.co_payment),
-            y(b.fully_self_paid)
-        ))?;
+            y(b.fully_self_paid),
+        );
+        p.say(
+            format!("医保范围内 {within}，起付线 {deductible}，个人自付 {co}，全自费 {own}"),
+            format!(
+                "covered by the insurance {within}, deductible {deductible}, co-payment {co}, not covered {own}"
+            ),
+        )?;
         Ok(record)
     }
 
@@ -1402,49 +1773,82 @@ impl Journey<'_> {
             .social_insurance()
             .summary(me, person)
             .await?;
-        p.line(format!(
-            "category: {}",
-            s.category.map_or("unknown", |c| c.code())
-        ))?;
+        let category = match s.category {
+            Some(PersonCategory::Employee) => ("在职职工", "employed"),
+            Some(PersonCategory::FlexibleEmployment) => ("灵活就业", "self-employed"),
+            Some(PersonCategory::Retired) => ("退休", "retired"),
+            Some(PersonCategory::Resident) => ("城乡居民", "resident"),
+            _ => ("未知", "unknown"),
+        };
+        p.say(
+            format!("参保身份：{}", category.0),
+            format!("insured as: {}", category.1),
+        )?;
         for e in &s.employers {
-            p.line(format!(
-                "employer {} ({}) {} – {}",
+            let (name, district) = (
                 e.name.as_deref().unwrap_or(e.id.as_str()),
                 e.district.as_deref().unwrap_or("-"),
-                e.first_month,
-                e.last_month
-            ))?;
+            );
+            let (from, to) = (e.first_month, e.last_month);
+            p.say(
+                format!("工作单位 {name}（{district}）{from} – {to}"),
+                format!("employer {name} ({district}) {from} – {to}"),
+            )?;
         }
         for i in &s.insurances {
-            p.line(format!(
-                "{:<13} {} paid; latest {} on base {}; arrears {}; paid in {} by employer {} / employee {}",
-                i.insurance.code(),
-                i.cumulative_text,
-                i.current_status.map_or("-", |c| c.code()),
+            use citycard_healthcare::social::{ContributionStatus, Insurance};
+            let name = match i.insurance {
+                Insurance::Pension => ("养老保险", "pension"),
+                Insurance::Medical => ("医疗保险", "medical"),
+                Insurance::Unemployment => ("失业保险", "unemployment"),
+                Insurance::WorkInjury => ("工伤保险", "work injury"),
+                Insurance::Maternity => ("生育保险", "maternity"),
+            };
+            let latest = match i.current_status {
+                Some(ContributionStatus::Paid) => ("已缴", "paid"),
+                Some(ContributionStatus::Arrears) => ("欠缴", "unpaid"),
+                Some(ContributionStatus::Suspended) => ("暂停", "suspended"),
+                None => ("-", "-"),
+            };
+            let (years, months) = (i.cumulative_months / 12, i.cumulative_months % 12);
+            let (base, arrears, employer, employee) = (
                 i.current_base.map_or("-".into(), y),
                 y(i.arrears),
-                s.year,
                 y(i.employer_paid_this_year),
-                y(i.employee_paid_this_year)
-            ))?;
+                y(i.employee_paid_this_year),
+            );
+            p.say(
+                format!(
+                    "{:<6} 累计缴费 {years} 年 {months} 个月；最近一个月{}，缴费基数 {base}；欠缴 {arrears}；{} 年单位缴 {employer}，个人缴 {employee}",
+                    name.0, latest.0, s.year
+                ),
+                format!(
+                    "{:<13} {years} years {months} months paid; latest month {} on base {base}; owed {arrears}; paid in {} by the employer {} / by him {employee}",
+                    name.1, latest.1, s.year, employer
+                ),
+            )?;
         }
         if let Some(m) = &s.medical_accounts {
-            p.line(format!(
-                "medical accounts: current-year {}, accumulated {}",
-                y(m.current_year),
-                y(m.accumulated)
-            ))?;
+            let (c, a) = (y(m.current_year), y(m.accumulated));
+            p.say(
+                format!("医保个人账户：当年账户 {c}，历年账户 {a}"),
+                format!("medical accounts: this year's {c}, savings of earlier years {a}"),
+            )?;
         }
         Ok(())
     }
 
     /// Names for the accounts a statement may show as counterparties.
-    fn labels(&self, operators: &BTreeMap<String, Money>) -> BTreeMap<AccountId, String> {
+    fn labels(
+        &self,
+        operators: &BTreeMap<String, Money>,
+        lang: Lang,
+    ) -> BTreeMap<AccountId, String> {
         let mut labels = BTreeMap::new();
         for platform in [Platform::Alipay, Platform::WechatPay, Platform::UnionPay] {
             labels.insert(
                 Accounts::clearing(&platform),
-                format!("{platform} top-up clearing"),
+                platform_name(&platform, lang),
             );
         }
         for operator in operators
@@ -1452,21 +1856,51 @@ impl Journey<'_> {
             .map(String::as_str)
             .chain(["hz_bus", "hz_metro"])
         {
-            labels.insert(Accounts::revenue(operator), format!("{operator} revenue"));
+            labels.insert(Accounts::revenue(operator), operator_name(operator, lang));
         }
-        labels.insert(Accounts::hospital(HOSPITAL), HOSPITAL_NAME.to_owned());
-        labels.insert(Accounts::pooled_fund(), "pooled fund".to_owned());
-        labels.insert(Accounts::refunds(), "refunds".to_owned());
+        labels.insert(
+            Accounts::hospital(HOSPITAL),
+            lang.pick(HOSPITAL_NAME_ZH, HOSPITAL_NAME).to_owned(),
+        );
+        labels.insert(
+            Accounts::pooled_fund(),
+            lang.pick("医保统筹基金", "the insurance pooled fund")
+                .to_owned(),
+        );
+        labels.insert(Accounts::refunds(), lang.pick("退款", "refunds").to_owned());
         labels
     }
 }
 
-fn services_text(services: &ServiceSet) -> String {
+fn services_text(services: &ServiceSet, lang: Lang) -> String {
     services
         .iter()
-        .map(Service::code)
+        .map(|s| service_name(s, lang))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(lang.pick("、", ", "))
+}
+
+/// A transit operator's name for people.
+fn operator_name(code: &str, lang: Lang) -> String {
+    match code {
+        "hz_bus" => lang.pick("杭州公交", "Hangzhou Bus"),
+        "hz_metro" => lang.pick("杭州地铁", "Hangzhou Metro"),
+        "hz_water_bus" => lang.pick("杭州水上巴士", "Hangzhou Water Bus"),
+        other => other,
+    }
+    .to_owned()
+}
+
+/// Why a gate refused a ride code, in words.
+fn rejection_words(why: &citycard_transit::Rejection, lang: Lang) -> String {
+    use citycard_transit::Rejection;
+    match why {
+        Rejection::Replayed => lang.pick("这个码已经用过了", "this code was already used"),
+        Rejection::Expired => lang.pick("这个码已过期", "this code has expired"),
+        Rejection::Tampered => lang.pick("这个码被改动过", "this code was altered"),
+        _ => lang.pick("闸机不接受这个码", "the gate does not accept this code"),
+    }
+    .to_owned()
 }
 
 /// A card number as people type it, in groups of four.

@@ -68,6 +68,7 @@ pub mod keys;
 pub mod riders;
 pub mod system;
 pub mod wallet;
+pub mod words;
 
 pub use accounts::Accounts;
 pub use error::CityCardError;

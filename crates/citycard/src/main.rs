@@ -41,6 +41,17 @@ enum Command {
     /// The ledger of a citycard store.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// A card's e-wallet in a citycard store, read-only.
+    #[command(subcommand)]
+    Card(CardCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CardCommand {
+    /// The wallet balance of a card.
+    Balance(cli::card::CardArgs),
+    /// The wallet statement of a card: opening balance, entries, closing balance.
+    Statement(cli::card::StatementArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,10 +94,24 @@ struct DemoArgs {
     /// Where the demo keeps its database, vault keys and FHIR files.
     #[arg(long, value_name = "DIR", default_value = citycard::demo::DEFAULT_DATA_DIR)]
     data_dir: std::path::PathBuf,
+    /// The language of the journey: zh or en (default: Chinese in a Chinese
+    /// locale, from LC_ALL or LANG; English otherwise).
+    #[arg(long, value_name = "zh|en")]
+    lang: Option<citycard::binding::Lang>,
+    /// Also print internal ids (persons, bindings, passes, readers, transfers).
+    #[arg(long)]
+    verbose: bool,
 }
 
 fn run_demo(args: &DemoArgs, out: &mut dyn std::io::Write) -> Result<(), cli::CliError> {
-    let options = citycard::demo::DemoOptions::new(&args.data_dir);
+    let env = |name: &str| std::env::var(name).ok();
+    let lang = args.lang.unwrap_or_else(|| {
+        citycard::binding::Lang::from_locale(env("LC_ALL").as_deref(), env("LANG").as_deref())
+            .unwrap_or_default()
+    });
+    let options = citycard::demo::DemoOptions::new(&args.data_dir)
+        .with_lang(lang)
+        .with_verbose(args.verbose);
     cli::runtime()?
         .block_on(citycard::demo::run(&options, out))
         .map(|_| ())
@@ -124,6 +149,12 @@ fn main() -> ExitCode {
         Command::Settle(args) => cli::settle::run(&args, &mut stdout).map(|()| ExitCode::SUCCESS),
         Command::Ledger(LedgerCommand::Export(args)) => {
             cli::ledger::export(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Card(CardCommand::Balance(args)) => {
+            cli::card::balance(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Card(CardCommand::Statement(args)) => {
+            cli::card::statement(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
         }
     };
     match result {

@@ -24,6 +24,10 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn run_stdin(args: &[&str], input: &str) -> Output {
+    run_stdin_bytes(args, input.as_bytes())
+}
+
+fn run_stdin_bytes(args: &[&str], input: &[u8]) -> Output {
     let mut child = citycard()
         .args(args)
         .stdin(Stdio::piped())
@@ -32,12 +36,7 @@ fn run_stdin(args: &[&str], input: &str) -> Output {
         .spawn()
         .expect("the binary runs");
     // A command that fails on its arguments exits without reading: a broken pipe is fine.
-    if let Err(e) = child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-    {
+    if let Err(e) = child.stdin.take().expect("stdin").write_all(input) {
         assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
     }
     child.wait_with_output().expect("the binary finishes")
@@ -107,11 +106,56 @@ fn every_subcommand_has_help() {
         &["ridecode", "verify", "--help"],
         &["settle", "--help"],
         &["ledger", "export", "--help"],
+        &["card", "balance", "--help"],
+        &["card", "statement", "--help"],
     ] {
         let o = run(args);
         assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
         assert!(stdout(&o).contains("Usage:"), "{args:?}");
     }
+}
+
+// ---------------------------------------------------------------- id
+
+#[test]
+fn id_check_reports_a_non_utf8_line_and_goes_on() {
+    let mut input = b"11010519491231002X\n".to_vec();
+    input.extend_from_slice(b"\xff\xfe11010519\n");
+    input.extend_from_slice(b"\n");
+    input.extend_from_slice(b"11010519491231002X\r\n");
+    let o = run_stdin_bytes(&["id", "check"], &input);
+    assert_eq!(code(&o), 1, "an invalid line makes the run exit 1");
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", stdout(&o));
+    assert_eq!(lines[0]["line"], 1);
+    assert_eq!(lines[0]["valid"], true);
+    assert_eq!(lines[1]["line"], 2);
+    assert_eq!(lines[1]["valid"], false);
+    let error = lines[1]["error"].as_str().expect("error");
+    assert!(error.contains("line 2 is not UTF-8"), "{error}");
+    assert!(
+        !lines[1]["input"]
+            .as_str()
+            .expect("input")
+            .contains("11010519"),
+        "masked"
+    );
+    assert_eq!(
+        lines[2]["line"], 4,
+        "the blank line 3 is skipped, line 4 still checked"
+    );
+    assert_eq!(lines[2]["valid"], true);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn id_check_of_valid_lines_exits_0() {
+    let o = run_stdin(&["id", "check"], "11010519491231002X\n");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["valid"], true);
 }
 
 // ---------------------------------------------------------------- fare
@@ -210,6 +254,53 @@ fn fare_quote_reads_a_json_journey_from_stdin() {
     assert_eq!(v["total"], "5.00");
     assert_eq!(v["discounts"], "2.00");
     assert_eq!(v["legs"][1]["paid"], "3.00");
+}
+
+#[test]
+fn fare_quote_explicit_instants_alighting_before_boarding_is_an_error() {
+    let journey = r#"{"legs": [{"network": "metro", "from": "m_xianghu", "to": "m_qianjiang",
+        "board": "2026-11-26T09:20:00+08:00", "alight": "2026-11-26T08:50:00+08:00"}]}"#;
+    let o = run_stdin(&["fare", "quote", "--json", "-"], journey);
+    assert_eq!(code(&o), 2, "{}", stdout(&o));
+    assert!(o.stdout.is_empty(), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(err.contains("leg 1: alighting"), "{err}");
+    assert!(err.contains("before boarding"), "{err}");
+}
+
+#[test]
+fn fare_quote_bare_times_still_wrap_past_midnight() {
+    // 23:50 → 00:20 is a 30-minute ride, not a negative one: ¥5 for 14.1 km.
+    let o = run(&[
+        "fare",
+        "quote",
+        "--date",
+        "2026-11-26",
+        "--format",
+        "json",
+        "--leg",
+        "metro:m_xianghu:m_qianjiang@23:50-00:20",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["total"], "5.00");
+}
+
+#[test]
+fn fare_quote_header_names_the_journey_date_of_explicit_instants() {
+    let journey = r#"{"legs": [{"network": "metro", "from": "m_xianghu", "to": "m_qianjiang",
+        "board": "2026-11-26T08:50:00+08:00", "alight": "2026-11-26T09:20:00+08:00"}]}"#;
+    let o = run_stdin(&["fare", "quote", "--json", "-"], journey);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.starts_with("total ¥5.00 (1 legs on 2026-11-26;"),
+        "{text}"
+    );
+    let o = run_stdin(
+        &["fare", "quote", "--json", "-", "--format", "json"],
+        journey,
+    );
+    assert_eq!(json(&o)["date"], "2026-11-26");
 }
 
 #[test]
@@ -796,7 +887,7 @@ fn ledger_export_hledger() {
         "{text}"
     );
     assert!(
-        text.contains("account liabilities:citycard:operator-revenue:hz-metro:3\n"),
+        text.contains("account liabilities:citycard:operator-fares-payable:hz-metro:3\n"),
         "{text}"
     );
     // The wallet's balance: -(50 - 3 - 2.50) = -44.50 (a credit balance, money held for the cardholder).
@@ -967,6 +1058,141 @@ fn ledger_export_csv() {
     assert_eq!(into - out_of, 4450);
 }
 
+/// The card system's own accounts, opened as the facade opens them, and the
+/// insurance agency funding a medical account.
+fn build_system_ledger(dir: &Path) -> PersonId {
+    let db = Database::open(dir.join("citycard.db")).expect("database");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let person = PersonId::parse("psn-7").expect("person id");
+    rt.block_on(async {
+        let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 0, 30, 0));
+        let ledger = Arc::new(
+            Ledger::open(Arc::new(SqliteLedgerStore::new(db)), clock)
+                .await
+                .expect("ledger"),
+        );
+        let accounts = citycard::Accounts::new(ledger.clone(), WalletLimits::default());
+        accounts
+            .open_system_accounts()
+            .await
+            .expect("system accounts");
+        accounts
+            .open_medical_accounts(&person)
+            .await
+            .expect("medical accounts");
+        accounts.open_operator("hz_metro").await.expect("operator");
+        accounts.open_hospital("h1").await.expect("hospital");
+        let extra = vec![
+            NewAccount::new(AccountId::new(91), AccountKind::FEES)
+                .with_owner(Owner::Organisation("issuer".into())),
+            NewAccount::new(AccountId::new(92), AccountKind::PROMOTIONS)
+                .with_owner(Owner::Organisation("issuer".into())),
+        ];
+        let r = ledger
+            .create_accounts(&Principal::System, extra)
+            .await
+            .expect("accounts");
+        assert!(r.iter().all(|r| r.is_success()), "{r:?}");
+        let r = ledger
+            .create_transfers(
+                &Principal::System,
+                vec![NewTransfer::new(
+                    TransferId::new(1),
+                    citycard::Accounts::insurance_funding(),
+                    citycard::Accounts::medical_current(&person),
+                    Money::from_yuan(200),
+                    6,
+                )],
+            )
+            .await
+            .expect("transfers");
+        assert_eq!(r, vec![CreateTransferResult::Ok]);
+    });
+    person
+}
+
+#[test]
+fn ledger_export_places_every_account_kind_as_the_issuer_sees_it() {
+    use citycard::Accounts;
+    let dir = TempDir::new("ledger-chart");
+    let person = build_system_ledger(dir.path());
+    let o = run(&[
+        "ledger",
+        "export",
+        "--format",
+        "hledger",
+        "--data-dir",
+        dir.str(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
+    let declared = |id: AccountId| -> String {
+        let suffix = format!(":{id}");
+        text.lines()
+            .filter_map(|l| l.strip_prefix("account "))
+            .find(|name| name.ends_with(&suffix))
+            .unwrap_or_else(|| panic!("account {id} declared: {text}"))
+            .to_owned()
+    };
+    let expect = [
+        (
+            Accounts::insurance_funding(),
+            "assets:citycard:insurance-funding:",
+        ),
+        (
+            Accounts::clearing(&citycard_core::Platform::Alipay),
+            "assets:citycard:top-up-clearing:",
+        ),
+        (
+            Accounts::medical_current(&person),
+            "liabilities:citycard:medical-current-year:",
+        ),
+        (
+            Accounts::medical_accumulated(&person),
+            "liabilities:citycard:medical-accumulated:",
+        ),
+        (Accounts::pooled_fund(), "liabilities:citycard:pooled-fund:"),
+        (Accounts::refunds(), "liabilities:citycard:refunds:"),
+        (
+            Accounts::revenue("hz_metro"),
+            "liabilities:citycard:operator-fares-payable:",
+        ),
+        (
+            Accounts::hospital("h1"),
+            "liabilities:citycard:hospital-payable:",
+        ),
+        (AccountId::new(91), "income:citycard:fees:"),
+        (AccountId::new(92), "expenses:citycard:promotions:"),
+        (Accounts::control(), "equity:citycard:control:"),
+    ];
+    for (id, prefix) in expect {
+        let name = declared(id);
+        assert!(
+            name.starts_with(prefix),
+            "{name} should start with {prefix}"
+        );
+    }
+    assert!(!text.contains("promotions:medical-insurance"), "{text}");
+    // Funding a medical account: the asset (money the agency pays in) is debited,
+    // the liability (held for the insured person) credited.
+    let txs = transactions(&text, "    ");
+    assert_eq!(txs.len(), 1, "{text}");
+    assert!(
+        txs[0].1[0]
+            .0
+            .starts_with("assets:citycard:insurance-funding:")
+    );
+    assert_eq!(txs[0].1[0].1, 20000);
+    assert!(
+        txs[0].1[1]
+            .0
+            .starts_with("liabilities:citycard:medical-current-year:")
+    );
+}
+
 #[test]
 fn ledger_export_errors() {
     let dir = TempDir::new("ledger-missing");
@@ -1020,4 +1246,262 @@ fn ledger_export_errors() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn ledger_export_of_an_empty_file_is_refused_and_leaves_it_empty() {
+    let dir = TempDir::new("ledger-empty");
+    let db = dir.path().join("citycard.db");
+    std::fs::write(&db, b"").expect("write");
+    let o = run(&[
+        "ledger",
+        "export",
+        "--format",
+        "csv",
+        "--data-dir",
+        dir.str(),
+    ]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(o.stdout.is_empty(), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("is not a citycard database"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::metadata(&db).expect("metadata").len(),
+        0,
+        "not migrated"
+    );
+}
+
+#[test]
+fn ledger_export_reads_a_read_only_store_without_changing_it() {
+    let dir = TempDir::new("ledger-read-only");
+    build_ledger(dir.path());
+    let db = dir.path().join("citycard.db");
+    let mut perms = std::fs::metadata(&db).expect("metadata").permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&db, perms).expect("chmod");
+    let before = std::fs::read(&db).expect("read");
+    for format in ["csv", "hledger", "beancount"] {
+        let o = run(&[
+            "ledger",
+            "export",
+            "--format",
+            format,
+            "--data-dir",
+            dir.str(),
+        ]);
+        assert_eq!(code(&o), 0, "{format}: {}", stderr(&o));
+        assert!(stdout(&o).contains("trip:T-1"), "{format}: {}", stdout(&o));
+    }
+    assert!(
+        std::fs::read(&db).expect("read") == before,
+        "the store is unchanged"
+    );
+    let wal = dir.path().join("citycard.db-wal");
+    assert_eq!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()),
+        0,
+        "no write in the WAL"
+    );
+}
+
+// ---------------------------------------------------------------- card
+
+#[test]
+fn card_balance_and_statement_read_a_demo_store_read_only() {
+    let dir = TempDir::new("card");
+    let o = run(&["demo", "--data-dir", dir.str()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let db = dir.path().join("citycard.db");
+    let mut perms = std::fs::metadata(&db).expect("metadata").permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&db, perms).expect("chmod");
+    let before = std::fs::read(&db).expect("read");
+    let first = citycard::demo::card_number(1001);
+    let replacement = citycard::demo::replacement_number(1);
+
+    // The first card: topped up, two fares dated by their rides, a bill, the rest carried away.
+    let o = run(&[
+        "card",
+        "statement",
+        "--card",
+        &first,
+        "--data-dir",
+        dir.str(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let st = json(&o);
+    assert_eq!(st["opening_balance"], "0.00");
+    let entries = st["entries"].as_array().expect("entries");
+    let total: i64 = entries
+        .iter()
+        .map(|e| fen(e["amount"].as_str().expect("amount")))
+        .sum();
+    assert_eq!(total, fen(st["closing_balance"].as_str().expect("closing")));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["what"] == "top-up via alipay" && e["amount"] == "300.00")
+    );
+    let fares: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["what"].as_str().is_some_and(|w| w.starts_with("fare")))
+        .collect();
+    assert_eq!(fares.len(), 2, "{entries:?}");
+    for f in &fares {
+        let ride = f["ride_at"].as_str().expect("ride time");
+        assert!(
+            ride < f["at"].as_str().expect("settled"),
+            "ridden before settled: {f}"
+        );
+    }
+    assert!(!stdout(&o).contains(&first), "the card number is masked");
+    let carried = entries.last().expect("an entry");
+    assert_eq!(carried["what"], "balance carried to the replacement card");
+    assert_eq!(st["closing_balance"], "0.00");
+
+    // The replacement holds what was carried.
+    let o = run(&[
+        "card",
+        "balance",
+        "--card",
+        &replacement,
+        "--data-dir",
+        dir.str(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let bal = json(&o);
+    assert_eq!(
+        fen(bal["available"].as_str().expect("available")),
+        -fen(carried["amount"].as_str().expect("amount"))
+    );
+    let o = run(&[
+        "card",
+        "balance",
+        "--card",
+        &replacement,
+        "--data-dir",
+        dir.str(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("card 330"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains(&replacement), "masked: {}", stdout(&o));
+    let o = run(&[
+        "card",
+        "statement",
+        "--card",
+        &first,
+        "--data-dir",
+        dir.str(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("(settled 21:00)"), "{}", stdout(&o));
+
+    assert!(
+        std::fs::read(&db).expect("read") == before,
+        "the store is unchanged"
+    );
+    let wal = dir.path().join("citycard.db-wal");
+    assert_eq!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()),
+        0,
+        "no write in the WAL"
+    );
+}
+
+#[test]
+fn card_command_errors_name_what_to_fix() {
+    let dir = TempDir::new("card-errors");
+    let o = run(&[
+        "card",
+        "balance",
+        "--card",
+        "3301000000001001",
+        "--data-dir",
+        dir.str(),
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("no store at"), "{}", stderr(&o));
+    assert!(!dir.path().join("citycard.db").exists(), "nothing created");
+
+    build_ledger(dir.path());
+    let o = run(&[
+        "card",
+        "balance",
+        "--card",
+        "3301000000009999",
+        "--data-dir",
+        dir.str(),
+    ]);
+    assert_eq!(code(&o), 1);
+    let err = stderr(&o);
+    assert!(err.contains("no e-wallet for card"), "{err}");
+    assert!(!err.contains("3301000000009999"), "masked: {err}");
+
+    let o = run(&[
+        "card",
+        "balance",
+        "--card",
+        "not-a-card",
+        "--data-dir",
+        dir.str(),
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("card number"), "{}", stderr(&o));
+
+    let o = run(&[
+        "card",
+        "statement",
+        "--card",
+        "3301000000001001",
+        "--data-dir",
+        dir.str(),
+        "--from",
+        "2026-11-27",
+        "--to",
+        "2026-11-26",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("before --from"), "{}", stderr(&o));
+}
+
+// ---------------------------------------------------------------- demo words
+
+#[test]
+fn demo_language_follows_the_locale_unless_given() {
+    let dir = TempDir::new("demo-lang");
+    let demo = |lang: Option<&str>, locale: &str| {
+        let mut c = citycard();
+        c.args(["demo", "--data-dir", dir.str()])
+            .env_remove("LC_ALL")
+            .env("LANG", locale);
+        if let Some(l) = lang {
+            c.args(["--lang", l]);
+        }
+        c.output().expect("the binary runs")
+    };
+    let o = demo(None, "zh_CN.UTF-8");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("在市民卡柜台登记并发卡"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("下一步："), "{}", stdout(&o));
+    let o = demo(Some("en"), "zh_CN.UTF-8");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("what to do next: "), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("下一步"), "{}", stdout(&o));
+    let o = demo(None, "en_US.UTF-8");
+    assert!(stdout(&o).contains("People enrolled"), "{}", stdout(&o));
+    let o = demo(Some("fr"), "C");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("use zh or en"), "{}", stderr(&o));
 }

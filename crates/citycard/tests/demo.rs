@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use citycard::CityCard;
-use citycard::binding::{BindingState, CardStatus};
+use citycard::binding::{BindingError, BindingState, CardStatus, Lang, Service};
 use citycard::core::{Money, Principal};
 use citycard::demo::{self, DemoOptions, DemoSummary};
 use citycard::keys::FileKeyProvider;
@@ -51,22 +51,28 @@ async fn the_demo_runs_twice_on_one_directory_and_continues() {
     assert_eq!(second.day, first.day.succ_opt().unwrap());
     assert!(out2.contains("run 2"));
     // Setup replays on the second run instead of failing or duplicating.
-    assert!(!out1.contains("(replayed)"));
-    assert!(out2.contains("already enrolled (replayed)"));
-    assert!(out2.contains("already issued (replayed)"));
+    assert!(!out1.contains("in an earlier run"));
+    assert!(out2.contains("already enrolled in an earlier run"));
+    assert!(out2.contains("already issued in an earlier run"));
     assert_eq!(first.cardholder, second.cardholder);
 
-    // The failures a user meets, by their messages.
+    // The failures a user meets, by their messages and what to do next.
+    let mismatch = BindingError::DetailsDoNotMatch.user_message(Lang::En);
+    let not_enabled = BindingError::ServiceNotEnabled {
+        service: Service::SocialInsurance,
+    }
+    .user_message(Lang::En);
     for out in [&out1, &out2] {
-        assert!(
-            out.contains("the card details do not match"),
-            "mismatch error missing:\n{out}"
-        );
-        assert!(out.contains("what to do next"));
-        assert!(
-            out.contains("the social_insurance service is not enabled on this card"),
-            "not-enabled error missing:\n{out}"
-        );
+        for m in [&mismatch, &not_enabled] {
+            assert!(
+                out.contains(&format!("refused: {}", m.problem)),
+                "refusal missing:\n{out}"
+            );
+            assert!(
+                out.contains(&format!("what to do next: {}", m.next_step)),
+                "next step missing:\n{out}"
+            );
+        }
     }
 
     // The second run picked up the card the first run's replacement made.
@@ -105,12 +111,33 @@ async fn the_demo_runs_twice_on_one_directory_and_continues() {
         ("appointment.json", "Appointment"),
         ("claim.json", "Claim"),
         ("claim-response.json", "ClaimResponse"),
+        ("bundle.json", "Bundle"),
     ] {
         let text = std::fs::read_to_string(dir.join("fhir").join(name)).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["resourceType"], kind, "{name}");
     }
     assert!(second.queue_number.is_some());
+    // In the bundle every reference resolves to one of its entries.
+    let bundle: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("fhir").join("bundle.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(bundle["type"], "transaction");
+    let urls: Vec<&str> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["request"]["url"].as_str().unwrap())
+        .collect();
+    let text = bundle.to_string();
+    assert!(text.matches("\"reference\"").count() >= 8, "{text}");
+    for part in text.split("\"reference\":\"").skip(1) {
+        let reference = part.split('"').next().unwrap();
+        assert!(urls.contains(&reference), "{reference} does not resolve");
+    }
+    assert!(urls.iter().any(|u| u.starts_with("Appointment/")));
+    assert!(urls.iter().any(|u| u.starts_with("ClaimResponse/")));
 
     // Personal data never printed: not the ID numbers (nor their birth-date
     // digits), not the mistyped one, not the full names.
@@ -181,5 +208,107 @@ async fn the_demo_runs_twice_on_one_directory_and_continues() {
         .unwrap();
     assert_eq!(person.id, first.cardholder);
     drop(city);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn deleted_vault_keys_are_named_as_the_cause() {
+    let dir = temp_dir("no-keys");
+    run_once(&dir).await;
+    std::fs::remove_file(dir.join("keys.json")).unwrap();
+    let state = std::fs::read(dir.join("demo-state.json")).unwrap();
+    let mut out = Vec::new();
+    let err = demo::run(&DemoOptions::new(&dir), &mut out)
+        .await
+        .expect_err("the data cannot be read without its keys");
+    let message = err.to_string();
+    assert!(message.contains("vault keys"), "{message}");
+    assert!(message.contains("are missing"), "{message}");
+    assert!(message.contains("cannot be read without them"), "{message}");
+    assert!(!message.contains("idempotency"), "{message}");
+    assert!(
+        !dir.join("keys.json").exists(),
+        "no new keys sealing new records beside the old ones"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("demo-state.json")).unwrap(),
+        state,
+        "the refused run does not count as a day"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn run_with(options: DemoOptions) -> String {
+    let mut out = Vec::new();
+    demo::run(&options, &mut out)
+        .await
+        .unwrap_or_else(|e| panic!("demo failed: {e}\n{}", String::from_utf8_lossy(&out)));
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn the_demo_speaks_plainly_and_shows_ids_only_when_verbose() {
+    let dir = temp_dir("words");
+    let plain = run_with(DemoOptions::new(&dir)).await;
+    for internal in [
+        "psn-",
+        "pass-",
+        "bnd-",
+        "pac-",
+        "apt-",
+        "Match",
+        "TwoFactor",
+        "Replayed",
+        "(Active)",
+        "Removed",
+        "social_insurance",
+        "hz_bus",
+        "hz_metro",
+        "(replayed)",
+    ] {
+        assert!(!plain.contains(internal), "{internal:?} printed:\n{plain}");
+    }
+    assert!(plain.contains("real name confirmed"), "{plain}");
+    assert!(plain.contains("this code was already used"), "{plain}");
+    // The statement dates fares by the ride, with the settlement time beside them.
+    let statement = plain
+        .split("The wallet statement for today")
+        .nth(1)
+        .and_then(|rest| rest.split("closing balance").next())
+        .expect("a statement");
+    assert!(
+        statement.contains("08:30") && statement.contains("08:50"),
+        "{statement}"
+    );
+    assert!(statement.contains("settled at 21:00"), "{statement}");
+    assert!(!statement.contains("  21:00  "), "{statement}");
+
+    let verbose = run_with(DemoOptions::new(&dir).with_verbose(true)).await;
+    for id in ["psn-", "bnd-", "pass-"] {
+        assert!(
+            verbose.contains(id),
+            "{id} missing with --verbose:\n{verbose}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_demo_speaks_chinese_with_the_refusal_texts_of_the_binding_crate() {
+    let dir = temp_dir("zh");
+    let zh = run_with(DemoOptions::new(&dir).with_lang(Lang::Zh)).await;
+    for e in [
+        BindingError::DetailsDoNotMatch,
+        BindingError::ServiceNotEnabled {
+            service: Service::SocialInsurance,
+        },
+    ] {
+        let m = e.user_message(Lang::Zh);
+        assert!(zh.contains(&format!("被拒绝：{}", m.problem)), "{zh}");
+        assert!(zh.contains(&format!("下一步：{}", m.next_step)), "{zh}");
+    }
+    assert!(zh.contains("今天的钱包明细"), "{zh}");
+    assert!(!zh.contains("refused"), "{zh}");
+    assert!(!zh.contains("what to do next"), "{zh}");
     let _ = std::fs::remove_dir_all(&dir);
 }

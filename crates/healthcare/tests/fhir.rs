@@ -105,8 +105,8 @@ fn coverage_names_beneficiary_payor_and_plan() {
     assert!(v["class"][0]["type"]["coding"][0]["code"].is_string());
 }
 
-#[tokio::test]
-async fn a_settlement_exports_as_claim_and_claim_response_with_adjudication() {
+/// A settled outpatient bill of the worked example (psn-e at hsp-1).
+async fn settled() -> citycard_healthcare::SettlementRecord {
     let directory = Arc::new(MemoryPatientDirectory::new());
     directory.put(PatientRecord {
         person: pid("psn-e"),
@@ -150,7 +150,12 @@ async fn a_settlement_exports_as_claim_and_claim_response_with_adjudication() {
     let op = Principal::Operator {
         operator: "opr-1".parse().unwrap(),
     };
-    let record = billing.settle(&op, &key, &request).await.unwrap();
+    billing.settle(&op, &key, &request).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_settlement_exports_as_claim_and_claim_response_with_adjudication() {
+    let record = settled().await;
     let (claim, response) = fhir::settlement(&record, "hz-medical-insurance");
 
     for field in [
@@ -259,4 +264,231 @@ fn schedules_name_their_actors_and_horizon() {
     assert_eq!(v["actor"][1]["reference"], "HealthcareService/dep-1");
     assert_eq!(v["planningHorizon"]["start"], "2026-03-09T00:00:00+08:00");
     assert_eq!(v["planningHorizon"]["end"], "2026-03-16T00:00:00+08:00");
+}
+
+// ---------------------------------------------------------------- transaction bundle
+
+/// FHIR's id pattern, `[A-Za-z0-9\-\.]{1,64}`.
+fn is_fhir_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+/// Every `reference` string anywhere in a JSON value.
+fn references(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map {
+                if k == "reference"
+                    && let Some(r) = x.as_str()
+                {
+                    out.push(r.to_owned());
+                }
+                references(x, out);
+            }
+        }
+        Value::Array(xs) => xs.iter().for_each(|x| references(x, out)),
+        _ => {}
+    }
+}
+
+/// Every absolute `system` and `url` string anywhere in a JSON value (code
+/// systems, extensions, naming systems; not the relative request urls).
+fn systems(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map {
+                if (k == "system" || k == "url")
+                    && let Some(r) = x.as_str()
+                    && r.contains("://")
+                {
+                    out.push(r.to_owned());
+                }
+                systems(x, out);
+            }
+        }
+        Value::Array(xs) => xs.iter().for_each(|x| systems(x, out)),
+        _ => {}
+    }
+}
+
+/// Parses with the independent fhirbolt R4 model in strict mode (unknown or
+/// misplaced elements, wrong types and missing required elements fail).
+///
+/// fhirbolt 0.4 cannot read a Bundle past its first nested resource (the next
+/// primitive fails as "expected Uri"), so a bundle is checked as its envelope
+/// ([`envelope`]: entries without their resources) plus each resource alone.
+fn parse_r4<T>(v: &Value) -> Result<T, String>
+where
+    T: for<'a> fhirbolt::serde::DeserializeResource<'a>,
+{
+    let text = serde_json::to_string(v).unwrap();
+    fhirbolt::json::from_str::<T>(&text, None).map_err(|e| e.to_string())
+}
+
+/// A bundle with the `resource` of each entry left out.
+fn envelope(bundle: &Value) -> Value {
+    let mut out = bundle.clone();
+    if let Some(entries) = out["entry"].as_array_mut() {
+        for e in entries {
+            if let Some(map) = e.as_object_mut() {
+                map.remove("resource");
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_independent_r4_model_refuses_what_is_not_r4() {
+    use fhirbolt::model::r4::Resource;
+    let bogus = serde_json::json!({"resourceType": "Claim", "id": "c1", "bogus": 1});
+    assert!(
+        parse_r4::<Resource>(&bogus).is_err(),
+        "unknown elements fail"
+    );
+    let wrong = serde_json::json!({"resourceType": "Patient", "id": "p1", "active": "yes"});
+    assert!(parse_r4::<Resource>(&wrong).is_err(), "wrong types fail");
+    let fine = serde_json::json!({"resourceType": "Patient", "id": "p1", "active": true});
+    assert!(parse_r4::<Resource>(&fine).is_ok());
+}
+
+#[tokio::test]
+async fn a_transaction_bundle_parses_as_r4_and_every_reference_resolves() {
+    use fhirbolt::model::r4::Resource;
+    use fhirbolt::model::r4::resources::Bundle;
+    // A slot id with colons, as the demo makes them.
+    let s = slot("slot:dep-1:20260309:am", "dep-1", suite_date(), 4);
+    let mut a = booking(&s, "apt-1", "psn-e", "k1", no_quota(), false).appointment;
+    a.queue_number = Some(1);
+    let view = SlotView {
+        slot: s,
+        booked: 1,
+        waitlisted: 0,
+        issued: 1,
+    };
+    let record = settled().await;
+    let bundle = fhir::transaction_bundle(&fhir::BundleParts {
+        appointment: Some((&a, &view)),
+        settlement: Some(&record),
+        payor: "hz-medical-insurance",
+    });
+
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["type"], "transaction");
+    parse_r4::<Bundle>(&envelope(&bundle)).unwrap_or_else(|e| panic!("not an R4 Bundle: {e}"));
+    let entries = bundle["entry"].as_array().unwrap();
+    let mut full_urls = Vec::new();
+    let mut kinds = Vec::new();
+    for e in entries {
+        let r = &e["resource"];
+        let kind = r["resourceType"].as_str().unwrap();
+        let id = r["id"].as_str().unwrap();
+        parse_r4::<Resource>(r).unwrap_or_else(|err| panic!("{kind}/{id} is not R4: {err}"));
+        assert!(is_fhir_id(id), "{kind} id {id:?} breaks FHIR's id pattern");
+        assert_eq!(e["request"]["method"], "PUT");
+        assert_eq!(e["request"]["url"], format!("{kind}/{id}"));
+        let full = e["fullUrl"].as_str().unwrap().to_owned();
+        assert_eq!(full, format!("{}/{kind}/{id}", fhir::CITYCARD_FHIR_BASE));
+        assert!(!full_urls.contains(&full), "{full} twice");
+        full_urls.push(full);
+        kinds.push(kind.to_owned());
+    }
+    for kind in [
+        "Patient",
+        "Organization",
+        "Coverage",
+        "HealthcareService",
+        "Schedule",
+        "Slot",
+        "Appointment",
+        "Claim",
+        "ClaimResponse",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} missing: {kinds:?}");
+    }
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "Organization").count(),
+        2,
+        "the hospital and the insurer"
+    );
+    let mut refs = Vec::new();
+    references(&bundle, &mut refs);
+    assert!(refs.len() >= 10, "{refs:?}");
+    for r in &refs {
+        let target = format!("{}/{r}", fhir::CITYCARD_FHIR_BASE);
+        assert!(
+            full_urls.contains(&target),
+            "reference {r} does not resolve"
+        );
+    }
+    let mut urls = Vec::new();
+    systems(&bundle, &mut urls);
+    for u in &urls {
+        assert!(
+            u.starts_with(fhir::CITYCARD_FHIR_BASE) || u.starts_with("http://terminology.hl7.org/"),
+            "{u} is neither citycard's namespace nor HL7's"
+        );
+    }
+    let text = bundle.to_string();
+    assert!(!text.contains("example.invalid"), "{text}");
+    // Opaque ids only: the patient has no name.
+    let patient = entries
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Patient")
+        .unwrap();
+    assert!(patient["resource"].get("name").is_none());
+}
+
+#[test]
+fn a_bundle_of_a_doctor_slot_names_the_practitioner() {
+    let mut s = slot("slot-9", "dep-1", suite_date(), 2);
+    s.doctor = Some("doc-7".parse().unwrap());
+    let a = booking(&s, "apt-9", "psn-1", "k9", no_quota(), false).appointment;
+    let view = SlotView {
+        slot: s,
+        booked: 1,
+        waitlisted: 0,
+        issued: 1,
+    };
+    let bundle = fhir::transaction_bundle(&fhir::BundleParts {
+        appointment: Some((&a, &view)),
+        settlement: None,
+        payor: "hz-medical-insurance",
+    });
+    let mut refs = Vec::new();
+    references(&bundle, &mut refs);
+    assert!(refs.contains(&"Practitioner/doc-7".to_owned()), "{refs:?}");
+    let entries = bundle["entry"].as_array().unwrap();
+    for r in &refs {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["request"]["url"].as_str() == Some(r.as_str())),
+            "reference {r} does not resolve"
+        );
+    }
+    parse_r4::<fhirbolt::model::r4::resources::Bundle>(&envelope(&bundle)).unwrap();
+    for e in entries {
+        parse_r4::<fhirbolt::model::r4::Resource>(&e["resource"]).unwrap();
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn fhir_ids_match_the_pattern_keep_valid_ids_and_stay_distinct(
+        a in "[ -~]{0,90}",
+        b in "[ -~]{0,90}",
+    ) {
+        let (x, y) = (fhir::fhir_id(&a), fhir::fhir_id(&b));
+        proptest::prop_assert!(is_fhir_id(&x), "{a:?} -> {x:?}");
+        if is_fhir_id(&a) {
+            proptest::prop_assert_eq!(&x, &a);
+        }
+        if a != b {
+            proptest::prop_assert_ne!(x, y);
+        }
+    }
 }

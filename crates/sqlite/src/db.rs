@@ -59,6 +59,18 @@ pub enum SqliteError {
         /// The newest version this program knows.
         supported: u32,
     },
+    /// The file was written by an older citycard and a read-only open cannot migrate it.
+    #[error(
+        "database schema of {component} is at version {found}, older than this program reads ({supported}): open it once with a writable citycard (e.g. the host application or `citycard demo`) to migrate it"
+    )]
+    SchemaTooOld {
+        /// The component.
+        component: String,
+        /// The version in the file (0: the component's tables are missing).
+        found: u32,
+        /// The version this program reads.
+        supported: u32,
+    },
     /// A migration failed; the database is left at the previous version.
     #[error("migration {component} v{version} failed: {source}")]
     Migration {
@@ -77,9 +89,9 @@ pub enum SqliteError {
 impl ClassifiedError for SqliteError {
     fn class(&self) -> ErrorClass {
         match self {
-            SqliteError::NotCitycard { .. } | SqliteError::SchemaTooNew { .. } => {
-                ErrorClass::InvalidInput
-            }
+            SqliteError::NotCitycard { .. }
+            | SqliteError::SchemaTooNew { .. }
+            | SqliteError::SchemaTooOld { .. } => ErrorClass::InvalidInput,
             SqliteError::Open { source, .. } | SqliteError::Sqlite(source) => {
                 to_store_error(source).class()
             }
@@ -144,6 +156,74 @@ impl Database {
             source,
         })?;
         Self::init(conn, Some(path))
+    }
+
+    /// Opens an existing citycard database for reading only.
+    ///
+    /// The file is opened with `SQLITE_OPEN_READ_ONLY`: it is never created,
+    /// migrated or changed, and every write through this handle fails. An
+    /// empty file, another application's database or any other file is
+    /// refused as [`SqliteError::NotCitycard`]; a schema older or newer than
+    /// this program's is refused as [`SqliteError::SchemaTooOld`] or
+    /// [`SqliteError::SchemaTooNew`]. SQLite may create the WAL index files
+    /// (`-wal`, `-shm`) beside the database when the directory is writable;
+    /// when it cannot (a read-only directory or mount with no index file),
+    /// the file is opened as immutable, which is safe only because nothing
+    /// can be writing there either.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Database, SqliteError> {
+        let path = path.as_ref().to_path_buf();
+        let not_ours = || SqliteError::NotCitycard { path: path.clone() };
+        // An empty file is what `Database::open` would turn into a new
+        // database; a missing one fails to open below.
+        if let Ok(meta) = std::fs::metadata(&path)
+            && (!meta.is_file() || meta.len() == 0)
+        {
+            return Err(not_ours());
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn =
+            Connection::open_with_flags(&path, flags).map_err(|source| SqliteError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let probe = |conn: &Connection| -> rusqlite::Result<i32> {
+            conn.query_row("PRAGMA application_id", [], |r| r.get(0))
+        };
+        let (conn, app_id) = match probe(&conn) {
+            Ok(id) => (conn, id),
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::NotADatabase) => {
+                return Err(not_ours());
+            }
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::CannotOpen) => {
+                // A WAL database in a directory where the index cannot be made.
+                drop(conn);
+                let uri = format!("file:{}?immutable=1", uri_path(&path));
+                let conn = Connection::open_with_flags(&uri, flags).map_err(|source| {
+                    SqliteError::Open {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                let id = probe(&conn).map_err(|e| match e.sqlite_error_code() {
+                    Some(ErrorCode::NotADatabase) => not_ours(),
+                    _ => SqliteError::Sqlite(e),
+                })?;
+                (conn, id)
+            }
+            Err(e) => return Err(SqliteError::Sqlite(e)),
+        };
+        if app_id != APPLICATION_ID {
+            return Err(not_ours());
+        }
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.execute_batch("PRAGMA query_only = ON; PRAGMA foreign_keys = ON;")?;
+        check_schema(&conn, &crate::all_migrations())?;
+        Ok(Database {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Some(path),
+        })
     }
 
     /// A private in-memory database (for tests and demos).
@@ -228,6 +308,66 @@ impl Database {
             rows.collect()
         })
     }
+}
+
+/// A file path as the path part of an SQLite URI (`?`, `#` and `%` escaped).
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Checks, without writing, that every component is at the newest known version.
+pub fn check_schema(conn: &Connection, migrations: &[Migration]) -> Result<(), SqliteError> {
+    let has_table: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'citycard_schema'",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut components: Vec<&'static str> = migrations.iter().map(|m| m.component).collect();
+    components.sort_unstable();
+    components.dedup();
+    for component in components {
+        let current: u32 = if has_table {
+            conn.query_row(
+                "SELECT version FROM citycard_schema WHERE component = ?1",
+                [component],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0)
+        } else {
+            0
+        };
+        let supported = migrations
+            .iter()
+            .filter(|m| m.component == component)
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        if current > supported {
+            return Err(SqliteError::SchemaTooNew {
+                component: component.to_owned(),
+                found: current,
+                supported,
+            });
+        }
+        if current < supported {
+            return Err(SqliteError::SchemaTooOld {
+                component: component.to_owned(),
+                found: current,
+                supported,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Brings every component up to the newest known version.

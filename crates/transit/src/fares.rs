@@ -35,7 +35,10 @@
 //!
 //! base fare (leg rule or maximum fare) → concession percentage → transfer
 //! adjustment (capped) → monthly volume tier percentage. Legs charged the
-//! maximum fare neither receive nor open a transfer discount. Percentages
+//! maximum fare neither receive nor open a transfer discount. A boarding of the
+//! same route at the same stop within `same_vehicle_repeat_seconds` (at least
+//! the same minute) of the previous one is a repeat: it pays its own fare and
+//! is never a transfer. Percentages
 //! round half-up to the fen ([`percent_of`], equal to
 //! `Money::mul_percent`). When several leg rules of the same priority match,
 //! the first in file order is used.
@@ -1077,6 +1080,9 @@ impl FareEngine {
         let mut spend = month_spend_before;
         // The previous leg of the current journey: (group, departure, arrival, paid after concession, same-group chain).
         let mut prev: Option<(Option<u16>, i64, i64, Money, u32)> = None;
+        // The previous priced vehicle boarding (route, stop, departure), to tell a repeat from a transfer.
+        let mut prev_boarding: Option<(RouteIdx, StopIdx, i64)> = None;
+        let repeat_window = i64::from(self.same_vehicle_repeat_seconds).max(60);
         let mut transfers_used = 0u32;
         for (i, leg) in legs.iter().enumerate() {
             let departure = leg.board.timestamp();
@@ -1102,10 +1108,22 @@ impl FareEngine {
             let mut paid = after_concession;
             let mut transfer = None;
             let is_max = matches!(basis, FareBasis::MaximumFare(_));
+            // Boarding the same route at the same stop again within the repeat
+            // window (at least the same minute) is a repeat, not a transfer: the
+            // rider never rode anywhere. It pays its own fare and the journey
+            // goes on from the first boarding.
+            let repeat = leg.route.is_some_and(|route| {
+                prev_boarding.is_some_and(|(r, s, t)| {
+                    r == route && s == leg.from && (0..repeat_window).contains(&(departure - t))
+                })
+            });
+            if let Some(route) = leg.route {
+                prev_boarding = Some((route, leg.from, departure));
+            }
             if is_max {
                 prev = None;
                 transfers_used = 0;
-            } else {
+            } else if !repeat {
                 let mut chain = 0;
                 if let Some((pgroup, pdep, parr, pa, pchain)) = prev {
                     let within_journey = self

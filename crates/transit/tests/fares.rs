@@ -472,6 +472,58 @@ fn transfer_discounts_between_bus_metro_and_water_bus() {
 }
 
 #[test]
+fn a_second_boarding_of_the_same_route_at_the_same_stop_is_a_repeat_not_a_transfer() {
+    let e = engine();
+    let r = Rider::default();
+    let t0 = at(26, 8, 0);
+    // Same route, same stop, same minute: both pay the flat ¥2.
+    assert_eq!(
+        quote(
+            &e,
+            r,
+            vec![bus(&e, t0), bus(&e, t0 + Duration::seconds(20))]
+        ),
+        vec![yuan("2.00"), yuan("2.00")]
+    );
+    let q = e
+        .quote(&Journey {
+            rider: r,
+            month_spend_before: Money::ZERO,
+            legs: vec![bus(&e, t0), bus(&e, t0)],
+        })
+        .unwrap();
+    assert!(q.legs[1].transfer.is_none(), "{:?}", q.legs[1]);
+    // The journey goes on from the first boarding: the metro after it still gets the discount.
+    assert_eq!(
+        quote(
+            &e,
+            r,
+            vec![
+                bus(&e, t0),
+                bus(&e, t0),
+                metro(
+                    &e,
+                    "m_xianghu",
+                    "m_qianjiang",
+                    t0 + Duration::minutes(30),
+                    30
+                )
+            ]
+        ),
+        vec![yuan("2.00"), yuan("2.00"), yuan("3.00")]
+    );
+    // The same route boarded again after a real ride (past the repeat window) is a transfer.
+    assert_eq!(
+        quote(
+            &e,
+            r,
+            vec![bus(&e, t0), bus(&e, t0 + Duration::minutes(40))]
+        ),
+        vec![yuan("2.00"), yuan("0.00")]
+    );
+}
+
+#[test]
 fn quotes_explain_each_leg_for_the_cardholder() {
     let e = engine();
     let t0 = at(26, 8, 0);

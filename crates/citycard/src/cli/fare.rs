@@ -166,19 +166,61 @@ fn parse_date(text: Option<&str>) -> Result<NaiveDate, CliError> {
     }
 }
 
+/// A time as given: a bare clock time on the journey's date, or an instant.
+#[derive(Debug, Clone, Copy)]
+enum Given {
+    /// `HH:MM` on the date, in Hangzhou.
+    Clock(DateTime<Utc>),
+    /// An RFC 3339 instant, taken as it is.
+    Instant(DateTime<Utc>),
+}
+
+impl Given {
+    fn at(self) -> DateTime<Utc> {
+        match self {
+            Given::Clock(at) | Given::Instant(at) => at,
+        }
+    }
+}
+
 /// `HH:MM` on `date` in Hangzhou, or an RFC 3339 instant.
-fn parse_time(text: &str, date: NaiveDate) -> Result<DateTime<Utc>, CliError> {
+fn parse_time(text: &str, date: NaiveDate) -> Result<Given, CliError> {
     let t = text.trim();
     if let Ok(at) = DateTime::parse_from_rfc3339(t) {
-        return Ok(at.with_timezone(&Utc));
+        return Ok(Given::Instant(at.with_timezone(&Utc)));
     }
     let time = NaiveTime::parse_from_str(t, "%H:%M")
         .map_err(|_| usage(format!("time {t:?} is not HH:MM (or RFC 3339)")))?;
     china_offset()
         .from_local_datetime(&date.and_time(time))
         .single()
-        .map(|at| at.with_timezone(&Utc))
+        .map(|at| Given::Clock(at.with_timezone(&Utc)))
         .ok_or_else(|| usage(format!("time {t:?} does not exist on {date}")))
+}
+
+/// The boarding and alighting instants of one leg. A bare `HH:MM` alighting
+/// time earlier than boarding is on the next day (a ride past midnight); an
+/// explicit alighting instant before boarding is an error.
+fn leg_times(
+    leg: usize,
+    board: &str,
+    alight: Option<&str>,
+    date: NaiveDate,
+) -> Result<(DateTime<Utc>, Option<DateTime<Utc>>), CliError> {
+    let board_at = parse_time(board, date)?.at();
+    let alight_at = match alight.map(|a| parse_time(a, date)).transpose()? {
+        None => None,
+        Some(Given::Clock(a)) if a < board_at => Some(a + Duration::days(1)),
+        Some(Given::Instant(a)) if a < board_at => {
+            return Err(usage(format!(
+                "leg {leg}: alighting {} is before boarding {}; give the alighting time after the boarding time",
+                alight.unwrap_or_default().trim(),
+                board.trim()
+            )));
+        }
+        Some(given) => Some(given.at()),
+    };
+    Ok((board_at, alight_at))
 }
 
 /// A few names from a list, for error messages.
@@ -261,7 +303,12 @@ fn build_leg(
 }
 
 /// Parses `LINE:FROM[:TO]@HH:MM[-HH:MM]`.
-fn parse_leg_arg(engine: &FareEngine, text: &str, date: NaiveDate) -> Result<Leg, CliError> {
+fn parse_leg_arg(
+    engine: &FareEngine,
+    leg: usize,
+    text: &str,
+    date: NaiveDate,
+) -> Result<Leg, CliError> {
     let bad = || {
         usage(format!(
             "leg {text:?} is not LINE:FROM[:TO]@HH:MM[-HH:MM] (e.g. b7:b_wulin@08:30 or metro:m_xianghu:m_qianjiang@08:50-09:20)"
@@ -285,11 +332,7 @@ fn parse_leg_arg(engine: &FareEngine, text: &str, date: NaiveDate) -> Result<Leg
         Some((b, a)) => (b, Some(a)),
         None => (times, None),
     };
-    let board = parse_time(board_text, date)?;
-    let alight = alight_text
-        .map(|a| parse_time(a, date))
-        .transpose()?
-        .map(|a| if a < board { a + Duration::days(1) } else { a });
+    let (board, alight) = leg_times(leg, board_text, alight_text, date)?;
     build_leg(engine, line, from, to, board, alight)
 }
 
@@ -317,13 +360,7 @@ fn journey_from_json(engine: &FareEngine, text: &str) -> Result<(NaiveDate, Jour
                 )));
             }
         };
-        let board = parse_time(&l.board, date)?;
-        let alight = l
-            .alight
-            .as_deref()
-            .map(|a| parse_time(a, date))
-            .transpose()?
-            .map(|a| if a < board { a + Duration::days(1) } else { a });
+        let (board, alight) = leg_times(i + 1, &l.board, l.alight.as_deref(), date)?;
         legs.push(build_leg(
             engine,
             line,
@@ -374,7 +411,8 @@ pub fn quote(args: &QuoteArgs, out: &mut dyn Write) -> Result<(), CliError> {
             let legs = args
                 .legs
                 .iter()
-                .map(|l| parse_leg_arg(&engine, l, date))
+                .enumerate()
+                .map(|(i, l)| parse_leg_arg(&engine, i + 1, l, date))
                 .collect::<Result<Vec<_>, _>>()?;
             let rider = Rider {
                 card_kind: args.card_kind.into(),
@@ -405,6 +443,9 @@ pub fn quote(args: &QuoteArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if journey.legs.is_empty() {
         return Err(usage("the journey has no legs"));
     }
+    // The journey's date is the Hangzhou civil date of its first boarding: an
+    // RFC 3339 instant names its own day, whatever `date` (or today) says.
+    let date = journey.legs.first().map_or(date, |l| civil_date(l.board));
     let quote = engine
         .quote(&journey)
         .map_err(|e| CliError::Domain(format!("cannot price the journey: {e}")))?;

@@ -35,6 +35,9 @@ pub enum RegionArg {
 /// One line of output.
 #[derive(Debug, Serialize)]
 pub struct CheckLine {
+    /// The input line number, when reading standard input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     /// What was given (masked unless `--reveal`).
     pub input: String,
     /// Whether it is a valid ID number.
@@ -64,6 +67,7 @@ pub fn check_one(input: &str, policy: &ValidationPolicy, reveal: bool) -> CheckL
     };
     match IdNumber::parse_with(input, policy) {
         Ok(id) => CheckLine {
+            line: None,
             input: shown_input,
             valid: true,
             kind: Some(kind_code(&id)),
@@ -88,6 +92,7 @@ pub fn check_one(input: &str, policy: &ValidationPolicy, reveal: bool) -> CheckL
             error: None,
         },
         Err(e) => CheckLine {
+            line: None,
             input: shown_input,
             valid: false,
             kind: None,
@@ -116,8 +121,7 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> Result<usize, CliError> {
         RegionArg::BirthYear => RegionCheck::ExistedInBirthYear,
     });
     let mut invalid = 0;
-    let mut emit = |input: &str, out: &mut dyn Write| -> Result<(), CliError> {
-        let line = check_one(input, &policy, args.reveal);
+    let mut emit = |line: CheckLine, out: &mut dyn Write| -> Result<(), CliError> {
         if !line.valid {
             invalid += 1;
         }
@@ -125,16 +129,52 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> Result<usize, CliError> {
         Ok(())
     };
     if args.numbers.is_empty() {
-        for line in std::io::stdin().lock().lines() {
-            let line = line?;
-            if !line.trim().is_empty() {
-                emit(&line, out)?;
-            }
+        // Read bytes, not text: a line that is not UTF-8 is reported as an
+        // invalid input with its number, and the lines after it are checked.
+        for (i, bytes) in std::io::stdin().lock().split(b'\n').enumerate() {
+            let bytes = bytes?;
+            let bytes = bytes.strip_suffix(b"\r").unwrap_or(&bytes);
+            let number = i + 1;
+            let result = match std::str::from_utf8(bytes) {
+                Ok(text) if text.trim().is_empty() => continue,
+                Ok(text) => check_one(text, &policy, args.reveal),
+                Err(_) => not_text(bytes, number, args.reveal),
+            };
+            emit(
+                CheckLine {
+                    line: Some(number),
+                    ..result
+                },
+                out,
+            )?;
         }
     } else {
         for n in &args.numbers {
-            emit(n, out)?;
+            emit(check_one(n, &policy, args.reveal), out)?;
         }
     }
     Ok(invalid)
+}
+
+/// The output for an input line that is not UTF-8 text.
+fn not_text(bytes: &[u8], number: usize, reveal: bool) -> CheckLine {
+    let lossy = String::from_utf8_lossy(bytes);
+    CheckLine {
+        line: Some(number),
+        input: if reveal {
+            lossy.into_owned()
+        } else {
+            citycard_core::Mask::DEFAULT.apply(lossy.trim())
+        },
+        valid: false,
+        kind: None,
+        normalized: None,
+        birth_date: None,
+        sex: None,
+        region_code: None,
+        region: None,
+        error: Some(format!(
+            "line {number} is not UTF-8 text: save the input as UTF-8 and check this line again"
+        )),
+    }
 }

@@ -6,13 +6,15 @@
 //! no posted money and are left out. Memos are left out too: they are free
 //! text and could carry personal data; the reference and reason code remain.
 //!
-//! Account names follow the card system's view of the money: what it holds
-//! for someone else (e-wallets, operators' fare revenue, hospitals'
-//! receivables, insurance accounts and the pooled fund, refunds) is a
-//! liability; top-up clearing is an asset; fees are income; promotions are
-//! expenses; the control account is equity. A host's own kinds are assets
-//! when debit-normal, liabilities otherwise. The debit account of a transfer
-//! gets the positive amount.
+//! Account names follow the card system's (the issuer's) view of the money;
+//! the README's "chart of accounts" gives one line of reason per kind. What
+//! it holds for someone else (e-wallets, fares payable to operators, amounts
+//! payable to hospitals, personal medical accounts and the pooled fund,
+//! refunds) is a liability; what platforms and the insurance agency pay in
+//! (top-up clearing, insurance funding) is an asset; fees are income;
+//! promotions are expenses; the control account is equity. A host's own
+//! kinds are assets when debit-normal, liabilities otherwise. The debit
+//! account of a transfer gets the positive amount.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use citycard::Accounts;
 use citycard_core::{Money, SystemClock, civil_date};
 use citycard_ledger::{Account, AccountId, AccountKind, Ledger, NormalSide, Owner, Transfer};
 use citycard_sqlite::Database;
@@ -53,25 +56,41 @@ pub enum ExportFormat {
     Csv,
 }
 
-/// The top-level account type of a kind.
-fn top(kind: AccountKind, side: NormalSide) -> &'static str {
-    match kind {
-        AccountKind::TOP_UP_CLEARING => "assets",
+/// Where an account sits in the chart of accounts, from the issuer's side:
+/// its top-level type and the name of its kind.
+///
+/// The insurance agency's funding account is opened with the promotions kind
+/// (`Accounts::insurance_funding`), but it is no promotion: it is recognised by
+/// its derived id and exported as what the agency pays in for the personal
+/// medical accounts, an asset like top-up clearing.
+fn place(a: &Account) -> (&'static str, String) {
+    if a.id == Accounts::insurance_funding() {
+        return ("assets", "insurance-funding".to_owned());
+    }
+    let (top, slug) = match a.kind {
+        // What platforms and the insurance agency owe the issuer for money paid in.
+        AccountKind::TOP_UP_CLEARING => ("assets", None),
+        // What the issuer holds for others and must pay out.
         AccountKind::E_WALLET
-        | AccountKind::OPERATOR_REVENUE
-        | AccountKind::HOSPITAL_RECEIVABLE
         | AccountKind::MEDICAL_CURRENT_YEAR
         | AccountKind::MEDICAL_ACCUMULATED
         | AccountKind::POOLED_FUND
-        | AccountKind::REFUNDS => "liabilities",
-        AccountKind::FEES => "income",
-        AccountKind::PROMOTIONS => "expenses",
-        AccountKind::CONTROL => "equity",
-        _ => match side {
-            NormalSide::Debit => "assets",
-            NormalSide::Credit => "liabilities",
+        | AccountKind::REFUNDS => ("liabilities", None),
+        // Fares collected for transit operators: payable to them, not the issuer's revenue.
+        AccountKind::OPERATOR_REVENUE => ("liabilities", Some("operator-fares-payable")),
+        // What hospitals are owed for bills settled through the card.
+        AccountKind::HOSPITAL_RECEIVABLE => ("liabilities", Some("hospital-payable")),
+        // The issuer's own earnings and costs.
+        AccountKind::FEES => ("income", None),
+        AccountKind::PROMOTIONS => ("expenses", None),
+        // The counterpart of closing transfers and adjustments.
+        AccountKind::CONTROL => ("equity", None),
+        _ => match a.normal_side() {
+            NormalSide::Debit => ("assets", None),
+            NormalSide::Credit => ("liabilities", None),
         },
-    }
+    };
+    (top, slug.map_or_else(|| kind_slug(a.kind), str::to_owned))
 }
 
 fn kind_slug(kind: AccountKind) -> String {
@@ -100,11 +119,8 @@ fn owner_slug(owner: &Option<Owner>) -> Option<String> {
 
 /// `liabilities:citycard:e-wallet:person-psn-1:1001`.
 fn hledger_name(a: &Account) -> String {
-    let mut name = format!(
-        "{}:citycard:{}",
-        top(a.kind, a.normal_side()),
-        kind_slug(a.kind)
-    );
+    let (top, kind) = place(a);
+    let mut name = format!("{top}:citycard:{kind}");
     if let Some(o) = owner_slug(&a.owner) {
         name.push(':');
         name.push_str(&o);
@@ -133,11 +149,9 @@ fn capitalise(component: &str) -> String {
 
 /// `Liabilities:Citycard:EWallet:Person-psn-1:Id1001` (beancount-legal components).
 fn beancount_name(a: &Account) -> String {
-    let kind: String = kind_slug(a.kind).split('-').map(capitalise).collect();
-    let mut name = format!(
-        "{}:Citycard:{kind}",
-        capitalise(top(a.kind, a.normal_side()))
-    );
+    let (top, kind) = place(a);
+    let kind: String = kind.split('-').map(capitalise).collect();
+    let mut name = format!("{}:Citycard:{kind}", capitalise(top));
     if let Some(o) = owner_slug(&a.owner) {
         name.push(':');
         name.push_str(&capitalise(&o));
@@ -174,7 +188,7 @@ fn load(data_dir: &Path) -> Result<Export, CliError> {
             path.display()
         )));
     }
-    let db = Database::open(&path).map_err(|e| CliError::Domain(e.to_string()))?;
+    let db = Database::open_read_only(&path).map_err(|e| CliError::Domain(e.to_string()))?;
     let rt = runtime()?;
     rt.block_on(async {
         let ledger = Ledger::open(Arc::new(SqliteLedgerStore::new(db)), Arc::new(SystemClock))

@@ -1,6 +1,7 @@
 //! The `citycard` command's subcommands.
 
 // DEMO: the lead adds `pub mod demo;` here.
+pub mod card;
 pub mod fare;
 pub mod id;
 pub mod ledger;
