@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use citycard_core::{
-    AuditLog, AuditOutcome, AuditRecord, Clock, DelegationId, DelegationScope, IdGenerator,
+    AuditLog, AuditOutcome, AuditRecord, Clock, DelegationId, DelegationScope, GrantVerifier,
+    IdGenerator,
     IdempotencyKey, IdempotencyStore, PersonId, Platform, PlatformAccountId, Principal, Scopes,
     Sensitive, StoreError, run_idempotent,
 };
@@ -25,6 +26,80 @@ use crate::ports::{
     RealNameCheck,
 };
 use crate::store::{BindingStore, CardStore, DelegationStore};
+
+/// The one delegation check: the claimed grant, loaded from the store, must name
+/// this delegate and this cardholder, hold `scope` (also claimed: a session may be
+/// narrowed), be unexpired at `now` and unrevoked. A claim alone proves nothing.
+#[allow(clippy::too_many_arguments)]
+async fn live_grant(
+    delegations: &dyn DelegationStore,
+    delegate: &PersonId,
+    on_behalf_of: &PersonId,
+    delegation: &DelegationId,
+    claimed: Scopes,
+    person: &PersonId,
+    scope: DelegationScope,
+    now: DateTime<Utc>,
+) -> Result<Option<Delegation>, StoreError> {
+    if on_behalf_of != person || !claimed.contains(scope) {
+        return Ok(None);
+    }
+    let grant = delegations.get(delegation).await?;
+    Ok(grant.filter(|g| g.delegate == *delegate && g.cardholder == *person && g.allows(scope, now)))
+}
+
+/// The [`GrantVerifier`] over stored delegation grants: the check the card
+/// service itself uses, for the ledger, healthcare and the facade.
+#[derive(Clone)]
+pub struct StoredGrants {
+    delegations: Arc<dyn DelegationStore>,
+}
+
+impl StoredGrants {
+    /// The verifier over this delegation store.
+    pub fn new(delegations: Arc<dyn DelegationStore>) -> Self {
+        Self { delegations }
+    }
+}
+
+impl std::fmt::Debug for StoredGrants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoredGrants")
+    }
+}
+
+#[async_trait::async_trait]
+impl GrantVerifier for StoredGrants {
+    async fn verify(
+        &self,
+        principal: &Principal,
+        person: &PersonId,
+        scope: DelegationScope,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(match principal {
+            Principal::Cardholder { person: p } => p == person,
+            Principal::Delegate {
+                delegate,
+                on_behalf_of,
+                delegation,
+                scopes,
+            } => live_grant(
+                &*self.delegations,
+                delegate,
+                on_behalf_of,
+                delegation,
+                *scopes,
+                person,
+                scope,
+                now,
+            )
+            .await?
+            .is_some(),
+            _ => false,
+        })
+    }
+}
 
 /// Every port the service uses, as shared trait objects.
 #[derive(Clone)]
@@ -281,15 +356,17 @@ impl CardService {
         else {
             return Ok(None);
         };
-        // The scope must be both claimed by the acting principal (a session may be
-        // narrowed) and held by the stored, live grant (a claim alone proves nothing).
-        if on_behalf_of != person || !scopes.contains(scope) {
-            return Ok(None);
-        }
-        let grant = self.ports.delegations.get(delegation).await?;
-        Ok(grant.filter(|g| {
-            g.delegate == *delegate && g.cardholder == *person && g.allows(scope, self.now())
-        }))
+        Ok(live_grant(
+            &*self.ports.delegations,
+            delegate,
+            on_behalf_of,
+            delegation,
+            *scopes,
+            person,
+            scope,
+            self.now(),
+        )
+        .await?)
     }
 
     /// Whether the principal may act for `person` with `scope` (self, or a live grant).
