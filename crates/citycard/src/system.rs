@@ -7,10 +7,10 @@ use chrono::Duration;
 use citycard_binding::{
     BindingConfig, BindingStore, CardIssuer, CardPorts, CardService, CardStore, DelegationStore,
     MemoryBindingStore, MemoryCardStore, MemoryDelegationStore, PlatformWallet, RegistryCardIssuer,
-    SimulatedWallet,
+    SimulatedWallet, StoredGrants,
 };
 use citycard_core::{
-    AuditLog, Clock, IdGenerator, IdempotencyStore, MemoryAuditLog, MemoryIdempotencyStore,
+    AuditLog, Clock, GrantVerifier, OperatorRoles, IdGenerator, IdempotencyStore, MemoryAuditLog, MemoryIdempotencyStore,
     SystemClock, TimeOrderedIdGenerator,
 };
 use citycard_healthcare::{
@@ -74,6 +74,7 @@ pub struct CityCardBuilder {
     binding_config: BindingConfig,
     identity_config: IdentityConfig,
     wallet_limits: WalletLimits,
+    roles: Arc<OperatorRoles>,
 }
 
 impl Default for CityCardBuilder {
@@ -89,6 +90,7 @@ impl Default for CityCardBuilder {
             binding_config: BindingConfig::default(),
             identity_config: IdentityConfig::default(),
             wallet_limits: WalletLimits::default(),
+            roles: Arc::new(OperatorRoles::new()),
         }
     }
 }
@@ -170,6 +172,13 @@ impl CityCardBuilder {
         self
     }
 
+    /// Operators' roles (default: an empty registry, so an operator has no
+    /// role until the host grants one; the registry stays live after build).
+    pub fn operator_roles(mut self, roles: Arc<OperatorRoles>) -> Self {
+        self.roles = roles;
+        self
+    }
+
     /// Opens the stores and wires every service.
     pub async fn build(self) -> Result<CityCard, CityCardError> {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -209,10 +218,14 @@ impl CityCardBuilder {
             self.identity_config,
         ));
 
+        let grants: Arc<dyn GrantVerifier> =
+            Arc::new(StoredGrants::new(stores.delegations.clone()));
         let ledger = Arc::new(
             Ledger::open(stores.ledger.clone(), clock.clone())
                 .await?
-                .with_audit(stores.audit.clone()),
+                .with_audit(stores.audit.clone())
+                .with_grants(grants.clone())
+                .with_roles(self.roles.clone()),
         );
         let accounts = Accounts::new(ledger.clone(), self.wallet_limits);
         accounts.open_system_accounts().await?;
@@ -299,7 +312,7 @@ impl CityCardBuilder {
         let patients = Arc::new(Patients::new(
             identity.clone(),
             stores.cards.clone(),
-            stores.delegations.clone(),
+            grants.clone(),
             stores.social.clone(),
             clock.clone(),
             card_format,

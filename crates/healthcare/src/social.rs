@@ -468,9 +468,10 @@ impl SocialInsuranceService {
     ) -> Result<SocialInsuranceSummary, HealthcareError> {
         let allowed = match actor {
             Principal::Cardholder { person: p } => p == person,
-            Principal::Delegate { delegation, .. } => {
-                actor.may_act_for(person, DelegationScope::ViewRecords)
-                    && self.patients.delegation_is_live(delegation, person).await?
+            Principal::Delegate { .. } => {
+                self.patients
+                    .delegate_allowed(actor, person, DelegationScope::ViewRecords)
+                    .await?
             }
             Principal::Operator { .. } => true,
             _ => false,

@@ -178,7 +178,25 @@ async fn delegates_book_only_with_the_scope_and_a_live_grant() {
             .await,
         Err(HealthcareError::Denied(_))
     ));
-    w.directory.grant(delegation.clone(), pid("psn-1"));
+    w.directory.grant(
+        delegation.clone(),
+        pid("psn-2"),
+        pid("psn-1"),
+        [DelegationScope::BookAppointments].into_iter().collect(),
+    );
+    // Someone else quoting the son's grant, even claiming the scope, books nothing.
+    let quoting = Principal::Delegate {
+        delegate: pid("psn-3"),
+        on_behalf_of: pid("psn-1"),
+        delegation: delegation.clone(),
+        scopes: [DelegationScope::BookAppointments].into_iter().collect(),
+    };
+    assert!(matches!(
+        w.service
+            .book(&quoting, &req("slot-1", "psn-1", "k1", false))
+            .await,
+        Err(HealthcareError::Denied(_))
+    ));
     assert!(matches!(
         w.service
             .book(

@@ -5,11 +5,12 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use citycard_binding::{
-    BlindIndex as CardBlindIndex, CardNumber, CardNumberFormat, CardStore, DelegationStore,
-    IdNumberIndex, PortError, RealNameCheck,
+    BlindIndex as CardBlindIndex, CardNumber, CardNumberFormat, CardStore, IdNumberIndex,
+    PortError, RealNameCheck,
 };
 use citycard_core::{
-    Clock, PersonId, Platform, PlatformAccountId, Sensitive, StoreError, civil_date,
+    Clock, GrantVerifier, PersonId, Platform, PlatformAccountId, Sensitive, StoreError,
+    civil_date,
 };
 use citycard_healthcare::{
     PatientDirectory, PatientIdentifier, PatientRecord, PersonCategory, PersonType,
@@ -57,12 +58,18 @@ fn port(e: impl std::fmt::Display) -> PortError {
 }
 
 /// Decrypts a person's ID number (for an age check only; never logged).
-pub(crate) async fn id_number_of(identity: &IdentityService, person: &Person) -> Option<IdNumber> {
+///
+/// A vault failure (the key service down) is an error for the caller to
+/// retry, never "no ID number": an age check that cannot be made must not
+/// conclude that a minor is an adult.
+pub(crate) async fn id_number_of(
+    identity: &IdentityService,
+    person: &Person,
+) -> Result<IdNumber, citycard_identity::VaultError> {
     identity
         .vault()
         .open_id_number(&person.id_number, &Person::id_number_context(&person.id))
         .await
-        .ok()
 }
 
 /// Card binding's real-name facts, answered by the identity service.
@@ -123,10 +130,8 @@ impl RealNameCheck for IdentityRealNames {
             return Ok(false);
         };
         let today = civil_date(self.clock.now());
-        Ok(id_number_of(&self.identity, &record)
-            .await
-            .and_then(|id| id.age_on(today))
-            .is_some_and(|age| age < GUARDIAN_AGE))
+        let id = id_number_of(&self.identity, &record).await.map_err(port)?;
+        Ok(id.age_on(today).is_some_and(|age| age < GUARDIAN_AGE))
     }
 
     async fn is_guardian_of(
@@ -175,11 +180,12 @@ impl IdNumberIndex for VaultIdIndex {
 }
 
 /// Healthcare's patients: real-name facts from identity, cards from the
-/// registry, insured category from social insurance, delegations from card binding.
+/// registry, insured category from social insurance, delegations checked by the
+/// one [`GrantVerifier`] (card binding's stored grants).
 pub struct Patients {
     identity: Arc<IdentityService>,
     cards: Arc<dyn CardStore>,
-    delegations: Arc<dyn DelegationStore>,
+    grants: Arc<dyn GrantVerifier>,
     social: Arc<dyn SocialInsuranceRecords>,
     clock: Arc<dyn Clock>,
     card_format: CardNumberFormat,
@@ -190,7 +196,7 @@ impl Patients {
     pub fn new(
         identity: Arc<IdentityService>,
         cards: Arc<dyn CardStore>,
-        delegations: Arc<dyn DelegationStore>,
+        grants: Arc<dyn GrantVerifier>,
         social: Arc<dyn SocialInsuranceRecords>,
         clock: Arc<dyn Clock>,
         card_format: CardNumberFormat,
@@ -198,7 +204,7 @@ impl Patients {
         Self {
             identity,
             cards,
-            delegations,
+            grants,
             social,
             clock,
             card_format,
@@ -253,7 +259,8 @@ impl PatientDirectory for Patients {
             Some(PersonCategory::Resident) => {
                 let age = id_number_of(&self.identity, &record)
                     .await
-                    .and_then(|id| id.age_on(today));
+                    .map_err(store)?
+                    .age_on(today);
                 Some(if age.is_some_and(|a| a < 18) {
                     PersonType::Student
                 } else {
@@ -271,15 +278,17 @@ impl PatientDirectory for Patients {
         }))
     }
 
-    async fn delegation_is_live(
+    async fn delegate_allowed(
         &self,
-        delegation: &citycard_core::DelegationId,
+        actor: &citycard_core::Principal,
         patient: &PersonId,
+        scope: citycard_core::DelegationScope,
     ) -> Result<bool, StoreError> {
-        let now = self.clock.now();
-        Ok(self.delegations.get(delegation).await?.is_some_and(|d| {
-            d.cardholder == *patient
-                && d.allows(citycard_core::DelegationScope::BookAppointments, now)
-        }))
+        if !matches!(actor, citycard_core::Principal::Delegate { .. }) {
+            return Ok(false);
+        }
+        self.grants
+            .verify(actor, patient, scope, self.clock.now())
+            .await
     }
 }

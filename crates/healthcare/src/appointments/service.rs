@@ -260,18 +260,21 @@ impl AppointmentService {
     ) -> Result<(), HealthcareError> {
         match actor {
             Principal::Cardholder { person } if person == patient => Ok(()),
-            Principal::Delegate { delegation, .. }
-                if actor.may_act_for(patient, DelegationScope::BookAppointments) =>
-            {
+            Principal::Delegate { .. } => {
                 if self
                     .patients
-                    .delegation_is_live(delegation, patient)
+                    .delegate_allowed(actor, patient, DelegationScope::BookAppointments)
                     .await?
                 {
                     Ok(())
                 } else {
                     Err(self
-                        .deny(actor, action, subject, "the delegation is not live")
+                        .deny(
+                            actor,
+                            action,
+                            subject,
+                            "no live grant lets this delegate book for this patient",
+                        )
                         .await)
                 }
             }
