@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use citycard_core::{
     AuditLog, AuditOutcome, AuditRecord, Clock, DelegationId, DelegationScope, GrantVerifier,
-    IdGenerator,
-    IdempotencyKey, IdempotencyStore, PersonId, Platform, PlatformAccountId, Principal, Scopes,
-    Sensitive, StoreError, run_idempotent,
+    IdGenerator, IdempotencyKey, IdempotencyStore, PersonId, Platform, PlatformAccountId,
+    Principal, Scopes, Sensitive, StoreError, run_idempotent,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -45,7 +44,10 @@ async fn live_grant(
         return Ok(None);
     }
     let grant = delegations.get(delegation).await?;
-    Ok(grant.filter(|g| g.delegate == *delegate && g.cardholder == *person && g.allows(scope, now)))
+    Ok(
+        grant
+            .filter(|g| g.delegate == *delegate && g.cardholder == *person && g.allows(scope, now)),
+    )
 }
 
 /// The [`GrantVerifier`] over stored delegation grants: the check the card

@@ -37,7 +37,7 @@ use citycard_binding::{
 };
 use citycard_core::{
     CivilMonth, ClassifiedError, Clock, ErrorClass, IdempotencyKey, ManualClock, Money, OperatorId,
-    PersonId, Platform, PlatformAccountId, Principal, Sensitive, start_of_civil_day,
+    OperatorRole, PersonId, Platform, PlatformAccountId, Principal, Sensitive, start_of_civil_day,
 };
 use citycard_healthcare::{
     AppointmentStatus, BillRequest, CashSource, CatalogueClass, ChargeItem, ContributionRates,
@@ -437,9 +437,10 @@ impl Journey<'_> {
 
     async fn go(&self, p: &mut Printer<'_>) -> Result<DemoSummary, DemoError> {
         let city = self.city;
-        let operator = Principal::Operator {
-            operator: parse::<OperatorId>("opr-counter-1")?,
-        };
+        let counter = parse::<OperatorId>("opr-counter-1")?;
+        city.operator_roles()
+            .grant(counter.clone(), OperatorRole::CardDesk);
+        let operator = Principal::Operator { operator: counter };
         let system = Principal::System;
 
         // 1. People and cards.
@@ -667,7 +668,7 @@ impl Journey<'_> {
                     "topped up {} from Alipay: wallet {} → {}",
                     y(amount),
                     y(opening_balance),
-                    y(receipt.balance)
+                    receipt.balance.map_or_else(|| "(not shown)".to_owned(), y)
                 ))?;
                 amount
             }

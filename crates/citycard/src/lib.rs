@@ -10,14 +10,21 @@
 //! ```
 //! use std::sync::Arc;
 //! use citycard::{CityCard, NewCitizenCard};
-//! use citycard::core::{IdempotencyKey, ManualClock, Money, OperatorId, Platform, Principal, Sensitive};
+//! use citycard::core::{
+//!     IdempotencyKey, ManualClock, Money, OperatorId, OperatorRole, OperatorRoles, Platform,
+//!     Principal, Sensitive,
+//! };
 //! use citycard::identity::{IdNumber, RegionCode, Sex};
 //!
 //! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 //! # rt.block_on(async {
+//! // Operators' roles come from the host's registry, never from the caller.
+//! let roles = Arc::new(OperatorRoles::new());
+//! roles.grant(OperatorId::parse("opr-1").unwrap(), OperatorRole::CardDesk);
 //! let city = CityCard::builder()
 //!     .in_memory()
 //!     .clock(Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0)))
+//!     .operator_roles(roles)
 //!     .build()
 //!     .await?;
 //! let key = |k: &str| IdempotencyKey::parse(k).unwrap();

@@ -10,8 +10,8 @@ use citycard_binding::{
     SimulatedWallet, StoredGrants,
 };
 use citycard_core::{
-    AuditLog, Clock, GrantVerifier, OperatorRoles, IdGenerator, IdempotencyStore, MemoryAuditLog, MemoryIdempotencyStore,
-    SystemClock, TimeOrderedIdGenerator,
+    AuditLog, Clock, GrantVerifier, IdGenerator, IdempotencyStore, MemoryAuditLog,
+    MemoryIdempotencyStore, OperatorRoles, SystemClock, TimeOrderedIdGenerator,
 };
 use citycard_healthcare::{
     AppointmentService, AppointmentStore, BillingService, BookingPolicy, MemoryAppointmentStore,
@@ -30,7 +30,9 @@ use citycard_transit::{
 };
 
 use citycard_binding::{Card, CardChange, CardId, IssueCard, ReplaceCard, ServiceSet};
-use citycard_core::{IdempotencyKey, PersonId, Principal, Sensitive};
+use citycard_core::{
+    AuditOutcome, AuditRecord, IdempotencyKey, OperatorRole, PersonId, Principal, Sensitive,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::Accounts;
@@ -269,6 +271,9 @@ impl CityCardBuilder {
         let wallet = WalletService::new(
             ledger.clone(),
             cards.clone(),
+            stores.bindings.clone(),
+            grants.clone(),
+            self.roles.clone(),
             stores.audit.clone(),
             clock.clone(),
         );
@@ -364,6 +369,8 @@ impl CityCardBuilder {
                 social,
             },
             guardians,
+            roles: self.roles,
+            grants,
             card_issuer,
             simulated_verifier,
             simulated_wallet,
@@ -517,6 +524,8 @@ pub struct CityCard {
     transit: Transit,
     healthcare: Healthcare,
     guardians: Arc<Guardianships>,
+    roles: Arc<OperatorRoles>,
+    grants: Arc<dyn GrantVerifier>,
     card_issuer: Arc<dyn CardIssuer>,
     simulated_verifier: Option<Arc<SimulatedVerifier>>,
     simulated_wallet: Option<Arc<SimulatedWallet>>,
@@ -583,6 +592,47 @@ impl CityCard {
         &self.card_issuer
     }
 
+    /// Operators' roles: grant and revoke them here (an operator starts with none).
+    pub fn operator_roles(&self) -> &Arc<OperatorRoles> {
+        &self.roles
+    }
+
+    /// The one check of a delegate against the stored grants.
+    pub fn grants(&self) -> &Arc<dyn GrantVerifier> {
+        &self.grants
+    }
+
+    /// Refuses `principal` unless it is the system or an operator holding
+    /// one of `roles`; a refusal is audited.
+    async fn require_role(
+        &self,
+        principal: &Principal,
+        roles: &[OperatorRole],
+        action: &'static str,
+        subject: String,
+    ) -> Result<(), CityCardError> {
+        if self.roles.allows(principal, roles) {
+            return Ok(());
+        }
+        self.stores
+            .audit
+            .append(
+                AuditRecord::new(
+                    self.clock.now(),
+                    principal.clone(),
+                    action,
+                    subject,
+                    AuditOutcome::Denied,
+                )
+                .with("reason", "no operator role for this"),
+            )
+            .await?;
+        Err(CityCardError::Denied {
+            actor: principal.to_string(),
+            action,
+        })
+    }
+
     /// Registered guardianships (for minors' consent).
     pub fn guardianships(&self) -> &Guardianships {
         &self.guardians
@@ -625,7 +675,8 @@ impl CityCard {
 
     /// Issues a citizen card to an enrolled person: opens the card's capped
     /// e-wallet and the person's medical accounts in the ledger, then
-    /// registers the card. Operators and the system only; idempotent with `key`.
+    /// registers the card. The system and card-desk operators only (checked
+    /// before anything is opened); idempotent with `key`.
     #[tracing::instrument(name = "citycard.issue_card", skip_all, fields(key = %key, kind = %request.kind))]
     pub async fn issue_card(
         &self,
@@ -633,12 +684,13 @@ impl CityCard {
         key: &IdempotencyKey,
         request: &NewCitizenCard,
     ) -> Result<Card, CityCardError> {
-        if !matches!(principal, Principal::Operator { .. } | Principal::System) {
-            return Err(CityCardError::Denied {
-                actor: principal.to_string(),
-                action: "issue cards",
-            });
-        }
+        self.require_role(
+            principal,
+            &[OperatorRole::CardDesk],
+            "card.issue",
+            format!("person:{}", request.holder),
+        )
+        .await?;
         let number = self.cards.parse_card_number(&request.number)?;
         let wallet = self.accounts.open_wallet(&number, &request.holder).await?;
         self.accounts.open_medical_accounts(&request.holder).await?;
@@ -660,8 +712,10 @@ impl CityCard {
             .await?)
     }
 
-    /// Replaces a lost card (补卡): opens the new card's wallet, then the card
-    /// service moves the bindings and the ledger carries the balance over.
+    /// Replaces a lost card (补卡): the system and card-desk operators only,
+    /// checked before anything is opened; then opens the new card's wallet,
+    /// and the card service moves the bindings and the ledger carries the
+    /// balance over.
     #[tracing::instrument(name = "citycard.replace_card", skip_all, fields(key = %key, card = %card))]
     pub async fn replace_card(
         &self,
@@ -670,6 +724,13 @@ impl CityCard {
         card: &CardId,
         new_number: &str,
     ) -> Result<CardChange, CityCardError> {
+        self.require_role(
+            principal,
+            &[OperatorRole::CardDesk],
+            "card.replace",
+            format!("card:{card}"),
+        )
+        .await?;
         let old = self.cards.card(principal, card).await?;
         let number = self.cards.parse_card_number(new_number)?;
         let wallet = self.accounts.open_wallet(&number, &old.holder).await?;

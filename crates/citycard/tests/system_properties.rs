@@ -17,8 +17,8 @@ use citycard::binding::{
     BindRequest, BindingId, BindingState, ConsentInput, DataCategory, RemovalReason,
 };
 use citycard::core::{
-    Clock, IdempotencyKey, ManualClock, Money, OperatorId, PersonId, Platform, PlatformAccountId,
-    Principal, Sensitive, SequentialIdGenerator, civil_date,
+    Clock, IdempotencyKey, ManualClock, Money, OperatorId, OperatorRole, PersonId, Platform,
+    PlatformAccountId, Principal, Sensitive, SequentialIdGenerator, civil_date,
 };
 use citycard::healthcare::{
     BillRequest, BookRequest, CashSource, CatalogueClass, ChargeItem, HospitalId, HospitalLevel,
@@ -79,6 +79,10 @@ impl World {
             .build()
             .await
             .expect("builds");
+        for role in [OperatorRole::CardDesk, OperatorRole::Finance] {
+            city.operator_roles()
+                .grant(OperatorId::parse("opr-1").expect("valid id"), role);
+        }
         let mut holders = Vec::new();
         for i in 0..PEOPLE {
             let id_number = IdNumber::generate(

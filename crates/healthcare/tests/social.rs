@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use citycard_core::{
-    CivilMonth, DelegationScope, ManualClock, Money, PersonId, Principal, Scopes,
-};
+use citycard_core::{CivilMonth, DelegationScope, ManualClock, Money, PersonId, Principal, Scopes};
 use citycard_healthcare::social::generate_history;
 use citycard_healthcare::{
     ContributionRates, ContributionStatus, Employer, EmploymentSpell, HealthcareError, Insurance,

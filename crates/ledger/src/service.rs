@@ -215,7 +215,6 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
-
 impl Ledger {
     /// Opens the ledger on a store, rebuilding the state it acknowledged.
     pub async fn open(
@@ -308,7 +307,10 @@ impl Ledger {
         accounts: &[Option<Account>],
     ) -> Result<bool, LedgerError> {
         for a in accounts.iter().flatten() {
-            if self.may_read(principal, a, DelegationScope::ViewRecords).await? {
+            if self
+                .may_read(principal, a, DelegationScope::ViewRecords)
+                .await?
+            {
                 return Ok(true);
             }
         }
@@ -316,7 +318,12 @@ impl Ledger {
     }
 
     /// Audits a denial and returns the error.
-    async fn deny(&self, principal: &Principal, action: &'static str, subject: String) -> LedgerError {
+    async fn deny(
+        &self,
+        principal: &Principal,
+        action: &'static str,
+        subject: String,
+    ) -> LedgerError {
         warn!(action, subject = %subject, "ledger call denied");
         self.audit(AuditRecord::new(
             self.clock.now(),
@@ -432,7 +439,10 @@ impl Ledger {
                 .deny(
                     principal,
                     "create transfers",
-                    format!("transfer:{}", batch.first().map(|t| t.id).unwrap_or_default()),
+                    format!(
+                        "transfer:{}",
+                        batch.first().map(|t| t.id).unwrap_or_default()
+                    ),
                 )
                 .await);
         }
@@ -673,7 +683,8 @@ impl Ledger {
                 )
                 .await);
         }
-        self.audit_read(principal, &account, "ledger.statement").await;
+        self.audit_read(principal, &account, "ledger.statement")
+            .await;
         let state = self.lock().await?;
         statement(&state.engine, id, from, to).ok_or(LedgerError::AccountNotFound(id))
     }

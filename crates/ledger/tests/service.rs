@@ -12,8 +12,8 @@ use citycard_core::{
 };
 use citycard_ledger::{
     AccountId, AccountKind, CreateTransferResult as R, ExternalEntry, Ledger, LedgerError,
-    LedgerStore, MemoryLedgerStore, NewAccount, NewTransfer, Owner, Reference, TransferId, WalletHolder,
-    WalletLimits,
+    LedgerStore, MemoryLedgerStore, NewAccount, NewTransfer, Owner, Reference, TransferId,
+    WalletHolder, WalletLimits,
 };
 use citycard_testkit::Fault;
 use citycard_testkit::ledger::FaultyLedgerStore;
@@ -136,24 +136,22 @@ async fn cardholders_read_their_own_accounts_and_write_nothing() {
     let roles = Arc::new(OperatorRoles::new());
     let finance = OperatorId::parse("opr-1").unwrap();
     roles.grant(finance.clone(), OperatorRole::Finance);
-    let ledger = ledger
-        .with_roles(roles)
-        .with_grants(Arc::new(Grants(vec![
-            (
-                "dlg-1",
-                "psn-kid",
-                "psn-ann",
-                Scopes::default().with(DelegationScope::ViewBalance),
-                true,
-            ),
-            (
-                "dlg-old",
-                "psn-kid",
-                "psn-ann",
-                Scopes::default().with(DelegationScope::ViewBalance),
-                false,
-            ),
-        ])));
+    let ledger = ledger.with_roles(roles).with_grants(Arc::new(Grants(vec![
+        (
+            "dlg-1",
+            "psn-kid",
+            "psn-ann",
+            Scopes::default().with(DelegationScope::ViewBalance),
+            true,
+        ),
+        (
+            "dlg-old",
+            "psn-kid",
+            "psn-ann",
+            Scopes::default().with(DelegationScope::ViewBalance),
+            false,
+        ),
+    ])));
     let ann = Principal::cardholder(person("psn-ann"));
     let t = NewTransfer::new(id(1), CLEARING, WALLET, Money::from_yuan(5), 1);
     assert!(matches!(
@@ -236,7 +234,13 @@ async fn platforms_and_operators_without_a_role_move_no_money_and_read_no_wallet
     ledger
         .create_transfers(
             &sys,
-            vec![NewTransfer::new(id(1), CLEARING, WALLET, Money::from_yuan(100), 1)],
+            vec![NewTransfer::new(
+                id(1),
+                CLEARING,
+                WALLET,
+                Money::from_yuan(100),
+                1,
+            )],
         )
         .await
         .unwrap();

@@ -9,8 +9,7 @@ use citycard_binding::{
     PortError, RealNameCheck,
 };
 use citycard_core::{
-    Clock, GrantVerifier, PersonId, Platform, PlatformAccountId, Sensitive, StoreError,
-    civil_date,
+    Clock, GrantVerifier, PersonId, Platform, PlatformAccountId, Sensitive, StoreError, civil_date,
 };
 use citycard_healthcare::{
     PatientDirectory, PatientIdentifier, PatientRecord, PersonCategory, PersonType,
