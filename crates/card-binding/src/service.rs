@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use citycard_core::{
     AuditLog, AuditOutcome, AuditRecord, Clock, DelegationId, DelegationScope, GrantVerifier,
-    IdGenerator, IdempotencyKey, IdempotencyStore, PersonId, Platform, PlatformAccountId,
-    Principal, Scopes, Sensitive, StoreError, run_idempotent,
+    IdGenerator, IdempotencyKey, IdempotencyStore, OperatorRole, OperatorRoles, PersonId, Platform,
+    PlatformAccountId, Principal, Scopes, Sensitive, StoreError, run_idempotent,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -260,10 +260,17 @@ struct BindFingerprint<'a> {
 type BindOutcome = Result<BindingReceipt, Refusal>;
 
 /// The card-binding service; see the crate docs for the flow.
+///
+/// Back-office operations are for the system and operators. Without a role
+/// registry ([`CardService::with_roles`]) every operator passes, as when the
+/// crate is used alone behind the issuer's own access control; with one, an
+/// operator needs the card-desk role to change cards, bindings and grants,
+/// and the card-desk or auditor role to read them.
 pub struct CardService {
     ports: CardPorts,
     config: BindingConfig,
     settling: Mutex<HashSet<BindingId>>,
+    roles: Option<Arc<OperatorRoles>>,
 }
 
 impl std::fmt::Debug for CardService {
@@ -295,6 +302,24 @@ impl CardService {
             ports,
             config,
             settling: Mutex::default(),
+            roles: None,
+        }
+    }
+
+    /// Looks operators' roles up in `roles` (see the type's docs).
+    #[must_use]
+    pub fn with_roles(mut self, roles: Arc<OperatorRoles>) -> Self {
+        self.roles = Some(roles);
+        self
+    }
+
+    /// The system, or an operator holding one of `roles` (any operator without a registry).
+    fn back_office(&self, principal: &Principal, roles: &[OperatorRole]) -> bool {
+        match (principal, &self.roles) {
+            (Principal::System, _) => true,
+            (Principal::Operator { .. }, None) => true,
+            (Principal::Operator { .. }, Some(registry)) => registry.allows(principal, roles),
+            _ => false,
         }
     }
 
@@ -413,7 +438,7 @@ impl CardService {
         key: &IdempotencyKey,
         request: &IssueCard,
     ) -> Result<Card, BindingError> {
-        if !matches!(principal, Principal::Operator { .. } | Principal::System) {
+        if !self.back_office(principal, &[OperatorRole::CardDesk]) {
             return Err(self
                 .deny(
                     principal,
@@ -502,8 +527,7 @@ impl CardService {
     /// The card with this id, for its holder, a delegate with a viewing scope, or an operator.
     pub async fn card(&self, principal: &Principal, id: &CardId) -> Result<Card, BindingError> {
         let card = self.load_card(id).await?;
-        if !(principal.is_operator()
-            || matches!(principal, Principal::System)
+        if !(self.back_office(principal, &[OperatorRole::CardDesk, OperatorRole::Auditor])
             || self
                 .acts_for(principal, &card.holder, DelegationScope::ViewBalance)
                 .await?)
@@ -614,7 +638,9 @@ impl CardService {
         holder_allowed: bool,
     ) -> Result<(), BindingError> {
         let allowed = match principal {
-            Principal::Operator { .. } | Principal::System => true,
+            Principal::Operator { .. } | Principal::System => {
+                self.back_office(principal, &[OperatorRole::CardDesk])
+            }
             Principal::Cardholder { person } => holder_allowed && *person == card.holder,
             _ => false,
         };
@@ -1702,7 +1728,7 @@ impl CardService {
         principal: &Principal,
         limit: usize,
     ) -> Result<usize, BindingError> {
-        if !matches!(principal, Principal::System | Principal::Operator { .. }) {
+        if !self.back_office(principal, &[OperatorRole::CardDesk]) {
             return Err(self
                 .deny(
                     principal,
@@ -1734,7 +1760,17 @@ impl CardService {
         action: &str,
     ) -> Result<(), BindingError> {
         let allowed = match principal {
-            Principal::Operator { .. } | Principal::System => true,
+            Principal::Operator { .. } | Principal::System => self.back_office(
+                principal,
+                if matches!(
+                    scope,
+                    DelegationScope::ViewBalance | DelegationScope::ViewRecords
+                ) {
+                    &[OperatorRole::CardDesk, OperatorRole::Auditor]
+                } else {
+                    &[OperatorRole::CardDesk]
+                },
+            ),
             Principal::Platform { platform } => *platform == binding.platform,
             _ => self.acts_for(principal, &binding.holder, scope).await?,
         };
@@ -1773,7 +1809,9 @@ impl CardService {
         account: &PlatformAccountId,
     ) -> Result<Vec<Binding>, BindingError> {
         let allowed = match principal {
-            Principal::Operator { .. } | Principal::System => true,
+            Principal::Operator { .. } | Principal::System => {
+                self.back_office(principal, &[OperatorRole::CardDesk, OperatorRole::Auditor])
+            }
             Principal::Platform { platform: p } => p == platform,
             Principal::Cardholder { person } => {
                 self.ports
@@ -1805,8 +1843,7 @@ impl CardService {
         principal: &Principal,
         holder: &PersonId,
     ) -> Result<Vec<Card>, BindingError> {
-        if !(principal.is_operator()
-            || matches!(principal, Principal::System)
+        if !(self.back_office(principal, &[OperatorRole::CardDesk, OperatorRole::Auditor])
             || self
                 .acts_for(principal, holder, DelegationScope::ViewBalance)
                 .await?)
@@ -2041,7 +2078,7 @@ impl CardService {
         card: &CardId,
         view: BalanceView,
     ) -> Result<Vec<BindingId>, BindingError> {
-        if !matches!(principal, Principal::System | Principal::Operator { .. }) {
+        if !self.back_office(principal, &[OperatorRole::CardDesk]) {
             return Err(self
                 .deny(
                     principal,
@@ -2202,7 +2239,9 @@ impl CardService {
                     }
                 })?;
                 let allowed = match principal {
-                    Principal::Operator { .. } | Principal::System => true,
+                    Principal::Operator { .. } | Principal::System => {
+                        self.back_office(principal, &[OperatorRole::CardDesk])
+                    }
                     Principal::Cardholder { person } => {
                         *person == grant.granted_by
                             || *person == grant.cardholder
@@ -2249,7 +2288,9 @@ impl CardService {
         cardholder: &PersonId,
     ) -> Result<Vec<Delegation>, BindingError> {
         let allowed = match principal {
-            Principal::Operator { .. } | Principal::System => true,
+            Principal::Operator { .. } | Principal::System => {
+                self.back_office(principal, &[OperatorRole::CardDesk, OperatorRole::Auditor])
+            }
             Principal::Cardholder { person } => {
                 person == cardholder
                     || self

@@ -246,28 +246,31 @@ impl CityCardBuilder {
             stores.cards.clone(),
             id_index.clone(),
         ));
-        let cards = Arc::new(CardService::new(
-            CardPorts {
-                cards: stores.cards.clone(),
-                bindings: stores.bindings.clone(),
-                delegations: stores.delegations.clone(),
-                idempotency: stores.idempotency.clone(),
-                audit: stores.audit.clone(),
-                clock: clock.clone(),
-                ids: ids.clone(),
-                real_names: Arc::new(IdentityRealNames::new(
-                    identity.clone(),
-                    guardians.clone(),
-                    clock.clone(),
-                )),
-                id_index: id_index.clone(),
-                issuer: card_issuer.clone(),
-                wallet: platform_wallet,
-                funds: Arc::new(LedgerCardFunds::new(ledger.clone())),
-                balances: Arc::new(LedgerBalances::new(ledger.clone(), clock.clone())),
-            },
-            self.binding_config,
-        ));
+        let cards = Arc::new(
+            CardService::new(
+                CardPorts {
+                    cards: stores.cards.clone(),
+                    bindings: stores.bindings.clone(),
+                    delegations: stores.delegations.clone(),
+                    idempotency: stores.idempotency.clone(),
+                    audit: stores.audit.clone(),
+                    clock: clock.clone(),
+                    ids: ids.clone(),
+                    real_names: Arc::new(IdentityRealNames::new(
+                        identity.clone(),
+                        guardians.clone(),
+                        clock.clone(),
+                    )),
+                    id_index: id_index.clone(),
+                    issuer: card_issuer.clone(),
+                    wallet: platform_wallet,
+                    funds: Arc::new(LedgerCardFunds::new(ledger.clone())),
+                    balances: Arc::new(LedgerBalances::new(ledger.clone(), clock.clone())),
+                },
+                self.binding_config,
+            )
+            .with_roles(self.roles.clone()),
+        );
         let wallet = WalletService::new(
             ledger.clone(),
             cards.clone(),
