@@ -206,19 +206,22 @@ impl CityCardBuilder {
                     .map_err(|e| CityCardError::Config(format!("vault keys: {e}")))?,
             ),
         };
-        let identity = Arc::new(IdentityService::new(
-            IdentityPorts {
-                persons: stores.persons.clone(),
-                accounts: stores.platform_accounts.clone(),
-                verifier,
-                vault: Vault::new(keys),
-                audit: stores.audit.clone(),
-                idempotency: stores.idempotency.clone(),
-                clock: clock.clone(),
-                ids: ids.clone(),
-            },
-            self.identity_config,
-        ));
+        let identity = Arc::new(
+            IdentityService::new(
+                IdentityPorts {
+                    persons: stores.persons.clone(),
+                    accounts: stores.platform_accounts.clone(),
+                    verifier,
+                    vault: Vault::new(keys),
+                    audit: stores.audit.clone(),
+                    idempotency: stores.idempotency.clone(),
+                    clock: clock.clone(),
+                    ids: ids.clone(),
+                },
+                self.identity_config,
+            )
+            .with_roles(self.roles.clone()),
+        );
 
         let grants: Arc<dyn GrantVerifier> =
             Arc::new(StoredGrants::new(stores.delegations.clone()));
@@ -349,7 +352,8 @@ impl CityCardBuilder {
             patients,
             Some(medical_payments),
             clock.clone(),
-        );
+        )
+        .with_audit(stores.audit.clone());
 
         Ok(CityCard {
             clock,

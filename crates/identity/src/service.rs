@@ -20,8 +20,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use citycard_core::{
     AuditLog, AuditOutcome, AuditRecord, Clock, Fingerprint, IdGenerator, IdempotencyKey,
-    IdempotencyStore, PersonId, Platform, PlatformAccountId, Principal, Sensitive, StoreError,
-    civil_date, run_idempotent,
+    IdempotencyStore, OperatorRole, OperatorRoles, PersonId, Platform, PlatformAccountId,
+    Principal, Sensitive, StoreError, civil_date, run_idempotent,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, info_span};
@@ -174,9 +174,15 @@ impl RealNameStatus {
 
 /// The identity service.
 #[derive(Clone)]
+///
+/// Reads of persons and accounts name their principal and are audited
+/// (allowed and denied) unless the system reads for its own processing.
+/// Without a role registry ([`IdentityService::with_roles`]) every operator
+/// may read; with one, an operator needs the card-desk or auditor role.
 pub struct IdentityService {
     ports: IdentityPorts,
     config: IdentityConfig,
+    roles: Option<std::sync::Arc<OperatorRoles>>,
 }
 
 impl std::fmt::Debug for IdentityService {
@@ -196,7 +202,62 @@ const MAX_EXTERNAL_ID: usize = 128;
 impl IdentityService {
     /// A service over its ports.
     pub fn new(ports: IdentityPorts, config: IdentityConfig) -> Self {
-        Self { ports, config }
+        Self {
+            ports,
+            config,
+            roles: None,
+        }
+    }
+
+    /// Looks operators' roles up in `roles` for reads (see the type's docs).
+    #[must_use]
+    pub fn with_roles(mut self, roles: std::sync::Arc<OperatorRoles>) -> Self {
+        self.roles = Some(roles);
+        self
+    }
+
+    /// The system, or an operator with a reading role (any operator without a registry).
+    fn may_read_back_office(&self, actor: &Principal) -> bool {
+        match (actor, &self.roles) {
+            (Principal::System, _) | (Principal::Operator { .. }, None) => true,
+            (Principal::Operator { .. }, Some(roles)) => {
+                roles.allows(actor, &[OperatorRole::CardDesk, OperatorRole::Auditor])
+            }
+            _ => false,
+        }
+    }
+
+    /// Audits a read of personal data (not the system's own) and refuses it when not `allowed`.
+    async fn audit_read(
+        &self,
+        actor: &Principal,
+        allowed: bool,
+        action: &'static str,
+        what: &'static str,
+        subject: String,
+    ) -> Result<(), IdentityError> {
+        if !allowed || !matches!(actor, Principal::System) {
+            self.audit(AuditRecord::new(
+                self.ports.clock.now(),
+                actor.clone(),
+                action,
+                subject,
+                if allowed {
+                    AuditOutcome::Succeeded
+                } else {
+                    AuditOutcome::Denied
+                },
+            ))
+            .await?;
+        }
+        if allowed {
+            Ok(())
+        } else {
+            Err(IdentityError::Denied {
+                actor: actor.to_string(),
+                action: what,
+            })
+        }
     }
 
     /// The configuration.
@@ -881,12 +942,29 @@ impl IdentityService {
         .await
     }
 
-    /// Whether an account is real-name verified, and as whom (for card binding).
+    /// Whether an account is real-name verified, and as whom (for card
+    /// binding): for the account's platform, the person it is verified as,
+    /// reading operators and the system.
     pub async fn real_name_status(
         &self,
+        actor: &Principal,
         account_id: &PlatformAccountId,
     ) -> Result<RealNameStatus, IdentityError> {
         let account = self.load_account(account_id).await?;
+        let allowed = self.may_read_back_office(actor)
+            || match actor {
+                Principal::Platform { platform } => *platform == account.platform,
+                Principal::Cardholder { person } => account.person.as_ref() == Some(person),
+                _ => false,
+            };
+        self.audit_read(
+            actor,
+            allowed,
+            "identity.real_name_status",
+            "read this account's real-name status",
+            subject(account_id),
+        )
+        .await?;
         Ok(RealNameStatus {
             account: account.id,
             platform: account.platform,
@@ -896,12 +974,24 @@ impl IdentityService {
         })
     }
 
-    /// The account a platform knows by its own id, if registered.
+    /// The account a platform knows by its own id, if registered: for that
+    /// platform, reading operators and the system.
     pub async fn find_account(
         &self,
+        actor: &Principal,
         platform: &Platform,
         external_id: &str,
     ) -> Result<Option<PlatformAccount>, IdentityError> {
+        let allowed = self.may_read_back_office(actor)
+            || matches!(actor, Principal::Platform { platform: p } if p == platform);
+        self.audit_read(
+            actor,
+            allowed,
+            "identity.find_account",
+            "look up another platform's accounts",
+            format!("platform:{platform}"),
+        )
+        .await?;
         Ok(self
             .ports
             .accounts
@@ -909,8 +999,23 @@ impl IdentityService {
             .await?)
     }
 
-    /// A person by id (ciphertext and masked forms only).
-    pub async fn person(&self, id: &PersonId) -> Result<Option<Person>, IdentityError> {
+    /// A person by id (ciphertext and masked forms only): for the person,
+    /// reading operators and the system.
+    pub async fn person(
+        &self,
+        actor: &Principal,
+        id: &PersonId,
+    ) -> Result<Option<Person>, IdentityError> {
+        let allowed = self.may_read_back_office(actor)
+            || matches!(actor, Principal::Cardholder { person } if person == id);
+        self.audit_read(
+            actor,
+            allowed,
+            "identity.person",
+            "read this person's record",
+            format!("person:{id}"),
+        )
+        .await?;
         Ok(self.ports.persons.get(id).await?)
     }
 
@@ -929,18 +1034,21 @@ impl IdentityService {
             .is_some_and(|p| p.id_number_index == index))
     }
 
-    /// The person with this ID number, by blind index. Operators and the system only.
+    /// The person with this ID number, by blind index. Reading operators and
+    /// the system only; audited.
     pub async fn find_person_by_id_number(
         &self,
         actor: &Principal,
         id_number: &IdNumber,
     ) -> Result<Option<Person>, IdentityError> {
-        if !matches!(actor, Principal::Operator { .. } | Principal::System) {
-            return Err(IdentityError::Denied {
-                actor: actor.to_string(),
-                action: "look up persons by id number",
-            });
-        }
+        self.audit_read(
+            actor,
+            self.may_read_back_office(actor),
+            "identity.find_person_by_id_number",
+            "look up persons by id number",
+            "person:*".into(),
+        )
+        .await?;
         let index = self.ports.vault.blind_index(id_number).await?;
         Ok(self.ports.persons.find_by_id_number_index(&index).await?)
     }

@@ -100,7 +100,11 @@ impl RealNameCheck for IdentityRealNames {
         platform: &Platform,
         account: &PlatformAccountId,
     ) -> Result<Option<PersonId>, PortError> {
-        match self.identity.real_name_status(account).await {
+        match self
+            .identity
+            .real_name_status(&citycard_core::Principal::System, account)
+            .await
+        {
             Ok(status) if status.platform == *platform && status.level.is_verified() => {
                 Ok(status.person)
             }
@@ -125,7 +129,12 @@ impl RealNameCheck for IdentityRealNames {
     }
 
     async fn guardian_required(&self, person: &PersonId) -> Result<bool, PortError> {
-        let Some(record) = self.identity.person(person).await.map_err(port)? else {
+        let Some(record) = self
+            .identity
+            .person(&citycard_core::Principal::System, person)
+            .await
+            .map_err(port)?
+        else {
             return Ok(false);
         };
         let today = civil_date(self.clock.now());
@@ -245,7 +254,12 @@ impl PatientDirectory for Patients {
     }
 
     async fn patient(&self, person: &PersonId) -> Result<Option<PatientRecord>, StoreError> {
-        let Some(record) = self.identity.person(person).await.map_err(store)? else {
+        let Some(record) = self
+            .identity
+            .person(&citycard_core::Principal::System, person)
+            .await
+            .map_err(store)?
+        else {
             return Ok(None);
         };
         let category = self.social.category(person).await?;
