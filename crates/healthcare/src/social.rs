@@ -469,7 +469,7 @@ impl SocialInsuranceService {
     }
 
     /// The summary for a person: the person, a delegate with the view-records scope under a
-    /// live grant, or an operator.
+    /// live grant, an operator or the system.
     #[tracing::instrument(skip_all)]
     pub async fn summary(
         &self,
@@ -483,7 +483,7 @@ impl SocialInsuranceService {
                     .delegate_allowed(actor, person, DelegationScope::ViewRecords)
                     .await?
             }
-            Principal::Operator { .. } => true,
+            Principal::Operator { .. } | Principal::System => true,
             _ => false,
         };
         if let Some(audit) = &self.audit
