@@ -573,7 +573,9 @@ impl CityCard {
         &self.wallet
     }
 
-    /// The ledger itself.
+    /// The ledger itself. It authorises per account: only the system and
+    /// finance operators write; a platform reads only its own clearing
+    /// account and tops up through [`CityCard::wallet`].
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }

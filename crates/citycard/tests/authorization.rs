@@ -371,6 +371,7 @@ async fn bind(
     (account.id, receipt.binding)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn grant(
     city: &CityCard,
     grantor: &PersonId,
