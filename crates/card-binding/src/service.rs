@@ -541,7 +541,29 @@ impl CardService {
                 )
                 .await);
         }
+        self.audit_read(principal, "card.view", subject_card(id))
+            .await?;
         Ok(card)
+    }
+
+    /// Audits a read allowed to anyone but the system (whose reads serve its own work).
+    async fn audit_read(
+        &self,
+        principal: &Principal,
+        action: &str,
+        subject: String,
+    ) -> Result<(), BindingError> {
+        if matches!(principal, Principal::System) {
+            return Ok(());
+        }
+        self.audit(AuditRecord::new(
+            self.now(),
+            principal.clone(),
+            action,
+            subject,
+            AuditOutcome::Succeeded,
+        ))
+        .await
     }
 
     async fn load_card(&self, id: &CardId) -> Result<Card, BindingError> {
@@ -1797,6 +1819,8 @@ impl CardService {
         let b = self.load_binding(id).await?;
         self.authorize_binding(principal, &b, DelegationScope::ViewRecords, "binding.view")
             .await?;
+        self.audit_read(principal, "binding.view", subject_binding(id))
+            .await?;
         Ok(b)
     }
 
@@ -1857,6 +1881,8 @@ impl CardService {
                 )
                 .await);
         }
+        self.audit_read(principal, "card.list", format!("person:{holder}"))
+            .await?;
         Ok(self.ports.cards.by_holder(holder).await?)
     }
 
@@ -2312,6 +2338,8 @@ impl CardService {
                 )
                 .await);
         }
+        self.audit_read(principal, "delegation.list", format!("person:{cardholder}"))
+            .await?;
         Ok(self.ports.delegations.for_cardholder(cardholder).await?)
     }
 

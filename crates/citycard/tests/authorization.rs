@@ -132,6 +132,29 @@ const OPS: [Op; 26] = [
 ];
 
 impl Op {
+    /// Whether the operation only reads personal data (an allowed read by
+    /// anyone but the system must be audited too).
+    fn is_read(self) -> bool {
+        matches!(
+            self,
+            Op::WalletBalance
+                | Op::WalletStatement
+                | Op::ViewCard
+                | Op::CardsOf
+                | Op::ViewBinding
+                | Op::ListDelegations
+                | Op::LedgerAccount
+                | Op::LedgerStatement
+                | Op::IdentityPerson
+                | Op::RealNameStatus
+                | Op::FindAccount
+                | Op::FindPersonByIdNumber
+                | Op::BannedUntil
+                | Op::SocialSummary
+                | Op::QuoteBill
+        )
+    }
+
     /// The delegation scope the operation needs (what the "right scope" delegate holds).
     fn scope(self) -> DelegationScope {
         match self {
@@ -940,14 +963,14 @@ impl World {
         format!("{ledger:?}\n{cards:?}\n{bindings}")
     }
 
-    async fn denials(&self) -> Vec<Principal> {
+    async fn audited(&self, outcome: AuditOutcome) -> Vec<Principal> {
         self.city
             .audit()
             .query(&AuditQuery::all())
             .await
             .expect("audit")
             .into_iter()
-            .filter(|e| e.record.outcome == AuditOutcome::Denied)
+            .filter(|e| e.record.outcome == outcome)
             .map(|e| e.record.actor)
             .collect()
     }
@@ -968,16 +991,25 @@ async fn every_operation_answers_every_principal_as_the_table_says() {
             let world = World::new().await;
             let principal = world.principal(who, op);
             let before = world.snapshot().await;
-            let denials_before = world.denials().await.len();
+            let denials_before = world.audited(AuditOutcome::Denied).await.len();
+            let reads_before = world.audited(AuditOutcome::Succeeded).await.len();
             let result = world.run(op, &principal).await;
             let expect_allowed = allowed.contains(&i);
             match (&result, expect_allowed) {
-                (Ok(()), true) => {}
+                (Ok(()), true) => {
+                    let reads = world.audited(AuditOutcome::Succeeded).await;
+                    if op.is_read()
+                        && who != Who::System
+                        && !reads[reads_before..].contains(&principal)
+                    {
+                        mismatches.push(format!("{op:?} × {who:?}: read without an audit record"));
+                    }
+                }
                 (Err((ErrorClass::Denied, _)), false) => {
                     if world.snapshot().await != before {
                         mismatches.push(format!("{op:?} × {who:?}: refused but state changed"));
                     }
-                    let denials = world.denials().await;
+                    let denials = world.audited(AuditOutcome::Denied).await;
                     if denials.len() <= denials_before
                         || !denials[denials_before..].contains(&principal)
                     {

@@ -670,6 +670,17 @@ impl BillingService {
                 )
                 .await);
         }
+        if !matches!(actor, Principal::System) {
+            self.audit
+                .append(AuditRecord::new(
+                    self.clock.now(),
+                    actor.clone(),
+                    "billing.quote",
+                    format!("person:{}", request.patient),
+                    AuditOutcome::Succeeded,
+                ))
+                .await?;
+        }
         let person_type = self.person_type(&request.patient).await?;
         let date = civil_date(self.clock.now());
         let accounts = self.payments.balances(&request.patient).await?;
