@@ -1996,6 +1996,8 @@ impl CardService {
             "binding.capabilities",
         )
         .await?;
+        self.audit_read(principal, "binding.capabilities", subject_binding(binding))
+            .await?;
         if b.state != BindingState::Active {
             return Ok(ServiceSet::new());
         }
@@ -2050,6 +2052,8 @@ impl CardService {
             "binding.wallet_view",
         )
         .await?;
+        self.audit_read(principal, "binding.wallet_view", subject_binding(binding))
+            .await?;
         let card = self.load_card(&b.card).await?;
         let pass = self
             .ports
@@ -2079,6 +2083,8 @@ impl CardService {
             "binding.refresh",
         )
         .await?;
+        self.audit_read(principal, "binding.refresh", subject_binding(binding))
+            .await?;
         let card = self.load_card(&b.card).await?;
         let view = self
             .ports

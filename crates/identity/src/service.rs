@@ -178,7 +178,8 @@ impl RealNameStatus {
 /// Reads of persons and accounts name their principal and are audited
 /// (allowed and denied) unless the system reads for its own processing.
 /// Without a role registry ([`IdentityService::with_roles`]) every operator
-/// may read; with one, an operator needs the card-desk or auditor role.
+/// may read and enrol; with one, an operator needs the card-desk or auditor
+/// role to read and the card-desk role to enrol.
 pub struct IdentityService {
     ports: IdentityPorts,
     config: IdentityConfig,
@@ -216,6 +217,17 @@ impl IdentityService {
         self
     }
 
+    /// The system, or a card-desk operator (any operator without a registry).
+    fn may_enrol(&self, actor: &Principal) -> bool {
+        match (actor, &self.roles) {
+            (Principal::System, _) | (Principal::Operator { .. }, None) => true,
+            (Principal::Operator { .. }, Some(roles)) => {
+                roles.allows(actor, &[OperatorRole::CardDesk])
+            }
+            _ => false,
+        }
+    }
+
     /// The system, or an operator with a reading role (any operator without a registry).
     fn may_read_back_office(&self, actor: &Principal) -> bool {
         match (actor, &self.roles) {
@@ -227,8 +239,9 @@ impl IdentityService {
         }
     }
 
-    /// Audits a read of personal data (not the system's own) and refuses it when not `allowed`.
-    async fn audit_read(
+    /// Audits an access to personal data (a refusal always, an allowed read
+    /// unless the system's own) and returns the refusal when not `allowed`.
+    async fn audit_access(
         &self,
         actor: &Principal,
         allowed: bool,
@@ -712,11 +725,10 @@ impl IdentityService {
         key: &IdempotencyKey,
     ) -> Result<Person, IdentityError> {
         const ACTION: &str = "identity.enroll_person";
-        if !matches!(actor, Principal::Operator { .. } | Principal::System) {
-            return Err(IdentityError::Denied {
-                actor: actor.to_string(),
-                action: "enrol persons",
-            });
+        if !self.may_enrol(actor) {
+            // Audits the refusal and returns it.
+            self.audit_access(actor, false, ACTION, "enrol persons", "person:*".into())
+                .await?;
         }
         let trimmed = name.expose().trim();
         if trimmed.is_empty() || trimmed.chars().count() > 64 {
@@ -957,7 +969,7 @@ impl IdentityService {
                 Principal::Cardholder { person } => account.person.as_ref() == Some(person),
                 _ => false,
             };
-        self.audit_read(
+        self.audit_access(
             actor,
             allowed,
             "identity.real_name_status",
@@ -984,7 +996,7 @@ impl IdentityService {
     ) -> Result<Option<PlatformAccount>, IdentityError> {
         let allowed = self.may_read_back_office(actor)
             || matches!(actor, Principal::Platform { platform: p } if p == platform);
-        self.audit_read(
+        self.audit_access(
             actor,
             allowed,
             "identity.find_account",
@@ -1008,7 +1020,7 @@ impl IdentityService {
     ) -> Result<Option<Person>, IdentityError> {
         let allowed = self.may_read_back_office(actor)
             || matches!(actor, Principal::Cardholder { person } if person == id);
-        self.audit_read(
+        self.audit_access(
             actor,
             allowed,
             "identity.person",
@@ -1041,7 +1053,7 @@ impl IdentityService {
         actor: &Principal,
         id_number: &IdNumber,
     ) -> Result<Option<Person>, IdentityError> {
-        self.audit_read(
+        self.audit_access(
             actor,
             self.may_read_back_office(actor),
             "identity.find_person_by_id_number",
