@@ -199,7 +199,9 @@ struct State {
 /// - a transfer is visible to whoever may read one of its two accounts.
 ///
 /// Denied calls, and reads of person-owned accounts by anyone but the
-/// system, are audited.
+/// system, are audited. An id that does not exist is "not found" only for
+/// the system and reading operators; anyone else is refused as for another's
+/// account, so ids derived from card numbers cannot be probed.
 pub struct Ledger {
     state: Mutex<State>,
     store: Arc<dyn LedgerStore>,
@@ -497,18 +499,36 @@ impl Ledger {
         Ok(released)
     }
 
+    /// "Not found" for the system and reading operators; for anyone else a
+    /// missing id is refused like another's, so ids (derived from card
+    /// numbers) cannot be probed for existence.
+    async fn missing(&self, principal: &Principal, not_found: LedgerError) -> LedgerError {
+        if self
+            .roles
+            .allows(principal, &[OperatorRole::Finance, OperatorRole::Auditor])
+        {
+            return not_found;
+        }
+        let subject = match &not_found {
+            LedgerError::TransferNotFound(id) => format!("transfer:{id}"),
+            LedgerError::AccountNotFound(id) => format!("account:{id}"),
+            _ => "ledger".to_owned(),
+        };
+        self.deny(principal, "view this record", subject).await
+    }
+
     /// An account with its flags and balances.
     pub async fn account(
         &self,
         principal: &Principal,
         id: AccountId,
     ) -> Result<Account, LedgerError> {
-        let account = self
-            .lock()
-            .await?
-            .engine
-            .account(id)
-            .ok_or(LedgerError::AccountNotFound(id))?;
+        let found = self.lock().await?.engine.account(id);
+        let Some(account) = found else {
+            return Err(self
+                .missing(principal, LedgerError::AccountNotFound(id))
+                .await);
+        };
         if !self
             .may_read(principal, &account, DelegationScope::ViewBalance)
             .await?
@@ -554,13 +574,14 @@ impl Ledger {
         id: AccountId,
         at: DateTime<Utc>,
     ) -> Result<Balances, LedgerError> {
-        let (account, balances) = {
+        let (found, balances) = {
             let state = self.lock().await?;
-            let account = state
-                .engine
-                .account(id)
-                .ok_or(LedgerError::AccountNotFound(id))?;
-            (account, state.engine.balances_at(id, at))
+            (state.engine.account(id), state.engine.balances_at(id, at))
+        };
+        let Some(account) = found else {
+            return Err(self
+                .missing(principal, LedgerError::AccountNotFound(id))
+                .await);
         };
         if !self
             .may_read(principal, &account, DelegationScope::ViewBalance)
@@ -588,15 +609,17 @@ impl Ledger {
         principal: &Principal,
         id: TransferId,
     ) -> Result<Transfer, LedgerError> {
-        let (t, accounts) = {
+        let found = {
             let state = self.lock().await?;
-            let t = state
-                .engine
-                .transfer(id)
-                .ok_or(LedgerError::TransferNotFound(id))?
-                .clone();
-            let accounts = Self::transfer_accounts(&state.engine, &t);
-            (t, accounts)
+            state.engine.transfer(id).map(|t| {
+                let accounts = Self::transfer_accounts(&state.engine, t);
+                (t.clone(), accounts)
+            })
+        };
+        let Some((t, accounts)) = found else {
+            return Err(self
+                .missing(principal, LedgerError::TransferNotFound(id))
+                .await);
         };
         if !self.may_see(principal, &accounts).await? {
             return Err(self
@@ -612,14 +635,17 @@ impl Ledger {
         principal: &Principal,
         id: TransferId,
     ) -> Result<PendingStatus, LedgerError> {
-        let (status, accounts) = {
+        let found = {
             let state = self.lock().await?;
-            let t = state
-                .engine
-                .transfer(id)
-                .ok_or(LedgerError::TransferNotFound(id))?;
-            let accounts = Self::transfer_accounts(&state.engine, t);
-            (state.engine.pending_status(id), accounts)
+            state.engine.transfer(id).map(|t| {
+                let accounts = Self::transfer_accounts(&state.engine, t);
+                (state.engine.pending_status(id), accounts)
+            })
+        };
+        let Some((status, accounts)) = found else {
+            return Err(self
+                .missing(principal, LedgerError::TransferNotFound(id))
+                .await);
         };
         if !self.may_see(principal, &accounts).await? {
             return Err(self
@@ -665,12 +691,12 @@ impl Ledger {
         if to < from {
             return Err(LedgerError::InvalidRange);
         }
-        let account = self
-            .lock()
-            .await?
-            .engine
-            .account(id)
-            .ok_or(LedgerError::AccountNotFound(id))?;
+        let found = self.lock().await?.engine.account(id);
+        let Some(account) = found else {
+            return Err(self
+                .missing(principal, LedgerError::AccountNotFound(id))
+                .await);
+        };
         if !self
             .may_read(principal, &account, DelegationScope::ViewRecords)
             .await?

@@ -202,6 +202,15 @@ async fn cardholders_read_their_own_accounts_and_write_nothing() {
         ledger.account(&Principal::System, AccountId::new(77)).await,
         Err(LedgerError::AccountNotFound(_))
     ));
+    // Anyone else cannot tell a missing id from another's account.
+    assert!(matches!(
+        ledger.account(&ann, AccountId::new(77)).await,
+        Err(LedgerError::Denied { .. })
+    ));
+    assert!(matches!(
+        ledger.transfer(&ann, id(99)).await,
+        Err(LedgerError::Denied { .. })
+    ));
 }
 
 #[tokio::test]
