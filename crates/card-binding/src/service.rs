@@ -1858,6 +1858,12 @@ impl CardService {
                 )
                 .await);
         }
+        self.audit_read(
+            principal,
+            "binding.list",
+            format!("account:{platform}:{account}"),
+        )
+        .await?;
         Ok(self.ports.bindings.by_account(platform, account).await?)
     }
 

@@ -2,14 +2,18 @@
 //! of principal, with the expected answer per cell. Each cell runs on a fresh
 //! world; a refused call must change no state (ledger accounts and transfers,
 //! cards, bindings, grants, appointments, persons) and must leave a denial in
-//! the audit log.
+//! the audit log. Allowed reads of personal data by anyone but the system
+//! are audited too.
+//!
+//! The file is long because the table is: a row of expectations and a run arm
+//! per operation, and one world holding every kind of principal.
 
 use std::sync::Arc;
 
 use chrono::Duration;
 use citycard::binding::{
     BindRequest, BindingId, CardId, ConsentInput, DataCategory, GrantDelegation, Relation,
-    RemovalReason,
+    RemovalReason, Service,
 };
 use citycard::core::{
     AuditOutcome, AuditQuery, ClassifiedError, Clock, DelegationId, DelegationScope, ErrorClass,
@@ -18,10 +22,10 @@ use citycard::core::{
 };
 use citycard::healthcare::{
     BillRequest, BookRequest, CashSource, CatalogueClass, ChargeItem, HospitalId, HospitalLevel,
-    PersonCategory, SlotId, VisitType,
+    PatientIdentifier, PersonCategory, SlotId, VisitType,
 };
 use citycard::identity::{IdNumber, KnownPerson, RealNameRequest, RegionCode, Sex};
-use citycard::ledger::{NewTransfer, TransferId};
+use citycard::ledger::{AccountId, AccountKind, NewAccount, NewTransfer, TransferId};
 use citycard::{Accounts, CityCard, NewCitizenCard};
 
 fn key(text: &str) -> IdempotencyKey {
@@ -104,9 +108,18 @@ enum Op {
     WalletView,
     Capabilities,
     SettleBill,
+    RefreshBalance,
+    EnsureService,
+    BindingsOfAccount,
+    ReconcileCard,
+    PutSlot,
+    LedgerBalancesAt,
+    LedgerExpirePending,
+    LedgerCreateAccounts,
+    IdentifyPatient,
 }
 
-const OPS: [Op; 31] = [
+const OPS: [Op; 40] = [
     Op::WalletBalance,
     Op::WalletStatement,
     Op::WalletTopUp,
@@ -138,11 +151,21 @@ const OPS: [Op; 31] = [
     Op::WalletView,
     Op::Capabilities,
     Op::SettleBill,
+    Op::RefreshBalance,
+    Op::EnsureService,
+    Op::BindingsOfAccount,
+    Op::ReconcileCard,
+    Op::PutSlot,
+    Op::LedgerBalancesAt,
+    Op::LedgerExpirePending,
+    Op::LedgerCreateAccounts,
+    Op::IdentifyPatient,
 ];
 
 impl Op {
-    /// Whether the operation only reads personal data (an allowed read by
-    /// anyone but the system must be audited too).
+    /// Whether the operation reads personal data (an allowed read by anyone
+    /// but the system must be audited too); `EnsureService` only answers
+    /// whether a service may be used.
     fn is_read(self) -> bool {
         matches!(
             self,
@@ -163,6 +186,9 @@ impl Op {
                 | Op::QuoteBill
                 | Op::WalletView
                 | Op::Capabilities
+                | Op::RefreshBalance
+                | Op::BindingsOfAccount
+                | Op::LedgerBalancesAt
         )
     }
 
@@ -174,7 +200,9 @@ impl Op {
             | Op::ViewCard
             | Op::CardsOf
             | Op::LedgerAccount
-            | Op::WalletView => DelegationScope::ViewBalance,
+            | Op::WalletView
+            | Op::RefreshBalance
+            | Op::LedgerBalancesAt => DelegationScope::ViewBalance,
             Op::WalletTopUp | Op::WalletRefund => DelegationScope::TopUp,
             Op::ViewBinding
             | Op::ListDelegations
@@ -186,7 +214,10 @@ impl Op {
             | Op::SocialSummary
             | Op::QuoteBill
             | Op::Capabilities
-            | Op::SettleBill => DelegationScope::ViewRecords,
+            | Op::SettleBill
+            | Op::EnsureService
+            | Op::BindingsOfAccount
+            | Op::IdentifyPatient => DelegationScope::ViewRecords,
             Op::Unbind | Op::RevokeDelegation => DelegationScope::Unbind,
             Op::IssueCard
             | Op::ReplaceCard
@@ -194,7 +225,11 @@ impl Op {
             | Op::CancelCard
             | Op::LedgerTransfer
             | Op::EnrollPerson
-            | Op::Freeze => DelegationScope::TopUp,
+            | Op::Freeze
+            | Op::ReconcileCard
+            | Op::PutSlot
+            | Op::LedgerExpirePending
+            | Op::LedgerCreateAccounts => DelegationScope::TopUp,
             Op::GrantDelegation => DelegationScope::Bind,
             Op::BookAppointment | Op::BannedUntil => DelegationScope::BookAppointments,
         }
@@ -204,7 +239,11 @@ impl Op {
     /// (healthcare's facility staff are not the issuer's roles).
     fn role(self) -> Option<OperatorRole> {
         match self {
-            Op::WalletTopUp | Op::WalletRefund | Op::LedgerTransfer => Some(OperatorRole::Finance),
+            Op::WalletTopUp
+            | Op::WalletRefund
+            | Op::LedgerTransfer
+            | Op::LedgerExpirePending
+            | Op::LedgerCreateAccounts => Some(OperatorRole::Finance),
             Op::IssueCard
             | Op::ReplaceCard
             | Op::ReportLost
@@ -213,7 +252,8 @@ impl Op {
             | Op::GrantDelegation
             | Op::RevokeDelegation
             | Op::EnrollPerson
-            | Op::Freeze => Some(OperatorRole::CardDesk),
+            | Op::Freeze
+            | Op::ReconcileCard => Some(OperatorRole::CardDesk),
             Op::WalletBalance
             | Op::WalletStatement
             | Op::ViewCard
@@ -227,12 +267,18 @@ impl Op {
             | Op::FindAccount
             | Op::FindPersonByIdNumber
             | Op::WalletView
-            | Op::Capabilities => Some(OperatorRole::Auditor),
+            | Op::Capabilities
+            | Op::RefreshBalance
+            | Op::EnsureService
+            | Op::BindingsOfAccount
+            | Op::LedgerBalancesAt => Some(OperatorRole::Auditor),
             Op::BookAppointment
             | Op::BannedUntil
             | Op::SocialSummary
             | Op::QuoteBill
-            | Op::SettleBill => None,
+            | Op::SettleBill
+            | Op::PutSlot
+            | Op::IdentifyPatient => None,
         }
     }
 
@@ -240,7 +286,14 @@ impl Op {
     fn allowed(self) -> &'static [Who] {
         use Who::*;
         match self {
-            Op::WalletBalance => &[
+            Op::WalletBalance
+            | Op::WalletTopUp
+            | Op::Unbind
+            | Op::ViewBinding
+            | Op::WalletView
+            | Op::Capabilities
+            | Op::RefreshBalance
+            | Op::EnsureService => &[
                 System,
                 OperatorWithRole,
                 Holder,
@@ -248,21 +301,12 @@ impl Op {
                 DelegateRightScope,
                 BoundPlatform,
             ],
-            Op::WalletTopUp | Op::Unbind | Op::ViewBinding | Op::WalletView | Op::Capabilities => {
-                &[
-                    System,
-                    OperatorWithRole,
-                    Holder,
-                    Guardian,
-                    DelegateRightScope,
-                    BoundPlatform,
-                ]
-            }
             Op::WalletStatement
             | Op::ViewCard
             | Op::CardsOf
             | Op::LedgerAccount
-            | Op::LedgerStatement => &[
+            | Op::LedgerStatement
+            | Op::LedgerBalancesAt => &[
                 System,
                 OperatorWithRole,
                 Holder,
@@ -276,12 +320,17 @@ impl Op {
             | Op::LedgerTransfer
             | Op::FindPersonByIdNumber
             | Op::EnrollPerson
-            | Op::Freeze => &[System, OperatorWithRole],
+            | Op::Freeze
+            | Op::ReconcileCard
+            | Op::LedgerExpirePending
+            | Op::LedgerCreateAccounts => &[System, OperatorWithRole],
             Op::ReportLost | Op::RevokeDelegation | Op::ListDelegations | Op::IdentityPerson => {
                 &[System, OperatorWithRole, Holder]
             }
             Op::GrantDelegation => &[Holder],
-            Op::RealNameStatus => &[System, OperatorWithRole, Holder, BoundPlatform],
+            Op::RealNameStatus | Op::BindingsOfAccount => {
+                &[System, OperatorWithRole, Holder, BoundPlatform]
+            }
             Op::FindAccount => &[System, OperatorWithRole, BoundPlatform],
             Op::BookAppointment | Op::BannedUntil | Op::SocialSummary => &[
                 System,
@@ -294,6 +343,7 @@ impl Op {
             Op::QuoteBill | Op::SettleBill => {
                 &[System, OperatorWithRole, OperatorWithoutRole, Holder]
             }
+            Op::PutSlot | Op::IdentifyPatient => &[System, OperatorWithRole, OperatorWithoutRole],
         }
     }
 }
@@ -631,6 +681,10 @@ impl World {
             expired_grant,
             revoked_grant,
         }
+    }
+
+    fn tomorrow(&self) -> chrono::NaiveDate {
+        civil_date(self.city.clock().now()) + Duration::days(1)
     }
 
     fn bill(&self) -> BillRequest {
@@ -989,6 +1043,75 @@ impl World {
                 .await
                 .map(drop)
                 .map_err(fail),
+            Op::RefreshBalance => city
+                .bindings()
+                .refresh_balance(principal, &self.alipay_binding)
+                .await
+                .map(drop)
+                .map_err(fail),
+            Op::EnsureService => city
+                .bindings()
+                .ensure_service(principal, &self.alipay_binding, &Service::Transit)
+                .await
+                .map(drop)
+                .map_err(fail),
+            Op::BindingsOfAccount => city
+                .bindings()
+                .bindings_of_account(principal, &Platform::Alipay, &self.alipay_account)
+                .await
+                .map(drop)
+                .map_err(fail),
+            Op::ReconcileCard => city
+                .cards()
+                .reconcile_card(principal, &self.card)
+                .await
+                .map(drop)
+                .map_err(fail),
+            Op::PutSlot => city
+                .healthcare()
+                .appointments()
+                .put_slot(
+                    principal,
+                    citycard_testkit::healthcare::slot("slot-2", "dep-1", self.tomorrow(), 5),
+                )
+                .await
+                .map_err(fail),
+            Op::LedgerBalancesAt => {
+                let account = self.wallet_account().await;
+                city.ledger()
+                    .balances_at(principal, account, now)
+                    .await
+                    .map(drop)
+                    .map_err(fail)
+            }
+            Op::LedgerExpirePending => city
+                .ledger()
+                .expire_pending(principal)
+                .await
+                .map(drop)
+                .map_err(fail),
+            Op::LedgerCreateAccounts => city
+                .ledger()
+                .create_accounts(
+                    principal,
+                    vec![NewAccount::new(
+                        AccountId::new(4343),
+                        AccountKind::TOP_UP_CLEARING,
+                    )],
+                )
+                .await
+                .map(drop)
+                .map_err(fail),
+            Op::IdentifyPatient => city
+                .healthcare()
+                .billing()
+                .identify(
+                    principal,
+                    &PatientIdentifier::IdNumber(self.holder.id_number.to_sensitive()),
+                )
+                .await
+                .map(drop)
+                .map_err(fail),
         }
     }
 
@@ -1040,12 +1163,18 @@ impl World {
                 .await
                 .expect("card"),
         );
+        let slots = city
+            .healthcare()
+            .appointments()
+            .slots(&sys, &"dep-1".parse().expect("id"), self.tomorrow())
+            .await
+            .expect("slots");
         let newcomer = city
             .identity()
             .find_person_by_id_number(&sys, &newcomer())
             .await
             .expect("lookup");
-        format!("{ledger:?}\n{cards:?}\n{bindings}\n{newcomer:?}")
+        format!("{ledger:?}\n{cards:?}\n{bindings}\n{newcomer:?}\n{slots:?}")
     }
 
     async fn audited(&self, outcome: AuditOutcome) -> Vec<Principal> {
