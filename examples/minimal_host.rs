@@ -13,7 +13,8 @@ use citycard::binding::{
     RemovalReason, WalletPass,
 };
 use citycard::core::{
-    IdempotencyKey, ManualClock, Money, OperatorId, Platform, Principal, Sensitive,
+    IdempotencyKey, ManualClock, Money, OperatorId, OperatorRole, OperatorRoles, Platform,
+    Principal, Sensitive,
 };
 use citycard::identity::{
     FaceResult, FaceSession, FactorCheck, IdNumber, RealNameRequest, RealNameVerifier, Sex,
@@ -144,9 +145,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         known: HashMap::from([(holder_id.reveal().to_owned(), "王小明".to_owned())]),
     };
     let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0));
+    // Operators' roles come from the host's staff directory, never from the caller.
+    let roles = Arc::new(OperatorRoles::new());
+    roles.grant(OperatorId::parse("opr-counter-7")?, OperatorRole::CardDesk);
     let city = CityCard::builder()
         .in_memory()
         .clock(clock)
+        .operator_roles(roles)
         .real_name_verifier(Arc::new(kyc))
         .platform_wallet(Arc::new(PrintingWallet::default()))
         .build()
@@ -236,7 +241,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             &key("topup-1"),
         )
         .await?;
-    println!("balance after top-up: {:#}", topped.balance);
+    if let Some(balance) = topped.balance {
+        println!("balance after top-up: {balance:#}");
+    }
     assert_eq!(
         city.wallet().balance(&me, &card.id).await?,
         Money::from_yuan(50)

@@ -15,7 +15,9 @@ use citycard::binding::{
     BindRequest, BindingState, ConsentInput, DataCategory, IssuerVerdict, PassSerial, PassStatus,
     PassUpdate, PlatformWallet, PortError, RemovalReason, WalletPass,
 };
-use citycard::core::{IdempotencyKey, ManualClock, OperatorId, Platform, Principal, Sensitive};
+use citycard::core::{
+    IdempotencyKey, ManualClock, OperatorId, OperatorRole, Platform, Principal, Sensitive,
+};
 use citycard::identity::{IdNumber, KnownPerson, RealNameRequest, Sex};
 use citycard::{CityCard, NewCitizenCard};
 
@@ -107,6 +109,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Sex::Female,
         88,
     )?;
+    city.operator_roles()
+        .grant(OperatorId::parse("opr-1")?, OperatorRole::CardDesk);
     let operator = Principal::Operator {
         operator: OperatorId::parse("opr-1")?,
     };

@@ -162,7 +162,7 @@ pub use ports::{
 };
 pub use service::{
     BindRequest, BindingConfig, CardChange, CardPorts, CardService, GrantDelegation, IssueCard,
-    ReplaceCard, WalletView,
+    ReplaceCard, StoredGrants, WalletView,
 };
 pub use sim::{KeyedHashIndex, MemoryFunds, RegistryCardIssuer, SimulatedWallet, StaticRealNames};
 pub use store::{

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use citycard_core::{
-    AuditLog, AuditOutcome, AuditRecord, Clock, DelegationId, DelegationScope, IdGenerator,
-    IdempotencyKey, IdempotencyStore, PersonId, Platform, PlatformAccountId, Principal, Scopes,
-    Sensitive, StoreError, run_idempotent,
+    AuditLog, AuditOutcome, AuditRecord, Clock, DelegationId, DelegationScope, GrantVerifier,
+    IdGenerator, IdempotencyKey, IdempotencyStore, OperatorRole, OperatorRoles, PersonId, Platform,
+    PlatformAccountId, Principal, Scopes, Sensitive, StoreError, run_idempotent,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -25,6 +25,83 @@ use crate::ports::{
     RealNameCheck,
 };
 use crate::store::{BindingStore, CardStore, DelegationStore};
+
+/// The one delegation check: the claimed grant, loaded from the store, must name
+/// this delegate and this cardholder, hold `scope` (also claimed: a session may be
+/// narrowed), be unexpired at `now` and unrevoked. A claim alone proves nothing.
+#[allow(clippy::too_many_arguments)]
+async fn live_grant(
+    delegations: &dyn DelegationStore,
+    delegate: &PersonId,
+    on_behalf_of: &PersonId,
+    delegation: &DelegationId,
+    claimed: Scopes,
+    person: &PersonId,
+    scope: DelegationScope,
+    now: DateTime<Utc>,
+) -> Result<Option<Delegation>, StoreError> {
+    if on_behalf_of != person || !claimed.contains(scope) {
+        return Ok(None);
+    }
+    let grant = delegations.get(delegation).await?;
+    Ok(
+        grant
+            .filter(|g| g.delegate == *delegate && g.cardholder == *person && g.allows(scope, now)),
+    )
+}
+
+/// The [`GrantVerifier`] over stored delegation grants: the check the card
+/// service itself uses, for the ledger, healthcare and the facade.
+#[derive(Clone)]
+pub struct StoredGrants {
+    delegations: Arc<dyn DelegationStore>,
+}
+
+impl StoredGrants {
+    /// The verifier over this delegation store.
+    pub fn new(delegations: Arc<dyn DelegationStore>) -> Self {
+        Self { delegations }
+    }
+}
+
+impl std::fmt::Debug for StoredGrants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoredGrants")
+    }
+}
+
+#[async_trait::async_trait]
+impl GrantVerifier for StoredGrants {
+    async fn verify(
+        &self,
+        principal: &Principal,
+        person: &PersonId,
+        scope: DelegationScope,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(match principal {
+            Principal::Cardholder { person: p } => p == person,
+            Principal::Delegate {
+                delegate,
+                on_behalf_of,
+                delegation,
+                scopes,
+            } => live_grant(
+                &*self.delegations,
+                delegate,
+                on_behalf_of,
+                delegation,
+                *scopes,
+                person,
+                scope,
+                now,
+            )
+            .await?
+            .is_some(),
+            _ => false,
+        })
+    }
+}
 
 /// Every port the service uses, as shared trait objects.
 #[derive(Clone)]
@@ -226,10 +303,17 @@ struct BindFingerprint<'a> {
 type BindOutcome = Result<BindingReceipt, Refusal>;
 
 /// The card-binding service; see the crate docs for the flow.
+///
+/// Back-office operations are for the system and operators. Without a role
+/// registry ([`CardService::with_roles`]) every operator passes, as when the
+/// crate is used alone behind the issuer's own access control; with one, an
+/// operator needs the card-desk role to change cards, bindings and grants,
+/// and the card-desk or auditor role to read them.
 pub struct CardService {
     ports: CardPorts,
     config: BindingConfig,
     settling: Mutex<HashSet<BindingId>>,
+    roles: Option<Arc<OperatorRoles>>,
 }
 
 impl std::fmt::Debug for CardService {
@@ -261,6 +345,24 @@ impl CardService {
             ports,
             config,
             settling: Mutex::default(),
+            roles: None,
+        }
+    }
+
+    /// Looks operators' roles up in `roles` (see the type's docs).
+    #[must_use]
+    pub fn with_roles(mut self, roles: Arc<OperatorRoles>) -> Self {
+        self.roles = Some(roles);
+        self
+    }
+
+    /// The system, or an operator holding one of `roles` (any operator without a registry).
+    fn back_office(&self, principal: &Principal, roles: &[OperatorRole]) -> bool {
+        match (principal, &self.roles) {
+            (Principal::System, _) => true,
+            (Principal::Operator { .. }, None) => true,
+            (Principal::Operator { .. }, Some(registry)) => registry.allows(principal, roles),
+            _ => false,
         }
     }
 
@@ -324,15 +426,17 @@ impl CardService {
         else {
             return Ok(None);
         };
-        // The scope must be both claimed by the acting principal (a session may be
-        // narrowed) and held by the stored, live grant (a claim alone proves nothing).
-        if on_behalf_of != person || !scopes.contains(scope) {
-            return Ok(None);
-        }
-        let grant = self.ports.delegations.get(delegation).await?;
-        Ok(grant.filter(|g| {
-            g.delegate == *delegate && g.cardholder == *person && g.allows(scope, self.now())
-        }))
+        Ok(live_grant(
+            &*self.ports.delegations,
+            delegate,
+            on_behalf_of,
+            delegation,
+            *scopes,
+            person,
+            scope,
+            self.now(),
+        )
+        .await?)
     }
 
     /// Whether the principal may act for `person` with `scope` (self, or a live grant).
@@ -387,7 +491,7 @@ impl CardService {
         key: &IdempotencyKey,
         request: &IssueCard,
     ) -> Result<Card, BindingError> {
-        if !matches!(principal, Principal::Operator { .. } | Principal::System) {
+        if !self.back_office(principal, &[OperatorRole::CardDesk]) {
             return Err(self
                 .deny(
                     principal,
@@ -477,8 +581,7 @@ impl CardService {
     /// The card with this id, for its holder, a delegate with a viewing scope, or an operator.
     pub async fn card(&self, principal: &Principal, id: &CardId) -> Result<Card, BindingError> {
         let card = self.load_card(id).await?;
-        if !(principal.is_operator()
-            || matches!(principal, Principal::System)
+        if !(self.back_office(principal, &[OperatorRole::CardDesk, OperatorRole::Auditor])
             || self
                 .acts_for(principal, &card.holder, DelegationScope::ViewBalance)
                 .await?)
@@ -492,7 +595,29 @@ impl CardService {
                 )
                 .await);
         }
+        self.audit_read(principal, "card.view", subject_card(id))
+            .await?;
         Ok(card)
+    }
+
+    /// Audits a read allowed to anyone but the system (whose reads serve its own work).
+    async fn audit_read(
+        &self,
+        principal: &Principal,
+        action: &str,
+        subject: String,
+    ) -> Result<(), BindingError> {
+        if matches!(principal, Principal::System) {
+            return Ok(());
+        }
+        self.audit(AuditRecord::new(
+            self.now(),
+            principal.clone(),
+            action,
+            subject,
+            AuditOutcome::Succeeded,
+        ))
+        .await
     }
 
     async fn load_card(&self, id: &CardId) -> Result<Card, BindingError> {
@@ -589,7 +714,9 @@ impl CardService {
         holder_allowed: bool,
     ) -> Result<(), BindingError> {
         let allowed = match principal {
-            Principal::Operator { .. } | Principal::System => true,
+            Principal::Operator { .. } | Principal::System => {
+                self.back_office(principal, &[OperatorRole::CardDesk])
+            }
             Principal::Cardholder { person } => holder_allowed && *person == card.holder,
             _ => false,
         };
@@ -1679,7 +1806,7 @@ impl CardService {
         principal: &Principal,
         limit: usize,
     ) -> Result<usize, BindingError> {
-        if !matches!(principal, Principal::System | Principal::Operator { .. }) {
+        if !self.back_office(principal, &[OperatorRole::CardDesk]) {
             return Err(self
                 .deny(
                     principal,
@@ -1711,7 +1838,17 @@ impl CardService {
         action: &str,
     ) -> Result<(), BindingError> {
         let allowed = match principal {
-            Principal::Operator { .. } | Principal::System => true,
+            Principal::Operator { .. } | Principal::System => self.back_office(
+                principal,
+                if matches!(
+                    scope,
+                    DelegationScope::ViewBalance | DelegationScope::ViewRecords
+                ) {
+                    &[OperatorRole::CardDesk, OperatorRole::Auditor]
+                } else {
+                    &[OperatorRole::CardDesk]
+                },
+            ),
             Principal::Platform { platform } => *platform == binding.platform,
             _ => self.acts_for(principal, &binding.holder, scope).await?,
         };
@@ -1738,6 +1875,8 @@ impl CardService {
         let b = self.load_binding(id).await?;
         self.authorize_binding(principal, &b, DelegationScope::ViewRecords, "binding.view")
             .await?;
+        self.audit_read(principal, "binding.view", subject_binding(id))
+            .await?;
         Ok(b)
     }
 
@@ -1750,7 +1889,9 @@ impl CardService {
         account: &PlatformAccountId,
     ) -> Result<Vec<Binding>, BindingError> {
         let allowed = match principal {
-            Principal::Operator { .. } | Principal::System => true,
+            Principal::Operator { .. } | Principal::System => {
+                self.back_office(principal, &[OperatorRole::CardDesk, OperatorRole::Auditor])
+            }
             Principal::Platform { platform: p } => p == platform,
             Principal::Cardholder { person } => {
                 self.ports
@@ -1773,6 +1914,12 @@ impl CardService {
                 )
                 .await);
         }
+        self.audit_read(
+            principal,
+            "binding.list",
+            format!("account:{platform}:{account}"),
+        )
+        .await?;
         Ok(self.ports.bindings.by_account(platform, account).await?)
     }
 
@@ -1782,8 +1929,7 @@ impl CardService {
         principal: &Principal,
         holder: &PersonId,
     ) -> Result<Vec<Card>, BindingError> {
-        if !(principal.is_operator()
-            || matches!(principal, Principal::System)
+        if !(self.back_office(principal, &[OperatorRole::CardDesk, OperatorRole::Auditor])
             || self
                 .acts_for(principal, holder, DelegationScope::ViewBalance)
                 .await?)
@@ -1797,6 +1943,8 @@ impl CardService {
                 )
                 .await);
         }
+        self.audit_read(principal, "card.list", format!("person:{holder}"))
+            .await?;
         Ok(self.ports.cards.by_holder(holder).await?)
     }
 
@@ -1910,6 +2058,8 @@ impl CardService {
             "binding.capabilities",
         )
         .await?;
+        self.audit_read(principal, "binding.capabilities", subject_binding(binding))
+            .await?;
         if b.state != BindingState::Active {
             return Ok(ServiceSet::new());
         }
@@ -1964,6 +2114,8 @@ impl CardService {
             "binding.wallet_view",
         )
         .await?;
+        self.audit_read(principal, "binding.wallet_view", subject_binding(binding))
+            .await?;
         let card = self.load_card(&b.card).await?;
         let pass = self
             .ports
@@ -1993,6 +2145,8 @@ impl CardService {
             "binding.refresh",
         )
         .await?;
+        self.audit_read(principal, "binding.refresh", subject_binding(binding))
+            .await?;
         let card = self.load_card(&b.card).await?;
         let view = self
             .ports
@@ -2018,7 +2172,7 @@ impl CardService {
         card: &CardId,
         view: BalanceView,
     ) -> Result<Vec<BindingId>, BindingError> {
-        if !matches!(principal, Principal::System | Principal::Operator { .. }) {
+        if !self.back_office(principal, &[OperatorRole::CardDesk]) {
             return Err(self
                 .deny(
                     principal,
@@ -2179,7 +2333,9 @@ impl CardService {
                     }
                 })?;
                 let allowed = match principal {
-                    Principal::Operator { .. } | Principal::System => true,
+                    Principal::Operator { .. } | Principal::System => {
+                        self.back_office(principal, &[OperatorRole::CardDesk])
+                    }
                     Principal::Cardholder { person } => {
                         *person == grant.granted_by
                             || *person == grant.cardholder
@@ -2226,7 +2382,9 @@ impl CardService {
         cardholder: &PersonId,
     ) -> Result<Vec<Delegation>, BindingError> {
         let allowed = match principal {
-            Principal::Operator { .. } | Principal::System => true,
+            Principal::Operator { .. } | Principal::System => {
+                self.back_office(principal, &[OperatorRole::CardDesk, OperatorRole::Auditor])
+            }
             Principal::Cardholder { person } => {
                 person == cardholder
                     || self
@@ -2248,6 +2406,8 @@ impl CardService {
                 )
                 .await);
         }
+        self.audit_read(principal, "delegation.list", format!("person:{cardholder}"))
+            .await?;
         Ok(self.ports.delegations.for_cardholder(cardholder).await?)
     }
 

@@ -353,3 +353,76 @@ async fn a_minor_binds_only_with_a_guardians_consent() {
         1
     );
 }
+
+/// The one delegation check other crates use: claimed grant, stored grant, live.
+#[tokio::test]
+async fn stored_grants_verify_delegate_cardholder_scope_expiry_and_revocation() {
+    let store = std::sync::Arc::new(MemoryDelegationStore::new());
+    let now = chrono::Utc::now();
+    let p = |s: &str| PersonId::parse(s).unwrap();
+    let stored = |id: &str, scopes: Scopes, expires_in: Duration, revoked: bool| Delegation {
+        id: DelegationId::parse(id).unwrap(),
+        cardholder: p("psn-mum"),
+        delegate: p("psn-son"),
+        relation: Relation::Family,
+        scopes,
+        granted_by: p("psn-mum"),
+        granted_at: now - Duration::days(1),
+        expires_at: now + expires_in,
+        revoked_at: revoked.then_some(now - Duration::hours(1)),
+    };
+    let view = Scopes::NONE.with(DelegationScope::ViewBalance);
+    for grant in [
+        stored("dlg-live", view, Duration::days(1), false),
+        stored("dlg-expired", view, -Duration::minutes(1), false),
+        stored("dlg-revoked", view, Duration::days(1), true),
+        stored(
+            "dlg-book",
+            Scopes::NONE.with(DelegationScope::BookAppointments),
+            Duration::days(1),
+            false,
+        ),
+    ] {
+        store.insert(&grant).await.unwrap();
+    }
+    let verifier = StoredGrants::new(store);
+    let acting = |who: &str, for_whom: &str, grant: &str, scopes: Scopes| Principal::Delegate {
+        delegate: p(who),
+        on_behalf_of: p(for_whom),
+        delegation: DelegationId::parse(grant).unwrap(),
+        scopes,
+    };
+    let check = |principal: Principal| {
+        let verifier = verifier.clone();
+        async move {
+            verifier
+                .verify(&principal, &p("psn-mum"), DelegationScope::ViewBalance, now)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(check(acting("psn-son", "psn-mum", "dlg-live", view)).await);
+    assert!(check(Principal::cardholder(p("psn-mum"))).await);
+    for refused in [
+        // another person quoting the grant
+        acting("psn-stranger", "psn-mum", "dlg-live", view),
+        // acting for someone the grant is not about
+        acting("psn-son", "psn-dad", "dlg-live", view),
+        // the scope not claimed (a narrowed session)
+        acting(
+            "psn-son",
+            "psn-mum",
+            "dlg-live",
+            Scopes::NONE.with(DelegationScope::TopUp),
+        ),
+        // claimed, but not held by the stored grant
+        acting("psn-son", "psn-mum", "dlg-book", Scopes::all()),
+        acting("psn-son", "psn-mum", "dlg-expired", view),
+        acting("psn-son", "psn-mum", "dlg-revoked", view),
+        acting("psn-son", "psn-mum", "dlg-unknown", Scopes::all()),
+        Principal::cardholder(p("psn-son")),
+        Principal::System,
+    ] {
+        assert!(!check(refused.clone()).await, "{refused:?}");
+    }
+}

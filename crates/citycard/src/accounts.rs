@@ -233,7 +233,9 @@ impl Accounts {
         Ok(id)
     }
 
-    /// The posted balance of an account as the system sees it.
+    /// The posted balance of an account as the system sees it: for the host's
+    /// own checks; it names no principal, so answer no caller with it (use
+    /// [`crate::WalletService::balance`]).
     pub async fn balance(&self, id: AccountId) -> Result<Money, CityCardError> {
         Ok(self.ledger.account(&Principal::System, id).await?.posted())
     }

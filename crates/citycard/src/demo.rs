@@ -47,7 +47,7 @@ use citycard_binding::{
 };
 use citycard_core::{
     CivilMonth, ClassifiedError, Clock, ErrorClass, IdempotencyKey, ManualClock, Money, OperatorId,
-    PersonId, Platform, PlatformAccountId, Principal, Sensitive, start_of_civil_day,
+    OperatorRole, PersonId, Platform, PlatformAccountId, Principal, Sensitive, start_of_civil_day,
 };
 use citycard_healthcare::{
     AppointmentStatus, BillRequest, CashSource, CatalogueClass, ChargeItem, ContributionRates,
@@ -566,9 +566,10 @@ impl Journey<'_> {
 
     async fn go(&self, p: &mut Printer<'_>) -> Result<DemoSummary, DemoError> {
         let city = self.city;
-        let operator = Principal::Operator {
-            operator: parse::<OperatorId>("opr-counter-1")?,
-        };
+        let counter = parse::<OperatorId>("opr-counter-1")?;
+        city.operator_roles()
+            .grant(counter.clone(), OperatorRole::CardDesk);
+        let operator = Principal::Operator { operator: counter };
         let system = Principal::System;
 
         // 1. People and cards.
@@ -838,7 +839,8 @@ impl Journey<'_> {
             .await
         {
             Ok(receipt) => {
-                let (a, from, to) = (y(amount), y(opening_balance), y(receipt.balance));
+                let (a, from) = (y(amount), y(opening_balance));
+                let to = receipt.balance.map_or_else(|| "—".to_owned(), y);
                 p.say(
                     format!("从支付宝充值 {a}：钱包余额 {from} → {to}"),
                     format!("topped up {a} from Alipay: wallet {from} → {to}"),

@@ -50,6 +50,19 @@ pub enum CityCardError {
         /// How much more fits.
         room: citycard_core::Money,
     },
+    /// A top-up would take the wallet over its cap, told to a principal who may not view the balance.
+    #[error(
+        "top-up refused: the card's wallet may hold at most {cap}; ask the cardholder how much still fits, or top up less"
+    )]
+    OverCapUndisclosed {
+        /// The cap.
+        cap: citycard_core::Money,
+    },
+    /// The wallet does not hold enough, told to a principal who may not view the balance.
+    #[error(
+        "insufficient balance: the card's wallet does not hold enough; ask the cardholder to top up"
+    )]
+    InsufficientBalanceUndisclosed,
     /// The wallet does not hold enough.
     #[error("insufficient balance: the card's wallet holds {balance}; top up first")]
     InsufficientBalance {
@@ -88,9 +101,10 @@ impl ClassifiedError for CityCardError {
             CityCardError::Transit(e) => e.class(),
             CityCardError::Healthcare(e) => e.class(),
             CityCardError::Denied { .. } => ErrorClass::Denied,
-            CityCardError::OverCap { .. } | CityCardError::InsufficientBalance { .. } => {
-                ErrorClass::Conflict
-            }
+            CityCardError::OverCap { .. }
+            | CityCardError::OverCapUndisclosed { .. }
+            | CityCardError::InsufficientBalance { .. }
+            | CityCardError::InsufficientBalanceUndisclosed => ErrorClass::Conflict,
             CityCardError::Invalid(_) => ErrorClass::InvalidInput,
             CityCardError::Config(_) => ErrorClass::Internal,
         }

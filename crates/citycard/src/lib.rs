@@ -10,14 +10,21 @@
 //! ```
 //! use std::sync::Arc;
 //! use citycard::{CityCard, NewCitizenCard};
-//! use citycard::core::{IdempotencyKey, ManualClock, Money, OperatorId, Platform, Principal, Sensitive};
+//! use citycard::core::{
+//!     IdempotencyKey, ManualClock, Money, OperatorId, OperatorRole, OperatorRoles, Platform,
+//!     Principal, Sensitive,
+//! };
 //! use citycard::identity::{IdNumber, RegionCode, Sex};
 //!
 //! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 //! # rt.block_on(async {
+//! // Operators' roles come from the host's registry, never from the caller.
+//! let roles = Arc::new(OperatorRoles::new());
+//! roles.grant(OperatorId::parse("opr-1").unwrap(), OperatorRole::CardDesk);
 //! let city = CityCard::builder()
 //!     .in_memory()
 //!     .clock(Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0)))
+//!     .operator_roles(roles)
 //!     .build()
 //!     .await?;
 //! let key = |k: &str| IdempotencyKey::parse(k).unwrap();
@@ -57,6 +64,22 @@
 //! # Ok::<(), citycard::CityCardError>(())
 //! # }).unwrap();
 //! ```
+//!
+//! ## Who may do what
+//!
+//! Every operation names its principal. Delegates are checked against the
+//! stored grant by one [`core::GrantVerifier`] (the binding crate's
+//! [`binding::StoredGrants`]), wired into the card service, the wallet, the
+//! ledger and healthcare. Operators' roles are looked up in the
+//! [`core::OperatorRoles`] registry given to
+//! [`CityCardBuilder::operator_roles`] (or reached later through
+//! [`CityCard::operator_roles`]); an operator the registry does not know has
+//! no role, so a host grants its counter staff [`core::OperatorRole::CardDesk`],
+//! its finance staff `Finance` and its auditors `Auditor`. Healthcare's
+//! facility staff are not the issuer's roles: any operator acts there. A
+//! platform's rights on a card's wallet rest on a live binding of that card
+//! on that platform. Refusals, and reads of personal data by anyone but the
+//! system, are audited. `tests/authorization.rs` holds the whole table.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

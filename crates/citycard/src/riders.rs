@@ -94,10 +94,13 @@ impl CardRiders {
             .into_iter()
             .find(|c| wallet_of(&c.wallet_account).is_ok_and(|a| a == account))
             .map_or(CardKind::Ordinary, |c| transit_kind(&c.kind));
-        let birth = match self.identity.person(&holder).await? {
-            Some(person) => id_number_of(&self.identity, &person)
-                .await
-                .map(|id| id.birth_date()),
+        let birth = match self.identity.person(&Principal::System, &holder).await? {
+            Some(person) => Some(
+                id_number_of(&self.identity, &person)
+                    .await
+                    .map_err(citycard_identity::IdentityError::from)?
+                    .birth_date(),
+            ),
             None => None,
         };
         Ok((kind, birth))

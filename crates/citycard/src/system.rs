@@ -7,11 +7,11 @@ use chrono::Duration;
 use citycard_binding::{
     BindingConfig, BindingStore, CardIssuer, CardPorts, CardService, CardStore, DelegationStore,
     MemoryBindingStore, MemoryCardStore, MemoryDelegationStore, PlatformWallet, RegistryCardIssuer,
-    SimulatedWallet,
+    SimulatedWallet, StoredGrants,
 };
 use citycard_core::{
-    AuditLog, Clock, IdGenerator, IdempotencyStore, MemoryAuditLog, MemoryIdempotencyStore,
-    SystemClock, TimeOrderedIdGenerator,
+    AuditLog, Clock, GrantVerifier, IdGenerator, IdempotencyStore, MemoryAuditLog,
+    MemoryIdempotencyStore, OperatorRoles, SystemClock, TimeOrderedIdGenerator,
 };
 use citycard_healthcare::{
     AppointmentService, AppointmentStore, BillingService, BookingPolicy, MemoryAppointmentStore,
@@ -30,7 +30,9 @@ use citycard_transit::{
 };
 
 use citycard_binding::{Card, CardChange, CardId, IssueCard, ReplaceCard, ServiceSet};
-use citycard_core::{IdempotencyKey, PersonId, Principal, Sensitive};
+use citycard_core::{
+    AuditOutcome, AuditRecord, IdempotencyKey, OperatorRole, PersonId, Principal, Sensitive,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::Accounts;
@@ -74,6 +76,7 @@ pub struct CityCardBuilder {
     binding_config: BindingConfig,
     identity_config: IdentityConfig,
     wallet_limits: WalletLimits,
+    roles: Arc<OperatorRoles>,
 }
 
 impl Default for CityCardBuilder {
@@ -89,6 +92,7 @@ impl Default for CityCardBuilder {
             binding_config: BindingConfig::default(),
             identity_config: IdentityConfig::default(),
             wallet_limits: WalletLimits::default(),
+            roles: Arc::new(OperatorRoles::new()),
         }
     }
 }
@@ -170,6 +174,13 @@ impl CityCardBuilder {
         self
     }
 
+    /// Operators' roles (default: an empty registry, so an operator has no
+    /// role until the host grants one; the registry stays live after build).
+    pub fn operator_roles(mut self, roles: Arc<OperatorRoles>) -> Self {
+        self.roles = roles;
+        self
+    }
+
     /// Opens the stores and wires every service.
     pub async fn build(self) -> Result<CityCard, CityCardError> {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -195,24 +206,31 @@ impl CityCardBuilder {
                     .map_err(|e| CityCardError::Config(format!("vault keys: {e}")))?,
             ),
         };
-        let identity = Arc::new(IdentityService::new(
-            IdentityPorts {
-                persons: stores.persons.clone(),
-                accounts: stores.platform_accounts.clone(),
-                verifier,
-                vault: Vault::new(keys),
-                audit: stores.audit.clone(),
-                idempotency: stores.idempotency.clone(),
-                clock: clock.clone(),
-                ids: ids.clone(),
-            },
-            self.identity_config,
-        ));
+        let identity = Arc::new(
+            IdentityService::new(
+                IdentityPorts {
+                    persons: stores.persons.clone(),
+                    accounts: stores.platform_accounts.clone(),
+                    verifier,
+                    vault: Vault::new(keys),
+                    audit: stores.audit.clone(),
+                    idempotency: stores.idempotency.clone(),
+                    clock: clock.clone(),
+                    ids: ids.clone(),
+                },
+                self.identity_config,
+            )
+            .with_roles(self.roles.clone()),
+        );
 
+        let grants: Arc<dyn GrantVerifier> =
+            Arc::new(StoredGrants::new(stores.delegations.clone()));
         let ledger = Arc::new(
             Ledger::open(stores.ledger.clone(), clock.clone())
                 .await?
-                .with_audit(stores.audit.clone()),
+                .with_audit(stores.audit.clone())
+                .with_grants(grants.clone())
+                .with_roles(self.roles.clone()),
         );
         let accounts = Accounts::new(ledger.clone(), self.wallet_limits);
         accounts.open_system_accounts().await?;
@@ -231,31 +249,37 @@ impl CityCardBuilder {
             stores.cards.clone(),
             id_index.clone(),
         ));
-        let cards = Arc::new(CardService::new(
-            CardPorts {
-                cards: stores.cards.clone(),
-                bindings: stores.bindings.clone(),
-                delegations: stores.delegations.clone(),
-                idempotency: stores.idempotency.clone(),
-                audit: stores.audit.clone(),
-                clock: clock.clone(),
-                ids: ids.clone(),
-                real_names: Arc::new(IdentityRealNames::new(
-                    identity.clone(),
-                    guardians.clone(),
-                    clock.clone(),
-                )),
-                id_index: id_index.clone(),
-                issuer: card_issuer.clone(),
-                wallet: platform_wallet,
-                funds: Arc::new(LedgerCardFunds::new(ledger.clone())),
-                balances: Arc::new(LedgerBalances::new(ledger.clone(), clock.clone())),
-            },
-            self.binding_config,
-        ));
+        let cards = Arc::new(
+            CardService::new(
+                CardPorts {
+                    cards: stores.cards.clone(),
+                    bindings: stores.bindings.clone(),
+                    delegations: stores.delegations.clone(),
+                    idempotency: stores.idempotency.clone(),
+                    audit: stores.audit.clone(),
+                    clock: clock.clone(),
+                    ids: ids.clone(),
+                    real_names: Arc::new(IdentityRealNames::new(
+                        identity.clone(),
+                        guardians.clone(),
+                        clock.clone(),
+                    )),
+                    id_index: id_index.clone(),
+                    issuer: card_issuer.clone(),
+                    wallet: platform_wallet,
+                    funds: Arc::new(LedgerCardFunds::new(ledger.clone())),
+                    balances: Arc::new(LedgerBalances::new(ledger.clone(), clock.clone())),
+                },
+                self.binding_config,
+            )
+            .with_roles(self.roles.clone()),
+        );
         let wallet = WalletService::new(
             ledger.clone(),
             cards.clone(),
+            stores.bindings.clone(),
+            grants.clone(),
+            self.roles.clone(),
             stores.audit.clone(),
             clock.clone(),
         );
@@ -300,7 +324,7 @@ impl CityCardBuilder {
         let patients = Arc::new(Patients::new(
             identity.clone(),
             stores.cards.clone(),
-            stores.delegations.clone(),
+            grants.clone(),
             stores.social.clone(),
             clock.clone(),
             card_format,
@@ -329,7 +353,8 @@ impl CityCardBuilder {
             patients,
             Some(medical_payments),
             clock.clone(),
-        );
+        )
+        .with_audit(stores.audit.clone());
 
         Ok(CityCard {
             clock,
@@ -353,6 +378,8 @@ impl CityCardBuilder {
                 social,
             },
             guardians,
+            roles: self.roles,
+            grants,
             card_issuer,
             simulated_verifier,
             simulated_wallet,
@@ -574,6 +601,8 @@ pub struct CityCard {
     transit: Transit,
     healthcare: Healthcare,
     guardians: Arc<Guardianships>,
+    roles: Arc<OperatorRoles>,
+    grants: Arc<dyn GrantVerifier>,
     card_issuer: Arc<dyn CardIssuer>,
     simulated_verifier: Option<Arc<SimulatedVerifier>>,
     simulated_wallet: Option<Arc<SimulatedWallet>>,
@@ -614,7 +643,9 @@ impl CityCard {
         &self.wallet
     }
 
-    /// The ledger itself.
+    /// The ledger itself. It authorises per account: only the system and
+    /// finance operators write; a platform reads only its own clearing
+    /// account and tops up through [`CityCard::wallet`].
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }
@@ -638,6 +669,47 @@ impl CityCard {
     /// together (the port a platform calls; answers never tell which was wrong).
     pub fn card_issuer(&self) -> &Arc<dyn CardIssuer> {
         &self.card_issuer
+    }
+
+    /// Operators' roles: grant and revoke them here (an operator starts with none).
+    pub fn operator_roles(&self) -> &Arc<OperatorRoles> {
+        &self.roles
+    }
+
+    /// The one check of a delegate against the stored grants.
+    pub fn grants(&self) -> &Arc<dyn GrantVerifier> {
+        &self.grants
+    }
+
+    /// Refuses `principal` unless it is the system or an operator holding
+    /// one of `roles`; a refusal is audited.
+    async fn require_role(
+        &self,
+        principal: &Principal,
+        roles: &[OperatorRole],
+        action: &'static str,
+        subject: String,
+    ) -> Result<(), CityCardError> {
+        if self.roles.allows(principal, roles) {
+            return Ok(());
+        }
+        self.stores
+            .audit
+            .append(
+                AuditRecord::new(
+                    self.clock.now(),
+                    principal.clone(),
+                    action,
+                    subject,
+                    AuditOutcome::Denied,
+                )
+                .with("reason", "no operator role for this"),
+            )
+            .await?;
+        Err(CityCardError::Denied {
+            actor: principal.to_string(),
+            action,
+        })
     }
 
     /// Registered guardianships (for minors' consent).
@@ -682,7 +754,8 @@ impl CityCard {
 
     /// Issues a citizen card to an enrolled person: opens the card's capped
     /// e-wallet and the person's medical accounts in the ledger, then
-    /// registers the card. Operators and the system only; idempotent with `key`.
+    /// registers the card. The system and card-desk operators only (checked
+    /// before anything is opened); idempotent with `key`.
     #[tracing::instrument(name = "citycard.issue_card", skip_all, fields(key = %key, kind = %request.kind))]
     pub async fn issue_card(
         &self,
@@ -690,12 +763,13 @@ impl CityCard {
         key: &IdempotencyKey,
         request: &NewCitizenCard,
     ) -> Result<Card, CityCardError> {
-        if !matches!(principal, Principal::Operator { .. } | Principal::System) {
-            return Err(CityCardError::Denied {
-                actor: principal.to_string(),
-                action: "issue cards",
-            });
-        }
+        self.require_role(
+            principal,
+            &[OperatorRole::CardDesk],
+            "card.issue",
+            format!("person:{}", request.holder),
+        )
+        .await?;
         let number = self.cards.parse_card_number(&request.number)?;
         let wallet = self.accounts.open_wallet(&number, &request.holder).await?;
         self.accounts.open_medical_accounts(&request.holder).await?;
@@ -717,8 +791,10 @@ impl CityCard {
             .await?)
     }
 
-    /// Replaces a lost card (补卡): opens the new card's wallet, then the card
-    /// service moves the bindings and the ledger carries the balance over.
+    /// Replaces a lost card (补卡): the system and card-desk operators only,
+    /// checked before anything is opened; then opens the new card's wallet,
+    /// and the card service moves the bindings and the ledger carries the
+    /// balance over.
     #[tracing::instrument(name = "citycard.replace_card", skip_all, fields(key = %key, card = %card))]
     pub async fn replace_card(
         &self,
@@ -727,6 +803,13 @@ impl CityCard {
         card: &CardId,
         new_number: &str,
     ) -> Result<CardChange, CityCardError> {
+        self.require_role(
+            principal,
+            &[OperatorRole::CardDesk],
+            "card.replace",
+            format!("card:{card}"),
+        )
+        .await?;
         let old = self.cards.card(principal, card).await?;
         let number = self.cards.parse_card_number(new_number)?;
         let wallet = self.accounts.open_wallet(&number, &old.holder).await?;

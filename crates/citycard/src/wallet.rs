@@ -3,17 +3,34 @@
 //! Money lives in the ledger; this service decides who may move it and
 //! keeps the platform wallet passes in step. Every movement is idempotent
 //! with a key (the ledger transfer id is derived from it) and authorised for
-//! the acting principal: the cardholder, a family delegate holding the right
-//! scope, an operator or the system. A platform may top up a card bound on
-//! it, from its own clearing account.
+//! the acting principal:
+//!
+//! | principal | balance, statement | top-up | refund |
+//! |---|---|---|---|
+//! | the system | yes | yes | yes |
+//! | operator with the finance role | yes | yes | yes |
+//! | operator with the auditor role | yes | no | no |
+//! | other operators | no | no | no |
+//! | the cardholder | yes | yes | no |
+//! | a delegate under a live grant | with `ViewBalance` | with `TopUp` | no |
+//! | a platform with a live (active) binding of the card | balance only | from its own clearing account | no |
+//!
+//! A platform's right rests on the card's live bindings, not on the card
+//! rules' list of platforms it may be bound on. Whoever may not view the
+//! balance learns nothing of it from a top-up: the receipt carries no
+//! balance and the over-cap refusal names only the cap. Every refusal is
+//! audited, and so is every read; a retried movement the ledger already
+//! holds is audited as a replay.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use citycard_binding::{BalanceView, Card, CardId, CardService, CardStatus};
+use citycard_binding::{
+    BalanceView, BindingState, BindingStore, Card, CardId, CardService, CardStatus,
+};
 use citycard_core::{
-    AuditLog, AuditOutcome, AuditRecord, Clock, DelegationScope, IdempotencyKey, Money, Platform,
-    Principal,
+    AuditLog, AuditOutcome, AuditRecord, Clock, DelegationScope, GrantVerifier, IdempotencyKey,
+    Money, OperatorRole, OperatorRoles, Platform, Principal,
 };
 use citycard_ledger::{
     AccountId, CreateTransferResult, Ledger, NewTransfer, Reference, Statement, TransferId,
@@ -33,8 +50,33 @@ pub struct WalletReceipt {
     pub transfer: TransferId,
     /// The amount moved.
     pub amount: Money,
-    /// The wallet balance right after.
-    pub balance: Money,
+    /// The wallet balance right after, when the principal may view it.
+    pub balance: Option<Money>,
+}
+
+/// What a principal wants to do with a wallet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Balance,
+    Statement,
+    TopUp,
+    Refund,
+}
+
+impl Use {
+    fn scope(self) -> DelegationScope {
+        match self {
+            Use::Balance | Use::Statement => DelegationScope::ViewBalance,
+            Use::TopUp | Use::Refund => DelegationScope::TopUp,
+        }
+    }
+
+    fn roles(self) -> &'static [OperatorRole] {
+        match self {
+            Use::Balance | Use::Statement => &[OperatorRole::Finance, OperatorRole::Auditor],
+            Use::TopUp | Use::Refund => &[OperatorRole::Finance],
+        }
+    }
 }
 
 /// The e-wallet service.
@@ -42,6 +84,9 @@ pub struct WalletReceipt {
 pub struct WalletService {
     ledger: Arc<Ledger>,
     cards: Arc<CardService>,
+    bindings: Arc<dyn BindingStore>,
+    grants: Arc<dyn GrantVerifier>,
+    roles: Arc<OperatorRoles>,
     audit: Arc<dyn AuditLog>,
     clock: Arc<dyn Clock>,
 }
@@ -53,49 +98,89 @@ impl std::fmt::Debug for WalletService {
 }
 
 impl WalletService {
-    /// The service over the ledger and the card service.
+    /// The service over the ledger, the card service, the bindings (a
+    /// platform's rights rest on them), the delegation grants and the
+    /// operators' roles.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ledger: Arc<Ledger>,
         cards: Arc<CardService>,
+        bindings: Arc<dyn BindingStore>,
+        grants: Arc<dyn GrantVerifier>,
+        roles: Arc<OperatorRoles>,
         audit: Arc<dyn AuditLog>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             ledger,
             cards,
+            bindings,
+            grants,
+            roles,
             audit,
             clock,
         }
+    }
+
+    /// Whether `principal` may do `what` with `card`'s wallet (see the module docs).
+    async fn allowed(
+        &self,
+        principal: &Principal,
+        card: &Card,
+        what: Use,
+    ) -> Result<bool, CityCardError> {
+        Ok(match principal {
+            Principal::System | Principal::Operator { .. } => {
+                self.roles.allows(principal, what.roles())
+            }
+            Principal::Platform { platform } => {
+                matches!(what, Use::Balance | Use::TopUp)
+                    && self
+                        .bindings
+                        .by_card(&card.id)
+                        .await?
+                        .iter()
+                        .any(|b| b.platform == *platform && b.state == BindingState::Active)
+            }
+            _ => {
+                what != Use::Refund
+                    && self
+                        .grants
+                        .verify(principal, &card.holder, what.scope(), self.clock.now())
+                        .await?
+            }
+        })
+    }
+
+    async fn record(
+        &self,
+        principal: &Principal,
+        action: &'static str,
+        card: &CardId,
+        outcome: AuditOutcome,
+    ) -> Result<(), CityCardError> {
+        self.audit
+            .append(AuditRecord::new(
+                self.clock.now(),
+                principal.clone(),
+                action,
+                format!("card:{card}"),
+                outcome,
+            ))
+            .await?;
+        Ok(())
     }
 
     async fn card_for(
         &self,
         principal: &Principal,
         card: &CardId,
-        scope: DelegationScope,
+        what: Use,
         action: &'static str,
     ) -> Result<(Card, AccountId), CityCardError> {
         let card = self.cards.card(&Principal::System, card).await?;
-        let allowed = match principal {
-            Principal::System | Principal::Operator { .. } => true,
-            Principal::Platform { platform } => {
-                scope == DelegationScope::TopUp && card.platforms.contains(platform)
-            }
-            _ => self
-                .cards
-                .authorize(principal, &card.holder, scope, action)
-                .await
-                .is_ok(),
-        };
-        if !allowed {
-            self.audit
-                .append(AuditRecord::new(
-                    self.clock.now(),
-                    principal.clone(),
-                    action,
-                    format!("card:{}", card.id),
-                    AuditOutcome::Denied,
-                ))
+        if !self.allowed(principal, &card, what).await? {
+            self.record(principal, action, &card.id, AuditOutcome::Denied)
                 .await?;
             return Err(CityCardError::Denied {
                 actor: principal.to_string(),
@@ -113,19 +198,22 @@ impl WalletService {
         principal: &Principal,
         card: &CardId,
     ) -> Result<Money, CityCardError> {
-        let (_, account) = self
-            .card_for(
-                principal,
-                card,
-                DelegationScope::ViewBalance,
-                "wallet.balance",
-            )
+        let (card, account) = self
+            .card_for(principal, card, Use::Balance, "wallet.balance")
             .await?;
-        Ok(self
+        let balance = self
             .ledger
             .account(&Principal::System, account)
             .await?
-            .available())
+            .available();
+        self.record(
+            principal,
+            "wallet.balance",
+            &card.id,
+            AuditOutcome::Succeeded,
+        )
+        .await?;
+        Ok(balance)
     }
 
     /// The statement of a card's wallet over `[from, to)`.
@@ -137,18 +225,21 @@ impl WalletService {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Statement, CityCardError> {
-        let (_, account) = self
-            .card_for(
-                principal,
-                card,
-                DelegationScope::ViewBalance,
-                "wallet.statement",
-            )
+        let (card, account) = self
+            .card_for(principal, card, Use::Statement, "wallet.statement")
             .await?;
-        Ok(self
+        let statement = self
             .ledger
             .statement(&Principal::System, account, from, to)
-            .await?)
+            .await?;
+        self.record(
+            principal,
+            "wallet.statement",
+            &card.id,
+            AuditOutcome::Succeeded,
+        )
+        .await?;
+        Ok(statement)
     }
 
     /// Tops up a card's wallet from a platform's clearing account.
@@ -172,13 +263,15 @@ impl WalletService {
         if let Principal::Platform { platform } = principal
             && platform != via
         {
+            self.record(principal, "wallet.top_up", card, AuditOutcome::Denied)
+                .await?;
             return Err(CityCardError::Denied {
                 actor: principal.to_string(),
                 action: "top up through another platform",
             });
         }
         let (card, account) = self
-            .card_for(principal, card, DelegationScope::TopUp, "wallet.top_up")
+            .card_for(principal, card, Use::TopUp, "wallet.top_up")
             .await?;
         if card.status != CardStatus::Active {
             return Err(CityCardError::Invalid(format!(
@@ -219,14 +312,8 @@ impl WalletService {
                 "a refund must be a positive amount, not {amount}"
             )));
         }
-        if !matches!(principal, Principal::System | Principal::Operator { .. }) {
-            return Err(CityCardError::Denied {
-                actor: principal.to_string(),
-                action: "refund a wallet (operators do, at the cardholder's request)",
-            });
-        }
         let (card, account) = self
-            .card_for(principal, card, DelegationScope::TopUp, "wallet.refund")
+            .card_for(principal, card, Use::Refund, "wallet.refund")
             .await?;
         let id = TransferId::from_idempotency_key("wallet.refund", key);
         let transfer = NewTransfer::new(id, account, Accounts::refunds(), amount, codes::REFUND)
@@ -259,22 +346,31 @@ impl WalletService {
             .create_transfers(&Principal::System, vec![transfer])
             .await?;
         let wallet = self.ledger.account(&Principal::System, account).await?;
+        let may_view = self.allowed(principal, card, Use::Balance).await?;
         let outcome = match results.first().copied() {
             Some(CreateTransferResult::Ok | CreateTransferResult::Exists) => Ok(()),
             Some(CreateTransferResult::ExceedsUpperLimit) => {
                 let cap = wallet.upper_limit.unwrap_or(Money::MAX);
                 let balance = wallet.posted();
-                Err(CityCardError::OverCap {
-                    cap,
-                    balance,
-                    room: cap
-                        .checked_sub(balance)
-                        .unwrap_or(Money::ZERO)
-                        .max(Money::ZERO),
+                Err(if may_view {
+                    CityCardError::OverCap {
+                        cap,
+                        balance,
+                        room: cap
+                            .checked_sub(balance)
+                            .unwrap_or(Money::ZERO)
+                            .max(Money::ZERO),
+                    }
+                } else {
+                    CityCardError::OverCapUndisclosed { cap }
                 })
             }
-            Some(CreateTransferResult::ExceedsCredits) => Err(CityCardError::InsufficientBalance {
-                balance: wallet.available(),
+            Some(CreateTransferResult::ExceedsCredits) => Err(if may_view {
+                CityCardError::InsufficientBalance {
+                    balance: wallet.available(),
+                }
+            } else {
+                CityCardError::InsufficientBalanceUndisclosed
             }),
             Some(other) => Err(CityCardError::Ledger(format!(
                 "the ledger refused the transfer: {other:?}; use a new key to try again"
@@ -291,10 +387,10 @@ impl WalletService {
                     principal.clone(),
                     action,
                     format!("card:{}", card.id),
-                    if outcome.is_ok() {
-                        AuditOutcome::Succeeded
-                    } else {
-                        AuditOutcome::Failed
+                    match (&outcome, results.first()) {
+                        (Ok(()), Some(CreateTransferResult::Exists)) => AuditOutcome::Replayed,
+                        (Ok(()), _) => AuditOutcome::Succeeded,
+                        (Err(_), _) => AuditOutcome::Failed,
                     },
                 )
                 .with("amount", amount.to_string())
@@ -324,7 +420,7 @@ impl WalletService {
             card: card.id.clone(),
             transfer: id,
             amount,
-            balance,
+            balance: may_view.then_some(balance),
         })
     }
 }

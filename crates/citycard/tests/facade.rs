@@ -11,8 +11,8 @@ use citycard::binding::{
     GrantDelegation, Relation,
 };
 use citycard::core::{
-    Clock, DelegationScope, IdempotencyKey, ManualClock, Money, OperatorId, PersonId, Platform,
-    PlatformAccountId, Principal, Scopes, Sensitive, SequentialIdGenerator,
+    Clock, DelegationScope, IdempotencyKey, ManualClock, Money, OperatorId, OperatorRole, PersonId,
+    Platform, PlatformAccountId, Principal, Scopes, Sensitive, SequentialIdGenerator,
 };
 use citycard::healthcare::{
     BillRequest, CashSource, CatalogueClass, ChargeItem, HospitalId, HospitalLevel, VisitType,
@@ -46,6 +46,10 @@ async fn city() -> (CityCard, Arc<ManualClock>) {
         .build()
         .await
         .expect("builds");
+    city.operator_roles().grant(
+        OperatorId::parse("opr-1").expect("valid id"),
+        OperatorRole::CardDesk,
+    );
     (city, clock)
 }
 
@@ -244,7 +248,7 @@ async fn delegates_top_up_within_a_live_grant_only() {
         )
         .await
         .expect("the son tops up for his mother");
-    assert_eq!(receipt.balance, Money::from_yuan(20));
+    assert_eq!(receipt.balance, Some(Money::from_yuan(20)));
     // The son may not act as the mother herself, nor claim scopes he was not given.
     let as_himself = city
         .wallet()
@@ -287,13 +291,43 @@ async fn delegates_top_up_within_a_live_grant_only() {
 }
 
 #[tokio::test]
-async fn a_platform_tops_up_only_through_its_own_clearing_account() {
+async fn a_platform_tops_up_only_a_card_bound_on_it_through_its_own_clearing_account() {
     let (city, _) = city().await;
     let holder = enrol(&city, "p", (1990, 1, 1)).await;
-    let card = issue(&city, &holder, "3301000000000003", "standard").await;
+    let number = "3301000000000003";
+    let card = issue(&city, &holder, number, "standard").await;
     let alipay = Principal::Platform {
         platform: Platform::Alipay,
     };
+    // The card rules allow Alipay, but the card is not bound there yet: refused,
+    // and the balance is not told either.
+    let unbound = city
+        .wallet()
+        .top_up(
+            &alipay,
+            &card,
+            Money::from_yuan(10),
+            &Platform::Alipay,
+            &key("p0"),
+        )
+        .await;
+    assert!(
+        matches!(unbound, Err(CityCardError::Denied { .. })),
+        "{unbound:?}"
+    );
+    assert!(matches!(
+        city.wallet().balance(&alipay, &card).await,
+        Err(CityCardError::Denied { .. })
+    ));
+    let account = verified_account(&city, &holder, "2088-p").await;
+    city.bindings()
+        .bind(
+            &Principal::cardholder(holder.id.clone()),
+            &key("bind-p"),
+            &bind_request(&account, number, &holder.id_number),
+        )
+        .await
+        .expect("binds");
     city.wallet()
         .top_up(
             &alipay,
@@ -303,7 +337,14 @@ async fn a_platform_tops_up_only_through_its_own_clearing_account() {
             &key("p1"),
         )
         .await
-        .expect("Alipay tops up through Alipay");
+        .expect("Alipay tops up a card bound on it, through Alipay");
+    assert_eq!(
+        city.wallet()
+            .balance(&alipay, &card)
+            .await
+            .expect("balance"),
+        Money::from_yuan(10)
+    );
     let through_other = city
         .wallet()
         .top_up(
@@ -315,6 +356,22 @@ async fn a_platform_tops_up_only_through_its_own_clearing_account() {
         )
         .await;
     assert!(matches!(through_other, Err(CityCardError::Denied { .. })));
+    // WeChat Pay has no binding of this card: no top-up, no balance.
+    let wechat = Principal::Platform {
+        platform: Platform::WechatPay,
+    };
+    assert!(matches!(
+        city.wallet()
+            .top_up(
+                &wechat,
+                &card,
+                Money::from_yuan(10),
+                &Platform::WechatPay,
+                &key("p3"),
+            )
+            .await,
+        Err(CityCardError::Denied { .. })
+    ));
     assert_eq!(
         city.accounts()
             .balance(Accounts::clearing(&Platform::WechatPay))
@@ -322,6 +379,87 @@ async fn a_platform_tops_up_only_through_its_own_clearing_account() {
             .expect("balance"),
         Money::ZERO
     );
+}
+
+#[tokio::test]
+async fn a_delegate_who_may_only_top_up_learns_nothing_of_the_balance() {
+    let (city, clock) = city().await;
+    let mother = enrol(&city, "m2", (1950, 6, 1)).await;
+    let son = enrol(&city, "s2", (1980, 6, 1)).await;
+    let card = issue(&city, &mother, "3301000000000012", "elderly").await;
+    let me = Principal::cardholder(mother.id.clone());
+    city.wallet()
+        .top_up(
+            &me,
+            &card,
+            Money::from_yuan(4_990),
+            &Platform::Alipay,
+            &key("m-1"),
+        )
+        .await
+        .expect("tops up");
+    let grant = city
+        .cards()
+        .grant_delegation(
+            &me,
+            &key("grant-m2"),
+            &GrantDelegation {
+                cardholder: mother.id.clone(),
+                delegate: son.id.clone(),
+                relation: Relation::Family,
+                scopes: [DelegationScope::TopUp].into_iter().collect(),
+                expires_at: clock.now() + Duration::days(30),
+            },
+        )
+        .await
+        .expect("grants");
+    let as_son = Principal::Delegate {
+        delegate: son.id.clone(),
+        on_behalf_of: mother.id.clone(),
+        delegation: grant.id,
+        scopes: [DelegationScope::TopUp].into_iter().collect(),
+    };
+    let over = city
+        .wallet()
+        .top_up(
+            &as_son,
+            &card,
+            Money::from_yuan(20),
+            &Platform::Alipay,
+            &key("s-1"),
+        )
+        .await
+        .expect_err("over the cap");
+    assert!(
+        matches!(over, CityCardError::OverCapUndisclosed { .. }),
+        "{over:?}"
+    );
+    assert!(!over.to_string().contains("4990"), "{over}");
+    let receipt = city
+        .wallet()
+        .top_up(
+            &as_son,
+            &card,
+            Money::from_yuan(5),
+            &Platform::Alipay,
+            &key("s-2"),
+        )
+        .await
+        .expect("fits");
+    assert_eq!(receipt.balance, None);
+    // The cardholder herself is told how much fits.
+    let told = city
+        .wallet()
+        .top_up(
+            &me,
+            &card,
+            Money::from_yuan(20),
+            &Platform::Alipay,
+            &key("m-2"),
+        )
+        .await
+        .expect_err("over the cap");
+    assert!(told.to_string().contains("top up at most 5.00"), "{told}");
 }
 
 #[tokio::test]

@@ -73,6 +73,10 @@ mod ride_codes {
         let operator = Principal::Operator {
             operator: OperatorId::parse("opr-1").expect("id"),
         };
+        city.operator_roles().grant(
+            OperatorId::parse("opr-1").expect("id"),
+            citycard::core::OperatorRole::CardDesk,
+        );
         let id_number = IdNumber::generate(
             RegionCode::new(330106).expect("region"),
             chrono::NaiveDate::from_ymd_opt(1980, 1, 1).expect("date"),

@@ -1,7 +1,10 @@
 //! Properties of the whole card system: random journeys of several
 //! cardholders (top up, ride and settle, pay a hospital bill, book, refund,
 //! lose and replace a card, unbind and bind again, look at the wallet view),
-//! some attempted by principals who have no right to them.
+//! attempted by every kind of principal: the holder, another cardholder, a
+//! family delegate under a live grant, someone quoting that grant, a delegate
+//! whose grant was revoked, the platform the card is (or is not) bound on,
+//! another platform, operators with and without the finance role, the system.
 //!
 //! After every step: money is conserved across the whole ledger (every
 //! account's net position sums to zero), no wallet is below zero or above its
@@ -14,11 +17,13 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use citycard::binding::{
-    BindRequest, BindingId, BindingState, ConsentInput, DataCategory, RemovalReason,
+    BindRequest, BindingId, BindingState, ConsentInput, DataCategory, GrantDelegation, Relation,
+    RemovalReason,
 };
 use citycard::core::{
-    Clock, IdempotencyKey, ManualClock, Money, OperatorId, PersonId, Platform, PlatformAccountId,
-    Principal, Sensitive, SequentialIdGenerator, civil_date,
+    AuditOutcome, AuditQuery, Clock, DelegationId, DelegationScope, IdempotencyKey, ManualClock,
+    Money, OperatorId, OperatorRole, PersonId, Platform, PlatformAccountId, Principal, Scopes,
+    Sensitive, SequentialIdGenerator, civil_date,
 };
 use citycard::healthcare::{
     BillRequest, BookRequest, CashSource, CatalogueClass, ChargeItem, HospitalId, HospitalLevel,
@@ -40,6 +45,10 @@ struct Holder {
     card_number: String,
     binding: Option<BindingId>,
     replacements: u32,
+    /// Live grant to the next holder: top up and book, not view the balance.
+    grant: DelegationId,
+    /// Grant to the holder after next, revoked.
+    revoked: DelegationId,
 }
 
 struct World {
@@ -57,6 +66,12 @@ fn key(text: String) -> IdempotencyKey {
 fn operator() -> Principal {
     Principal::Operator {
         operator: OperatorId::parse("opr-1").expect("valid id"),
+    }
+}
+
+fn unroled_operator() -> Principal {
+    Principal::Operator {
+        operator: OperatorId::parse("opr-nobody").expect("valid id"),
     }
 }
 
@@ -79,6 +94,10 @@ impl World {
             .build()
             .await
             .expect("builds");
+        for role in [OperatorRole::CardDesk, OperatorRole::Finance] {
+            city.operator_roles()
+                .grant(OperatorId::parse("opr-1").expect("valid id"), role);
+        }
         let mut holders = Vec::new();
         for i in 0..PEOPLE {
             let id_number = IdNumber::generate(
@@ -147,7 +166,41 @@ impl World {
                 card_number,
                 binding: None,
                 replacements: 0,
+                grant: DelegationId::parse("dlg-unset").expect("id"),
+                revoked: DelegationId::parse("dlg-unset").expect("id"),
             });
+        }
+        for i in 0..PEOPLE {
+            let holder = Principal::cardholder(holders[i].person.clone());
+            let grant = |to: usize, tag: &str| {
+                let request = GrantDelegation {
+                    cardholder: holders[i].person.clone(),
+                    delegate: holders[to].person.clone(),
+                    relation: Relation::Family,
+                    scopes: [DelegationScope::TopUp, DelegationScope::BookAppointments]
+                        .into_iter()
+                        .collect(),
+                    expires_at: clock.now() + Duration::days(300),
+                };
+                let k = key(format!("{tag}-{i}"));
+                let city = &city;
+                let holder = holder.clone();
+                async move {
+                    city.cards()
+                        .grant_delegation(&holder, &k, &request)
+                        .await
+                        .expect("grants")
+                        .id
+                }
+            };
+            let live = grant((i + 1) % PEOPLE, "grant").await;
+            let revoked = grant((i + 2) % PEOPLE, "grant-revoked").await;
+            city.cards()
+                .revoke_delegation(&holder, &key(format!("revoke-{i}")), &revoked)
+                .await
+                .expect("revokes");
+            holders[i].grant = live;
+            holders[i].revoked = revoked;
         }
         let mut world = World {
             city,
@@ -258,6 +311,24 @@ impl World {
 enum Actor {
     Own,
     Other(usize),
+    /// The next holder, under the live grant.
+    Delegate,
+    /// Someone quoting the live grant.
+    Quoting(usize),
+    /// The holder after next, under the revoked grant.
+    Revoked,
+    Platform(Platform),
+    FinanceOperator,
+    UnroledOperator,
+    System,
+}
+
+/// What the actor tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Right {
+    TopUp,
+    Bill,
+    Book,
 }
 
 #[derive(Debug, Clone)]
@@ -273,7 +344,17 @@ enum Op {
 }
 
 fn actor() -> impl Strategy<Value = Actor> {
-    prop_oneof![3 => Just(Actor::Own), 1 => (0..PEOPLE).prop_map(Actor::Other)]
+    prop_oneof![
+        6 => Just(Actor::Own),
+        2 => (0..PEOPLE).prop_map(Actor::Other),
+        2 => Just(Actor::Delegate),
+        1 => (0..PEOPLE).prop_map(Actor::Quoting),
+        1 => Just(Actor::Revoked),
+        2 => prop_oneof![Just(Platform::Alipay), Just(Platform::WechatPay)].prop_map(Actor::Platform),
+        1 => Just(Actor::FinanceOperator),
+        1 => Just(Actor::UnroledOperator),
+        1 => Just(Actor::System),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -290,11 +371,49 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn principal_for(world: &World, who: usize, actor: &Actor) -> (Principal, bool) {
+/// The principal for an actor, and whether it may exercise `right` for `who`.
+fn principal_for(world: &World, who: usize, actor: &Actor, right: Right) -> (Principal, bool) {
+    let holder = &world.holders[who];
+    let delegate = |by: usize, delegation: &DelegationId| Principal::Delegate {
+        delegate: world.holders[by].person.clone(),
+        on_behalf_of: holder.person.clone(),
+        delegation: delegation.clone(),
+        scopes: Scopes::all(),
+    };
+    let next = (who + 1) % PEOPLE;
     match actor {
         Actor::Own => (world.me(who), true),
         Actor::Other(other) => (world.me(*other), *other == who),
+        // Healthcare bills only the patient or the hospital.
+        Actor::Delegate => (delegate(next, &holder.grant), right != Right::Bill),
+        Actor::Quoting(by) => (
+            delegate(*by, &holder.grant),
+            *by == next && right != Right::Bill,
+        ),
+        Actor::Revoked => (delegate((who + 2) % PEOPLE, &holder.revoked), false),
+        Actor::Platform(platform) => (
+            Principal::Platform {
+                platform: platform.clone(),
+            },
+            right == Right::TopUp && *platform == Platform::Alipay && holder.binding.is_some(),
+        ),
+        Actor::FinanceOperator => (operator(), true),
+        // Top-ups need the finance role; the hospital's desk is any operator.
+        Actor::UnroledOperator => (unroled_operator(), right != Right::TopUp),
+        Actor::System => (Principal::System, true),
     }
+}
+
+async fn denials(world: &World) -> usize {
+    world
+        .city
+        .audit()
+        .query(&AuditQuery::all())
+        .await
+        .expect("audit")
+        .iter()
+        .filter(|e| e.record.outcome == AuditOutcome::Denied)
+        .count()
 }
 
 async fn step(world: &mut World, op: Op, day: usize) {
@@ -302,31 +421,38 @@ async fn step(world: &mut World, op: Op, day: usize) {
     let before = world.transfer_count().await;
     match op {
         Op::TopUp { who, actor, yuan } => {
-            let (principal, allowed) = principal_for(world, who, &actor);
+            let (principal, allowed) = principal_for(world, who, &actor, Right::TopUp);
             let k = world.next_key("topup");
             let card = world.holders[who].card.clone();
+            let via = match &principal {
+                Principal::Platform { platform } => platform.clone(),
+                _ => Platform::Alipay,
+            };
+            let denied_before = denials(world).await;
             let result = world
                 .city
                 .wallet()
-                .top_up(
-                    &principal,
-                    &card,
-                    Money::from_yuan(yuan),
-                    &Platform::Alipay,
-                    &k,
-                )
+                .top_up(&principal, &card, Money::from_yuan(yuan), &via, &k)
                 .await;
+            // The delegate may top up but not view the balance: it learns nothing of it.
+            let sees_balance = !matches!(principal, Principal::Delegate { .. });
             match (allowed, result) {
                 (true, Ok(receipt)) => {
+                    assert_eq!(receipt.balance.is_some(), sees_balance, "{receipt:?}");
                     let e = world.expected_wallet.entry(who).or_insert(Money::ZERO);
                     *e = e.checked_add(receipt.amount).expect("no overflow");
                 }
-                (true, Err(CityCardError::OverCap { .. })) => {}
+                (true, Err(CityCardError::OverCap { .. })) if sees_balance => {}
+                (true, Err(CityCardError::OverCapUndisclosed { .. })) if !sees_balance => {}
                 (false, Err(CityCardError::Denied { .. })) => {
                     assert_eq!(
                         world.transfer_count().await,
                         before,
                         "a denied top-up moved money"
+                    );
+                    assert!(
+                        denials(world).await > denied_before,
+                        "a denied top-up was not audited"
                     );
                 }
                 (allowed, other) => panic!("top-up (allowed: {allowed}) answered {other:?}"),
@@ -373,7 +499,7 @@ async fn step(world: &mut World, op: Op, day: usize) {
             *e = e.checked_sub(report.charged).expect("no overflow");
         }
         Op::Bill { who, actor, yuan } => {
-            let (principal, allowed) = principal_for(world, who, &actor);
+            let (principal, allowed) = principal_for(world, who, &actor, Right::Bill);
             let k = world.next_key("bill");
             let request = BillRequest {
                 patient: world.holders[who].person.clone(),
@@ -418,11 +544,11 @@ async fn step(world: &mut World, op: Op, day: usize) {
                         "a denied bill moved money"
                     );
                 }
-                (false, Ok(_)) => panic!("another cardholder settled someone's bill"),
+                (false, Ok(_)) => panic!("{principal} settled someone's bill"),
             }
         }
         Op::Book { who, actor } => {
-            let (principal, allowed) = principal_for(world, who, &actor);
+            let (principal, allowed) = principal_for(world, who, &actor, Right::Book);
             let k = world.next_key("book");
             let slot = format!("slot-{day}");
             let result = world
@@ -440,7 +566,13 @@ async fn step(world: &mut World, op: Op, day: usize) {
                 )
                 .await;
             if !allowed {
-                assert!(result.is_err(), "another cardholder booked for someone");
+                assert!(
+                    matches!(
+                        result,
+                        Err(citycard::healthcare::HealthcareError::Denied(_))
+                    ),
+                    "{principal} booked for someone: {result:?}"
+                );
             }
         }
         Op::Refund { who, yuan } => {

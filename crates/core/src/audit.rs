@@ -25,6 +25,8 @@ pub enum AuditOutcome {
     Denied,
     /// It was attempted and failed.
     Failed,
+    /// A retry of an action that had already taken effect: nothing changed.
+    Replayed,
 }
 
 impl AuditOutcome {
@@ -34,6 +36,7 @@ impl AuditOutcome {
             AuditOutcome::Succeeded => "succeeded",
             AuditOutcome::Denied => "denied",
             AuditOutcome::Failed => "failed",
+            AuditOutcome::Replayed => "replayed",
         }
     }
 
@@ -43,6 +46,7 @@ impl AuditOutcome {
             "succeeded" => Some(AuditOutcome::Succeeded),
             "denied" => Some(AuditOutcome::Denied),
             "failed" => Some(AuditOutcome::Failed),
+            "replayed" => Some(AuditOutcome::Replayed),
             _ => None,
         }
     }

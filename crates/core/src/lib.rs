@@ -7,6 +7,8 @@
 //! - the [`Clock`] port with [`ManualClock`] for tests, and China civil time helpers;
 //! - idempotency keys and the [`IdempotencyStore`] port, with [`run_idempotent`];
 //! - [`Principal`]: who acts, including family delegates with [`Scopes`];
+//! - the [`GrantVerifier`] port (delegates are checked against stored grants) and
+//!   [`OperatorRoles`] (operators' roles are looked up, never claimed);
 //! - [`Sensitive`]: personal data that prints masked;
 //! - the append-only [`AuditLog`] port;
 //! - [`ErrorClass`] and [`ClassifiedError`], so a host maps every crate's errors in one place.
@@ -28,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod audit;
 pub mod clock;
 pub mod error;
@@ -37,6 +40,7 @@ pub mod money;
 pub mod principal;
 pub mod sensitive;
 
+pub use access::{GrantVerifier, OperatorRole, OperatorRoles};
 pub use audit::{AuditEntry, AuditLog, AuditOutcome, AuditQuery, AuditRecord, MemoryAuditLog};
 pub use clock::{
     CivilMonth, Clock, ManualClock, SystemClock, china_offset, civil_date, civil_month,

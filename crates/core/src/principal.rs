@@ -193,9 +193,11 @@ impl Principal {
         Principal::Cardholder { person }
     }
 
-    /// True when this principal may act on `person`'s own things for `scope`:
-    /// the person themself, or a delegate for them holding the scope.
+    /// True when this principal *claims* to act on `person`'s own things for
+    /// `scope`: the person themself, or a delegate for them claiming the scope.
     ///
+    /// A delegate's claim proves nothing by itself: authorise through a
+    /// [`GrantVerifier`](crate::GrantVerifier), which checks the stored grant.
     /// Operators and the system are not included: services decide separately
     /// which back-office operations they allow.
     pub fn may_act_for(&self, person: &PersonId, scope: DelegationScope) -> bool {

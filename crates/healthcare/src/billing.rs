@@ -590,6 +590,28 @@ impl BillingService {
         }
     }
 
+    /// Audits a refusal and returns it.
+    async fn refuse(
+        &self,
+        actor: &Principal,
+        action: &str,
+        subject: String,
+        why: &str,
+    ) -> HealthcareError {
+        let record = AuditRecord::new(
+            self.clock.now(),
+            actor.clone(),
+            action,
+            subject,
+            AuditOutcome::Denied,
+        )
+        .with("reason", why);
+        if let Err(e) = self.audit.append(record).await {
+            return e.into();
+        }
+        HealthcareError::Denied(why.to_owned())
+    }
+
     fn may_bill(actor: &Principal, patient: &PersonId) -> bool {
         match actor {
             Principal::Cardholder { person } => person == patient,
@@ -617,9 +639,14 @@ impl BillingService {
         identifier: &crate::appointments::PatientIdentifier,
     ) -> Result<PersonId, HealthcareError> {
         if !(actor.is_operator() || matches!(actor, Principal::System)) {
-            return Err(HealthcareError::Denied(
-                "only the hospital identifies patients by document".into(),
-            ));
+            return Err(self
+                .refuse(
+                    actor,
+                    "billing.identify",
+                    "patient:*".into(),
+                    "only the hospital identifies patients by document",
+                )
+                .await);
         }
         self.patients
             .resolve(identifier)
@@ -634,9 +661,25 @@ impl BillingService {
         request: &BillRequest,
     ) -> Result<SettlementBreakdown, HealthcareError> {
         if !Self::may_bill(actor, &request.patient) {
-            return Err(HealthcareError::Denied(
-                "only the patient or the hospital may quote a bill".into(),
-            ));
+            return Err(self
+                .refuse(
+                    actor,
+                    "billing.quote",
+                    format!("person:{}", request.patient),
+                    "only the patient or the hospital may quote a bill",
+                )
+                .await);
+        }
+        if !matches!(actor, Principal::System) {
+            self.audit
+                .append(AuditRecord::new(
+                    self.clock.now(),
+                    actor.clone(),
+                    "billing.quote",
+                    format!("person:{}", request.patient),
+                    AuditOutcome::Succeeded,
+                ))
+                .await?;
         }
         let person_type = self.person_type(&request.patient).await?;
         let date = civil_date(self.clock.now());
@@ -665,9 +708,14 @@ impl BillingService {
         request: &BillRequest,
     ) -> Result<SettlementRecord, HealthcareError> {
         if !Self::may_bill(actor, &request.patient) {
-            return Err(HealthcareError::Denied(
-                "only the patient or the hospital may settle a bill".into(),
-            ));
+            return Err(self
+                .refuse(
+                    actor,
+                    "billing.settle",
+                    format!("person:{}", request.patient),
+                    "only the patient or the hospital may settle a bill",
+                )
+                .await);
         }
         let fingerprint = Fingerprint::of(request)?;
         let person_type = self.person_type(&request.patient).await?;
@@ -790,9 +838,14 @@ impl BillingService {
         key: &IdempotencyKey,
     ) -> Result<SettlementRecord, HealthcareError> {
         if !(actor.is_operator() || matches!(actor, Principal::System)) {
-            return Err(HealthcareError::Denied(
-                "only the hospital or the insurer may reverse a settlement".into(),
-            ));
+            return Err(self
+                .refuse(
+                    actor,
+                    "billing.reverse",
+                    format!("settlement:{id}"),
+                    "only the hospital or the insurer may reverse a settlement",
+                )
+                .await);
         }
         let record = self
             .store
@@ -854,7 +907,14 @@ impl BillingService {
             .await?
             .ok_or_else(|| HealthcareError::NotFound(format!("settlement {id}")))?;
         if !Self::may_bill(actor, &record.request.patient) {
-            return Err(HealthcareError::Denied("not your settlement".into()));
+            return Err(self
+                .refuse(
+                    actor,
+                    "billing.settlement",
+                    format!("settlement:{id}"),
+                    "not your settlement",
+                )
+                .await);
         }
         Ok(record)
     }

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Datelike;
 use citycard_core::{
-    CivilMonth, Clock, DelegationScope, Money, PersonId, Principal, StoreError, civil_date,
+    AuditLog, AuditOutcome, AuditRecord, CivilMonth, Clock, DelegationScope, Money, PersonId,
+    Principal, StoreError, civil_date,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -433,6 +434,7 @@ pub struct SocialInsuranceService {
     patients: Arc<dyn PatientDirectory>,
     payments: Option<Arc<dyn MedicalPayments>>,
     clock: Arc<dyn Clock>,
+    audit: Option<Arc<dyn AuditLog>>,
 }
 
 impl std::fmt::Debug for SocialInsuranceService {
@@ -455,11 +457,19 @@ impl SocialInsuranceService {
             patients,
             payments,
             clock,
+            audit: None,
         }
     }
 
+    /// Audits every summary read by a principal other than the system, allowed or denied.
+    #[must_use]
+    pub fn with_audit(mut self, audit: Arc<dyn AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
     /// The summary for a person: the person, a delegate with the view-records scope under a
-    /// live grant, or an operator.
+    /// live grant, an operator or the system.
     #[tracing::instrument(skip_all)]
     pub async fn summary(
         &self,
@@ -468,13 +478,31 @@ impl SocialInsuranceService {
     ) -> Result<SocialInsuranceSummary, HealthcareError> {
         let allowed = match actor {
             Principal::Cardholder { person: p } => p == person,
-            Principal::Delegate { delegation, .. } => {
-                actor.may_act_for(person, DelegationScope::ViewRecords)
-                    && self.patients.delegation_is_live(delegation, person).await?
+            Principal::Delegate { .. } => {
+                self.patients
+                    .delegate_allowed(actor, person, DelegationScope::ViewRecords)
+                    .await?
             }
-            Principal::Operator { .. } => true,
+            Principal::Operator { .. } | Principal::System => true,
             _ => false,
         };
+        if let Some(audit) = &self.audit
+            && !matches!(actor, Principal::System)
+        {
+            audit
+                .append(AuditRecord::new(
+                    self.clock.now(),
+                    actor.clone(),
+                    "social_insurance.summary",
+                    format!("person:{person}"),
+                    if allowed {
+                        AuditOutcome::Succeeded
+                    } else {
+                        AuditOutcome::Denied
+                    },
+                ))
+                .await?;
+        }
         if !allowed {
             return Err(HealthcareError::Denied(
                 "only the insured person, a delegate allowed to view records or an operator may see this".into(),

@@ -107,7 +107,7 @@ async fn real_name_patients_book_and_retries_replay() {
     assert_eq!(again.appointment, b.appointment);
     let views = w
         .service
-        .slots(&"dep-1".parse().unwrap(), day(10))
+        .slots(&operator(), &"dep-1".parse().unwrap(), day(10))
         .await
         .unwrap();
     assert_eq!(views[0].remaining(), 1);
@@ -178,7 +178,25 @@ async fn delegates_book_only_with_the_scope_and_a_live_grant() {
             .await,
         Err(HealthcareError::Denied(_))
     ));
-    w.directory.grant(delegation.clone(), pid("psn-1"));
+    w.directory.grant(
+        delegation.clone(),
+        pid("psn-2"),
+        pid("psn-1"),
+        [DelegationScope::BookAppointments].into_iter().collect(),
+    );
+    // Someone else quoting the son's grant, even claiming the scope, books nothing.
+    let quoting = Principal::Delegate {
+        delegate: pid("psn-3"),
+        on_behalf_of: pid("psn-1"),
+        delegation: delegation.clone(),
+        scopes: [DelegationScope::BookAppointments].into_iter().collect(),
+    };
+    assert!(matches!(
+        w.service
+            .book(&quoting, &req("slot-1", "psn-1", "k1", false))
+            .await,
+        Err(HealthcareError::Denied(_))
+    ));
     assert!(matches!(
         w.service
             .book(
@@ -390,8 +408,25 @@ async fn three_no_shows_in_a_year_ban_booking_for_ninety_days() {
     let sweep = w.service.mark_no_shows(100).await.unwrap();
     assert_eq!(sweep.marked.len(), 3);
     assert_eq!(
-        w.service.banned_until(&pid("psn-1")).await.unwrap(),
+        w.service
+            .banned_until(&me("psn-1"), &pid("psn-1"))
+            .await
+            .unwrap(),
         Some(day(11) + Duration::days(90))
+    );
+    // Someone else learns nothing of the ban, and the attempt is audited.
+    assert!(matches!(
+        w.service.banned_until(&me("psn-2"), &pid("psn-1")).await,
+        Err(HealthcareError::Denied(_))
+    ));
+    assert!(
+        w.audit
+            .query(&AuditQuery::all())
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.record.action == "appointment.banned_until"
+                && e.record.outcome == citycard_core::AuditOutcome::Denied)
     );
     assert!(matches!(
         w.service
@@ -407,7 +442,13 @@ async fn three_no_shows_in_a_year_ban_booking_for_ninety_days() {
     w.clock.set(citycard_core::start_of_civil_day(
         day(11) + Duration::days(90),
     ));
-    assert_eq!(w.service.banned_until(&pid("psn-1")).await.unwrap(), None);
+    assert_eq!(
+        w.service
+            .banned_until(&me("psn-1"), &pid("psn-1"))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -519,7 +560,7 @@ async fn a_weekly_schedule_publishes_dated_slots_at_policy_times() {
     assert_eq!(slots[1].end.to_rfc3339(), "2026-03-11T09:00:00+00:00");
     let listed = w
         .service
-        .slots(&"dep-1".parse().unwrap(), day(11))
+        .slots(&operator(), &"dep-1".parse().unwrap(), day(11))
         .await
         .unwrap();
     assert_eq!(listed.len(), 1);

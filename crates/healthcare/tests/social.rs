@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use citycard_core::{CivilMonth, DelegationScope, ManualClock, Money, PersonId, Principal};
+use citycard_core::{CivilMonth, DelegationScope, ManualClock, Money, PersonId, Principal, Scopes};
 use citycard_healthcare::social::generate_history;
 use citycard_healthcare::{
     ContributionRates, ContributionStatus, Employer, EmploymentSpell, HealthcareError, Insurance,
@@ -210,12 +210,45 @@ async fn only_the_person_a_scoped_delegate_or_an_operator_may_look() {
         delegation: "dlg-1".parse().unwrap(),
         scopes: [scope].into_iter().collect(),
     };
-    directory.grant("dlg-1".parse().unwrap(), pid("psn-1"));
+    directory.grant(
+        "dlg-1".parse().unwrap(),
+        pid("psn-2"),
+        pid("psn-1"),
+        [DelegationScope::ViewRecords].into_iter().collect(),
+    );
+    directory.grant(
+        "dlg-2".parse().unwrap(),
+        pid("psn-2"),
+        pid("psn-1"),
+        [DelegationScope::BookAppointments].into_iter().collect(),
+    );
     assert!(
         svc.summary(&delegate(DelegationScope::ViewRecords), &pid("psn-1"))
             .await
             .is_ok()
     );
+    // A grant holding only BookAppointments reads nothing, whatever the principal claims.
+    let overclaiming = Principal::Delegate {
+        delegate: pid("psn-2"),
+        on_behalf_of: pid("psn-1"),
+        delegation: "dlg-2".parse().unwrap(),
+        scopes: Scopes::all(),
+    };
+    assert!(matches!(
+        svc.summary(&overclaiming, &pid("psn-1")).await,
+        Err(HealthcareError::Denied(_))
+    ));
+    // A stranger quoting the family's grant reads nothing.
+    let quoting = Principal::Delegate {
+        delegate: pid("psn-9"),
+        on_behalf_of: pid("psn-1"),
+        delegation: "dlg-1".parse().unwrap(),
+        scopes: Scopes::all(),
+    };
+    assert!(matches!(
+        svc.summary(&quoting, &pid("psn-1")).await,
+        Err(HealthcareError::Denied(_))
+    ));
     assert!(matches!(
         svc.summary(&delegate(DelegationScope::TopUp), &pid("psn-1"))
             .await,

@@ -86,7 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             &key("v-3")?,
         )
         .await?;
-    let status = service.real_name_status(&account.id).await?;
+    let status = service.real_name_status(&alipay, &account.id).await?;
     println!(
         "three factors: {:?}, level {}, person {:?}, verified {}",
         report.outcome,
@@ -95,7 +95,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         status.is_verified()
     );
     if let Some(person) = &status.person {
-        let stored = service.person(person).await?.ok_or("person")?;
+        let stored = service
+            .person(&Principal::System, person)
+            .await?
+            .ok_or("person")?;
         println!(
             "stored: {} / {} (ciphertext {} bytes under {})",
             stored.masked_name,

@@ -61,7 +61,7 @@
 //!     .verify_real_name(&alipay, &account.id, &RealNameRequest::two_factor("张三", "11010519491231002x"), &"v-1".parse()?)
 //!     .await?;
 //! assert_eq!(report.outcome, VerificationOutcome::Match);
-//! let status = service.real_name_status(&account.id).await?;
+//! let status = service.real_name_status(&alipay, &account.id).await?;
 //! assert!(status.is_verified());
 //! let person = status.person.unwrap();
 //! assert!(service.id_number_belongs_to(&person, &IdNumber::parse("11010519491231002X")?).await?);

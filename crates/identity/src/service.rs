@@ -20,8 +20,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use citycard_core::{
     AuditLog, AuditOutcome, AuditRecord, Clock, IdGenerator, IdempotencyKey, IdempotencyStore,
-    PersonId, Platform, PlatformAccountId, Principal, Sensitive, StoreError, civil_date,
-    run_idempotent,
+    OperatorRole, OperatorRoles, PersonId, Platform, PlatformAccountId, Principal, Sensitive,
+    StoreError, civil_date, run_idempotent,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, info_span};
@@ -174,9 +174,16 @@ impl RealNameStatus {
 
 /// The identity service.
 #[derive(Clone)]
+///
+/// Reads of persons and accounts name their principal and are audited
+/// (allowed and denied) unless the system reads for its own processing.
+/// Without a role registry ([`IdentityService::with_roles`]) every operator
+/// may read and enrol; with one, an operator needs the card-desk or auditor
+/// role to read and the card-desk role to enrol.
 pub struct IdentityService {
     ports: IdentityPorts,
     config: IdentityConfig,
+    roles: Option<std::sync::Arc<OperatorRoles>>,
 }
 
 impl std::fmt::Debug for IdentityService {
@@ -196,7 +203,74 @@ const MAX_EXTERNAL_ID: usize = 128;
 impl IdentityService {
     /// A service over its ports.
     pub fn new(ports: IdentityPorts, config: IdentityConfig) -> Self {
-        Self { ports, config }
+        Self {
+            ports,
+            config,
+            roles: None,
+        }
+    }
+
+    /// Looks operators' roles up in `roles` for reads (see the type's docs).
+    #[must_use]
+    pub fn with_roles(mut self, roles: std::sync::Arc<OperatorRoles>) -> Self {
+        self.roles = Some(roles);
+        self
+    }
+
+    /// The system, or a card-desk operator (any operator without a registry).
+    fn may_enrol(&self, actor: &Principal) -> bool {
+        match (actor, &self.roles) {
+            (Principal::System, _) | (Principal::Operator { .. }, None) => true,
+            (Principal::Operator { .. }, Some(roles)) => {
+                roles.allows(actor, &[OperatorRole::CardDesk])
+            }
+            _ => false,
+        }
+    }
+
+    /// The system, or an operator with a reading role (any operator without a registry).
+    fn may_read_back_office(&self, actor: &Principal) -> bool {
+        match (actor, &self.roles) {
+            (Principal::System, _) | (Principal::Operator { .. }, None) => true,
+            (Principal::Operator { .. }, Some(roles)) => {
+                roles.allows(actor, &[OperatorRole::CardDesk, OperatorRole::Auditor])
+            }
+            _ => false,
+        }
+    }
+
+    /// Audits an access to personal data (a refusal always, an allowed read
+    /// unless the system's own) and returns the refusal when not `allowed`.
+    async fn audit_access(
+        &self,
+        actor: &Principal,
+        allowed: bool,
+        action: &'static str,
+        what: &'static str,
+        subject: String,
+    ) -> Result<(), IdentityError> {
+        if !allowed || !matches!(actor, Principal::System) {
+            self.audit(AuditRecord::new(
+                self.ports.clock.now(),
+                actor.clone(),
+                action,
+                subject,
+                if allowed {
+                    AuditOutcome::Succeeded
+                } else {
+                    AuditOutcome::Denied
+                },
+            ))
+            .await?;
+        }
+        if allowed {
+            Ok(())
+        } else {
+            Err(IdentityError::Denied {
+                actor: actor.to_string(),
+                action: what,
+            })
+        }
     }
 
     /// The configuration.
@@ -651,11 +725,10 @@ impl IdentityService {
         key: &IdempotencyKey,
     ) -> Result<Person, IdentityError> {
         const ACTION: &str = "identity.enroll_person";
-        if !matches!(actor, Principal::Operator { .. } | Principal::System) {
-            return Err(IdentityError::Denied {
-                actor: actor.to_string(),
-                action: "enrol persons",
-            });
+        if !self.may_enrol(actor) {
+            // Audits the refusal and returns it.
+            self.audit_access(actor, false, ACTION, "enrol persons", "person:*".into())
+                .await?;
         }
         let trimmed = name.expose().trim();
         if trimmed.is_empty() || trimmed.chars().count() > 64 {
@@ -885,12 +958,29 @@ impl IdentityService {
         .await
     }
 
-    /// Whether an account is real-name verified, and as whom (for card binding).
+    /// Whether an account is real-name verified, and as whom (for card
+    /// binding): for the account's platform, the person it is verified as,
+    /// reading operators and the system.
     pub async fn real_name_status(
         &self,
+        actor: &Principal,
         account_id: &PlatformAccountId,
     ) -> Result<RealNameStatus, IdentityError> {
         let account = self.load_account(account_id).await?;
+        let allowed = self.may_read_back_office(actor)
+            || match actor {
+                Principal::Platform { platform } => *platform == account.platform,
+                Principal::Cardholder { person } => account.person.as_ref() == Some(person),
+                _ => false,
+            };
+        self.audit_access(
+            actor,
+            allowed,
+            "identity.real_name_status",
+            "read this account's real-name status",
+            subject(account_id),
+        )
+        .await?;
         Ok(RealNameStatus {
             account: account.id,
             platform: account.platform,
@@ -900,12 +990,24 @@ impl IdentityService {
         })
     }
 
-    /// The account a platform knows by its own id, if registered.
+    /// The account a platform knows by its own id, if registered: for that
+    /// platform, reading operators and the system.
     pub async fn find_account(
         &self,
+        actor: &Principal,
         platform: &Platform,
         external_id: &str,
     ) -> Result<Option<PlatformAccount>, IdentityError> {
+        let allowed = self.may_read_back_office(actor)
+            || matches!(actor, Principal::Platform { platform: p } if p == platform);
+        self.audit_access(
+            actor,
+            allowed,
+            "identity.find_account",
+            "look up another platform's accounts",
+            format!("platform:{platform}"),
+        )
+        .await?;
         Ok(self
             .ports
             .accounts
@@ -913,8 +1015,23 @@ impl IdentityService {
             .await?)
     }
 
-    /// A person by id (ciphertext and masked forms only).
-    pub async fn person(&self, id: &PersonId) -> Result<Option<Person>, IdentityError> {
+    /// A person by id (ciphertext and masked forms only): for the person,
+    /// reading operators and the system.
+    pub async fn person(
+        &self,
+        actor: &Principal,
+        id: &PersonId,
+    ) -> Result<Option<Person>, IdentityError> {
+        let allowed = self.may_read_back_office(actor)
+            || matches!(actor, Principal::Cardholder { person } if person == id);
+        self.audit_access(
+            actor,
+            allowed,
+            "identity.person",
+            "read this person's record",
+            format!("person:{id}"),
+        )
+        .await?;
         Ok(self.ports.persons.get(id).await?)
     }
 
@@ -933,18 +1050,21 @@ impl IdentityService {
             .is_some_and(|p| p.id_number_index == index))
     }
 
-    /// The person with this ID number, by blind index. Operators and the system only.
+    /// The person with this ID number, by blind index. Reading operators and
+    /// the system only; audited.
     pub async fn find_person_by_id_number(
         &self,
         actor: &Principal,
         id_number: &IdNumber,
     ) -> Result<Option<Person>, IdentityError> {
-        if !matches!(actor, Principal::Operator { .. } | Principal::System) {
-            return Err(IdentityError::Denied {
-                actor: actor.to_string(),
-                action: "look up persons by id number",
-            });
-        }
+        self.audit_access(
+            actor,
+            self.may_read_back_office(actor),
+            "identity.find_person_by_id_number",
+            "look up persons by id number",
+            "person:*".into(),
+        )
+        .await?;
         let index = self.ports.vault.blind_index(id_number).await?;
         Ok(self.ports.persons.find_by_id_number_index(&index).await?)
     }

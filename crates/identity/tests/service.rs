@@ -123,7 +123,7 @@ async fn a_two_factor_match_links_the_account_to_an_encrypted_person() {
     let acc = account(&w, "2088-1").await;
     assert!(
         !w.service
-            .real_name_status(&acc)
+            .real_name_status(&Principal::System, &acc)
             .await
             .unwrap()
             .is_verified()
@@ -141,7 +141,11 @@ async fn a_two_factor_match_links_the_account_to_an_encrypted_person() {
     assert_eq!(report.outcome, VerificationOutcome::Match);
     assert_eq!(report.level, RealNameLevel::TwoFactor);
     let person_id = report.person.clone().unwrap();
-    let status = w.service.real_name_status(&acc).await.unwrap();
+    let status = w
+        .service
+        .real_name_status(&Principal::System, &acc)
+        .await
+        .unwrap();
     assert!(status.is_verified());
     assert_eq!(status.person.as_ref(), Some(&person_id));
     assert_eq!(status.verified_at, Some(w.clock_now()));
@@ -566,7 +570,7 @@ async fn provider_outages_are_retryable_and_not_counted() {
     assert_eq!(w.accounts.failed_attempts(&acc, day).await.unwrap(), 0);
     assert!(
         !w.service
-            .real_name_status(&acc)
+            .real_name_status(&Principal::System, &acc)
             .await
             .unwrap()
             .is_verified()
@@ -620,7 +624,11 @@ async fn an_account_cannot_switch_to_another_person() {
         .unwrap();
     assert_eq!(
         r.person,
-        w.service.real_name_status(&acc).await.unwrap().person
+        w.service
+            .real_name_status(&Principal::System, &acc)
+            .await
+            .unwrap()
+            .person
     );
     assert_eq!(w.persons.list(None, 10).await.unwrap().len(), 1);
 }
@@ -652,7 +660,11 @@ async fn face_liveness_is_judged_by_the_server_side_result() {
         .unwrap();
     assert_eq!(report.outcome, VerificationOutcome::Match);
     assert_eq!(report.level, RealNameLevel::FaceLiveness);
-    let status = w.service.real_name_status(&acc).await.unwrap();
+    let status = w
+        .service
+        .real_name_status(&Principal::System, &acc)
+        .await
+        .unwrap();
     assert_eq!(status.level, RealNameLevel::FaceLiveness);
     assert!(
         w.accounts
@@ -727,7 +739,7 @@ async fn a_failed_or_expired_face_check_does_not_verify() {
     );
     assert!(
         !w.service
-            .real_name_status(&acc)
+            .real_name_status(&Principal::System, &acc)
             .await
             .unwrap()
             .is_verified()
@@ -826,7 +838,7 @@ async fn a_key_provider_outage_is_retryable_and_leaves_nothing_half_done() {
     assert!(w.persons.list(None, 10).await.unwrap().is_empty());
     assert!(
         !w.service
-            .real_name_status(&acc)
+            .real_name_status(&Principal::System, &acc)
             .await
             .unwrap()
             .is_verified()
@@ -1048,4 +1060,64 @@ fn a_known_person_of_the_simulated_provider_prints_masked() {
         assert!(!shown.contains(secret), "{shown} shows {secret}");
     }
     assert!(shown.contains("张**"), "{shown}");
+}
+
+#[tokio::test]
+async fn reads_name_their_principal_are_audited_and_stay_within_rights() {
+    let w = world();
+    let acc = account(&w, "2088-r").await;
+    let report = w
+        .service
+        .verify_real_name(
+            &alipay(),
+            &acc,
+            &RealNameRequest::two_factor("张三", ZHANG),
+            &key("vr"),
+        )
+        .await
+        .unwrap();
+    let zhang = report.person.unwrap();
+    let before = w.audit.query(&AuditQuery::all()).await.unwrap().len();
+    let wechat = Principal::Platform {
+        platform: Platform::WechatPay,
+    };
+    let stranger = Principal::cardholder(PersonId::parse("psn-stranger").unwrap());
+    let me = Principal::cardholder(zhang.clone());
+    // Allowed: the account's platform, the verified person, the system.
+    assert!(w.service.real_name_status(&alipay(), &acc).await.is_ok());
+    assert!(w.service.real_name_status(&me, &acc).await.is_ok());
+    assert!(w.service.person(&me, &zhang).await.unwrap().is_some());
+    assert!(
+        w.service
+            .find_account(&alipay(), &Platform::Alipay, "2088-r")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Denied: another platform, a stranger.
+    for denied in [
+        w.service.real_name_status(&wechat, &acc).await.err(),
+        w.service.real_name_status(&stranger, &acc).await.err(),
+        w.service.person(&stranger, &zhang).await.err(),
+        w.service.person(&wechat, &zhang).await.err(),
+        w.service
+            .find_account(&wechat, &Platform::Alipay, "2088-r")
+            .await
+            .err(),
+    ] {
+        assert!(
+            matches!(denied, Some(IdentityError::Denied { .. })),
+            "{denied:?}"
+        );
+    }
+    let entries = w.audit.query(&AuditQuery::all()).await.unwrap();
+    let outcomes: Vec<AuditOutcome> = entries[before..].iter().map(|e| e.record.outcome).collect();
+    assert_eq!(outcomes.len(), 9, "every read by a principal is audited");
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == AuditOutcome::Denied)
+            .count(),
+        5
+    );
 }

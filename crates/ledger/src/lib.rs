@@ -87,6 +87,13 @@
 //! - **Failures burn ids** only when state-dependent
 //!   ([`CreateTransferResult::is_transient`]); a linked chain's other events
 //!   (`linked_event_failed`) keep theirs.
+//! - **Authorisation is per account** (see [`Ledger`]): only the system and
+//!   operators with the finance role write; platforms never write (they top
+//!   up through the card system's wallet service) and read only accounts
+//!   their organisation owns; a delegate reads a person's accounts only when
+//!   the [`citycard_core::GrantVerifier`] finds the grant stored and live.
+//!   Denials are audited; a batch whose every transfer already `exists` is
+//!   audited as `replayed`, not as a second success.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use citycard_core::{
     AuditLog, AuditOutcome, AuditRecord, ClassifiedError, Clock, DelegationScope, ErrorClass,
-    Fingerprint, IdempotencyKey, Money, PersonId, Principal, StoreError,
+    Fingerprint, GrantVerifier, IdempotencyKey, Money, OperatorRole, OperatorRoles, PersonId,
+    Principal, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -26,7 +27,7 @@ use crate::store::LedgerStore;
 pub enum LedgerError {
     /// The principal may not do this.
     #[error(
-        "{principal} may not {action}: act as the account's owner, a platform, an operator or the system"
+        "{principal} may not {action}: act as the account's owner, a delegate under a live grant, an operator with the right role or the system"
     )]
     Denied {
         /// Who tried (masked form).
@@ -182,32 +183,38 @@ struct State {
 /// The ledger: validates batches in memory and acknowledges them only once
 /// the store has committed them.
 ///
-/// Writes (`create_*`, `expire_pending`) are for the system, operators and
-/// platforms; reads are also open to a cardholder (or delegate with the
-/// view scopes) for accounts they own.
+/// Who may do what (the ledger authorises per account):
+///
+/// - writes (`create_*`, `expire_pending`): the system, and operators holding
+///   the [`OperatorRole::Finance`] role in the registry given with
+///   [`Ledger::with_roles`] (none by default). Platforms never write here:
+///   they top up through the card system's wallet service, which checks
+///   their binding and writes as the system;
+/// - reads of an account: the system; operators with the finance or auditor
+///   role; the person who owns it; a delegate for that person whose grant
+///   the [`GrantVerifier`] given with [`Ledger::with_grants`] finds stored
+///   and live (without a verifier, delegates are refused); a platform for
+///   the accounts its organisation owns (`Owner::Organisation(platform code)`,
+///   its clearing account);
+/// - a transfer is visible to whoever may read one of its two accounts.
+///
+/// Denied calls, and reads of person-owned accounts by anyone but the
+/// system, are audited. An id that does not exist is "not found" only for
+/// the system and reading operators; anyone else is refused as for another's
+/// account, so ids derived from card numbers cannot be probed.
 pub struct Ledger {
     state: Mutex<State>,
     store: Arc<dyn LedgerStore>,
     clock: Arc<dyn Clock>,
     audit: Option<Arc<dyn AuditLog>>,
+    grants: Option<Arc<dyn GrantVerifier>>,
+    roles: Arc<OperatorRoles>,
 }
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Ledger")
     }
-}
-
-fn may_write(principal: &Principal) -> bool {
-    matches!(
-        principal,
-        Principal::System | Principal::Operator { .. } | Principal::Platform { .. }
-    )
-}
-
-fn may_read(principal: &Principal, account: &Account, scope: DelegationScope) -> bool {
-    may_write(principal)
-        || matches!(&account.owner, Some(Owner::Person(p)) if principal.may_act_for(p, scope))
 }
 
 impl Ledger {
@@ -230,6 +237,8 @@ impl Ledger {
             store,
             clock,
             audit: None,
+            grants: None,
+            roles: Arc::new(OperatorRoles::new()),
         })
     }
 
@@ -245,11 +254,108 @@ impl Ledger {
         self
     }
 
-    fn deny(principal: &Principal, action: &'static str) -> LedgerError {
+    /// Checks delegates' grants with `grants` (without it, delegates are refused).
+    #[must_use]
+    pub fn with_grants(mut self, grants: Arc<dyn GrantVerifier>) -> Self {
+        self.grants = Some(grants);
+        self
+    }
+
+    /// Looks operators' roles up in `roles` (without it, operators have none).
+    #[must_use]
+    pub fn with_roles(mut self, roles: Arc<OperatorRoles>) -> Self {
+        self.roles = roles;
+        self
+    }
+
+    fn may_write(&self, principal: &Principal) -> bool {
+        self.roles.allows(principal, &[OperatorRole::Finance])
+    }
+
+    /// Whether `principal` may read `account` (see the type's docs).
+    async fn may_read(
+        &self,
+        principal: &Principal,
+        account: &Account,
+        scope: DelegationScope,
+    ) -> Result<bool, LedgerError> {
+        if self
+            .roles
+            .allows(principal, &[OperatorRole::Finance, OperatorRole::Auditor])
+        {
+            return Ok(true);
+        }
+        Ok(match (principal, &account.owner) {
+            (Principal::Platform { platform }, Some(Owner::Organisation(org))) => {
+                org == platform.code()
+            }
+            (Principal::Cardholder { person }, Some(Owner::Person(owner))) => person == owner,
+            (Principal::Delegate { .. }, Some(Owner::Person(owner))) => match &self.grants {
+                Some(grants) => {
+                    grants
+                        .verify(principal, owner, scope, self.clock.now())
+                        .await?
+                }
+                None => false,
+            },
+            _ => false,
+        })
+    }
+
+    /// Whether `principal` may see a transfer between these accounts.
+    async fn may_see(
+        &self,
+        principal: &Principal,
+        accounts: &[Option<Account>],
+    ) -> Result<bool, LedgerError> {
+        for a in accounts.iter().flatten() {
+            if self
+                .may_read(principal, a, DelegationScope::ViewRecords)
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Audits a denial and returns the error.
+    async fn deny(
+        &self,
+        principal: &Principal,
+        action: &'static str,
+        subject: String,
+    ) -> LedgerError {
+        warn!(action, subject = %subject, "ledger call denied");
+        self.audit(AuditRecord::new(
+            self.clock.now(),
+            principal.clone(),
+            format!("ledger.{}", action.replace(' ', "_")),
+            subject,
+            AuditOutcome::Denied,
+        ))
+        .await;
         LedgerError::Denied {
             principal: principal.to_string(),
             action,
         }
+    }
+
+    /// Audits a read of a person's account by anyone but the system.
+    async fn audit_read(&self, principal: &Principal, account: &Account, action: &str) {
+        if matches!(principal, Principal::System)
+            || !matches!(account.owner, Some(Owner::Person(_)))
+        {
+            return;
+        }
+        self.audit(AuditRecord::new(
+            self.clock.now(),
+            principal.clone(),
+            action,
+            format!("account:{}", account.id),
+            AuditOutcome::Succeeded,
+        ))
+        .await;
     }
 
     async fn audit(&self, record: AuditRecord) {
@@ -294,8 +400,10 @@ impl Ledger {
         principal: &Principal,
         batch: Vec<NewAccount>,
     ) -> Result<Vec<CreateAccountResult>, LedgerError> {
-        if !may_write(principal) {
-            return Err(Self::deny(principal, "create accounts"));
+        if !self.may_write(principal) {
+            return Err(self
+                .deny(principal, "create accounts", "ledger:accounts".into())
+                .await);
         }
         let mut state = self.lock().await?;
         let now = self.clock.now();
@@ -328,8 +436,17 @@ impl Ledger {
         principal: &Principal,
         batch: Vec<NewTransfer>,
     ) -> Result<Vec<CreateTransferResult>, LedgerError> {
-        if !may_write(principal) {
-            return Err(Self::deny(principal, "create transfers"));
+        if !self.may_write(principal) {
+            return Err(self
+                .deny(
+                    principal,
+                    "create transfers",
+                    format!(
+                        "transfer:{}",
+                        batch.first().map(|t| t.id).unwrap_or_default()
+                    ),
+                )
+                .await);
         }
         let first = batch.first().map(|t| t.id);
         let count = batch.len();
@@ -339,21 +456,28 @@ impl Ledger {
         self.persist(&mut state).await?;
         drop(state);
         let ok = results.iter().filter(|r| r.is_success()).count();
-        info!(count, ok, first = ?first, "ledger transfers created");
+        let replayed = results
+            .iter()
+            .filter(|r| matches!(r, CreateTransferResult::Exists))
+            .count();
+        info!(count, ok, replayed, first = ?first, "ledger transfers created");
         self.audit(
             AuditRecord::new(
                 now,
                 principal.clone(),
                 "ledger.create_transfers",
                 format!("transfer:{}", first.unwrap_or_default()),
-                if ok == count {
+                if replayed == count && count > 0 {
+                    AuditOutcome::Replayed
+                } else if ok == count {
                     AuditOutcome::Succeeded
                 } else {
                     AuditOutcome::Failed
                 },
             )
             .with("count", count.to_string())
-            .with("ok", ok.to_string()),
+            .with("ok", ok.to_string())
+            .with("replayed", replayed.to_string()),
         )
         .await;
         Ok(results)
@@ -363,8 +487,10 @@ impl Ledger {
     /// the library spawns nothing); returns how many were released.
     #[tracing::instrument(name = "ledger.expire_pending", skip_all)]
     pub async fn expire_pending(&self, principal: &Principal) -> Result<usize, LedgerError> {
-        if !may_write(principal) {
-            return Err(Self::deny(principal, "expire holds"));
+        if !self.may_write(principal) {
+            return Err(self
+                .deny(principal, "expire holds", "ledger:holds".into())
+                .await);
         }
         let mut state = self.lock().await?;
         let released = state.engine.expire_pending(self.clock.now());
@@ -373,20 +499,45 @@ impl Ledger {
         Ok(released)
     }
 
+    /// "Not found" for the system and reading operators; for anyone else a
+    /// missing id is refused like another's, so ids (derived from card
+    /// numbers) cannot be probed for existence.
+    async fn missing(&self, principal: &Principal, not_found: LedgerError) -> LedgerError {
+        if self
+            .roles
+            .allows(principal, &[OperatorRole::Finance, OperatorRole::Auditor])
+        {
+            return not_found;
+        }
+        let subject = match &not_found {
+            LedgerError::TransferNotFound(id) => format!("transfer:{id}"),
+            LedgerError::AccountNotFound(id) => format!("account:{id}"),
+            _ => "ledger".to_owned(),
+        };
+        self.deny(principal, "view this record", subject).await
+    }
+
     /// An account with its flags and balances.
     pub async fn account(
         &self,
         principal: &Principal,
         id: AccountId,
     ) -> Result<Account, LedgerError> {
-        let state = self.lock().await?;
-        let account = state
-            .engine
-            .account(id)
-            .ok_or(LedgerError::AccountNotFound(id))?;
-        if !may_read(principal, &account, DelegationScope::ViewBalance) {
-            return Err(Self::deny(principal, "view this account"));
+        let found = self.lock().await?.engine.account(id);
+        let Some(account) = found else {
+            return Err(self
+                .missing(principal, LedgerError::AccountNotFound(id))
+                .await);
+        };
+        if !self
+            .may_read(principal, &account, DelegationScope::ViewBalance)
+            .await?
+        {
+            return Err(self
+                .deny(principal, "view this account", format!("account:{id}"))
+                .await);
         }
+        self.audit_read(principal, &account, "ledger.account").await;
         Ok(account)
     }
 
@@ -396,13 +547,24 @@ impl Ledger {
         principal: &Principal,
         owner: &Owner,
     ) -> Result<Vec<Account>, LedgerError> {
-        let state = self.lock().await?;
-        Ok(state
+        let owned: Vec<Account> = self
+            .lock()
+            .await?
             .engine
             .accounts()
             .filter(|a| a.owner.as_ref() == Some(owner))
-            .filter(|a| may_read(principal, a, DelegationScope::ViewBalance))
-            .collect())
+            .collect();
+        let mut visible = Vec::with_capacity(owned.len());
+        for a in owned {
+            if self
+                .may_read(principal, &a, DelegationScope::ViewBalance)
+                .await?
+            {
+                self.audit_read(principal, &a, "ledger.accounts_of").await;
+                visible.push(a);
+            }
+        }
+        Ok(visible)
     }
 
     /// An account's balances as of an instant (accounts with `history`).
@@ -412,26 +574,33 @@ impl Ledger {
         id: AccountId,
         at: DateTime<Utc>,
     ) -> Result<Balances, LedgerError> {
-        let state = self.lock().await?;
-        let account = state
-            .engine
-            .account(id)
-            .ok_or(LedgerError::AccountNotFound(id))?;
-        if !may_read(principal, &account, DelegationScope::ViewBalance) {
-            return Err(Self::deny(principal, "view this account"));
+        let (found, balances) = {
+            let state = self.lock().await?;
+            (state.engine.account(id), state.engine.balances_at(id, at))
+        };
+        let Some(account) = found else {
+            return Err(self
+                .missing(principal, LedgerError::AccountNotFound(id))
+                .await);
+        };
+        if !self
+            .may_read(principal, &account, DelegationScope::ViewBalance)
+            .await?
+        {
+            return Err(self
+                .deny(principal, "view this account", format!("account:{id}"))
+                .await);
         }
-        state
-            .engine
-            .balances_at(id, at)
-            .ok_or(LedgerError::HistoryNotEnabled(id))
+        self.audit_read(principal, &account, "ledger.balances_at")
+            .await;
+        balances.ok_or(LedgerError::HistoryNotEnabled(id))
     }
 
-    fn may_see_transfer(engine: &Engine, principal: &Principal, t: &Transfer) -> bool {
-        may_write(principal)
-            || [t.debit_account_id, t.credit_account_id]
-                .into_iter()
-                .filter_map(|a| engine.account(a))
-                .any(|a| may_read(principal, &a, DelegationScope::ViewRecords))
+    fn transfer_accounts(engine: &Engine, t: &Transfer) -> [Option<Account>; 2] {
+        [
+            engine.account(t.debit_account_id),
+            engine.account(t.credit_account_id),
+        ]
     }
 
     /// A transfer by id.
@@ -440,15 +609,24 @@ impl Ledger {
         principal: &Principal,
         id: TransferId,
     ) -> Result<Transfer, LedgerError> {
-        let state = self.lock().await?;
-        let t = state
-            .engine
-            .transfer(id)
-            .ok_or(LedgerError::TransferNotFound(id))?;
-        if !Self::may_see_transfer(&state.engine, principal, t) {
-            return Err(Self::deny(principal, "view this transfer"));
+        let found = {
+            let state = self.lock().await?;
+            state.engine.transfer(id).map(|t| {
+                let accounts = Self::transfer_accounts(&state.engine, t);
+                (t.clone(), accounts)
+            })
+        };
+        let Some((t, accounts)) = found else {
+            return Err(self
+                .missing(principal, LedgerError::TransferNotFound(id))
+                .await);
+        };
+        if !self.may_see(principal, &accounts).await? {
+            return Err(self
+                .deny(principal, "view this transfer", format!("transfer:{id}"))
+                .await);
         }
-        Ok(t.clone())
+        Ok(t)
     }
 
     /// The state of a hold.
@@ -457,18 +635,24 @@ impl Ledger {
         principal: &Principal,
         id: TransferId,
     ) -> Result<PendingStatus, LedgerError> {
-        let state = self.lock().await?;
-        let t = state
-            .engine
-            .transfer(id)
-            .ok_or(LedgerError::TransferNotFound(id))?;
-        if !Self::may_see_transfer(&state.engine, principal, t) {
-            return Err(Self::deny(principal, "view this transfer"));
+        let found = {
+            let state = self.lock().await?;
+            state.engine.transfer(id).map(|t| {
+                let accounts = Self::transfer_accounts(&state.engine, t);
+                (state.engine.pending_status(id), accounts)
+            })
+        };
+        let Some((status, accounts)) = found else {
+            return Err(self
+                .missing(principal, LedgerError::TransferNotFound(id))
+                .await);
+        };
+        if !self.may_see(principal, &accounts).await? {
+            return Err(self
+                .deny(principal, "view this transfer", format!("transfer:{id}"))
+                .await);
         }
-        state
-            .engine
-            .pending_status(id)
-            .ok_or(LedgerError::TransferNotFound(id))
+        status.ok_or(LedgerError::TransferNotFound(id))
     }
 
     /// Transfers with a reference the principal may see, oldest first.
@@ -477,14 +661,22 @@ impl Ledger {
         principal: &Principal,
         reference: &Reference,
     ) -> Result<Vec<Transfer>, LedgerError> {
-        let state = self.lock().await?;
-        Ok(state
-            .engine
-            .transfers_by_reference(reference)
-            .into_iter()
-            .filter(|t| Self::may_see_transfer(&state.engine, principal, t))
-            .cloned()
-            .collect())
+        let found: Vec<(Transfer, [Option<Account>; 2])> = {
+            let state = self.lock().await?;
+            state
+                .engine
+                .transfers_by_reference(reference)
+                .into_iter()
+                .map(|t| (t.clone(), Self::transfer_accounts(&state.engine, t)))
+                .collect()
+        };
+        let mut visible = Vec::with_capacity(found.len());
+        for (t, accounts) in found {
+            if self.may_see(principal, &accounts).await? {
+                visible.push(t);
+            }
+        }
+        Ok(visible)
     }
 
     /// An account's statement over `[from, to)`.
@@ -499,14 +691,27 @@ impl Ledger {
         if to < from {
             return Err(LedgerError::InvalidRange);
         }
-        let state = self.lock().await?;
-        let account = state
-            .engine
-            .account(id)
-            .ok_or(LedgerError::AccountNotFound(id))?;
-        if !may_read(principal, &account, DelegationScope::ViewRecords) {
-            return Err(Self::deny(principal, "view this account's records"));
+        let found = self.lock().await?.engine.account(id);
+        let Some(account) = found else {
+            return Err(self
+                .missing(principal, LedgerError::AccountNotFound(id))
+                .await);
+        };
+        if !self
+            .may_read(principal, &account, DelegationScope::ViewRecords)
+            .await?
+        {
+            return Err(self
+                .deny(
+                    principal,
+                    "view this account's records",
+                    format!("account:{id}"),
+                )
+                .await);
         }
+        self.audit_read(principal, &account, "ledger.statement")
+            .await;
+        let state = self.lock().await?;
         statement(&state.engine, id, from, to).ok_or(LedgerError::AccountNotFound(id))
     }
 
@@ -533,7 +738,8 @@ impl Ledger {
         Ok(report)
     }
 
-    /// Runs `f` on the engine (read-only), for checks and exports.
+    /// Runs `f` on the engine (read-only), for the host's own checks and
+    /// exports: it checks no principal, so never answer a caller with it.
     pub async fn inspect<T>(&self, f: impl FnOnce(&Engine) -> T) -> Result<T, LedgerError> {
         let state = self.lock().await?;
         Ok(f(&state.engine))

@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use citycard_core::{
-    AuditLog, AuditQuery, Clock, DelegationId, DelegationScope, ManualClock, MemoryAuditLog, Money,
-    OperatorId, PersonId, Principal, Scopes,
+    AuditLog, AuditQuery, Clock, DelegationId, DelegationScope, GrantVerifier, ManualClock,
+    MemoryAuditLog, Money, OperatorId, OperatorRole, OperatorRoles, PersonId, Platform, Principal,
+    Scopes,
 };
 use citycard_ledger::{
     AccountId, AccountKind, CreateTransferResult as R, ExternalEntry, Ledger, LedgerError,
-    LedgerStore, MemoryLedgerStore, NewAccount, NewTransfer, Reference, TransferId, WalletHolder,
-    WalletLimits,
+    LedgerStore, MemoryLedgerStore, NewAccount, NewTransfer, Owner, Reference, TransferId,
+    WalletHolder, WalletLimits,
 };
 use citycard_testkit::Fault;
 use citycard_testkit::ledger::FaultyLedgerStore;
@@ -85,18 +86,79 @@ async fn registered_and_anonymous_caps_are_configurable() {
     assert_eq!(custom.cap(WalletHolder::Anonymous), Money::from_yuan(500));
 }
 
+/// Grants as a verifier would find them stored: (grant, delegate, cardholder, scopes, live).
+struct Grants(Vec<(&'static str, &'static str, &'static str, Scopes, bool)>);
+
+#[async_trait::async_trait]
+impl GrantVerifier for Grants {
+    async fn verify(
+        &self,
+        principal: &Principal,
+        person: &PersonId,
+        scope: DelegationScope,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, citycard_core::StoreError> {
+        Ok(match principal {
+            Principal::Cardholder { person: p } => p == person,
+            Principal::Delegate {
+                delegate,
+                on_behalf_of,
+                delegation,
+                scopes,
+            } => {
+                on_behalf_of == person
+                    && scopes.contains(scope)
+                    && self.0.iter().any(|(id, d, c, s, live)| {
+                        delegation.as_str() == *id
+                            && delegate.as_str() == *d
+                            && person.as_str() == *c
+                            && s.contains(scope)
+                            && *live
+                    })
+            }
+            _ => false,
+        })
+    }
+}
+
+fn delegate(who: &str, grant: &str, scopes: Scopes) -> Principal {
+    Principal::Delegate {
+        delegate: person(who),
+        on_behalf_of: person("psn-ann"),
+        delegation: DelegationId::parse(grant).unwrap(),
+        scopes,
+    }
+}
+
 #[tokio::test]
 async fn cardholders_read_their_own_accounts_and_write_nothing() {
     let (ledger, _) = setup(Arc::new(MemoryLedgerStore::new())).await;
+    let roles = Arc::new(OperatorRoles::new());
+    let finance = OperatorId::parse("opr-1").unwrap();
+    roles.grant(finance.clone(), OperatorRole::Finance);
+    let ledger = ledger.with_roles(roles).with_grants(Arc::new(Grants(vec![
+        (
+            "dlg-1",
+            "psn-kid",
+            "psn-ann",
+            Scopes::default().with(DelegationScope::ViewBalance),
+            true,
+        ),
+        (
+            "dlg-old",
+            "psn-kid",
+            "psn-ann",
+            Scopes::default().with(DelegationScope::ViewBalance),
+            false,
+        ),
+    ])));
     let ann = Principal::cardholder(person("psn-ann"));
     let t = NewTransfer::new(id(1), CLEARING, WALLET, Money::from_yuan(5), 1);
     assert!(matches!(
         ledger.create_transfers(&ann, vec![t.clone()]).await,
         Err(LedgerError::Denied { .. })
     ));
-    let operator = Principal::Operator {
-        operator: OperatorId::parse("opr-1").unwrap(),
-    };
+    let operator = Principal::Operator { operator: finance };
     assert_eq!(
         ledger.create_transfers(&operator, vec![t]).await.unwrap(),
         [R::Ok]
@@ -110,24 +172,155 @@ async fn cardholders_read_their_own_accounts_and_write_nothing() {
         Err(LedgerError::Denied { .. })
     ));
     assert!(ledger.transfer(&ann, id(1)).await.is_ok());
-    // A delegate needs the view scope.
-    let delegate = |scopes| Principal::Delegate {
-        delegate: person("psn-kid"),
-        on_behalf_of: person("psn-ann"),
-        delegation: DelegationId::parse("dlg-1").unwrap(),
-        scopes,
-    };
-    let viewer = delegate(Scopes::default().with(DelegationScope::ViewBalance));
-    assert!(ledger.account(&viewer, WALLET).await.is_ok());
-    let booker = delegate(Scopes::default().with(DelegationScope::BookAppointments));
-    assert!(matches!(
-        ledger.account(&booker, WALLET).await,
-        Err(LedgerError::Denied { .. })
-    ));
+    // A delegate needs the view scope, claimed and held by a live stored grant.
+    let viewer = Scopes::default().with(DelegationScope::ViewBalance);
+    assert!(
+        ledger
+            .account(&delegate("psn-kid", "dlg-1", viewer), WALLET)
+            .await
+            .is_ok()
+    );
+    for refused in [
+        delegate(
+            "psn-kid",
+            "dlg-1",
+            Scopes::default().with(DelegationScope::BookAppointments),
+        ),
+        delegate("psn-kid", "dlg-old", viewer),
+        delegate("psn-stranger", "dlg-1", viewer),
+        delegate("psn-kid", "dlg-unknown", Scopes::all()),
+    ] {
+        assert!(
+            matches!(
+                ledger.account(&refused, WALLET).await,
+                Err(LedgerError::Denied { .. })
+            ),
+            "{refused:?}"
+        );
+    }
     assert!(matches!(
         ledger.account(&Principal::System, AccountId::new(77)).await,
         Err(LedgerError::AccountNotFound(_))
     ));
+    // Anyone else cannot tell a missing id from another's account.
+    assert!(matches!(
+        ledger.account(&ann, AccountId::new(77)).await,
+        Err(LedgerError::Denied { .. })
+    ));
+    assert!(matches!(
+        ledger.transfer(&ann, id(99)).await,
+        Err(LedgerError::Denied { .. })
+    ));
+}
+
+#[tokio::test]
+async fn without_a_grant_verifier_a_claimed_grant_reads_nothing() {
+    let (ledger, _) = setup(Arc::new(MemoryLedgerStore::new())).await;
+    let claimed = delegate("psn-stranger", "dlg-anything", Scopes::all());
+    assert!(matches!(
+        ledger.account(&claimed, WALLET).await,
+        Err(LedgerError::Denied { .. })
+    ));
+    assert!(matches!(
+        ledger
+            .statement(
+                &claimed,
+                WALLET,
+                chrono::DateTime::UNIX_EPOCH,
+                chrono::Utc::now()
+            )
+            .await,
+        Err(LedgerError::Denied { .. })
+    ));
+}
+
+#[tokio::test]
+async fn platforms_and_operators_without_a_role_move_no_money_and_read_no_wallet() {
+    let audit = Arc::new(MemoryAuditLog::new());
+    let (ledger, _) = setup(Arc::new(MemoryLedgerStore::new())).await;
+    let ledger = ledger.with_audit(audit.clone());
+    let sys = Principal::System;
+    ledger
+        .create_transfers(
+            &sys,
+            vec![NewTransfer::new(
+                id(1),
+                CLEARING,
+                WALLET,
+                Money::from_yuan(100),
+                1,
+            )],
+        )
+        .await
+        .unwrap();
+    let owned_by = |code: &str| {
+        NewAccount::new(AccountId::new(9), AccountKind::TOP_UP_CLEARING)
+            .with_owner(Owner::Organisation(code.into()))
+    };
+    ledger
+        .create_accounts(&sys, vec![owned_by("wechat_pay")])
+        .await
+        .unwrap();
+    let wechat = Principal::Platform {
+        platform: Platform::WechatPay,
+    };
+    let unroled = Principal::Operator {
+        operator: OperatorId::parse("opr-9").unwrap(),
+    };
+    let before = audit.query(&AuditQuery::default()).await.unwrap().len();
+    for p in [&wechat, &unroled] {
+        let drain = NewTransfer::new(id(2), WALLET, AccountId::new(9), Money::from_yuan(100), 1);
+        assert!(matches!(
+            ledger.create_transfers(p, vec![drain]).await,
+            Err(LedgerError::Denied { .. })
+        ));
+        assert!(matches!(
+            ledger.account(p, WALLET).await,
+            Err(LedgerError::Denied { .. })
+        ));
+        assert!(matches!(
+            ledger.transfer(p, id(1)).await,
+            Err(LedgerError::Denied { .. })
+        ));
+    }
+    assert_eq!(
+        ledger.account(&sys, WALLET).await.unwrap().posted(),
+        Money::from_yuan(100)
+    );
+    // Each refusal is audited as a denial.
+    let after = audit.query(&AuditQuery::default()).await.unwrap();
+    let denied = after[before..]
+        .iter()
+        .filter(|e| e.record.outcome == citycard_core::AuditOutcome::Denied)
+        .count();
+    assert_eq!(denied, 6);
+    // A platform reads its own clearing account, and no other organisation's.
+    assert!(ledger.account(&wechat, AccountId::new(9)).await.is_ok());
+    assert!(ledger.account(&wechat, CLEARING).await.is_err());
+}
+
+#[tokio::test]
+async fn a_resubmitted_transfer_is_audited_as_a_replay() {
+    let audit = Arc::new(MemoryAuditLog::new());
+    let (ledger, _) = setup(Arc::new(MemoryLedgerStore::new())).await;
+    let ledger = ledger.with_audit(audit.clone());
+    let t = NewTransfer::new(id(1), CLEARING, WALLET, Money::from_yuan(5), 1);
+    for _ in 0..3 {
+        ledger
+            .create_transfers(&Principal::System, vec![t.clone()])
+            .await
+            .unwrap();
+    }
+    let outcomes: Vec<_> = audit
+        .query(&AuditQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.record.action == "ledger.create_transfers")
+        .map(|e| e.record.outcome)
+        .collect();
+    use citycard_core::AuditOutcome::{Replayed, Succeeded};
+    assert_eq!(outcomes, [Succeeded, Replayed, Replayed]);
 }
 
 #[tokio::test]

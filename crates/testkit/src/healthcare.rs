@@ -1208,7 +1208,7 @@ macro_rules! settlement_store_conformance {
 }
 
 /// A [`PatientDirectory`](citycard_healthcare::PatientDirectory) double that wraps another and
-/// injects faults per operation (`"resolve"`, `"patient"`, `"delegation_is_live"`): every fault is reported
+/// injects faults per operation (`"resolve"`, `"patient"`, `"delegate_allowed"`): every fault is reported
 /// as an unavailable store.
 pub struct FaultyPatientDirectory<D> {
     inner: D,
@@ -1256,13 +1256,14 @@ impl<D: citycard_healthcare::PatientDirectory> citycard_healthcare::PatientDirec
         }
     }
 
-    async fn delegation_is_live(
+    async fn delegate_allowed(
         &self,
-        delegation: &citycard_core::DelegationId,
+        actor: &citycard_core::Principal,
         patient: &PersonId,
+        scope: citycard_core::DelegationScope,
     ) -> Result<bool, citycard_core::StoreError> {
-        match self.faults.check("delegation_is_live") {
-            crate::Fault::None => self.inner.delegation_is_live(delegation, patient).await,
+        match self.faults.check("delegate_allowed") {
+            crate::Fault::None => self.inner.delegate_allowed(actor, patient, scope).await,
             _ => Err(citycard_core::StoreError::Unavailable(
                 "injected fault".into(),
             )),

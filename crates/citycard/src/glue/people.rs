@@ -5,11 +5,11 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use citycard_binding::{
-    BlindIndex as CardBlindIndex, CardNumber, CardNumberFormat, CardStore, DelegationStore,
-    IdNumberIndex, PortError, RealNameCheck,
+    BlindIndex as CardBlindIndex, CardNumber, CardNumberFormat, CardStore, IdNumberIndex,
+    PortError, RealNameCheck,
 };
 use citycard_core::{
-    Clock, PersonId, Platform, PlatformAccountId, Sensitive, StoreError, civil_date,
+    Clock, GrantVerifier, PersonId, Platform, PlatformAccountId, Sensitive, StoreError, civil_date,
 };
 use citycard_healthcare::{
     PatientDirectory, PatientIdentifier, PatientRecord, PersonCategory, PersonType,
@@ -57,12 +57,18 @@ fn port(e: impl std::fmt::Display) -> PortError {
 }
 
 /// Decrypts a person's ID number (for an age check only; never logged).
-pub(crate) async fn id_number_of(identity: &IdentityService, person: &Person) -> Option<IdNumber> {
+///
+/// A vault failure (the key service down) is an error for the caller to
+/// retry, never "no ID number": an age check that cannot be made must not
+/// conclude that a minor is an adult.
+pub(crate) async fn id_number_of(
+    identity: &IdentityService,
+    person: &Person,
+) -> Result<IdNumber, citycard_identity::VaultError> {
     identity
         .vault()
         .open_id_number(&person.id_number, &Person::id_number_context(&person.id))
         .await
-        .ok()
 }
 
 /// Card binding's real-name facts, answered by the identity service.
@@ -94,7 +100,11 @@ impl RealNameCheck for IdentityRealNames {
         platform: &Platform,
         account: &PlatformAccountId,
     ) -> Result<Option<PersonId>, PortError> {
-        match self.identity.real_name_status(account).await {
+        match self
+            .identity
+            .real_name_status(&citycard_core::Principal::System, account)
+            .await
+        {
             Ok(status) if status.platform == *platform && status.level.is_verified() => {
                 Ok(status.person)
             }
@@ -119,14 +129,17 @@ impl RealNameCheck for IdentityRealNames {
     }
 
     async fn guardian_required(&self, person: &PersonId) -> Result<bool, PortError> {
-        let Some(record) = self.identity.person(person).await.map_err(port)? else {
+        let Some(record) = self
+            .identity
+            .person(&citycard_core::Principal::System, person)
+            .await
+            .map_err(port)?
+        else {
             return Ok(false);
         };
         let today = civil_date(self.clock.now());
-        Ok(id_number_of(&self.identity, &record)
-            .await
-            .and_then(|id| id.age_on(today))
-            .is_some_and(|age| age < GUARDIAN_AGE))
+        let id = id_number_of(&self.identity, &record).await.map_err(port)?;
+        Ok(id.age_on(today).is_some_and(|age| age < GUARDIAN_AGE))
     }
 
     async fn is_guardian_of(
@@ -175,11 +188,12 @@ impl IdNumberIndex for VaultIdIndex {
 }
 
 /// Healthcare's patients: real-name facts from identity, cards from the
-/// registry, insured category from social insurance, delegations from card binding.
+/// registry, insured category from social insurance, delegations checked by the
+/// one [`GrantVerifier`] (card binding's stored grants).
 pub struct Patients {
     identity: Arc<IdentityService>,
     cards: Arc<dyn CardStore>,
-    delegations: Arc<dyn DelegationStore>,
+    grants: Arc<dyn GrantVerifier>,
     social: Arc<dyn SocialInsuranceRecords>,
     clock: Arc<dyn Clock>,
     card_format: CardNumberFormat,
@@ -190,7 +204,7 @@ impl Patients {
     pub fn new(
         identity: Arc<IdentityService>,
         cards: Arc<dyn CardStore>,
-        delegations: Arc<dyn DelegationStore>,
+        grants: Arc<dyn GrantVerifier>,
         social: Arc<dyn SocialInsuranceRecords>,
         clock: Arc<dyn Clock>,
         card_format: CardNumberFormat,
@@ -198,7 +212,7 @@ impl Patients {
         Self {
             identity,
             cards,
-            delegations,
+            grants,
             social,
             clock,
             card_format,
@@ -240,7 +254,12 @@ impl PatientDirectory for Patients {
     }
 
     async fn patient(&self, person: &PersonId) -> Result<Option<PatientRecord>, StoreError> {
-        let Some(record) = self.identity.person(person).await.map_err(store)? else {
+        let Some(record) = self
+            .identity
+            .person(&citycard_core::Principal::System, person)
+            .await
+            .map_err(store)?
+        else {
             return Ok(None);
         };
         let category = self.social.category(person).await?;
@@ -253,7 +272,8 @@ impl PatientDirectory for Patients {
             Some(PersonCategory::Resident) => {
                 let age = id_number_of(&self.identity, &record)
                     .await
-                    .and_then(|id| id.age_on(today));
+                    .map_err(store)?
+                    .age_on(today);
                 Some(if age.is_some_and(|a| a < 18) {
                     PersonType::Student
                 } else {
@@ -271,15 +291,17 @@ impl PatientDirectory for Patients {
         }))
     }
 
-    async fn delegation_is_live(
+    async fn delegate_allowed(
         &self,
-        delegation: &citycard_core::DelegationId,
+        actor: &citycard_core::Principal,
         patient: &PersonId,
+        scope: citycard_core::DelegationScope,
     ) -> Result<bool, StoreError> {
-        let now = self.clock.now();
-        Ok(self.delegations.get(delegation).await?.is_some_and(|d| {
-            d.cardholder == *patient
-                && d.allows(citycard_core::DelegationScope::BookAppointments, now)
-        }))
+        if !matches!(actor, citycard_core::Principal::Delegate { .. }) {
+            return Ok(false);
+        }
+        self.grants
+            .verify(actor, patient, scope, self.clock.now())
+            .await
     }
 }

@@ -626,11 +626,14 @@ pub trait PatientDirectory: Send + Sync {
     -> Result<Option<PersonId>, StoreError>;
     /// The person's record, or `None` when unknown.
     async fn patient(&self, person: &PersonId) -> Result<Option<PatientRecord>, StoreError>;
-    /// Whether the delegation is live (not expired, not revoked) and granted by `patient`.
-    async fn delegation_is_live(
+    /// Whether `actor`, a delegate, acts for `patient` with `scope` under a stored grant
+    /// that names this delegate and this patient, holds the scope and is live (not
+    /// expired, not revoked); a scope the principal merely claims proves nothing.
+    async fn delegate_allowed(
         &self,
-        delegation: &citycard_core::DelegationId,
+        actor: &citycard_core::Principal,
         patient: &PersonId,
+        scope: citycard_core::DelegationScope,
     ) -> Result<bool, StoreError>;
 }
 
@@ -644,7 +647,10 @@ pub struct MemoryPatientDirectory {
 struct MemoryDirectoryInner {
     identifiers: std::collections::HashMap<PatientIdentifier, PersonId>,
     patients: std::collections::HashMap<PersonId, PatientRecord>,
-    delegations: std::collections::HashSet<(citycard_core::DelegationId, PersonId)>,
+    delegations: std::collections::HashMap<
+        citycard_core::DelegationId,
+        (PersonId, PersonId, citycard_core::Scopes),
+    >,
 }
 
 impl MemoryPatientDirectory {
@@ -659,10 +665,18 @@ impl MemoryPatientDirectory {
         inner.patients.insert(record.person.clone(), record);
     }
 
-    /// Records a live delegation granted by `patient`.
-    pub fn grant(&self, delegation: citycard_core::DelegationId, patient: PersonId) {
+    /// Records a live delegation granted by `patient` to `delegate` with `scopes`.
+    pub fn grant(
+        &self,
+        delegation: citycard_core::DelegationId,
+        delegate: PersonId,
+        patient: PersonId,
+        scopes: citycard_core::Scopes,
+    ) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.delegations.insert((delegation, patient));
+        inner
+            .delegations
+            .insert(delegation, (delegate, patient, scopes));
     }
 
     /// Links an identifier to a person.
@@ -672,11 +686,9 @@ impl MemoryPatientDirectory {
     }
 
     /// Revokes a delegation.
-    pub fn revoke(&self, delegation: &citycard_core::DelegationId, patient: &PersonId) {
+    pub fn revoke(&self, delegation: &citycard_core::DelegationId) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner
-            .delegations
-            .remove(&(delegation.clone(), patient.clone()));
+        inner.delegations.remove(delegation);
     }
 }
 
@@ -695,15 +707,28 @@ impl PatientDirectory for MemoryPatientDirectory {
         Ok(inner.patients.get(person).cloned())
     }
 
-    async fn delegation_is_live(
+    async fn delegate_allowed(
         &self,
-        delegation: &citycard_core::DelegationId,
+        actor: &citycard_core::Principal,
         patient: &PersonId,
+        scope: citycard_core::DelegationScope,
     ) -> Result<bool, StoreError> {
+        let citycard_core::Principal::Delegate {
+            delegate,
+            on_behalf_of,
+            delegation,
+            scopes,
+        } = actor
+        else {
+            return Ok(false);
+        };
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        Ok(inner
-            .delegations
-            .contains(&(delegation.clone(), patient.clone())))
+        Ok(on_behalf_of == patient
+            && scopes.contains(scope)
+            && inner
+                .delegations
+                .get(delegation)
+                .is_some_and(|(d, p, s)| d == delegate && p == patient && s.contains(scope)))
     }
 }
 

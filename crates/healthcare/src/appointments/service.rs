@@ -225,20 +225,39 @@ impl AppointmentService {
         Ok(slots)
     }
 
-    /// The slots of a department on a date with their remaining capacity.
+    /// The slots of a department on a date with their remaining capacity (a
+    /// published schedule, no personal data: any principal may look).
     pub async fn slots(
         &self,
+        actor: &Principal,
         department: &DepartmentId,
         date: NaiveDate,
     ) -> Result<Vec<SlotView>, HealthcareError> {
+        tracing::debug!(actor = %actor, department = %department, %date, "slots read");
         Ok(self.store.department_slots(department, date).await?)
     }
 
-    /// The first civil date on which a patient may book again, if banned now.
+    /// The first civil date on which a patient may book again, if banned now:
+    /// for whoever may book for the patient (the patient, a delegate under a
+    /// live grant to book, operators, the system); audited.
     pub async fn banned_until(
         &self,
+        actor: &Principal,
         patient: &PersonId,
     ) -> Result<Option<NaiveDate>, HealthcareError> {
+        let subject = format!("person:{patient}");
+        self.authorize_for(actor, patient, "appointment.banned_until", subject.clone())
+            .await?;
+        if !matches!(actor, Principal::System) {
+            self.audit(AuditRecord::new(
+                self.clock.now(),
+                actor.clone(),
+                "appointment.banned_until",
+                subject,
+                AuditOutcome::Succeeded,
+            ))
+            .await?;
+        }
         let today = civil_date(self.clock.now());
         let no_shows: Vec<NaiveDate> = self
             .store
@@ -260,18 +279,21 @@ impl AppointmentService {
     ) -> Result<(), HealthcareError> {
         match actor {
             Principal::Cardholder { person } if person == patient => Ok(()),
-            Principal::Delegate { delegation, .. }
-                if actor.may_act_for(patient, DelegationScope::BookAppointments) =>
-            {
+            Principal::Delegate { .. } => {
                 if self
                     .patients
-                    .delegation_is_live(delegation, patient)
+                    .delegate_allowed(actor, patient, DelegationScope::BookAppointments)
                     .await?
                 {
                     Ok(())
                 } else {
                     Err(self
-                        .deny(actor, action, subject, "the delegation is not live")
+                        .deny(
+                            actor,
+                            action,
+                            subject,
+                            "no live grant lets this delegate book for this patient",
+                        )
                         .await)
                 }
             }
