@@ -10,5 +10,9 @@ async fn audit_log() -> SqliteAuditLog {
     SqliteAuditLog::new(Database::open_in_memory().expect("in-memory database opens"))
 }
 
-idempotency_store_conformance!(idempotency_store);
+fn handle(store: &SqliteIdempotencyStore, owner: &str) -> SqliteIdempotencyStore {
+    store.handle(owner)
+}
+
+idempotency_store_conformance!(idempotency_store, handle);
 audit_log_conformance!(audit_log);
