@@ -263,12 +263,7 @@ impl CityCardBuilder {
         let fare_engine = Arc::new(FareEngine::hangzhou().map_err(|e| {
             CityCardError::Config(format!("the Hangzhou fare data does not load: {e}"))
         })?);
-        let fare_payments = Arc::new(LedgerFarePayments::new(
-            ledger.clone(),
-            accounts.clone(),
-            stores.idempotency.clone(),
-            clock.clone(),
-        ));
+        let fare_payments = Arc::new(LedgerFarePayments::new(ledger.clone(), accounts.clone()));
         let riders = Arc::new(CardRiders::new(
             ledger.clone(),
             stores.cards.clone(),

@@ -240,6 +240,12 @@ async fn payment_outages_leave_trips_pending_and_a_later_run_charges_them_once()
         .unwrap();
     assert_eq!(second.trips_settled, 1);
     assert_eq!(second.trips_already_settled, 1);
+    // The report counts what this run did: the money moved in the first run.
+    assert_eq!(first.charged, yuan("2.00"));
+    assert_eq!(second.charges, 0);
+    assert_eq!(second.charged, Money::ZERO);
+    assert_eq!(second.charges_replayed, 1);
+    assert!(second.revenue_by_operator.is_empty());
     assert_eq!(w.payments.inner.charge_count(), 2);
     assert_eq!(w.payments.inner.balance(CardRef(1)), yuan("98.00"));
     assert_eq!(w.payments.inner.balance(CardRef(3)), yuan("98.00"));
@@ -499,5 +505,80 @@ fn tap_files_read_from_csv_with_line_and_field_errors() {
     assert_eq!(
         citycard_transit::taps_from_csv(&e, bad).unwrap_err().field,
         "stop"
+    );
+}
+
+/// Payments that refuse one card's charges while `refuse` is set (as a ledger
+/// answering "exists with a different amount" would), and pay the rest.
+struct RefusingPayments {
+    inner: MemoryFarePayments,
+    refuse: std::sync::atomic::AtomicBool,
+    card: CardRef,
+}
+
+#[async_trait::async_trait]
+impl citycard_transit::FarePayments for RefusingPayments {
+    async fn charge(
+        &self,
+        charge: &citycard_transit::FareCharge,
+    ) -> Result<citycard_transit::ChargeOutcome, citycard_transit::TransitError> {
+        if charge.card == self.card && self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(citycard_transit::TransitError::PaymentConflict(
+                "the ledger refused the fare".into(),
+            ));
+        }
+        self.inner.charge(charge).await
+    }
+}
+
+#[tokio::test]
+async fn one_card_that_cannot_be_settled_is_reported_and_the_day_goes_on() {
+    let engine = Arc::new(FareEngine::hangzhou().unwrap());
+    let payments = Arc::new(RefusingPayments {
+        inner: MemoryFarePayments::new(yuan("100.00")),
+        refuse: std::sync::atomic::AtomicBool::new(true),
+        card: CardRef(2),
+    });
+    let store = Arc::new(MemoryTransitStore::new());
+    let settlement = Settlement::new(
+        engine.clone(),
+        payments.clone(),
+        store.clone(),
+        Arc::new(MemoryRiderDirectory::new(Rider::default())),
+        Arc::new(MemoryAuditLog::new()),
+        Arc::new(ManualClock::new(at(23, 59))),
+    );
+    let e = &engine;
+    let taps = vec![
+        bus(e, 1, 77, at(8, 0)),
+        bus(e, 2, 78, at(8, 0)),
+        bus(e, 2, 78, at(9, 0)),
+        bus(e, 3, 79, at(8, 0)),
+    ];
+    let first = settlement
+        .settle_day(&Principal::System, day(), taps.clone())
+        .await
+        .unwrap();
+    assert_eq!(first.trips_settled, 2, "cards 1 and 3 are settled");
+    assert_eq!(first.charged, yuan("4.00"));
+    assert_eq!(first.cards_failed.len(), 1);
+    assert_eq!(first.cards_failed[0].card, CardRef(2));
+    assert!(first.cards_failed[0].reason.contains("refused the fare"));
+    assert!(store.trips(CardRef(2), day()).await.unwrap().is_empty());
+
+    payments
+        .refuse
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let second = settlement
+        .settle_day(&Principal::System, day(), taps)
+        .await
+        .unwrap();
+    assert!(second.cards_failed.is_empty());
+    assert_eq!(second.trips_settled, 2, "the re-run picks card 2 up");
+    assert_eq!(second.trips_already_settled, 2);
+    assert!(second.charged.is_positive());
+    assert_eq!(
+        payments.inner.balance(CardRef(2)),
+        yuan("100.00").checked_sub(second.charged).unwrap()
     );
 }

@@ -77,6 +77,8 @@ fn merge(into: &mut SettlementReport, r: &SettlementReport) -> Result<(), CliErr
     into.arrears = add(into.arrears, r.arrears)?;
     into.cards_in_arrears += r.cards_in_arrears;
     into.cards_unpriced += r.cards_unpriced;
+    into.charges_replayed += r.charges_replayed;
+    into.cards_failed.extend(r.cards_failed.iter().cloned());
     Ok(())
 }
 
@@ -237,6 +239,20 @@ fn write_text(doc: &SettleOut, out: &mut dyn Write) -> Result<(), CliError> {
                 out,
                 "  cards unpriced    {:>10}  (bad tap data; nothing charged)",
                 r.cards_unpriced
+            )?;
+        }
+        if r.charges_replayed > 0 {
+            writeln!(
+                out,
+                "  charges replayed  {:>10}  (made by an earlier run; not counted above)",
+                r.charges_replayed
+            )?;
+        }
+        for f in &r.cards_failed {
+            writeln!(
+                out,
+                "  card {} not settled now (a re-run retries it): {}",
+                f.card, f.reason
             )?;
         }
         writeln!(out, "  revenue by operator:")?;
