@@ -10,6 +10,7 @@ use citycard_core::{
     IdempotencyKey, IdempotencyStore, PersonId, Platform, PlatformAccountId, Principal, Scopes,
     Sensitive, StoreError, run_idempotent,
 };
+use citycard_core::{principal_scope, run_idempotent_recovering};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -370,12 +371,26 @@ impl CardService {
             &platforms,
         );
         let now = self.now();
-        run_idempotent(
+        run_idempotent_recovering(
             &*self.ports.idempotency,
-            "card.issue",
+            &principal_scope("card.issue", principal),
             key,
             &fingerprint,
             now,
+            // After a crash the card may be stored already: the card with this
+            // number, for this holder, kind and wallet, is this request's.
+            || async {
+                Ok(match self.ports.cards.by_number(&number).await? {
+                    Some(card)
+                        if card.holder == request.holder
+                            && card.kind == kind
+                            && card.wallet_account == request.wallet_account =>
+                    {
+                        Some(card)
+                    }
+                    _ => None,
+                })
+            },
             || async {
                 let card = Card {
                     id: CardId::generate(&*self.ports.ids),
@@ -572,7 +587,7 @@ impl CardService {
         let now = self.now();
         run_idempotent(
             &*self.ports.idempotency,
-            action,
+            &principal_scope(action, principal),
             key,
             &(card_id, principal),
             now,
@@ -634,7 +649,7 @@ impl CardService {
         let now = self.now();
         run_idempotent(
             &*self.ports.idempotency,
-            "card.replace",
+            &principal_scope("card.replace", principal),
             key,
             &(
                 card_id,
@@ -739,7 +754,7 @@ impl CardService {
         let now = self.now();
         run_idempotent(
             &*self.ports.idempotency,
-            "card.cancel",
+            &principal_scope("card.cancel", principal),
             key,
             &(card_id, principal),
             now,
@@ -1133,12 +1148,33 @@ impl CardService {
             id_index: &id_index,
             consent: &request.consent,
         };
-        let outcome: BindOutcome = run_idempotent(
+        let outcome: BindOutcome = run_idempotent_recovering(
             &*self.ports.idempotency,
-            "binding.bind",
+            &principal_scope("binding.bind", principal),
             key,
             &fingerprint,
             self.now(),
+            // After a crash the binding may exist (pending, or confirmed by the
+            // wallet whose answer was lost): the live binding of this card on
+            // this account, consented by this principal, is this request's;
+            // settling it finishes a pending one (the wallet's add is idempotent
+            // by pass serial) and reads a confirmed one back.
+            || async {
+                let Some(card) = self.ports.cards.by_number(&number).await? else {
+                    return Ok(None);
+                };
+                match self
+                    .ports
+                    .bindings
+                    .live_for(&card.id, &request.platform, &request.account)
+                    .await?
+                {
+                    Some(b) if b.consent.actor == *principal => {
+                        self.settle(b, None).await.map(|r| Some(Ok(r)))
+                    }
+                    _ => Ok(None),
+                }
+            },
             || self.bind_steps(principal, request, &number),
         )
         .await?;
@@ -1756,7 +1792,7 @@ impl CardService {
         let now = self.now();
         run_idempotent(
             &*self.ports.idempotency,
-            "binding.unbind",
+            &principal_scope("binding.unbind", principal),
             key,
             &(principal, binding, reason),
             now,
@@ -2062,7 +2098,7 @@ impl CardService {
         }
         run_idempotent(
             &*self.ports.idempotency,
-            "delegation.grant",
+            &principal_scope("delegation.grant", principal),
             key,
             &(principal, request),
             now,
@@ -2112,7 +2148,7 @@ impl CardService {
         let now = self.now();
         run_idempotent(
             &*self.ports.idempotency,
-            "delegation.revoke",
+            &principal_scope("delegation.revoke", principal),
             key,
             &(principal, id),
             now,

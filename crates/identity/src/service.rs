@@ -18,6 +18,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use citycard_core::principal_scope;
 use citycard_core::{
     AuditLog, AuditOutcome, AuditRecord, Clock, Fingerprint, IdGenerator, IdempotencyKey,
     IdempotencyStore, PersonId, Platform, PlatformAccountId, Principal, Sensitive, StoreError,
@@ -282,7 +283,7 @@ impl IdentityService {
         let request = (platform.code(), external_id);
         run_idempotent(
             self.ports.idempotency.as_ref(),
-            "identity.register_account",
+            &principal_scope("identity.register_account", actor),
             key,
             &request,
             now,
@@ -440,7 +441,7 @@ impl IdentityService {
             );
             let report = run_idempotent(
                 self.ports.idempotency.as_ref(),
-                ACTION,
+                &principal_scope(ACTION, actor),
                 key,
                 &fingerprint,
                 now,
@@ -670,7 +671,7 @@ impl IdentityService {
         );
         let person_id: PersonId = run_idempotent(
             self.ports.idempotency.as_ref(),
-            ACTION,
+            &principal_scope(ACTION, actor),
             key,
             &request,
             now,
@@ -726,7 +727,7 @@ impl IdentityService {
             let fingerprint = (account_id.as_str(), index.to_hex(), digest.to_hex());
             run_idempotent(
                 self.ports.idempotency.as_ref(),
-                ACTION,
+                &principal_scope(ACTION, actor),
                 key,
                 &fingerprint,
                 now,
@@ -806,7 +807,7 @@ impl IdentityService {
             let fingerprint = (account_id.as_str(), "face");
             let report = run_idempotent(
                 self.ports.idempotency.as_ref(),
-                ACTION,
+                &principal_scope(ACTION, actor),
                 key,
                 &fingerprint,
                 now,

@@ -207,7 +207,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         outcome: &str,
         now: DateTime<Utc>,
     ) -> Result<(), IdempotencyError> {
-        let result = self.db.transaction(|tx| {
+        self.db.transaction(|tx| {
             let changed = tx
                 .execute(
                     "UPDATE idempotency_records
@@ -234,8 +234,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
                     key,
                 )))
             }
-        })?;
-        result
+        })?
     }
 
     async fn release(
@@ -244,7 +243,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         key: &IdempotencyKey,
         fingerprint: &Fingerprint,
     ) -> Result<(), IdempotencyError> {
-        let result = self.db.transaction(|tx| {
+        self.db.transaction(|tx| {
             let changed = tx
                 .execute(
                     "DELETE FROM idempotency_records
@@ -269,8 +268,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
                     key,
                 )))
             }
-        })?;
-        result
+        })?
     }
 
     async fn get(

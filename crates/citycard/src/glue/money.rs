@@ -274,7 +274,8 @@ impl CardFunds for LedgerCardFunds {
     ) -> Result<Money, PortError> {
         let from = wallet_of(from).map_err(PortError::Rejected)?;
         let to = wallet_of(to).map_err(PortError::Rejected)?;
-        let id = TransferId::from_idempotency_key("card.carry_balance", key);
+        // Scoped by the wallet it empties, so one key on two cards names two transfers.
+        let id = TransferId::from_idempotency_key(&format!("card.carry_balance/{from}"), key);
         let transfer = NewTransfer::carry_balance(id, from, to, codes::CARRY)
             .with_memo("balance carried to the replacement card");
         let results = self
@@ -297,8 +298,9 @@ impl CardFunds for LedgerCardFunds {
         key: &IdempotencyKey,
     ) -> Result<Money, PortError> {
         let account = wallet_of(account).map_err(PortError::Rejected)?;
-        let refund = TransferId::from_idempotency_key("card.refund_balance", key);
-        let close = TransferId::from_idempotency_key("card.close_wallet", key);
+        let refund =
+            TransferId::from_idempotency_key(&format!("card.refund_balance/{account}"), key);
+        let close = TransferId::from_idempotency_key(&format!("card.close_wallet/{account}"), key);
         let batch = vec![
             NewTransfer::carry_balance(refund, account, Accounts::refunds(), codes::REFUND)
                 .with_flags(TransferFlags::BALANCING_DEBIT | TransferFlags::LINKED)
