@@ -41,6 +41,16 @@ enum Command {
     /// The ledger of a citycard store.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Resolve the idempotency claims a killed process left in a data directory.
+    ///
+    /// Fare claims are completed or released from the ledger; other expired
+    /// claims are listed and taken over by the caller's next retry with the
+    /// same key, which reads their effect back. Claims of a live process are
+    /// left alone.
+    Recover(cli::recover::RecoverArgs),
+    /// Crash drills on a data directory (for the crash tests).
+    #[command(hide = true)]
+    Drill(cli::drill::DrillArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +135,8 @@ fn main() -> ExitCode {
         Command::Ledger(LedgerCommand::Export(args)) => {
             cli::ledger::export(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
         }
+        Command::Recover(args) => cli::recover::run(&args, &mut stdout).map(|()| ExitCode::SUCCESS),
+        Command::Drill(args) => cli::drill::run(&args, &mut stdout).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,9 +1,11 @@
 //! The `citycard` command's subcommands.
 
 // DEMO: the lead adds `pub mod demo;` here.
+pub mod drill;
 pub mod fare;
 pub mod id;
 pub mod ledger;
+pub mod recover;
 pub mod ridecode;
 pub mod settle;
 
