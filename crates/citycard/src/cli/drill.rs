@@ -89,7 +89,11 @@ fn day() -> NaiveDate {
 fn cardholder(i: u32) -> Result<(String, IdNumber, String), CliError> {
     let birth = NaiveDate::from_ymd_opt(1985, 1, 1).unwrap_or_default()
         + Duration::days(i64::from(i / 400));
-    let sex = if i.is_multiple_of(2) { Sex::Female } else { Sex::Male };
+    let sex = if i.is_multiple_of(2) {
+        Sex::Female
+    } else {
+        Sex::Male
+    };
     let sequence = u16::try_from(i % 400 + 1).map_err(domain)?;
     let id_number = IdNumber::generate(
         RegionCode::new(330106).ok_or_else(|| domain("region 330106"))?,
@@ -155,17 +159,18 @@ impl PlatformWallet for LossyWallet {
     }
 }
 
-/// Dies with SIGKILL inside the Nth commit from now when the environment asks.
-fn arm_crash(db: &Database) -> Result<(), CliError> {
-    let Ok(text) = std::env::var(CRASH_AT_COMMIT) else {
-        return Ok(());
+/// Counts commits; dies with SIGKILL inside the Nth when the environment asks.
+fn arm_crash(db: &Database) -> Result<Arc<AtomicU64>, CliError> {
+    let at: Option<u64> = match std::env::var(CRASH_AT_COMMIT) {
+        Ok(text) => Some(text.parse().map_err(|_| {
+            CliError::Usage(format!("{CRASH_AT_COMMIT} must be a number, not {text:?}"))
+        })?),
+        Err(_) => None,
     };
-    let at: u64 = text.parse().map_err(|_| {
-        CliError::Usage(format!("{CRASH_AT_COMMIT} must be a number, not {text:?}"))
-    })?;
-    let seen = AtomicU64::new(0);
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
     db.lock().commit_hook(Some(move || {
-        if seen.fetch_add(1, Ordering::SeqCst) + 1 == at {
+        if Some(counter.fetch_add(1, Ordering::SeqCst) + 1) == at {
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", &std::process::id().to_string()])
                 .status();
@@ -176,10 +181,14 @@ fn arm_crash(db: &Database) -> Result<(), CliError> {
         }
         false
     }));
-    Ok(())
+    Ok(seen)
 }
 
-async fn open(dir: &Path, attempt: u32, lossy: bool) -> Result<CityCard, CliError> {
+async fn open(
+    dir: &Path,
+    attempt: u32,
+    lossy: bool,
+) -> Result<(CityCard, Arc<AtomicU64>), CliError> {
     std::fs::create_dir_all(dir)?;
     let start = Utc
         .with_ymd_and_hms(2026, 11, 26, 15, 0, 0)
@@ -197,10 +206,11 @@ async fn open(dir: &Path, attempt: u32, lossy: bool) -> Result<CityCard, CliErro
         builder = builder.platform_wallet(Arc::new(LossyWallet::default()));
     }
     let city = builder.build().await.map_err(domain)?;
-    if let Some(db) = city.database() {
-        arm_crash(db)?;
-    }
-    Ok(city)
+    let db = city
+        .database()
+        .ok_or_else(|| domain("the drill runs on SQLite"))?;
+    let commits = arm_crash(db)?;
+    Ok((city, commits))
 }
 
 fn operator() -> Result<Principal, CliError> {
@@ -529,12 +539,15 @@ async fn dump(city: &CityCard, out: &mut dyn Write) -> Result<(), CliError> {
 pub fn run(args: &DrillArgs, out: &mut dyn Write) -> Result<(), CliError> {
     runtime()?.block_on(async {
         let lossy = args.scenario == Scenario::Bind;
-        let city = open(&args.data_dir, args.attempt, lossy).await?;
+        let (city, commits) = open(&args.data_dir, args.attempt, lossy).await?;
         match args.scenario {
             Scenario::Populate => populate(&city, args.cards).await,
             Scenario::Settle => settle(&city, args.cards, args.seed, out).await,
             Scenario::Bind => bind(&city, args.cards).await,
             Scenario::Dump => dump(&city, out).await,
-        }
+        }?;
+        // The crash tests pick their kill points from this count.
+        eprintln!("drill: {} commits", commits.load(Ordering::SeqCst));
+        Ok(())
     })
 }
