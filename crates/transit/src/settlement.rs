@@ -615,6 +615,17 @@ impl Settlement {
             self.store.allow(card, DenyReason::Arrears).await?;
             return Ok(ArrearsPayment::NothingOwed);
         }
+        // The caller's key is its own: the charge key names the principal and
+        // the key, and never looks like a trip's.
+        let scoped = format!(
+            "{}\u{0}{key}",
+            citycard_core::principal_scope("transit.pay_arrears", principal)
+        );
+        let key = IdempotencyKey::parse(&format!(
+            "arrears-{}",
+            &citycard_core::Fingerprint::of_bytes(scoped.as_bytes()).to_hex()[..40]
+        ))
+        .map_err(|e| TransitError::Code(e.to_string()))?;
         let charge = FareCharge {
             key,
             card,

@@ -582,3 +582,43 @@ async fn one_card_that_cannot_be_settled_is_reported_and_the_day_goes_on() {
         yuan("100.00").checked_sub(second.charged).unwrap()
     );
 }
+
+#[tokio::test]
+async fn two_platforms_paying_arrears_with_one_key_both_pay() {
+    let w = world("1.00");
+    let e = &w.engine;
+    let taps = vec![bus(e, 2, 77, at(8, 0)), bus(e, 3, 78, at(8, 0))];
+    let report = w
+        .settlement
+        .settle_day(&Principal::System, day(), taps)
+        .await
+        .unwrap();
+    assert_eq!(report.cards_in_arrears, 2);
+    let mut paid = Vec::new();
+    for (card, platform) in [
+        (CardRef(2), citycard_core::Platform::Alipay),
+        (CardRef(3), citycard_core::Platform::WechatPay),
+    ] {
+        w.payments.inner.set_balance(card, yuan("20.00"));
+        paid.push(
+            w.settlement
+                .pay_arrears(
+                    &Principal::Platform { platform },
+                    card,
+                    "pay-1".parse().unwrap(),
+                )
+                .await
+                .expect("each platform's key is its own"),
+        );
+    }
+    assert_eq!(
+        paid,
+        vec![
+            ArrearsPayment::Paid {
+                amount: yuan("2.00")
+            };
+            2
+        ]
+    );
+    assert!(w.store.deny_list().await.unwrap().is_empty());
+}
