@@ -1,5 +1,6 @@
 //! `citycard recover`: expired fare claims are resolved from the ledger,
-//! other expired claims are left for the caller's retry, live ones alone.
+//! other expired claims are left for the caller's retry, live ones alone;
+//! `citycard settle --data-dir`: a tap file settled on a store resumes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -131,5 +132,60 @@ async fn recover_completes_or_releases_expired_fare_claims_and_lists_the_rest() 
         "{text}"
     );
     assert!(!text.contains("trip-never-charged"), "{text}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn settling_a_tap_file_on_a_store_twice_charges_once() {
+    let root = std::env::temp_dir().join(format!("citycard-settle-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dir = root.as_path();
+    citycard(&["drill", "populate", "--cards", "5"], dir);
+    let dump: serde_json::Value =
+        serde_json::from_slice(&citycard(&["drill", "dump"], dir).stdout).unwrap();
+    // The wallets: the accounts the top-ups (code 1) credited.
+    let mut csv = String::from("card,direction,network,stop,route,vehicle,reader,at\n");
+    for (i, t) in dump["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t[4] == 1)
+        .enumerate()
+    {
+        csv.push_str(&format!(
+            "{},in,,,b7,500,2,2026-11-26T08:0{i}:00+08:00\n",
+            t[2]
+        ));
+    }
+    let taps = root.join("taps.csv");
+    std::fs::write(&taps, csv).unwrap();
+    let settle = || -> serde_json::Value {
+        let out = Command::new(BIN)
+            .arg("settle")
+            .arg(&taps)
+            .args(["--format", "json", "--data-dir"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let first = settle();
+    let day = &first["days"][0];
+    assert_eq!(day["trips_settled"], 5);
+    // Card 0 was topped up with ¥1: its ¥2 ride goes into arrears.
+    assert_eq!(day["charged"], "8.00");
+    assert_eq!(day["arrears"], "2.00");
+    assert!(first.get("starting_balance").is_none());
+    let again = settle();
+    let day = &again["days"][0];
+    assert_eq!(day["trips_settled"], 0);
+    assert_eq!(day["trips_already_settled"], 5);
+    assert_eq!(day["charged"], "0.00");
+    assert_eq!(day["arrears"], "0.00");
     let _ = std::fs::remove_dir_all(&root);
 }
