@@ -622,3 +622,96 @@ async fn two_platforms_paying_arrears_with_one_key_both_pay() {
     );
     assert!(w.store.deny_list().await.unwrap().is_empty());
 }
+
+/// Payments that lose the answer to the first charge of chosen cards after the
+/// money moved, with an error that stops that card (a crash would do the same).
+struct LosingPayments {
+    inner: MemoryFarePayments,
+    lose: std::sync::Mutex<std::collections::BTreeSet<CardRef>>,
+}
+
+#[async_trait::async_trait]
+impl citycard_transit::FarePayments for LosingPayments {
+    async fn charge(
+        &self,
+        charge: &citycard_transit::FareCharge,
+    ) -> Result<citycard_transit::ChargeOutcome, citycard_transit::TransitError> {
+        let out = self.inner.charge(charge).await;
+        if self.lose.lock().unwrap().remove(&charge.card) {
+            return Err(citycard_transit::TransitError::PaymentConflict(
+                "the answer was lost".into(),
+            ));
+        }
+        out
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn a_day_stopped_at_any_cards_and_run_again_equals_an_uninterrupted_one(
+        cards in proptest::collection::vec((1u64..8, 0u32..3, 0u32..600), 1..30),
+        lost in proptest::collection::btree_set(1u64..8, 0..5),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let engine = Arc::new(FareEngine::hangzhou().unwrap());
+            let e = engine.clone();
+            let taps: Vec<Tap> = cards
+                .iter()
+                .map(|(card, kind, minute)| {
+                    let t = at(6, 0) + Duration::minutes(i64::from(*minute));
+                    match kind {
+                        0 => bus(&e, *card, *minute / 7, t),
+                        1 => station(&e, *card, TapDirection::In, "m_xianghu", t),
+                        _ => station(&e, *card, TapDirection::Out, "m_wulin", t),
+                    }
+                })
+                .collect();
+            let reference = world("6.00");
+            let clean = reference.settlement.settle_day(&Principal::System, day(), taps.clone()).await.unwrap();
+
+            let payments = Arc::new(LosingPayments {
+                inner: MemoryFarePayments::new(yuan("6.00")),
+                lose: std::sync::Mutex::new(lost.iter().map(|c| CardRef(*c)).collect()),
+            });
+            let store = Arc::new(MemoryTransitStore::new());
+            let settlement = Settlement::new(
+                engine.clone(),
+                payments.clone(),
+                store.clone(),
+                Arc::new(MemoryRiderDirectory::new(Rider::default())),
+                Arc::new(MemoryAuditLog::new()),
+                Arc::new(ManualClock::new(at(23, 59))),
+            );
+            let first = settlement.settle_day(&Principal::System, day(), taps.clone()).await.unwrap();
+            let second = settlement.settle_day(&Principal::System, day(), taps).await.unwrap();
+            prop_assert!(second.cards_failed.is_empty());
+            // Each stopped card is reported once, and nothing else stopped.
+            prop_assert!(first.cards_failed.iter().all(|f| lost.contains(&f.card.0)));
+            // Same money moved, same trips recorded, each once.
+            prop_assert_eq!(payments.inner.charge_count(), reference.payments.inner.charge_count());
+            for c in 1..8 {
+                prop_assert_eq!(payments.inner.balance(CardRef(c)), reference.payments.inner.balance(CardRef(c)));
+                prop_assert_eq!(
+                    store.trips(CardRef(c), day()).await.unwrap(),
+                    reference.store.trips(CardRef(c), day()).await.unwrap()
+                );
+            }
+            prop_assert_eq!(first.trips_settled + second.trips_settled, clean.trips_settled);
+            // Reports count what each run did: a lost answer's charge is a replay in the next run.
+            prop_assert_eq!(
+                first.charges + second.charges + second.charges_replayed,
+                clean.charges
+            );
+            // (a lost "insufficient funds" is answered the same again, not replayed)
+            prop_assert!(second.charges_replayed as usize <= first.cards_failed.len());
+            prop_assert_eq!(
+                first.arrears.checked_add(second.arrears).unwrap(),
+                clean.arrears
+            );
+            Ok(())
+        })?;
+    }
+}
