@@ -22,6 +22,118 @@ macro_rules! idempotency_store_conformance {
                 DEFAULT_CLAIM_LEASE.num_seconds()
             }
 
+            /// Claims, completions and releases by two owners at growing
+            /// instants always answer as a model of leases does: one holder at a
+            /// time, takeover only after the lease, only the holder completes or
+            /// releases, and a completed outcome never changes.
+            #[test]
+            fn claims_by_two_owners_follow_the_lease_model() {
+                use $crate::__private::proptest::prelude::*;
+                use $crate::__private::proptest::test_runner::{Config, TestRunner};
+
+                #[derive(Debug, Clone, PartialEq)]
+                enum Model {
+                    InProgress { owner: usize, until: i64 },
+                    Completed(String),
+                }
+
+                let ops = $crate::__private::proptest::collection::vec(
+                    (0usize..2, 0u8..3, 0usize..2, 0i64..(lease_secs() * 3 / 2)),
+                    1..40,
+                );
+                let rt = $crate::__private::tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                let mut runner = TestRunner::new(Config::with_cases(48));
+                runner
+                    .run(&ops, |ops| {
+                        rt.block_on(async {
+                            let first = super::$factory().await;
+                            let second = super::$handle(&first, "owner-1");
+                            let names = [first.owner().to_owned(), "owner-1".to_owned()];
+                            let stores = [&first, &second];
+                            let fp = Fingerprint::of_bytes(b"req");
+                            let mut model: [Option<Model>; 2] = [None, None];
+                            let mut t = 0i64;
+                            for (who, op, k, dt) in ops {
+                                t += dt;
+                                let store = stores[who];
+                                let kk = key(&format!("model-{k}"));
+                                let slot = &mut model[k];
+                                match op {
+                                    0 => {
+                                        let got = store.claim("m", &kk, &fp, at(t)).await;
+                                        match slot.clone() {
+                                            None => {
+                                                prop_assert_eq!(got.unwrap(), Claim::Started);
+                                                *slot = Some(Model::InProgress { owner: who, until: t + lease_secs() });
+                                            }
+                                            Some(Model::InProgress { until, .. }) if t < until => {
+                                                prop_assert!(matches!(got, Err(IdempotencyError::InProgress { .. })), "{:?}", got);
+                                            }
+                                            Some(Model::InProgress { owner, .. }) => {
+                                                prop_assert!(
+                                                    matches!(&got, Ok(Claim::TakenOver { previous_owner, .. }) if *previous_owner == names[owner]),
+                                                    "{:?}",
+                                                    got
+                                                );
+                                                *slot = Some(Model::InProgress { owner: who, until: t + lease_secs() });
+                                            }
+                                            Some(Model::Completed(outcome)) => {
+                                                prop_assert_eq!(got.unwrap(), Claim::Completed(outcome));
+                                            }
+                                        }
+                                    }
+                                    1 => {
+                                        let outcome = format!("{who}@{t}");
+                                        let got = store.complete("m", &kk, &fp, &outcome, at(t)).await;
+                                        match slot.clone() {
+                                            Some(Model::InProgress { owner, .. }) if owner == who => {
+                                                prop_assert!(got.is_ok(), "{:?}", got);
+                                                *slot = Some(Model::Completed(outcome));
+                                            }
+                                            Some(Model::InProgress { .. }) => {
+                                                prop_assert!(matches!(got, Err(IdempotencyError::NotOwner { .. })), "{:?}", got);
+                                            }
+                                            _ => prop_assert!(matches!(got, Err(IdempotencyError::NotClaimed { .. })), "{:?}", got),
+                                        }
+                                    }
+                                    _ => {
+                                        let got = store.release("m", &kk, &fp).await;
+                                        match slot.clone() {
+                                            Some(Model::InProgress { owner, .. }) if owner == who => {
+                                                prop_assert!(got.is_ok(), "{:?}", got);
+                                                *slot = None;
+                                            }
+                                            Some(Model::InProgress { .. }) => {
+                                                prop_assert!(matches!(got, Err(IdempotencyError::NotOwner { .. })), "{:?}", got);
+                                            }
+                                            _ => prop_assert!(matches!(got, Err(IdempotencyError::NotClaimed { .. })), "{:?}", got),
+                                        }
+                                    }
+                                }
+                                let stored = first.get("m", &kk).await.unwrap();
+                                match &model[k] {
+                                    None => prop_assert_eq!(stored, None),
+                                    Some(Model::InProgress { owner, until }) => {
+                                        let r = stored.unwrap();
+                                        prop_assert_eq!(r.state, IdempotencyState::InProgress);
+                                        prop_assert_eq!(&r.owner, &names[*owner]);
+                                        prop_assert_eq!(r.lease_until, Some(at(*until)));
+                                    }
+                                    Some(Model::Completed(outcome)) => {
+                                        let r = stored.unwrap();
+                                        prop_assert_eq!(r.state, IdempotencyState::Completed);
+                                        prop_assert_eq!(r.outcome.as_deref(), Some(outcome.as_str()));
+                                    }
+                                }
+                            }
+                            Ok(())
+                        })
+                    })
+                    .unwrap();
+            }
+
             #[tokio::test]
             async fn a_claim_carries_its_owner_and_a_lease_from_the_callers_clock() {
                 let store = super::$factory().await;

@@ -60,5 +60,6 @@ pub mod __private {
     pub use citycard_ledger;
     #[cfg(feature = "transit")]
     pub use citycard_transit;
+    pub use proptest;
     pub use tokio;
 }
