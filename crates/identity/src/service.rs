@@ -643,7 +643,11 @@ impl IdentityService {
     /// The ID number is validated locally, stored encrypted with its blind
     /// index, and never logged. Enrolment does not make any platform account
     /// real-name verified: that still takes [`IdentityService::verify_real_name`].
-    /// Operators and the system only; idempotent with `key`.
+    /// Operators and the system only; idempotent with `key` (the actor's own).
+    ///
+    /// After a crash between claim and completion, a retry once the claim's
+    /// lease has run out takes it over and runs again, which is safe: the
+    /// person is found by the ID number's blind index, never made twice.
     pub async fn enroll_person(
         &self,
         actor: &Principal,

@@ -581,7 +581,9 @@ impl Settlement {
                 .with("trips_settled", report.trips_settled.to_string())
                 .with("charged", report.charged.to_string())
                 .with("arrears", report.arrears.to_string())
-                .with("pending", report.trips_pending.to_string()),
+                .with("pending", report.trips_pending.to_string())
+                .with("replayed", report.charges_replayed.to_string())
+                .with("cards_failed", report.cards_failed.len().to_string()),
             )
             .await?;
         tracing::info!(
@@ -589,6 +591,8 @@ impl Settlement {
             charged = %report.charged,
             arrears = %report.arrears,
             pending = report.trips_pending,
+            replayed = report.charges_replayed,
+            cards_failed = report.cards_failed.len(),
             "day settled"
         );
         Ok(report)
