@@ -36,7 +36,9 @@ enum Command {
     Ridecode(RidecodeCommand),
     /// Settle a tap file: trips, fares, charges and revenue per operator.
     ///
-    /// Runs in memory: every card starts with `--balance`; nothing is stored.
+    /// Runs in memory (every card starts with `--balance`; nothing is stored),
+    /// or on the store in `--data-dir`, where running the file again resumes.
+    /// Exits 1 when some card could not be settled now (listed with the reason).
     Settle(cli::settle::SettleArgs),
     /// The ledger of a citycard store.
     #[command(subcommand)]
@@ -131,7 +133,7 @@ fn main() -> ExitCode {
         Command::Ridecode(RidecodeCommand::Verify(args)) => {
             cli::ridecode::verify(&args, &mut stdout).map(exit_if)
         }
-        Command::Settle(args) => cli::settle::run(&args, &mut stdout).map(|()| ExitCode::SUCCESS),
+        Command::Settle(args) => cli::settle::run(&args, &mut stdout).map(exit_if),
         Command::Ledger(LedgerCommand::Export(args)) => {
             cli::ledger::export(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
         }

@@ -128,8 +128,9 @@ async fn open_store(dir: &std::path::Path) -> Result<citycard::CityCard, CliErro
         .map_err(|e| CliError::Domain(e.to_string()))
 }
 
-/// Runs `citycard settle`.
-pub fn run(args: &SettleArgs, out: &mut dyn Write) -> Result<(), CliError> {
+/// Runs `citycard settle`; `false` when some card could not be settled now
+/// (listed in the report; running the same file again retries it).
+pub fn run(args: &SettleArgs, out: &mut dyn Write) -> Result<bool, CliError> {
     let only_day = args
         .date
         .as_deref()
@@ -227,7 +228,7 @@ pub fn run(args: &SettleArgs, out: &mut dyn Write) -> Result<(), CliError> {
         OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?,
         OutputFormat::Text => write_text(&doc, out)?,
     }
-    Ok(())
+    Ok(doc.days.iter().all(|d| d.cards_failed.is_empty()))
 }
 
 fn write_text(doc: &SettleOut, out: &mut dyn Write) -> Result<(), CliError> {
