@@ -585,12 +585,28 @@ impl CardService {
         to: CardStatus,
     ) -> Result<CardChange, BindingError> {
         let now = self.now();
-        run_idempotent(
+        run_idempotent_recovering(
             &*self.ports.idempotency,
             &principal_scope(action, principal),
             key,
             &(card_id, principal),
             now,
+            // After a crash the card may have its new status already: bring the
+            // bindings in line again (idempotent) and answer with it.
+            || async {
+                let card = self.load_card(card_id).await?;
+                if card.status != to {
+                    return Ok(None);
+                }
+                let (changed, unsynced) = self.propagate(card_id, false).await?;
+                Ok(Some(CardChange {
+                    card,
+                    new_card: None,
+                    bindings_changed: changed,
+                    passes_unsynced: unsynced,
+                    funds_moved: None,
+                }))
+            },
             || async {
                 let mut attempt = 0;
                 let card = loop {

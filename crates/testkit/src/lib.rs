@@ -30,6 +30,7 @@
 
 mod conformance;
 pub mod faults;
+pub mod idempotency;
 pub mod strategies;
 
 #[cfg(feature = "binding")]
