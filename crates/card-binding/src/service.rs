@@ -1806,12 +1806,19 @@ impl CardService {
         reason: RemovalReason,
     ) -> Result<Binding, BindingError> {
         let now = self.now();
-        run_idempotent(
+        run_idempotent_recovering(
             &*self.ports.idempotency,
             &principal_scope("binding.unbind", principal),
             key,
             &(principal, binding, reason),
             now,
+            // After a crash the binding may be removed already, for this reason.
+            || async {
+                let b = self.load_binding(binding).await?;
+                self.authorize_binding(principal, &b, DelegationScope::Unbind, "binding.unbind")
+                    .await?;
+                Ok((b.state == BindingState::Removed && b.removal == Some(reason)).then_some(b))
+            },
             || async {
                 let b = self.load_binding(binding).await?;
                 self.authorize_binding(principal, &b, DelegationScope::Unbind, "binding.unbind")

@@ -181,3 +181,36 @@ async fn a_binding_whose_outcome_was_lost_is_read_back_after_the_lease() {
     assert_eq!(receipt.binding, live.id);
     assert_eq!(receipt.state, BindingState::Active);
 }
+
+#[tokio::test]
+async fn an_unbinding_whose_outcome_was_lost_is_read_back_after_the_lease() {
+    let w = world();
+    let card = w.issue().await.unwrap();
+    let holder = Principal::cardholder(w.holder.clone());
+    let receipt = w
+        .service
+        .bind(
+            &holder,
+            &key("bind-1"),
+            &BindRequest {
+                platform: Platform::Alipay,
+                account: w.account.clone(),
+                card_number: card.number.as_str().to_owned(),
+                id_number: id_number(),
+                consent: sample_consent(),
+            },
+        )
+        .await
+        .unwrap();
+    let k = key("unbind-1");
+    let unbind = || {
+        w.service
+            .unbind(&holder, &k, &receipt.binding, RemovalReason::UserUnbound)
+    };
+    w.crash_before_completing();
+    assert!(unbind().await.is_err());
+    w.lease_runs_out();
+    let removed = unbind().await.expect("taken over and read back");
+    assert_eq!(removed.id, receipt.binding);
+    assert_eq!(removed.state, BindingState::Removed);
+}
