@@ -663,7 +663,7 @@ impl CardService {
     ) -> Result<CardChange, BindingError> {
         let number = self.parse_card_number(&request.new_number)?;
         let now = self.now();
-        run_idempotent(
+        run_idempotent_recovering(
             &*self.ports.idempotency,
             &principal_scope("card.replace", principal),
             key,
@@ -674,6 +674,33 @@ impl CardService {
                 &request.new_wallet_account,
             ),
             now,
+            // After a crash the card may be replaced already by the card with
+            // the new number: the balance move answers with its amount again
+            // (idempotent on the key), the bindings are brought in line again.
+            || async {
+                let old = self.load_card(card_id).await?;
+                let CardStatus::Replaced { by } = &old.status else {
+                    return Ok(None);
+                };
+                let new = self.load_card(by).await?;
+                if new.number != number {
+                    return Ok(None);
+                }
+                let moved = self
+                    .ports
+                    .funds
+                    .move_balance(&old.wallet_account, &request.new_wallet_account, key)
+                    .await
+                    .map_err(|e| e.retry_later("card funds"))?;
+                let (changed, unsynced) = self.propagate(card_id, false).await?;
+                Ok(Some(CardChange {
+                    card: old,
+                    new_card: Some(new),
+                    bindings_changed: changed,
+                    passes_unsynced: unsynced,
+                    funds_moved: Some(moved),
+                }))
+            },
             || async {
                 // Saga order: check, move the money (idempotent on the key), then swap the
                 // cards atomically. A retry after any failure repeats the same steps safely.
@@ -768,12 +795,35 @@ impl CardService {
         card_id: &CardId,
     ) -> Result<CardChange, BindingError> {
         let now = self.now();
-        run_idempotent(
+        run_idempotent_recovering(
             &*self.ports.idempotency,
             &principal_scope("card.cancel", principal),
             key,
             &(card_id, principal),
             now,
+            // After a crash the card may be cancelled already: the refund answers
+            // with its amount again (idempotent on the key), the bindings are
+            // brought in line again.
+            || async {
+                let card = self.load_card(card_id).await?;
+                if card.status != CardStatus::Cancelled {
+                    return Ok(None);
+                }
+                let refunded = self
+                    .ports
+                    .funds
+                    .refund_balance(&card.wallet_account, key)
+                    .await
+                    .map_err(|e| e.retry_later("card funds"))?;
+                let (changed, unsynced) = self.propagate(card_id, false).await?;
+                Ok(Some(CardChange {
+                    card,
+                    new_card: None,
+                    bindings_changed: changed,
+                    passes_unsynced: unsynced,
+                    funds_moved: Some(refunded),
+                }))
+            },
             || async {
                 // Saga order: refund (idempotent on the key; the ledger closes the account),
                 // then mark the card cancelled. A retry after any failure repeats both safely.

@@ -214,3 +214,40 @@ async fn an_unbinding_whose_outcome_was_lost_is_read_back_after_the_lease() {
     assert_eq!(removed.id, receipt.binding);
     assert_eq!(removed.state, BindingState::Removed);
 }
+
+#[tokio::test]
+async fn a_replacement_whose_outcome_was_lost_is_read_back_after_the_lease() {
+    let w = world();
+    let card = w.issue().await.unwrap();
+    let k = key("replace-1");
+    let request = ReplaceCard {
+        new_number: "3301000000000043".into(),
+        new_wallet_account: WalletAccountRef::parse("wac-43").unwrap(),
+    };
+    let op = operator();
+    let replace = || w.service.replace_card(&op, &k, &card.id, &request);
+    w.crash_before_completing();
+    assert!(replace().await.is_err());
+    w.lease_runs_out();
+    let change = replace().await.expect("taken over and read back");
+    let new = change.new_card.expect("the new card");
+    assert_eq!(new.number.as_str(), "3301000000000043");
+    assert_eq!(
+        change.card.status,
+        CardStatus::Replaced { by: new.id.clone() }
+    );
+}
+
+#[tokio::test]
+async fn a_cancellation_whose_outcome_was_lost_is_read_back_after_the_lease() {
+    let w = world();
+    let card = w.issue().await.unwrap();
+    let k = key("cancel-1");
+    let op = operator();
+    let cancel = || w.service.cancel_card(&op, &k, &card.id);
+    w.crash_before_completing();
+    assert!(cancel().await.is_err());
+    w.lease_runs_out();
+    let change = cancel().await.expect("taken over and read back");
+    assert_eq!(change.card.status, CardStatus::Cancelled);
+}
