@@ -2169,12 +2169,29 @@ impl CardService {
                 ),
             });
         }
-        run_idempotent(
+        run_idempotent_recovering(
             &*self.ports.idempotency,
             &principal_scope("delegation.grant", principal),
             key,
             &(principal, request),
             now,
+            // After a crash the grant may be stored already: the newest grant by
+            // this grantor with exactly these terms is this request's (a second
+            // copy would survive the revocation of the first).
+            || async {
+                let grants = self
+                    .ports
+                    .delegations
+                    .for_cardholder(&request.cardholder)
+                    .await?;
+                Ok(grants.into_iter().rev().find(|g| {
+                    g.granted_by == *grantor
+                        && g.delegate == request.delegate
+                        && g.relation == request.relation
+                        && g.scopes == request.scopes
+                        && g.expires_at == request.expires_at
+                }))
+            },
             || async {
                 let grant = Delegation {
                     id: DelegationId::generate(&*self.ports.ids),

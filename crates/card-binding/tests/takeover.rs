@@ -251,3 +251,25 @@ async fn a_cancellation_whose_outcome_was_lost_is_read_back_after_the_lease() {
     let change = cancel().await.expect("taken over and read back");
     assert_eq!(change.card.status, CardStatus::Cancelled);
 }
+
+#[tokio::test]
+async fn a_grant_whose_outcome_was_lost_is_read_back_after_the_lease_not_made_twice() {
+    let w = world();
+    let holder = Principal::cardholder(w.holder.clone());
+    let request = GrantDelegation {
+        cardholder: w.holder.clone(),
+        delegate: PersonId::parse("psn-son").unwrap(),
+        relation: Relation::Family,
+        scopes: [DelegationScope::TopUp].into_iter().collect(),
+        expires_at: w.clock.now() + chrono::Duration::days(30),
+    };
+    let k = key("grant-1");
+    let grant = || w.service.grant_delegation(&holder, &k, &request);
+    w.crash_before_completing();
+    assert!(grant().await.is_err());
+    w.lease_runs_out();
+    let first = grant().await.expect("taken over and read back");
+    let all = w.service.delegations(&holder, &w.holder).await.unwrap();
+    assert_eq!(all.len(), 1, "one grant, not two");
+    assert_eq!(all[0].id, first.id);
+}
