@@ -490,7 +490,7 @@ impl Healthcare {
 pub struct CityCard {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
-    stores: Stores,
+    pub(crate) stores: Stores,
     identity: Arc<IdentityService>,
     cards: Arc<CardService>,
     ledger: Arc<Ledger>,

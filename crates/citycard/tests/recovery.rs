@@ -130,3 +130,48 @@ async fn two_cardholders_topping_up_with_one_key_both_succeed() {
         .expect("replays");
     assert_eq!(again.balance, Money::from_yuan(10));
 }
+
+#[tokio::test]
+async fn a_host_recovers_the_claims_a_dead_process_left_when_it_opens_its_store() {
+    use citycard::core::{Clock, Fingerprint, IdempotencyStore};
+    use citycard::recovery::Resolution;
+    use citycard::sqlite::{Database, SqliteIdempotencyStore};
+
+    let dir = std::env::temp_dir().join(format!("citycard-recover-open-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("citycard.db");
+    let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0));
+    let city = CityCard::builder()
+        .sqlite(&path)
+        .clock(clock.clone())
+        .build()
+        .await
+        .expect("builds");
+    // Another process claimed these an hour ago and died.
+    let dead = SqliteIdempotencyStore::new(Database::open(&path).unwrap()).handle("dead");
+    let fp = Fingerprint::of_bytes(b"request");
+    let hour_ago = clock.now() - chrono::Duration::hours(1);
+    dead.claim("transit.fare", &key("trip-lost"), &fp, hour_ago)
+        .await
+        .unwrap();
+    dead.claim("card.issue@system", &key("issue-lost"), &fp, hour_ago)
+        .await
+        .unwrap();
+
+    let done = city.recover_claims().await.expect("recovers");
+    let by_key = |k: &str| {
+        done.iter()
+            .find(|r| r.key == k)
+            .unwrap_or_else(|| panic!("{k} in {done:?}"))
+            .resolution
+            .clone()
+    };
+    assert_eq!(by_key("trip-lost"), Resolution::Released);
+    assert_eq!(by_key("issue-lost"), Resolution::LeftForRetry);
+    assert_eq!(
+        dead.get("transit.fare", &key("trip-lost")).await.unwrap(),
+        None
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
