@@ -10,6 +10,7 @@ use citycard_core::{
     IdGenerator, IdempotencyKey, IdempotencyStore, OperatorRole, OperatorRoles, PersonId, Platform,
     PlatformAccountId, Principal, Scopes, Sensitive, StoreError, run_idempotent,
 };
+use citycard_core::{principal_scope, run_idempotent_recovering};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -528,12 +529,26 @@ impl CardService {
             &platforms,
         );
         let now = self.now();
-        run_idempotent(
+        run_idempotent_recovering(
             &*self.ports.idempotency,
-            "card.issue",
+            &principal_scope("card.issue", principal),
             key,
             &fingerprint,
             now,
+            // After a crash the card may be stored already: the card with this
+            // number, for this holder, kind and wallet, is this request's.
+            || async {
+                Ok(match self.ports.cards.by_number(&number).await? {
+                    Some(card)
+                        if card.holder == request.holder
+                            && card.kind == kind
+                            && card.wallet_account == request.wallet_account =>
+                    {
+                        Some(card)
+                    }
+                    _ => None,
+                })
+            },
             || async {
                 let card = Card {
                     id: CardId::generate(&*self.ports.ids),
@@ -751,12 +766,28 @@ impl CardService {
         to: CardStatus,
     ) -> Result<CardChange, BindingError> {
         let now = self.now();
-        run_idempotent(
+        run_idempotent_recovering(
             &*self.ports.idempotency,
-            action,
+            &principal_scope(action, principal),
             key,
             &(card_id, principal),
             now,
+            // After a crash the card may have its new status already: bring the
+            // bindings in line again (idempotent) and answer with it.
+            || async {
+                let card = self.load_card(card_id).await?;
+                if card.status != to {
+                    return Ok(None);
+                }
+                let (changed, unsynced) = self.propagate(card_id, false).await?;
+                Ok(Some(CardChange {
+                    card,
+                    new_card: None,
+                    bindings_changed: changed,
+                    passes_unsynced: unsynced,
+                    funds_moved: None,
+                }))
+            },
             || async {
                 let mut attempt = 0;
                 let card = loop {
@@ -814,9 +845,9 @@ impl CardService {
         let number = self.parse_card_number(&request.new_number)?;
         let card_digest = self.card_digest(&number).await?;
         let now = self.now();
-        run_idempotent(
+        run_idempotent_recovering(
             &*self.ports.idempotency,
-            "card.replace",
+            &principal_scope("card.replace", principal),
             key,
             &(
                 card_id,
@@ -825,6 +856,33 @@ impl CardService {
                 &request.new_wallet_account,
             ),
             now,
+            // After a crash the card may be replaced already by the card with
+            // the new number: the balance move answers with its amount again
+            // (idempotent on the key), the bindings are brought in line again.
+            || async {
+                let old = self.load_card(card_id).await?;
+                let CardStatus::Replaced { by } = &old.status else {
+                    return Ok(None);
+                };
+                let new = self.load_card(by).await?;
+                if new.number != number {
+                    return Ok(None);
+                }
+                let moved = self
+                    .ports
+                    .funds
+                    .move_balance(&old.wallet_account, &request.new_wallet_account, key)
+                    .await
+                    .map_err(|e| e.retry_later("card funds"))?;
+                let (changed, unsynced) = self.propagate(card_id, false).await?;
+                Ok(Some(CardChange {
+                    card: old,
+                    new_card: Some(new),
+                    bindings_changed: changed,
+                    passes_unsynced: unsynced,
+                    funds_moved: Some(moved),
+                }))
+            },
             || async {
                 // Saga order: check, move the money (idempotent on the key), then swap the
                 // cards atomically. A retry after any failure repeats the same steps safely.
@@ -919,12 +977,35 @@ impl CardService {
         card_id: &CardId,
     ) -> Result<CardChange, BindingError> {
         let now = self.now();
-        run_idempotent(
+        run_idempotent_recovering(
             &*self.ports.idempotency,
-            "card.cancel",
+            &principal_scope("card.cancel", principal),
             key,
             &(card_id, principal),
             now,
+            // After a crash the card may be cancelled already: the refund answers
+            // with its amount again (idempotent on the key), the bindings are
+            // brought in line again.
+            || async {
+                let card = self.load_card(card_id).await?;
+                if card.status != CardStatus::Cancelled {
+                    return Ok(None);
+                }
+                let refunded = self
+                    .ports
+                    .funds
+                    .refund_balance(&card.wallet_account, key)
+                    .await
+                    .map_err(|e| e.retry_later("card funds"))?;
+                let (changed, unsynced) = self.propagate(card_id, false).await?;
+                Ok(Some(CardChange {
+                    card,
+                    new_card: None,
+                    bindings_changed: changed,
+                    passes_unsynced: unsynced,
+                    funds_moved: Some(refunded),
+                }))
+            },
             || async {
                 // Saga order: refund (idempotent on the key; the ledger closes the account),
                 // then mark the card cancelled. A retry after any failure repeats both safely.
@@ -1316,12 +1397,33 @@ impl CardService {
             id_index: &id_index,
             consent: &request.consent,
         };
-        let outcome: BindOutcome = run_idempotent(
+        let outcome: BindOutcome = run_idempotent_recovering(
             &*self.ports.idempotency,
-            "binding.bind",
+            &principal_scope("binding.bind", principal),
             key,
             &fingerprint,
             self.now(),
+            // After a crash the binding may exist (pending, or confirmed by the
+            // wallet whose answer was lost): the live binding of this card on
+            // this account, consented by this principal, is this request's;
+            // settling it finishes a pending one (the wallet's add is idempotent
+            // by pass serial) and reads a confirmed one back.
+            || async {
+                let Some(card) = self.ports.cards.by_number(&number).await? else {
+                    return Ok(None);
+                };
+                match self
+                    .ports
+                    .bindings
+                    .live_for(&card.id, &request.platform, &request.account)
+                    .await?
+                {
+                    Some(b) if b.consent.actor == *principal => {
+                        self.settle(b, None).await.map(|r| Some(Ok(r)))
+                    }
+                    _ => Ok(None),
+                }
+            },
             || self.bind_steps(principal, request, &number),
         )
         .await?;
@@ -1958,12 +2060,19 @@ impl CardService {
         reason: RemovalReason,
     ) -> Result<Binding, BindingError> {
         let now = self.now();
-        run_idempotent(
+        run_idempotent_recovering(
             &*self.ports.idempotency,
-            "binding.unbind",
+            &principal_scope("binding.unbind", principal),
             key,
             &(principal, binding, reason),
             now,
+            // After a crash the binding may be removed already, for this reason.
+            || async {
+                let b = self.load_binding(binding).await?;
+                self.authorize_binding(principal, &b, DelegationScope::Unbind, "binding.unbind")
+                    .await?;
+                Ok((b.state == BindingState::Removed && b.removal == Some(reason)).then_some(b))
+            },
             || async {
                 let b = self.load_binding(binding).await?;
                 self.authorize_binding(principal, &b, DelegationScope::Unbind, "binding.unbind")
@@ -2270,12 +2379,29 @@ impl CardService {
                 ),
             });
         }
-        run_idempotent(
+        run_idempotent_recovering(
             &*self.ports.idempotency,
-            "delegation.grant",
+            &principal_scope("delegation.grant", principal),
             key,
             &(principal, request),
             now,
+            // After a crash the grant may be stored already: the newest grant by
+            // this grantor with exactly these terms is this request's (a second
+            // copy would survive the revocation of the first).
+            || async {
+                let grants = self
+                    .ports
+                    .delegations
+                    .for_cardholder(&request.cardholder)
+                    .await?;
+                Ok(grants.into_iter().rev().find(|g| {
+                    g.granted_by == *grantor
+                        && g.delegate == request.delegate
+                        && g.relation == request.relation
+                        && g.scopes == request.scopes
+                        && g.expires_at == request.expires_at
+                }))
+            },
             || async {
                 let grant = Delegation {
                     id: DelegationId::generate(&*self.ports.ids),
@@ -2322,7 +2448,7 @@ impl CardService {
         let now = self.now();
         run_idempotent(
             &*self.ports.idempotency,
-            "delegation.revoke",
+            &principal_scope("delegation.revoke", principal),
             key,
             &(principal, id),
             now,

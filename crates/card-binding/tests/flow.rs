@@ -1074,7 +1074,10 @@ async fn binding_and_issue_fingerprints_are_keyed_and_retries_still_replay() {
         .unwrap();
     let stored = w
         .idempotency
-        .get("binding.bind", &key("fp-1"))
+        .get(
+            &citycard_core::principal_scope("binding.bind", &holder),
+            &key("fp-1"),
+        )
         .await
         .unwrap()
         .expect("the binding is recorded under its key");
@@ -1111,7 +1114,10 @@ async fn binding_and_issue_fingerprints_are_keyed_and_retries_still_replay() {
     // Issuing: the fingerprint holds no plain hash of the card number either.
     let issued = w
         .idempotency
-        .get("card.issue", &key("issue-1"))
+        .get(
+            &citycard_core::principal_scope("card.issue", &w.operator),
+            &key("issue-1"),
+        )
         .await
         .unwrap()
         .expect("the issue is recorded under its key");

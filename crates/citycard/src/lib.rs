@@ -88,6 +88,7 @@ pub mod demo;
 pub mod error;
 pub mod glue;
 pub mod keys;
+pub mod recovery;
 pub mod riders;
 pub mod system;
 pub mod wallet;

@@ -36,11 +36,23 @@ enum Command {
     Ridecode(RidecodeCommand),
     /// Settle a tap file: trips, fares, charges and revenue per operator.
     ///
-    /// Runs in memory: every card starts with `--balance`; nothing is stored.
+    /// Runs in memory (every card starts with `--balance`; nothing is stored),
+    /// or on the store in `--data-dir`, where running the file again resumes.
+    /// Exits 1 when some card could not be settled now (listed with the reason).
     Settle(cli::settle::SettleArgs),
     /// The ledger of a citycard store.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Resolve the idempotency claims a killed process left in a data directory.
+    ///
+    /// Fare claims are completed or released from the ledger; other expired
+    /// claims are listed and taken over by the caller's next retry with the
+    /// same key, which reads their effect back. Claims of a live process are
+    /// left alone.
+    Recover(cli::recover::RecoverArgs),
+    /// Crash drills on a data directory (for the crash tests).
+    #[command(hide = true)]
+    Drill(cli::drill::DrillArgs),
     /// A card's e-wallet in a citycard store, read-only.
     #[command(subcommand)]
     Card(CardCommand),
@@ -146,7 +158,7 @@ fn main() -> ExitCode {
         Command::Ridecode(RidecodeCommand::Verify(args)) => {
             cli::ridecode::verify(&args, &mut stdout).map(exit_if)
         }
-        Command::Settle(args) => cli::settle::run(&args, &mut stdout).map(|()| ExitCode::SUCCESS),
+        Command::Settle(args) => cli::settle::run(&args, &mut stdout).map(exit_if),
         Command::Ledger(LedgerCommand::Export(args)) => {
             cli::ledger::export(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
         }
@@ -156,6 +168,8 @@ fn main() -> ExitCode {
         Command::Card(CardCommand::Statement(args)) => {
             cli::card::statement(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
         }
+        Command::Recover(args) => cli::recover::run(&args, &mut stdout).map(|()| ExitCode::SUCCESS),
+        Command::Drill(args) => cli::drill::run(&args, &mut stdout).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

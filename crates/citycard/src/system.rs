@@ -287,12 +287,7 @@ impl CityCardBuilder {
         let fare_engine = Arc::new(FareEngine::hangzhou().map_err(|e| {
             CityCardError::Config(format!("the Hangzhou fare data does not load: {e}"))
         })?);
-        let fare_payments = Arc::new(LedgerFarePayments::new(
-            ledger.clone(),
-            accounts.clone(),
-            stores.idempotency.clone(),
-            clock.clone(),
-        ));
+        let fare_payments = Arc::new(LedgerFarePayments::new(ledger.clone(), accounts.clone()));
         let transit_store = stores.transit.clone();
         let riders = Arc::new(CardRiders::new(
             ledger.clone(),
@@ -592,7 +587,7 @@ impl Healthcare {
 pub struct CityCard {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
-    stores: Stores,
+    pub(crate) stores: Stores,
     identity: Arc<IdentityService>,
     cards: Arc<CardService>,
     ledger: Arc<Ledger>,

@@ -279,7 +279,11 @@ impl WalletService {
                 card.id, card.status
             )));
         }
-        let id = TransferId::from_idempotency_key("wallet.top_up", key);
+        // Keys are the caller's own: another principal's identical key names another transfer.
+        let id = TransferId::from_idempotency_key(
+            &citycard_core::principal_scope("wallet.top_up", principal),
+            key,
+        );
         let reference = Reference::top_up_order(key.as_str())
             .map_err(|e| CityCardError::Invalid(e.to_string()))?;
         let transfer =
@@ -315,7 +319,10 @@ impl WalletService {
         let (card, account) = self
             .card_for(principal, card, Use::Refund, "wallet.refund")
             .await?;
-        let id = TransferId::from_idempotency_key("wallet.refund", key);
+        let id = TransferId::from_idempotency_key(
+            &citycard_core::principal_scope("wallet.refund", principal),
+            key,
+        );
         let transfer = NewTransfer::new(id, account, Accounts::refunds(), amount, codes::REFUND)
             .with_memo("refund to the cardholder");
         self.move_money(

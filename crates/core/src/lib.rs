@@ -48,8 +48,9 @@ pub use clock::{
 };
 pub use error::{ClassifiedError, ErrorClass, StoreError};
 pub use idempotency::{
-    Claim, Fingerprint, IdempotencyError, IdempotencyKey, IdempotencyRecord, IdempotencyState,
-    IdempotencyStore, MemoryIdempotencyStore, run_idempotent,
+    Claim, DEFAULT_CLAIM_LEASE, Fingerprint, IdempotencyError, IdempotencyKey, IdempotencyRecord,
+    IdempotencyState, IdempotencyStore, MemoryIdempotencyStore, principal_scope, run_idempotent,
+    run_idempotent_recovering,
 };
 pub use ids::{
     AuditId, DelegationId, IdError, IdGenerator, OperatorId, PersonId, PlatformAccountId,

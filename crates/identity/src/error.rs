@@ -27,7 +27,7 @@ pub enum IdentityError {
     },
     /// The acting principal may not do this for this account.
     #[error(
-        "{actor} may not {action} for this account: only the account itself or an operator may"
+        "{actor} may not {action}: only the person or account concerned, or an operator holding the right role, may"
     )]
     Denied {
         /// Who tried (a description, no personal data).

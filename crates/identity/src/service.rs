@@ -18,6 +18,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use citycard_core::principal_scope;
 use citycard_core::{
     AuditLog, AuditOutcome, AuditRecord, Clock, IdGenerator, IdempotencyKey, IdempotencyStore,
     OperatorRole, OperatorRoles, PersonId, Platform, PlatformAccountId, Principal, Sensitive,
@@ -356,7 +357,7 @@ impl IdentityService {
         let request = (platform.code(), external_id);
         run_idempotent(
             self.ports.idempotency.as_ref(),
-            "identity.register_account",
+            &principal_scope("identity.register_account", actor),
             key,
             &request,
             now,
@@ -514,7 +515,7 @@ impl IdentityService {
             );
             let report = run_idempotent(
                 self.ports.idempotency.as_ref(),
-                ACTION,
+                &principal_scope(ACTION, actor),
                 key,
                 &fingerprint,
                 now,
@@ -716,7 +717,11 @@ impl IdentityService {
     /// The ID number is validated locally, stored encrypted with its blind
     /// index, and never logged. Enrolment does not make any platform account
     /// real-name verified: that still takes [`IdentityService::verify_real_name`].
-    /// Operators and the system only; idempotent with `key`.
+    /// Operators and the system only; idempotent with `key` (the actor's own).
+    ///
+    /// After a crash between claim and completion, a retry once the claim's
+    /// lease has run out takes it over and runs again, which is safe: the
+    /// person is found by the ID number's blind index, never made twice.
     pub async fn enroll_person(
         &self,
         actor: &Principal,
@@ -747,7 +752,7 @@ impl IdentityService {
         let request = (index.to_hex(), name_digest.to_hex());
         let person_id: PersonId = run_idempotent(
             self.ports.idempotency.as_ref(),
-            ACTION,
+            &principal_scope(ACTION, actor),
             key,
             &request,
             now,
@@ -803,7 +808,7 @@ impl IdentityService {
             let fingerprint = (account_id.as_str(), index.to_hex(), digest.to_hex());
             run_idempotent(
                 self.ports.idempotency.as_ref(),
-                ACTION,
+                &principal_scope(ACTION, actor),
                 key,
                 &fingerprint,
                 now,
@@ -883,7 +888,7 @@ impl IdentityService {
             let fingerprint = (account_id.as_str(), "face");
             let report = run_idempotent(
                 self.ports.idempotency.as_ref(),
-                ACTION,
+                &principal_scope(ACTION, actor),
                 key,
                 &fingerprint,
                 now,

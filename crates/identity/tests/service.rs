@@ -981,7 +981,10 @@ async fn the_enrolment_fingerprint_is_keyed_and_retries_still_replay() {
         .unwrap();
     let stored = w
         .idempotency
-        .get("identity.enroll_person", &k)
+        .get(
+            &citycard_core::principal_scope("identity.enroll_person", &operator()),
+            &k,
+        )
         .await
         .unwrap()
         .expect("the enrolment is recorded under its key");

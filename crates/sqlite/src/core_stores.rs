@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use citycard_core::idempotency::decide_claim;
+use citycard_core::idempotency::{ClaimDecision, decide_claim, new_claim_owner, not_held};
 use citycard_core::{
     AuditEntry, AuditLog, AuditOutcome, AuditQuery, AuditRecord, Claim, Fingerprint,
     IdempotencyError, IdempotencyKey, IdempotencyRecord, IdempotencyState, IdempotencyStore,
@@ -12,10 +12,11 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::db::{Database, Migration, corrupt, decode_instant, encode_instant};
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    component: "core",
-    version: 1,
-    sql: "
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        component: "core",
+        version: 1,
+        sql: "
         CREATE TABLE idempotency_records (
             scope        TEXT NOT NULL,
             key          TEXT NOT NULL,
@@ -41,19 +42,92 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
         CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
             BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     ",
-}];
+    },
+    // v2: claims carry an owner and a lease. Claims left in progress by v1 have
+    // no lease, so they count as expired and are taken over on the next claim.
+    Migration {
+        component: "core",
+        version: 2,
+        sql: "
+            ALTER TABLE idempotency_records ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+            ALTER TABLE idempotency_records ADD COLUMN lease_until INTEGER;
+            CREATE INDEX idempotency_in_progress ON idempotency_records (state, created_at);
+        ",
+    },
+];
 
 /// Idempotency records in the citycard database.
+///
+/// Each handle claims keys as its own owner (a fresh id per
+/// [`SqliteIdempotencyStore::new`]), with leases of
+/// [`DEFAULT_CLAIM_LEASE`](citycard_core::DEFAULT_CLAIM_LEASE).
 #[derive(Debug, Clone)]
 pub struct SqliteIdempotencyStore {
     db: Database,
+    owner: String,
+    lease: chrono::Duration,
 }
 
 impl SqliteIdempotencyStore {
-    /// The store on an open database.
+    /// The store on an open database, with a new owner id.
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            db,
+            owner: new_claim_owner(),
+            lease: citycard_core::DEFAULT_CLAIM_LEASE,
+        }
     }
+
+    /// Another handle on the same database, claiming as `owner`.
+    pub fn handle(&self, owner: &str) -> Self {
+        Self {
+            db: self.db.clone(),
+            owner: owner.to_owned(),
+            lease: self.lease,
+        }
+    }
+
+    /// This handle with claims held for `lease`.
+    pub fn with_lease(mut self, lease: chrono::Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+}
+
+const RECORD_COLUMNS: &str =
+    "scope, key, fingerprint, state, outcome, created_at, completed_at, owner, lease_until";
+
+fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdempotencyRecord> {
+    let scope: String = r.get(0)?;
+    let key: String = r.get(1)?;
+    let key = IdempotencyKey::parse(&key).map_err(|e| corrupt(1, e))?;
+    let fingerprint: String = r.get(2)?;
+    let fingerprint = Fingerprint::from_hex(&fingerprint)
+        .ok_or_else(|| corrupt(2, format!("bad fingerprint for key {key}")))?;
+    let state: String = r.get(3)?;
+    let state = match state.as_str() {
+        "in_progress" => IdempotencyState::InProgress,
+        "completed" => IdempotencyState::Completed,
+        other => return Err(corrupt(3, format!("bad state {other:?}"))),
+    };
+    let instant = |i: usize, v: i64| decode_instant(v).map_err(|e| corrupt(i, e));
+    Ok(IdempotencyRecord {
+        scope,
+        key,
+        fingerprint,
+        state,
+        outcome: r.get(4)?,
+        created_at: instant(5, r.get(5)?)?,
+        completed_at: r
+            .get::<_, Option<i64>>(6)?
+            .map(|v| instant(6, v))
+            .transpose()?,
+        owner: r.get(7)?,
+        lease_until: r
+            .get::<_, Option<i64>>(8)?
+            .map(|v| instant(8, v))
+            .transpose()?,
+    })
 }
 
 fn state_code(state: IdempotencyState) -> &'static str {
@@ -68,46 +142,21 @@ fn read_record(
     scope: &str,
     key: &IdempotencyKey,
 ) -> Result<Option<IdempotencyRecord>, StoreError> {
-    let row = tx
-        .query_row(
-            "SELECT fingerprint, state, outcome, created_at, completed_at
-             FROM idempotency_records WHERE scope = ?1 AND key = ?2",
-            params![scope, key.as_str()],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, Option<i64>>(4)?,
-                ))
-            },
-        )
-        .optional()
-        .map_err(|e| crate::to_store_error(&e))?;
-    let Some((fingerprint, state, outcome, created_at, completed_at)) = row else {
-        return Ok(None);
-    };
-    let fingerprint = Fingerprint::from_hex(&fingerprint)
-        .ok_or_else(|| StoreError::Corrupt(format!("bad fingerprint for key {key}")))?;
-    let state = match state.as_str() {
-        "in_progress" => IdempotencyState::InProgress,
-        "completed" => IdempotencyState::Completed,
-        other => return Err(StoreError::Corrupt(format!("bad state {other:?}"))),
-    };
-    Ok(Some(IdempotencyRecord {
-        scope: scope.to_owned(),
-        key: key.clone(),
-        fingerprint,
-        state,
-        outcome,
-        created_at: decode_instant(created_at)?,
-        completed_at: completed_at.map(decode_instant).transpose()?,
-    }))
+    tx.query_row(
+        &format!("SELECT {RECORD_COLUMNS} FROM idempotency_records WHERE scope = ?1 AND key = ?2"),
+        params![scope, key.as_str()],
+        record_from_row,
+    )
+    .optional()
+    .map_err(|e| crate::to_store_error(&e))
 }
 
 #[async_trait]
 impl IdempotencyStore for SqliteIdempotencyStore {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+
     async fn claim(
         &self,
         scope: &str,
@@ -115,27 +164,39 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         fingerprint: &Fingerprint,
         now: DateTime<Utc>,
     ) -> Result<Claim, IdempotencyError> {
-        let decision = self.db.transaction(|tx| {
+        let lease_until = encode_instant(now.checked_add_signed(self.lease).unwrap_or(now));
+        self.db.transaction(|tx| {
             if let Some(existing) = read_record(tx, scope, key)? {
-                return Ok(Err(existing));
+                return Ok(match decide_claim(&existing, fingerprint, now) {
+                    Ok(ClaimDecision::Answer(claim)) => Ok(claim),
+                    Ok(ClaimDecision::TakeOver(claim)) => {
+                        tx.execute(
+                            "UPDATE idempotency_records SET owner = ?3, lease_until = ?4
+                             WHERE scope = ?1 AND key = ?2 AND state = 'in_progress'",
+                            params![scope, key.as_str(), self.owner, lease_until],
+                        )
+                        .map_err(|e| crate::to_store_error(&e))?;
+                        Ok(claim)
+                    }
+                    Err(e) => Err(e),
+                });
             }
             tx.execute(
-                "INSERT INTO idempotency_records (scope, key, fingerprint, state, created_at)
-                 VALUES (?1, ?2, ?3, 'in_progress', ?4)",
+                "INSERT INTO idempotency_records
+                     (scope, key, fingerprint, state, created_at, owner, lease_until)
+                 VALUES (?1, ?2, ?3, 'in_progress', ?4, ?5, ?6)",
                 params![
                     scope,
                     key.as_str(),
                     fingerprint.to_hex(),
-                    encode_instant(now)
+                    encode_instant(now),
+                    self.owner,
+                    lease_until
                 ],
             )
             .map_err(|e| crate::to_store_error(&e))?;
-            Ok(Ok(()))
-        })?;
-        match decision {
-            Ok(()) => Ok(Claim::Started),
-            Err(existing) => decide_claim(&existing, fingerprint),
-        }
+            Ok(Ok(Claim::Started))
+        })?
     }
 
     async fn complete(
@@ -146,21 +207,34 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         outcome: &str,
         now: DateTime<Utc>,
     ) -> Result<(), IdempotencyError> {
-        let changed = self.db.with(|c| {
-            c.execute(
-                "UPDATE idempotency_records SET state = 'completed', outcome = ?4, completed_at = ?5
-                 WHERE scope = ?1 AND key = ?2 AND fingerprint = ?3 AND state = 'in_progress'",
-                params![scope, key.as_str(), fingerprint.to_hex(), outcome, encode_instant(now)],
-            )
-        })?;
-        if changed == 1 {
-            Ok(())
-        } else {
-            Err(IdempotencyError::NotClaimed {
-                scope: scope.to_owned(),
-                key: key.clone(),
-            })
-        }
+        self.db.transaction(|tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE idempotency_records
+                     SET state = 'completed', outcome = ?5, completed_at = ?6, lease_until = NULL
+                     WHERE scope = ?1 AND key = ?2 AND fingerprint = ?3 AND owner = ?4
+                       AND state = 'in_progress'",
+                    params![
+                        scope,
+                        key.as_str(),
+                        fingerprint.to_hex(),
+                        self.owner,
+                        outcome,
+                        encode_instant(now)
+                    ],
+                )
+                .map_err(|e| crate::to_store_error(&e))?;
+            if changed == 1 {
+                Ok(Ok(()))
+            } else {
+                Ok(Err(not_held(
+                    read_record(tx, scope, key)?.as_ref(),
+                    fingerprint,
+                    scope,
+                    key,
+                )))
+            }
+        })?
     }
 
     async fn release(
@@ -169,26 +243,32 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         key: &IdempotencyKey,
         fingerprint: &Fingerprint,
     ) -> Result<(), IdempotencyError> {
-        let changed = self.db.with(|c| {
-            c.execute(
-                "DELETE FROM idempotency_records
-                 WHERE scope = ?1 AND key = ?2 AND fingerprint = ?3 AND state = ?4",
-                params![
+        self.db.transaction(|tx| {
+            let changed = tx
+                .execute(
+                    "DELETE FROM idempotency_records
+                     WHERE scope = ?1 AND key = ?2 AND fingerprint = ?3 AND owner = ?4
+                       AND state = ?5",
+                    params![
+                        scope,
+                        key.as_str(),
+                        fingerprint.to_hex(),
+                        self.owner,
+                        state_code(IdempotencyState::InProgress)
+                    ],
+                )
+                .map_err(|e| crate::to_store_error(&e))?;
+            if changed == 1 {
+                Ok(Ok(()))
+            } else {
+                Ok(Err(not_held(
+                    read_record(tx, scope, key)?.as_ref(),
+                    fingerprint,
                     scope,
-                    key.as_str(),
-                    fingerprint.to_hex(),
-                    state_code(IdempotencyState::InProgress)
-                ],
-            )
-        })?;
-        if changed == 1 {
-            Ok(())
-        } else {
-            Err(IdempotencyError::NotClaimed {
-                scope: scope.to_owned(),
-                key: key.clone(),
-            })
-        }
+                    key,
+                )))
+            }
+        })?
     }
 
     async fn get(
@@ -198,6 +278,18 @@ impl IdempotencyStore for SqliteIdempotencyStore {
     ) -> Result<Option<IdempotencyRecord>, IdempotencyError> {
         let conn = self.db.lock();
         Ok(read_record(&conn, scope, key)?)
+    }
+
+    async fn in_progress(&self, limit: usize) -> Result<Vec<IdempotencyRecord>, IdempotencyError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(self.db.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {RECORD_COLUMNS} FROM idempotency_records
+                 WHERE state = 'in_progress' ORDER BY created_at, scope, key LIMIT ?1"
+            ))?;
+            stmt.query_map(params![limit], record_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?)
     }
 }
 

@@ -4,15 +4,312 @@
 //! empty store and expands into a module of `#[tokio::test]` cases.
 
 /// The conformance suite for [`IdempotencyStore`](citycard_core::IdempotencyStore).
+///
+/// `$factory` returns a fresh store; `$handle(&store, owner)` returns another
+/// handle on the same records claiming as `owner` (another process), with the
+/// default lease ([`DEFAULT_CLAIM_LEASE`](citycard_core::DEFAULT_CLAIM_LEASE)).
 #[macro_export]
 macro_rules! idempotency_store_conformance {
-    ($factory:ident) => {
+    ($factory:ident, $handle:ident) => {
         #[allow(clippy::unwrap_used)]
         mod idempotency_store_conformance {
             use $crate::__private::citycard_core::{
-                Claim, Fingerprint, IdempotencyError, IdempotencyKey, IdempotencyState,
-                IdempotencyStore, run_idempotent,
+                Claim, DEFAULT_CLAIM_LEASE, Fingerprint, IdempotencyError, IdempotencyKey,
+                IdempotencyState, IdempotencyStore, run_idempotent, run_idempotent_recovering,
             };
+
+            fn lease_secs() -> i64 {
+                DEFAULT_CLAIM_LEASE.num_seconds()
+            }
+
+            /// Claims, completions and releases by two owners at growing
+            /// instants always answer as a model of leases does: one holder at a
+            /// time, takeover only after the lease, only the holder completes or
+            /// releases, and a completed outcome never changes.
+            #[test]
+            fn claims_by_two_owners_follow_the_lease_model() {
+                use $crate::__private::proptest::prelude::*;
+                use $crate::__private::proptest::test_runner::{Config, TestRunner};
+
+                #[derive(Debug, Clone, PartialEq)]
+                enum Model {
+                    InProgress { owner: usize, until: i64 },
+                    Completed(String),
+                }
+
+                let ops = $crate::__private::proptest::collection::vec(
+                    (0usize..2, 0u8..3, 0usize..2, 0i64..(lease_secs() * 3 / 2)),
+                    1..40,
+                );
+                let rt = $crate::__private::tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                let mut runner = TestRunner::new(Config::with_cases(48));
+                runner
+                    .run(&ops, |ops| {
+                        rt.block_on(async {
+                            let first = super::$factory().await;
+                            let second = super::$handle(&first, "owner-1");
+                            let names = [first.owner().to_owned(), "owner-1".to_owned()];
+                            let stores = [&first, &second];
+                            let fp = Fingerprint::of_bytes(b"req");
+                            let mut model: [Option<Model>; 2] = [None, None];
+                            let mut t = 0i64;
+                            for (who, op, k, dt) in ops {
+                                t += dt;
+                                let store = stores[who];
+                                let kk = key(&format!("model-{k}"));
+                                let slot = &mut model[k];
+                                match op {
+                                    0 => {
+                                        let got = store.claim("m", &kk, &fp, at(t)).await;
+                                        match slot.clone() {
+                                            None => {
+                                                prop_assert_eq!(got.unwrap(), Claim::Started);
+                                                *slot = Some(Model::InProgress { owner: who, until: t + lease_secs() });
+                                            }
+                                            Some(Model::InProgress { until, .. }) if t < until => {
+                                                prop_assert!(matches!(got, Err(IdempotencyError::InProgress { .. })), "{:?}", got);
+                                            }
+                                            Some(Model::InProgress { owner, .. }) => {
+                                                prop_assert!(
+                                                    matches!(&got, Ok(Claim::TakenOver { previous_owner, .. }) if *previous_owner == names[owner]),
+                                                    "{:?}",
+                                                    got
+                                                );
+                                                *slot = Some(Model::InProgress { owner: who, until: t + lease_secs() });
+                                            }
+                                            Some(Model::Completed(outcome)) => {
+                                                prop_assert_eq!(got.unwrap(), Claim::Completed(outcome));
+                                            }
+                                        }
+                                    }
+                                    1 => {
+                                        let outcome = format!("{who}@{t}");
+                                        let got = store.complete("m", &kk, &fp, &outcome, at(t)).await;
+                                        match slot.clone() {
+                                            Some(Model::InProgress { owner, .. }) if owner == who => {
+                                                prop_assert!(got.is_ok(), "{:?}", got);
+                                                *slot = Some(Model::Completed(outcome));
+                                            }
+                                            Some(Model::InProgress { .. }) => {
+                                                prop_assert!(matches!(got, Err(IdempotencyError::NotOwner { .. })), "{:?}", got);
+                                            }
+                                            _ => prop_assert!(matches!(got, Err(IdempotencyError::NotClaimed { .. })), "{:?}", got),
+                                        }
+                                    }
+                                    _ => {
+                                        let got = store.release("m", &kk, &fp).await;
+                                        match slot.clone() {
+                                            Some(Model::InProgress { owner, .. }) if owner == who => {
+                                                prop_assert!(got.is_ok(), "{:?}", got);
+                                                *slot = None;
+                                            }
+                                            Some(Model::InProgress { .. }) => {
+                                                prop_assert!(matches!(got, Err(IdempotencyError::NotOwner { .. })), "{:?}", got);
+                                            }
+                                            _ => prop_assert!(matches!(got, Err(IdempotencyError::NotClaimed { .. })), "{:?}", got),
+                                        }
+                                    }
+                                }
+                                let stored = first.get("m", &kk).await.unwrap();
+                                match &model[k] {
+                                    None => prop_assert_eq!(stored, None),
+                                    Some(Model::InProgress { owner, until }) => {
+                                        let r = stored.unwrap();
+                                        prop_assert_eq!(r.state, IdempotencyState::InProgress);
+                                        prop_assert_eq!(&r.owner, &names[*owner]);
+                                        prop_assert_eq!(r.lease_until, Some(at(*until)));
+                                    }
+                                    Some(Model::Completed(outcome)) => {
+                                        let r = stored.unwrap();
+                                        prop_assert_eq!(r.state, IdempotencyState::Completed);
+                                        prop_assert_eq!(r.outcome.as_deref(), Some(outcome.as_str()));
+                                    }
+                                }
+                            }
+                            Ok(())
+                        })
+                    })
+                    .unwrap();
+            }
+
+            #[tokio::test]
+            async fn a_claim_carries_its_owner_and_a_lease_from_the_callers_clock() {
+                let store = super::$factory().await;
+                let k = key("lease-1");
+                let fp = Fingerprint::of_bytes(b"req");
+                store.claim("s", &k, &fp, at(10)).await.unwrap();
+                let rec = store.get("s", &k).await.unwrap().unwrap();
+                assert_eq!(rec.owner, store.owner());
+                assert_eq!(rec.lease_until, Some(at(10 + lease_secs())));
+                assert!(!rec.is_expired(at(10 + lease_secs() - 1)));
+                assert!(rec.is_expired(at(10 + lease_secs())));
+                store.complete("s", &k, &fp, "1", at(11)).await.unwrap();
+                let rec = store.get("s", &k).await.unwrap().unwrap();
+                assert_eq!(rec.lease_until, None);
+                assert!(!rec.is_expired(at(10_000)));
+            }
+
+            #[tokio::test]
+            async fn a_live_claim_is_in_progress_for_every_owner_until_its_lease_runs_out() {
+                let first = super::$factory().await;
+                let second = super::$handle(&first, "second-process");
+                let k = key("lease-2");
+                let fp = Fingerprint::of_bytes(b"req");
+                assert_eq!(
+                    first.claim("s", &k, &fp, at(0)).await.unwrap(),
+                    Claim::Started
+                );
+                for store in [&first, &second] {
+                    assert!(matches!(
+                        store.claim("s", &k, &fp, at(lease_secs() - 1)).await,
+                        Err(IdempotencyError::InProgress { .. })
+                    ));
+                }
+                assert_eq!(
+                    second.claim("s", &k, &fp, at(lease_secs())).await.unwrap(),
+                    Claim::TakenOver {
+                        previous_owner: first.owner().to_owned(),
+                        claimed_at: at(0),
+                    }
+                );
+                let rec = second.get("s", &k).await.unwrap().unwrap();
+                assert_eq!(rec.owner, "second-process");
+                assert_eq!(rec.state, IdempotencyState::InProgress);
+                assert_eq!(rec.created_at, at(0));
+                assert_eq!(rec.lease_until, Some(at(2 * lease_secs())));
+                // The new lease holds against the first owner in turn.
+                assert!(matches!(
+                    first.claim("s", &k, &fp, at(lease_secs() + 1)).await,
+                    Err(IdempotencyError::InProgress { .. })
+                ));
+            }
+
+            #[tokio::test]
+            async fn only_the_current_owner_completes_or_releases_a_claim() {
+                let first = super::$factory().await;
+                let second = super::$handle(&first, "second-process");
+                let k = key("owner-1");
+                let fp = Fingerprint::of_bytes(b"req");
+                first.claim("s", &k, &fp, at(0)).await.unwrap();
+                assert!(matches!(
+                    second.complete("s", &k, &fp, "2", at(1)).await,
+                    Err(IdempotencyError::NotOwner { .. })
+                ));
+                assert!(matches!(
+                    second.release("s", &k, &fp).await,
+                    Err(IdempotencyError::NotOwner { .. })
+                ));
+                second.claim("s", &k, &fp, at(lease_secs())).await.unwrap();
+                // The first owner woke up after its lease was taken over: it may not
+                // overwrite or drop what the new owner does.
+                assert!(matches!(
+                    first
+                        .complete("s", &k, &fp, "1", at(lease_secs() + 1))
+                        .await,
+                    Err(IdempotencyError::NotOwner { .. })
+                ));
+                assert!(matches!(
+                    first.release("s", &k, &fp).await,
+                    Err(IdempotencyError::NotOwner { .. })
+                ));
+                second
+                    .complete("s", &k, &fp, "2", at(lease_secs() + 1))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    first
+                        .claim("s", &k, &fp, at(lease_secs() + 2))
+                        .await
+                        .unwrap(),
+                    Claim::Completed("2".to_owned())
+                );
+            }
+
+            #[tokio::test]
+            async fn an_expired_claim_of_a_different_request_still_conflicts() {
+                let store = super::$factory().await;
+                let k = key("owner-2");
+                store
+                    .claim("s", &k, &Fingerprint::of_bytes(b"a"), at(0))
+                    .await
+                    .unwrap();
+                assert!(matches!(
+                    store
+                        .claim("s", &k, &Fingerprint::of_bytes(b"b"), at(10 * lease_secs()))
+                        .await,
+                    Err(IdempotencyError::Conflict { .. })
+                ));
+            }
+
+            #[tokio::test]
+            async fn in_progress_lists_open_claims_oldest_first_and_never_completed_ones() {
+                let store = super::$factory().await;
+                let fp = Fingerprint::of_bytes(b"req");
+                store.claim("b", &key("late"), &fp, at(5)).await.unwrap();
+                store.claim("a", &key("early"), &fp, at(1)).await.unwrap();
+                store.claim("c", &key("done"), &fp, at(0)).await.unwrap();
+                store
+                    .complete("c", &key("done"), &fp, "1", at(2))
+                    .await
+                    .unwrap();
+                let open = store.in_progress(10).await.unwrap();
+                let keys: Vec<&str> = open.iter().map(|r| r.key.as_str()).collect();
+                assert_eq!(keys, ["early", "late"]);
+                assert_eq!(store.in_progress(1).await.unwrap().len(), 1);
+            }
+
+            #[tokio::test]
+            async fn a_taken_over_claim_reads_its_effect_back_before_running_again() {
+                let first = super::$factory().await;
+                let second = super::$handle(&first, "second-process");
+                let k = key("recover-1");
+                // The first process claims, then dies before completing.
+                let fp = Fingerprint::of(&"req").unwrap();
+                first.claim("s", &k, &fp, at(0)).await.unwrap();
+                let mut ran = false;
+                let out: Result<u32, IdempotencyError> = run_idempotent_recovering(
+                    &second,
+                    "s",
+                    &k,
+                    "req",
+                    at(lease_secs()),
+                    || async { Ok(Some(7)) },
+                    || {
+                        ran = true;
+                        async { Ok(8) }
+                    },
+                )
+                .await;
+                assert_eq!(out.unwrap(), 7);
+                assert!(
+                    !ran,
+                    "a found effect completes the claim without running again"
+                );
+                assert_eq!(
+                    first
+                        .claim("s", &k, &fp, at(lease_secs() + 1))
+                        .await
+                        .unwrap(),
+                    Claim::Completed("7".to_owned())
+                );
+                // Nothing found: the operation runs.
+                let k2 = key("recover-2");
+                first.claim("s", &k2, &fp, at(0)).await.unwrap();
+                let out: Result<u32, IdempotencyError> = run_idempotent_recovering(
+                    &second,
+                    "s",
+                    &k2,
+                    "req",
+                    at(lease_secs()),
+                    || async { Ok(None) },
+                    || async { Ok(8) },
+                )
+                .await;
+                assert_eq!(out.unwrap(), 8);
+                assert!(second.in_progress(10).await.unwrap().is_empty());
+            }
 
             fn key(s: &str) -> IdempotencyKey {
                 IdempotencyKey::parse(s).unwrap()

@@ -17,9 +17,11 @@
 //!
 //! async fn idempotency_store() -> MemoryIdempotencyStore { MemoryIdempotencyStore::new() }
 //! async fn audit_log() -> MemoryAuditLog { MemoryAuditLog::new() }
+//! // Another handle on the same records, as a second process would claim.
+//! fn handle(s: &MemoryIdempotencyStore, owner: &str) -> MemoryIdempotencyStore { s.handle(owner) }
 //!
 //! // In a test file these expand into `#[tokio::test]` functions.
-//! idempotency_store_conformance!(idempotency_store);
+//! idempotency_store_conformance!(idempotency_store, handle);
 //! audit_log_conformance!(audit_log);
 //! # fn main() {}
 //! ```
@@ -28,6 +30,7 @@
 
 mod conformance;
 pub mod faults;
+pub mod idempotency;
 pub mod strategies;
 
 #[cfg(feature = "binding")]
@@ -58,5 +61,6 @@ pub mod __private {
     pub use citycard_ledger;
     #[cfg(feature = "transit")]
     pub use citycard_transit;
+    pub use proptest;
     pub use tokio;
 }

@@ -10,5 +10,9 @@ async fn audit_log() -> MemoryAuditLog {
     MemoryAuditLog::new()
 }
 
-idempotency_store_conformance!(idempotency_store);
+fn handle(store: &MemoryIdempotencyStore, owner: &str) -> MemoryIdempotencyStore {
+    store.handle(owner)
+}
+
+idempotency_store_conformance!(idempotency_store, handle);
 audit_log_conformance!(audit_log);

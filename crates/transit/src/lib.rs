@@ -135,7 +135,7 @@ pub use fares::{
 pub use network::{NetworkIdx, RouteIdx, StopIdx, TransitNetwork};
 pub use reader::{Decision, Reader, ReaderConfig, Rejection};
 pub use settlement::{
-    ArrearsPayment, ChargeOutcome, FareCharge, FarePayments, MemoryFarePayments,
+    ArrearsPayment, CardFailure, ChargeOutcome, FareCharge, FarePayments, MemoryFarePayments,
     MemoryRiderDirectory, RiderDirectory, Settlement, SettlementReport,
 };
 pub use store::{

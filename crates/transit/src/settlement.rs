@@ -9,6 +9,13 @@
 //! insufficient balance records arrears and puts the card on the deny list
 //! until [`Settlement::pay_arrears`] succeeds. A payment outage leaves the
 //! trip unrecorded ("pending") so a later run charges it with the same key.
+//!
+//! One card never stops the day: when a card's trips cannot be settled now
+//! (a store error, a refused charge) the card is listed in
+//! [`SettlementReport::cards_failed`] with the reason, the run goes on with the
+//! next card, and a re-run picks it up. A report counts what its own run did:
+//! a charge an earlier (interrupted) run already made is counted in
+//! [`SettlementReport::charges_replayed`], never in `charged`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +56,11 @@ pub struct FareCharge {
 pub enum ChargeOutcome {
     /// The money moved.
     Charged {
+        /// The payment's reference.
+        reference: String,
+    },
+    /// An earlier call with this key moved the money; nothing moved now.
+    AlreadyCharged {
         /// The payment's reference.
         reference: String,
     },
@@ -140,7 +152,7 @@ impl FarePayments for MemoryFarePayments {
         if let Some((card, amount, charged)) = inner.done.get(&charge.key) {
             if *card == charge.card && *amount == charge.amount {
                 return Ok(if *charged {
-                    ChargeOutcome::Charged {
+                    ChargeOutcome::AlreadyCharged {
                         reference: charge.key.to_string(),
                     }
                 } else {
@@ -251,6 +263,19 @@ pub struct SettlementReport {
     pub cards_in_arrears: u64,
     /// Cards whose trips could not be priced (bad tap data); nothing was charged for them.
     pub cards_unpriced: u64,
+    /// Trips recorded now whose charge an earlier run had already made (no money moved now).
+    pub charges_replayed: u64,
+    /// Cards left (partly) unsettled by this run, with why; a re-run picks them up.
+    pub cards_failed: Vec<CardFailure>,
+}
+
+/// A card a settlement run could not finish, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardFailure {
+    /// The card.
+    pub card: CardRef,
+    /// What went wrong (the error's message).
+    pub reason: String,
 }
 
 /// The result of paying a card's arrears.
@@ -269,6 +294,15 @@ pub enum ArrearsPayment {
         /// The amount owed.
         owed: Money,
     },
+}
+
+/// Buffers reused from card to card in one run, and the run's revenue (fen per operator).
+#[derive(Default)]
+struct CardRun {
+    revenue: BTreeMap<String, i64>,
+    fares: Vec<LegFare>,
+    legs: Vec<Leg>,
+    settled: Vec<SettledTrip>,
 }
 
 /// Day settlement over the fare engine, payments and store.
@@ -326,6 +360,157 @@ impl Settlement {
         TripId::parse(&text).map_err(|e| TransitError::Code(e.to_string()))
     }
 
+    /// Settles one card's trips of the day, in time order, adding to `report`.
+    ///
+    /// Charges already made are counted as they happen, so a card that fails
+    /// half-way still reports the money this run moved.
+    async fn settle_card(
+        &self,
+        principal: &Principal,
+        day: NaiveDate,
+        card: CardRef,
+        card_trips: &[Trip],
+        report: &mut SettlementReport,
+        run: &mut CardRun,
+    ) -> Result<(), TransitError> {
+        let done = self.store.trips(card, day).await?;
+        let rider = self.riders.rider(card, day);
+        let spend = self.store.month_spend_before(card, day).await?;
+        let CardRun {
+            revenue,
+            fares,
+            legs,
+            settled,
+        } = run;
+        legs.clear();
+        legs.extend(card_trips.iter().map(|t| t.leg));
+        fares.clear();
+        if let Err(error) = self.engine.quote_into(&rider, spend, legs, fares) {
+            // Bad taps for one card (an unknown stop, say) must not stop the city's day.
+            tracing::warn!(%card, %error, "trips of this card could not be priced; left unsettled");
+            report.cards_unpriced += 1;
+            return Ok(());
+        }
+        settled.clear();
+        let mut card_arrears = false;
+        let mut last_board = None;
+        let mut occurrence = 0u32;
+        for (trip, fare) in card_trips.iter().zip(fares.iter()) {
+            occurrence = if last_board == Some(trip.leg.board) {
+                occurrence + 1
+            } else {
+                0
+            };
+            last_board = Some(trip.leg.board);
+            let id = Self::trip_id(trip, occurrence)?;
+            if done.iter().any(|d| d.id == id) {
+                report.trips_already_settled += 1;
+                continue;
+            }
+            let mut operator = self
+                .engine
+                .network()
+                .operator_of(trip.leg.route, trip.leg.from)
+                .to_owned();
+            let payment = if fare.paid.is_positive() {
+                let key = IdempotencyKey::parse(id.as_str())
+                    .map_err(|e| TransitError::Code(e.to_string()))?;
+                let charge = FareCharge {
+                    key,
+                    card,
+                    amount: fare.paid,
+                    operator: std::mem::take(&mut operator),
+                    at: trip.leg.board,
+                };
+                let outcome = self.payments.charge(&charge).await;
+                operator = charge.operator;
+                match outcome {
+                    Ok(ChargeOutcome::Charged { .. }) => {
+                        report.charges += 1;
+                        report.charged = report.charged.checked_add(fare.paid)?;
+                        match revenue.get_mut(&operator) {
+                            Some(total) => *total += fare.paid.fen(),
+                            None => {
+                                revenue.insert(operator.clone(), fare.paid.fen());
+                            }
+                        }
+                        TripPayment::Charged
+                    }
+                    Ok(ChargeOutcome::AlreadyCharged { .. }) => {
+                        report.charges_replayed += 1;
+                        TripPayment::Charged
+                    }
+                    Ok(ChargeOutcome::InsufficientFunds) => {
+                        let entry = ArrearsEntry {
+                            card,
+                            trip: id.clone(),
+                            amount: fare.paid,
+                            at: self.clock.now(),
+                        };
+                        if self.store.add_arrears(&entry).await? {
+                            report.arrears = report.arrears.checked_add(fare.paid)?;
+                        }
+                        card_arrears = true;
+                        TripPayment::Arrears
+                    }
+                    Err(TransitError::PaymentUnavailable(reason)) => {
+                        tracing::warn!(trip = %id, %reason, "fare payment unavailable; trip left pending");
+                        report.trips_pending += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                TripPayment::Free
+            };
+            if matches!(fare.basis, FareBasis::MaximumFare(_)) {
+                report.maximum_fares += 1;
+            }
+            report.base_fares = report.base_fares.checked_add(fare.base)?;
+            report.discounts = report
+                .discounts
+                .checked_add(fare.base.checked_sub(fare.paid)?)?;
+            if let Some(t) = fare.transfer {
+                report.transfer_discounts = report.transfer_discounts.checked_add(t.discount)?;
+            }
+            settled.push(SettledTrip {
+                id,
+                card,
+                day,
+                started_at: trip.leg.board,
+                operator,
+                base: fare.base,
+                amount: fare.paid,
+                completeness: trip.completeness,
+                payment,
+            });
+        }
+        if card_arrears {
+            report.cards_in_arrears += 1;
+            self.store
+                .deny(&DenyEntry {
+                    card,
+                    reason: DenyReason::Arrears,
+                    since: self.clock.now(),
+                })
+                .await?;
+            self.audit
+                .append(
+                    AuditRecord::new(
+                        self.clock.now(),
+                        principal.clone(),
+                        "transit.deny",
+                        format!("card:{card}"),
+                        AuditOutcome::Succeeded,
+                    )
+                    .with("reason", "arrears"),
+                )
+                .await?;
+        }
+        report.trips_settled += self.store.record_trips(settled).await?;
+        Ok(())
+    }
+
     /// Settles one civil day of taps (system or operator only).
     pub async fn settle_day(
         &self,
@@ -359,10 +544,7 @@ impl Settlement {
             taps: stats,
             ..SettlementReport::default()
         };
-        let mut revenue: BTreeMap<String, i64> = BTreeMap::new();
-        let mut fares: Vec<LegFare> = Vec::new();
-        let mut legs: Vec<Leg> = Vec::new();
-        let mut settled: Vec<SettledTrip> = Vec::new();
+        let mut run = CardRun::default();
         let mut start = 0;
         while start < trips.len() {
             let card = trips[start].card;
@@ -372,132 +554,19 @@ impl Settlement {
             }
             let card_trips = &trips[start..end];
             start = end;
-            let done = self.store.trips(card, day).await?;
-            let rider = self.riders.rider(card, day);
-            let spend = self.store.month_spend_before(card, day).await?;
-            legs.clear();
-            legs.extend(card_trips.iter().map(|t| t.leg));
-            fares.clear();
-            if let Err(error) = self.engine.quote_into(&rider, spend, &legs, &mut fares) {
-                // Bad taps for one card (an unknown stop, say) must not stop the city's day.
-                tracing::warn!(%card, %error, "trips of this card could not be priced; left unsettled");
-                report.cards_unpriced += 1;
-                continue;
-            }
-            settled.clear();
-            let mut card_arrears = false;
-            let mut last_board = None;
-            let mut occurrence = 0u32;
-            for (trip, fare) in card_trips.iter().zip(fares.iter()) {
-                occurrence = if last_board == Some(trip.leg.board) {
-                    occurrence + 1
-                } else {
-                    0
-                };
-                last_board = Some(trip.leg.board);
-                let id = Self::trip_id(trip, occurrence)?;
-                if done.iter().any(|d| d.id == id) {
-                    report.trips_already_settled += 1;
-                    continue;
-                }
-                let mut operator = self
-                    .engine
-                    .network()
-                    .operator_of(trip.leg.route, trip.leg.from)
-                    .to_owned();
-                let payment = if fare.paid.is_positive() {
-                    let key = IdempotencyKey::parse(id.as_str())
-                        .map_err(|e| TransitError::Code(e.to_string()))?;
-                    let charge = FareCharge {
-                        key,
-                        card,
-                        amount: fare.paid,
-                        operator: std::mem::take(&mut operator),
-                        at: trip.leg.board,
-                    };
-                    let outcome = self.payments.charge(&charge).await;
-                    operator = charge.operator;
-                    match outcome {
-                        Ok(ChargeOutcome::Charged { .. }) => {
-                            report.charges += 1;
-                            report.charged = report.charged.checked_add(fare.paid)?;
-                            match revenue.get_mut(&operator) {
-                                Some(total) => *total += fare.paid.fen(),
-                                None => {
-                                    revenue.insert(operator.clone(), fare.paid.fen());
-                                }
-                            }
-                            TripPayment::Charged
-                        }
-                        Ok(ChargeOutcome::InsufficientFunds) => {
-                            let entry = ArrearsEntry {
-                                card,
-                                trip: id.clone(),
-                                amount: fare.paid,
-                                at: self.clock.now(),
-                            };
-                            self.store.add_arrears(&entry).await?;
-                            report.arrears = report.arrears.checked_add(fare.paid)?;
-                            card_arrears = true;
-                            TripPayment::Arrears
-                        }
-                        Err(TransitError::PaymentUnavailable(reason)) => {
-                            tracing::warn!(trip = %id, %reason, "fare payment unavailable; trip left pending");
-                            report.trips_pending += 1;
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                } else {
-                    TripPayment::Free
-                };
-                if matches!(fare.basis, FareBasis::MaximumFare(_)) {
-                    report.maximum_fares += 1;
-                }
-                report.base_fares = report.base_fares.checked_add(fare.base)?;
-                report.discounts = report
-                    .discounts
-                    .checked_add(fare.base.checked_sub(fare.paid)?)?;
-                if let Some(t) = fare.transfer {
-                    report.transfer_discounts =
-                        report.transfer_discounts.checked_add(t.discount)?;
-                }
-                settled.push(SettledTrip {
-                    id,
+            if let Err(error) = self
+                .settle_card(principal, day, card, card_trips, &mut report, &mut run)
+                .await
+            {
+                // One card must not stop the city's day: report it, go on, a re-run retries it.
+                tracing::warn!(%card, %error, "trips of this card could not be settled now; left for a re-run");
+                report.cards_failed.push(CardFailure {
                     card,
-                    day,
-                    started_at: trip.leg.board,
-                    operator,
-                    base: fare.base,
-                    amount: fare.paid,
-                    completeness: trip.completeness,
-                    payment,
+                    reason: error.to_string(),
                 });
             }
-            if card_arrears {
-                report.cards_in_arrears += 1;
-                self.store
-                    .deny(&DenyEntry {
-                        card,
-                        reason: DenyReason::Arrears,
-                        since: self.clock.now(),
-                    })
-                    .await?;
-                self.audit
-                    .append(
-                        AuditRecord::new(
-                            self.clock.now(),
-                            principal.clone(),
-                            "transit.deny",
-                            format!("card:{card}"),
-                            AuditOutcome::Succeeded,
-                        )
-                        .with("reason", "arrears"),
-                    )
-                    .await?;
-            }
-            report.trips_settled += self.store.record_trips(&settled).await?;
         }
+        let revenue = run.revenue;
         report.revenue_by_operator = revenue
             .into_iter()
             .map(|(k, v)| (k, Money::from_fen(v)))
@@ -514,7 +583,9 @@ impl Settlement {
                 .with("trips_settled", report.trips_settled.to_string())
                 .with("charged", report.charged.to_string())
                 .with("arrears", report.arrears.to_string())
-                .with("pending", report.trips_pending.to_string()),
+                .with("pending", report.trips_pending.to_string())
+                .with("replayed", report.charges_replayed.to_string())
+                .with("cards_failed", report.cards_failed.len().to_string()),
             )
             .await?;
         tracing::info!(
@@ -522,6 +593,8 @@ impl Settlement {
             charged = %report.charged,
             arrears = %report.arrears,
             pending = report.trips_pending,
+            replayed = report.charges_replayed,
+            cards_failed = report.cards_failed.len(),
             "day settled"
         );
         Ok(report)
@@ -548,6 +621,17 @@ impl Settlement {
             self.store.allow(card, DenyReason::Arrears).await?;
             return Ok(ArrearsPayment::NothingOwed);
         }
+        // The caller's key is its own: the charge key names the principal and
+        // the key, and never looks like a trip's.
+        let scoped = format!(
+            "{}\u{0}{key}",
+            citycard_core::principal_scope("transit.pay_arrears", principal)
+        );
+        let key = IdempotencyKey::parse(&format!(
+            "arrears-{}",
+            &citycard_core::Fingerprint::of_bytes(scoped.as_bytes()).to_hex()[..40]
+        ))
+        .map_err(|e| TransitError::Code(e.to_string()))?;
         let charge = FareCharge {
             key,
             card,
@@ -556,7 +640,7 @@ impl Settlement {
             at: self.clock.now(),
         };
         match self.payments.charge(&charge).await? {
-            ChargeOutcome::Charged { .. } => {
+            ChargeOutcome::Charged { .. } | ChargeOutcome::AlreadyCharged { .. } => {
                 let ids: Vec<TripId> = open.iter().map(|e| e.trip.clone()).collect();
                 self.store.clear_arrears(card, &ids).await?;
                 self.store.allow(card, DenyReason::Arrears).await?;

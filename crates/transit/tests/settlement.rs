@@ -242,6 +242,12 @@ async fn payment_outages_leave_trips_pending_and_a_later_run_charges_them_once()
         .unwrap();
     assert_eq!(second.trips_settled, 1);
     assert_eq!(second.trips_already_settled, 1);
+    // The report counts what this run did: the money moved in the first run.
+    assert_eq!(first.charged, yuan("2.00"));
+    assert_eq!(second.charges, 0);
+    assert_eq!(second.charged, Money::ZERO);
+    assert_eq!(second.charges_replayed, 1);
+    assert!(second.revenue_by_operator.is_empty());
     assert_eq!(w.payments.inner.charge_count(), 2);
     assert_eq!(w.payments.inner.balance(CardRef(1)), yuan("98.00"));
     assert_eq!(w.payments.inner.balance(CardRef(3)), yuan("98.00"));
@@ -584,4 +590,212 @@ fn tap_files_carry_the_code_use_and_old_files_still_load() {
     let old = r#"{"card":"cr000000000000002a","direction":"in","place":{"kind":"station","network":0,"stop":0},"reader":1,"at":"2026-11-26T00:00:00Z"}"#;
     let tap: Tap = serde_json::from_str(old).unwrap();
     assert_eq!(tap.code, None);
+}
+
+/// Payments that refuse one card's charges while `refuse` is set (as a ledger
+/// answering "exists with a different amount" would), and pay the rest.
+struct RefusingPayments {
+    inner: MemoryFarePayments,
+    refuse: std::sync::atomic::AtomicBool,
+    card: CardRef,
+}
+
+#[async_trait::async_trait]
+impl citycard_transit::FarePayments for RefusingPayments {
+    async fn charge(
+        &self,
+        charge: &citycard_transit::FareCharge,
+    ) -> Result<citycard_transit::ChargeOutcome, citycard_transit::TransitError> {
+        if charge.card == self.card && self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(citycard_transit::TransitError::PaymentConflict(
+                "the ledger refused the fare".into(),
+            ));
+        }
+        self.inner.charge(charge).await
+    }
+}
+
+#[tokio::test]
+async fn one_card_that_cannot_be_settled_is_reported_and_the_day_goes_on() {
+    let engine = Arc::new(FareEngine::hangzhou().unwrap());
+    let payments = Arc::new(RefusingPayments {
+        inner: MemoryFarePayments::new(yuan("100.00")),
+        refuse: std::sync::atomic::AtomicBool::new(true),
+        card: CardRef(2),
+    });
+    let store = Arc::new(MemoryTransitStore::new());
+    let settlement = Settlement::new(
+        engine.clone(),
+        payments.clone(),
+        store.clone(),
+        Arc::new(MemoryRiderDirectory::new(Rider::default())),
+        Arc::new(MemoryAuditLog::new()),
+        Arc::new(ManualClock::new(at(23, 59))),
+    );
+    let e = &engine;
+    let taps = vec![
+        bus(e, 1, 77, at(8, 0)),
+        bus(e, 2, 78, at(8, 0)),
+        bus(e, 2, 78, at(9, 0)),
+        bus(e, 3, 79, at(8, 0)),
+    ];
+    let first = settlement
+        .settle_day(&Principal::System, day(), taps.clone())
+        .await
+        .unwrap();
+    assert_eq!(first.trips_settled, 2, "cards 1 and 3 are settled");
+    assert_eq!(first.charged, yuan("4.00"));
+    assert_eq!(first.cards_failed.len(), 1);
+    assert_eq!(first.cards_failed[0].card, CardRef(2));
+    assert!(first.cards_failed[0].reason.contains("refused the fare"));
+    assert!(store.trips(CardRef(2), day()).await.unwrap().is_empty());
+
+    payments
+        .refuse
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let second = settlement
+        .settle_day(&Principal::System, day(), taps)
+        .await
+        .unwrap();
+    assert!(second.cards_failed.is_empty());
+    assert_eq!(second.trips_settled, 2, "the re-run picks card 2 up");
+    assert_eq!(second.trips_already_settled, 2);
+    assert!(second.charged.is_positive());
+    assert_eq!(
+        payments.inner.balance(CardRef(2)),
+        yuan("100.00").checked_sub(second.charged).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn two_platforms_paying_arrears_with_one_key_both_pay() {
+    let w = world("1.00");
+    let e = &w.engine;
+    let taps = vec![bus(e, 2, 77, at(8, 0)), bus(e, 3, 78, at(8, 0))];
+    let report = w
+        .settlement
+        .settle_day(&Principal::System, day(), taps)
+        .await
+        .unwrap();
+    assert_eq!(report.cards_in_arrears, 2);
+    let mut paid = Vec::new();
+    for (card, platform) in [
+        (CardRef(2), citycard_core::Platform::Alipay),
+        (CardRef(3), citycard_core::Platform::WechatPay),
+    ] {
+        w.payments.inner.set_balance(card, yuan("20.00"));
+        paid.push(
+            w.settlement
+                .pay_arrears(
+                    &Principal::Platform { platform },
+                    card,
+                    "pay-1".parse().unwrap(),
+                )
+                .await
+                .expect("each platform's key is its own"),
+        );
+    }
+    assert_eq!(
+        paid,
+        vec![
+            ArrearsPayment::Paid {
+                amount: yuan("2.00")
+            };
+            2
+        ]
+    );
+    assert!(w.store.deny_list().await.unwrap().is_empty());
+}
+
+/// Payments that lose the answer to the first charge of chosen cards after the
+/// money moved, with an error that stops that card (a crash would do the same).
+struct LosingPayments {
+    inner: MemoryFarePayments,
+    lose: std::sync::Mutex<std::collections::BTreeSet<CardRef>>,
+}
+
+#[async_trait::async_trait]
+impl citycard_transit::FarePayments for LosingPayments {
+    async fn charge(
+        &self,
+        charge: &citycard_transit::FareCharge,
+    ) -> Result<citycard_transit::ChargeOutcome, citycard_transit::TransitError> {
+        let out = self.inner.charge(charge).await;
+        if self.lose.lock().unwrap().remove(&charge.card) {
+            return Err(citycard_transit::TransitError::PaymentConflict(
+                "the answer was lost".into(),
+            ));
+        }
+        out
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn a_day_stopped_at_any_cards_and_run_again_equals_an_uninterrupted_one(
+        cards in proptest::collection::vec((1u64..8, 0u32..3, 0u32..600), 1..30),
+        lost in proptest::collection::btree_set(1u64..8, 0..5),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let engine = Arc::new(FareEngine::hangzhou().unwrap());
+            let e = engine.clone();
+            let taps: Vec<Tap> = cards
+                .iter()
+                .map(|(card, kind, minute)| {
+                    let t = at(6, 0) + Duration::minutes(i64::from(*minute));
+                    match kind {
+                        0 => bus(&e, *card, *minute / 7, t),
+                        1 => station(&e, *card, TapDirection::In, "m_xianghu", t),
+                        _ => station(&e, *card, TapDirection::Out, "m_wulin", t),
+                    }
+                })
+                .collect();
+            let reference = world("6.00");
+            let clean = reference.settlement.settle_day(&Principal::System, day(), taps.clone()).await.unwrap();
+
+            let payments = Arc::new(LosingPayments {
+                inner: MemoryFarePayments::new(yuan("6.00")),
+                lose: std::sync::Mutex::new(lost.iter().map(|c| CardRef(*c)).collect()),
+            });
+            let store = Arc::new(MemoryTransitStore::new());
+            let settlement = Settlement::new(
+                engine.clone(),
+                payments.clone(),
+                store.clone(),
+                Arc::new(MemoryRiderDirectory::new(Rider::default())),
+                Arc::new(MemoryAuditLog::new()),
+                Arc::new(ManualClock::new(at(23, 59))),
+            );
+            let first = settlement.settle_day(&Principal::System, day(), taps.clone()).await.unwrap();
+            let second = settlement.settle_day(&Principal::System, day(), taps).await.unwrap();
+            prop_assert!(second.cards_failed.is_empty());
+            // Each stopped card is reported once, and nothing else stopped.
+            prop_assert!(first.cards_failed.iter().all(|f| lost.contains(&f.card.0)));
+            // Same money moved, same trips recorded, each once.
+            prop_assert_eq!(payments.inner.charge_count(), reference.payments.inner.charge_count());
+            for c in 1..8 {
+                prop_assert_eq!(payments.inner.balance(CardRef(c)), reference.payments.inner.balance(CardRef(c)));
+                prop_assert_eq!(
+                    store.trips(CardRef(c), day()).await.unwrap(),
+                    reference.store.trips(CardRef(c), day()).await.unwrap()
+                );
+            }
+            prop_assert_eq!(first.trips_settled + second.trips_settled, clean.trips_settled);
+            // Reports count what each run did: a lost answer's charge is a replay in the next run.
+            prop_assert_eq!(
+                first.charges + second.charges + second.charges_replayed,
+                clean.charges
+            );
+            // (a lost "insufficient funds" is answered the same again, not replayed)
+            prop_assert!(second.charges_replayed as usize <= first.cards_failed.len());
+            prop_assert_eq!(
+                first.arrears.checked_add(second.arrears).unwrap(),
+                clean.arrears
+            );
+            Ok(())
+        })?;
+    }
 }

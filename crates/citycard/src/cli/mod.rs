@@ -2,9 +2,11 @@
 
 // DEMO: the lead adds `pub mod demo;` here.
 pub mod card;
+pub mod drill;
 pub mod fare;
 pub mod id;
 pub mod ledger;
+pub mod recover;
 pub mod ridecode;
 pub mod settle;
 

@@ -27,9 +27,19 @@ pub struct SettleArgs {
     /// Settle only this civil day (YYYY-MM-DD, Hangzhou); by default every day in the file.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub date: Option<String>,
-    /// The balance every card starts with (yuan).
-    #[arg(long, value_name = "AMOUNT", default_value = "100.00")]
+    /// The balance every card starts with (yuan), in memory.
+    #[arg(
+        long,
+        value_name = "AMOUNT",
+        default_value = "100.00",
+        conflicts_with = "data_dir"
+    )]
     pub balance: String,
+    /// Settle on the store in DIR instead of in memory: fares are charged to
+    /// the cards' wallets on its ledger (a tap's card is the wallet account id)
+    /// and trips are recorded, so running the same file again resumes.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
     /// Apply the monthly volume tiers to every card.
     #[arg(long)]
     pub volume_tiers: bool,
@@ -41,7 +51,12 @@ pub struct SettleArgs {
 #[derive(Debug, Serialize)]
 struct SettleOut {
     file: String,
-    starting_balance: Money,
+    /// The store settled on, if not in memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<String>,
+    /// Every card's starting balance, in memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    starting_balance: Option<Money>,
     taps_in_file: usize,
     taps_on_other_days: usize,
     days: Vec<SettlementReport>,
@@ -77,6 +92,8 @@ fn merge(into: &mut SettlementReport, r: &SettlementReport) -> Result<(), CliErr
     into.arrears = add(into.arrears, r.arrears)?;
     into.cards_in_arrears += r.cards_in_arrears;
     into.cards_unpriced += r.cards_unpriced;
+    into.charges_replayed += r.charges_replayed;
+    into.cards_failed.extend(r.cards_failed.iter().cloned());
     Ok(())
 }
 
@@ -92,8 +109,28 @@ fn progress(total: u64) -> ProgressBar {
     bar
 }
 
-/// Runs `citycard settle`.
-pub fn run(args: &SettleArgs, out: &mut dyn Write) -> Result<(), CliError> {
+/// The card system on the store in `dir` (its database and vault keys must exist).
+async fn open_store(dir: &std::path::Path) -> Result<citycard::CityCard, CliError> {
+    let db = dir.join("citycard.db");
+    if !db.exists() {
+        return Err(CliError::Usage(format!(
+            "no citycard.db in {}: name a data directory the card system has written",
+            dir.display()
+        )));
+    }
+    let keys = citycard::keys::FileKeyProvider::open(dir.join("keys.json"))
+        .map_err(|e| CliError::Domain(e.to_string()))?;
+    citycard::CityCard::builder()
+        .sqlite(db)
+        .key_provider(Arc::new(keys))
+        .build()
+        .await
+        .map_err(|e| CliError::Domain(e.to_string()))
+}
+
+/// Runs `citycard settle`; `false` when some card could not be settled now
+/// (listed in the report; running the same file again retries it).
+pub fn run(args: &SettleArgs, out: &mut dyn Write) -> Result<bool, CliError> {
     let only_day = args
         .date
         .as_deref()
@@ -134,20 +171,27 @@ pub fn run(args: &SettleArgs, out: &mut dyn Write) -> Result<(), CliError> {
             args.taps
         )));
     }
-    let settlement = Settlement::new(
-        engine,
-        Arc::new(MemoryFarePayments::new(balance)),
-        Arc::new(MemoryTransitStore::new()),
-        Arc::new(MemoryRiderDirectory::new(Rider {
-            volume_tiers: args.volume_tiers,
-            ..Rider::default()
-        })),
-        Arc::new(MemoryAuditLog::new()),
-        Arc::new(SystemClock),
-    );
+    let rt = runtime()?;
+    let city = match &args.data_dir {
+        Some(dir) => Some(rt.block_on(open_store(dir))?),
+        None => None,
+    };
+    let settlement = match &city {
+        Some(city) => city.transit().settlement().clone(),
+        None => Settlement::new(
+            engine,
+            Arc::new(MemoryFarePayments::new(balance)),
+            Arc::new(MemoryTransitStore::new()),
+            Arc::new(MemoryRiderDirectory::new(Rider {
+                volume_tiers: args.volume_tiers,
+                ..Rider::default()
+            })),
+            Arc::new(MemoryAuditLog::new()),
+            Arc::new(SystemClock),
+        ),
+    };
     let to_settle = (taps_in_file - other_days) as u64;
     let bar = progress(to_settle);
-    let rt = runtime()?;
     let mut days = Vec::with_capacity(by_day.len());
     for (day, cards) in by_day {
         bar.set_message(day.to_string());
@@ -159,6 +203,10 @@ pub fn run(args: &SettleArgs, out: &mut dyn Write) -> Result<(), CliError> {
         for batch in cards.chunks(CARDS_PER_BATCH) {
             let taps: Vec<Tap> = batch.iter().flatten().copied().collect();
             let n = taps.len() as u64;
+            if let Some(city) = &city {
+                rt.block_on(city.transit().prepare_riders(&taps))
+                    .map_err(|e| CliError::Domain(format!("rider profiles: {e}")))?;
+            }
             let r = rt
                 .block_on(settlement.settle_day(&Principal::System, day, taps))
                 .map_err(|e| CliError::Domain(format!("settling {day}: {e}")))?;
@@ -170,7 +218,8 @@ pub fn run(args: &SettleArgs, out: &mut dyn Write) -> Result<(), CliError> {
     bar.finish_and_clear();
     let doc = SettleOut {
         file: args.taps.clone(),
-        starting_balance: balance,
+        store: args.data_dir.as_ref().map(|d| d.display().to_string()),
+        starting_balance: city.is_none().then_some(balance),
         taps_in_file,
         taps_on_other_days: other_days,
         days,
@@ -179,15 +228,24 @@ pub fn run(args: &SettleArgs, out: &mut dyn Write) -> Result<(), CliError> {
         OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?,
         OutputFormat::Text => write_text(&doc, out)?,
     }
-    Ok(())
+    Ok(doc.days.iter().all(|d| d.cards_failed.is_empty()))
 }
 
 fn write_text(doc: &SettleOut, out: &mut dyn Write) -> Result<(), CliError> {
-    writeln!(
-        out,
-        "settled {} ({} taps; every card starting at {:#})",
-        doc.file, doc.taps_in_file, doc.starting_balance
-    )?;
+    match (&doc.store, doc.starting_balance) {
+        (Some(store), _) => writeln!(
+            out,
+            "settled {} ({} taps; on the store in {store})",
+            doc.file, doc.taps_in_file
+        )?,
+        (None, balance) => writeln!(
+            out,
+            "settled {} ({} taps; every card starting at {:#})",
+            doc.file,
+            doc.taps_in_file,
+            balance.unwrap_or(Money::ZERO)
+        )?,
+    }
     if doc.taps_on_other_days > 0 {
         writeln!(
             out,
@@ -237,6 +295,20 @@ fn write_text(doc: &SettleOut, out: &mut dyn Write) -> Result<(), CliError> {
                 out,
                 "  cards unpriced    {:>10}  (bad tap data; nothing charged)",
                 r.cards_unpriced
+            )?;
+        }
+        if r.charges_replayed > 0 {
+            writeln!(
+                out,
+                "  charges replayed  {:>10}  (made by an earlier run; not counted above)",
+                r.charges_replayed
+            )?;
+        }
+        for f in &r.cards_failed {
+            writeln!(
+                out,
+                "  card {} not settled now (a re-run retries it): {}",
+                f.card, f.reason
             )?;
         }
         writeln!(out, "  revenue by operator:")?;

@@ -4,9 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use citycard_binding::{BalanceSource, BalanceView, CardFunds, PortError, WalletAccountRef};
-use citycard_core::{
-    Clock, IdempotencyKey, IdempotencyStore, Money, PersonId, Principal, run_idempotent,
-};
+use citycard_core::{Clock, IdempotencyKey, Money, PersonId, Principal};
 use citycard_healthcare::{
     AccountBalances, MedicalPayments, MedicalTransfer, PaymentAccount, PaymentError, PaymentReceipt,
 };
@@ -50,31 +48,34 @@ pub fn wallet_ref(account: AccountId) -> WalletAccountRef {
 /// Fares charged on the ledger: the card's wallet to the operator's revenue.
 ///
 /// A transit `CardRef` is the card's wallet account id, so a reader's tap
-/// names the account to charge directly. Each charge is idempotent on its key:
-/// a retry returns the first outcome, including "insufficient funds".
+/// names the account to charge directly.
+///
+/// The ledger transfer is its own idempotency record: its id is derived from
+/// the trip key, so a charge is one write transaction and leaves no
+/// in-progress state behind a crash. A resubmission is answered `exists`
+/// ([`ChargeOutcome::AlreadyCharged`]); a charge the balance did not cover
+/// burns its id (`id_already_failed`), which reads back as insufficient funds
+/// again, so a retry returns the first outcome. The same key with another
+/// card, amount or operator is refused by the ledger (`exists_with_different_*`).
 pub struct LedgerFarePayments {
     ledger: Arc<Ledger>,
     accounts: Accounts,
-    idempotency: Arc<dyn IdempotencyStore>,
-    clock: Arc<dyn Clock>,
 }
 
 impl LedgerFarePayments {
     /// Fares on this ledger.
-    pub fn new(
-        ledger: Arc<Ledger>,
-        accounts: Accounts,
-        idempotency: Arc<dyn IdempotencyStore>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            ledger,
-            accounts,
-            idempotency,
-            clock,
-        }
+    pub fn new(ledger: Arc<Ledger>, accounts: Accounts) -> Self {
+        Self { ledger, accounts }
+    }
+
+    /// The transfer id of a fare charge (the trip key, in the fare scope).
+    pub fn transfer_id(key: &IdempotencyKey) -> TransferId {
+        TransferId::from_idempotency_key(FARE_SCOPE, key)
     }
 }
+
+/// The scope fare transfer ids are derived in.
+pub const FARE_SCOPE: &str = "transit.fare";
 
 #[async_trait]
 impl FarePayments for LedgerFarePayments {
@@ -83,50 +84,50 @@ impl FarePayments for LedgerFarePayments {
             .open_operator(&charge.operator)
             .await
             .map_err(|e| TransitError::PaymentUnavailable(e.to_string()))?;
-        let request = (charge.card.0, charge.amount, &charge.operator, charge.at);
-        run_idempotent(
-            self.idempotency.as_ref(),
-            "transit.fare",
-            &charge.key,
-            &request,
-            self.clock.now(),
-            || async {
-                let id = TransferId::from_idempotency_key("transit.fare", &charge.key);
-                let reference = Reference::trip(charge.key.as_str())
-                    .map_err(|e| TransitError::PaymentConflict(e.to_string()))?;
-                let transfer = NewTransfer::new(
-                    id,
-                    AccountId::new(charge.card.0),
-                    Accounts::revenue(&charge.operator),
-                    charge.amount,
-                    codes::FARE,
-                )
-                .with_reference(reference)
-                .with_memo(format!("fare {}", charge.operator));
-                let result = self
+        let id = Self::transfer_id(&charge.key);
+        let reference = Reference::trip(charge.key.as_str())
+            .map_err(|e| TransitError::PaymentConflict(e.to_string()))?;
+        let transfer = NewTransfer::new(
+            id,
+            AccountId::new(charge.card.0),
+            Accounts::revenue(&charge.operator),
+            charge.amount,
+            codes::FARE,
+        )
+        .with_reference(reference)
+        .with_memo(format!("fare {}", charge.operator));
+        let result = self
+            .ledger
+            .create_transfers(&Principal::System, vec![transfer])
+            .await
+            .map_err(|e| TransitError::PaymentUnavailable(e.to_string()))?;
+        let reference = id.to_string();
+        match result.first().copied() {
+            Some(CreateTransferResult::Ok) => Ok(ChargeOutcome::Charged { reference }),
+            Some(CreateTransferResult::Exists) => Ok(ChargeOutcome::AlreadyCharged { reference }),
+            Some(CreateTransferResult::ExceedsCredits) => Ok(ChargeOutcome::InsufficientFunds),
+            Some(CreateTransferResult::IdAlreadyFailed) => {
+                let first = self
                     .ledger
-                    .create_transfers(&Principal::System, vec![transfer])
+                    .inspect(|engine| engine.failure(id))
                     .await
                     .map_err(|e| TransitError::PaymentUnavailable(e.to_string()))?;
-                match result.first().copied() {
-                    Some(CreateTransferResult::Ok | CreateTransferResult::Exists) => {
-                        Ok(ChargeOutcome::Charged {
-                            reference: id.to_string(),
-                        })
-                    }
+                match first {
                     Some(CreateTransferResult::ExceedsCredits) => {
                         Ok(ChargeOutcome::InsufficientFunds)
                     }
-                    Some(other) => Err(TransitError::PaymentConflict(format!(
-                        "the ledger refused the fare: {other:?}"
+                    other => Err(TransitError::PaymentConflict(format!(
+                        "the ledger refused this fare before: {other:?}"
                     ))),
-                    None => Err(TransitError::PaymentUnavailable(
-                        "the ledger returned no result".to_owned(),
-                    )),
                 }
-            },
-        )
-        .await
+            }
+            Some(other) => Err(TransitError::PaymentConflict(format!(
+                "the ledger refused the fare: {other:?}"
+            ))),
+            None => Err(TransitError::PaymentUnavailable(
+                "the ledger returned no result".to_owned(),
+            )),
+        }
     }
 }
 
@@ -273,7 +274,8 @@ impl CardFunds for LedgerCardFunds {
     ) -> Result<Money, PortError> {
         let from = wallet_of(from).map_err(PortError::Rejected)?;
         let to = wallet_of(to).map_err(PortError::Rejected)?;
-        let id = TransferId::from_idempotency_key("card.carry_balance", key);
+        // Scoped by the wallet it empties, so one key on two cards names two transfers.
+        let id = TransferId::from_idempotency_key(&format!("card.carry_balance/{from}"), key);
         let transfer = NewTransfer::carry_balance(id, from, to, codes::CARRY)
             .with_memo("balance carried to the replacement card");
         let results = self
@@ -296,8 +298,9 @@ impl CardFunds for LedgerCardFunds {
         key: &IdempotencyKey,
     ) -> Result<Money, PortError> {
         let account = wallet_of(account).map_err(PortError::Rejected)?;
-        let refund = TransferId::from_idempotency_key("card.refund_balance", key);
-        let close = TransferId::from_idempotency_key("card.close_wallet", key);
+        let refund =
+            TransferId::from_idempotency_key(&format!("card.refund_balance/{account}"), key);
+        let close = TransferId::from_idempotency_key(&format!("card.close_wallet/{account}"), key);
         let batch = vec![
             NewTransfer::carry_balance(refund, account, Accounts::refunds(), codes::REFUND)
                 .with_flags(TransferFlags::BALANCING_DEBIT | TransferFlags::LINKED)
