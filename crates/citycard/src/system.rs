@@ -301,7 +301,8 @@ impl CityCardBuilder {
             riders.clone(),
             stores.audit.clone(),
             clock.clone(),
-        );
+        )
+        .with_roles(self.roles.clone());
         let issuer = match self.issuer {
             Some(issuer) => issuer,
             None => {

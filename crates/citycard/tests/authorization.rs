@@ -117,9 +117,10 @@ enum Op {
     LedgerExpirePending,
     LedgerCreateAccounts,
     IdentifyPatient,
+    SettleDay,
 }
 
-const OPS: [Op; 40] = [
+const OPS: [Op; 41] = [
     Op::WalletBalance,
     Op::WalletStatement,
     Op::WalletTopUp,
@@ -160,6 +161,7 @@ const OPS: [Op; 40] = [
     Op::LedgerExpirePending,
     Op::LedgerCreateAccounts,
     Op::IdentifyPatient,
+    Op::SettleDay,
 ];
 
 impl Op {
@@ -229,7 +231,8 @@ impl Op {
             | Op::ReconcileCard
             | Op::PutSlot
             | Op::LedgerExpirePending
-            | Op::LedgerCreateAccounts => DelegationScope::TopUp,
+            | Op::LedgerCreateAccounts
+            | Op::SettleDay => DelegationScope::TopUp,
             Op::GrantDelegation => DelegationScope::Bind,
             Op::BookAppointment | Op::BannedUntil => DelegationScope::BookAppointments,
         }
@@ -243,7 +246,8 @@ impl Op {
             | Op::WalletRefund
             | Op::LedgerTransfer
             | Op::LedgerExpirePending
-            | Op::LedgerCreateAccounts => Some(OperatorRole::Finance),
+            | Op::LedgerCreateAccounts
+            | Op::SettleDay => Some(OperatorRole::Finance),
             Op::IssueCard
             | Op::ReplaceCard
             | Op::ReportLost
@@ -323,7 +327,8 @@ impl Op {
             | Op::Freeze
             | Op::ReconcileCard
             | Op::LedgerExpirePending
-            | Op::LedgerCreateAccounts => &[System, OperatorWithRole],
+            | Op::LedgerCreateAccounts
+            | Op::SettleDay => &[System, OperatorWithRole],
             Op::ReportLost | Op::RevokeDelegation | Op::ListDelegations | Op::IdentityPerson => {
                 &[System, OperatorWithRole, Holder]
             }
@@ -1104,6 +1109,37 @@ impl World {
                 .await
                 .map(drop)
                 .map_err(fail),
+            Op::SettleDay => {
+                // One bus ride of the holder's card: settling it charges a fare.
+                let card = city
+                    .cards()
+                    .card(&Principal::System, &self.card)
+                    .await
+                    .expect("card");
+                let network = city.transit().fares().network();
+                let tap = citycard::transit::Tap {
+                    card: CityCard::card_ref(&card).expect("card ref"),
+                    direction: citycard::transit::TapDirection::In,
+                    place: citycard::transit::TapPlace::Vehicle {
+                        route: network.route("b7").expect("bus 7"),
+                        vehicle: 7,
+                        stop: None,
+                    },
+                    reader: 1,
+                    at: now - Duration::hours(1),
+                    code: None,
+                };
+                city.transit()
+                    .prepare_riders(std::slice::from_ref(&tap))
+                    .await
+                    .expect("riders");
+                city.transit()
+                    .settlement()
+                    .settle_day(principal, civil_date(tap.at), vec![tap])
+                    .await
+                    .map(drop)
+                    .map_err(fail)
+            }
             Op::IdentifyPatient => city
                 .healthcare()
                 .billing()

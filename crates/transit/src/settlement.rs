@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use citycard_core::{
-    AuditLog, AuditOutcome, AuditRecord, Clock, IdempotencyKey, Money, Principal, civil_date,
+    AuditLog, AuditOutcome, AuditRecord, Clock, IdempotencyKey, Money, OperatorRole, OperatorRoles,
+    Principal, civil_date,
 };
 use serde::{Deserialize, Serialize};
 
@@ -314,16 +315,13 @@ pub struct Settlement {
     riders: Arc<dyn RiderDirectory>,
     audit: Arc<dyn AuditLog>,
     clock: Arc<dyn Clock>,
+    roles: Arc<OperatorRoles>,
 }
 
 impl std::fmt::Debug for Settlement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settlement").finish_non_exhaustive()
     }
-}
-
-fn may_settle(principal: &Principal) -> bool {
-    matches!(principal, Principal::System | Principal::Operator { .. })
 }
 
 impl Settlement {
@@ -343,7 +341,21 @@ impl Settlement {
             riders,
             audit,
             clock,
+            roles: Arc::new(OperatorRoles::new()),
         }
+    }
+
+    /// Looks operators' roles up in `roles`: settling a day and collecting
+    /// arrears need [`OperatorRole::Finance`] (without a registry, only the
+    /// system may).
+    #[must_use]
+    pub fn with_roles(mut self, roles: Arc<OperatorRoles>) -> Self {
+        self.roles = roles;
+        self
+    }
+
+    fn may_settle(&self, principal: &Principal) -> bool {
+        self.roles.allows(principal, &[OperatorRole::Finance])
     }
 
     /// The trip id of a trip: card, first-tap time (microseconds) and, for trips
@@ -520,7 +532,7 @@ impl Settlement {
     ) -> Result<SettlementReport, TransitError> {
         let span = tracing::info_span!("transit.settle_day", %day, taps = taps.len());
         let _guard = span.enter();
-        if !may_settle(principal) {
+        if !self.may_settle(principal) {
             self.audit
                 .append(AuditRecord::new(
                     self.clock.now(),
@@ -609,7 +621,7 @@ impl Settlement {
     ) -> Result<ArrearsPayment, TransitError> {
         let span = tracing::info_span!("transit.pay_arrears", %card, %key);
         let _guard = span.enter();
-        if !(may_settle(principal) || matches!(principal, Principal::Platform { .. })) {
+        if !(self.may_settle(principal) || matches!(principal, Principal::Platform { .. })) {
             return Err(TransitError::Denied {
                 principal: principal.to_string(),
                 action: "collect arrears",

@@ -323,12 +323,31 @@ async fn bad_taps_of_one_card_do_not_stop_the_day() {
 }
 
 #[tokio::test]
-async fn only_the_system_or_an_operator_may_settle() {
+async fn only_the_system_or_a_finance_operator_may_settle() {
     let w = world("10.00");
-    let who = Principal::cardholder("psn-1".parse().unwrap());
-    assert!(w.settlement.settle_day(&who, day(), vec![]).await.is_err());
+    let roles = Arc::new(citycard_core::OperatorRoles::new());
+    let finance: citycard_core::OperatorId = "opr-fin".parse().unwrap();
+    roles.grant(finance.clone(), citycard_core::OperatorRole::Finance);
+    let settlement = w.settlement.with_roles(roles);
+    let desk = Principal::Operator {
+        operator: "opr-desk".parse().unwrap(),
+    };
+    for who in [Principal::cardholder("psn-1".parse().unwrap()), desk] {
+        assert!(matches!(
+            settlement.settle_day(&who, day(), vec![]).await,
+            Err(citycard_transit::TransitError::Denied { .. })
+        ));
+    }
     let audit = w.audit.query(&AuditQuery::all()).await.unwrap();
-    assert_eq!(audit.len(), 1);
+    assert_eq!(audit.len(), 2, "every refusal is audited");
+    let allowed = Principal::Operator { operator: finance };
+    assert!(settlement.settle_day(&allowed, day(), vec![]).await.is_ok());
+    assert!(
+        settlement
+            .settle_day(&Principal::System, day(), vec![])
+            .await
+            .is_ok()
+    );
 }
 
 fn legs_strategy(e: &FareEngine) -> impl Strategy<Value = Vec<Leg>> {
