@@ -517,6 +517,33 @@ impl Ledger {
         self.deny(principal, "view this record", subject).await
     }
 
+    /// The account `id` as `principal` may see it for `scope`: a missing or
+    /// foreign account is refused alike (audited), an allowed read is audited
+    /// as `action`.
+    async fn readable(
+        &self,
+        principal: &Principal,
+        id: AccountId,
+        found: Option<Account>,
+        scope: DelegationScope,
+        action: &'static str,
+    ) -> Result<Account, LedgerError> {
+        let Some(account) = found else {
+            return Err(self
+                .missing(principal, LedgerError::AccountNotFound(id))
+                .await);
+        };
+        if !self.may_read(principal, &account, scope).await? {
+            let what = match scope {
+                DelegationScope::ViewRecords => "view this account's records",
+                _ => "view this account",
+            };
+            return Err(self.deny(principal, what, format!("account:{id}")).await);
+        }
+        self.audit_read(principal, &account, action).await;
+        Ok(account)
+    }
+
     /// An account with its flags and balances.
     pub async fn account(
         &self,
@@ -524,21 +551,14 @@ impl Ledger {
         id: AccountId,
     ) -> Result<Account, LedgerError> {
         let found = self.lock().await?.engine.account(id);
-        let Some(account) = found else {
-            return Err(self
-                .missing(principal, LedgerError::AccountNotFound(id))
-                .await);
-        };
-        if !self
-            .may_read(principal, &account, DelegationScope::ViewBalance)
-            .await?
-        {
-            return Err(self
-                .deny(principal, "view this account", format!("account:{id}"))
-                .await);
-        }
-        self.audit_read(principal, &account, "ledger.account").await;
-        Ok(account)
+        self.readable(
+            principal,
+            id,
+            found,
+            DelegationScope::ViewBalance,
+            "ledger.account",
+        )
+        .await
     }
 
     /// The accounts of an owner the principal may see, in creation order.
@@ -578,21 +598,14 @@ impl Ledger {
             let state = self.lock().await?;
             (state.engine.account(id), state.engine.balances_at(id, at))
         };
-        let Some(account) = found else {
-            return Err(self
-                .missing(principal, LedgerError::AccountNotFound(id))
-                .await);
-        };
-        if !self
-            .may_read(principal, &account, DelegationScope::ViewBalance)
-            .await?
-        {
-            return Err(self
-                .deny(principal, "view this account", format!("account:{id}"))
-                .await);
-        }
-        self.audit_read(principal, &account, "ledger.balances_at")
-            .await;
+        self.readable(
+            principal,
+            id,
+            found,
+            DelegationScope::ViewBalance,
+            "ledger.balances_at",
+        )
+        .await?;
         balances.ok_or(LedgerError::HistoryNotEnabled(id))
     }
 
@@ -692,25 +705,14 @@ impl Ledger {
             return Err(LedgerError::InvalidRange);
         }
         let found = self.lock().await?.engine.account(id);
-        let Some(account) = found else {
-            return Err(self
-                .missing(principal, LedgerError::AccountNotFound(id))
-                .await);
-        };
-        if !self
-            .may_read(principal, &account, DelegationScope::ViewRecords)
-            .await?
-        {
-            return Err(self
-                .deny(
-                    principal,
-                    "view this account's records",
-                    format!("account:{id}"),
-                )
-                .await);
-        }
-        self.audit_read(principal, &account, "ledger.statement")
-            .await;
+        self.readable(
+            principal,
+            id,
+            found,
+            DelegationScope::ViewRecords,
+            "ledger.statement",
+        )
+        .await?;
         let state = self.lock().await?;
         statement(&state.engine, id, from, to).ok_or(LedgerError::AccountNotFound(id))
     }
