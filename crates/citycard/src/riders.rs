@@ -142,3 +142,25 @@ impl RiderDirectory for CardRiders {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_elderly_card_is_the_70_plus_card_from_the_70th_birthday() {
+        let issued = transit_kind(&IssuerCardKind::Elderly);
+        assert_eq!(transit_kind_on(issued, Some(72)), CardKind::Senior);
+        assert_eq!(transit_kind_on(issued, Some(70)), CardKind::Senior);
+        assert_eq!(transit_kind_on(issued, Some(69)), CardKind::Elder);
+        assert_eq!(transit_kind_on(issued, None), CardKind::Elder);
+        assert_eq!(
+            transit_kind_on(CardKind::Student, Some(80)),
+            CardKind::Student
+        );
+        assert_eq!(
+            transit_kind(&IssuerCardKind::Other("military".into())),
+            CardKind::Military
+        );
+    }
+}
