@@ -141,14 +141,19 @@ impl WorkingCalendar {
                 if unverified {
                     next.unverified.insert(d);
                 }
-                d = d.succ_opt().ok_or_else(|| err("date out of range".into()))?;
+                d = d
+                    .succ_opt()
+                    .ok_or_else(|| err("date out of range".into()))?;
             }
         }
         for d in next.exceptions.keys() {
             if !next.years.contains(&d.year()) {
                 return Err(CalendarError {
                     line: 0,
-                    message: format!("{d} is in {}, which no year row declares: add one", d.year()),
+                    message: format!(
+                        "{d} is in {}, which no year row declares: add one",
+                        d.year()
+                    ),
                 });
             }
         }

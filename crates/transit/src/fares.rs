@@ -463,7 +463,9 @@ impl WorkingDays {
         let i = day - self.first;
         if (0..self.len).contains(&i) {
             let i = i as usize;
-            self.bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+            self.bits
+                .get(i / 64)
+                .is_some_and(|w| w & (1 << (i % 64)) != 0)
         } else {
             weekday_bit & 0b1_1111 != 0
         }
@@ -669,13 +671,14 @@ impl FareEngine {
                 return Err(t.err(row, "end_time", "end_time must be after start_time"));
             }
             let service = t.req(row, "service_id")?;
-            let (weekdays, working_days, from_day, to_day) = *services.get(service).ok_or_else(|| {
-                t.err(
-                    row,
-                    "service_id",
-                    format!("service {service:?} is not in calendar.txt"),
-                )
-            })?;
+            let (weekdays, working_days, from_day, to_day) =
+                *services.get(service).ok_or_else(|| {
+                    t.err(
+                        row,
+                        "service_id",
+                        format!("service {service:?} is not in calendar.txt"),
+                    )
+                })?;
             timeframes[g as usize].push(Timeframe {
                 start,
                 end,
@@ -902,7 +905,11 @@ impl FareEngine {
                     None | Some("1") => true,
                     Some("0") => false,
                     Some(other) => {
-                        return Err(t.err(row, "volume_tiers", format!("{other:?} must be 0 or 1")));
+                        return Err(t.err(
+                            row,
+                            "volume_tiers",
+                            format!("{other:?} must be 0 or 1"),
+                        ));
                     }
                 },
             });
@@ -957,7 +964,9 @@ impl FareEngine {
                         return Err(t.err(
                             row,
                             "overstay_fare",
-                            format!("{other:?} is unknown: use maximum_fare or exit_station_highest"),
+                            format!(
+                                "{other:?} is unknown: use maximum_fare or exit_station_highest"
+                            ),
                         ));
                     }
                 },

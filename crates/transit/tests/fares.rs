@@ -232,18 +232,78 @@ fn concessions_follow_the_card_kind_network_and_working_day_peaks() {
     // Thursday, 2026-11-28 a Saturday.
     let table = [
         // (rider, boarding, paid, why)
-        (r(CardKind::Senior, 72), at(26, 8, 0), "2.50", "70+ card: metro half fare in the working-day morning peak"),
-        (r(CardKind::Senior, 72), at(26, 17, 30), "2.50", "70+ card: evening peak half fare"),
-        (r(CardKind::Senior, 72), at(26, 8, 30), "0.00", "the peak ends at 08:30 (end exclusive)"),
-        (r(CardKind::Senior, 72), at(26, 10, 0), "0.00", "70+ card off peak rides free"),
-        (r(CardKind::Senior, 72), at(28, 8, 0), "0.00", "peaks are on working days only"),
-        (r(CardKind::Ordinary, 72), at(26, 10, 0), "5.00", "age alone gives no concession"),
-        (r(CardKind::Elder, 65), at(26, 10, 0), "5.00", "the 60-69 elder card has no per-ride metro discount"),
-        (r(CardKind::Student, 15), at(26, 10, 0), "2.50", "students half price"),
-        (r(CardKind::Disabled, 40), at(26, 8, 0), "0.00", "disabled riders free"),
-        (r(CardKind::Military, 50), at(26, 8, 0), "0.00", "serving and disabled soldiers free"),
-        (r(CardKind::Veteran, 50), at(26, 8, 0), "5.00", "veterans in general: no sourced concession"),
-        (r(CardKind::BloodDonor, 30), at(26, 8, 0), "0.00", "blood-donor honour certificate free"),
+        (
+            r(CardKind::Senior, 72),
+            at(26, 8, 0),
+            "2.50",
+            "70+ card: metro half fare in the working-day morning peak",
+        ),
+        (
+            r(CardKind::Senior, 72),
+            at(26, 17, 30),
+            "2.50",
+            "70+ card: evening peak half fare",
+        ),
+        (
+            r(CardKind::Senior, 72),
+            at(26, 8, 30),
+            "0.00",
+            "the peak ends at 08:30 (end exclusive)",
+        ),
+        (
+            r(CardKind::Senior, 72),
+            at(26, 10, 0),
+            "0.00",
+            "70+ card off peak rides free",
+        ),
+        (
+            r(CardKind::Senior, 72),
+            at(28, 8, 0),
+            "0.00",
+            "peaks are on working days only",
+        ),
+        (
+            r(CardKind::Ordinary, 72),
+            at(26, 10, 0),
+            "5.00",
+            "age alone gives no concession",
+        ),
+        (
+            r(CardKind::Elder, 65),
+            at(26, 10, 0),
+            "5.00",
+            "the 60-69 elder card has no per-ride metro discount",
+        ),
+        (
+            r(CardKind::Student, 15),
+            at(26, 10, 0),
+            "2.50",
+            "students half price",
+        ),
+        (
+            r(CardKind::Disabled, 40),
+            at(26, 8, 0),
+            "0.00",
+            "disabled riders free",
+        ),
+        (
+            r(CardKind::Military, 50),
+            at(26, 8, 0),
+            "0.00",
+            "serving and disabled soldiers free",
+        ),
+        (
+            r(CardKind::Veteran, 50),
+            at(26, 8, 0),
+            "5.00",
+            "veterans in general: no sourced concession",
+        ),
+        (
+            r(CardKind::BloodDonor, 30),
+            at(26, 8, 0),
+            "0.00",
+            "blood-donor honour certificate free",
+        ),
     ];
     for (rider, t, paid, why) in table {
         assert_eq!(single(&e, rider, leg5(t)), yuan(paid), "{why}");
@@ -251,12 +311,27 @@ fn concessions_follow_the_card_kind_network_and_working_day_peaks() {
     // Buses: the 70+ card rides designated lines free at any time (route 7 is
     // designated; route 500 is not), the elder card pays half.
     let sectioned = |t| {
-        e.route_leg("b500", "b_linping", Some("b_pingyao"), t, Some(t + Duration::minutes(40)))
-            .unwrap()
+        e.route_leg(
+            "b500",
+            "b_linping",
+            Some("b_pingyao"),
+            t,
+            Some(t + Duration::minutes(40)),
+        )
+        .unwrap()
     };
-    assert_eq!(single(&e, r(CardKind::Senior, 72), bus(&e, at(26, 8, 0))), yuan("0.00"));
-    assert_eq!(single(&e, r(CardKind::Senior, 72), sectioned(at(26, 10, 0))), yuan("5.00"));
-    assert_eq!(single(&e, r(CardKind::Elder, 65), bus(&e, at(26, 10, 0))), yuan("1.00"));
+    assert_eq!(
+        single(&e, r(CardKind::Senior, 72), bus(&e, at(26, 8, 0))),
+        yuan("0.00")
+    );
+    assert_eq!(
+        single(&e, r(CardKind::Senior, 72), sectioned(at(26, 10, 0))),
+        yuan("5.00")
+    );
+    assert_eq!(
+        single(&e, r(CardKind::Elder, 65), bus(&e, at(26, 10, 0))),
+        yuan("1.00")
+    );
 }
 
 #[test]

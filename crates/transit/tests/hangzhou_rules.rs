@@ -22,8 +22,14 @@ fn engine() -> FareEngine {
 /// Xianghu → Qianjiang Road, 14.1 km: ¥5.
 fn metro5(e: &FareEngine, board: DateTime<Utc>) -> Leg {
     let alight = board + Duration::minutes(30);
-    e.station_leg("metro", "m_xianghu", Some("m_qianjiang"), board, Some(alight))
-        .unwrap()
+    e.station_leg(
+        "metro",
+        "m_xianghu",
+        Some("m_qianjiang"),
+        board,
+        Some(alight),
+    )
+    .unwrap()
 }
 
 /// Route 7 (flat ¥2, a designated line), no tap-out.
@@ -55,7 +61,12 @@ fn a_70_plus_card_pays_half_on_the_metro_at_07_30_on_a_monday() {
     // Rule: 70+ card, metro half fare 07:00–08:30 on statutory working days by entry time.
     // 2026-11-23 is a Monday and a working day: ¥5 × 50% = ¥2.50.
     let e = engine();
-    let q = quote(&e, rider(CardKind::Senior, 72, false), "0", vec![metro5(&e, at(2026, 11, 23, 7, 30))]);
+    let q = quote(
+        &e,
+        rider(CardKind::Senior, 72, false),
+        "0",
+        vec![metro5(&e, at(2026, 11, 23, 7, 30))],
+    );
     assert_eq!(q[0].paid, yuan("2.50"));
 }
 
@@ -64,10 +75,20 @@ fn a_70_plus_card_rides_the_metro_free_on_a_public_holiday() {
     // Rule: outside working-day peaks the 70+ card rides free. 2026-10-01 (a Thursday)
     // is National Day under the State Council's 2026 notice.
     let e = engine();
-    let q = quote(&e, rider(CardKind::Senior, 72, false), "0", vec![metro5(&e, at(2026, 10, 1, 7, 30))]);
+    let q = quote(
+        &e,
+        rider(CardKind::Senior, 72, false),
+        "0",
+        vec![metro5(&e, at(2026, 10, 1, 7, 30))],
+    );
     assert_eq!(q[0].paid, yuan("0.00"));
     // And a make-up working day on a Saturday (2026-10-10) has the peak: half fare.
-    let q = quote(&e, rider(CardKind::Senior, 72, false), "0", vec![metro5(&e, at(2026, 10, 10, 7, 30))]);
+    let q = quote(
+        &e,
+        rider(CardKind::Senior, 72, false),
+        "0",
+        vec![metro5(&e, at(2026, 10, 10, 7, 30))],
+    );
     assert_eq!(q[0].paid, yuan("2.50"));
 }
 
@@ -75,7 +96,12 @@ fn a_70_plus_card_rides_the_metro_free_on_a_public_holiday() {
 fn a_70_plus_card_rides_a_designated_bus_free_at_07_30_on_a_monday() {
     // Rule: 70+ card, buses free on designated lines (1–499, 7xx, BRT) at any time.
     let e = engine();
-    let q = quote(&e, rider(CardKind::Senior, 72, false), "0", vec![bus(&e, at(2026, 11, 23, 7, 30))]);
+    let q = quote(
+        &e,
+        rider(CardKind::Senior, 72, false),
+        "0",
+        vec![bus(&e, at(2026, 11, 23, 7, 30))],
+    );
     assert_eq!(q[0].paid, yuan("0.00"));
 }
 
@@ -83,11 +109,21 @@ fn a_70_plus_card_rides_a_designated_bus_free_at_07_30_on_a_monday() {
 fn a_student_gets_half_fare_and_no_monthly_tier() {
     // Rule: students 50%, excluded from the monthly volume tiers: ¥5 × 50% = ¥2.50, not × 90%.
     let e = engine();
-    let q = quote(&e, rider(CardKind::Student, 15, true), "0", vec![metro5(&e, at(2026, 11, 23, 10, 0))]);
+    let q = quote(
+        &e,
+        rider(CardKind::Student, 15, true),
+        "0",
+        vec![metro5(&e, at(2026, 11, 23, 10, 0))],
+    );
     assert_eq!(q[0].paid, yuan("2.50"));
     assert!(q[0].tier.is_none());
     // An adult with tiers pays 90% on the same ride: the exclusion is the student's.
-    let q = quote(&e, rider(CardKind::Ordinary, 30, true), "0", vec![metro5(&e, at(2026, 11, 23, 10, 0))]);
+    let q = quote(
+        &e,
+        rider(CardKind::Ordinary, 30, true),
+        "0",
+        vec![metro5(&e, at(2026, 11, 23, 10, 0))],
+    );
     assert_eq!(q[0].paid, yuan("4.50"));
 }
 
@@ -115,21 +151,51 @@ fn a_transfer_needs_three_minutes_counted_from_bus_boarding_or_metro_exit() {
     let r = rider(CardKind::Ordinary, 30, false);
     let t0 = at(2026, 11, 23, 10, 0);
     // Bus at 10:00, metro entry at 10:02: 2 minutes, no discount.
-    let q = quote(&e, r, "0", vec![bus(&e, t0), metro5(&e, t0 + Duration::minutes(2))]);
+    let q = quote(
+        &e,
+        r,
+        "0",
+        vec![bus(&e, t0), metro5(&e, t0 + Duration::minutes(2))],
+    );
     assert!(q[1].transfer.is_none());
     assert_eq!(q[1].paid, yuan("5.00"));
     // At 10:03: ¥5 − ¥2.
-    let q = quote(&e, r, "0", vec![bus(&e, t0), metro5(&e, t0 + Duration::minutes(3))]);
+    let q = quote(
+        &e,
+        r,
+        "0",
+        vec![bus(&e, t0), metro5(&e, t0 + Duration::minutes(3))],
+    );
     assert_eq!(q[1].paid, yuan("3.00"));
     // Metro 10:00–10:30, bus at 10:32 (2 minutes after the exit): none; at 10:33: ¥2 − ¥2.
-    let q = quote(&e, r, "0", vec![metro5(&e, t0), bus(&e, t0 + Duration::minutes(32))]);
+    let q = quote(
+        &e,
+        r,
+        "0",
+        vec![metro5(&e, t0), bus(&e, t0 + Duration::minutes(32))],
+    );
     assert_eq!(q[1].paid, yuan("2.00"));
-    let q = quote(&e, r, "0", vec![metro5(&e, t0), bus(&e, t0 + Duration::minutes(33))]);
+    let q = quote(
+        &e,
+        r,
+        "0",
+        vec![metro5(&e, t0), bus(&e, t0 + Duration::minutes(33))],
+    );
     assert_eq!(q[1].paid, yuan("0.00"));
     // Bus → metro 89 minutes after boarding still counts; 91 minutes does not (clock from boarding).
-    let q = quote(&e, r, "0", vec![bus(&e, t0), metro5(&e, t0 + Duration::minutes(90))]);
+    let q = quote(
+        &e,
+        r,
+        "0",
+        vec![bus(&e, t0), metro5(&e, t0 + Duration::minutes(90))],
+    );
     assert_eq!(q[1].paid, yuan("3.00"));
-    let q = quote(&e, r, "0", vec![bus(&e, t0), metro5(&e, t0 + Duration::minutes(91))]);
+    let q = quote(
+        &e,
+        r,
+        "0",
+        vec![bus(&e, t0), metro5(&e, t0 + Duration::minutes(91))],
+    );
     assert_eq!(q[1].paid, yuan("5.00"));
 }
 
@@ -141,8 +207,14 @@ fn a_200_minute_stay_pays_the_highest_single_fare_from_the_exit_station() {
     let e = engine();
     let t0 = at(2026, 11, 23, 10, 0);
     let stay = |to: &str| {
-        e.station_leg("metro", "m_xianghu", Some(to), t0, Some(t0 + Duration::minutes(200)))
-            .unwrap()
+        e.station_leg(
+            "metro",
+            "m_xianghu",
+            Some(to),
+            t0,
+            Some(t0 + Duration::minutes(200)),
+        )
+        .unwrap()
     };
     let r = rider(CardKind::Ordinary, 30, false);
     let q = quote(&e, r, "0", vec![stay("m_fengqi")]);
