@@ -30,7 +30,7 @@ pub struct QuoteArgs {
     /// The rider's card kind.
     #[arg(long, value_enum, default_value_t = CardKindArg::Ordinary, conflicts_with = "json")]
     pub card_kind: CardKindArg,
-    /// The rider's age in whole years (senior concessions depend on it).
+    /// The rider's age in whole years (for age-based concession rows; Hangzhou's follow the card kind).
     #[arg(long, conflicts_with = "json")]
     pub age: Option<u8>,
     /// Paying with a ride code instead of the card.
