@@ -247,6 +247,23 @@ mod tests {
         assert_eq!(c.working_days_before(d(2026, 10, 12), 0), d(2026, 10, 12));
     }
 
+    proptest::proptest! {
+        /// The working day before a date is earlier, a working day, and no working day lies between.
+        #[test]
+        fn the_working_day_before_is_the_nearest_earlier_working_day(offset in 0i64..800) {
+            let c = WorkingCalendar::china();
+            let date = d(2025, 1, 10) + chrono::Duration::days(offset);
+            let before = c.working_day_before(date);
+            proptest::prop_assert!(before < date);
+            proptest::prop_assert!(c.is_working_day(before));
+            let mut x = before.succ_opt().unwrap();
+            while x < date {
+                proptest::prop_assert!(!c.is_working_day(x));
+                x = x.succ_opt().unwrap();
+            }
+        }
+    }
+
     #[test]
     fn a_new_year_loads_and_a_bad_row_adds_nothing() {
         let mut c = WorkingCalendar::china();

@@ -240,6 +240,57 @@ fn a_new_years_calendar_can_be_loaded() {
     assert_eq!(quote(&e, r(false), "0", vec![ride])[0].paid, yuan("0.00"));
 }
 
+#[test]
+fn bad_values_in_the_new_columns_name_file_line_and_field() {
+    use citycard_transit::FareData;
+    let cases = [
+        (
+            "fare_transfer_rules.txt",
+            ",transfer_discount,180\n",
+            ",transfer_discount,9000\n",
+            "min_duration",
+        ),
+        (
+            "citycard_network_limits.txt",
+            "exit_station_highest",
+            "exit_station",
+            "overstay_fare",
+        ),
+        (
+            "calendar.txt",
+            "20991231,1",
+            "20991231,yes",
+            "citycard_working_days",
+        ),
+        (
+            "citycard_concessions.txt",
+            "student,50,10,0,sourced",
+            "student,50,10,2,sourced",
+            "volume_tiers",
+        ),
+        (
+            "citycard_concessions.txt",
+            "student,50,10,0,sourced",
+            "student,50,10,0,guessed",
+            "status",
+        ),
+    ];
+    for (file, from, to, field) in cases {
+        let mut data = FareData::hangzhou();
+        let text = data.file(file).unwrap();
+        assert!(text.contains(from), "{file} {from}");
+        let changed = text.replacen(from, to, 1);
+        data.insert(file, changed);
+        let err = FareEngine::load(&data).unwrap_err();
+        assert_eq!(
+            (err.file.as_str(), err.field.as_str()),
+            (file, field),
+            "{err}"
+        );
+        assert!(err.line >= 2, "{err}");
+    }
+}
+
 fn kinds() -> impl Strategy<Value = CardKind> {
     prop::sample::select(CardKind::ALL.to_vec())
 }
