@@ -20,13 +20,31 @@ use crate::glue::money::wallet_of;
 use crate::glue::people::id_number_of;
 
 /// The transit card kind for an issuer card kind.
+///
+/// The issuer has one `elderly` kind; transit tells the 70+ card (老年卡,
+/// [`CardKind::Senior`]) from the 60–69 elder card (长者卡, [`CardKind::Elder`])
+/// by the holder's age on the day of travel (see [`transit_kind_on`]); this
+/// function gives the 70+ card. `military` and `blood_donor` issuer codes map
+/// to their free-travel kinds; `veteran` keeps a kind with no concession.
 pub fn transit_kind(kind: &IssuerCardKind) -> CardKind {
     match kind {
         IssuerCardKind::Elderly => CardKind::Senior,
         IssuerCardKind::Student => CardKind::Student,
         IssuerCardKind::Disabled => CardKind::Disabled,
         IssuerCardKind::Other(code) if code == "veteran" => CardKind::Veteran,
+        IssuerCardKind::Other(code) if code == "military" => CardKind::Military,
+        IssuerCardKind::Other(code) if code == "blood_donor" => CardKind::BloodDonor,
         _ => CardKind::Ordinary,
+    }
+}
+
+/// The transit card kind on a day: an elderly card is the 70+ card from the
+/// holder's 70th birthday, the 60–69 elder card before (or when the age is unknown).
+pub fn transit_kind_on(kind: CardKind, age: Option<u8>) -> CardKind {
+    match (kind, age) {
+        (CardKind::Senior, Some(a)) if a >= 70 => CardKind::Senior,
+        (CardKind::Senior, _) => CardKind::Elder,
+        (k, _) => k,
     }
 }
 
@@ -118,9 +136,31 @@ impl RiderDirectory for CardRiders {
             u8::try_from(years).ok()
         });
         Rider {
-            card_kind: *kind,
+            card_kind: transit_kind_on(*kind, age),
             age,
             ..Rider::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_elderly_card_is_the_70_plus_card_from_the_70th_birthday() {
+        let issued = transit_kind(&IssuerCardKind::Elderly);
+        assert_eq!(transit_kind_on(issued, Some(72)), CardKind::Senior);
+        assert_eq!(transit_kind_on(issued, Some(70)), CardKind::Senior);
+        assert_eq!(transit_kind_on(issued, Some(69)), CardKind::Elder);
+        assert_eq!(transit_kind_on(issued, None), CardKind::Elder);
+        assert_eq!(
+            transit_kind_on(CardKind::Student, Some(80)),
+            CardKind::Student
+        );
+        assert_eq!(
+            transit_kind(&IssuerCardKind::Other("military".into())),
+            CardKind::Military
+        );
     }
 }

@@ -211,10 +211,10 @@ fn fare_quote_accepts_station_names_and_json_output() {
 
 #[test]
 fn fare_quote_senior_concession_depends_on_the_peak() {
-    // 70+: half price in weekday peaks (07:00–08:30, end exclusive), otherwise free.
+    // 70+ card: metro half fare in working-day peaks (07:00–08:30, end exclusive, by
+    // entry time), otherwise free; designated buses free at any time.
     // 2026-11-26 is a Thursday.
-    let at = |time: &str| {
-        let leg = format!("b7:b_wulin@{time}");
+    let at = |leg: &str| {
         let o = run(&[
             "fare",
             "quote",
@@ -227,13 +227,20 @@ fn fare_quote_senior_concession_depends_on_the_peak() {
             "--format",
             "json",
             "--leg",
-            &leg,
+            leg,
         ]);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
         json(&o)["total"].as_str().map(str::to_owned)
     };
-    assert_eq!(at("08:00").as_deref(), Some("1.00"));
-    assert_eq!(at("08:30").as_deref(), Some("0.00"));
+    assert_eq!(
+        at("metro:m_xianghu:m_qianjiang@08:00-08:30").as_deref(),
+        Some("2.50")
+    );
+    assert_eq!(
+        at("metro:m_xianghu:m_qianjiang@08:30-09:00").as_deref(),
+        Some("0.00")
+    );
+    assert_eq!(at("b7:b_wulin@08:00").as_deref(), Some("0.00"));
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! - [`Principal`]: who acts, including family delegates with [`Scopes`];
 //! - the [`GrantVerifier`] port (delegates are checked against stored grants) and
 //!   [`OperatorRoles`] (operators' roles are looked up, never claimed);
+//! - [`WorkingCalendar`]: statutory working days (holidays and make-up days) as dated data;
 //! - [`Sensitive`]: personal data that prints masked;
 //! - the append-only [`AuditLog`] port;
 //! - [`ErrorClass`] and [`ClassifiedError`], so a host maps every crate's errors in one place.
@@ -32,6 +33,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod calendar;
 pub mod clock;
 pub mod error;
 pub mod idempotency;
@@ -42,6 +44,7 @@ pub mod sensitive;
 
 pub use access::{GrantVerifier, OperatorRole, OperatorRoles};
 pub use audit::{AuditEntry, AuditLog, AuditOutcome, AuditQuery, AuditRecord, MemoryAuditLog};
+pub use calendar::{CalendarError, DayKind, WorkingCalendar};
 pub use clock::{
     CivilMonth, Clock, ManualClock, SystemClock, china_offset, civil_date, civil_month,
     end_of_civil_day, start_of_civil_day, to_civil,

@@ -331,6 +331,47 @@ async fn patients_cancel_before_the_cut_off_and_the_waitlist_moves_up() {
 }
 
 #[tokio::test]
+async fn the_cancellation_cut_off_is_15_00_on_the_working_day_before() {
+    // Rule (healthcare.md): cancellation until 15:00 the working day before. A
+    // Monday slot's cut-off is the Friday before, not Sunday.
+    let w = world();
+    w.clock
+        .set(citycard_core::start_of_civil_day(day(11)) + Duration::hours(9));
+    w.service
+        .put_slot(&operator(), slot("slot-1", "dep-1", day(16), 1))
+        .await
+        .unwrap();
+    let a = w
+        .service
+        .book(&me("psn-1"), &req("slot-1", "psn-1", "k1", false))
+        .await
+        .unwrap();
+    assert_eq!(
+        w.service.cancel_cutoff(day(16)),
+        citycard_core::start_of_civil_day(day(13)) + Duration::hours(15)
+    );
+    // Saturday the 14th, 10:00: past Friday's cut-off.
+    w.clock
+        .set(citycard_core::start_of_civil_day(day(14)) + Duration::hours(10));
+    let refused = w
+        .service
+        .cancel(&me("psn-1"), &a.appointment.id, "changed plans")
+        .await;
+    match refused {
+        Err(HealthcareError::Conflict(m)) => assert!(m.contains("2026-03-13 15:00"), "{m}"),
+        other => panic!("expected the cut-off to refuse: {other:?}"),
+    }
+    // Around National Day 2026 (10-01..07 off): a slot on Thursday 10-08 closes
+    // for cancellation at 15:00 on Wednesday 09-30.
+    let oct8 = NaiveDate::from_ymd_opt(2026, 10, 8).unwrap();
+    assert_eq!(
+        w.service.cancel_cutoff(oct8),
+        citycard_core::start_of_civil_day(NaiveDate::from_ymd_opt(2026, 9, 30).unwrap())
+            + Duration::hours(15)
+    );
+}
+
+#[tokio::test]
 async fn states_only_move_forward_and_only_the_facility_moves_them() {
     let w = world();
     w.service

@@ -3,7 +3,7 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use citycard_core::Money;
-use citycard_transit::{FareEngine, Leg, LegFare, Rider};
+use citycard_transit::{CardKind, FareEngine, Leg, LegFare, Rider};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
@@ -58,7 +58,14 @@ fn bench(c: &mut Criterion) {
     let riders = [
         Rider::default(),
         Rider {
+            card_kind: CardKind::Senior,
             age: Some(72),
+            volume_tiers: true,
+            ..Rider::default()
+        },
+        Rider {
+            card_kind: CardKind::Student,
+            age: Some(15),
             volume_tiers: true,
             ..Rider::default()
         },

@@ -16,13 +16,22 @@
 //!   sections ridden on a sectioned bus route. A leg matches when
 //!   `min_distance < d ≤ max_distance` (an empty minimum means `d ≥ 0`, an
 //!   empty maximum means no upper bound): exactly 4 km is still the ¥2 bracket.
-//! - `citycard_concessions.txt`: card kind, age range and timeframe → rider
-//!   category and a percentage of the fare; the highest `rule_priority` wins.
+//! - `citycard_concessions.txt`: card kind, age range, network and timeframe →
+//!   rider category and a percentage of the fare, `volume_tiers` (0 = the
+//!   monthly tiers do not apply on top), `status`/`source`; the highest
+//!   `rule_priority` wins. Timeframes are judged by the leg's entry time.
+//! - `calendar.txt` column `citycard_working_days`: `1` makes the service's
+//!   days the statutory working days of the engine's [`WorkingCalendar`]
+//!   (holidays off, make-up days on; Monday to Friday in years it does not cover).
+//! - `fare_transfer_rules.txt` column `min_duration`: the shortest gap in
+//!   seconds, measured like `duration_limit` (Hangzhou: 3 minutes).
 //! - `citycard_volume_tiers.txt`: monthly spend before the ride →
 //!   percentage, `[min_spend, max_spend)`.
 //! - `citycard_network_limits.txt`: per network, whether a tap-out is
 //!   required, the time limit and the maximum-fare product charged when the
-//!   tap-out is missing or the limit is exceeded.
+//!   tap-out is missing or the limit is exceeded; `overstay_fare` =
+//!   `exit_station_highest` charges an overstay the highest single fare from
+//!   the exit station instead (the fare to the farthest station it reaches).
 //! - `citycard_settings.txt`: `transfer_discount_cap`, `transfers_per_journey`,
 //!   `same_vehicle_repeat_seconds`.
 //!
@@ -33,9 +42,12 @@
 //!
 //! # The order of a leg's fare
 //!
-//! base fare (leg rule or maximum fare) → concession percentage → transfer
-//! adjustment (capped) → monthly volume tier percentage. Legs charged the
-//! maximum fare neither receive nor open a transfer discount. A boarding of the
+//! base fare (leg rule or maximum fare) → concession percentage → monthly
+//! volume tier percentage → transfer adjustment (Hangzhou: tiers first, then
+//! the ¥2 transfer discount, which never exceeds the cap nor the leg's fare
+//! after the tier). A concession row with `volume_tiers` 0 (students) excludes
+//! the tiers. Legs charged the maximum fare neither receive nor open a
+//! transfer discount. A boarding of the
 //! same route at the same stop within `same_vehicle_repeat_seconds` (at least
 //! the same minute) of the previous one is a repeat: it pays its own fare and
 //! is never a transfer. Percentages
@@ -47,7 +59,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
-use citycard_core::Money;
+use citycard_core::{Money, WorkingCalendar};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{FareData, Table, parse_gtfs_time, parse_km};
@@ -64,25 +76,31 @@ pub enum CardKind {
     Ordinary,
     /// A student card.
     Student,
-    /// A senior card.
+    /// The 70+ card (老年卡).
     Senior,
-    /// A card for a person with a disability.
+    /// A card for a person with a disability (Hangzhou hukou, or severely disabled).
     Disabled,
-    /// A card for retired military personnel.
+    /// A veteran's card: no transit concession is sourced for veterans in general.
     Veteran,
-    /// A card for blood-donation award holders.
+    /// A card for blood-donation honour certificate holders (20+ donations).
     BloodDonor,
+    /// The 60–69 elder card (长者卡).
+    Elder,
+    /// Serving soldiers, disabled soldiers and pre-1949 retired cadres.
+    Military,
 }
 
 impl CardKind {
     /// Every kind.
-    pub const ALL: [CardKind; 6] = [
+    pub const ALL: [CardKind; 8] = [
         CardKind::Ordinary,
         CardKind::Student,
         CardKind::Senior,
         CardKind::Disabled,
         CardKind::Veteran,
         CardKind::BloodDonor,
+        CardKind::Elder,
+        CardKind::Military,
     ];
 
     /// The code used in data files.
@@ -94,6 +112,8 @@ impl CardKind {
             CardKind::Disabled => "disabled",
             CardKind::Veteran => "veteran",
             CardKind::BloodDonor => "blood_donor",
+            CardKind::Elder => "elder",
+            CardKind::Military => "military",
         }
     }
 
@@ -304,6 +324,8 @@ struct TransferRule {
     transfer_count: i32,
     duration_limit: Option<i64>,
     duration_type: u8,
+    /// Minimum gap in seconds, measured like `duration_limit` (citycard `min_duration`).
+    min_duration: i64,
     kind: u8,
     product: Option<u32>,
     line: u64,
@@ -322,6 +344,8 @@ struct Timeframe {
     start: u32,
     end: u32,
     weekdays: u8,
+    /// The days are the statutory working days of the engine's calendar (weekdays ignored).
+    working_days: bool,
     from_day: i64,
     to_day: i64,
 }
@@ -333,9 +357,12 @@ struct Concession {
     min_age: Option<u8>,
     max_age: Option<u8>,
     timeframe: Option<u16>,
+    network: Option<NetworkIdx>,
     category: u16,
     percent: u16,
     priority: i32,
+    /// Whether the monthly volume tiers may apply on top.
+    volume_tiers: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -362,6 +389,8 @@ struct NetworkLimit {
     requires_tap_out: bool,
     max_duration_minutes: Option<u32>,
     maximum_product: Option<u32>,
+    /// An overstay pays the highest single fare from the exit station (not `maximum_product`).
+    overstay_from_exit: bool,
 }
 
 /// The loaded network and fare rules, ready to price journeys.
@@ -388,6 +417,59 @@ pub struct FareEngine {
     transfer_cap: Option<Money>,
     transfers_per_journey: Option<u32>,
     same_vehicle_repeat_seconds: u32,
+    working_days: WorkingDays,
+}
+
+/// Statutory working days as a bitset over the calendar's covered years, for the hot path.
+#[derive(Debug, Clone, Default)]
+struct WorkingDays {
+    /// Days since 1970-01-01 of the first bit.
+    first: i64,
+    /// Number of days covered.
+    len: i64,
+    bits: Vec<u64>,
+}
+
+impl WorkingDays {
+    fn new(calendar: &WorkingCalendar) -> Self {
+        let (Some(lo), Some(hi)) = (calendar.years().min(), calendar.years().max()) else {
+            return Self::default();
+        };
+        let (Some(start), Some(end)) = (
+            chrono::NaiveDate::from_ymd_opt(lo, 1, 1),
+            chrono::NaiveDate::from_ymd_opt(hi, 12, 31),
+        ) else {
+            return Self::default();
+        };
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or(start);
+        let first = (start - epoch).num_days();
+        let n = (end - start).num_days() as usize + 1;
+        let mut bits = vec![0u64; n.div_ceil(64)];
+        for (i, d) in start.iter_days().take(n).enumerate() {
+            if calendar.is_working_day(d) {
+                bits[i / 64] |= 1 << (i % 64);
+            }
+        }
+        Self {
+            first,
+            len: n as i64,
+            bits,
+        }
+    }
+
+    /// Whether a civil day (days since epoch, weekday bit with Monday = 1) is a working day.
+    #[inline]
+    fn is_working(&self, day: i64, weekday_bit: u8) -> bool {
+        let i = day - self.first;
+        if (0..self.len).contains(&i) {
+            let i = i as usize;
+            self.bits
+                .get(i / 64)
+                .is_some_and(|w| w & (1 << (i % 64)) != 0)
+        } else {
+            weekday_bit & 0b1_1111 != 0
+        }
+    }
 }
 
 fn intern(names: &mut Vec<String>, index: &mut HashMap<String, u16>, name: &str) -> u16 {
@@ -523,7 +605,7 @@ impl FareEngine {
 
         // Calendar and timeframes.
         let t = data.table("calendar.txt", false)?;
-        let mut services: HashMap<String, (u8, i64, i64)> = HashMap::new();
+        let mut services: HashMap<String, (u8, bool, i64, i64)> = HashMap::new();
         const DAYS: [&str; 7] = [
             "monday",
             "tuesday",
@@ -553,7 +635,18 @@ impl FareEngine {
             };
             let from = date("start_date")?.unwrap_or(i64::MIN);
             let to = date("end_date")?.unwrap_or(i64::MAX);
-            services.insert(id.to_owned(), (mask, from, to));
+            let working_days = match t.opt(row, "citycard_working_days") {
+                None | Some("0") => false,
+                Some("1") => true,
+                Some(other) => {
+                    return Err(t.err(
+                        row,
+                        "citycard_working_days",
+                        format!("{other:?} must be 0 or 1"),
+                    ));
+                }
+            };
+            services.insert(id.to_owned(), (mask, working_days, from, to));
         }
         let t = data.table("timeframes.txt", false)?;
         let mut timeframe_names = Vec::new();
@@ -578,17 +671,19 @@ impl FareEngine {
                 return Err(t.err(row, "end_time", "end_time must be after start_time"));
             }
             let service = t.req(row, "service_id")?;
-            let (weekdays, from_day, to_day) = *services.get(service).ok_or_else(|| {
-                t.err(
-                    row,
-                    "service_id",
-                    format!("service {service:?} is not in calendar.txt"),
-                )
-            })?;
+            let (weekdays, working_days, from_day, to_day) =
+                *services.get(service).ok_or_else(|| {
+                    t.err(
+                        row,
+                        "service_id",
+                        format!("service {service:?} is not in calendar.txt"),
+                    )
+                })?;
             timeframes[g as usize].push(Timeframe {
                 start,
                 end,
                 weekdays,
+                working_days,
                 from_day,
                 to_day,
             });
@@ -756,6 +851,14 @@ impl FareEngine {
                     "must be a positive number of seconds",
                 ));
             }
+            let min_duration: i64 = t.parse_opt(row, "min_duration")?.unwrap_or(0);
+            if min_duration < 0 || duration_limit.is_some_and(|d| min_duration > d) {
+                return Err(t.err(
+                    row,
+                    "min_duration",
+                    "must be 0 or more seconds and not above duration_limit",
+                ));
+            }
             let kind: u8 = t.parse_req(row, "fare_transfer_type")?;
             if kind > 2 {
                 return Err(t.err(
@@ -770,6 +873,7 @@ impl FareEngine {
                 transfer_count,
                 duration_limit,
                 duration_type,
+                min_duration,
                 kind,
                 product: t.lookup(row, "fare_product_id", &product_index)?,
                 line: row.line,
@@ -793,10 +897,32 @@ impl FareEngine {
                 min_age: t.parse_opt(row, "min_age")?,
                 max_age: t.parse_opt(row, "max_age")?,
                 timeframe: t.lookup(row, "timeframe_group_id", &timeframe_index)?,
+                network: t.lookup(row, "network_id", &network.network_index)?,
                 category: t.lookup_req(row, "rider_category_id", &category_index)?,
                 percent: percent_field(&t, row, "percent")?,
                 priority: t.parse_opt(row, "rule_priority")?.unwrap_or(0),
+                volume_tiers: match t.opt(row, "volume_tiers") {
+                    None | Some("1") => true,
+                    Some("0") => false,
+                    Some(other) => {
+                        return Err(t.err(
+                            row,
+                            "volume_tiers",
+                            format!("{other:?} must be 0 or 1"),
+                        ));
+                    }
+                },
             });
+            if let Some(status) = t.opt(row, "status")
+                && status != "sourced"
+                && status != "unverified"
+            {
+                return Err(t.err(
+                    row,
+                    "status",
+                    format!("{status:?} is unknown: use sourced or unverified"),
+                ));
+            }
         }
         let mut order: Vec<usize> = (0..concessions.len()).collect();
         order.sort_by_key(|i| std::cmp::Reverse(concessions[*i].priority));
@@ -831,6 +957,19 @@ impl FareEngine {
                 requires_tap_out: t.opt(row, "requires_tap_out") == Some("1"),
                 max_duration_minutes: t.parse_opt(row, "max_duration_minutes")?,
                 maximum_product: t.lookup(row, "maximum_fare_product_id", &product_index)?,
+                overstay_from_exit: match t.opt(row, "overstay_fare") {
+                    None | Some("maximum_fare") => false,
+                    Some("exit_station_highest") => true,
+                    Some(other) => {
+                        return Err(t.err(
+                            row,
+                            "overstay_fare",
+                            format!(
+                                "{other:?} is unknown: use maximum_fare or exit_station_highest"
+                            ),
+                        ));
+                    }
+                },
             };
             if limits[n.get()].requires_tap_out && limits[n.get()].maximum_product.is_none() {
                 return Err(t.err(
@@ -879,7 +1018,13 @@ impl FareEngine {
             transfer_cap,
             transfers_per_journey,
             same_vehicle_repeat_seconds,
+            working_days: WorkingDays::new(&WorkingCalendar::china()),
         })
+    }
+
+    /// Judges working-day timeframes by this calendar (e.g. one extended with a new year's notice).
+    pub fn set_working_calendar(&mut self, calendar: &WorkingCalendar) {
+        self.working_days = WorkingDays::new(calendar);
     }
 
     /// The network the rules apply to.
@@ -1022,8 +1167,11 @@ impl FareEngine {
         let (day, secs, weekday) = civil_parts(at_secs);
         self.timeframes.get(group as usize).is_some_and(|frames| {
             frames.iter().any(|f| {
-                f.weekdays & weekday != 0
-                    && day >= f.from_day
+                (if f.working_days {
+                    self.working_days.is_working(day, weekday)
+                } else {
+                    f.weekdays & weekday != 0
+                }) && day >= f.from_day
                     && day <= f.to_day
                     && secs >= f.start
                     && secs < f.end
@@ -1038,9 +1186,15 @@ impl FareEngine {
             .is_some_and(|a| a.contains(&area))
     }
 
-    fn concession(&self, rider: &Rider, at: i64) -> Option<(u32, &Concession)> {
+    fn concession(
+        &self,
+        rider: &Rider,
+        network: NetworkIdx,
+        at: i64,
+    ) -> Option<(u32, &Concession)> {
         self.concessions.iter().enumerate().find_map(|(i, c)| {
             let ok = c.card_kind.is_none_or(|k| k == rider.card_kind)
+                && c.network.is_none_or(|n| n == network)
                 && c.min_age.is_none_or(|m| rider.age.is_some_and(|a| a >= m))
                 && c.max_age.is_none_or(|m| rider.age.is_some_and(|a| a <= m))
                 && c.timeframe.is_none_or(|tf| self.in_timeframe(tf, at));
@@ -1088,7 +1242,9 @@ impl FareEngine {
             let departure = leg.board.timestamp();
             let arrival = leg.alight.map_or(departure, |a| a.timestamp());
             let (basis, rule, product, group) = self.base_fare(i, leg, departure, arrival)?;
-            let (category, concession) = match self.concession(rider, departure) {
+            let found = self.concession(rider, leg.network, departure);
+            let tiers_allowed = found.is_none_or(|(_, c)| c.volume_tiers);
+            let (category, concession) = match found {
                 Some((idx, c)) => (
                     Some(c.category),
                     Some(ConcessionApplied {
@@ -1105,7 +1261,25 @@ impl FareEngine {
                 Some(c) => percent_of(base, c.percent),
                 None => base,
             };
+            // The monthly volume tier applies first, on the fare after the concession.
             let mut paid = after_concession;
+            let mut tier = None;
+            if rider.volume_tiers
+                && tiers_allowed
+                && let Some((ti, t)) = self
+                    .tiers
+                    .iter()
+                    .enumerate()
+                    .find(|(_, t)| spend >= t.min && t.max.is_none_or(|m| spend < m))
+            {
+                tier = Some(TierApplied {
+                    tier: ti as u32,
+                    percent: t.percent,
+                    spend_before: spend,
+                });
+                paid = percent_of(paid, t.percent);
+            }
+            let after_tier = paid;
             let mut transfer = None;
             let is_max = matches!(basis, FareBasis::MaximumFare(_));
             // Boarding the same route at the same stop again within the repeat
@@ -1142,8 +1316,9 @@ impl FareEngine {
                                 2 => departure - parr,
                                 _ => arrival - parr,
                             };
-                            let time_ok =
-                                departure >= parr && r.duration_limit.is_none_or(|d| gap <= d);
+                            let time_ok = departure >= parr
+                                && gap >= r.min_duration
+                                && r.duration_limit.is_none_or(|d| gap <= d);
                             groups && count_ok && time_ok
                         })
                     } else {
@@ -1158,18 +1333,19 @@ impl FareEngine {
                         };
                         let raw = match r.kind {
                             0 => ab.fen(),
-                            1 => after_concession.fen().saturating_add(ab.fen()),
+                            1 => after_tier.fen().saturating_add(ab.fen()),
                             _ => ab.fen().saturating_sub(pa.fen()),
                         };
+                        // Never below zero, never a discount above the cap.
                         let mut new_paid = Money::from_fen(raw.max(0));
                         if let Some(cap) = self.transfer_cap
-                            && after_concession.fen() - new_paid.fen() > cap.fen()
+                            && after_tier.fen() - new_paid.fen() > cap.fen()
                         {
-                            new_paid = Money::from_fen(after_concession.fen() - cap.fen());
+                            new_paid = Money::from_fen(after_tier.fen() - cap.fen());
                         }
                         transfer = Some(TransferApplied {
                             rule: ri as u32,
-                            discount: Money::from_fen(after_concession.fen() - new_paid.fen()),
+                            discount: Money::from_fen(after_tier.fen() - new_paid.fen()),
                         });
                         paid = new_paid;
                         transfers_used += 1;
@@ -1179,21 +1355,6 @@ impl FareEngine {
                     }
                 }
                 prev = Some((group, departure, arrival, paid, chain));
-            }
-            let mut tier = None;
-            if rider.volume_tiers
-                && let Some((ti, t)) = self
-                    .tiers
-                    .iter()
-                    .enumerate()
-                    .find(|(_, t)| spend >= t.min && t.max.is_none_or(|m| spend < m))
-            {
-                tier = Some(TierApplied {
-                    tier: ti as u32,
-                    percent: t.percent,
-                    spend_before: spend,
-                });
-                paid = percent_of(paid, t.percent);
             }
             spend = spend.checked_add(paid)?;
             total = total.checked_add(paid)?;
@@ -1244,6 +1405,7 @@ impl FareEngine {
         if leg.to.is_some() != leg.alight.is_some() {
             return Err(invalid("a tap-out needs both a stop and a time"));
         }
+        let mut overstay = None;
         if limit.requires_tap_out {
             let reason = match leg.alight {
                 None => Some(MaximumFareReason::MissingTapOut),
@@ -1255,13 +1417,22 @@ impl FareEngine {
                         .map(|l| MaximumFareReason::OverTimeLimit { minutes, limit: l })
                 }
             };
-            if let (Some(reason), Some(p)) = (reason, limit.maximum_product) {
+            if let Some(MaximumFareReason::OverTimeLimit { .. }) = reason
+                && limit.overstay_from_exit
+            {
+                overstay = reason;
+            } else if let (Some(reason), Some(p)) = (reason, limit.maximum_product) {
                 return Ok((FareBasis::MaximumFare(reason), None, p, group_of_network()));
             }
         }
-        let metres = match leg.to {
-            Some(to) => self.network.metro_distance(leg.from, to),
-            None => None,
+        let metres = match (leg.to, overstay) {
+            (Some(to), Some(_)) => Some(
+                self.network
+                    .farthest_metro_distance(to)
+                    .ok_or_else(|| invalid("the exit station has no metro distances"))?,
+            ),
+            (Some(to), None) => self.network.metro_distance(leg.from, to),
+            (None, _) => None,
         };
         let sections = match (leg.route, leg.to) {
             (Some(r), Some(to)) => self.network.sections_ridden(r, leg.from, to),
@@ -1299,6 +1470,10 @@ impl FareEngine {
             if self.inverse.enabled && self.excluded_by_inverse_match(r, leg, departure, arrival) {
                 continue;
             }
+            let basis = match overstay {
+                Some(reason) => FareBasis::MaximumFare(reason),
+                None => basis,
+            };
             return Ok((basis, Some(ri), r.product, r.leg_group));
         }
         Err(TransitError::NoFareRule { leg: i })
@@ -1362,6 +1537,9 @@ impl FareEngine {
                     s,
                     "{minutes} minutes in the system exceeds the {limit}-minute limit, so the maximum fare applies"
                 );
+                if l.rule.is_some() {
+                    s.push_str(" (the highest single fare from the exit station)");
+                }
             }
         }
         if let Some(rule) = l.rule.and_then(|r| self.leg_rules.get(r as usize)) {
@@ -1386,6 +1564,13 @@ impl FareEngine {
                 con.id, c.percent, l.after_concession
             );
         }
+        if let Some(t) = l.tier {
+            let _ = write!(
+                s,
+                "; monthly tier {}% (spent {:#} this month before this ride)",
+                t.percent, t.spend_before
+            );
+        }
         if let Some(t) = l.transfer {
             let line = self
                 .transfer_rules
@@ -1395,13 +1580,6 @@ impl FareEngine {
                 s,
                 "; transfer discount {:#} (fare_transfer_rules.txt line {line})",
                 t.discount
-            );
-        }
-        if let Some(t) = l.tier {
-            let _ = write!(
-                s,
-                "; monthly tier {}% (spent {:#} this month before this ride)",
-                t.percent, t.spend_before
             );
         }
         let _ = write!(s, "; you pay {:#}", l.paid);

@@ -330,6 +330,21 @@ impl TransitNetwork {
             .filter(|d| *d != u32::MAX)
     }
 
+    /// The longest shortest-path metro distance in metres from a station to any station it reaches
+    /// (what its highest single fare is measured on).
+    pub fn farthest_metro_distance(&self, from: StopIdx) -> Option<u32> {
+        let a = *self.metro_pos.get(from.get())? as usize;
+        if a >= self.metro_count {
+            return None;
+        }
+        self.metro_dist
+            .get(a * self.metro_count..(a + 1) * self.metro_count)?
+            .iter()
+            .copied()
+            .filter(|d| *d != u32::MAX)
+            .max()
+    }
+
     /// The fare section of a stop on a sectioned route.
     #[inline]
     pub fn section(&self, route: RouteIdx, stop: StopIdx) -> Option<u16> {

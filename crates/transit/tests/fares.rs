@@ -146,6 +146,9 @@ fn metro_time_limit_and_missing_tap_out_charge_the_maximum_fare() {
         ),
         yuan("2.00")
     );
+    // Rule (transit.md, metro): an overstay pays the highest single fare from
+    // the exit station. From Binkang Road the farthest station is Linping,
+    // 30.6 km → ¥7 (24–32 km bracket), below the ¥8 network maximum.
     let over = metro(&e, "m_xianghu", "m_binkang", at(26, 8, 0), 181);
     let q = e
         .quote(&Journey {
@@ -154,7 +157,7 @@ fn metro_time_limit_and_missing_tap_out_charge_the_maximum_fare() {
             legs: vec![over],
         })
         .unwrap();
-    assert_eq!(q.total, max);
+    assert_eq!(q.total, yuan("7.00"));
     assert!(matches!(
         q.legs[0].basis,
         FareBasis::MaximumFare(MaximumFareReason::OverTimeLimit {
@@ -216,7 +219,7 @@ fn buses_charge_flat_or_per_section() {
 }
 
 #[test]
-fn concessions_by_age_card_kind_and_time_of_day() {
+fn concessions_follow_the_card_kind_network_and_working_day_peaks() {
     let e = engine();
     let r = |kind: CardKind, age: u8| Rider {
         card_kind: kind,
@@ -225,55 +228,51 @@ fn concessions_by_age_card_kind_and_time_of_day() {
         volume_tiers: false,
     };
     let leg5 = |t| metro(&e, "m_xianghu", "m_qianjiang", t, 30); // 14.1 km → ¥5
+    // Rules: transit.md "Concessions are attached to card kinds". 2026-11-26 is a
+    // Thursday, 2026-11-28 a Saturday.
     let table = [
         // (rider, boarding, paid, why)
         (
-            r(CardKind::Ordinary, 72),
+            r(CardKind::Senior, 72),
             at(26, 8, 0),
             "2.50",
-            "70+ on a weekday morning peak pays half",
+            "70+ card: metro half fare in the working-day morning peak",
         ),
         (
-            r(CardKind::Ordinary, 72),
+            r(CardKind::Senior, 72),
             at(26, 17, 30),
             "2.50",
-            "70+ in the evening peak pays half",
+            "70+ card: evening peak half fare",
         ),
         (
-            r(CardKind::Ordinary, 72),
+            r(CardKind::Senior, 72),
             at(26, 8, 30),
             "0.00",
             "the peak ends at 08:30 (end exclusive)",
         ),
         (
-            r(CardKind::Ordinary, 72),
+            r(CardKind::Senior, 72),
             at(26, 10, 0),
             "0.00",
-            "70+ off peak rides free",
+            "70+ card off peak rides free",
         ),
         (
-            r(CardKind::Ordinary, 72),
+            r(CardKind::Senior, 72),
             at(28, 8, 0),
             "0.00",
-            "peaks are weekdays only",
+            "peaks are on working days only",
         ),
         (
-            r(CardKind::Ordinary, 65),
-            at(26, 8, 0),
-            "2.50",
-            "60-69 half price",
-        ),
-        (
-            r(CardKind::Ordinary, 60),
-            at(26, 10, 0),
-            "2.50",
-            "60 is in the 60-69 band",
-        ),
-        (
-            r(CardKind::Ordinary, 59),
+            r(CardKind::Ordinary, 72),
             at(26, 10, 0),
             "5.00",
-            "59 pays full",
+            "age alone gives no concession",
+        ),
+        (
+            r(CardKind::Elder, 65),
+            at(26, 10, 0),
+            "5.00",
+            "the 60-69 elder card has no per-ride metro discount",
         ),
         (
             r(CardKind::Student, 15),
@@ -288,27 +287,51 @@ fn concessions_by_age_card_kind_and_time_of_day() {
             "disabled riders free",
         ),
         (
-            r(CardKind::Veteran, 50),
+            r(CardKind::Military, 50),
             at(26, 8, 0),
             "0.00",
-            "retired military free",
+            "serving and disabled soldiers free",
+        ),
+        (
+            r(CardKind::Veteran, 50),
+            at(26, 8, 0),
+            "5.00",
+            "veterans in general: no sourced concession",
         ),
         (
             r(CardKind::BloodDonor, 30),
             at(26, 8, 0),
             "0.00",
-            "blood-donor awards free",
-        ),
-        (
-            r(CardKind::Disabled, 72),
-            at(26, 8, 0),
-            "0.00",
-            "the free group outranks the senior peak rule",
+            "blood-donor honour certificate free",
         ),
     ];
     for (rider, t, paid, why) in table {
         assert_eq!(single(&e, rider, leg5(t)), yuan(paid), "{why}");
     }
+    // Buses: the 70+ card rides designated lines free at any time (route 7 is
+    // designated; route 500 is not), the elder card pays half.
+    let sectioned = |t| {
+        e.route_leg(
+            "b500",
+            "b_linping",
+            Some("b_pingyao"),
+            t,
+            Some(t + Duration::minutes(40)),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        single(&e, r(CardKind::Senior, 72), bus(&e, at(26, 8, 0))),
+        yuan("0.00")
+    );
+    assert_eq!(
+        single(&e, r(CardKind::Senior, 72), sectioned(at(26, 10, 0))),
+        yuan("5.00")
+    );
+    assert_eq!(
+        single(&e, r(CardKind::Elder, 65), bus(&e, at(26, 10, 0))),
+        yuan("1.00")
+    );
 }
 
 #[test]
@@ -450,8 +473,13 @@ fn transfer_discounts_between_bus_metro_and_water_bus() {
         quote(&e, r, vec![open, bus(&e, t0 + Duration::minutes(20))]),
         vec![yuan("8.00"), yuan("2.00")]
     );
-    // Concession first, then the transfer: a 65-year-old pays ¥1 then ¥2.50 − ¥2 = ¥0.50.
-    let senior = Rider { age: Some(65), ..r };
+    // Concession first, then the transfer: the elder card halves the bus (¥1),
+    // not the metro (¥5 − ¥2 = ¥3).
+    let senior = Rider {
+        card_kind: CardKind::Elder,
+        age: Some(65),
+        ..r
+    };
     assert_eq!(
         quote(
             &e,
@@ -467,7 +495,7 @@ fn transfer_discounts_between_bus_metro_and_water_bus() {
                 )
             ]
         ),
-        vec![yuan("1.00"), yuan("0.50")]
+        vec![yuan("1.00"), yuan("3.00")]
     );
 }
 
@@ -546,16 +574,21 @@ fn quotes_explain_each_leg_for_the_cardholder() {
             ],
         })
         .unwrap();
-    // Bus ¥2 × 70% = ¥1.40; metro ¥5 − ¥2 = ¥3 × 70% = ¥2.10.
-    assert_eq!(q.total, yuan("3.50"));
-    assert_eq!(q.discounts, yuan("3.50"));
+    // Tiers first, then the transfer: bus ¥2 × 70% = ¥1.40; metro ¥5 × 70% − ¥2 = ¥1.50.
+    assert_eq!(q.total, yuan("2.90"));
+    assert_eq!(q.discounts, yuan("4.10"));
     let lines = q.explain(&e);
     assert_eq!(lines.len(), 2);
     assert!(lines[1].contains("14.100 km"), "{}", lines[1]);
     assert!(lines[1].contains("fare_leg_rules.txt line"), "{}", lines[1]);
     assert!(lines[1].contains("transfer discount ¥2.00"), "{}", lines[1]);
     assert!(lines[1].contains("monthly tier 70%"), "{}", lines[1]);
-    assert!(lines[1].ends_with("you pay ¥2.10"), "{}", lines[1]);
+    assert!(
+        lines[1].find("monthly tier") < lines[1].find("transfer discount"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].ends_with("you pay ¥1.50"), "{}", lines[1]);
 }
 
 #[test]
@@ -609,7 +642,7 @@ fn areas_timeframes_and_priorities_from_gtfs_select_the_rule() {
     );
     data.insert(
         "timeframes.txt",
-        "timeframe_group_id,start_time,end_time,service_id\npeak,07:00:00,08:30:00,weekdays\npeak,17:00:00,18:30:00,weekdays\nevening,19:00:00,24:00:00,weekdays\n",
+        "timeframe_group_id,start_time,end_time,service_id\npeak,07:00:00,08:30:00,working_days\npeak,17:00:00,18:30:00,working_days\nevening,19:00:00,24:00:00,working_days\n",
     );
     let mut products = data.file("fare_products.txt").unwrap().to_owned();
     products.push_str("lake_tour,Lake crossing,,,5.00,CNY\nevening_boat,Evening boat,,,1.00,CNY\n");

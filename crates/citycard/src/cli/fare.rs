@@ -30,7 +30,7 @@ pub struct QuoteArgs {
     /// The rider's card kind.
     #[arg(long, value_enum, default_value_t = CardKindArg::Ordinary, conflicts_with = "json")]
     pub card_kind: CardKindArg,
-    /// The rider's age in whole years (senior concessions depend on it).
+    /// The rider's age in whole years (for age-based concession rows; Hangzhou's follow the card kind).
     #[arg(long, conflicts_with = "json")]
     pub age: Option<u8>,
     /// Paying with a ride code instead of the card.
@@ -66,14 +66,18 @@ pub enum CardKindArg {
     Ordinary,
     /// A student card.
     Student,
-    /// A senior card.
+    /// The 70+ card (老年卡).
     Senior,
     /// A card for a person with a disability.
     Disabled,
-    /// A card for retired military personnel.
+    /// A veteran's card (no sourced transit concession).
     Veteran,
     /// A card for blood-donation award holders.
     BloodDonor,
+    /// The 60–69 elder card (长者卡).
+    Elder,
+    /// Serving soldiers, disabled soldiers and pre-1949 retired cadres.
+    Military,
 }
 
 impl From<CardKindArg> for CardKind {
@@ -85,6 +89,8 @@ impl From<CardKindArg> for CardKind {
             CardKindArg::Disabled => CardKind::Disabled,
             CardKindArg::Veteran => CardKind::Veteran,
             CardKindArg::BloodDonor => CardKind::BloodDonor,
+            CardKindArg::Elder => CardKind::Elder,
+            CardKindArg::Military => CardKind::Military,
         }
     }
 }

@@ -749,6 +749,10 @@ pub struct BookingPolicy {
     pub per_month: u32,
     /// Patients may cancel until `cancel_cutoff_hour` on this many days before the slot date.
     pub cancel_cutoff_days_before: u32,
+    /// Whether those days are statutory working days (Hangzhou: "15:00 the working day
+    /// before", so a Monday slot's cut-off is the Friday before, or earlier around holidays).
+    #[serde(default)]
+    pub cancel_cutoff_in_working_days: bool,
     /// The civil hour of the cancellation cut-off.
     pub cancel_cutoff_hour: u32,
     /// Minutes after the session end before a booked appointment becomes a no-show.

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use chrono::{Datelike, Duration, NaiveDate, Timelike};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
 use citycard_core::{
     AuditLog, AuditOutcome, AuditRecord, Clock, DelegationScope, IdGenerator, IdempotencyKey,
-    PersonId, Principal, civil_date, to_civil,
+    PersonId, Principal, WorkingCalendar, civil_date, to_civil,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -96,6 +96,7 @@ pub struct AppointmentService {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     policy: BookingPolicy,
+    calendar: WorkingCalendar,
 }
 
 impl std::fmt::Debug for AppointmentService {
@@ -138,7 +139,27 @@ impl AppointmentService {
             clock,
             ids,
             policy,
+            calendar: WorkingCalendar::china(),
         }
+    }
+
+    /// Uses this calendar of statutory working days for cut-offs (the default is
+    /// [`WorkingCalendar::china`]; extend it with a new year's notice).
+    pub fn with_calendar(mut self, calendar: WorkingCalendar) -> Self {
+        self.calendar = calendar;
+        self
+    }
+
+    /// The instant from which patients may no longer cancel an appointment on `date`.
+    pub fn cancel_cutoff(&self, date: NaiveDate) -> DateTime<Utc> {
+        let n = self.policy.cancel_cutoff_days_before;
+        let day = if self.policy.cancel_cutoff_in_working_days {
+            self.calendar.working_days_before(date, n)
+        } else {
+            date - Duration::days(i64::from(n))
+        };
+        citycard_core::start_of_civil_day(day)
+            + Duration::hours(i64::from(self.policy.cancel_cutoff_hour))
     }
 
     /// The policy in force.
@@ -461,14 +482,11 @@ impl AppointmentService {
                 )
                 .await?;
                 if appointment.status == AppointmentStatus::Booked {
-                    let cutoff_day = appointment.date
-                        - Duration::days(i64::from(self.policy.cancel_cutoff_days_before));
-                    let cutoff = citycard_core::start_of_civil_day(cutoff_day)
-                        + Duration::hours(i64::from(self.policy.cancel_cutoff_hour));
+                    let cutoff = self.cancel_cutoff(appointment.date);
                     if now >= cutoff {
                         return Err(HealthcareError::Conflict(format!(
-                            "the cancellation cut-off ({:02}:00, {} day(s) before) has passed: ask the hospital",
-                            self.policy.cancel_cutoff_hour, self.policy.cancel_cutoff_days_before
+                            "the cancellation cut-off ({}) has passed: ask the hospital",
+                            to_civil(cutoff).format("%Y-%m-%d %H:%M")
                         )));
                     }
                 }
