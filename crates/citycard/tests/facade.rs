@@ -392,7 +392,7 @@ async fn a_delegate_who_may_only_top_up_learns_nothing_of_the_balance() {
         .top_up(
             &me,
             &card,
-            Money::from_yuan(4_990),
+            Money::from_yuan(540),
             &Platform::Alipay,
             &key("m-1"),
         )
@@ -434,7 +434,7 @@ async fn a_delegate_who_may_only_top_up_learns_nothing_of_the_balance() {
         matches!(over, CityCardError::OverCapUndisclosed { .. }),
         "{over:?}"
     );
-    assert!(!over.to_string().contains("4990"), "{over}");
+    assert!(!over.to_string().contains("540"), "{over}");
     let receipt = city
         .wallet()
         .top_up(
@@ -460,6 +460,61 @@ async fn a_delegate_who_may_only_top_up_learns_nothing_of_the_balance() {
         .await
         .expect_err("over the cap");
     assert!(told.to_string().contains("top up at most 5.00"), "{told}");
+}
+
+/// transit.md: Hangzhou's transit wallets (杭州通 e-wallet) are capped at ¥1,000,
+/// below the PBOC ¥5,000 ceiling for registered cards.
+#[tokio::test]
+async fn a_top_up_past_1000_on_a_transit_wallet_is_refused_with_the_room_left() {
+    let (city, _clock) = city().await;
+    let person = enrol(&city, "t1", (1990, 3, 1)).await;
+    let card = issue(&city, &person, "3301000000000031", "standard").await;
+    let me = Principal::cardholder(person.id.clone());
+    city.wallet()
+        .top_up(
+            &me,
+            &card,
+            Money::from_yuan(800),
+            &Platform::Alipay,
+            &key("t-1"),
+        )
+        .await
+        .expect("fits under the cap");
+    let over = city
+        .wallet()
+        .top_up(
+            &me,
+            &card,
+            Money::from_yuan(300),
+            &Platform::Alipay,
+            &key("t-2"),
+        )
+        .await
+        .expect_err("past the transit cap");
+    match &over {
+        CityCardError::OverCap { cap, balance, room } => {
+            assert_eq!(*cap, Money::from_yuan(1_000));
+            assert_eq!(*balance, Money::from_yuan(800));
+            assert_eq!(*room, Money::from_yuan(200));
+        }
+        other => panic!("expected OverCap, got {other:?}"),
+    }
+    assert!(over.to_string().contains("top up at most 200.00"), "{over}");
+    assert_eq!(
+        city.wallet().balance(&me, &card).await.expect("balance"),
+        Money::from_yuan(800),
+        "the refused top-up moved nothing"
+    );
+    city.wallet()
+        .top_up(
+            &me,
+            &card,
+            Money::from_yuan(200),
+            &Platform::Alipay,
+            &key("t-3"),
+        )
+        .await
+        .expect("exactly the room left fits");
 }
 
 #[tokio::test]
