@@ -66,7 +66,10 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod provenance;
 pub mod settlement;
+
+pub use provenance::{Confidence, Provenance};
 
 pub use error::HealthcareError;
 pub use settlement::{
