@@ -653,3 +653,61 @@ async fn an_account_already_opened_is_not_opened_again_on_the_ledger() {
         Money::ZERO
     );
 }
+
+/// A wallet keeps the cap it was opened with: a replacement card's wallet takes over its
+/// predecessor's higher cap so the carried balance fits; a new card gets today's cap.
+#[tokio::test]
+async fn a_replacement_wallet_keeps_the_cap_its_predecessor_was_opened_with() {
+    use citycard::binding::{CardKind, CardNumber, CardNumberCharset, CardNumberFormat};
+    use citycard::ledger::{Ledger, MemoryLedgerStore, WalletLimits};
+    let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0));
+    let ledger = Arc::new(
+        Ledger::open(Arc::new(MemoryLedgerStore::new()), clock)
+            .await
+            .expect("ledger"),
+    );
+    let format = CardNumberFormat {
+        min_len: 8,
+        max_len: 20,
+        charset: CardNumberCharset::Digits,
+        prefixes: vec![],
+    };
+    let number = |n: &str| CardNumber::parse(n, &format).expect("number");
+    let holder = PersonId::parse("psn-cap").expect("person");
+    let standard = CardKind::Standard;
+    let older = WalletLimits::from_json(
+        r#"{"registered":"5000.00","anonymous":"1000.00","other_kinds":"2000.00"}"#,
+    )
+    .expect("within the ceilings");
+    let old_wallet = Accounts::new(ledger.clone(), older)
+        .open_wallet(&number("3301000000000041"), &holder, &standard)
+        .await
+        .expect("old wallet");
+    let today = Accounts::new(ledger.clone(), WalletLimits::default());
+    let cap_of = |id| {
+        let ledger = ledger.clone();
+        async move {
+            ledger
+                .account(&Principal::System, id)
+                .await
+                .expect("account")
+                .upper_limit
+        }
+    };
+    assert_eq!(cap_of(old_wallet).await, Some(Money::from_yuan(2_000)));
+    let replacement = today
+        .open_replacement_wallet(&number("3301000000000042"), &holder, &standard, old_wallet)
+        .await
+        .expect("replacement wallet");
+    assert_eq!(cap_of(replacement).await, Some(Money::from_yuan(2_000)));
+    let new_card = today
+        .open_wallet(&number("3301000000000043"), &holder, &standard)
+        .await
+        .expect("new wallet");
+    assert_eq!(cap_of(new_card).await, Some(Money::from_yuan(1_000)));
+    let elder = today
+        .open_wallet(&number("3301000000000044"), &holder, &CardKind::Elderly)
+        .await
+        .expect("elder card wallet");
+    assert_eq!(cap_of(elder).await, Some(Money::from_yuan(550)));
+}
