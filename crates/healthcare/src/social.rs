@@ -607,7 +607,9 @@ pub fn parse_mergers(text: &str) -> Result<Option<(CivilMonth, Provenance)>, Hea
         };
         let month = parse_month(f(0)?).ok_or_else(|| bad("bad month".into()))?;
         if (f(1)?, f(2)?) != ("maternity", "medical") {
-            return Err(bad("only maternity merged into medical is known".into()));
+            return Err(bad(
+                "only maternity merged into medical is known: fix or remove the row".into(),
+            ));
         }
         let provenance = read_provenance(rec.get(3), rec.get(4)).map_err(bad)?;
         if found.replace((month, provenance)).is_some() {
