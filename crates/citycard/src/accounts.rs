@@ -7,7 +7,7 @@
 //!
 //! | label | kind | rules |
 //! |---|---|---|
-//! | `wallet:<card number>` | e-wallet | no overdraft, capped (¥5,000 registered), history |
+//! | `wallet:<card number>` | e-wallet | no overdraft, capped for the card's kind (¥1,000 transit, ¥550 elder card), history |
 //! | `clearing:<platform>` | top-up clearing | the platform's settlement account; may go negative |
 //! | `revenue:<operator>` | operator revenue | transit operator's takings |
 //! | `refunds` | refunds | money paid back to cardholders |
@@ -71,8 +71,8 @@ impl Accounts {
     }
 
     /// The wallet caps.
-    pub fn limits(&self) -> WalletLimits {
-        self.limits
+    pub fn limits(&self) -> &WalletLimits {
+        &self.limits
     }
 
     /// The e-wallet account of a card, by its printed number.
@@ -176,16 +176,47 @@ impl Accounts {
         self.open(batch).await
     }
 
-    /// Opens a card's e-wallet, capped for a registered card.
+    /// Opens a card's e-wallet, capped for the card's kind (a registered card).
+    /// The cap is fixed on the account: later changes to the caps leave it as is.
     pub async fn open_wallet(
         &self,
         card: &citycard_binding::CardNumber,
         holder: &PersonId,
+        kind: &citycard_binding::CardKind,
     ) -> Result<AccountId, CityCardError> {
         let id = Self::wallet(card);
         let account = self
             .limits
-            .wallet(id, WalletHolder::Registered, Some(holder.clone()))
+            .wallet_for_kind(id, kind.code(), Some(holder.clone()))
+            .with_metadata("card_number_suffix", suffix(card.as_str()));
+        self.open(vec![account]).await?;
+        Ok(id)
+    }
+
+    /// Opens a replacement card's e-wallet with its predecessor's cap when that
+    /// is higher than the kind's cap today, so the carried balance always fits
+    /// (a wallet keeps the cap it was opened with, across replacements too).
+    pub async fn open_replacement_wallet(
+        &self,
+        card: &citycard_binding::CardNumber,
+        holder: &PersonId,
+        kind: &citycard_binding::CardKind,
+        old_wallet: AccountId,
+    ) -> Result<AccountId, CityCardError> {
+        let old_cap = self
+            .ledger
+            .account(&Principal::System, old_wallet)
+            .await?
+            .upper_limit;
+        let id = Self::wallet(card);
+        let cap = self
+            .limits
+            .kind_cap(kind.code())
+            .max(old_cap.unwrap_or(Money::ZERO));
+        let account = self
+            .limits
+            .wallet_with_cap(id, WalletHolder::Registered, cap, Some(holder.clone()))
+            .with_metadata("card_kind", kind.code())
             .with_metadata("card_number_suffix", suffix(card.as_str()));
         self.open(vec![account]).await?;
         Ok(id)

@@ -75,7 +75,7 @@ pub const FIRST_DAY: (i32, u32, u32) = (2026, 11, 26);
 /// The data directory used when none is given.
 pub const DEFAULT_DATA_DIR: &str = "citycard-data";
 /// What each run tops up via Alipay.
-pub const TOP_UP_YUAN: &str = "300.00";
+pub const TOP_UP_YUAN: &str = "400.00";
 
 const CARDHOLDER_NAME: &str = "张伟";
 const MOTHER_NAME: &str = "李秀英";
@@ -633,10 +633,7 @@ impl Journey<'_> {
                 },
             )
             .await?;
-        let cap = y(city
-            .accounts()
-            .limits()
-            .cap(citycard_ledger::WalletHolder::Registered));
+        let cap = y(city.accounts().limits().kind_cap(first_card.kind.code()));
         let (zn, zc) = (
             mask_name(zhang.name),
             mask_number(first_card.number.as_str()),

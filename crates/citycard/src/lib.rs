@@ -55,12 +55,12 @@
 //! }
 //! assert_eq!(city.wallet().balance(&me, &card.id).await?, Money::from_yuan(50));
 //!
-//! // Over the ¥5,000 cap of a registered card, the error says how much still fits.
+//! // Over the ¥1,000 cap of a transit wallet, the error says how much still fits.
 //! let err = city.wallet()
-//!     .top_up(&me, &card.id, Money::from_yuan(5_000), &Platform::Alipay, &key("topup-2"))
+//!     .top_up(&me, &card.id, Money::from_yuan(1_000), &Platform::Alipay, &key("topup-2"))
 //!     .await
 //!     .unwrap_err();
-//! assert!(err.to_string().contains("top up at most 4950.00"));
+//! assert!(err.to_string().contains("top up at most 950.00"));
 //! # Ok::<(), citycard::CityCardError>(())
 //! # }).unwrap();
 //! ```

@@ -232,7 +232,7 @@ impl CityCardBuilder {
                 .with_grants(grants.clone())
                 .with_roles(self.roles.clone()),
         );
-        let accounts = Accounts::new(ledger.clone(), self.wallet_limits);
+        let accounts = Accounts::new(ledger.clone(), self.wallet_limits.clone());
         accounts.open_system_accounts().await?;
 
         let (platform_wallet, simulated_wallet): (Arc<dyn PlatformWallet>, _) = match self.wallet {
@@ -767,7 +767,11 @@ impl CityCard {
         )
         .await?;
         let number = self.cards.parse_card_number(&request.number)?;
-        let wallet = self.accounts.open_wallet(&number, &request.holder).await?;
+        let kind = citycard_binding::CardKind::from_code(&request.kind);
+        let wallet = self
+            .accounts
+            .open_wallet(&number, &request.holder, &kind)
+            .await?;
         self.accounts.open_medical_accounts(&request.holder).await?;
         Ok(self
             .cards
@@ -808,7 +812,11 @@ impl CityCard {
         .await?;
         let old = self.cards.card(principal, card).await?;
         let number = self.cards.parse_card_number(new_number)?;
-        let wallet = self.accounts.open_wallet(&number, &old.holder).await?;
+        let old_wallet = wallet_of(&old.wallet_account).map_err(CityCardError::Invalid)?;
+        let wallet = self
+            .accounts
+            .open_replacement_wallet(&number, &old.holder, &old.kind, old_wallet)
+            .await?;
         Ok(self
             .cards
             .replace_card(

@@ -1353,7 +1353,7 @@ fn card_balance_and_statement_read_a_demo_store_read_only() {
     assert!(
         entries
             .iter()
-            .any(|e| e["what"] == "top-up via alipay" && e["amount"] == "300.00")
+            .any(|e| e["what"] == "top-up via alipay" && e["amount"] == citycard::demo::TOP_UP_YUAN)
     );
     let fares: Vec<&Value> = entries
         .iter()

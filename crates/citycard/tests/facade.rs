@@ -392,7 +392,7 @@ async fn a_delegate_who_may_only_top_up_learns_nothing_of_the_balance() {
         .top_up(
             &me,
             &card,
-            Money::from_yuan(4_990),
+            Money::from_yuan(540),
             &Platform::Alipay,
             &key("m-1"),
         )
@@ -434,7 +434,7 @@ async fn a_delegate_who_may_only_top_up_learns_nothing_of_the_balance() {
         matches!(over, CityCardError::OverCapUndisclosed { .. }),
         "{over:?}"
     );
-    assert!(!over.to_string().contains("4990"), "{over}");
+    assert!(!over.to_string().contains("540"), "{over}");
     let receipt = city
         .wallet()
         .top_up(
@@ -460,6 +460,61 @@ async fn a_delegate_who_may_only_top_up_learns_nothing_of_the_balance() {
         .await
         .expect_err("over the cap");
     assert!(told.to_string().contains("top up at most 5.00"), "{told}");
+}
+
+/// transit.md: Hangzhou's transit wallets (杭州通 e-wallet) are capped at ¥1,000,
+/// below the PBOC ¥5,000 ceiling for registered cards.
+#[tokio::test]
+async fn a_top_up_past_1000_on_a_transit_wallet_is_refused_with_the_room_left() {
+    let (city, _clock) = city().await;
+    let person = enrol(&city, "t1", (1990, 3, 1)).await;
+    let card = issue(&city, &person, "3301000000000031", "standard").await;
+    let me = Principal::cardholder(person.id.clone());
+    city.wallet()
+        .top_up(
+            &me,
+            &card,
+            Money::from_yuan(800),
+            &Platform::Alipay,
+            &key("t-1"),
+        )
+        .await
+        .expect("fits under the cap");
+    let over = city
+        .wallet()
+        .top_up(
+            &me,
+            &card,
+            Money::from_yuan(300),
+            &Platform::Alipay,
+            &key("t-2"),
+        )
+        .await
+        .expect_err("past the transit cap");
+    match &over {
+        CityCardError::OverCap { cap, balance, room } => {
+            assert_eq!(*cap, Money::from_yuan(1_000));
+            assert_eq!(*balance, Money::from_yuan(800));
+            assert_eq!(*room, Money::from_yuan(200));
+        }
+        other => panic!("expected OverCap, got {other:?}"),
+    }
+    assert!(over.to_string().contains("top up at most 200.00"), "{over}");
+    assert_eq!(
+        city.wallet().balance(&me, &card).await.expect("balance"),
+        Money::from_yuan(800),
+        "the refused top-up moved nothing"
+    );
+    city.wallet()
+        .top_up(
+            &me,
+            &card,
+            Money::from_yuan(200),
+            &Platform::Alipay,
+            &key("t-3"),
+        )
+        .await
+        .expect("exactly the room left fits");
 }
 
 #[tokio::test]
@@ -597,4 +652,62 @@ async fn an_account_already_opened_is_not_opened_again_on_the_ledger() {
             .expect("the account exists"),
         Money::ZERO
     );
+}
+
+/// A wallet keeps the cap it was opened with: a replacement card's wallet takes over its
+/// predecessor's higher cap so the carried balance fits; a new card gets today's cap.
+#[tokio::test]
+async fn a_replacement_wallet_keeps_the_cap_its_predecessor_was_opened_with() {
+    use citycard::binding::{CardKind, CardNumber, CardNumberCharset, CardNumberFormat};
+    use citycard::ledger::{Ledger, MemoryLedgerStore, WalletLimits};
+    let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0));
+    let ledger = Arc::new(
+        Ledger::open(Arc::new(MemoryLedgerStore::new()), clock)
+            .await
+            .expect("ledger"),
+    );
+    let format = CardNumberFormat {
+        min_len: 8,
+        max_len: 20,
+        charset: CardNumberCharset::Digits,
+        prefixes: vec![],
+    };
+    let number = |n: &str| CardNumber::parse(n, &format).expect("number");
+    let holder = PersonId::parse("psn-cap").expect("person");
+    let standard = CardKind::Standard;
+    let older = WalletLimits::from_json(
+        r#"{"registered":"5000.00","anonymous":"1000.00","other_kinds":"2000.00"}"#,
+    )
+    .expect("within the ceilings");
+    let old_wallet = Accounts::new(ledger.clone(), older)
+        .open_wallet(&number("3301000000000041"), &holder, &standard)
+        .await
+        .expect("old wallet");
+    let today = Accounts::new(ledger.clone(), WalletLimits::default());
+    let cap_of = |id| {
+        let ledger = ledger.clone();
+        async move {
+            ledger
+                .account(&Principal::System, id)
+                .await
+                .expect("account")
+                .upper_limit
+        }
+    };
+    assert_eq!(cap_of(old_wallet).await, Some(Money::from_yuan(2_000)));
+    let replacement = today
+        .open_replacement_wallet(&number("3301000000000042"), &holder, &standard, old_wallet)
+        .await
+        .expect("replacement wallet");
+    assert_eq!(cap_of(replacement).await, Some(Money::from_yuan(2_000)));
+    let new_card = today
+        .open_wallet(&number("3301000000000043"), &holder, &standard)
+        .await
+        .expect("new wallet");
+    assert_eq!(cap_of(new_card).await, Some(Money::from_yuan(1_000)));
+    let elder = today
+        .open_wallet(&number("3301000000000044"), &holder, &CardKind::Elderly)
+        .await
+        .expect("elder card wallet");
+    assert_eq!(cap_of(elder).await, Some(Money::from_yuan(550)));
 }

@@ -66,7 +66,12 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod funding;
+pub mod provenance;
 pub mod settlement;
+
+pub use funding::{AccountFunding, FundingBasis, FundingInputs, FundingRow};
+pub use provenance::{Confidence, Provenance};
 
 pub use error::HealthcareError;
 pub use settlement::{

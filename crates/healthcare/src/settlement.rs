@@ -17,7 +17,11 @@
 //!
 //! Parameters are dated rows keyed by person type, hospital level and visit type, loaded
 //! from CSV ([`SettlementParameters::from_csv`]); Hangzhou's table ships embedded
-//! ([`SettlementParameters::hangzhou`], marked "check").
+//! ([`SettlementParameters::hangzhou`]). Every row carries a confidence mark and its
+//! source ([`Provenance`]); the loader refuses a row without one, and each breakdown
+//! names the confidence of the row it used ([`SettlementBreakdown::parameters_confidence`]),
+//! so a receipt computed on an unverified row can say so. The employee outpatient rows
+//! (2024 placeholders and the 2025 row of one unofficial table) are unverified.
 
 use chrono::{Datelike, NaiveDate};
 use citycard_core::Money;
@@ -25,6 +29,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::error::HealthcareError;
+use crate::provenance::{Confidence, Provenance, read_provenance};
 
 /// The insured person's category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -239,7 +244,7 @@ pub struct ItemSplit {
 }
 
 /// One dated parameter row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParameterRow {
     /// The first date the row applies.
     pub effective_from: NaiveDate,
@@ -251,6 +256,8 @@ pub struct ParameterRow {
     pub annual_fund_cap: Option<Money>,
     /// Whether the personal accounts may pay the out-of-policy parts of a bill.
     pub accounts_cover_self_pay: bool,
+    /// The row's confidence mark and source.
+    pub provenance: Provenance,
 }
 
 const KEYS: usize = 4 * 3 * 2;
@@ -265,12 +272,12 @@ pub struct SettlementParameters {
     rows: Vec<Vec<ParameterRow>>,
 }
 
-/// Hangzhou's parameter table (status: check), as shipped.
+/// Hangzhou's parameter table, as shipped (each row marked sourced, check or unverified).
 pub const HANGZHOU_PARAMETERS_CSV: &str =
     include_str!("../data/hangzhou_settlement_parameters.csv");
 
 impl SettlementParameters {
-    /// Hangzhou's shipped parameters (marked "check" in the data file).
+    /// Hangzhou's shipped parameters (each row carries its confidence mark).
     pub fn hangzhou() -> Result<Self, HealthcareError> {
         Self::from_csv(
             HANGZHOU_PARAMETERS_CSV,
@@ -279,12 +286,14 @@ impl SettlementParameters {
     }
 
     /// Loads a table from CSV text (`#` comment lines allowed), with the header
-    /// `effective_from,person_type,hospital_level,visit_type,deductible,fund_ratio,annual_fund_cap,accounts_cover_self_pay`.
+    /// `effective_from,person_type,hospital_level,visit_type,deductible,fund_ratio,annual_fund_cap,accounts_cover_self_pay,confidence,source`;
+    /// a row without a confidence mark (`sourced`, `check`, `unverified`) or a source is refused.
     pub fn from_csv(text: &str, source: &str) -> Result<Self, HealthcareError> {
         let mut rows: Vec<Vec<ParameterRow>> = vec![Vec::new(); KEYS];
         let mut reader = csv::ReaderBuilder::new()
             .comment(Some(b'#'))
             .trim(csv::Trim::All)
+            .flexible(true)
             .from_reader(text.as_bytes());
         for (i, record) in reader.records().enumerate() {
             let bad = |message: String| HealthcareError::BadData {
@@ -330,6 +339,7 @@ impl SettlementParameters {
                 "false" => false,
                 _ => return Err(bad("accounts_cover_self_pay must be true or false".into())),
             };
+            let provenance = read_provenance(record.get(8), record.get(9)).map_err(bad)?;
             let list = &mut rows[key_index(person, level, visit)];
             if list.iter().any(|r| r.effective_from == effective_from) {
                 return Err(bad("duplicate row for the same key and date".into()));
@@ -340,12 +350,28 @@ impl SettlementParameters {
                 fund_ratio,
                 annual_fund_cap,
                 accounts_cover_self_pay,
+                provenance,
             });
         }
         for list in &mut rows {
             list.sort_by_key(|r| r.effective_from);
         }
         Ok(Self { rows })
+    }
+
+    /// Every row with its key, in key then date order (to list what is unverified).
+    pub fn rows(
+        &self,
+    ) -> impl Iterator<Item = (PersonType, HospitalLevel, VisitType, &ParameterRow)> + '_ {
+        PersonType::ALL.into_iter().flat_map(move |p| {
+            HospitalLevel::ALL.into_iter().flat_map(move |l| {
+                VisitType::ALL.into_iter().flat_map(move |v| {
+                    self.rows[key_index(p, l, v)]
+                        .iter()
+                        .map(move |r| (p, l, v, r))
+                })
+            })
+        })
     }
 
     /// The row in force on `date` for a person type, level and visit type.
@@ -456,6 +482,9 @@ pub struct SettlementBreakdown {
     pub deductible: Money,
     /// The fund ratio in force.
     pub fund_ratio: Decimal,
+    /// The confidence mark of the parameter row used.
+    #[serde(default)]
+    pub parameters_confidence: Confidence,
     /// Account balances after the settlement (`balc`).
     pub accounts_after: AccountBalances,
     /// Accumulators after the settlement.
@@ -619,6 +648,7 @@ impl SettlementEngine {
             cash_paid: cash,
             deductible: params.deductible,
             fund_ratio: params.fund_ratio,
+            parameters_confidence: params.provenance.confidence,
             accounts_after: AccountBalances {
                 current_year: accounts.current_year.checked_sub(cy_paid)?,
                 accumulated: accounts.accumulated.checked_sub(acc_paid)?,

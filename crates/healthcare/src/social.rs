@@ -1,5 +1,13 @@
 //! Social insurance: monthly contribution records, the cardholder's summary, and a
 //! generator of sample histories from dated rates and base limits.
+//!
+//! Maternity insurance is merged into employee medical insurance (national:
+//! 国办发〔2019〕10号). The merger month is dated data
+//! (`data/hangzhou_insurance_mergers.csv`; Zhejiang's own date was not found, so the
+//! shipped row takes the national deadline and is marked unverified). For months from
+//! the merger on, the generator collects the maternity rate as part of the medical
+//! record (four records a month, not five), and a summary as of such a month shows four
+//! lines: earlier maternity records are counted in the medical line.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -16,6 +24,7 @@ use crate::appointments::PatientDirectory;
 use crate::billing::MedicalPayments;
 use crate::error::HealthcareError;
 use crate::ids::EmployerId;
+use crate::provenance::{Provenance, read_provenance};
 use crate::settlement::AccountBalances;
 
 /// One of the five social insurances.
@@ -349,13 +358,16 @@ pub struct SocialInsuranceSummary {
     pub year: i32,
 }
 
-/// Builds the summary from records (pure; shared by the service and tests).
+/// Builds the summary from records (pure; shared by the service and tests). With
+/// `maternity_in_medical` (a summary as of a month after the merger) the summary has
+/// four lines and maternity records count in the medical line; without it, five.
 pub fn summarize(
     person: &PersonId,
     category: Option<PersonCategory>,
     records: &[ContributionRecord],
     employers: &HashMap<EmployerId, Employer>,
     year: i32,
+    maternity_in_medical: bool,
 ) -> Result<SocialInsuranceSummary, HealthcareError> {
     let mut spans: BTreeMap<EmployerId, (CivilMonth, CivilMonth)> = BTreeMap::new();
     for r in records
@@ -383,17 +395,30 @@ pub fn summarize(
         .collect();
     employer_list.sort_by_key(|e| (e.last_month, e.first_month));
     let mut insurances = Vec::new();
+    let line_of = |i: Insurance| {
+        if maternity_in_medical && i == Insurance::Maternity {
+            Insurance::Medical
+        } else {
+            i
+        }
+    };
     for insurance in Insurance::ALL {
+        if line_of(insurance) != insurance {
+            continue;
+        }
         let mine: Vec<&ContributionRecord> = records
             .iter()
-            .filter(|r| r.insurance == insurance)
+            .filter(|r| line_of(r.insurance) == insurance)
             .collect();
         let paid_months: BTreeSet<CivilMonth> = mine
             .iter()
             .filter(|r| r.status == ContributionStatus::Paid)
             .map(|r| r.month)
             .collect();
-        let latest = mine.iter().max_by_key(|r| r.month);
+        // The latest month on record; within a month, the line's own record.
+        let latest = mine
+            .iter()
+            .max_by_key(|r| (r.month, r.insurance == insurance));
         let mut arrears = Money::ZERO;
         let mut employer_paid = Money::ZERO;
         let mut employee_paid = Money::ZERO;
@@ -435,6 +460,7 @@ pub struct SocialInsuranceService {
     payments: Option<Arc<dyn MedicalPayments>>,
     clock: Arc<dyn Clock>,
     audit: Option<Arc<dyn AuditLog>>,
+    maternity_merged_from: Option<CivilMonth>,
 }
 
 impl std::fmt::Debug for SocialInsuranceService {
@@ -458,7 +484,16 @@ impl SocialInsuranceService {
             payments,
             clock,
             audit: None,
+            maternity_merged_from: hangzhou_maternity_merger().ok().flatten(),
         }
+    }
+
+    /// Sets the month from which maternity is shown as part of medical (`None`: never);
+    /// by default Hangzhou's shipped row (`data/hangzhou_insurance_mergers.csv`).
+    #[must_use]
+    pub fn with_maternity_merger(mut self, from: Option<CivilMonth>) -> Self {
+        self.maternity_merged_from = from;
+        self
     }
 
     /// Audits every summary read by a principal other than the system, allowed or denied.
@@ -516,8 +551,15 @@ impl SocialInsuranceService {
             }
         }
         let category = self.records.category(person).await?;
-        let year = civil_date(self.clock.now()).year();
-        let mut summary = summarize(person, category, &records, &employers, year)?;
+        let today = civil_date(self.clock.now());
+        let year = today.year();
+        let this_month = CivilMonth::new(year, today.month()).ok_or_else(|| {
+            HealthcareError::InvalidInput("the clock's date has no civil month".into())
+        })?;
+        let merged = self
+            .maternity_merged_from
+            .is_some_and(|from| from <= this_month);
+        let mut summary = summarize(person, category, &records, &employers, year, merged)?;
         if let Some(payments) = &self.payments {
             summary.medical_accounts = payments.balances(person).await.ok();
         }
@@ -529,14 +571,58 @@ impl SocialInsuranceService {
 /// Dated contribution rates and base limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContributionRates {
-    rates: Vec<(CivilMonth, Insurance, Decimal, Decimal)>,
-    bases: Vec<(CivilMonth, Money, Money)>,
+    rates: Vec<(CivilMonth, Insurance, Decimal, Decimal, Provenance)>,
+    bases: Vec<(CivilMonth, Money, Money, Provenance)>,
+    maternity_merged_from: Option<(CivilMonth, Provenance)>,
 }
 
 /// Hangzhou's shipped rates (marked "check").
 pub const HANGZHOU_RATES_CSV: &str = include_str!("../data/hangzhou_contribution_rates.csv");
 /// Hangzhou's shipped base limits (marked "check").
 pub const HANGZHOU_BASES_CSV: &str = include_str!("../data/hangzhou_contribution_bases.csv");
+/// Hangzhou's insurance mergers (maternity into medical), as shipped.
+pub const HANGZHOU_MERGERS_CSV: &str = include_str!("../data/hangzhou_insurance_mergers.csv");
+
+fn csv_reader(text: &str) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(text.as_bytes())
+}
+
+/// Reads a mergers table (`effective_from,insurance,merged_into,confidence,source`); only
+/// maternity into medical is known. Returns the merger month and its provenance.
+pub fn parse_mergers(text: &str) -> Result<Option<(CivilMonth, Provenance)>, HealthcareError> {
+    let mut found = None;
+    for (i, rec) in csv_reader(text).records().enumerate() {
+        let bad = |message: String| HealthcareError::BadData {
+            location: format!("mergers record {}", i + 1),
+            message,
+        };
+        let rec = rec.map_err(|e| bad(e.to_string()))?;
+        let f = |n: usize| {
+            rec.get(n)
+                .ok_or_else(|| bad(format!("missing column {}", n + 1)))
+        };
+        let month = parse_month(f(0)?).ok_or_else(|| bad("bad month".into()))?;
+        if (f(1)?, f(2)?) != ("maternity", "medical") {
+            return Err(bad(
+                "only maternity merged into medical is known: fix or remove the row".into(),
+            ));
+        }
+        let provenance = read_provenance(rec.get(3), rec.get(4)).map_err(bad)?;
+        if found.replace((month, provenance)).is_some() {
+            return Err(bad("maternity is merged once: keep one row".into()));
+        }
+    }
+    Ok(found)
+}
+
+/// The month from which Hangzhou shows maternity as part of medical (shipped data).
+pub fn hangzhou_maternity_merger() -> Result<Option<CivilMonth>, HealthcareError> {
+    Ok(parse_mergers(HANGZHOU_MERGERS_CSV)?.map(|(m, _)| m))
+}
 
 fn parse_month(text: &str) -> Option<CivilMonth> {
     let (y, m) = text.split_once('-')?;
@@ -546,18 +632,48 @@ fn parse_month(text: &str) -> Option<CivilMonth> {
 impl ContributionRates {
     /// Hangzhou's shipped tables (marked "check").
     pub fn hangzhou() -> Result<Self, HealthcareError> {
-        Self::from_csv(HANGZHOU_RATES_CSV, HANGZHOU_BASES_CSV)
+        Self::from_csv(HANGZHOU_RATES_CSV, HANGZHOU_BASES_CSV)?
+            .with_mergers_csv(HANGZHOU_MERGERS_CSV)
     }
 
-    /// Loads rates (`effective_from,insurance,employer_rate,employee_rate`) and base limits
-    /// (`effective_from,base_min,base_max`) from CSV text.
+    /// The same rates with a mergers table (see [`parse_mergers`]).
+    pub fn with_mergers_csv(mut self, text: &str) -> Result<Self, HealthcareError> {
+        self.maternity_merged_from = parse_mergers(text)?;
+        Ok(self)
+    }
+
+    /// The month from which maternity is collected and shown as part of medical, with
+    /// the row's provenance.
+    pub fn maternity_merger(&self) -> Option<&(CivilMonth, Provenance)> {
+        self.maternity_merged_from.as_ref()
+    }
+
+    /// Whether maternity is part of medical in `month`.
+    pub fn maternity_in_medical(&self, month: CivilMonth) -> bool {
+        self.maternity_merged_from
+            .as_ref()
+            .is_some_and(|(from, _)| *from <= month)
+    }
+
+    /// The provenance of the rate row in force for an insurance in a month.
+    pub fn rate_provenance(&self, insurance: Insurance, month: CivilMonth) -> Option<&Provenance> {
+        self.rates
+            .iter()
+            .rev()
+            .find(|r| r.1 == insurance && r.0 <= month)
+            .map(|r| &r.4)
+    }
+
+    /// The provenance of the base-limit row in force in a month.
+    pub fn base_provenance(&self, month: CivilMonth) -> Option<&Provenance> {
+        self.bases.iter().rev().find(|b| b.0 <= month).map(|b| &b.3)
+    }
+
+    /// Loads rates (`effective_from,insurance,employer_rate,employee_rate,confidence,source`)
+    /// and base limits (`effective_from,base_min,base_max,confidence,source`) from CSV text,
+    /// without mergers; a row without a confidence mark or a source is refused.
     pub fn from_csv(rates_csv: &str, bases_csv: &str) -> Result<Self, HealthcareError> {
-        fn reader(text: &str) -> csv::Reader<&[u8]> {
-            csv::ReaderBuilder::new()
-                .comment(Some(b'#'))
-                .trim(csv::Trim::All)
-                .from_reader(text.as_bytes())
-        }
+        let reader = csv_reader;
         let bad = |what: &str, i: usize, message: String| HealthcareError::BadData {
             location: format!("{what} record {}", i + 1),
             message,
@@ -577,7 +693,9 @@ impl ContributionRates {
             if er < Decimal::ZERO || ee < Decimal::ZERO || er > Decimal::ONE || ee > Decimal::ONE {
                 return Err(bad("rates", i, "rates must be within 0..=1".into()));
             }
-            rates.push((month, ins, er, ee));
+            let provenance =
+                read_provenance(rec.get(4), rec.get(5)).map_err(|m| bad("rates", i, m))?;
+            rates.push((month, ins, er, ee, provenance));
         }
         let mut bases = Vec::new();
         for (i, rec) in reader(bases_csv).records().enumerate() {
@@ -592,11 +710,17 @@ impl ContributionRates {
             if min.is_negative() || max < min {
                 return Err(bad("bases", i, "need 0 <= base_min <= base_max".into()));
             }
-            bases.push((month, min, max));
+            let provenance =
+                read_provenance(rec.get(3), rec.get(4)).map_err(|m| bad("bases", i, m))?;
+            bases.push((month, min, max, provenance));
         }
         rates.sort_by_key(|r| (r.0, r.1));
         bases.sort_by_key(|b| b.0);
-        Ok(Self { rates, bases })
+        Ok(Self {
+            rates,
+            bases,
+            maternity_merged_from: None,
+        })
     }
 
     /// The employer and employee rates in force for an insurance in a month.
@@ -633,9 +757,20 @@ impl ContributionRates {
         };
         let (min, max) = self.base_limits(month).ok_or_else(no_data)?;
         let base = wage.max(min).min(max);
+        let merged = self.maternity_in_medical(month);
         let mut out = Vec::with_capacity(5);
         for insurance in Insurance::ALL {
-            let (er, ee) = self.rates(insurance, month).ok_or_else(no_data)?;
+            if merged && insurance == Insurance::Maternity {
+                continue;
+            }
+            let (mut er, mut ee) = self.rates(insurance, month).ok_or_else(no_data)?;
+            if merged
+                && insurance == Insurance::Medical
+                && let Some((mer, mee)) = self.rates(Insurance::Maternity, month)
+            {
+                er += mer;
+                ee += mee;
+            }
             let employer_amount = base.mul_ratio(er)?;
             let employee_amount = base.mul_ratio(ee)?;
             let due = employer_amount.checked_add(employee_amount)?;

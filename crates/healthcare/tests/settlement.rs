@@ -1,9 +1,9 @@
 //! Worked examples of the settlement order and its invariants.
 #![allow(clippy::unwrap_used)]
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use citycard_healthcare::{
-    AccountBalances, AnnualAccumulators, CatalogueClass, ChargeItem, HealthcareError,
+    AccountBalances, AnnualAccumulators, CatalogueClass, ChargeItem, Confidence, HealthcareError,
     HospitalLevel, PersonType, SettlementBreakdown, SettlementEngine, SettlementInput,
     SettlementParameters, VisitType,
 };
@@ -215,8 +215,8 @@ fn deductible_crossing_within_one_bill() {
 
 #[test]
 fn retired_accounts_run_out_and_cash_pays_the_rest() {
-    // cy 50 first; 83% of 250 = 207.50 fund; 42.50 co-pay: 30 accumulated, 12.50 cash;
-    // class C 20: the accounts are empty, so cash.
+    // The unverified 2025 row (retired, secondary: 86%). cy 50 first; 86% of 250 = 215 fund;
+    // 35 co-pay: 30 accumulated, 5 cash; class C 20: the accounts are empty, so cash.
     let s = run(&Case {
         person: PersonType::Retired,
         level: HospitalLevel::Secondary,
@@ -228,7 +228,7 @@ fn retired_accounts_run_out_and_cash_pays_the_rest() {
     assert_eq!(
         parts(&s),
         [
-            "300.00", "50.00", "0.00", "207.50", "42.50", "30.00", "32.50"
+            "300.00", "50.00", "0.00", "215.00", "35.00", "30.00", "25.00"
         ]
         .map(String::from)
     );
@@ -290,10 +290,120 @@ fn shares_round_half_up_to_the_fen() {
 
 const CUSTOM: &str = "\
 # test table
-effective_from,person_type,hospital_level,visit_type,deductible,fund_ratio,annual_fund_cap,accounts_cover_self_pay
-2024-01-01,resident,community,outpatient,300.00,0.70,,false
-2025-01-01,resident,community,outpatient,400.00,0.70,100.00,false
+effective_from,person_type,hospital_level,visit_type,deductible,fund_ratio,annual_fund_cap,accounts_cover_self_pay,confidence,source
+2024-01-01,resident,community,outpatient,300.00,0.70,,false,check,test
+2025-01-01,resident,community,outpatient,400.00,0.70,100.00,false,sourced,test notice
 ";
+
+/// healthcare.md: employee outpatient values come from one unofficial table effective
+/// 2025-01-01 (in service: deductible 600, fund 86% community); shipped as unverified.
+#[test]
+fn employee_settlement_on_the_unverified_2025_row() {
+    let engine = SettlementEngine::hangzhou().unwrap();
+    let items = [a("1000.00", 1)];
+    let input = |date: NaiveDate| SettlementInput {
+        person_type: PersonType::EmployeeInService,
+        hospital_level: HospitalLevel::Community,
+        visit_type: VisitType::Outpatient,
+        date,
+        items: &items,
+        accounts: AccountBalances {
+            current_year: y("100.00"),
+            accumulated: y("0"),
+        },
+        accumulators: AnnualAccumulators::new(date.year()),
+    };
+    // cy 100 first; 600 deductible in cash; 86% of the 300 above = 258 fund; 42 co-pay in cash.
+    let s = engine
+        .compute(&input(NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()))
+        .unwrap();
+    assert_eq!(s.fund_ratio, "0.86".parse::<Decimal>().unwrap());
+    assert_eq!(
+        parts(&s),
+        [
+            "1000.00", "100.00", "600.00", "258.00", "42.00", "0.00", "642.00"
+        ]
+        .map(String::from)
+    );
+    assert_eq!(s.parameters_confidence, Confidence::Unverified);
+    // The 2024 placeholder row (80%): 240 fund, 60 co-pay.
+    let s = engine
+        .compute(&input(NaiveDate::from_ymd_opt(2024, 6, 1).unwrap()))
+        .unwrap();
+    assert_eq!((s.fund_paid, s.co_payment), (y("240.00"), y("60.00")));
+    assert_eq!(s.parameters_confidence, Confidence::Unverified);
+    // Retired at a tertiary hospital, 2025: deductible 200, 82%.
+    let row = engine
+        .parameters()
+        .lookup(
+            PersonType::Retired,
+            HospitalLevel::Tertiary,
+            VisitType::Outpatient,
+            NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(
+        (row.deductible, row.fund_ratio),
+        (y("200.00"), "0.82".parse::<Decimal>().unwrap())
+    );
+    assert!(row.provenance.source.contains("unofficial"));
+}
+
+#[test]
+fn every_shipped_row_is_marked_and_no_employee_row_is_presented_as_sourced() {
+    let params = SettlementParameters::hangzhou().unwrap();
+    let mut n = 0;
+    for (person, _, _, row) in params.rows() {
+        n += 1;
+        assert!(!row.provenance.source.is_empty());
+        if matches!(person, PersonType::EmployeeInService | PersonType::Retired) {
+            assert_eq!(row.provenance.confidence, Confidence::Unverified, "{row:?}");
+        } else {
+            assert_eq!(row.provenance.confidence, Confidence::Check, "{row:?}");
+        }
+    }
+    assert_eq!(n, 30);
+    // A resident's breakdown says its row is to be checked.
+    let s = run(&Case {
+        person: PersonType::Resident,
+        level: HospitalLevel::Community,
+        items: vec![a("100.00", 1)],
+        current_year: "0",
+        accumulated: "0",
+        deductible_met: "0",
+    });
+    assert_eq!(s.parameters_confidence, Confidence::Check);
+}
+
+#[test]
+fn a_row_without_a_confidence_mark_is_refused() {
+    let header = "effective_from,person_type,hospital_level,visit_type,deductible,fund_ratio,annual_fund_cap,accounts_cover_self_pay,confidence,source\n";
+    for (row, says) in [
+        (
+            "2024-01-01,resident,community,outpatient,1.00,0.5,,true\n",
+            "no confidence mark",
+        ),
+        (
+            "2024-01-01,resident,community,outpatient,1.00,0.5,,true,,somewhere\n",
+            "no confidence mark",
+        ),
+        (
+            "2024-01-01,resident,community,outpatient,1.00,0.5,,true,probably,somewhere\n",
+            "unknown confidence mark",
+        ),
+        (
+            "2024-01-01,resident,community,outpatient,1.00,0.5,,true,sourced,\n",
+            "names no source",
+        ),
+    ] {
+        match SettlementParameters::from_csv(&format!("{header}{row}"), "t") {
+            Err(HealthcareError::BadData { message, .. }) => {
+                assert!(message.contains(says), "{message}")
+            }
+            other => panic!("{row}: {other:?}"),
+        }
+    }
+}
 
 fn custom_input(
     date: NaiveDate,

@@ -72,11 +72,11 @@ fn the_generator_applies_rates_base_limits_and_raises() {
         (y("8000.00"), y("1120.00"), y("640.00"))
     );
     assert_eq!(p.paid, y("1760.00"));
-    // January raise: 8400 × 10.5% / 2%.
+    // January raise: 8400 × (10.5% medical + 1.2% maternity, merged) / 2%.
     let med = find(m(2022, 1), Insurance::Medical);
     assert_eq!(
         (med.base, med.employer_amount, med.employee_amount),
-        (y("8400.00"), y("882.00"), y("168.00"))
+        (y("8400.00"), y("982.80"), y("168.00"))
     );
     // Above the cap: base 17880.75; 14% = 2503.305 -> 2503.31; 0.4% = 71.523 -> 71.52.
     let capped = find(m(2023, 5), Insurance::Pension);
@@ -94,8 +94,9 @@ fn the_generator_applies_rates_base_limits_and_raises() {
         find(m(2026, 2), Insurance::Medical).status,
         ContributionStatus::Arrears
     );
-    // 62 months × 5 insurances.
-    assert_eq!(h.len(), 62 * 5);
+    // 62 months × 4 insurances (maternity is part of medical from 2020-01).
+    assert_eq!(h.len(), 62 * 4);
+    assert!(h.iter().all(|r| r.insurance != Insurance::Maternity));
     // Overlapping spells are refused.
     let rates = ContributionRates::hangzhou().unwrap();
     let spell = EmploymentSpell {
@@ -188,12 +189,16 @@ async fn the_summary_shows_what_a_cardholder_sees() {
     assert_eq!(pension.cumulative_months, 59);
     assert_eq!(pension.cumulative_text, "4 years 11 months");
     assert_eq!(pension.current_status, Some(ContributionStatus::Arrears));
-    assert_eq!(pension.current_base, Some(y("17880.75")));
-    // February 2026 is due in full: 2503.31 + 8% of 17880.75 (1430.46).
-    assert_eq!(pension.arrears, y("3933.77"));
+    // 20000 raised 3% each January: 20600, 21218, 21854.54, 22510.18 in 2026, under the
+    // (unverified) 2025 upper limit of 25299.
+    assert_eq!(pension.current_base, Some(y("22510.18")));
+    // February 2026 is due in full: 14% = 3151.4252 -> 3151.43, 8% = 1800.8144 -> 1800.81.
+    assert_eq!(pension.arrears, y("4952.24"));
     // Only January 2026 was paid this year.
-    assert_eq!(pension.employer_paid_this_year, y("2503.31"));
-    assert_eq!(pension.employee_paid_this_year, y("1430.46"));
+    assert_eq!(pension.employer_paid_this_year, y("3151.43"));
+    assert_eq!(pension.employee_paid_this_year, y("1800.81"));
+    // As of March 2026, after the maternity merger: four lines.
+    assert_eq!(s.insurances.len(), 4);
     let accounts = s.medical_accounts.unwrap();
     assert_eq!(
         (accounts.current_year, accounts.accumulated),
@@ -263,4 +268,132 @@ async fn only_the_person_a_scoped_delegate_or_an_operator_may_look() {
         operator: "opr-1".parse().unwrap(),
     };
     assert!(svc.summary(&op, &pid("psn-1")).await.is_ok());
+}
+
+const RATES_2019: &str = "\
+effective_from,insurance,employer_rate,employee_rate,confidence,source
+2019-01,pension,0.14,0.08,check,test
+2019-01,medical,0.105,0.02,check,test
+2019-01,unemployment,0.005,0.005,check,test
+2019-01,work_injury,0.004,0,check,test
+2019-01,maternity,0.012,0,check,test
+";
+const BASES_2019: &str = "\
+effective_from,base_min,base_max,confidence,source
+2019-01,3000.00,17000.00,check,test
+";
+
+/// healthcare.md: maternity is part of employee medical insurance since the merger
+/// (国办发〔2019〕10号); Hangzhou's shipped merger row (2020-01) is unverified.
+async fn merger_summary(as_of: (i32, u32, u32)) -> citycard_healthcare::SocialInsuranceSummary {
+    let rates = ContributionRates::from_csv(RATES_2019, BASES_2019)
+        .unwrap()
+        .with_mergers_csv(citycard_healthcare::social::HANGZHOU_MERGERS_CSV)
+        .unwrap();
+    let h = generate_history(
+        &rates,
+        &pid("psn-9"),
+        &[EmploymentSpell {
+            employer: "emp-a".parse().unwrap(),
+            from: m(2019, 10),
+            to: m(2020, 2),
+            wage: y("10000.00"),
+            yearly_raise: "0".parse().unwrap(),
+        }],
+        &[],
+    )
+    .unwrap();
+    // Oct-Dec 2019: five records a month; Jan-Feb 2020: four.
+    assert_eq!(h.len(), 3 * 5 + 2 * 4);
+    let store = Arc::new(MemorySocialInsuranceRecords::new());
+    store.upsert(&h).await.unwrap();
+    let clock = Arc::new(ManualClock::at_ymd_hms(as_of.0, as_of.1, as_of.2, 2, 0, 0));
+    let svc =
+        SocialInsuranceService::new(store, Arc::new(MemoryPatientDirectory::new()), None, clock);
+    svc.summary(&Principal::System, &pid("psn-9"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_summary_after_the_maternity_merger_has_four_lines_and_before_five() {
+    let after = merger_summary((2020, 3, 15)).await;
+    let lines: Vec<Insurance> = after.insurances.iter().map(|i| i.insurance).collect();
+    assert_eq!(
+        lines,
+        [
+            Insurance::Pension,
+            Insurance::Medical,
+            Insurance::Unemployment,
+            Insurance::WorkInjury
+        ]
+    );
+    let medical = &after.insurances[1];
+    assert_eq!(medical.cumulative_months, 5);
+    // 2020: January and February, medical 10.5% + maternity 1.2% of 10000 = 1170 each.
+    assert_eq!(medical.employer_paid_this_year, y("2340.00"));
+    assert_eq!(medical.employee_paid_this_year, y("400.00"));
+
+    // As of December 2019, before the merger: five lines, maternity on its own.
+    let before = merger_summary((2019, 12, 15)).await;
+    assert_eq!(before.insurances.len(), 5);
+    let maternity = before
+        .insurances
+        .iter()
+        .find(|i| i.insurance == Insurance::Maternity)
+        .unwrap();
+    assert_eq!(maternity.cumulative_months, 3);
+    // 2019: October to December, maternity 1.2% of 10000 = 120 each.
+    assert_eq!(maternity.employer_paid_this_year, y("360.00"));
+    let medical = before
+        .insurances
+        .iter()
+        .find(|i| i.insurance == Insurance::Medical)
+        .unwrap();
+    assert_eq!(medical.employer_paid_this_year, y("3150.00"));
+}
+
+#[test]
+fn rates_bases_and_mergers_carry_their_confidence_and_refuse_unmarked_rows() {
+    use citycard_healthcare::Confidence;
+    let rates = ContributionRates::hangzhou().unwrap();
+    let (from, merger) = rates.maternity_merger().unwrap();
+    assert_eq!(*from, m(2020, 1));
+    assert_eq!(merger.confidence, Confidence::Unverified);
+    assert_eq!(
+        rates.base_provenance(m(2025, 6)).unwrap().confidence,
+        Confidence::Unverified
+    );
+    assert_eq!(
+        rates.base_limits(m(2025, 6)),
+        Some((y("4986.00"), y("25299.00")))
+    );
+    assert_eq!(
+        rates.base_provenance(m(2024, 6)).unwrap().confidence,
+        Confidence::Check
+    );
+    assert_eq!(
+        rates
+            .rate_provenance(Insurance::Pension, m(2021, 1))
+            .unwrap()
+            .confidence,
+        Confidence::Check
+    );
+    let unmarked_rate = "effective_from,insurance,employer_rate,employee_rate,confidence,source\n2021-01,pension,0.14,0.08\n";
+    let unmarked_base =
+        "effective_from,base_min,base_max,confidence,source\n2021-01,3000.00,17000.00,,test\n";
+    for (r, b) in [(unmarked_rate, BASES_2019), (RATES_2019, unmarked_base)] {
+        match ContributionRates::from_csv(r, b) {
+            Err(HealthcareError::BadData { message, .. }) => {
+                assert!(message.contains("no confidence mark"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let unmarked_merger =
+        "effective_from,insurance,merged_into,confidence,source\n2020-01,maternity,medical\n";
+    assert!(matches!(
+        citycard_healthcare::social::parse_mergers(unmarked_merger),
+        Err(HealthcareError::BadData { .. })
+    ));
 }

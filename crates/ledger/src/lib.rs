@@ -118,5 +118,8 @@ pub use query::{
     AmountMismatch, ExternalEntry, Matched, ReconciliationReport, Statement, StatementEntry,
     reconcile,
 };
-pub use service::{Ledger, LedgerError, WalletHolder, WalletLimits};
+pub use service::{
+    Ledger, LedgerError, PBOC_ANONYMOUS_CEILING, PBOC_REGISTERED_CEILING, WalletHolder,
+    WalletLimits, WalletLimitsError,
+};
 pub use store::{ChangeSet, LedgerStore, MemoryLedgerStore, Snapshot};

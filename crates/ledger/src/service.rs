@@ -77,20 +77,87 @@ impl ClassifiedError for LedgerError {
     }
 }
 
-/// The prepaid-card wallet caps (PBOC 2012): configurable, loadable as JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The PBOC ceiling for a registered (记名) prepaid card's balance: ¥5,000.
+pub const PBOC_REGISTERED_CEILING: Money = Money::from_yuan(5_000);
+/// The PBOC ceiling for an anonymous prepaid card's balance: ¥1,000.
+pub const PBOC_ANONYMOUS_CEILING: Money = Money::from_yuan(1_000);
+
+/// The wallet caps: configurable, loadable as JSON, validated against the PBOC
+/// ceilings when built or loaded.
+///
+/// `registered` and `anonymous` are the caps by holder (at most the PBOC
+/// ceilings, ¥5,000 and ¥1,000). `kinds` caps the wallet of a card kind
+/// (by its code, `standard`, `elderly`, ...) and `other_kinds` every kind not
+/// listed; a kind's cap may not exceed the registered cap, since citizen cards
+/// are registered. Hangzhou's transit wallets are capped at ¥1,000 and the
+/// elder card's (长者卡) at ¥550 ([`WalletLimits::default`]). A cap is fixed on
+/// the account when the wallet is opened: changing the configuration leaves
+/// wallets already opened with the cap they were opened with (a balance legally
+/// held under the old cap is never made unlawful after the fact).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "WalletLimitsConfig")]
 pub struct WalletLimits {
     /// The cap on a registered (记名) card's wallet; ¥5,000 by default.
     pub registered: Money,
     /// The cap on an anonymous card's wallet; ¥1,000 by default.
     pub anonymous: Money,
+    /// Caps by card kind code.
+    #[serde(default)]
+    pub kinds: std::collections::BTreeMap<String, Money>,
+    /// The cap of a kind not in `kinds`; the registered cap when absent.
+    #[serde(default)]
+    pub other_kinds: Option<Money>,
+}
+
+/// The unchecked form of [`WalletLimits`] as read from JSON.
+#[derive(Debug, Clone, Deserialize)]
+struct WalletLimitsConfig {
+    registered: Money,
+    anonymous: Money,
+    #[serde(default)]
+    kinds: std::collections::BTreeMap<String, Money>,
+    #[serde(default)]
+    other_kinds: Option<Money>,
+}
+
+impl TryFrom<WalletLimitsConfig> for WalletLimits {
+    type Error = WalletLimitsError;
+
+    fn try_from(c: WalletLimitsConfig) -> Result<Self, Self::Error> {
+        let limits = WalletLimits {
+            registered: c.registered,
+            anonymous: c.anonymous,
+            kinds: c.kinds,
+            other_kinds: c.other_kinds,
+        };
+        limits.validate()?;
+        Ok(limits)
+    }
+}
+
+/// A wallet cap configuration that breaks the PBOC ceilings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("wallet cap {what} of {cap} exceeds {ceiling}: lower it to {ceiling} or less")]
+pub struct WalletLimitsError {
+    /// Which cap (`registered`, `anonymous`, `kind elderly`, ...).
+    pub what: String,
+    /// The configured cap.
+    pub cap: Money,
+    /// The ceiling it may not pass.
+    pub ceiling: Money,
 }
 
 impl Default for WalletLimits {
+    /// Hangzhou: the PBOC ceilings by holder, transit wallets of every card
+    /// kind at ¥1,000 and the elder card (长者卡, kind `elderly`) at ¥550.
     fn default() -> Self {
         Self {
-            registered: Money::from_yuan(5_000),
-            anonymous: Money::from_yuan(1_000),
+            registered: PBOC_REGISTERED_CEILING,
+            anonymous: PBOC_ANONYMOUS_CEILING,
+            kinds: [("elderly".to_owned(), Money::from_yuan(550))]
+                .into_iter()
+                .collect(),
+            other_kinds: Some(Money::from_yuan(1_000)),
         }
     }
 }
@@ -106,6 +173,57 @@ pub enum WalletHolder {
 }
 
 impl WalletLimits {
+    /// Loads caps from JSON, refusing any cap above its PBOC ceiling.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// Checks every cap against its ceiling: a negative cap, a holder cap above
+    /// the PBOC ceiling or a kind's cap above the registered cap is refused.
+    pub fn validate(&self) -> Result<(), WalletLimitsError> {
+        let check = |what: String, cap: Money, ceiling: Money| {
+            if cap.is_negative() || cap > ceiling {
+                Err(WalletLimitsError { what, cap, ceiling })
+            } else {
+                Ok(())
+            }
+        };
+        check(
+            "registered".into(),
+            self.registered,
+            PBOC_REGISTERED_CEILING,
+        )?;
+        check("anonymous".into(), self.anonymous, PBOC_ANONYMOUS_CEILING)?;
+        for (kind, cap) in &self.kinds {
+            check(format!("kind {kind}"), *cap, self.registered)?;
+        }
+        if let Some(cap) = self.other_kinds {
+            check("other_kinds".into(), cap, self.registered)?;
+        }
+        Ok(())
+    }
+
+    /// The cap of a registered card of a kind (by code).
+    pub fn kind_cap(&self, kind: &str) -> Money {
+        self.kinds
+            .get(kind)
+            .copied()
+            .or(self.other_kinds)
+            .unwrap_or(self.registered)
+            .min(self.registered)
+    }
+
+    /// A registered card's e-wallet capped for its kind (see [`WalletLimits::wallet`]).
+    pub fn wallet_for_kind(
+        &self,
+        id: AccountId,
+        kind: &str,
+        owner: Option<PersonId>,
+    ) -> NewAccount {
+        self.wallet_with_cap(id, WalletHolder::Registered, self.kind_cap(kind), owner)
+            .with_metadata("card_kind", kind)
+    }
+
     /// The cap for a holder.
     pub fn cap(&self, holder: WalletHolder) -> Money {
         match holder {
@@ -121,9 +239,21 @@ impl WalletLimits {
         holder: WalletHolder,
         owner: Option<PersonId>,
     ) -> NewAccount {
+        self.wallet_with_cap(id, holder, self.cap(holder), owner)
+    }
+
+    /// A CNY e-wallet account with an explicit cap (kept at most the holder's cap),
+    /// e.g. a replacement card's wallet taking over its predecessor's cap.
+    pub fn wallet_with_cap(
+        &self,
+        id: AccountId,
+        holder: WalletHolder,
+        cap: Money,
+        owner: Option<PersonId>,
+    ) -> NewAccount {
         let mut a = NewAccount::new(id, AccountKind::E_WALLET)
             .with_flags(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags::HISTORY)
-            .with_upper_limit(self.cap(holder))
+            .with_upper_limit(cap.min(self.cap(holder)))
             .with_metadata(
                 "holder",
                 match holder {

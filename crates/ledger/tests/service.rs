@@ -86,6 +86,47 @@ async fn registered_and_anonymous_caps_are_configurable() {
     assert_eq!(custom.cap(WalletHolder::Anonymous), Money::from_yuan(500));
 }
 
+/// ledger.md: ¥5,000 / ¥1,000 are the PBOC ceilings no configured cap may exceed.
+#[test]
+fn a_wallet_cap_above_the_pboc_ceiling_is_refused_at_load() {
+    let err = WalletLimits::from_json(r#"{"registered":"5000.01","anonymous":"1000.00"}"#)
+        .expect_err("registered above ¥5,000");
+    assert!(err.to_string().contains("exceeds 5000.00"), "{err}");
+    let err = WalletLimits::from_json(r#"{"registered":"5000.00","anonymous":"1500.00"}"#)
+        .expect_err("anonymous above ¥1,000");
+    assert!(err.to_string().contains("anonymous"), "{err}");
+    let err = WalletLimits::from_json(
+        r#"{"registered":"2000.00","anonymous":"1000.00","kinds":{"student":"3000.00"}}"#,
+    )
+    .expect_err("a kind above the registered cap");
+    assert!(err.to_string().contains("kind student"), "{err}");
+    let err = WalletLimits::from_json(
+        r#"{"registered":"5000.00","anonymous":"1000.00","other_kinds":"6000.00"}"#,
+    )
+    .expect_err("other kinds above the ceiling");
+    assert!(err.to_string().contains("other_kinds"), "{err}");
+    let ok = WalletLimits::from_json(
+        r#"{"registered":"5000.00","anonymous":"1000.00","kinds":{"elderly":"550.00"},"other_kinds":"1000.00"}"#,
+    )
+    .expect("within the ceilings");
+    assert_eq!(ok, WalletLimits::default());
+    assert!(WalletLimits::default().validate().is_ok());
+}
+
+/// transit.md: transit wallets ¥1,000, the elder card (长者卡) ¥550.
+#[test]
+fn wallet_caps_follow_the_card_kind() {
+    let limits = WalletLimits::default();
+    assert_eq!(limits.kind_cap("standard"), Money::from_yuan(1_000));
+    assert_eq!(limits.kind_cap("student"), Money::from_yuan(1_000));
+    assert_eq!(limits.kind_cap("elderly"), Money::from_yuan(550));
+    let wallet = limits.wallet_for_kind(AccountId::new(9), "elderly", None);
+    assert_eq!(wallet.upper_limit, Some(Money::from_yuan(550)));
+    let no_default: WalletLimits =
+        serde_json::from_str(r#"{"registered":"2000.00","anonymous":"500.00"}"#).unwrap();
+    assert_eq!(no_default.kind_cap("standard"), Money::from_yuan(2_000));
+}
+
 /// Grants as a verifier would find them stored: (grant, delegate, cardholder, scopes, live).
 struct Grants(Vec<(&'static str, &'static str, &'static str, Scopes, bool)>);
 
