@@ -210,7 +210,8 @@ impl CardRules {
 pub enum CardKind {
     /// Standard card.
     Standard,
-    /// Elderly card (长者卡).
+    /// Elderly card: the 70+ card (老年卡); a holder under 70 rides as the
+    /// 60–69 elder card. The elder card itself (长者卡) is the kind `elder`.
     Elderly,
     /// Student card.
     Student,

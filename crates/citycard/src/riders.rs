@@ -21,16 +21,17 @@ use crate::glue::people::id_number_of;
 
 /// The transit card kind for an issuer card kind.
 ///
-/// The issuer has one `elderly` kind; transit tells the 70+ card (老年卡,
-/// [`CardKind::Senior`]) from the 60–69 elder card (长者卡, [`CardKind::Elder`])
-/// by the holder's age on the day of travel (see [`transit_kind_on`]); this
-/// function gives the 70+ card. `military` and `blood_donor` issuer codes map
+/// The issuer's `elderly` kind is the 70+ card (老年卡, [`CardKind::Senior`]);
+/// a holder who is not yet 70 on the day of travel rides as the 60–69 elder
+/// card (see [`transit_kind_on`]). The issuer's `elder` kind is the elder card
+/// (长者卡, [`CardKind::Elder`]). `military` and `blood_donor` issuer codes map
 /// to their free-travel kinds; `veteran` keeps a kind with no concession.
 pub fn transit_kind(kind: &IssuerCardKind) -> CardKind {
     match kind {
         IssuerCardKind::Elderly => CardKind::Senior,
         IssuerCardKind::Student => CardKind::Student,
         IssuerCardKind::Disabled => CardKind::Disabled,
+        IssuerCardKind::Other(code) if code == "elder" => CardKind::Elder,
         IssuerCardKind::Other(code) if code == "veteran" => CardKind::Veteran,
         IssuerCardKind::Other(code) if code == "military" => CardKind::Military,
         IssuerCardKind::Other(code) if code == "blood_donor" => CardKind::BloodDonor,
@@ -162,5 +163,8 @@ mod tests {
             transit_kind(&IssuerCardKind::Other("military".into())),
             CardKind::Military
         );
+        let elder = transit_kind(&IssuerCardKind::Other("elder".into()));
+        assert_eq!(transit_kind_on(elder, Some(65)), CardKind::Elder);
+        assert_eq!(transit_kind_on(elder, Some(75)), CardKind::Elder);
     }
 }

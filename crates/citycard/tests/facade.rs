@@ -386,7 +386,7 @@ async fn a_delegate_who_may_only_top_up_learns_nothing_of_the_balance() {
     let (city, clock) = city().await;
     let mother = enrol(&city, "m2", (1950, 6, 1)).await;
     let son = enrol(&city, "s2", (1980, 6, 1)).await;
-    let card = issue(&city, &mother, "3301000000000012", "elderly").await;
+    let card = issue(&city, &mother, "3301000000000012", "elder").await;
     let me = Principal::cardholder(mother.id.clone());
     city.wallet()
         .top_up(
@@ -706,8 +706,17 @@ async fn a_replacement_wallet_keeps_the_cap_its_predecessor_was_opened_with() {
         .expect("new wallet");
     assert_eq!(cap_of(new_card).await, Some(Money::from_yuan(1_000)));
     let elder = today
-        .open_wallet(&number("3301000000000044"), &holder, &CardKind::Elderly)
+        .open_wallet(
+            &number("3301000000000044"),
+            &holder,
+            &CardKind::Other("elder".into()),
+        )
         .await
         .expect("elder card wallet");
     assert_eq!(cap_of(elder).await, Some(Money::from_yuan(550)));
+    let seventy_plus = today
+        .open_wallet(&number("3301000000000045"), &holder, &CardKind::Elderly)
+        .await
+        .expect("70+ card wallet");
+    assert_eq!(cap_of(seventy_plus).await, Some(Money::from_yuan(1_000)));
 }

@@ -149,12 +149,12 @@ pub struct WalletLimitsError {
 
 impl Default for WalletLimits {
     /// Hangzhou: the PBOC ceilings by holder, transit wallets of every card
-    /// kind at ¥1,000 and the elder card (长者卡, kind `elderly`) at ¥550.
+    /// kind at ¥1,000 and the elder card (长者卡, kind `elder`) at ¥550.
     fn default() -> Self {
         Self {
             registered: PBOC_REGISTERED_CEILING,
             anonymous: PBOC_ANONYMOUS_CEILING,
-            kinds: [("elderly".to_owned(), Money::from_yuan(550))]
+            kinds: [("elder".to_owned(), Money::from_yuan(550))]
                 .into_iter()
                 .collect(),
             other_kinds: Some(Money::from_yuan(1_000)),

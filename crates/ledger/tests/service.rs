@@ -106,7 +106,7 @@ fn a_wallet_cap_above_the_pboc_ceiling_is_refused_at_load() {
     .expect_err("other kinds above the ceiling");
     assert!(err.to_string().contains("other_kinds"), "{err}");
     let ok = WalletLimits::from_json(
-        r#"{"registered":"5000.00","anonymous":"1000.00","kinds":{"elderly":"550.00"},"other_kinds":"1000.00"}"#,
+        r#"{"registered":"5000.00","anonymous":"1000.00","kinds":{"elder":"550.00"},"other_kinds":"1000.00"}"#,
     )
     .expect("within the ceilings");
     assert_eq!(ok, WalletLimits::default());
@@ -119,8 +119,13 @@ fn wallet_caps_follow_the_card_kind() {
     let limits = WalletLimits::default();
     assert_eq!(limits.kind_cap("standard"), Money::from_yuan(1_000));
     assert_eq!(limits.kind_cap("student"), Money::from_yuan(1_000));
-    assert_eq!(limits.kind_cap("elderly"), Money::from_yuan(550));
-    let wallet = limits.wallet_for_kind(AccountId::new(9), "elderly", None);
+    assert_eq!(limits.kind_cap("elder"), Money::from_yuan(550));
+    assert_eq!(
+        limits.kind_cap("elderly"),
+        Money::from_yuan(1_000),
+        "the 70+ card"
+    );
+    let wallet = limits.wallet_for_kind(AccountId::new(9), "elder", None);
     assert_eq!(wallet.upper_limit, Some(Money::from_yuan(550)));
     let no_default: WalletLimits =
         serde_json::from_str(r#"{"registered":"2000.00","anonymous":"500.00"}"#).unwrap();
