@@ -3,13 +3,14 @@
 //! [`CityCardError::user_message`] is what an app shows a cardholder when the
 //! card system says no: binding refusals in the binding crate's own words
 //! ([`BindingError::user_message`](citycard_binding::BindingError::user_message)),
-//! the wallet's and the hospital booking's here (the domain crates share no
+//! the wallet's, the hospital booking's and real-name verification's here (the domain crates share no
 //! language type, so the facade, which sees them all, words them). Anything
 //! that is not a refusal the cardholder can act on reads "something went wrong
 //! on our side"; `Display` stays the English text for logs.
 
 use citycard_binding::{Lang, UserMessage};
 use citycard_healthcare::HealthcareError;
+use citycard_identity::IdentityError;
 
 use crate::error::CityCardError;
 
@@ -71,6 +72,7 @@ impl CityCardError {
                 ),
             ),
             CityCardError::Healthcare(e) => healthcare(e, lang),
+            CityCardError::Identity(e) => identity(e, lang),
             _ => both(
                 lang,
                 (
@@ -83,6 +85,83 @@ impl CityCardError {
                 ),
             ),
         }
+    }
+}
+
+/// Real-name verification's refusals, as a cardholder meets them in a
+/// platform's app; anything else is "something went wrong on our side".
+fn identity(e: &IdentityError, lang: Lang) -> UserMessage {
+    match e {
+        IdentityError::InvalidIdNumber(_) => both(
+            lang,
+            ("身份证号码不正确。", "请核对后重新输入 18 位身份证号码。"),
+            (
+                "The ID number is not valid.",
+                "Check it and enter the 18-character ID number again.",
+            ),
+        ),
+        IdentityError::InvalidName => both(
+            lang,
+            ("姓名格式不正确。", "请输入身份证上的姓名。"),
+            (
+                "The name is not valid.",
+                "Enter the name as it is on the ID card.",
+            ),
+        ),
+        IdentityError::TooManyFailures { .. } => both(
+            lang,
+            (
+                "今天实名认证失败次数太多。",
+                "请明天再试，或到市民卡服务网点办理。",
+            ),
+            (
+                "Too many failed real-name checks today.",
+                "Try again tomorrow, or visit a citizen card service point.",
+            ),
+        ),
+        IdentityError::AccountBelongsToAnotherPerson => both(
+            lang,
+            (
+                "这个账户已经实名认证为另一个人。",
+                "请联系客服更改实名信息。",
+            ),
+            (
+                "This account is already verified as another person.",
+                "Contact customer service to change it.",
+            ),
+        ),
+        IdentityError::FaceCheckPending => both(
+            lang,
+            ("人脸识别还没有完成。", "请稍等片刻再查看结果。"),
+            (
+                "The face check is not finished yet.",
+                "Wait a moment, then look again.",
+            ),
+        ),
+        IdentityError::NoFaceCheckPending | IdentityError::FaceCheckExpired => both(
+            lang,
+            ("人脸识别已失效。", "请重新开始人脸识别。"),
+            ("The face check has expired.", "Start the face check again."),
+        ),
+        IdentityError::Denied { .. } => both(
+            lang,
+            ("你没有权限办理这项业务。", "请由本人办理。"),
+            (
+                "You are not allowed to do this.",
+                "Ask the person concerned to do it.",
+            ),
+        ),
+        _ => both(
+            lang,
+            (
+                "我们这边暂时出了问题。",
+                "请稍后再试；如果一直不行，请联系市民卡客服。",
+            ),
+            (
+                "Something went wrong on our side.",
+                "Please try again later; if it keeps happening, contact citizen card customer service.",
+            ),
+        ),
     }
 }
 
@@ -159,6 +238,29 @@ fn healthcare(e: &HealthcareError, lang: Lang) -> UserMessage {
 mod tests {
     use super::*;
     use citycard_core::Money;
+
+    #[test]
+    fn real_name_refusals_say_what_to_do_in_both_languages() {
+        let refusals = [
+            IdentityError::TooManyFailures { limit: 5 },
+            IdentityError::InvalidName,
+            IdentityError::AccountBelongsToAnotherPerson,
+            IdentityError::FaceCheckExpired,
+        ];
+        let fallback = CityCardError::Invalid("x".into()).user_message(Lang::En);
+        for e in refusals {
+            let e = CityCardError::Identity(e);
+            let (zh, en) = (e.user_message(Lang::Zh), e.user_message(Lang::En));
+            assert_ne!(en, fallback, "{e:?} is a refusal the cardholder can act on");
+            assert!(
+                zh.next_step
+                    .chars()
+                    .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+                "{e:?}: {zh}"
+            );
+            assert!(en.next_step.is_ascii(), "{e:?}: {en}");
+        }
+    }
 
     #[test]
     fn wallet_and_booking_refusals_have_both_languages_and_no_internal_words() {
