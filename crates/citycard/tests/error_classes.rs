@@ -7,14 +7,17 @@
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use citycard::binding::CardId;
+use citycard::binding::{BindRequest, CardId, ConsentInput, DataCategory};
 use citycard::core::{
     ClassifiedError, ErrorClass, IdempotencyKey, ManualClock, Money, OperatorId, OperatorRole,
     PersonId, Platform, Principal, Sensitive, SequentialIdGenerator, StoreError,
 };
-use citycard::identity::{IdNumber, RegionCode, Sex};
+use citycard::identity::{
+    IdNumber, KnownPerson, MemoryKeyProvider, RealNameRequest, RegionCode, Sex, SimulatedVerifier,
+};
 use citycard::ledger::{ChangeSet, LedgerStore, Snapshot};
 use citycard::{CityCard, CityCardBuilder, CityCardError, NewCitizenCard};
+use citycard_testkit::identity::{FaultyKeyProvider, FaultyVerifier};
 use citycard_testkit::ledger::FaultyLedgerStore;
 use citycard_testkit::{Fault, Faults};
 
@@ -46,6 +49,16 @@ async fn city_from(builder: CityCardBuilder) -> CityCard {
 
 /// An enrolled person with an active standard card.
 async fn cardholder(city: &CityCard, tag: &str, number: &str) -> (PersonId, CardId) {
+    let (person, _, card) = cardholder_with_id(city, tag, number).await;
+    (person, card)
+}
+
+/// As [`cardholder`], with the person's ID number.
+async fn cardholder_with_id(
+    city: &CityCard,
+    tag: &str,
+    number: &str,
+) -> (PersonId, IdNumber, CardId) {
     let id_number = IdNumber::generate(
         RegionCode::new(330106).expect("region"),
         chrono::NaiveDate::from_ymd_opt(1980, 1, 1).expect("date"),
@@ -78,7 +91,7 @@ async fn cardholder(city: &CityCard, tag: &str, number: &str) -> (PersonId, Card
         .await
         .expect("issues")
         .id;
-    (person.id, card)
+    (person.id, id_number, card)
 }
 
 fn class_of<T: std::fmt::Debug>(result: Result<T, CityCardError>) -> ErrorClass {
@@ -266,4 +279,84 @@ async fn a_corrupt_ledger_store_is_internal() {
         )
         .await;
     assert_eq!(class_of(top_up), ErrorClass::Internal);
+}
+
+fn alipay() -> Principal {
+    Principal::Platform {
+        platform: Platform::Alipay,
+    }
+}
+
+#[tokio::test]
+async fn a_throttled_real_name_provider_is_rate_limited() {
+    let simulated = Arc::new(SimulatedVerifier::new());
+    let verifier = FaultyVerifier::new(simulated.clone());
+    let throttle = verifier.rate_limits.clone();
+    let city = city_from(builder().real_name_verifier(Arc::new(verifier))).await;
+    let (_, id_number, _) = cardholder_with_id(&city, "a", "3301000000000001").await;
+    simulated.register(&id_number, KnownPerson::named("市民a"));
+    let account = city
+        .identity()
+        .register_account(&alipay(), Platform::Alipay, "2088-a", &key("reg-a"))
+        .await
+        .expect("registers");
+    throttle.always("*", Fault::Fail);
+    let verified = city
+        .identity()
+        .verify_real_name(
+            &alipay(),
+            &account.id,
+            &RealNameRequest::two_factor("市民a", id_number.reveal()),
+            &key("verify-a"),
+        )
+        .await
+        .map_err(CityCardError::from);
+    assert_eq!(class_of(verified), ErrorClass::RateLimited);
+}
+
+#[tokio::test]
+async fn a_key_service_outage_during_a_bind_is_unavailable() {
+    let keys = FaultyKeyProvider::new(Arc::new(MemoryKeyProvider::random().expect("keys")));
+    let outage = keys.faults.clone();
+    let city = city_from(builder().key_provider(Arc::new(keys))).await;
+    let (holder, id_number, _) = cardholder_with_id(&city, "a", "3301000000000001").await;
+    city.simulated_verifier()
+        .expect("simulated provider")
+        .register(&id_number, KnownPerson::named("市民a"));
+    let account = city
+        .identity()
+        .register_account(&alipay(), Platform::Alipay, "2088-a", &key("reg-a"))
+        .await
+        .expect("registers");
+    city.identity()
+        .verify_real_name(
+            &alipay(),
+            &account.id,
+            &RealNameRequest::two_factor("市民a", id_number.reveal()),
+            &key("verify-a"),
+        )
+        .await
+        .expect("verifies");
+    outage.always("*", Fault::Fail);
+    let bound = city
+        .bindings()
+        .bind(
+            &Principal::cardholder(holder),
+            &key("bind-a"),
+            &BindRequest {
+                platform: Platform::Alipay,
+                account: account.id,
+                card_number: "3301000000000001".into(),
+                id_number: id_number.to_sensitive(),
+                consent: ConsentInput {
+                    purpose: "use the citizen card in Alipay".into(),
+                    data_categories: [DataCategory::CardNumber, DataCategory::Balance].into(),
+                    text_version: "2026-01".into(),
+                    channel: "alipay_app".into(),
+                },
+            },
+        )
+        .await
+        .map_err(CityCardError::from);
+    assert_eq!(class_of(bound), ErrorClass::Unavailable);
 }
