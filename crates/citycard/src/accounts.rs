@@ -144,9 +144,10 @@ impl Accounts {
             .await?;
         for (id, result) in ids.iter().zip(results) {
             if !result.is_success() {
-                return Err(CityCardError::Ledger(format!(
-                    "account {id} could not be opened: {result:?}"
-                )));
+                return Err(CityCardError::AccountNotOpened {
+                    account: *id,
+                    result,
+                });
             }
         }
         self.opened

@@ -1,6 +1,15 @@
 //! The facade's error: every domain's error, classified in one place.
+//!
+//! Each domain error is carried typed, so [`CityCardError::class`] is the
+//! domain's own class: a ledger store outage stays `Unavailable` (retry with
+//! the same key), it does not become `Internal`. A ledger denial becomes the
+//! facade's [`CityCardError::Denied`], which names no principal. A transfer or
+//! account the ledger answered with a failure result (not an error) is
+//! [`CityCardError::LedgerRefused`] / [`CityCardError::AccountNotOpened`],
+//! classed by that result.
 
 use citycard_core::{ClassifiedError, ErrorClass, IdempotencyError, StoreError};
+use citycard_ledger::{AccountId, CreateAccountResult, CreateTransferResult, LedgerError};
 
 /// What went wrong in the card system, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -21,9 +30,23 @@ pub enum CityCardError {
     /// Card binding refused or failed.
     #[error(transparent)]
     Binding(#[from] citycard_binding::BindingError),
-    /// The ledger refused or failed.
+    /// The ledger failed (its store, its state, an unknown id).
     #[error("ledger: {0}")]
-    Ledger(String),
+    Ledger(LedgerError),
+    /// The ledger refused a transfer the facade asked for.
+    #[error("the ledger refused the transfer ({result:?}); use a new key to try again")]
+    LedgerRefused {
+        /// The ledger's result for the transfer.
+        result: CreateTransferResult,
+    },
+    /// The ledger could not open an account the facade needs.
+    #[error("ledger account {account} could not be opened ({result:?}); contact support")]
+    AccountNotOpened {
+        /// The account.
+        account: AccountId,
+        /// The ledger's result for it.
+        result: CreateAccountResult,
+    },
     /// Transit refused or failed.
     #[error(transparent)]
     Transit(#[from] citycard_transit::TransitError),
@@ -77,15 +100,75 @@ pub enum CityCardError {
     Config(String),
 }
 
-impl From<citycard_ledger::LedgerError> for CityCardError {
-    fn from(e: citycard_ledger::LedgerError) -> Self {
+impl From<LedgerError> for CityCardError {
+    fn from(e: LedgerError) -> Self {
         match e {
-            citycard_ledger::LedgerError::Denied { .. } => CityCardError::Denied {
+            LedgerError::Denied { .. } => CityCardError::Denied {
                 actor: "this principal".to_owned(),
                 action: "use this ledger account",
             },
-            other => CityCardError::Ledger(other.to_string()),
+            other => CityCardError::Ledger(other),
         }
+    }
+}
+
+/// The class of a transfer the ledger did not accept.
+///
+/// Same id with other content (a reused key) and refusals by state (closed
+/// account, limits) are `Conflict`; missing accounts `NotFound`; malformed
+/// transfers `InvalidInput`; a ledger that gave no answer `Unavailable`.
+pub fn transfer_result_class(result: CreateTransferResult) -> ErrorClass {
+    use CreateTransferResult as R;
+    match result {
+        R::Ok | R::Exists => ErrorClass::Internal,
+        R::DebitAccountNotFound | R::CreditAccountNotFound | R::PendingTransferNotFound => {
+            ErrorClass::NotFound
+        }
+        R::ExistsWithDifferentFlags
+        | R::ExistsWithDifferentPendingId
+        | R::ExistsWithDifferentTimeout
+        | R::ExistsWithDifferentDebitAccountId
+        | R::ExistsWithDifferentCreditAccountId
+        | R::ExistsWithDifferentAmount
+        | R::ExistsWithDifferentReference
+        | R::ExistsWithDifferentMemo
+        | R::ExistsWithDifferentCurrency
+        | R::ExistsWithDifferentCode
+        | R::IdAlreadyFailed
+        | R::LinkedEventFailed
+        | R::PendingTransferNotPending
+        | R::PendingTransferAlreadyPosted
+        | R::PendingTransferAlreadyVoided
+        | R::PendingTransferExpired
+        | R::DebitAccountAlreadyClosed
+        | R::CreditAccountAlreadyClosed
+        | R::ExceedsCredits
+        | R::ExceedsDebits
+        | R::ExceedsUpperLimit
+        | R::ExceedsPendingTransferAmount
+        | R::OverflowsDebitsPending
+        | R::OverflowsCreditsPending
+        | R::OverflowsDebitsPosted
+        | R::OverflowsCreditsPosted
+        | R::OverflowsDebits
+        | R::OverflowsCredits
+        | R::OverflowsTimeout => ErrorClass::Conflict,
+        _ => ErrorClass::InvalidInput,
+    }
+}
+
+/// The class of an account the ledger did not open: an account already open
+/// with other settings is a `Conflict`; anything else is a facade bug.
+pub fn account_result_class(result: CreateAccountResult) -> ErrorClass {
+    use CreateAccountResult as R;
+    match result {
+        R::ExistsWithDifferentFlags
+        | R::ExistsWithDifferentUpperLimit
+        | R::ExistsWithDifferentOwner
+        | R::ExistsWithDifferentMetadata
+        | R::ExistsWithDifferentCurrency
+        | R::ExistsWithDifferentKind => ErrorClass::Conflict,
+        _ => ErrorClass::Internal,
     }
 }
 
@@ -97,7 +180,9 @@ impl ClassifiedError for CityCardError {
             CityCardError::Idempotency(e) => e.class(),
             CityCardError::Identity(e) => e.class(),
             CityCardError::Binding(e) => e.class(),
-            CityCardError::Ledger(_) => ErrorClass::Internal,
+            CityCardError::Ledger(e) => e.class(),
+            CityCardError::LedgerRefused { result } => transfer_result_class(*result),
+            CityCardError::AccountNotOpened { result, .. } => account_result_class(*result),
             CityCardError::Transit(e) => e.class(),
             CityCardError::Healthcare(e) => e.class(),
             CityCardError::Denied { .. } => ErrorClass::Denied,

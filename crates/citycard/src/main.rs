@@ -127,7 +127,7 @@ fn run_demo(args: &DemoArgs, out: &mut dyn std::io::Write) -> Result<(), cli::Cl
     cli::runtime()?
         .block_on(citycard::demo::run(&options, out))
         .map(|_| ())
-        .map_err(|e| cli::CliError::Domain(e.to_string()))
+        .map_err(cli::CliError::failed)
 }
 
 fn exit_if(ok: bool) -> ExitCode {

@@ -77,7 +77,11 @@ pub struct CityCardBuilder {
     identity_config: IdentityConfig,
     wallet_limits: WalletLimits,
     roles: Arc<OperatorRoles>,
+    ledger_layer: Option<LedgerLayer>,
 }
+
+/// Wraps the ledger's store (see [`CityCardBuilder::wrap_ledger_store`]).
+type LedgerLayer = Box<dyn FnOnce(Arc<dyn LedgerStore>) -> Arc<dyn LedgerStore> + Send>;
 
 impl Default for CityCardBuilder {
     fn default() -> Self {
@@ -93,6 +97,7 @@ impl Default for CityCardBuilder {
             identity_config: IdentityConfig::default(),
             wallet_limits: WalletLimits::default(),
             roles: Arc::new(OperatorRoles::new()),
+            ledger_layer: None,
         }
     }
 }
@@ -109,6 +114,16 @@ impl CityCardBuilder {
     /// Keep everything in one SQLite file.
     pub fn sqlite(mut self, path: impl AsRef<Path>) -> Self {
         self.storage = Storage::Sqlite(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Wraps the ledger's store, whichever backend is chosen (metrics, fault
+    /// injection in tests); the wrapper must keep the store's semantics.
+    pub fn wrap_ledger_store(
+        mut self,
+        layer: impl FnOnce(Arc<dyn LedgerStore>) -> Arc<dyn LedgerStore> + Send + 'static,
+    ) -> Self {
+        self.ledger_layer = Some(Box::new(layer));
         self
     }
 
@@ -187,10 +202,13 @@ impl CityCardBuilder {
         let ids: Arc<dyn IdGenerator> = self.ids.unwrap_or_else(|| {
             Arc::new(TimeOrderedIdGenerator::with_clock(Box::new(clock.clone())))
         });
-        let stores = match &self.storage {
+        let mut stores = match &self.storage {
             Storage::InMemory => Stores::in_memory(),
             Storage::Sqlite(path) => Stores::sqlite(Database::open(path)?),
         };
+        if let Some(layer) = self.ledger_layer {
+            stores.ledger = layer(stores.ledger);
+        }
 
         let (verifier, simulated_verifier): (Arc<dyn RealNameVerifier>, _) = match self.verifier {
             Some(verifier) => (verifier, None),

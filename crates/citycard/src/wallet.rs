@@ -33,7 +33,8 @@ use citycard_core::{
     Money, OperatorRole, OperatorRoles, Platform, Principal,
 };
 use citycard_ledger::{
-    AccountId, CreateTransferResult, Ledger, NewTransfer, Reference, Statement, TransferId,
+    AccountId, CreateTransferResult, Ledger, LedgerError, NewTransfer, Reference, Statement,
+    TransferId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -379,12 +380,10 @@ impl WalletService {
             } else {
                 CityCardError::InsufficientBalanceUndisclosed
             }),
-            Some(other) => Err(CityCardError::Ledger(format!(
-                "the ledger refused the transfer: {other:?}; use a new key to try again"
-            ))),
-            None => Err(CityCardError::Ledger(
+            Some(result) => Err(CityCardError::LedgerRefused { result }),
+            None => Err(CityCardError::Ledger(LedgerError::Corrupt(
                 "the ledger returned no result".into(),
-            )),
+            ))),
         };
         let now = self.clock.now();
         self.audit

@@ -277,7 +277,9 @@ mod tests {
                 "12 per month for psn-1".into(),
             )),
             CityCardError::Healthcare(HealthcareError::SlotFull),
-            CityCardError::Ledger("engine: account 42 poisoned".into()),
+            CityCardError::Ledger(citycard_ledger::LedgerError::Corrupt(
+                "engine: account 42 poisoned".into(),
+            )),
             CityCardError::Binding(citycard_binding::BindingError::DetailsDoNotMatch),
         ];
         for e in &errors {

@@ -119,7 +119,7 @@ async fn load(args: &CardArgs) -> Result<Loaded, CliError> {
             path.display()
         )));
     }
-    let db = Database::open_read_only(&path).map_err(|e| CliError::Domain(e.to_string()))?;
+    let db = Database::open_read_only(&path).map_err(CliError::failed)?;
     let ledger = Ledger::open(
         Arc::new(SqliteLedgerStore::new(db.clone())),
         Arc::new(SystemClock),
@@ -203,7 +203,7 @@ pub fn balance(args: &CardArgs, out: &mut dyn Write) -> Result<(), CliError> {
         on_hold: w
             .posted()
             .checked_sub(w.available())
-            .map_err(|e| CliError::Domain(e.to_string()))?,
+            .map_err(CliError::failed)?,
     };
     match args.format {
         OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?,

@@ -188,7 +188,7 @@ fn load(data_dir: &Path) -> Result<Export, CliError> {
             path.display()
         )));
     }
-    let db = Database::open_read_only(&path).map_err(|e| CliError::Domain(e.to_string()))?;
+    let db = Database::open_read_only(&path).map_err(CliError::failed)?;
     let rt = runtime()?;
     rt.block_on(async {
         let ledger = Ledger::open(Arc::new(SqliteLedgerStore::new(db)), Arc::new(SystemClock))
@@ -270,7 +270,7 @@ fn write_hledger(e: &Export, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 fn neg(m: Money) -> Result<Money, CliError> {
-    m.checked_neg().map_err(|e| CliError::Domain(e.to_string()))
+    m.checked_neg().map_err(CliError::failed)
 }
 
 fn write_beancount(e: &Export, out: &mut dyn Write) -> Result<(), CliError> {

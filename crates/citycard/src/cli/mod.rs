@@ -12,6 +12,7 @@ pub mod settle;
 
 use std::path::PathBuf;
 
+use citycard_core::{ClassifiedError, ErrorClass};
 use clap::ValueEnum;
 
 /// A failure of the command line tool, with its exit code.
@@ -29,6 +30,9 @@ pub enum CliError {
     /// The card system reported an error.
     #[error("{0}")]
     Domain(String),
+    /// A card system error, kept typed so its class survives.
+    #[error("{0}")]
+    Failed(Box<dyn ClassifiedError + Send + Sync>),
 }
 
 impl CliError {
@@ -37,6 +41,21 @@ impl CliError {
         match self {
             CliError::Usage(_) => 2,
             _ => 1,
+        }
+    }
+
+    /// A card system error, with its class.
+    pub fn failed(e: impl ClassifiedError + Send + Sync + 'static) -> Self {
+        CliError::Failed(Box::new(e))
+    }
+}
+
+impl ClassifiedError for CliError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            CliError::Usage(_) => ErrorClass::InvalidInput,
+            CliError::Failed(e) => e.class(),
+            CliError::Io(_) | CliError::Json(_) | CliError::Domain(_) => ErrorClass::Internal,
         }
     }
 }
@@ -73,5 +92,27 @@ pub fn read_input(path: &str) -> Result<String, CliError> {
     } else {
         std::fs::read_to_string(path)
             .map_err(|e| CliError::Usage(format!("cannot read {path}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citycard_core::StoreError;
+
+    #[test]
+    fn a_failed_command_keeps_the_class_and_the_message_of_its_error() {
+        let source = citycard_ledger::LedgerError::Store(StoreError::Unavailable(
+            "database is locked".into(),
+        ));
+        let message = source.to_string();
+        let e = CliError::failed(source);
+        assert_eq!(e.class(), ErrorClass::Unavailable);
+        assert_eq!(e.to_string(), message);
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(
+            CliError::Usage("no such stop".into()).class(),
+            ErrorClass::InvalidInput
+        );
     }
 }

@@ -36,15 +36,15 @@ pub fn run(args: &RecoverArgs, out: &mut dyn Write) -> Result<(), CliError> {
             args.data_dir.display()
         )));
     }
-    let db = Database::open(&path).map_err(|e| CliError::Domain(e.to_string()))?;
+    let db = Database::open(&path).map_err(CliError::failed)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let done = runtime()?.block_on(async {
         let ledger = Ledger::open(Arc::new(SqliteLedgerStore::new(db.clone())), clock.clone())
             .await
-            .map_err(|e| CliError::Domain(e.to_string()))?;
+            .map_err(CliError::failed)?;
         recover_claims(&SqliteIdempotencyStore::new(db), &ledger, clock.now())
             .await
-            .map_err(|e| CliError::Domain(e.to_string()))
+            .map_err(CliError::failed)
     })?;
     print(&done, args.format, out)
 }

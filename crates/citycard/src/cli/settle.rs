@@ -63,8 +63,7 @@ struct SettleOut {
 }
 
 fn add(a: Money, b: Money) -> Result<Money, CliError> {
-    a.checked_add(b)
-        .map_err(|e| CliError::Domain(e.to_string()))
+    a.checked_add(b).map_err(CliError::failed)
 }
 
 /// Adds one batch's report into a day's report.
@@ -118,14 +117,14 @@ async fn open_store(dir: &std::path::Path) -> Result<citycard::CityCard, CliErro
             dir.display()
         )));
     }
-    let keys = citycard::keys::FileKeyProvider::open(dir.join("keys.json"))
-        .map_err(|e| CliError::Domain(e.to_string()))?;
+    let keys =
+        citycard::keys::FileKeyProvider::open(dir.join("keys.json")).map_err(CliError::failed)?;
     citycard::CityCard::builder()
         .sqlite(db)
         .key_provider(Arc::new(keys))
         .build()
         .await
-        .map_err(|e| CliError::Domain(e.to_string()))
+        .map_err(CliError::failed)
 }
 
 /// Runs `citycard settle`; `false` when some card could not be settled now

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use citycard_binding::{BalanceSource, BalanceView, CardFunds, PortError, WalletAccountRef};
-use citycard_core::{Clock, IdempotencyKey, Money, PersonId, Principal};
+use citycard_core::{ClassifiedError, Clock, IdempotencyKey, Money, PersonId, Principal};
 use citycard_healthcare::{
     AccountBalances, MedicalPayments, MedicalTransfer, PaymentAccount, PaymentError, PaymentReceipt,
 };
@@ -83,10 +83,9 @@ impl FarePayments for LedgerFarePayments {
         self.accounts
             .open_operator(&charge.operator)
             .await
-            .map_err(|e| TransitError::PaymentUnavailable(e.to_string()))?;
+            .map_err(fare_error)?;
         let id = Self::transfer_id(&charge.key);
-        let reference = Reference::trip(charge.key.as_str())
-            .map_err(|e| TransitError::PaymentConflict(e.to_string()))?;
+        let reference = Reference::trip(charge.key.as_str()).map_err(fare_error)?;
         let transfer = NewTransfer::new(
             id,
             AccountId::new(charge.card.0),
@@ -100,7 +99,7 @@ impl FarePayments for LedgerFarePayments {
             .ledger
             .create_transfers(&Principal::System, vec![transfer])
             .await
-            .map_err(|e| TransitError::PaymentUnavailable(e.to_string()))?;
+            .map_err(fare_error)?;
         let reference = id.to_string();
         match result.first().copied() {
             Some(CreateTransferResult::Ok) => Ok(ChargeOutcome::Charged { reference }),
@@ -111,7 +110,7 @@ impl FarePayments for LedgerFarePayments {
                     .ledger
                     .inspect(|engine| engine.failure(id))
                     .await
-                    .map_err(|e| TransitError::PaymentUnavailable(e.to_string()))?;
+                    .map_err(fare_error)?;
                 match first {
                     Some(CreateTransferResult::ExceedsCredits) => {
                         Ok(ChargeOutcome::InsufficientFunds)
@@ -153,7 +152,7 @@ impl LedgerMedicalPayments {
                 .accounts
                 .open_hospital(h.as_str())
                 .await
-                .map_err(|e| PaymentError::Unknown(e.to_string()))?,
+                .map_err(payment_error)?,
             PaymentAccount::EWallet(p) => open_wallet_of(&self.ledger, p)
                 .await?
                 .ok_or_else(|| PaymentError::Refused(format!("{p} has no open e-wallet")))?,
@@ -169,7 +168,7 @@ async fn open_wallet_of(
     let accounts = ledger
         .accounts_of(&Principal::System, &Owner::Person(person.clone()))
         .await
-        .map_err(|e| PaymentError::Unknown(e.to_string()))?;
+        .map_err(payment_error)?;
     Ok(accounts
         .iter()
         .filter(|a| a.kind == AccountKind::E_WALLET && !a.is_closed())
@@ -187,8 +186,7 @@ impl MedicalPayments for LedgerMedicalPayments {
         let mut batch = Vec::with_capacity(transfers.len());
         for (i, t) in transfers.iter().enumerate() {
             let id = TransferId::from_idempotency_key(&format!("healthcare.settle#{i}"), key);
-            let reference =
-                Reference::bill(key.as_str()).map_err(|e| PaymentError::Refused(e.to_string()))?;
+            let reference = Reference::bill(key.as_str()).map_err(payment_error)?;
             let mut transfer = NewTransfer::new(
                 id,
                 self.account_of(&t.from).await?,
@@ -207,7 +205,7 @@ impl MedicalPayments for LedgerMedicalPayments {
             .ledger
             .create_transfers(&Principal::System, batch)
             .await
-            .map_err(|e| PaymentError::Unknown(e.to_string()))?;
+            .map_err(payment_error)?;
         let failed: Vec<String> = results
             .iter()
             .filter(|r| !r.is_success() && **r != CreateTransferResult::LinkedEventFailed)
@@ -230,7 +228,7 @@ impl MedicalPayments for LedgerMedicalPayments {
             match self.ledger.account(&Principal::System, id).await {
                 Ok(a) => Ok(a.posted()),
                 Err(citycard_ledger::LedgerError::AccountNotFound(_)) => Ok(Money::ZERO),
-                Err(e) => Err(PaymentError::Unknown(e.to_string())),
+                Err(e) => Err(payment_error(e)),
             }
         };
         Ok(AccountBalances {
@@ -256,12 +254,38 @@ impl LedgerCardFunds {
             .transfer(&Principal::System, id)
             .await
             .map(|t| t.amount)
-            .map_err(|e| PortError::Unavailable(e.to_string()))
+            .map_err(ledger_port_error)
     }
 }
 
-fn ledger_port_error(e: citycard_ledger::LedgerError) -> PortError {
-    PortError::Unavailable(e.to_string())
+/// A binding port error by class: retryable failures stay retryable
+/// (`Unavailable`), every other class is a refusal (`Rejected`).
+fn ledger_port_error(e: impl ClassifiedError) -> PortError {
+    if e.class().is_retryable() {
+        PortError::Unavailable(e.to_string())
+    } else {
+        PortError::Rejected(e.to_string())
+    }
+}
+
+/// A fare port error by class: retryable failures leave the trip pending
+/// (`PaymentUnavailable`), every other class refuses the charge (`PaymentConflict`).
+fn fare_error(e: impl ClassifiedError) -> TransitError {
+    if e.class().is_retryable() {
+        TransitError::PaymentUnavailable(e.to_string())
+    } else {
+        TransitError::PaymentConflict(e.to_string())
+    }
+}
+
+/// A medical payment error by class: retryable failures are an unknown outcome
+/// (`Unknown`, retry with the same key), every other class a refusal (`Refused`).
+fn payment_error(e: impl ClassifiedError) -> PaymentError {
+    if e.class().is_retryable() {
+        PaymentError::Unknown(e.to_string())
+    } else {
+        PaymentError::Refused(e.to_string())
+    }
 }
 
 #[async_trait]

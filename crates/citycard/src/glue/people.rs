@@ -9,7 +9,8 @@ use citycard_binding::{
     PortError, RealNameCheck,
 };
 use citycard_core::{
-    Clock, GrantVerifier, PersonId, Platform, PlatformAccountId, Sensitive, StoreError, civil_date,
+    ClassifiedError, Clock, ErrorClass, GrantVerifier, PersonId, Platform, PlatformAccountId,
+    Sensitive, StoreError, civil_date,
 };
 use citycard_healthcare::{
     PatientDirectory, PatientIdentifier, PatientRecord, PersonCategory, PersonType,
@@ -52,8 +53,14 @@ impl Guardianships {
     }
 }
 
-fn port(e: impl std::fmt::Display) -> PortError {
-    PortError::Unavailable(e.to_string())
+/// A binding port error chosen by the identity error's class: retryable
+/// failures stay `Unavailable`, every other class is `Rejected`.
+fn port(e: impl ClassifiedError) -> PortError {
+    if e.class().is_retryable() {
+        PortError::Unavailable(e.to_string())
+    } else {
+        PortError::Rejected(e.to_string())
+    }
 }
 
 /// Decrypts a person's ID number (for an age check only; never logged).
@@ -220,8 +227,15 @@ impl Patients {
     }
 }
 
-fn store(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+/// A healthcare directory error chosen by the identity error's class:
+/// retryable failures stay `Unavailable`, conflicts `Conflict`, and anything
+/// else (which a system lookup should never meet) `Internal`.
+fn store(e: impl ClassifiedError) -> StoreError {
+    match e.class() {
+        ErrorClass::Unavailable | ErrorClass::RateLimited => StoreError::Unavailable(e.to_string()),
+        ErrorClass::Conflict => StoreError::Conflict(e.to_string()),
+        _ => StoreError::Internal(e.to_string()),
+    }
 }
 
 #[async_trait]
