@@ -81,6 +81,27 @@ pub fn principal_scope(operation: &str, principal: &Principal) -> String {
     }
 }
 
+impl IdempotencyKey {
+    /// This key as `principal` chose it, for a store that keeps one key
+    /// namespace of its own (a bill settlement's key): `sc:` and 40 hex digits
+    /// of SHA-256 over [`principal_scope`] and the key. The same principal and
+    /// key always give the same scoped key, so retries still replay; another
+    /// principal's identical key gives another.
+    pub fn scoped_to(&self, principal: &Principal) -> IdempotencyKey {
+        let mut hasher = Sha256::new();
+        hasher.update(principal_scope("key", principal).as_bytes());
+        hasher.update([0]);
+        hasher.update(self.as_str().as_bytes());
+        let digest = hasher.finalize();
+        let mut text = String::with_capacity(43);
+        text.push_str("sc:");
+        for byte in &digest[..20] {
+            text.push_str(&format!("{byte:02x}"));
+        }
+        IdempotencyKey::parse(&text).unwrap_or_else(|_| self.clone())
+    }
+}
+
 /// A fresh owner id for a store handle: the process id and 64 random bits.
 pub fn new_claim_owner() -> String {
     let mut bytes = [0u8; 8];

@@ -717,6 +717,8 @@ impl BillingService {
                 )
                 .await);
         }
+        // Keys are the caller's: another principal's identical key is another bill.
+        let key = &key.scoped_to(actor);
         let fingerprint = Fingerprint::of(request)?;
         let person_type = self.person_type(&request.patient).await?;
         let now = self.clock.now();

@@ -321,6 +321,32 @@ async fn only_the_patient_or_the_facility_bills_and_the_uninsured_pay_cash() {
 }
 
 #[tokio::test]
+async fn the_same_key_from_two_principals_settles_two_bills() {
+    let w = world();
+    let patient = Principal::cardholder(pid("psn-r"));
+    let first = bill("psn-r", HospitalLevel::Community, vec![a("10.00")]);
+    let second = bill("psn-r", HospitalLevel::Community, vec![a("20.00")]);
+    let by_patient = w
+        .billing
+        .settle(&patient, &key("bill-1"), &first)
+        .await
+        .expect("the patient settles under its key");
+    let by_hospital = w
+        .billing
+        .settle(&operator(), &key("bill-1"), &second)
+        .await
+        .expect("the hospital's identical key is another bill");
+    assert_ne!(by_patient.id, by_hospital.id);
+    // Each principal's retry still replays its own bill.
+    let again = w
+        .billing
+        .settle(&patient, &key("bill-1"), &first)
+        .await
+        .unwrap();
+    assert_eq!(again.id, by_patient.id);
+}
+
+#[tokio::test]
 async fn a_stale_begin_is_refused_by_the_store() {
     let w = world();
     let request = bill("psn-r", HospitalLevel::Community, vec![a("500.00")]);
