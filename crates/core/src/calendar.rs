@@ -56,8 +56,10 @@ impl WorkingCalendar {
     /// The shipped mainland-China calendar (2025 and 2026, checked against the State Council notices).
     pub fn china() -> Self {
         let mut c = Self::default();
-        // The shipped file is tested; a failure here is a build defect.
-        if c.extend_csv(CHINA_CSV).is_err() {
+        // The shipped file is tested; a failure here is a build defect, said
+        // loudly, and the calendar falls back to Monday to Friday.
+        if let Err(e) = c.extend_csv(CHINA_CSV) {
+            tracing::error!(error = %e, "the shipped working-day calendar does not load; counting Monday to Friday");
             return Self::default();
         }
         c
