@@ -3,38 +3,28 @@
 //! their rights, a minor binds only through a guardian, and a settlement the
 //! wallet cannot cover moves nothing.
 
+mod common;
+use common::{Person, bind_request, enrol_as, issue_as, key, verified_account};
 use std::sync::Arc;
 
 use chrono::Duration;
 use citycard::binding::{
-    BindRequest, BindingError, BindingState, CardId, CardStatus, ConsentInput, DataCategory,
-    GrantDelegation, Relation,
+    BindingError, BindingState, CardId, CardStatus, GrantDelegation, Relation,
 };
 use citycard::core::{
-    Clock, DelegationScope, IdempotencyKey, ManualClock, Money, OperatorId, OperatorRole, PersonId,
-    Platform, PlatformAccountId, Principal, Scopes, Sensitive, SequentialIdGenerator,
+    Clock, DelegationScope, ManualClock, Money, OperatorId, OperatorRole, PersonId, Platform,
+    Principal, Scopes, SequentialIdGenerator,
 };
 use citycard::healthcare::{
     BillRequest, CashSource, CatalogueClass, ChargeItem, HospitalId, HospitalLevel, VisitType,
 };
-use citycard::identity::{IdNumber, KnownPerson, RealNameRequest, RegionCode, Sex};
 use citycard::ledger::Owner;
-use citycard::{Accounts, CityCard, CityCardError, NewCitizenCard};
-
-fn key(text: &str) -> IdempotencyKey {
-    IdempotencyKey::parse(text).expect("valid key")
-}
+use citycard::{Accounts, CityCard, CityCardError};
 
 fn operator() -> Principal {
     Principal::Operator {
         operator: OperatorId::parse("opr-1").expect("valid id"),
     }
-}
-
-struct Person {
-    id: PersonId,
-    id_number: IdNumber,
-    name: String,
 }
 
 async fn city() -> (CityCard, Arc<ManualClock>) {
@@ -54,90 +44,11 @@ async fn city() -> (CityCard, Arc<ManualClock>) {
 }
 
 async fn enrol(city: &CityCard, tag: &str, born: (i32, u32, u32)) -> Person {
-    let id_number = IdNumber::generate(
-        RegionCode::new(330106).expect("region"),
-        chrono::NaiveDate::from_ymd_opt(born.0, born.1, born.2).expect("date"),
-        Sex::Male,
-        7,
-    )
-    .expect("valid number");
-    let name = format!("市民{tag}");
-    let person = city
-        .identity()
-        .enroll_person(
-            &operator(),
-            &Sensitive::new(name.clone()),
-            &id_number.to_sensitive(),
-            &key(&format!("enrol-{tag}")),
-        )
-        .await
-        .expect("enrols");
-    Person {
-        id: person.id,
-        id_number,
-        name,
-    }
+    enrol_as(city, &operator(), tag, 7, born).await
 }
 
 async fn issue(city: &CityCard, person: &Person, number: &str, kind: &str) -> CardId {
-    city.issue_card(
-        &operator(),
-        &key(&format!("issue-{number}")),
-        &NewCitizenCard {
-            number: number.into(),
-            kind: kind.into(),
-            holder: person.id.clone(),
-            id_number: person.id_number.to_sensitive(),
-            services: None,
-        },
-    )
-    .await
-    .expect("issues")
-    .id
-}
-
-async fn verified_account(city: &CityCard, person: &Person, external: &str) -> PlatformAccountId {
-    city.simulated_verifier()
-        .expect("simulated provider")
-        .register(&person.id_number, KnownPerson::named(&person.name));
-    let platform = Principal::Platform {
-        platform: Platform::Alipay,
-    };
-    let account = city
-        .identity()
-        .register_account(
-            &platform,
-            Platform::Alipay,
-            external,
-            &key(&format!("reg-{external}")),
-        )
-        .await
-        .expect("registers");
-    city.identity()
-        .verify_real_name(
-            &platform,
-            &account.id,
-            &RealNameRequest::two_factor(&person.name, person.id_number.reveal()),
-            &key(&format!("verify-{external}")),
-        )
-        .await
-        .expect("verifies");
-    account.id
-}
-
-fn bind_request(account: &PlatformAccountId, number: &str, id_number: &IdNumber) -> BindRequest {
-    BindRequest {
-        platform: Platform::Alipay,
-        account: account.clone(),
-        card_number: number.into(),
-        id_number: id_number.to_sensitive(),
-        consent: ConsentInput {
-            purpose: "use the citizen card in Alipay".into(),
-            data_categories: [DataCategory::CardNumber, DataCategory::Balance].into(),
-            text_version: "2026-01".into(),
-            channel: "alipay_app".into(),
-        },
-    }
+    issue_as(city, &operator(), person, number, kind).await
 }
 
 #[tokio::test]

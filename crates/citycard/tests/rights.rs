@@ -3,39 +3,26 @@
 //! reading a statement, the guardian check with the key service down, a
 //! refused replacement opening an account, and retries audited as successes.
 
+mod common;
+use common::{Person, bind_request, enrol_as, issue_as, key, verified_account};
 use std::sync::Arc;
 
 use chrono::Duration;
-use citycard::binding::{
-    BindRequest, BindingError, BindingState, CardId, ConsentInput, DataCategory, GrantDelegation,
-    Relation,
-};
+use citycard::binding::{BindingError, BindingState, CardId, GrantDelegation, Relation};
 use citycard::core::{
     AuditOutcome, AuditQuery, ClassifiedError, Clock, DelegationId, DelegationScope, ErrorClass,
-    IdempotencyKey, ManualClock, Money, OperatorId, OperatorRole, PersonId, Platform, Principal,
-    Scopes, Sensitive, SequentialIdGenerator,
+    ManualClock, Money, OperatorId, OperatorRole, Platform, Principal, Scopes,
+    SequentialIdGenerator,
 };
 use citycard::healthcare::{
     BillRequest, CashSource, CatalogueClass, ChargeItem, HospitalId, HospitalLevel, PersonCategory,
     VisitType,
 };
-use citycard::identity::{
-    IdNumber, KeyProvider, KnownPerson, MemoryKeyProvider, RealNameRequest, RegionCode, Sex,
-};
+use citycard::identity::{KeyProvider, MemoryKeyProvider};
 use citycard::ledger::{LedgerError, NewTransfer, TransferId};
-use citycard::{Accounts, CityCard, CityCardError, NewCitizenCard};
+use citycard::{Accounts, CityCard, CityCardError};
 use citycard_testkit::Fault;
 use citycard_testkit::identity::FaultyKeyProvider;
-
-fn key(text: &str) -> IdempotencyKey {
-    IdempotencyKey::parse(text).expect("valid key")
-}
-
-struct Person {
-    id: PersonId,
-    id_number: IdNumber,
-    name: String,
-}
 
 async fn city_with(keys: Option<Arc<dyn KeyProvider>>) -> CityCard {
     let mut builder = CityCard::builder()
@@ -49,89 +36,11 @@ async fn city_with(keys: Option<Arc<dyn KeyProvider>>) -> CityCard {
 }
 
 async fn enrol(city: &CityCard, tag: &str, seq: u16, born: (i32, u32, u32)) -> Person {
-    let id_number = IdNumber::generate(
-        RegionCode::new(330106).expect("region"),
-        chrono::NaiveDate::from_ymd_opt(born.0, born.1, born.2).expect("date"),
-        Sex::Male,
-        seq,
-    )
-    .expect("valid number");
-    let name = format!("市民{tag}");
-    let person = city
-        .identity()
-        .enroll_person(
-            &Principal::System,
-            &Sensitive::new(name.clone()),
-            &id_number.to_sensitive(),
-            &key(&format!("enrol-{tag}")),
-        )
-        .await
-        .expect("enrols");
-    Person {
-        id: person.id,
-        id_number,
-        name,
-    }
+    enrol_as(city, &Principal::System, tag, seq, born).await
 }
 
 async fn issue(city: &CityCard, person: &Person, number: &str, kind: &str) -> CardId {
-    city.issue_card(
-        &Principal::System,
-        &key(&format!("issue-{number}")),
-        &NewCitizenCard {
-            number: number.into(),
-            kind: kind.into(),
-            holder: person.id.clone(),
-            id_number: person.id_number.to_sensitive(),
-            services: None,
-        },
-    )
-    .await
-    .expect("issues")
-    .id
-}
-
-fn bind_request(
-    account: &citycard::core::PlatformAccountId,
-    number: &str,
-    person: &Person,
-) -> BindRequest {
-    BindRequest {
-        platform: Platform::Alipay,
-        account: account.clone(),
-        card_number: number.into(),
-        id_number: person.id_number.to_sensitive(),
-        consent: ConsentInput {
-            purpose: "use the citizen card in Alipay".into(),
-            data_categories: [DataCategory::CardNumber, DataCategory::Balance].into(),
-            text_version: "2026-01".into(),
-            channel: "alipay_app".into(),
-        },
-    }
-}
-
-async fn verified_account(city: &CityCard, person: &Person) -> citycard::core::PlatformAccountId {
-    city.simulated_verifier()
-        .expect("simulated provider")
-        .register(&person.id_number, KnownPerson::named(&person.name));
-    let alipay = Principal::Platform {
-        platform: Platform::Alipay,
-    };
-    let account = city
-        .identity()
-        .register_account(&alipay, Platform::Alipay, "2088-kid", &key("reg-kid"))
-        .await
-        .expect("registers");
-    city.identity()
-        .verify_real_name(
-            &alipay,
-            &account.id,
-            &RealNameRequest::two_factor(&person.name, person.id_number.reveal()),
-            &key("verify-kid"),
-        )
-        .await
-        .expect("verifies");
-    account.id
+    issue_as(city, &Principal::System, person, number, kind).await
 }
 
 async fn wallet_of(city: &CityCard, card: &CardId) -> citycard::ledger::AccountId {
@@ -251,7 +160,7 @@ async fn with_the_key_service_down_a_minor_neither_binds_alone_nor_counts_as_an_
     let child = enrol(&city, "kid", 1, (2016, 9, 1)).await;
     let number = "3301000000000203";
     issue(&city, &child, number, "student").await;
-    let account = verified_account(&city, &child).await;
+    let account = verified_account(&city, &child, "2088-kid").await;
     city.social_insurance_records()
         .put_category(&child.id, PersonCategory::Resident)
         .await
@@ -263,7 +172,7 @@ async fn with_the_key_service_down_a_minor_neither_binds_alone_nor_counts_as_an_
         .bind(
             &Principal::cardholder(child.id.clone()),
             &key("bind-kid"),
-            &bind_request(&account, number, &child),
+            &bind_request(&account, number, &child.id_number),
         )
         .await;
     match &alone {
@@ -300,7 +209,7 @@ async fn with_the_key_service_down_a_minor_neither_binds_alone_nor_counts_as_an_
         .bind(
             &Principal::cardholder(child.id.clone()),
             &key("bind-kid-2"),
-            &bind_request(&account, number, &child),
+            &bind_request(&account, number, &child.id_number),
         )
         .await;
     assert!(
