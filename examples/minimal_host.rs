@@ -209,7 +209,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The cardholder binds the card in the app, then tops up.
     let me = Principal::cardholder(person.id.clone());
     let receipt = city
-        .bindings()
+        .cards()
         .bind(
             &me,
             &key("bind-1"),

@@ -175,7 +175,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let me = Principal::cardholder(person.id.clone());
     let receipt = city
-        .bindings()
+        .cards()
         .bind(
             &me,
             &key("bind"),

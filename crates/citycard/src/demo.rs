@@ -707,7 +707,7 @@ impl Journey<'_> {
             format!("{zn} types the card number and an ID number with two digits swapped…"),
         )?;
         match city
-            .bindings()
+            .cards()
             .bind(&me, &self.run_key("bind-mistyped")?, &mistake)
             .await
         {
@@ -730,7 +730,7 @@ impl Journey<'_> {
             }
             None => {
                 let receipt = city
-                    .bindings()
+                    .cards()
                     .bind(
                         &me,
                         &self.run_key("bind")?,
@@ -775,7 +775,7 @@ impl Journey<'_> {
         {
             Some(b) => b,
             None => {
-                city.bindings()
+                city.cards()
                     .bind(
                         &mum,
                         &self.run_key("bind-mother")?,
@@ -797,7 +797,7 @@ impl Journey<'_> {
         )?;
         p.ids(format!("binding {mother_binding}"))?;
         match city
-            .bindings()
+            .cards()
             .ensure_service(&mum, &mother_binding, &Service::SocialInsurance)
             .await
         {
@@ -811,7 +811,7 @@ impl Journey<'_> {
                 ));
             }
         }
-        city.bindings()
+        city.cards()
             .ensure_service(&me, &binding, &Service::SocialInsurance)
             .await?;
         p.say(
@@ -851,7 +851,7 @@ impl Journey<'_> {
             }
             Err(e) => return Err(e.into()),
         };
-        let view = city.bindings().wallet_view(&me, &binding).await?;
+        let view = city.cards().wallet_view(&me, &binding).await?;
         match view.balance {
             Some(b) => {
                 let (bal, at) = (y(b.balance), hm(b.as_of));
@@ -1204,7 +1204,7 @@ impl Journey<'_> {
             .clone()
             .ok_or_else(|| DemoError::Step("the replacement returned no new card".into()))?;
         let carried = change.funds_moved.unwrap_or(Money::ZERO);
-        let moved = city.bindings().binding(&me, &binding).await?;
+        let moved = city.cards().binding(&me, &binding).await?;
         let old_balance = city
             .accounts()
             .balance(
@@ -1262,7 +1262,7 @@ impl Journey<'_> {
         self.at(23, 50);
         p.heading("解除绑定（撤回授权）", "Unbinding (consent withdrawn)")?;
         let removed = city
-            .bindings()
+            .cards()
             .unbind(
                 &me,
                 &self.run_key("unbind")?,
@@ -1419,7 +1419,7 @@ impl Journey<'_> {
     ) -> Result<Option<BindingId>, DemoError> {
         Ok(self
             .city
-            .bindings()
+            .cards()
             .bindings_of_account(&Principal::System, platform, account)
             .await?
             .into_iter()

@@ -83,15 +83,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod accounts;
+mod accounts;
 pub mod demo;
-pub mod error;
+mod error;
 pub mod glue;
 pub mod keys;
 pub mod recovery;
 pub mod riders;
-pub mod system;
-pub mod wallet;
+mod system;
+mod wallet;
 pub mod words;
 
 pub use accounts::Accounts;

@@ -641,14 +641,10 @@ impl CityCard {
         &self.identity
     }
 
-    /// Cards and their lifecycle (the issuer's side).
+    /// Cards and everything that hangs on them: their lifecycle (the
+    /// issuer's side), bindings to platform accounts, consent and delegation
+    /// (one service: cards and their bindings change together).
     pub fn cards(&self) -> &CardService {
-        &self.cards
-    }
-
-    /// Bindings to platform accounts, consent and delegation (the same
-    /// service as [`CityCard::cards`]: cards and their bindings change together).
-    pub fn bindings(&self) -> &CardService {
         &self.cards
     }
 

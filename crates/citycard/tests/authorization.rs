@@ -468,7 +468,7 @@ async fn bind(
         .await
         .expect("verifies");
     let receipt = city
-        .bindings()
+        .cards()
         .bind(
             &Principal::cardholder(person.id.clone()),
             &key(&format!("bind-{external}")),
@@ -870,13 +870,13 @@ impl World {
                 .map(drop)
                 .map_err(fail),
             Op::ViewBinding => city
-                .bindings()
+                .cards()
                 .binding(principal, &self.alipay_binding)
                 .await
                 .map(drop)
                 .map_err(fail),
             Op::Unbind => city
-                .bindings()
+                .cards()
                 .unbind(
                     principal,
                     &key("t-unbind"),
@@ -1039,31 +1039,31 @@ impl World {
                 .map(drop)
                 .map_err(fail),
             Op::WalletView => city
-                .bindings()
+                .cards()
                 .wallet_view(principal, &self.alipay_binding)
                 .await
                 .map(drop)
                 .map_err(fail),
             Op::Capabilities => city
-                .bindings()
+                .cards()
                 .capabilities(principal, &self.alipay_binding)
                 .await
                 .map(drop)
                 .map_err(fail),
             Op::RefreshBalance => city
-                .bindings()
+                .cards()
                 .refresh_balance(principal, &self.alipay_binding)
                 .await
                 .map(drop)
                 .map_err(fail),
             Op::EnsureService => city
-                .bindings()
+                .cards()
                 .ensure_service(principal, &self.alipay_binding, &Service::Transit)
                 .await
                 .map(drop)
                 .map_err(fail),
             Op::BindingsOfAccount => city
-                .bindings()
+                .cards()
                 .bindings_of_account(principal, &Platform::Alipay, &self.alipay_account)
                 .await
                 .map(drop)
@@ -1192,7 +1192,7 @@ impl World {
         }
         let bindings = format!(
             "{:?} {:?}",
-            city.bindings()
+            city.cards()
                 .bindings_of_account(&sys, &Platform::Alipay, &self.alipay_account)
                 .await
                 .expect("bindings"),

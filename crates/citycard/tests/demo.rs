@@ -182,7 +182,7 @@ async fn the_demo_runs_twice_on_one_directory_and_continues() {
     assert_eq!(wallet, implied);
 
     let binding = city
-        .bindings()
+        .cards()
         .binding(&Principal::System, &second.binding)
         .await
         .unwrap();

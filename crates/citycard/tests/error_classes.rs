@@ -339,7 +339,7 @@ async fn a_key_service_outage_during_a_bind_is_unavailable() {
         .expect("verifies");
     outage.always("*", Fault::Fail);
     let bound = city
-        .bindings()
+        .cards()
         .bind(
             &Principal::cardholder(holder),
             &key("bind-a"),

@@ -231,7 +231,7 @@ async fn a_platform_tops_up_only_a_card_bound_on_it_through_its_own_clearing_acc
         Err(CityCardError::Denied { .. })
     ));
     let account = verified_account(&city, &holder, "2088-p").await;
-    city.bindings()
+    city.cards()
         .bind(
             &Principal::cardholder(holder.id.clone()),
             &key("bind-p"),
@@ -437,7 +437,7 @@ async fn a_minor_binds_only_through_a_guardian() {
     issue(&city, &child, number, "student").await;
     let child_account = verified_account(&city, &child, "2088-kid").await;
     let refused = city
-        .bindings()
+        .cards()
         .bind(
             &Principal::cardholder(child.id.clone()),
             &key("bind-kid"),
@@ -467,7 +467,7 @@ async fn a_minor_binds_only_through_a_guardian() {
         .await
         .expect("the guardian grants");
     let receipt = city
-        .bindings()
+        .cards()
         .bind(
             &Principal::Delegate {
                 delegate: parent.id.clone(),

@@ -168,7 +168,7 @@ async fn with_the_key_service_down_a_minor_neither_binds_alone_nor_counts_as_an_
 
     faults.always("key", Fault::Fail);
     let alone = city
-        .bindings()
+        .cards()
         .bind(
             &Principal::cardholder(child.id.clone()),
             &key("bind-kid"),
@@ -205,7 +205,7 @@ async fn with_the_key_service_down_a_minor_neither_binds_alone_nor_counts_as_an_
     // With the keys back, the age is known: the child needs a guardian.
     faults.clear();
     let retried = city
-        .bindings()
+        .cards()
         .bind(
             &Principal::cardholder(child.id.clone()),
             &key("bind-kid-2"),
@@ -224,7 +224,7 @@ async fn with_the_key_service_down_a_minor_neither_binds_alone_nor_counts_as_an_
             .is_ok()
     );
     let bindings = city
-        .bindings()
+        .cards()
         .bindings_of_account(&Principal::System, &Platform::Alipay, &account)
         .await
         .expect("bindings");

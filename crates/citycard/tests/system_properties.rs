@@ -229,7 +229,7 @@ impl World {
         let h = &self.holders[who];
         let receipt = self
             .city
-            .bindings()
+            .cards()
             .bind(
                 &Principal::cardholder(h.person.clone()),
                 &k,
@@ -628,7 +628,7 @@ async fn step(world: &mut World, op: Op, day: usize) {
                 let k = world.next_key("unbind");
                 world
                     .city
-                    .bindings()
+                    .cards()
                     .unbind(&me, &k, &binding, RemovalReason::UserUnbound)
                     .await
                     .expect("unbinds");
@@ -641,7 +641,7 @@ async fn step(world: &mut World, op: Op, day: usize) {
                 let me = world.me(who);
                 let view = world
                     .city
-                    .bindings()
+                    .cards()
                     .refresh_balance(&me, &binding)
                     .await
                     .expect("refreshes");

@@ -374,7 +374,7 @@ async fn bind(city: &CityCard, cards: u32) -> Result<(), CliError> {
             )
             .await
             .map_err(domain)?;
-        city.bindings()
+        city.cards()
             .bind(
                 &Principal::cardholder(person.id),
                 &key(&format!("bind-{i}"))?,
