@@ -10,8 +10,8 @@ use citycard_binding::{
     SimulatedWallet, StoredGrants,
 };
 use citycard_core::{
-    AuditLog, Clock, GrantVerifier, IdGenerator, IdempotencyStore, MemoryAuditLog,
-    MemoryIdempotencyStore, OperatorRoles, SystemClock, TimeOrderedIdGenerator,
+    AuditLog, Clock, GrantVerifier, IdGenerator, IdempotencyStore, OperatorRoles, SystemClock,
+    TimeOrderedIdGenerator,
 };
 use citycard_healthcare::{
     AppointmentService, AppointmentStore, BillingService, BookingPolicy, MemoryAppointmentStore,
@@ -448,16 +448,19 @@ pub(crate) struct Stores {
 
 impl Stores {
     fn in_memory() -> Self {
+        // One core for every memory store, so their commits' audit records
+        // and idempotency outcomes land where the facade reads them.
+        let core = citycard_core::MemoryCore::new();
         Self {
             db: None,
-            audit: Arc::new(MemoryAuditLog::new()),
-            idempotency: Arc::new(MemoryIdempotencyStore::new()),
+            audit: core.audit(),
+            idempotency: core.idempotency(),
             persons: Arc::new(MemoryPersonStore::new()),
             platform_accounts: Arc::new(MemoryPlatformAccountStore::new()),
             cards: Arc::new(MemoryCardStore::new()),
             bindings: Arc::new(MemoryBindingStore::new()),
             delegations: Arc::new(MemoryDelegationStore::new()),
-            ledger: Arc::new(MemoryLedgerStore::new()),
+            ledger: Arc::new(MemoryLedgerStore::with_core(core.clone())),
             transit: Arc::new(MemoryTransitStore::new()),
             appointments: Arc::new(MemoryAppointmentStore::new()),
             settlements: Arc::new(MemorySettlementStore::new()),

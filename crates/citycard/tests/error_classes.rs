@@ -243,11 +243,15 @@ struct CorruptLedgerStore {
 
 #[async_trait]
 impl LedgerStore for CorruptLedgerStore {
-    async fn commit(&self, changes: &ChangeSet<'_>) -> Result<(), StoreError> {
+    async fn commit(
+        &self,
+        changes: &ChangeSet<'_>,
+        core: &citycard_core::CoreChanges,
+    ) -> Result<(), StoreError> {
         if self.corrupt.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Corrupt("ledger row fails its checksum".into()));
         }
-        self.inner.commit(changes).await
+        self.inner.commit(changes, core).await
     }
 
     async fn load(&self) -> Result<Snapshot, StoreError> {

@@ -166,6 +166,18 @@ impl MemoryAuditLog {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Appends records in order (a memory store's commit).
+    pub fn append_all(&self, records: &[AuditRecord]) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        for record in records {
+            let sequence = entries.len() as u64 + 1;
+            entries.push(AuditEntry {
+                sequence,
+                record: record.clone(),
+            });
+        }
+    }
 }
 
 #[async_trait]

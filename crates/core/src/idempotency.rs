@@ -525,6 +525,34 @@ impl MemoryIdempotencyStore {
     }
 }
 
+impl MemoryIdempotencyStore {
+    /// Whether every outcome would commit ([`crate::KeyOutcome::apply_to`]).
+    pub fn check_outcomes(&self, outcomes: &[crate::KeyOutcome]) -> Result<(), StoreError> {
+        let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        for o in outcomes {
+            o.apply_to(records.get(&(o.scope.clone(), o.key.clone())))?;
+        }
+        Ok(())
+    }
+
+    /// Commits outcomes with their effect: all of them, or none when one is refused.
+    pub fn commit_outcomes(&self, outcomes: &[crate::KeyOutcome]) -> Result<(), StoreError> {
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let mut written = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            let slot = (o.scope.clone(), o.key.clone());
+            let already = written
+                .iter()
+                .find(|(s, _): &&((String, IdempotencyKey), IdempotencyRecord)| *s == slot)
+                .map(|(_, r)| r);
+            let record = o.apply_to(already.or(records.get(&slot)))?;
+            written.push((slot, record));
+        }
+        records.extend(written);
+        Ok(())
+    }
+}
+
 /// What a claim on an existing record decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimDecision {

@@ -12,6 +12,7 @@
 //! - [`WorkingCalendar`]: statutory working days (holidays and make-up days) as dated data;
 //! - [`Sensitive`]: personal data that prints masked;
 //! - the append-only [`AuditLog`] port;
+//! - [`CoreChanges`]: the audit records and idempotency outcomes a plan commits with its domain rows ([`unit`]);
 //! - [`ErrorClass`] and [`ClassifiedError`], so a host maps every crate's errors in one place.
 //!
 //! ```
@@ -41,6 +42,7 @@ pub mod ids;
 pub mod money;
 pub mod principal;
 pub mod sensitive;
+pub mod unit;
 
 pub use access::{GrantVerifier, OperatorRole, OperatorRoles};
 pub use audit::{AuditEntry, AuditLog, AuditOutcome, AuditQuery, AuditRecord, MemoryAuditLog};
@@ -62,6 +64,7 @@ pub use ids::{
 pub use money::{Money, MoneyError, round_half_up_to_fen};
 pub use principal::{DelegationScope, Platform, Principal, Scopes};
 pub use sensitive::{Mask, Sensitive, mask_card_number};
+pub use unit::{CoreChanges, KeyOutcome, MemoryCore, replay};
 
 #[doc(hidden)]
 pub mod __private {

@@ -119,7 +119,7 @@ pub use query::{
     reconcile,
 };
 pub use service::{
-    Ledger, LedgerError, PBOC_ANONYMOUS_CEILING, PBOC_REGISTERED_CEILING, WalletHolder,
+    CommitWith, Ledger, LedgerError, PBOC_ANONYMOUS_CEILING, PBOC_REGISTERED_CEILING, WalletHolder,
     WalletLimits, WalletLimitsError,
 };
 pub use store::{ChangeSet, LedgerStore, MemoryLedgerStore, Snapshot};

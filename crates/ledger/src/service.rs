@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use citycard_core::{
-    AuditLog, AuditOutcome, AuditRecord, ClassifiedError, Clock, DelegationScope, ErrorClass,
-    Fingerprint, GrantVerifier, IdempotencyKey, Money, OperatorRole, OperatorRoles, PersonId,
-    Principal, StoreError,
+    AuditLog, AuditOutcome, AuditRecord, ClassifiedError, Clock, CoreChanges, DelegationScope,
+    ErrorClass, Fingerprint, GrantVerifier, IdempotencyKey, Money, OperatorRole, OperatorRoles,
+    PersonId, Principal, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -19,7 +19,7 @@ use crate::model::{
     NewTransfer, PendingStatus, Transfer, TransferFlags,
 };
 use crate::query::{ExternalEntry, ReconciliationReport, Statement, reconcile, statement};
-use crate::store::LedgerStore;
+use crate::store::{ChangeSet, LedgerStore};
 
 /// What can go wrong calling the ledger (per-event outcomes are results, not errors).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -305,6 +305,22 @@ impl NewTransfer {
     }
 }
 
+/// The caller's half of [`Ledger::create_transfers_with`]: commits a decided
+/// ledger batch together with the caller's own rows, in one transaction.
+#[async_trait::async_trait]
+pub trait CommitWith: Send {
+    /// What the commit returns to the caller.
+    type Output: Send;
+    /// Writes `changes` (the ledger's rows), `audit` (the batch's audit
+    /// record) and the caller's rows, derived from `results`, atomically.
+    async fn commit(
+        self,
+        results: &[CreateTransferResult],
+        changes: &ChangeSet<'_>,
+        audit: AuditRecord,
+    ) -> Result<Self::Output, StoreError>;
+}
+
 struct State {
     engine: Engine,
     poisoned: bool,
@@ -377,7 +393,9 @@ impl Ledger {
         Engine::from_snapshot(snapshot)
     }
 
-    /// Records one audit entry per batch in `audit`.
+    /// Audits denials and reads in `audit`, and records one audit entry per
+    /// batch through the store's commit (in the batch's transaction: the
+    /// store must write to the same log).
     #[must_use]
     pub fn with_audit(mut self, audit: Arc<dyn AuditLog>) -> Self {
         self.audit = Some(audit);
@@ -496,14 +514,26 @@ impl Ledger {
         }
     }
 
-    /// Persists the engine's last batch; on failure reloads the acknowledged state.
-    async fn persist(&self, state: &mut State) -> Result<(), LedgerError> {
+    /// Persists the engine's last batch with its core records; on failure
+    /// reloads the acknowledged state.
+    async fn persist(&self, state: &mut State, core: &CoreChanges) -> Result<(), LedgerError> {
         let changes = state.engine.changes();
-        if changes.is_empty() {
+        if changes.is_empty() && core.is_empty() {
             return Ok(());
         }
-        match self.store.commit(&changes).await {
-            Ok(()) => Ok(()),
+        let outcome = self.store.commit(&changes, core).await;
+        self.settle_commit(state, outcome).await
+    }
+
+    /// After a commit attempt: on failure, forgets the undecided batch by
+    /// reloading the acknowledged state from the store.
+    async fn settle_commit<T>(
+        &self,
+        state: &mut State,
+        outcome: Result<T, StoreError>,
+    ) -> Result<T, LedgerError> {
+        match outcome {
+            Ok(out) => Ok(out),
             Err(e) => {
                 warn!(error = %e, "ledger batch not committed; reloading acknowledged state");
                 match Self::rebuild(self.store.as_ref()).await {
@@ -539,22 +569,19 @@ impl Ledger {
         let now = self.clock.now();
         let count = batch.len();
         let results = state.engine.create_accounts(now, batch);
-        self.persist(&mut state).await?;
-        drop(state);
         let ok = results.iter().filter(|r| r.is_success()).count();
-        info!(count, ok, "ledger accounts created");
-        self.audit(
-            AuditRecord::new(
-                now,
-                principal.clone(),
-                "ledger.create_accounts",
-                "ledger:accounts",
-                AuditOutcome::Succeeded,
-            )
-            .with("count", count.to_string())
-            .with("ok", ok.to_string()),
+        let audit = AuditRecord::new(
+            now,
+            principal.clone(),
+            "ledger.create_accounts",
+            "ledger:accounts",
+            AuditOutcome::Succeeded,
         )
-        .await;
+        .with("count", count.to_string())
+        .with("ok", ok.to_string());
+        self.persist(&mut state, &self.core_for(audit)).await?;
+        drop(state);
+        info!(count, ok, "ledger accounts created");
         Ok(results)
     }
 
@@ -578,39 +605,97 @@ impl Ledger {
                 )
                 .await);
         }
-        let first = batch.first().map(|t| t.id);
-        let count = batch.len();
         let mut state = self.lock().await?;
         let now = self.clock.now();
+        let (results, audit) = Self::decide_transfers(&mut state, principal, now, batch);
+        self.persist(&mut state, &self.core_for(audit)).await?;
+        Ok(results)
+    }
+
+    /// Decides a batch of transfers and lets `commit` persist the ledger's
+    /// changes together with the caller's own rows, in one transaction.
+    ///
+    /// This is how another domain's operation and its money movements
+    /// commit as one unit (a settlement chunk's fares with its trips): the
+    /// ledger decides the batch in memory, hands `commit` the per-transfer
+    /// results, the change set and the batch's audit record, and
+    /// acknowledges the batch only when `commit` returns `Ok`. On an error
+    /// the batch is forgotten (the ledger reloads its acknowledged state) and
+    /// nothing of it was stored. `commit` must write `changes` to this
+    /// ledger's own store (the same database); the ledger's `store.commit`
+    /// is not called.
+    #[tracing::instrument(name = "ledger.create_transfers_with", skip_all, fields(count = batch.len()))]
+    pub async fn create_transfers_with<C: CommitWith>(
+        &self,
+        principal: &Principal,
+        batch: Vec<NewTransfer>,
+        commit: C,
+    ) -> Result<(Vec<CreateTransferResult>, C::Output), LedgerError> {
+        if !self.may_write(principal) {
+            return Err(self
+                .deny(
+                    principal,
+                    "create transfers",
+                    format!(
+                        "transfer:{}",
+                        batch.first().map(|t| t.id).unwrap_or_default()
+                    ),
+                )
+                .await);
+        }
+        let mut state = self.lock().await?;
+        let now = self.clock.now();
+        let (results, audit) = Self::decide_transfers(&mut state, principal, now, batch);
+        let outcome = {
+            let changes = state.engine.changes();
+            commit.commit(&results, &changes, audit).await
+        };
+        let out = self.settle_commit(&mut state, outcome).await?;
+        Ok((results, out))
+    }
+
+    /// Decides a batch in the engine; returns the results and the batch's audit record.
+    fn decide_transfers(
+        state: &mut State,
+        principal: &Principal,
+        now: DateTime<Utc>,
+        batch: Vec<NewTransfer>,
+    ) -> (Vec<CreateTransferResult>, AuditRecord) {
+        let first = batch.first().map(|t| t.id);
+        let count = batch.len();
         let results = state.engine.create_transfers(now, batch);
-        self.persist(&mut state).await?;
-        drop(state);
         let ok = results.iter().filter(|r| r.is_success()).count();
         let replayed = results
             .iter()
             .filter(|r| matches!(r, CreateTransferResult::Exists))
             .count();
-        info!(count, ok, replayed, first = ?first, "ledger transfers created");
-        self.audit(
-            AuditRecord::new(
-                now,
-                principal.clone(),
-                "ledger.create_transfers",
-                format!("transfer:{}", first.unwrap_or_default()),
-                if replayed == count && count > 0 {
-                    AuditOutcome::Replayed
-                } else if ok == count {
-                    AuditOutcome::Succeeded
-                } else {
-                    AuditOutcome::Failed
-                },
-            )
-            .with("count", count.to_string())
-            .with("ok", ok.to_string())
-            .with("replayed", replayed.to_string()),
+        info!(count, ok, replayed, first = ?first, "ledger transfers decided");
+        let audit = AuditRecord::new(
+            now,
+            principal.clone(),
+            "ledger.create_transfers",
+            format!("transfer:{}", first.unwrap_or_default()),
+            if replayed == count && count > 0 {
+                AuditOutcome::Replayed
+            } else if ok == count {
+                AuditOutcome::Succeeded
+            } else {
+                AuditOutcome::Failed
+            },
         )
-        .await;
-        Ok(results)
+        .with("count", count.to_string())
+        .with("ok", ok.to_string())
+        .with("replayed", replayed.to_string());
+        (results, audit)
+    }
+
+    /// The core records of a batch: its audit record when the ledger audits.
+    fn core_for(&self, audit: AuditRecord) -> CoreChanges {
+        if self.audit.is_some() {
+            CoreChanges::audited(audit)
+        } else {
+            CoreChanges::default()
+        }
     }
 
     /// Releases every hold whose timeout has passed (call it periodically:
@@ -624,7 +709,7 @@ impl Ledger {
         }
         let mut state = self.lock().await?;
         let released = state.engine.expire_pending(self.clock.now());
-        self.persist(&mut state).await?;
+        self.persist(&mut state, &CoreChanges::default()).await?;
         info!(released, "ledger holds expired");
         Ok(released)
     }

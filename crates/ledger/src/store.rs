@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use citycard_core::StoreError;
+use citycard_core::{CoreChanges, MemoryCore, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Account, Expiry, FailedTransfer, Transfer};
@@ -52,20 +52,25 @@ pub struct Snapshot {
 /// The ledger's storage port.
 ///
 /// `commit` must be atomic and durable when it returns `Ok`: either every
-/// record of the change set is stored or none is. The ledger calls it once
-/// per batch, in batch order, never concurrently.
+/// record of the change set, with the batch's audit record (`core`), is
+/// stored or none is. The ledger calls it once per batch, in batch order,
+/// never concurrently.
 #[async_trait]
 pub trait LedgerStore: Send + Sync {
-    /// Persists one batch's changes atomically.
-    async fn commit(&self, changes: &ChangeSet<'_>) -> Result<(), StoreError>;
+    /// Persists one batch's changes and its core records atomically.
+    async fn commit(&self, changes: &ChangeSet<'_>, core: &CoreChanges) -> Result<(), StoreError>;
     /// Reads every record back (any order; the ledger sorts by timestamp).
     async fn load(&self) -> Result<Snapshot, StoreError>;
 }
 
 /// A ledger store in memory (tests, demos, and hosts that replicate elsewhere).
+///
+/// Core records go to its [`MemoryCore`] (its own unless given one with
+/// [`MemoryLedgerStore::with_core`]).
 #[derive(Debug, Default)]
 pub struct MemoryLedgerStore {
     data: Mutex<MemoryData>,
+    core: MemoryCore,
 }
 
 #[derive(Debug, Default)]
@@ -80,12 +85,21 @@ impl MemoryLedgerStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A store that writes core records (audit, idempotency outcomes) to `core`.
+    pub fn with_core(core: MemoryCore) -> Self {
+        Self {
+            data: Mutex::default(),
+            core,
+        }
+    }
 }
 
 #[async_trait]
 impl LedgerStore for MemoryLedgerStore {
-    async fn commit(&self, changes: &ChangeSet<'_>) -> Result<(), StoreError> {
+    async fn commit(&self, changes: &ChangeSet<'_>, core: &CoreChanges) -> Result<(), StoreError> {
         let mut guard = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        self.core.check(core)?;
         let data = &mut *guard;
         if changes
             .transfers
@@ -110,7 +124,7 @@ impl LedgerStore for MemoryLedgerStore {
         s.transfers.extend_from_slice(changes.transfers);
         s.expiries.extend_from_slice(changes.expiries);
         s.failures.extend_from_slice(changes.failures);
-        Ok(())
+        self.core.commit(core)
     }
 
     async fn load(&self) -> Result<Snapshot, StoreError> {

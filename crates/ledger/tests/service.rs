@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use citycard_core::{
-    AuditLog, AuditQuery, Clock, DelegationId, DelegationScope, GrantVerifier, ManualClock,
-    MemoryAuditLog, Money, OperatorId, OperatorRole, OperatorRoles, PersonId, Platform, Principal,
-    Scopes,
+    AuditLog, AuditQuery, Clock, DelegationId, DelegationScope, GrantVerifier, ManualClock, Money,
+    OperatorId, OperatorRole, OperatorRoles, PersonId, Platform, Principal, Scopes,
 };
 use citycard_ledger::{
     AccountId, AccountKind, CreateTransferResult as R, ExternalEntry, Ledger, LedgerError,
@@ -282,8 +281,10 @@ async fn without_a_grant_verifier_a_claimed_grant_reads_nothing() {
 
 #[tokio::test]
 async fn platforms_and_operators_without_a_role_move_no_money_and_read_no_wallet() {
-    let audit = Arc::new(MemoryAuditLog::new());
-    let (ledger, _) = setup(Arc::new(MemoryLedgerStore::new())).await;
+    // Batch records commit with the batch, so the store writes them to the log.
+    let core = citycard_core::MemoryCore::new();
+    let audit = core.audit();
+    let (ledger, _) = setup(Arc::new(MemoryLedgerStore::with_core(core))).await;
     let ledger = ledger.with_audit(audit.clone());
     let sys = Principal::System;
     ledger
@@ -347,8 +348,10 @@ async fn platforms_and_operators_without_a_role_move_no_money_and_read_no_wallet
 
 #[tokio::test]
 async fn a_resubmitted_transfer_is_audited_as_a_replay() {
-    let audit = Arc::new(MemoryAuditLog::new());
-    let (ledger, _) = setup(Arc::new(MemoryLedgerStore::new())).await;
+    // Batch records commit with the batch, so the store writes them to the log.
+    let core = citycard_core::MemoryCore::new();
+    let audit = core.audit();
+    let (ledger, _) = setup(Arc::new(MemoryLedgerStore::with_core(core))).await;
     let ledger = ledger.with_audit(audit.clone());
     let t = NewTransfer::new(id(1), CLEARING, WALLET, Money::from_yuan(5), 1);
     for _ in 0..3 {
@@ -536,8 +539,10 @@ async fn statements_show_opening_entries_and_closing_balance() {
 
 #[tokio::test]
 async fn batches_are_audited_and_keys_map_to_transfer_ids() {
-    let audit = Arc::new(MemoryAuditLog::new());
-    let (ledger, _) = setup(Arc::new(MemoryLedgerStore::new())).await;
+    // Batch records commit with the batch, so the store writes them to the log.
+    let core = citycard_core::MemoryCore::new();
+    let audit = core.audit();
+    let (ledger, _) = setup(Arc::new(MemoryLedgerStore::with_core(core))).await;
     let ledger = ledger.with_audit(audit.clone());
     let key = "topup-2026-11-26-1".parse().unwrap();
     let tid = TransferId::from_idempotency_key("wallet.top_up", &key);

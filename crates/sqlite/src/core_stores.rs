@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use citycard_core::idempotency::{ClaimDecision, decide_claim, new_claim_owner, not_held};
 use citycard_core::{
-    AuditEntry, AuditLog, AuditOutcome, AuditQuery, AuditRecord, Claim, Fingerprint,
+    AuditEntry, AuditLog, AuditOutcome, AuditQuery, AuditRecord, Claim, CoreChanges, Fingerprint,
     IdempotencyError, IdempotencyKey, IdempotencyRecord, IdempotencyState, IdempotencyStore,
     StoreError,
 };
@@ -293,6 +293,65 @@ impl IdempotencyStore for SqliteIdempotencyStore {
     }
 }
 
+/// Writes a plan's core records inside the caller's transaction: the audit
+/// records appended in order and each idempotency outcome by
+/// [`citycard_core::KeyOutcome::apply_to`] (a key that already has an outcome, or belongs to
+/// another request, refuses the whole transaction as a conflict).
+pub fn write_core_changes(
+    tx: &rusqlite::Transaction<'_>,
+    changes: &CoreChanges,
+) -> Result<(), StoreError> {
+    let se = |e: rusqlite::Error| crate::to_store_error(&e);
+    for outcome in &changes.outcomes {
+        let record = outcome.apply_to(read_record(tx, &outcome.scope, &outcome.key)?.as_ref())?;
+        tx.prepare_cached(&format!(
+            "INSERT OR REPLACE INTO idempotency_records ({RECORD_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)"
+        ))
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                record.scope,
+                record.key.as_str(),
+                record.fingerprint.to_hex(),
+                state_code(record.state),
+                record.outcome,
+                encode_instant(record.created_at),
+                record.completed_at.map(encode_instant),
+                record.owner,
+            ])
+        })
+        .map_err(se)?;
+    }
+    for record in &changes.audit {
+        append_audit(tx, record)?;
+    }
+    Ok(())
+}
+
+/// Appends one audit record on `conn` (inside the caller's transaction, if any).
+fn append_audit(conn: &rusqlite::Connection, record: &AuditRecord) -> Result<u64, StoreError> {
+    let actor =
+        serde_json::to_string(&record.actor).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let detail =
+        serde_json::to_string(&record.detail).map_err(|e| StoreError::Internal(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO audit_log (at, actor, action, subject, outcome, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            encode_instant(record.at),
+            actor,
+            record.action,
+            record.subject,
+            record.outcome.code(),
+            detail
+        ])
+    })
+    .map_err(|e| crate::to_store_error(&e))?;
+    Ok(u64::try_from(conn.last_insert_rowid()).unwrap_or_default())
+}
+
 /// The append-only audit log in the citycard database. Triggers refuse any
 /// `UPDATE` or `DELETE` on it.
 #[derive(Debug, Clone)]
@@ -310,25 +369,8 @@ impl SqliteAuditLog {
 #[async_trait]
 impl AuditLog for SqliteAuditLog {
     async fn append(&self, record: AuditRecord) -> Result<u64, StoreError> {
-        let actor = serde_json::to_string(&record.actor)
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let detail = serde_json::to_string(&record.detail)
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        self.db.with(|c| {
-            c.execute(
-                "INSERT INTO audit_log (at, actor, action, subject, outcome, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    encode_instant(record.at),
-                    actor,
-                    record.action,
-                    record.subject,
-                    record.outcome.code(),
-                    detail
-                ],
-            )?;
-            Ok(c.last_insert_rowid() as u64)
-        })
+        let conn = self.db.lock();
+        append_audit(&conn, &record)
     }
 
     async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {

@@ -1,6 +1,7 @@
 //! Opening the database file, its pragmas, and schema migrations.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -129,7 +130,21 @@ pub fn to_store_error(error: &rusqlite::Error) -> StoreError {
 pub struct Database {
     conn: Arc<Mutex<Connection>>,
     path: Option<PathBuf>,
+    readers: Arc<Readers>,
+    commits: Arc<AtomicU64>,
 }
+
+/// Idle read-only connections to the file (WAL lets them read the last
+/// committed state while the writer commits).
+#[derive(Default)]
+struct Readers {
+    /// `false` for an in-memory or read-only database: reads use the one connection.
+    enabled: bool,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// How many idle reader connections a database keeps open.
+const MAX_IDLE_READERS: usize = 4;
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -223,6 +238,8 @@ impl Database {
         Ok(Database {
             conn: Arc::new(Mutex::new(conn)),
             path: Some(path),
+            readers: Arc::default(),
+            commits: Arc::default(),
         })
     }
 
@@ -260,9 +277,20 @@ impl Database {
         conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};"))?;
         let mut conn = conn;
         migrate(&mut conn, &crate::all_migrations())?;
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = commits.clone();
+        conn.commit_hook(Some(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            false
+        }));
         Ok(Database {
             conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(Readers {
+                enabled: path.is_some(),
+                idle: Mutex::default(),
+            }),
             path,
+            commits,
         })
     }
 
@@ -283,6 +311,44 @@ impl Database {
     ) -> Result<R, StoreError> {
         let mut conn = self.lock();
         f(&mut conn).map_err(|e| to_store_error(&e))
+    }
+
+    /// Runs `f` on a read-only connection: a reader of the file when this is
+    /// a file database (so reads do not wait behind the writer's transaction,
+    /// and see the last committed state), else the one connection.
+    ///
+    /// Use it only for reads; a write through it fails (`query_only`).
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+    ) -> Result<R, StoreError> {
+        let Some(path) = self.path.as_ref().filter(|_| self.readers.enabled) else {
+            return self.with(|c| f(c));
+        };
+        let idle = self
+            .readers
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_reader(path).map_err(|e| to_store_error(&e))?,
+        };
+        let out = f(&conn).map_err(|e| to_store_error(&e));
+        let mut idle = self.readers.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        out
+    }
+
+    /// How many write transactions this handle's connection has committed
+    /// since it opened (explicit transactions and single writing
+    /// statements alike): the figure the one-commit-per-operation tests and
+    /// the benchmarks count.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Runs `f` inside one `IMMEDIATE` transaction: all of it commits or none of it.
@@ -311,6 +377,19 @@ impl Database {
 }
 
 /// A file path as the path part of an SQLite URI (`?`, `#` and `%` escaped).
+/// A read-only connection to a database file the writer has opened and migrated.
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch("PRAGMA query_only = ON;")?;
+    Ok(conn)
+}
+
 fn uri_path(path: &Path) -> String {
     let mut out = String::new();
     for c in path.to_string_lossy().chars() {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use citycard_core::{Money, StoreError};
+use citycard_core::{CoreChanges, Money, StoreError};
 use citycard_ledger::{
     Account, AccountFlags, AccountId, AccountKind, Balances, ChangeSet, CreateTransferResult,
     Currency, Expiry, FailedTransfer, LedgerStore, Owner, Reference, Snapshot, Transfer,
@@ -228,56 +228,66 @@ fn bind_transfer(
     Ok(())
 }
 
+/// Writes one ledger batch's rows inside the caller's transaction (the
+/// facade's unit of work commits them with other domains' rows).
+pub fn write_changes(
+    tx: &rusqlite::Transaction<'_>,
+    changes: &ChangeSet<'_>,
+) -> Result<(), StoreError> {
+    let e = |e: rusqlite::Error| to_store_error(&e);
+    if !changes.accounts.is_empty() {
+        let mut stmt = tx.prepare_cached(INSERT_ACCOUNT).map_err(e)?;
+        for a in changes.accounts {
+            let metadata = if a.metadata.is_empty() {
+                None
+            } else {
+                Some(
+                    serde_json::to_string(&a.metadata)
+                        .map_err(|x| StoreError::Internal(x.to_string()))?,
+                )
+            };
+            stmt.execute(params![
+                ns(a.created_at)?,
+                id64(a.id.get()),
+                a.kind.0,
+                a.currency.0,
+                a.flags.0 & !AccountFlags::CLOSED.0,
+                a.upper_limit.map(Money::fen),
+                a.owner.as_ref().map(Owner::to_text),
+                metadata,
+            ])
+            .map_err(e)?;
+        }
+    }
+    if !changes.transfers.is_empty() {
+        insert_transfers(tx, changes.transfers)?;
+    }
+    if !changes.expiries.is_empty() {
+        let mut stmt = tx.prepare_cached(INSERT_EXPIRY).map_err(e)?;
+        for x in changes.expiries {
+            stmt.execute(params![ns(x.timestamp)?, id64(x.transfer_id.get())])
+                .map_err(e)?;
+        }
+    }
+    if !changes.failures.is_empty() {
+        let mut stmt = tx.prepare_cached(INSERT_FAILURE).map_err(e)?;
+        for f in changes.failures {
+            stmt.execute(params![id64(f.id.get()), f.result.code()])
+                .map_err(e)?;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl LedgerStore for SqliteLedgerStore {
-    async fn commit(&self, changes: &ChangeSet<'_>) -> Result<(), StoreError> {
-        if changes.is_empty() {
+    async fn commit(&self, changes: &ChangeSet<'_>, core: &CoreChanges) -> Result<(), StoreError> {
+        if changes.is_empty() && core.is_empty() {
             return Ok(());
         }
         self.db.transaction(|tx| {
-            let e = |e: rusqlite::Error| to_store_error(&e);
-            if !changes.accounts.is_empty() {
-                let mut stmt = tx.prepare_cached(INSERT_ACCOUNT).map_err(e)?;
-                for a in changes.accounts {
-                    let metadata = if a.metadata.is_empty() {
-                        None
-                    } else {
-                        Some(
-                            serde_json::to_string(&a.metadata)
-                                .map_err(|x| StoreError::Internal(x.to_string()))?,
-                        )
-                    };
-                    stmt.execute(params![
-                        ns(a.created_at)?,
-                        id64(a.id.get()),
-                        a.kind.0,
-                        a.currency.0,
-                        a.flags.0 & !AccountFlags::CLOSED.0,
-                        a.upper_limit.map(Money::fen),
-                        a.owner.as_ref().map(Owner::to_text),
-                        metadata,
-                    ])
-                    .map_err(e)?;
-                }
-            }
-            if !changes.transfers.is_empty() {
-                insert_transfers(tx, changes.transfers)?;
-            }
-            if !changes.expiries.is_empty() {
-                let mut stmt = tx.prepare_cached(INSERT_EXPIRY).map_err(e)?;
-                for x in changes.expiries {
-                    stmt.execute(params![ns(x.timestamp)?, id64(x.transfer_id.get())])
-                        .map_err(e)?;
-                }
-            }
-            if !changes.failures.is_empty() {
-                let mut stmt = tx.prepare_cached(INSERT_FAILURE).map_err(e)?;
-                for f in changes.failures {
-                    stmt.execute(params![id64(f.id.get()), f.result.code()])
-                        .map_err(e)?;
-                }
-            }
-            Ok(())
+            write_changes(tx, changes)?;
+            crate::write_core_changes(tx, core)
         })
     }
 

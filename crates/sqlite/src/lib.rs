@@ -41,7 +41,7 @@ pub mod ledger;
 #[cfg(feature = "transit")]
 pub mod transit;
 
-pub use core_stores::{SqliteAuditLog, SqliteIdempotencyStore};
+pub use core_stores::{SqliteAuditLog, SqliteIdempotencyStore, write_core_changes};
 pub use db::{
     APPLICATION_ID, Database, Migration, SqliteError, decode_instant, encode_instant,
     to_store_error,

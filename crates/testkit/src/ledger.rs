@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use citycard_core::{Money, StoreError};
+use citycard_core::{CoreChanges, Money, StoreError};
 use citycard_ledger::{
     AccountFlags, AccountId, AccountKind, ChangeSet, LedgerStore, NewAccount, NewTransfer,
     Reference, Snapshot, TransferFlags, TransferId,
@@ -47,13 +47,13 @@ impl FaultyLedgerStore {
 
 #[async_trait]
 impl LedgerStore for FaultyLedgerStore {
-    async fn commit(&self, changes: &ChangeSet<'_>) -> Result<(), StoreError> {
+    async fn commit(&self, changes: &ChangeSet<'_>, core: &CoreChanges) -> Result<(), StoreError> {
         match self.faults.check("commit") {
-            Fault::None => self.inner.commit(changes).await,
+            Fault::None => self.inner.commit(changes, core).await,
             Fault::Fail => Err(StoreError::Unavailable("injected failure".into())),
             Fault::Timeout => Err(StoreError::Unavailable("injected timeout".into())),
             Fault::UnknownOutcome => {
-                self.inner.commit(changes).await?;
+                self.inner.commit(changes, core).await?;
                 Err(StoreError::Unavailable(
                     "injected lost acknowledgement".into(),
                 ))
@@ -284,7 +284,10 @@ macro_rules! ledger_store_conformance {
                 let s = store.load().await.unwrap();
                 assert!(s.accounts.is_empty() && s.transfers.is_empty());
                 assert!(s.expiries.is_empty() && s.failures.is_empty());
-                store.commit(&ChangeSet::default()).await.unwrap();
+                store
+                    .commit(&ChangeSet::default(), &Default::default())
+                    .await
+                    .unwrap();
                 assert_eq!(store.load().await.unwrap(), s);
             }
 
@@ -300,10 +303,13 @@ macro_rules! ledger_store_conformance {
                 plain.flags = AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS;
                 let accounts = vec![account(1, 0), plain];
                 store
-                    .commit(&ChangeSet {
-                        accounts: &accounts,
-                        ..ChangeSet::default()
-                    })
+                    .commit(
+                        &ChangeSet {
+                            accounts: &accounts,
+                            ..ChangeSet::default()
+                        },
+                        &Default::default(),
+                    )
                     .await
                     .unwrap();
                 let mut hold = transfer(u64::MAX - 2, big, 1, 450, 2);
@@ -324,12 +330,15 @@ macro_rules! ledger_store_conformance {
                     result: CreateTransferResult::ExceedsCredits,
                 }];
                 store
-                    .commit(&ChangeSet {
-                        accounts: &[],
-                        transfers: &transfers,
-                        expiries: &expiries,
-                        failures: &failures,
-                    })
+                    .commit(
+                        &ChangeSet {
+                            accounts: &[],
+                            transfers: &transfers,
+                            expiries: &expiries,
+                            failures: &failures,
+                        },
+                        &Default::default(),
+                    )
                     .await
                     .unwrap();
                 let mut s = store.load().await.unwrap();
@@ -346,10 +355,13 @@ macro_rules! ledger_store_conformance {
                 let store = super::$factory().await;
                 let accounts = vec![account(1, 0), account(2, 1)];
                 store
-                    .commit(&ChangeSet {
-                        accounts: &accounts,
-                        ..ChangeSet::default()
-                    })
+                    .commit(
+                        &ChangeSet {
+                            accounts: &accounts,
+                            ..ChangeSet::default()
+                        },
+                        &Default::default(),
+                    )
                     .await
                     .unwrap();
                 for batch in 0..3i64 {
@@ -360,10 +372,13 @@ macro_rules! ledger_store_conformance {
                         })
                         .collect();
                     store
-                        .commit(&ChangeSet {
-                            transfers: &transfers,
-                            ..ChangeSet::default()
-                        })
+                        .commit(
+                            &ChangeSet {
+                                transfers: &transfers,
+                                ..ChangeSet::default()
+                            },
+                            &Default::default(),
+                        )
                         .await
                         .unwrap();
                 }
@@ -380,10 +395,13 @@ macro_rules! ledger_store_conformance {
                 let store = super::$factory().await;
                 let first = vec![account(1, 0)];
                 store
-                    .commit(&ChangeSet {
-                        accounts: &first,
-                        ..ChangeSet::default()
-                    })
+                    .commit(
+                        &ChangeSet {
+                            accounts: &first,
+                            ..ChangeSet::default()
+                        },
+                        &Default::default(),
+                    )
                     .await
                     .unwrap();
                 // Account 1 again (a second row with its id) must fail the whole change set.
@@ -391,11 +409,14 @@ macro_rules! ledger_store_conformance {
                 let transfers = vec![transfer(9, 1, 2, 100, 7)];
                 assert!(
                     store
-                        .commit(&ChangeSet {
-                            accounts: &clash,
-                            transfers: &transfers,
-                            ..ChangeSet::default()
-                        })
+                        .commit(
+                            &ChangeSet {
+                                accounts: &clash,
+                                transfers: &transfers,
+                                ..ChangeSet::default()
+                            },
+                            &Default::default()
+                        )
                         .await
                         .is_err()
                 );
