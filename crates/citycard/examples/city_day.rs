@@ -161,7 +161,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bytes_before = db_bytes(&dir);
     let before = commits.load(Ordering::Relaxed);
     let started = Instant::now();
-    city.transit().prepare_riders(&taps).await?;
     let report = city
         .transit()
         .settlement()

@@ -1026,7 +1026,6 @@ impl Journey<'_> {
         self.at(21, 0);
         // The gates saw only the code's keyed card reference: map it back to the card.
         city.transit().resolve_code_taps(&mut taps);
-        city.transit().prepare_riders(&taps).await?;
         let report = city
             .transit()
             .settlement()

@@ -91,6 +91,7 @@ pub mod keys;
 pub mod recovery;
 pub mod riders;
 mod system;
+pub mod unit;
 mod wallet;
 pub mod words;
 

@@ -1,19 +1,22 @@
 //! Transit's rider directory, answered from the card registry.
 //!
-//! A transit `CardRef` is the card's wallet account id. Before a settlement
-//! run the facade looks each card up once (ledger account → owner → the
-//! owner's card with that wallet → kind; the person's birth date → age) and
-//! answers the settlement's synchronous questions from that snapshot.
+//! A transit `CardRef` is the card's wallet account id. Settlement asks for
+//! the profiles of each chunk's cards at once; the directory looks each card
+//! up the first time it is asked (ledger account → owner → the owner's card
+//! with that wallet → kind; the person's birth date → age) and keeps the
+//! kind and birth date for later chunks and days (the age is computed for
+//! the day asked).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::NaiveDate;
 use citycard_binding::{CardKind as IssuerCardKind, CardStore};
+use citycard_core::ClassifiedError;
 use citycard_core::Principal;
 use citycard_identity::IdentityService;
 use citycard_ledger::{AccountId, Ledger, Owner};
-use citycard_transit::{CardKind, CardRef, Rider, RiderDirectory, Tap};
+use citycard_transit::{CardKind, CardRef, FxHashMap, Rider, RiderDirectory, TransitError};
 
 use crate::error::CityCardError;
 use crate::glue::money::wallet_of;
@@ -72,12 +75,9 @@ impl CardRiders {
         }
     }
 
-    /// Loads the profiles of every card in `taps` not yet known.
-    pub async fn prepare(&self, taps: &[Tap]) -> Result<(), CityCardError> {
-        let mut wanted: Vec<CardRef> = taps.iter().map(|t| t.card).collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        for card_ref in wanted {
+    /// Loads the profiles of the cards not yet known.
+    async fn prepare(&self, cards: &[CardRef]) -> Result<(), CityCardError> {
+        for &card_ref in cards {
             if self
                 .known
                 .read()
@@ -126,21 +126,37 @@ impl CardRiders {
     }
 }
 
+#[async_trait::async_trait]
 impl RiderDirectory for CardRiders {
-    fn rider(&self, card: CardRef, day: NaiveDate) -> Rider {
+    async fn riders(
+        &self,
+        cards: &[CardRef],
+        day: NaiveDate,
+    ) -> Result<FxHashMap<CardRef, Rider>, TransitError> {
+        self.prepare(cards).await.map_err(|e| {
+            if e.class().is_retryable() {
+                TransitError::PaymentUnavailable(e.to_string())
+            } else {
+                TransitError::PaymentConflict(e.to_string())
+            }
+        })?;
         let known = self.known.read().unwrap_or_else(|e| e.into_inner());
-        let Some((kind, birth)) = known.get(&card) else {
-            return Rider::default();
-        };
-        let age = birth.and_then(|b| {
-            let years = day.years_since(b)?;
-            u8::try_from(years).ok()
-        });
-        Rider {
-            card_kind: transit_kind_on(*kind, age),
-            age,
-            ..Rider::default()
-        }
+        Ok(cards
+            .iter()
+            .map(|card| {
+                let rider = known
+                    .get(card)
+                    .map_or_else(Rider::default, |(kind, birth)| {
+                        let age = birth.and_then(|b| u8::try_from(day.years_since(b)?).ok());
+                        Rider {
+                            card_kind: transit_kind_on(*kind, age),
+                            age,
+                            ..Rider::default()
+                        }
+                    });
+                (*card, rider)
+            })
+            .collect())
     }
 }
 

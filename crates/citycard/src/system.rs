@@ -43,6 +43,7 @@ use crate::glue::money::{
 };
 use crate::glue::people::{Guardianships, IdentityRealNames, Patients, VaultIdIndex};
 use crate::riders::CardRiders;
+use crate::unit::{PortsUnitOfWork, SqliteUnitOfWork, UnitOfWork};
 use crate::wallet::WalletService;
 
 /// Where the card system keeps its data.
@@ -76,6 +77,7 @@ pub struct CityCardBuilder {
     binding_config: BindingConfig,
     identity_config: IdentityConfig,
     wallet_limits: WalletLimits,
+    chunk_trips: usize,
     roles: Arc<OperatorRoles>,
     ledger_layer: Option<LedgerLayer>,
 }
@@ -96,6 +98,7 @@ impl Default for CityCardBuilder {
             binding_config: BindingConfig::default(),
             identity_config: IdentityConfig::default(),
             wallet_limits: WalletLimits::default(),
+            chunk_trips: citycard_transit::MAX_CHARGES_PER_CHUNK,
             roles: Arc::new(OperatorRoles::new()),
             ledger_layer: None,
         }
@@ -183,6 +186,15 @@ impl CityCardBuilder {
         self
     }
 
+    /// How many trips one settlement chunk (one ledger batch, one write
+    /// transaction) holds at most: [`citycard_transit::MAX_CHARGES_PER_CHUNK`]
+    /// by default, which is also the ceiling. Smaller chunks commit more
+    /// often and hold less in memory.
+    pub fn settlement_chunk_trips(mut self, trips: usize) -> Self {
+        self.chunk_trips = trips;
+        self
+    }
+
     /// Wallet caps.
     pub fn wallet_limits(mut self, limits: WalletLimits) -> Self {
         self.wallet_limits = limits;
@@ -206,6 +218,7 @@ impl CityCardBuilder {
             Storage::InMemory => Stores::in_memory(),
             Storage::Sqlite(path) => Stores::sqlite(Database::open(path)?),
         };
+        let wrapped_ledger = self.ledger_layer.is_some();
         if let Some(layer) = self.ledger_layer {
             stores.ledger = layer(stores.ledger);
         }
@@ -305,7 +318,18 @@ impl CityCardBuilder {
         let fare_engine = Arc::new(FareEngine::hangzhou().map_err(|e| {
             CityCardError::Config(format!("the Hangzhou fare data does not load: {e}"))
         })?);
-        let fare_payments = Arc::new(LedgerFarePayments::new(ledger.clone(), accounts.clone()));
+        let unit: Arc<dyn UnitOfWork> = match (&stores.db, wrapped_ledger) {
+            (Some(db), false) => Arc::new(SqliteUnitOfWork::new(db.clone())),
+            _ => Arc::new(PortsUnitOfWork::new(
+                stores.ledger.clone(),
+                stores.transit.clone(),
+            )),
+        };
+        let fare_payments = Arc::new(LedgerFarePayments::new(
+            ledger.clone(),
+            accounts.clone(),
+            unit,
+        ));
         let transit_store = stores.transit.clone();
         let riders = Arc::new(CardRiders::new(
             ledger.clone(),
@@ -316,11 +340,12 @@ impl CityCardBuilder {
             fare_engine.clone(),
             fare_payments,
             stores.transit.clone(),
-            riders.clone(),
+            riders,
             stores.audit.clone(),
             clock.clone(),
         )
-        .with_roles(self.roles.clone());
+        .with_roles(self.roles.clone())
+        .with_chunk_trips(self.chunk_trips);
         let issuer = match self.issuer {
             Some(issuer) => issuer,
             None => {
@@ -382,7 +407,6 @@ impl CityCardBuilder {
             transit: Transit {
                 engine: fare_engine,
                 settlement,
-                riders,
                 issuer: Mutex::new(issuer),
                 store: transit_store,
             },
@@ -461,7 +485,7 @@ impl Stores {
             bindings: Arc::new(MemoryBindingStore::new()),
             delegations: Arc::new(MemoryDelegationStore::new()),
             ledger: Arc::new(MemoryLedgerStore::with_core(core.clone())),
-            transit: Arc::new(MemoryTransitStore::new()),
+            transit: Arc::new(MemoryTransitStore::with_core(core.clone())),
             appointments: Arc::new(MemoryAppointmentStore::new()),
             settlements: Arc::new(MemorySettlementStore::new()),
             social: Arc::new(MemorySocialInsuranceRecords::new()),
@@ -495,7 +519,6 @@ pub const DEFAULT_RIDE_CODE_ISSUER_ID: u16 = 1;
 pub struct Transit {
     engine: Arc<FareEngine>,
     settlement: Settlement,
-    riders: Arc<CardRiders>,
     issuer: Mutex<Issuer>,
     store: Arc<dyn TransitStore>,
 }
@@ -508,19 +531,11 @@ impl Transit {
 
     /// Day settlement of taps, charging fares to card wallets on the ledger.
     ///
-    /// Rider profiles (card kind, age) are looked up from the card registry
-    /// for every card in the taps before the run; call
-    /// [`Transit::prepare_riders`] with the taps first.
+    /// Each chunk of cards is one ledger batch committed with its trips,
+    /// arrears and denials in one write transaction; rider profiles (card
+    /// kind, age) are looked up from the card registry chunk by chunk.
     pub fn settlement(&self) -> &Settlement {
         &self.settlement
-    }
-
-    /// Loads the rider profiles of the cards in `taps` (card kind and age).
-    pub async fn prepare_riders(
-        &self,
-        taps: &[citycard_transit::Tap],
-    ) -> Result<(), CityCardError> {
-        self.riders.prepare(taps).await
     }
 
     /// Certifies a phone's ride-code key for a card and a period with the
@@ -569,7 +584,7 @@ impl Transit {
 
     /// Maps the keyed card reference of every ride-code tap back to its card
     /// (readers see only the reference); call it on uploaded taps before
-    /// [`Transit::prepare_riders`] and settlement. Returns how many ride-code
+    /// settlement. Returns how many ride-code
     /// taps carry another issuer's key (left unchanged, they match no card).
     pub fn resolve_code_taps(&self, taps: &mut [citycard_transit::Tap]) -> u64 {
         self.issuer().resolve_taps(taps)

@@ -1130,10 +1130,6 @@ impl World {
                     code: None,
                 };
                 city.transit()
-                    .prepare_riders(std::slice::from_ref(&tap))
-                    .await
-                    .expect("riders");
-                city.transit()
                     .settlement()
                     .settle_day(principal, civil_date(tap.at), vec![tap])
                     .await

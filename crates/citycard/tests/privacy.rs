@@ -143,7 +143,6 @@ mod ride_codes {
         // The back office maps references back to the card and settles the day.
         assert_eq!(city.transit().resolve_code_taps(&mut taps), 0);
         assert!(taps.iter().all(|t| t.card == card_ref));
-        city.transit().prepare_riders(&taps).await.expect("riders");
         let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).expect("day");
         let report = city
             .transit()

@@ -481,12 +481,6 @@ async fn step(world: &mut World, op: Op, day: usize) {
                 at,
                 code: None,
             };
-            world
-                .city
-                .transit()
-                .prepare_riders(std::slice::from_ref(&tap))
-                .await
-                .expect("riders");
             let report = world
                 .city
                 .transit()

@@ -128,9 +128,11 @@ pub fn to_store_error(error: &rusqlite::Error) -> StoreError {
 /// batch.
 #[derive(Clone)]
 pub struct Database {
+    // Readers first: fields drop in order, so the writer closes last and
+    // checkpoints the WAL into the file (a read-only reader cannot).
+    readers: Arc<Readers>,
     conn: Arc<Mutex<Connection>>,
     path: Option<PathBuf>,
-    readers: Arc<Readers>,
     commits: Arc<AtomicU64>,
 }
 

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use citycard_core::{Money, StoreError};
 use citycard_transit::{
-    ArrearsEntry, CardRef, DenyEntry, DenyReason, IssuedCredential, SettledTrip, TransitStore,
-    TripCompleteness, TripId, TripPayment,
+    ArrearsEntry, CardRef, DenyEntry, DenyReason, IssuedCredential, SettledTrip, StoredForChunk,
+    TransitChanges, TransitStore, TripCompleteness, TripId, TripPayment,
 };
 use rusqlite::params;
 
@@ -111,38 +111,141 @@ fn read_trip(r: &rusqlite::Row<'_>) -> rusqlite::Result<SettledTrip> {
     })
 }
 
+/// Inserts trips (a stored id is left as it is); returns how many were new.
+fn insert_trips(conn: &rusqlite::Connection, trips: &[SettledTrip]) -> Result<u64, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO transit_trips (id, card, day, started_at, operator, base_fen, amount_fen, completeness, payment)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+        )
+        .map_err(|e| crate::to_store_error(&e))?;
+    let mut new = 0u64;
+    let mut day_text = (NaiveDate::MIN, String::new());
+    for t in trips {
+        if day_text.0 != t.day {
+            day_text = (t.day, t.day.format("%Y-%m-%d").to_string());
+        }
+        new += stmt
+            .execute(params![
+                t.id.as_str(),
+                card_to_sql(t.card),
+                day_text.1,
+                encode_instant(t.started_at),
+                t.operator,
+                t.base.fen(),
+                t.amount.fen(),
+                t.completeness.code(),
+                t.payment.code()
+            ])
+            .map_err(|e| crate::to_store_error(&e))? as u64;
+    }
+    Ok(new)
+}
+
+/// Writes a settlement chunk's (or an arrears payment's) rows inside the
+/// caller's transaction; the facade's unit of work commits them with the
+/// chunk's ledger batch.
+pub fn write_changes(
+    tx: &rusqlite::Transaction<'_>,
+    changes: &TransitChanges,
+) -> Result<(), StoreError> {
+    let e = |e: rusqlite::Error| crate::to_store_error(&e);
+    insert_trips(tx, &changes.trips)?;
+    if !changes.arrears.is_empty() {
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT INTO transit_arrears (card, trip, amount_fen, at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (card, trip) DO NOTHING",
+            )
+            .map_err(e)?;
+        for a in &changes.arrears {
+            stmt.execute(params![
+                card_to_sql(a.card),
+                a.trip.as_str(),
+                a.amount.fen(),
+                encode_instant(a.at)
+            ])
+            .map_err(e)?;
+        }
+    }
+    for (card, trip) in &changes.cleared {
+        tx.prepare_cached("DELETE FROM transit_arrears WHERE card = ?1 AND trip = ?2")
+            .and_then(|mut s| s.execute(params![card_to_sql(*card), trip.as_str()]))
+            .map_err(e)?;
+    }
+    for d in &changes.deny {
+        tx.prepare_cached(
+            "INSERT INTO transit_deny_list (card, reason, since) VALUES (?1, ?2, ?3)
+             ON CONFLICT (card, reason) DO NOTHING",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                card_to_sql(d.card),
+                d.reason.code(),
+                encode_instant(d.since)
+            ])
+        })
+        .map_err(e)?;
+    }
+    for (card, reason) in &changes.allow {
+        tx.prepare_cached("DELETE FROM transit_deny_list WHERE card = ?1 AND reason = ?2")
+            .and_then(|mut s| s.execute(params![card_to_sql(*card), reason.code()]))
+            .map_err(e)?;
+    }
+    crate::write_core_changes(tx, &changes.core)
+}
+
 #[async_trait]
 impl TransitStore for SqliteTransitStore {
-    async fn record_trips(&self, trips: &[SettledTrip]) -> Result<u64, StoreError> {
-        self.db.transaction(|tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO transit_trips (id, card, day, started_at, operator, base_fen, amount_fen, completeness, payment)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
-                )
-                .map_err(|e| crate::to_store_error(&e))?;
-            let mut new = 0u64;
-            for t in trips {
-                new += stmt
-                    .execute(params![
-                        t.id.as_str(),
-                        card_to_sql(t.card),
-                        t.day.format("%Y-%m-%d").to_string(),
-                        encode_instant(t.started_at),
-                        t.operator,
-                        t.base.fen(),
-                        t.amount.fen(),
-                        t.completeness.code(),
-                        t.payment.code()
-                    ])
-                    .map_err(|e| crate::to_store_error(&e))? as u64;
+    async fn commit(&self, changes: &TransitChanges) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.db.transaction(|tx| write_changes(tx, changes))
+    }
+
+    async fn prefetch(
+        &self,
+        cards: &[CardRef],
+        day: NaiveDate,
+    ) -> Result<StoredForChunk, StoreError> {
+        let first = day
+            .with_day(1)
+            .unwrap_or(day)
+            .format("%Y-%m-%d")
+            .to_string();
+        let day_text = day.format("%Y-%m-%d").to_string();
+        self.db.read(|c| {
+            let mut out = StoredForChunk::default();
+            let mut settled =
+                c.prepare_cached("SELECT id FROM transit_trips WHERE card = ?1 AND day = ?2")?;
+            let mut spend = c.prepare_cached(
+                "SELECT COALESCE(SUM(amount_fen), 0) FROM transit_trips
+                 WHERE card = ?1 AND day >= ?2 AND day < ?3",
+            )?;
+            for card in cards {
+                let card_sql = card_to_sql(*card);
+                let mut rows = settled.query(params![card_sql, day_text])?;
+                while let Some(row) = rows.next()? {
+                    let id: String = row.get(0)?;
+                    out.settled
+                        .insert(TripId::parse(&id).map_err(|e| corrupt(0, e))?);
+                }
+                let fen: i64 = spend.query_row(params![card_sql, first, day_text], |r| r.get(0))?;
+                if fen != 0 {
+                    out.month_spend.insert(*card, Money::from_fen(fen));
+                }
             }
-            Ok(new)
+            Ok(out)
         })
     }
 
+    async fn record_trips(&self, trips: &[SettledTrip]) -> Result<u64, StoreError> {
+        self.db.transaction(|tx| insert_trips(tx, trips))
+    }
+
     async fn trips(&self, card: CardRef, day: NaiveDate) -> Result<Vec<SettledTrip>, StoreError> {
-        self.db.with(|c| {
+        self.db.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, card, day, started_at, operator, base_fen, amount_fen, completeness, payment
                  FROM transit_trips WHERE card = ?1 AND day = ?2 ORDER BY started_at, id",
@@ -157,7 +260,7 @@ impl TransitStore for SqliteTransitStore {
 
     async fn month_spend_before(&self, card: CardRef, day: NaiveDate) -> Result<Money, StoreError> {
         let first = day.with_day(1).unwrap_or(day);
-        let fen: i64 = self.db.with(|c| {
+        let fen: i64 = self.db.read(|c| {
             c.query_row(
                 "SELECT COALESCE(SUM(amount_fen), 0) FROM transit_trips
                  WHERE card = ?1 AND day >= ?2 AND day < ?3",
@@ -189,7 +292,7 @@ impl TransitStore for SqliteTransitStore {
     }
 
     async fn arrears(&self, card: CardRef) -> Result<Vec<ArrearsEntry>, StoreError> {
-        self.db.with(|c| {
+        self.db.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT trip, amount_fen, at FROM transit_arrears WHERE card = ?1 ORDER BY at, trip",
             )?;
@@ -254,7 +357,7 @@ impl TransitStore for SqliteTransitStore {
     }
 
     async fn deny_list(&self) -> Result<Vec<DenyEntry>, StoreError> {
-        let mut list = self.db.with(|c| {
+        let mut list = self.db.read(|c| {
             let mut stmt = c.prepare_cached("SELECT card, reason, since FROM transit_deny_list")?;
             let rows = stmt.query_map([], |r| {
                 let reason: String = r.get(1)?;
@@ -293,7 +396,7 @@ impl TransitStore for SqliteTransitStore {
         &self,
         at: DateTime<Utc>,
     ) -> Result<Vec<IssuedCredential>, StoreError> {
-        let mut list = self.db.with(|c| {
+        let mut list = self.db.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT key_id, reference, valid_from, valid_until, card FROM transit_credentials
                  WHERE valid_until >= ?1 AND valid_from <= ?1",

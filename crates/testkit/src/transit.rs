@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use citycard_core::Money;
 use citycard_transit::{
-    CardKind, ChargeOutcome, FareCharge, FarePayments, Medium, MemoryFarePayments, Rider,
-    TransitError,
+    CardKind, ChargeOne, ChargeOutcome, ChargePlan, FareCharge, FarePayments, Medium,
+    MemoryFarePayments, Rider, TransitError, TransitStore,
 };
 use proptest::prelude::*;
 
@@ -33,6 +33,17 @@ impl FaultyFarePayments {
 
 #[async_trait]
 impl FarePayments for FaultyFarePayments {
+    async fn commit(
+        &self,
+        plan: &dyn ChargePlan,
+        store: &dyn TransitStore,
+    ) -> Result<Vec<ChargeOutcome>, TransitError> {
+        citycard_transit::commit_one_by_one(self, plan, store).await
+    }
+}
+
+#[async_trait]
+impl ChargeOne for FaultyFarePayments {
     async fn charge(&self, charge: &FareCharge) -> Result<ChargeOutcome, TransitError> {
         match self.faults.check("charge") {
             Fault::None => self.inner.charge(charge).await,
@@ -74,7 +85,7 @@ macro_rules! transit_store_conformance {
             use $crate::__private::citycard_core::Money;
             use $crate::__private::citycard_transit::{
                 ArrearsEntry, CardRef, DenyEntry, DenyReason, IssuedCredential, SettledTrip,
-                TransitStore, TripCompleteness, TripId, TripPayment,
+                TransitChanges, TransitStore, TripCompleteness, TripId, TripPayment,
             };
 
             fn at(secs: i64) -> DateTime<Utc> {
@@ -125,6 +136,57 @@ macro_rules! transit_store_conformance {
                     vec![other_day]
                 );
                 assert!(store.trips(CardRef(2), day(26)).await.unwrap().is_empty());
+            }
+
+            #[tokio::test]
+            async fn a_chunk_commits_its_trips_arrears_and_denials_together_and_prefetch_reads_them() {
+                let store = super::$factory().await;
+                let earlier = trip("t-earlier", 1, 20, 10, 250);
+                store.record_trips(std::slice::from_ref(&earlier)).await.unwrap();
+                let paid = trip("t-paid", 1, 26, 100, 300);
+                let mut owed = trip("t-owed", 2, 26, 110, 400);
+                owed.payment = TripPayment::Arrears;
+                let changes = TransitChanges {
+                    trips: vec![paid.clone(), owed.clone()],
+                    arrears: vec![ArrearsEntry {
+                        card: CardRef(2),
+                        trip: owed.id.clone(),
+                        amount: owed.amount,
+                        at: at(500),
+                    }],
+                    deny: vec![DenyEntry {
+                        card: CardRef(2),
+                        reason: DenyReason::Arrears,
+                        since: at(500),
+                    }],
+                    ..TransitChanges::default()
+                };
+                store.commit(&changes).await.unwrap();
+                // Committing the same chunk again changes nothing.
+                store.commit(&changes).await.unwrap();
+                assert_eq!(store.trips(CardRef(1), day(26)).await.unwrap(), vec![paid.clone()]);
+                assert_eq!(store.arrears(CardRef(2)).await.unwrap().len(), 1);
+                assert_eq!(store.deny_list().await.unwrap().len(), 1);
+
+                let cards = [CardRef(1), CardRef(2), CardRef(3)];
+                let got = store.prefetch(&cards, day(26)).await.unwrap();
+                let mut settled: Vec<&str> = got.settled.iter().map(|t| t.as_str()).collect();
+                settled.sort_unstable();
+                assert_eq!(settled, vec!["t-owed", "t-paid"]);
+                assert_eq!(got.month_spend.get(&CardRef(1)), Some(&Money::from_fen(250)));
+                assert_eq!(got.month_spend.get(&CardRef(2)), None);
+
+                // Paying the arrears clears them and lifts the denial in one commit.
+                store
+                    .commit(&TransitChanges {
+                        cleared: vec![(CardRef(2), owed.id.clone())],
+                        allow: vec![(CardRef(2), DenyReason::Arrears)],
+                        ..TransitChanges::default()
+                    })
+                    .await
+                    .unwrap();
+                assert!(store.arrears(CardRef(2)).await.unwrap().is_empty());
+                assert!(store.deny_list().await.unwrap().is_empty());
             }
 
             #[tokio::test]

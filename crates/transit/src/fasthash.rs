@@ -72,3 +72,6 @@ pub type FxHashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<Fx
 
 /// The hasher builder of [`FxHashMap`], for sets.
 pub type FxBuild = BuildHasherDefault<FxHasher>;
+
+/// A `HashSet` with the Fx hasher.
+pub type FxHashSet<T> = std::collections::HashSet<T, FxBuild>;

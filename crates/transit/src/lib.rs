@@ -114,7 +114,9 @@ pub mod data;
 pub mod error;
 pub mod fares;
 mod fasthash;
+pub use fasthash::{FxBuild, FxHashMap, FxHashSet};
 pub mod network;
+pub mod plan;
 pub mod qr;
 pub mod reader;
 pub mod settlement;
@@ -133,14 +135,19 @@ pub use fares::{
     Medium, Quote, Rider, TierApplied, TransferApplied, percent_of,
 };
 pub use network::{NetworkIdx, RouteIdx, StopIdx, TransitNetwork};
+pub use plan::{
+    ArrearsPlan, ChargePlan, ChunkPlan, MAX_CHARGES_PER_CHUNK, PlannedTrip, SettlementPrefetch,
+    plan_chunk, plan_day,
+};
 pub use reader::{Decision, Reader, ReaderConfig, Rejection};
 pub use settlement::{
-    ArrearsPayment, CardFailure, ChargeOutcome, FareCharge, FarePayments, MemoryFarePayments,
-    MemoryRiderDirectory, RiderDirectory, Settlement, SettlementReport,
+    ArrearsPayment, CardFailure, ChargeOne, ChargeOutcome, FareCharge, FarePayments,
+    MemoryFarePayments, MemoryRiderDirectory, RiderDirectory, Settlement, SettlementReport,
+    commit_one_by_one,
 };
 pub use store::{
     ArrearsEntry, DenyEntry, DenyReason, IssuedCredential, MemoryTransitStore, SettledTrip,
-    TransitStore, TripId, TripPayment, reader_deny_list,
+    StoredForChunk, TransitChanges, TransitStore, TripId, TripPayment, reader_deny_list,
 };
 pub use taps::{
     CardRef, CodeUse, Tap, TapDirection, TapPlace, TapStats, Trip, TripCompleteness,

@@ -1,14 +1,20 @@
-//! Day settlement: taps → trips → fares → one idempotent charge per trip.
+//! Day settlement: taps → trips → a plan per chunk → one commit per chunk.
 //!
-//! [`Settlement::settle_day`] assembles a day's taps into trips, prices each
-//! card's trips in time order as one journey sequence (so transfers and
-//! monthly tiers apply), and charges each trip through the [`FarePayments`]
-//! port with the trip id as idempotency key. A trip already recorded in the
-//! [`TransitStore`] is not charged again; if a run stopped between a charge
-//! and its record, the port's idempotency returns the first charge. An
+//! [`Settlement::settle_day`] assembles a day's taps into trips and settles
+//! them in chunks of whole cards (at most [`MAX_CHARGES_PER_CHUNK`] trips):
+//! for each chunk it prefetches what the decision needs in bulk (rider
+//! profiles from the [`RiderDirectory`], month spend and trips already
+//! settled from the [`TransitStore`]), decides purely ([`plan_chunk`]: each
+//! card's trips priced in time order as one journey sequence, so transfers
+//! and monthly tiers apply), and hands the plan to the [`FarePayments`] port,
+//! which charges the chunk's fares as one batch and commits the trips,
+//! arrears and denials that follow in the same unit. Each fare's
+//! idempotency key is its trip id, so a chunk replayed after a crash charges
+//! nothing twice, and a trip already recorded is not planned again. An
 //! insufficient balance records arrears and puts the card on the deny list
 //! until [`Settlement::pay_arrears`] succeeds. A payment outage leaves the
-//! trip unrecorded ("pending") so a later run charges it with the same key.
+//! chunk's trips unrecorded ("pending") so a later run charges them with the
+//! same keys.
 //!
 //! One card never stops the day: when a card's trips cannot be settled now
 //! (a store error, a refused charge) the card is listed in
@@ -23,17 +29,18 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use citycard_core::{
-    AuditLog, AuditOutcome, AuditRecord, Clock, IdempotencyKey, Money, OperatorRole, OperatorRoles,
-    Principal, civil_date,
+    AuditLog, AuditOutcome, AuditRecord, ClassifiedError, Clock, IdempotencyKey, Money,
+    OperatorRole, OperatorRoles, Principal, civil_date,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::error::TransitError;
-use crate::fares::{FareBasis, FareEngine, Leg, LegFare, Rider};
+use crate::fares::{FareEngine, Rider};
 use crate::fasthash::FxHashMap;
-use crate::store::{
-    ArrearsEntry, DenyEntry, DenyReason, SettledTrip, TransitStore, TripId, TripPayment,
+use crate::plan::{
+    ArrearsPlan, ChargePlan, MAX_CHARGES_PER_CHUNK, SettlementPrefetch, chunks, plan_chunk,
 };
+use crate::store::{DenyReason, TransitStore, TripId};
 use crate::taps::{CardRef, Tap, TapStats, Trip, assemble_trips};
 
 /// One charge for one trip.
@@ -67,15 +74,66 @@ pub enum ChargeOutcome {
     },
     /// The balance does not cover it; nothing moved.
     InsufficientFunds,
+    /// The payment side refused this charge (an unknown or closed account,
+    /// the key used for another charge); nothing moved, the trip stays
+    /// unsettled and its card is reported.
+    Refused {
+        /// Why.
+        reason: String,
+    },
 }
 
-/// The port through which fares are paid (the facade implements it with the ledger).
+/// The port through which fares are paid: the facade implements it with the
+/// ledger, committing each batch of fares with its trips in one transaction.
 #[async_trait]
 pub trait FarePayments: Send + Sync {
+    /// Charges `plan`'s fares, idempotently by each charge's key, and commits
+    /// `plan.resolve(outcomes)` with them as one unit; returns one outcome per
+    /// charge.
+    ///
+    /// A retry with the same key and charge returns the first outcome
+    /// ([`ChargeOutcome::AlreadyCharged`], or insufficient funds again); a
+    /// charge the payment side refuses is [`ChargeOutcome::Refused`]. An
+    /// outage is [`TransitError::PaymentUnavailable`] and commits nothing of
+    /// the plan. The rows go to `store`; an implementation on the same
+    /// database as `store` writes them in its own transaction instead.
+    async fn commit(
+        &self,
+        plan: &dyn ChargePlan,
+        store: &dyn TransitStore,
+    ) -> Result<Vec<ChargeOutcome>, TransitError>;
+}
+
+/// Charging one fare at a time: how [`MemoryFarePayments`] and test doubles
+/// pay, turned into a [`FarePayments`] by [`commit_one_by_one`].
+#[async_trait]
+pub trait ChargeOne: Send + Sync {
     /// Charges a card, idempotently by `charge.key`; a retry with the same key and
     /// charge returns the first outcome, the same key with another charge is a
     /// [`TransitError::PaymentConflict`]; outages are [`TransitError::PaymentUnavailable`].
     async fn charge(&self, charge: &FareCharge) -> Result<ChargeOutcome, TransitError>;
+}
+
+/// [`FarePayments::commit`] for payments that charge one fare at a time:
+/// charges in order (a conflict is that charge's [`ChargeOutcome::Refused`];
+/// an outage stops the plan and commits nothing), then commits the rows to
+/// `store`. Charges and rows are two steps, not one transaction: a stop
+/// between them leaves charges that a re-run replays by key.
+pub async fn commit_one_by_one(
+    payments: &dyn ChargeOne,
+    plan: &dyn ChargePlan,
+    store: &dyn TransitStore,
+) -> Result<Vec<ChargeOutcome>, TransitError> {
+    let mut outcomes = Vec::with_capacity(plan.charges().len());
+    for charge in plan.charges() {
+        outcomes.push(match payments.charge(charge).await {
+            Ok(outcome) => outcome,
+            Err(TransitError::PaymentConflict(reason)) => ChargeOutcome::Refused { reason },
+            Err(e) => return Err(e),
+        });
+    }
+    store.commit(&plan.resolve(&outcomes)).await?;
+    Ok(outcomes)
 }
 
 #[derive(Debug, Default)]
@@ -148,6 +206,17 @@ impl MemoryFarePayments {
 
 #[async_trait]
 impl FarePayments for MemoryFarePayments {
+    async fn commit(
+        &self,
+        plan: &dyn ChargePlan,
+        store: &dyn TransitStore,
+    ) -> Result<Vec<ChargeOutcome>, TransitError> {
+        commit_one_by_one(self, plan, store).await
+    }
+}
+
+#[async_trait]
+impl ChargeOne for MemoryFarePayments {
     async fn charge(&self, charge: &FareCharge) -> Result<ChargeOutcome, TransitError> {
         let mut inner = self.lock();
         if let Some((card, amount, charged)) = inner.done.get(&charge.key) {
@@ -198,9 +267,15 @@ impl FarePayments for MemoryFarePayments {
 }
 
 /// Who a card belongs to, as far as fares care.
+#[async_trait]
 pub trait RiderDirectory: Send + Sync {
-    /// The rider profile of a card on a day.
-    fn rider(&self, card: CardRef, day: NaiveDate) -> Rider;
+    /// The rider profiles of `cards` on `day`, loaded in bulk before a chunk
+    /// is decided (a card left out rides as [`Rider::default`]).
+    async fn riders(
+        &self,
+        cards: &[CardRef],
+        day: NaiveDate,
+    ) -> Result<FxHashMap<CardRef, Rider>, TransitError>;
 }
 
 /// A [`RiderDirectory`] in memory with a default for unknown cards.
@@ -225,9 +300,17 @@ impl MemoryRiderDirectory {
     }
 }
 
+#[async_trait]
 impl RiderDirectory for MemoryRiderDirectory {
-    fn rider(&self, card: CardRef, _day: NaiveDate) -> Rider {
-        self.riders.get(&card).copied().unwrap_or(self.default)
+    async fn riders(
+        &self,
+        cards: &[CardRef],
+        _day: NaiveDate,
+    ) -> Result<FxHashMap<CardRef, Rider>, TransitError> {
+        Ok(cards
+            .iter()
+            .map(|c| (*c, self.riders.get(c).copied().unwrap_or(self.default)))
+            .collect())
     }
 }
 
@@ -270,6 +353,36 @@ pub struct SettlementReport {
     pub cards_failed: Vec<CardFailure>,
 }
 
+impl SettlementReport {
+    /// Adds a chunk's counts (its `day` and `taps` are ignored).
+    pub fn add(&mut self, chunk: SettlementReport) -> Result<(), TransitError> {
+        self.trips_settled += chunk.trips_settled;
+        self.trips_already_settled += chunk.trips_already_settled;
+        self.trips_pending += chunk.trips_pending;
+        self.maximum_fares += chunk.maximum_fares;
+        self.base_fares = self.base_fares.checked_add(chunk.base_fares)?;
+        self.discounts = self.discounts.checked_add(chunk.discounts)?;
+        self.transfer_discounts = self
+            .transfer_discounts
+            .checked_add(chunk.transfer_discounts)?;
+        self.charged = self.charged.checked_add(chunk.charged)?;
+        self.charges += chunk.charges;
+        for (operator, amount) in chunk.revenue_by_operator {
+            let total = self
+                .revenue_by_operator
+                .entry(operator)
+                .or_insert(Money::ZERO);
+            *total = total.checked_add(amount)?;
+        }
+        self.arrears = self.arrears.checked_add(chunk.arrears)?;
+        self.cards_in_arrears += chunk.cards_in_arrears;
+        self.cards_unpriced += chunk.cards_unpriced;
+        self.charges_replayed += chunk.charges_replayed;
+        self.cards_failed.extend(chunk.cards_failed);
+        Ok(())
+    }
+}
+
 /// A card a settlement run could not finish, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardFailure {
@@ -297,15 +410,6 @@ pub enum ArrearsPayment {
     },
 }
 
-/// Buffers reused from card to card in one run, and the run's revenue (fen per operator).
-#[derive(Default)]
-struct CardRun {
-    revenue: BTreeMap<String, i64>,
-    fares: Vec<LegFare>,
-    legs: Vec<Leg>,
-    settled: Vec<SettledTrip>,
-}
-
 /// Day settlement over the fare engine, payments and store.
 #[derive(Clone)]
 pub struct Settlement {
@@ -316,6 +420,7 @@ pub struct Settlement {
     audit: Arc<dyn AuditLog>,
     clock: Arc<dyn Clock>,
     roles: Arc<OperatorRoles>,
+    chunk_trips: usize,
 }
 
 impl std::fmt::Debug for Settlement {
@@ -342,7 +447,17 @@ impl Settlement {
             audit,
             clock,
             roles: Arc::new(OperatorRoles::new()),
+            chunk_trips: MAX_CHARGES_PER_CHUNK,
         }
+    }
+
+    /// Settles in chunks of at most `trips` trips (default and ceiling
+    /// [`MAX_CHARGES_PER_CHUNK`]; at least 1). Smaller chunks commit more
+    /// often; tests use them to crash between chunks.
+    #[must_use]
+    pub fn with_chunk_trips(mut self, trips: usize) -> Self {
+        self.chunk_trips = trips.clamp(1, MAX_CHARGES_PER_CHUNK);
+        self
     }
 
     /// Looks operators' roles up in `roles`: settling a day and collecting
@@ -358,172 +473,52 @@ impl Settlement {
         self.roles.allows(principal, &[OperatorRole::Finance])
     }
 
-    /// The trip id of a trip: card, first-tap time (microseconds) and, for trips
-    /// of one card starting at the same instant, their order (`occurrence`, from 0).
+    /// The trip id of a trip (see [`crate::plan::trip_id`]).
     pub fn trip_id(trip: &Trip, occurrence: u32) -> Result<TripId, TransitError> {
-        use std::fmt::Write as _;
-        let mut text = String::with_capacity(48);
-        let _ = write!(
-            text,
-            "trip-{}-{}-{occurrence}",
-            trip.card,
-            trip.leg.board.timestamp_micros()
-        );
-        TripId::parse(&text).map_err(|e| TransitError::Code(e.to_string()))
+        crate::plan::trip_id(trip, occurrence)
     }
 
-    /// Settles one card's trips of the day, in time order, adding to `report`.
-    ///
-    /// Charges already made are counted as they happen, so a card that fails
-    /// half-way still reports the money this run moved.
-    async fn settle_card(
+    /// Prefetches, decides and commits one chunk of whole cards' trips,
+    /// adding what it did to `report`.
+    async fn settle_chunk(
         &self,
         principal: &Principal,
         day: NaiveDate,
-        card: CardRef,
-        card_trips: &[Trip],
+        trips: &[Trip],
         report: &mut SettlementReport,
-        run: &mut CardRun,
     ) -> Result<(), TransitError> {
-        let done = self.store.trips(card, day).await?;
-        let rider = self.riders.rider(card, day);
-        let spend = self.store.month_spend_before(card, day).await?;
-        let CardRun {
-            revenue,
-            fares,
-            legs,
-            settled,
-        } = run;
-        legs.clear();
-        legs.extend(card_trips.iter().map(|t| t.leg));
-        fares.clear();
-        if let Err(error) = self.engine.quote_into(&rider, spend, legs, fares) {
-            // Bad taps for one card (an unknown stop, say) must not stop the city's day.
-            tracing::warn!(%card, %error, "trips of this card could not be priced; left unsettled");
-            report.cards_unpriced += 1;
-            return Ok(());
-        }
-        settled.clear();
-        let mut card_arrears = false;
-        let mut last_board = None;
-        let mut occurrence = 0u32;
-        for (trip, fare) in card_trips.iter().zip(fares.iter()) {
-            occurrence = if last_board == Some(trip.leg.board) {
-                occurrence + 1
-            } else {
-                0
-            };
-            last_board = Some(trip.leg.board);
-            let id = Self::trip_id(trip, occurrence)?;
-            if done.iter().any(|d| d.id == id) {
-                report.trips_already_settled += 1;
-                continue;
-            }
-            let mut operator = self
-                .engine
-                .network()
-                .operator_of(trip.leg.route, trip.leg.from)
-                .to_owned();
-            let payment = if fare.paid.is_positive() {
-                let key = IdempotencyKey::parse(id.as_str())
-                    .map_err(|e| TransitError::Code(e.to_string()))?;
-                let charge = FareCharge {
-                    key,
-                    card,
-                    amount: fare.paid,
-                    operator: std::mem::take(&mut operator),
-                    at: trip.leg.board,
-                };
-                let outcome = self.payments.charge(&charge).await;
-                operator = charge.operator;
-                match outcome {
-                    Ok(ChargeOutcome::Charged { .. }) => {
-                        report.charges += 1;
-                        report.charged = report.charged.checked_add(fare.paid)?;
-                        match revenue.get_mut(&operator) {
-                            Some(total) => *total += fare.paid.fen(),
-                            None => {
-                                revenue.insert(operator.clone(), fare.paid.fen());
-                            }
-                        }
-                        TripPayment::Charged
-                    }
-                    Ok(ChargeOutcome::AlreadyCharged { .. }) => {
-                        report.charges_replayed += 1;
-                        TripPayment::Charged
-                    }
-                    Ok(ChargeOutcome::InsufficientFunds) => {
-                        let entry = ArrearsEntry {
-                            card,
-                            trip: id.clone(),
-                            amount: fare.paid,
-                            at: self.clock.now(),
-                        };
-                        if self.store.add_arrears(&entry).await? {
-                            report.arrears = report.arrears.checked_add(fare.paid)?;
-                        }
-                        card_arrears = true;
-                        TripPayment::Arrears
-                    }
-                    Err(TransitError::PaymentUnavailable(reason)) => {
-                        tracing::warn!(trip = %id, %reason, "fare payment unavailable; trip left pending");
-                        report.trips_pending += 1;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            } else {
-                TripPayment::Free
-            };
-            if matches!(fare.basis, FareBasis::MaximumFare(_)) {
-                report.maximum_fares += 1;
-            }
-            report.base_fares = report.base_fares.checked_add(fare.base)?;
-            report.discounts = report
-                .discounts
-                .checked_add(fare.base.checked_sub(fare.paid)?)?;
-            if let Some(t) = fare.transfer {
-                report.transfer_discounts = report.transfer_discounts.checked_add(t.discount)?;
-            }
-            settled.push(SettledTrip {
-                id,
-                card,
-                day,
-                started_at: trip.leg.board,
-                operator,
-                base: fare.base,
-                amount: fare.paid,
-                completeness: trip.completeness,
-                payment,
-            });
-        }
-        if card_arrears {
-            report.cards_in_arrears += 1;
-            self.store
-                .deny(&DenyEntry {
-                    card,
-                    reason: DenyReason::Arrears,
-                    since: self.clock.now(),
-                })
-                .await?;
-            self.audit
-                .append(
-                    AuditRecord::new(
-                        self.clock.now(),
-                        principal.clone(),
-                        "transit.deny",
-                        format!("card:{card}"),
-                        AuditOutcome::Succeeded,
-                    )
-                    .with("reason", "arrears"),
-                )
-                .await?;
-        }
-        report.trips_settled += self.store.record_trips(settled).await?;
+        let mut cards: Vec<CardRef> = trips.iter().map(|t| t.card).collect();
+        cards.dedup();
+        let stored = self.store.prefetch(&cards, day).await?;
+        let prefetch = SettlementPrefetch {
+            riders: self.riders.riders(&cards, day).await?,
+            month_spend: stored.month_spend,
+            settled: stored.settled,
+        };
+        let plan = plan_chunk(
+            &self.engine,
+            day,
+            trips,
+            &prefetch,
+            principal,
+            self.clock.now(),
+        )?;
+        let outcomes = if plan.trips.is_empty() {
+            Vec::new()
+        } else {
+            self.payments.commit(&plan, self.store.as_ref()).await?
+        };
+        report.add(plan.tally(&outcomes)?)?;
         Ok(())
     }
 
-    /// Settles one civil day of taps (system or operator only).
+    /// Settles one civil day of taps (the system, or an operator with the
+    /// finance role).
+    ///
+    /// The day is settled chunk by chunk, each chunk one commit; a chunk that
+    /// cannot be settled now (a store or payment outage) is reported — its
+    /// trips as pending, or its cards in `cards_failed` — and the day goes
+    /// on. Running the day again picks up exactly what is left.
     pub async fn settle_day(
         &self,
         principal: &Principal,
@@ -556,33 +551,25 @@ impl Settlement {
             taps: stats,
             ..SettlementReport::default()
         };
-        let mut run = CardRun::default();
-        let mut start = 0;
-        while start < trips.len() {
-            let card = trips[start].card;
-            let mut end = start;
-            while end < trips.len() && trips[end].card == card {
-                end += 1;
-            }
-            let card_trips = &trips[start..end];
-            start = end;
-            if let Err(error) = self
-                .settle_card(principal, day, card, card_trips, &mut report, &mut run)
-                .await
-            {
-                // One card must not stop the city's day: report it, go on, a re-run retries it.
-                tracing::warn!(%card, %error, "trips of this card could not be settled now; left for a re-run");
-                report.cards_failed.push(CardFailure {
-                    card,
-                    reason: error.to_string(),
-                });
+        for range in chunks(&trips, self.chunk_trips) {
+            let chunk = &trips[range];
+            if let Err(error) = self.settle_chunk(principal, day, chunk, &mut report).await {
+                // One chunk must not stop the city's day: report it, go on, a re-run retries it.
+                tracing::warn!(%error, trips = chunk.len(), "a chunk could not be settled now; left for a re-run");
+                if error.class().is_retryable() {
+                    report.trips_pending += chunk.len() as u64;
+                } else {
+                    let mut cards: Vec<CardRef> = chunk.iter().map(|t| t.card).collect();
+                    cards.dedup();
+                    report
+                        .cards_failed
+                        .extend(cards.into_iter().map(|card| CardFailure {
+                            card,
+                            reason: error.to_string(),
+                        }));
+                }
             }
         }
-        let revenue = run.revenue;
-        report.revenue_by_operator = revenue
-            .into_iter()
-            .map(|(k, v)| (k, Money::from_fen(v)))
-            .collect();
         self.audit
             .append(
                 AuditRecord::new(
@@ -651,27 +638,24 @@ impl Settlement {
             operator: "arrears".into(),
             at: self.clock.now(),
         };
-        match self.payments.charge(&charge).await? {
-            ChargeOutcome::Charged { .. } | ChargeOutcome::AlreadyCharged { .. } => {
-                let ids: Vec<TripId> = open.iter().map(|e| e.trip.clone()).collect();
-                self.store.clear_arrears(card, &ids).await?;
-                self.store.allow(card, DenyReason::Arrears).await?;
-                self.audit
-                    .append(
-                        AuditRecord::new(
-                            self.clock.now(),
-                            principal.clone(),
-                            "transit.pay_arrears",
-                            format!("card:{card}"),
-                            AuditOutcome::Succeeded,
-                        )
-                        .with("amount", owed.to_string()),
-                    )
-                    .await?;
+        let plan = ArrearsPlan {
+            charge,
+            trips: open.iter().map(|e| e.trip.clone()).collect(),
+            principal: principal.clone(),
+        };
+        let outcomes = self.payments.commit(&plan, self.store.as_ref()).await?;
+        match outcomes.into_iter().next() {
+            Some(ChargeOutcome::Charged { .. } | ChargeOutcome::AlreadyCharged { .. }) => {
                 tracing::info!(amount = %owed, "arrears paid");
                 Ok(ArrearsPayment::Paid { amount: owed })
             }
-            ChargeOutcome::InsufficientFunds => Ok(ArrearsPayment::InsufficientFunds { owed }),
+            Some(ChargeOutcome::InsufficientFunds) => {
+                Ok(ArrearsPayment::InsufficientFunds { owed })
+            }
+            Some(ChargeOutcome::Refused { reason }) => Err(TransitError::PaymentConflict(reason)),
+            None => Err(TransitError::PaymentUnavailable(
+                "the payment side returned no outcome".into(),
+            )),
         }
     }
 

@@ -11,10 +11,10 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use citycard_core::{Money, StoreError};
+use citycard_core::{CoreChanges, MemoryCore, Money, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::fasthash::FxHashMap;
+use crate::fasthash::{FxHashMap, FxHashSet};
 use crate::taps::{CardRef, TripCompleteness};
 
 citycard_core::define_id!(
@@ -190,9 +190,56 @@ pub fn reader_deny_list(deny: &[DenyEntry], live: &[IssuedCredential]) -> Vec<De
     out
 }
 
+/// What one settlement chunk (or one arrears payment) writes, in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransitChanges {
+    /// Trips settled (a trip id already stored is left as it is).
+    pub trips: Vec<SettledTrip>,
+    /// Arrears recorded (a trip already in arrears is left as it is).
+    pub arrears: Vec<ArrearsEntry>,
+    /// Arrears paid: (card, trip) entries removed.
+    pub cleared: Vec<(CardRef, TripId)>,
+    /// Cards put on the deny list (kept once per reason).
+    pub deny: Vec<DenyEntry>,
+    /// Reasons lifted from cards.
+    pub allow: Vec<(CardRef, DenyReason)>,
+    /// Audit records and idempotency outcomes committed with the rows.
+    pub core: CoreChanges,
+}
+
+impl TransitChanges {
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.trips.is_empty()
+            && self.arrears.is_empty()
+            && self.cleared.is_empty()
+            && self.deny.is_empty()
+            && self.allow.is_empty()
+            && self.core.is_empty()
+    }
+}
+
+/// What the store knows that deciding a chunk of cards needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredForChunk {
+    /// The cards' trips already settled for the day.
+    pub settled: FxHashSet<TripId>,
+    /// What each card owed on earlier days of the day's month (cards that owed nothing are absent).
+    pub month_spend: FxHashMap<CardRef, Money>,
+}
+
 /// The storage port for settlement.
 #[async_trait]
 pub trait TransitStore: Send + Sync {
+    /// Writes one chunk's changes and their core records atomically.
+    async fn commit(&self, changes: &TransitChanges) -> Result<(), StoreError>;
+    /// What deciding `cards`' trips of `day` needs, in one round trip.
+    async fn prefetch(
+        &self,
+        cards: &[CardRef],
+        day: NaiveDate,
+    ) -> Result<StoredForChunk, StoreError>;
+
     /// Stores settled trips; a trip id already stored is left as it is. Returns how many were new.
     async fn record_trips(&self, trips: &[SettledTrip]) -> Result<u64, StoreError>;
     /// The trips of a card settled for a civil day, by start time.
@@ -232,10 +279,67 @@ struct Inner {
     credentials: BTreeMap<(u32, CardRef, DateTime<Utc>, DateTime<Utc>), CardRef>,
 }
 
-/// The transit store in memory.
+/// The transit store in memory (core records go to its [`MemoryCore`]).
 #[derive(Debug, Default)]
 pub struct MemoryTransitStore {
     inner: Mutex<Inner>,
+    core: MemoryCore,
+}
+
+impl Inner {
+    fn record_trip(&mut self, t: &SettledTrip) -> bool {
+        let list = self.trips.entry((t.card, t.day)).or_default();
+        if list.iter().any(|x| x.id == t.id) {
+            return false;
+        }
+        list.push(t.clone());
+        let days = self
+            .month
+            .entry((t.card, t.day.year(), t.day.month()))
+            .or_default();
+        match days.iter_mut().find(|(d, _)| *d == t.day.day()) {
+            Some((_, fen)) => *fen += t.amount.fen(),
+            None => days.push((t.day.day(), t.amount.fen())),
+        }
+        true
+    }
+
+    fn add_arrears(&mut self, entry: &ArrearsEntry) -> bool {
+        let list = self.arrears.entry(entry.card).or_default();
+        if list.iter().any(|e| e.trip == entry.trip) {
+            return false;
+        }
+        list.push(entry.clone());
+        true
+    }
+
+    fn clear_arrears(&mut self, card: CardRef, trips: &[TripId]) -> i64 {
+        let mut cleared = 0i64;
+        if let Some(list) = self.arrears.get_mut(&card) {
+            list.retain(|e| {
+                let hit = trips.contains(&e.trip);
+                if hit {
+                    cleared += e.amount.fen();
+                }
+                !hit
+            });
+            if list.is_empty() {
+                self.arrears.remove(&card);
+            }
+        }
+        cleared
+    }
+
+    fn month_spend_before(&self, card: CardRef, day: NaiveDate) -> i64 {
+        self.month
+            .get(&(card, day.year(), day.month()))
+            .map_or(0, |days| {
+                days.iter()
+                    .filter(|(d, _)| *d < day.day())
+                    .map(|(_, f)| *f)
+                    .sum()
+            })
+    }
 }
 
 impl MemoryTransitStore {
@@ -251,6 +355,15 @@ impl MemoryTransitStore {
         inner.month.reserve(card_days);
         Self {
             inner: Mutex::new(inner),
+            core: MemoryCore::new(),
+        }
+    }
+
+    /// An empty store that writes core records (audit, idempotency outcomes) to `core`.
+    pub fn with_core(core: MemoryCore) -> Self {
+        Self {
+            inner: Mutex::default(),
+            core,
         }
     }
 
@@ -261,27 +374,49 @@ impl MemoryTransitStore {
 
 #[async_trait]
 impl TransitStore for MemoryTransitStore {
-    async fn record_trips(&self, trips: &[SettledTrip]) -> Result<u64, StoreError> {
+    async fn commit(&self, changes: &TransitChanges) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let inner = &mut *inner;
-        let mut new = 0;
-        for t in trips {
-            let list = inner.trips.entry((t.card, t.day)).or_default();
-            if list.iter().any(|x| x.id == t.id) {
-                continue;
+        self.core.check(&changes.core)?;
+        for t in &changes.trips {
+            inner.record_trip(t);
+        }
+        for a in &changes.arrears {
+            inner.add_arrears(a);
+        }
+        for (card, trip) in &changes.cleared {
+            inner.clear_arrears(*card, std::slice::from_ref(trip));
+        }
+        for d in &changes.deny {
+            inner.deny.entry((d.card, d.reason)).or_insert(d.since);
+        }
+        for (card, reason) in &changes.allow {
+            inner.deny.remove(&(*card, *reason));
+        }
+        self.core.commit(&changes.core)
+    }
+
+    async fn prefetch(
+        &self,
+        cards: &[CardRef],
+        day: NaiveDate,
+    ) -> Result<StoredForChunk, StoreError> {
+        let inner = self.lock();
+        let mut out = StoredForChunk::default();
+        for card in cards {
+            if let Some(trips) = inner.trips.get(&(*card, day)) {
+                out.settled.extend(trips.iter().map(|t| t.id.clone()));
             }
-            new += 1;
-            list.push(t.clone());
-            let days = inner
-                .month
-                .entry((t.card, t.day.year(), t.day.month()))
-                .or_default();
-            match days.iter_mut().find(|(d, _)| *d == t.day.day()) {
-                Some((_, fen)) => *fen += t.amount.fen(),
-                None => days.push((t.day.day(), t.amount.fen())),
+            let spend = inner.month_spend_before(*card, day);
+            if spend != 0 {
+                out.month_spend.insert(*card, Money::from_fen(spend));
             }
         }
-        Ok(new)
+        Ok(out)
+    }
+
+    async fn record_trips(&self, trips: &[SettledTrip]) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        Ok(trips.iter().filter(|t| inner.record_trip(t)).count() as u64)
     }
 
     async fn trips(&self, card: CardRef, day: NaiveDate) -> Result<Vec<SettledTrip>, StoreError> {
@@ -292,27 +427,11 @@ impl TransitStore for MemoryTransitStore {
     }
 
     async fn month_spend_before(&self, card: CardRef, day: NaiveDate) -> Result<Money, StoreError> {
-        let inner = self.lock();
-        let fen = inner
-            .month
-            .get(&(card, day.year(), day.month()))
-            .map_or(0, |days| {
-                days.iter()
-                    .filter(|(d, _)| *d < day.day())
-                    .map(|(_, f)| *f)
-                    .sum()
-            });
-        Ok(Money::from_fen(fen))
+        Ok(Money::from_fen(self.lock().month_spend_before(card, day)))
     }
 
     async fn add_arrears(&self, entry: &ArrearsEntry) -> Result<bool, StoreError> {
-        let mut inner = self.lock();
-        let list = inner.arrears.entry(entry.card).or_default();
-        if list.iter().any(|e| e.trip == entry.trip) {
-            return Ok(false);
-        }
-        list.push(entry.clone());
-        Ok(true)
+        Ok(self.lock().add_arrears(entry))
     }
 
     async fn arrears(&self, card: CardRef) -> Result<Vec<ArrearsEntry>, StoreError> {
@@ -323,21 +442,7 @@ impl TransitStore for MemoryTransitStore {
     }
 
     async fn clear_arrears(&self, card: CardRef, trips: &[TripId]) -> Result<Money, StoreError> {
-        let mut inner = self.lock();
-        let mut cleared = 0i64;
-        if let Some(list) = inner.arrears.get_mut(&card) {
-            list.retain(|e| {
-                let hit = trips.contains(&e.trip);
-                if hit {
-                    cleared += e.amount.fen();
-                }
-                !hit
-            });
-            if list.is_empty() {
-                inner.arrears.remove(&card);
-            }
-        }
-        Ok(Money::from_fen(cleared))
+        Ok(Money::from_fen(self.lock().clear_arrears(card, trips)))
     }
 
     async fn deny(&self, entry: &DenyEntry) -> Result<(), StoreError> {

@@ -185,6 +185,9 @@ fn arm_crash(db: &Database) -> Result<Arc<AtomicU64>, CliError> {
     Ok(seen)
 }
 
+/// Trips per settlement chunk in the drill (one write transaction each).
+const DRILL_CHUNK_TRIPS: usize = 4;
+
 async fn open(
     dir: &Path,
     attempt: u32,
@@ -202,7 +205,9 @@ async fn open(
     let mut builder = CityCard::builder()
         .sqlite(dir.join("citycard.db"))
         .clock(clock)
-        .key_provider(keys);
+        .key_provider(keys)
+        // Small chunks: every chunk boundary is a point the drill can be killed at.
+        .settlement_chunk_trips(DRILL_CHUNK_TRIPS);
     if lossy {
         builder = builder.platform_wallet(Arc::new(LossyWallet::default()));
     }
@@ -321,7 +326,6 @@ async fn settle(
 ) -> Result<(), CliError> {
     let taps =
         taps_from_csv(city.transit().fares(), &tap_file(city, cards, seed)?).map_err(domain)?;
-    city.transit().prepare_riders(&taps).await.map_err(domain)?;
     let report = city
         .transit()
         .settlement()

@@ -202,10 +202,6 @@ pub fn run(args: &SettleArgs, out: &mut dyn Write) -> Result<bool, CliError> {
         for batch in cards.chunks(CARDS_PER_BATCH) {
             let taps: Vec<Tap> = batch.iter().flatten().copied().collect();
             let n = taps.len() as u64;
-            if let Some(city) = &city {
-                rt.block_on(city.transit().prepare_riders(&taps))
-                    .map_err(|e| CliError::Domain(format!("rider profiles: {e}")))?;
-            }
             let r = rt
                 .block_on(settlement.settle_day(&Principal::System, day, taps))
                 .map_err(|e| CliError::Domain(format!("settling {day}: {e}")))?;

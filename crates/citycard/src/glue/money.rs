@@ -4,17 +4,23 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use citycard_binding::{BalanceSource, BalanceView, CardFunds, PortError, WalletAccountRef};
-use citycard_core::{ClassifiedError, Clock, IdempotencyKey, Money, PersonId, Principal};
+use citycard_core::{
+    AuditRecord, ClassifiedError, Clock, CoreChanges, IdempotencyKey, Money, PersonId, Principal,
+    StoreError,
+};
 use citycard_healthcare::{
     AccountBalances, MedicalPayments, MedicalTransfer, PaymentAccount, PaymentError, PaymentReceipt,
 };
 use citycard_ledger::{
-    AccountId, AccountKind, CreateTransferResult, Ledger, NewTransfer, Owner, Reference,
-    TransferFlags, TransferId,
+    AccountId, AccountKind, ChangeSet, CommitWith, CreateTransferResult, Ledger, NewTransfer,
+    Owner, Reference, TransferFlags, TransferId,
 };
-use citycard_transit::{ChargeOutcome, FareCharge, FarePayments, TransitError};
+use citycard_transit::{
+    ChargeOutcome, ChargePlan, FareCharge, FarePayments, TransitError, TransitStore,
+};
 
 use crate::accounts::Accounts;
+use crate::unit::{CityPlan, UnitOfWork};
 
 /// Transfer codes the card system writes.
 pub mod codes {
@@ -50,83 +56,157 @@ pub fn wallet_ref(account: AccountId) -> WalletAccountRef {
 /// A transit `CardRef` is the card's wallet account id, so a reader's tap
 /// names the account to charge directly.
 ///
-/// The ledger transfer is its own idempotency record: its id is derived from
-/// the trip key, so a charge is one write transaction and leaves no
-/// in-progress state behind a crash. A resubmission is answered `exists`
-/// ([`ChargeOutcome::AlreadyCharged`]); a charge the balance did not cover
-/// burns its id (`id_already_failed`), which reads back as insufficient funds
-/// again, so a retry returns the first outcome. The same key with another
-/// card, amount or operator is refused by the ledger (`exists_with_different_*`).
+/// A settlement chunk is one ledger batch, decided by the ledger and
+/// committed with the chunk's trips, arrears and denials in one unit of
+/// work ([`Ledger::create_transfers_with`]): one write transaction per chunk.
+/// Each transfer is its own idempotency record: its id is derived from the
+/// trip key, so a replayed chunk is answered `exists`
+/// ([`ChargeOutcome::AlreadyCharged`]) and a fare the balance did not cover
+/// is recorded as arrears in the same transaction that burns its id. The
+/// same key with another card, amount or operator is refused
+/// (`exists_with_different_*`: [`ChargeOutcome::Refused`]).
 pub struct LedgerFarePayments {
     ledger: Arc<Ledger>,
     accounts: Accounts,
+    unit: Arc<dyn UnitOfWork>,
+    operators: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl LedgerFarePayments {
-    /// Fares on this ledger.
-    pub fn new(ledger: Arc<Ledger>, accounts: Accounts) -> Self {
-        Self { ledger, accounts }
+    /// Fares on this ledger, committed with the transit rows through `unit`.
+    pub fn new(ledger: Arc<Ledger>, accounts: Accounts, unit: Arc<dyn UnitOfWork>) -> Self {
+        Self {
+            ledger,
+            accounts,
+            unit,
+            operators: std::sync::Mutex::default(),
+        }
     }
 
     /// The transfer id of a fare charge (the trip key, in the fare scope).
     pub fn transfer_id(key: &IdempotencyKey) -> TransferId {
         TransferId::from_idempotency_key(FARE_SCOPE, key)
     }
+
+    /// Opens the revenue accounts of operators not yet seen by this process.
+    async fn open_operators(&self, charges: &[FareCharge]) -> Result<(), TransitError> {
+        let missing: Vec<String> = {
+            let known = self.operators.lock().unwrap_or_else(|e| e.into_inner());
+            let mut missing: Vec<String> = charges
+                .iter()
+                .filter(|c| !known.contains(&c.operator))
+                .map(|c| c.operator.clone())
+                .collect();
+            missing.sort_unstable();
+            missing.dedup();
+            missing
+        };
+        for operator in missing {
+            self.accounts
+                .open_operator(&operator)
+                .await
+                .map_err(fare_error)?;
+            self.operators
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(operator);
+        }
+        Ok(())
+    }
 }
 
 /// The scope fare transfer ids are derived in.
 pub const FARE_SCOPE: &str = "transit.fare";
 
+/// The outcome of one fare from the ledger's result.
+fn fare_outcome(result: CreateTransferResult, id: TransferId) -> ChargeOutcome {
+    let reference = id.to_string();
+    match result {
+        CreateTransferResult::Ok => ChargeOutcome::Charged { reference },
+        CreateTransferResult::Exists => ChargeOutcome::AlreadyCharged { reference },
+        CreateTransferResult::ExceedsCredits => ChargeOutcome::InsufficientFunds,
+        // A fare's id is burnt in the transaction that records its trip in
+        // arrears, so a trip still unsettled should never find it burnt.
+        other => ChargeOutcome::Refused {
+            reason: format!("the ledger refused the fare: {other:?}"),
+        },
+    }
+}
+
+/// The transit half of a fare batch's commit.
+struct FareCommit<'a> {
+    plan: &'a dyn ChargePlan,
+    ids: Vec<TransferId>,
+    unit: &'a dyn UnitOfWork,
+}
+
+#[async_trait]
+impl CommitWith for FareCommit<'_> {
+    type Output = Vec<ChargeOutcome>;
+
+    async fn commit(
+        self,
+        results: &[CreateTransferResult],
+        changes: &ChangeSet<'_>,
+        audit: AuditRecord,
+    ) -> Result<Vec<ChargeOutcome>, StoreError> {
+        let outcomes: Vec<ChargeOutcome> = results
+            .iter()
+            .zip(&self.ids)
+            .map(|(r, id)| fare_outcome(*r, *id))
+            .collect();
+        let transit = self.plan.resolve(&outcomes);
+        self.unit
+            .commit(CityPlan {
+                ledger: Some(changes),
+                transit: Some(&transit),
+                core: CoreChanges::audited(audit),
+            })
+            .await?;
+        Ok(outcomes)
+    }
+}
+
 #[async_trait]
 impl FarePayments for LedgerFarePayments {
-    async fn charge(&self, charge: &FareCharge) -> Result<ChargeOutcome, TransitError> {
-        self.accounts
-            .open_operator(&charge.operator)
-            .await
-            .map_err(fare_error)?;
-        let id = Self::transfer_id(&charge.key);
-        let reference = Reference::trip(charge.key.as_str()).map_err(fare_error)?;
-        let transfer = NewTransfer::new(
-            id,
-            AccountId::new(charge.card.0),
-            Accounts::revenue(&charge.operator),
-            charge.amount,
-            codes::FARE,
-        )
-        .with_reference(reference)
-        .with_memo(format!("fare {}", charge.operator));
-        let result = self
-            .ledger
-            .create_transfers(&Principal::System, vec![transfer])
-            .await
-            .map_err(fare_error)?;
-        let reference = id.to_string();
-        match result.first().copied() {
-            Some(CreateTransferResult::Ok) => Ok(ChargeOutcome::Charged { reference }),
-            Some(CreateTransferResult::Exists) => Ok(ChargeOutcome::AlreadyCharged { reference }),
-            Some(CreateTransferResult::ExceedsCredits) => Ok(ChargeOutcome::InsufficientFunds),
-            Some(CreateTransferResult::IdAlreadyFailed) => {
-                let first = self
-                    .ledger
-                    .inspect(|engine| engine.failure(id))
-                    .await
-                    .map_err(fare_error)?;
-                match first {
-                    Some(CreateTransferResult::ExceedsCredits) => {
-                        Ok(ChargeOutcome::InsufficientFunds)
-                    }
-                    other => Err(TransitError::PaymentConflict(format!(
-                        "the ledger refused this fare before: {other:?}"
-                    ))),
-                }
-            }
-            Some(other) => Err(TransitError::PaymentConflict(format!(
-                "the ledger refused the fare: {other:?}"
-            ))),
-            None => Err(TransitError::PaymentUnavailable(
-                "the ledger returned no result".to_owned(),
-            )),
+    async fn commit(
+        &self,
+        plan: &dyn ChargePlan,
+        _store: &dyn TransitStore,
+    ) -> Result<Vec<ChargeOutcome>, TransitError> {
+        let charges = plan.charges();
+        self.open_operators(charges).await?;
+        let mut ids = Vec::with_capacity(charges.len());
+        let mut batch = Vec::with_capacity(charges.len());
+        for charge in charges {
+            let id = Self::transfer_id(&charge.key);
+            let reference = Reference::trip(charge.key.as_str()).map_err(fare_error)?;
+            ids.push(id);
+            batch.push(
+                NewTransfer::new(
+                    id,
+                    AccountId::new(charge.card.0),
+                    Accounts::revenue(&charge.operator),
+                    charge.amount,
+                    codes::FARE,
+                )
+                .with_reference(reference),
+            );
         }
+        let (_, outcomes) = self
+            .ledger
+            .create_transfers_with(
+                &Principal::System,
+                batch,
+                FareCommit {
+                    plan,
+                    ids,
+                    unit: self.unit.as_ref(),
+                },
+            )
+            .await
+            .map_err(fare_error)?;
+        Ok(outcomes)
     }
 }
 

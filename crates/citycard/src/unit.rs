@@ -1,0 +1,92 @@
+//! The unit of work: what one operation writes across domains, committed once.
+//!
+//! Each domain decides its own rows (a ledger batch's [`ChangeSet`], a
+//! settlement chunk's [`TransitChanges`], the [`CoreChanges`] of audit records
+//! and idempotency outcomes); a [`UnitOfWork`] writes the rows of one
+//! operation atomically. On the embedded store that is one SQLite transaction
+//! ([`SqliteUnitOfWork`]); [`PortsUnitOfWork`] writes through each domain's
+//! store port in turn, for memory stores (which a crash cannot tear) and for
+//! stores a host wrapped (see [`crate::CityCardBuilder::wrap_ledger_store`]).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use citycard_core::{CoreChanges, StoreError};
+use citycard_ledger::{ChangeSet, LedgerStore};
+use citycard_sqlite::Database;
+use citycard_transit::{TransitChanges, TransitStore};
+
+/// One operation's rows across domains.
+#[derive(Debug, Default)]
+pub struct CityPlan<'a> {
+    /// A ledger batch, decided by the ledger.
+    pub ledger: Option<&'a ChangeSet<'a>>,
+    /// Transit rows (a settlement chunk, an arrears payment).
+    pub transit: Option<&'a TransitChanges>,
+    /// Audit records and idempotency outcomes of the operation.
+    pub core: CoreChanges,
+}
+
+/// Commits a [`CityPlan`]: all of it, or (on an error) none of it where the
+/// backend can promise that.
+#[async_trait]
+pub trait UnitOfWork: Send + Sync {
+    /// Writes the plan.
+    async fn commit(&self, plan: CityPlan<'_>) -> Result<(), StoreError>;
+}
+
+/// One transaction on the citycard SQLite file: one fsync per operation.
+#[derive(Debug, Clone)]
+pub struct SqliteUnitOfWork {
+    db: Database,
+}
+
+impl SqliteUnitOfWork {
+    /// The unit of work on an open database.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl UnitOfWork for SqliteUnitOfWork {
+    async fn commit(&self, plan: CityPlan<'_>) -> Result<(), StoreError> {
+        self.db.transaction(|tx| {
+            if let Some(ledger) = plan.ledger {
+                citycard_sqlite::ledger::write_changes(tx, ledger)?;
+            }
+            if let Some(transit) = plan.transit {
+                citycard_sqlite::transit::write_changes(tx, transit)?;
+            }
+            citycard_sqlite::write_core_changes(tx, &plan.core)
+        })
+    }
+}
+
+/// Each domain's store port in turn (the ledger's first, with the core records).
+#[derive(Clone)]
+pub struct PortsUnitOfWork {
+    ledger: Arc<dyn LedgerStore>,
+    transit: Arc<dyn TransitStore>,
+}
+
+impl PortsUnitOfWork {
+    /// The unit of work over these stores.
+    pub fn new(ledger: Arc<dyn LedgerStore>, transit: Arc<dyn TransitStore>) -> Self {
+        Self { ledger, transit }
+    }
+}
+
+#[async_trait]
+impl UnitOfWork for PortsUnitOfWork {
+    async fn commit(&self, plan: CityPlan<'_>) -> Result<(), StoreError> {
+        let empty = ChangeSet::default();
+        self.ledger
+            .commit(plan.ledger.unwrap_or(&empty), &plan.core)
+            .await?;
+        if let Some(transit) = plan.transit {
+            self.transit.commit(transit).await?;
+        }
+        Ok(())
+    }
+}
