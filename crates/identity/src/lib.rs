@@ -88,6 +88,10 @@
 //! - Envelopes are bound to a context string through the AEAD's associated
 //!   data; the blind index has its own key that does not rotate with the
 //!   encryption keys.
+//! - The port traits (`ports.rs`) and memory adapters (`memory.rs`) are
+//!   reached only from the crate root (`citycard_identity::PersonStore`,
+//!   `citycard_identity::MemoryKeyProvider`, …): their modules are private,
+//!   so each name has one public path.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
