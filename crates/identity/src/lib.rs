@@ -88,14 +88,20 @@
 //! - Envelopes are bound to a context string through the AEAD's associated
 //!   data; the blind index has its own key that does not rotate with the
 //!   encryption keys.
+//! - The port traits (`ports.rs`) and memory adapters (`memory.rs`) are
+//!   reached only from the crate root (`citycard_identity::PersonStore`,
+//!   `citycard_identity::MemoryKeyProvider`, …): their modules are private,
+//!   so each name has one public path.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod error;
 pub mod generator;
 pub mod id_number;
+mod memory;
 pub mod nationality;
 pub mod person;
+mod ports;
 pub mod region;
 pub mod service;
 pub mod vault;
@@ -107,20 +113,16 @@ pub use id_number::{
     DEFAULT_EARLIEST_BIRTH_YEAR, IdNumber, IdNumberError, IdNumberKind, RegionCheck, Sex,
     ValidationPolicy, ValidityNote, check_character,
 };
-pub use person::{
-    MemoryPersonStore, MemoryPlatformAccountStore, PendingFaceCheck, Person, PersonStore,
-    PlatformAccount, PlatformAccountStore, RealNameLevel,
-};
+pub use memory::{MemoryKeyProvider, MemoryPersonStore, MemoryPlatformAccountStore};
+pub use person::{PendingFaceCheck, Person, PlatformAccount, RealNameLevel};
+pub use ports::{KeyProvider, PersonStore, PlatformAccountStore, RealNameVerifier};
 pub use region::{Region, RegionCode, RegionRecord, Validity};
 pub use service::{
     IdentityConfig, IdentityPorts, IdentityService, RealNameRequest, RealNameStatus,
     VerificationReport,
 };
-pub use vault::{
-    Algorithm, BlindIndex, Envelope, KeyId, KeyProvider, MemoryKeyProvider, SecretKey, Vault,
-    VaultError,
-};
+pub use vault::{Algorithm, BlindIndex, Envelope, KeyId, SecretKey, Vault, VaultError};
 pub use verifier::{
-    ExtraFactor, FaceResult, FaceSession, Factor, FactorCheck, KnownPerson, RealNameVerifier,
-    SimulatedVerifier, VerificationOutcome, VerifierError,
+    ExtraFactor, FaceResult, FaceSession, Factor, FactorCheck, KnownPerson, SimulatedVerifier,
+    VerificationOutcome, VerifierError,
 };

@@ -5,7 +5,7 @@
 //! national algorithms. An envelope records its algorithm and key id, so keys
 //! rotate: new data is sealed under the provider's current key, old envelopes
 //! still open under their own key, and [`Vault::reencrypt`] moves one to the
-//! current key.
+//! current key. The key management port, [`KeyProvider`], is in `ports.rs`.
 //!
 //! Each envelope is bound to a *context* string (e.g. `person:psn-1:id_number`)
 //! through the AEAD's associated data, so a ciphertext copied to another
@@ -19,13 +19,11 @@
 //! key (rotate keys long before that). Key material and decrypted plaintext
 //! are zeroized on drop.
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
-use async_trait::async_trait;
 use citycard_core::{ClassifiedError, ErrorClass, Mask, Sensitive};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -33,6 +31,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::id_number::{IdNumber, RegionCheck, ValidationPolicy};
+use crate::ports::KeyProvider;
 
 citycard_core::define_id!(
     /// The id of a key held by the host's key provider (KMS).
@@ -65,100 +64,6 @@ impl SecretKey {
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretKey(<redacted>)")
-    }
-}
-
-/// The host's key management: which key seals new data, and key material by id.
-#[async_trait]
-pub trait KeyProvider: Send + Sync {
-    /// The id of the key that seals new envelopes.
-    async fn current_key_id(&self) -> Result<KeyId, VaultError>;
-    /// Key material by id (current or retired, for opening old envelopes).
-    async fn key(&self, id: &KeyId) -> Result<SecretKey, VaultError>;
-    /// The key of the blind index. It must stay stable: changing it means
-    /// recomputing every stored index.
-    async fn blind_index_key(&self) -> Result<SecretKey, VaultError>;
-}
-
-#[derive(Default)]
-struct MemoryKeys {
-    current: Option<KeyId>,
-    keys: BTreeMap<KeyId, SecretKey>,
-    index: Option<SecretKey>,
-}
-
-/// A key provider in memory, for tests and the demo.
-#[derive(Clone, Default)]
-pub struct MemoryKeyProvider {
-    inner: Arc<RwLock<MemoryKeys>>,
-}
-
-impl fmt::Debug for MemoryKeyProvider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        f.debug_struct("MemoryKeyProvider")
-            .field("current", &inner.current)
-            .field("keys", &inner.keys.len())
-            .finish()
-    }
-}
-
-impl MemoryKeyProvider {
-    /// A provider with one current encryption key and an index key.
-    pub fn new(current: KeyId, key: SecretKey, index_key: SecretKey) -> Self {
-        let provider = Self::default();
-        {
-            let mut inner = provider.inner.write().unwrap_or_else(|e| e.into_inner());
-            inner.keys.insert(current.clone(), key);
-            inner.current = Some(current);
-            inner.index = Some(index_key);
-        }
-        provider
-    }
-
-    /// A provider with random keys; the encryption key is `key-1`.
-    pub fn random() -> Result<Self, VaultError> {
-        let id = KeyId::parse("key-1").map_err(|_| VaultError::Randomness)?;
-        Ok(Self::new(
-            id,
-            SecretKey::generate()?,
-            SecretKey::generate()?,
-        ))
-    }
-
-    /// Adds a key and makes it current (old keys stay available for reading).
-    pub fn rotate(&self, id: KeyId, key: SecretKey) {
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.keys.insert(id.clone(), key);
-        inner.current = Some(id);
-    }
-
-    /// Forgets a key (envelopes under it no longer open).
-    pub fn retire(&self, id: &KeyId) {
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.keys.remove(id);
-    }
-}
-
-#[async_trait]
-impl KeyProvider for MemoryKeyProvider {
-    async fn current_key_id(&self) -> Result<KeyId, VaultError> {
-        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner.current.clone().ok_or(VaultError::NoCurrentKey)
-    }
-
-    async fn key(&self, id: &KeyId) -> Result<SecretKey, VaultError> {
-        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner
-            .keys
-            .get(id)
-            .cloned()
-            .ok_or_else(|| VaultError::UnknownKey { key_id: id.clone() })
-    }
-
-    async fn blind_index_key(&self) -> Result<SecretKey, VaultError> {
-        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner.index.clone().ok_or(VaultError::NoCurrentKey)
     }
 }
 

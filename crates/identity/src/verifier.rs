@@ -1,5 +1,6 @@
-//! The `RealNameVerifier` port (the host's real-name provider) and a
-//! simulated provider backed by a registry of known people.
+//! What a real-name provider is asked and answers (the `RealNameVerifier`
+//! port itself is in `ports.rs`), and a simulated provider backed by a
+//! registry of known people.
 //!
 //! A provider answers a factor check with [`VerificationOutcome`] (match,
 //! mismatch with the factor when known, no record, invalid input) or fails
@@ -17,6 +18,7 @@ use citycard_core::{ClassifiedError, ErrorClass, Mask, Sensitive};
 use serde::{Deserialize, Serialize};
 
 use crate::id_number::IdNumber;
+use crate::ports::RealNameVerifier;
 
 /// The extra factor of a three-factor check.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -145,24 +147,6 @@ pub enum FaceResult {
     NoRecord,
     /// The session expired before completion.
     Expired,
-}
-
-/// The real-name verification provider port.
-#[async_trait]
-pub trait RealNameVerifier: Send + Sync {
-    /// Checks name + ID number (+ phone or bank card).
-    async fn check_factors(
-        &self,
-        check: &FactorCheck,
-    ) -> Result<VerificationOutcome, VerifierError>;
-    /// Opens a face liveness session for a name and ID number.
-    async fn start_face_session(
-        &self,
-        name: &Sensitive<String>,
-        id_number: &IdNumber,
-    ) -> Result<FaceSession, VerifierError>;
-    /// The server-side result of a face session.
-    async fn face_result(&self, session_id: &str) -> Result<FaceResult, VerifierError>;
 }
 
 /// A person the simulated provider knows (its Debug masks every field).

@@ -1,6 +1,5 @@
 //! The `citycard` command's subcommands.
 
-// DEMO: the lead adds `pub mod demo;` here.
 pub mod card;
 pub mod drill;
 pub mod fare;

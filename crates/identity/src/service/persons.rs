@@ -1,0 +1,222 @@
+//! Persons: enrolment at the issuer's counter, the person a verified account
+//! is linked to (created encrypted on first sight), reads by id or ID number,
+//! and re-encryption under the current vault key.
+
+use chrono::{DateTime, Utc};
+use citycard_core::{
+    AuditOutcome, AuditRecord, IdempotencyKey, PersonId, Principal, Sensitive, StoreError,
+    principal_scope, run_idempotent,
+};
+
+use super::IdentityService;
+use crate::error::IdentityError;
+use crate::id_number::IdNumber;
+use crate::person::{Person, RealNameLevel};
+use crate::vault::BlindIndex;
+impl IdentityService {
+    /// The person with this ID number, created (encrypted) if new, with the
+    /// level raised.
+    pub(super) async fn person_for(
+        &self,
+        id_number: &IdNumber,
+        name: &Sensitive<String>,
+        index: BlindIndex,
+        level: RealNameLevel,
+        now: DateTime<Utc>,
+    ) -> Result<Person, IdentityError> {
+        let persons = &self.ports.persons;
+        if let Some(mut person) = persons.find_by_id_number_index(&index).await? {
+            if level >= person.level {
+                person.level = level;
+                person.verified_at = Some(now);
+                persons.update(&person).await?;
+            }
+            return Ok(person);
+        }
+        let id = PersonId::generate(self.ports.ids.as_ref());
+        let vault = &self.ports.vault;
+        let person = Person {
+            masked_name: Person::mask_name(name.expose()),
+            name: vault
+                .seal_name(name.expose().trim(), &Person::name_context(&id))
+                .await?,
+            masked_id_number: id_number.masked(),
+            id_number: vault
+                .seal_id_number(id_number, &Person::id_number_context(&id))
+                .await?,
+            id_number_index: index,
+            level,
+            verified_at: Some(now),
+            created_at: now,
+            id,
+        };
+        persons.insert(&person).await?;
+        Ok(person)
+    }
+
+    /// Enrols a person at the issuer's counter (documents checked by an
+    /// operator), or returns the person already known by this ID number.
+    ///
+    /// The ID number is validated locally, stored encrypted with its blind
+    /// index, and never logged. Enrolment does not make any platform account
+    /// real-name verified: that still takes [`IdentityService::verify_real_name`].
+    /// Operators and the system only; idempotent with `key` (the actor's own).
+    ///
+    /// After a crash between claim and completion, a retry once the claim's
+    /// lease has run out takes it over and runs again, which is safe: the
+    /// person is found by the ID number's blind index, never made twice.
+    pub async fn enroll_person(
+        &self,
+        actor: &Principal,
+        name: &Sensitive<String>,
+        id_number: &Sensitive<String>,
+        key: &IdempotencyKey,
+    ) -> Result<Person, IdentityError> {
+        const ACTION: &str = "identity.enroll_person";
+        if !self.may_enrol(actor) {
+            // Audits the refusal and returns it.
+            self.audit_access(actor, false, ACTION, "enrol persons", "person:*".into())
+                .await?;
+        }
+        let trimmed = name.expose().trim();
+        if trimmed.is_empty() || trimmed.chars().count() > 64 {
+            return Err(IdentityError::InvalidName);
+        }
+        let id_number = IdNumber::parse_with(id_number.expose(), &self.policy())?;
+        let index = self.ports.vault.blind_index(&id_number).await?;
+        let now = self.ports.clock.now();
+        // Keyed like the blind index: a plain hash of the name would give it
+        // back to anyone holding the database (a dictionary of names is small).
+        let name_digest = self
+            .ports
+            .vault
+            .keyed_digest(&[b"enroll-name", trimmed.as_bytes()])
+            .await?;
+        let request = (index.to_hex(), name_digest.to_hex());
+        let person_id: PersonId = run_idempotent(
+            self.ports.idempotency.as_ref(),
+            &principal_scope(ACTION, actor),
+            key,
+            &request,
+            now,
+            || async {
+                let person = self
+                    .person_for(&id_number, name, index, RealNameLevel::Unverified, now)
+                    .await?;
+                self.audit(AuditRecord::new(
+                    now,
+                    actor.clone(),
+                    ACTION,
+                    format!("person:{}", person.id),
+                    AuditOutcome::Succeeded,
+                ))
+                .await?;
+                Ok::<_, IdentityError>(person.id)
+            },
+        )
+        .await?;
+        self.ports.persons.get(&person_id).await?.ok_or_else(|| {
+            IdentityError::Store(StoreError::Corrupt(format!(
+                "person {person_id} is missing after enrolment"
+            )))
+        })
+    }
+
+    /// A person by id (ciphertext and masked forms only): for the person,
+    /// reading operators and the system.
+    pub async fn person(
+        &self,
+        actor: &Principal,
+        id: &PersonId,
+    ) -> Result<Option<Person>, IdentityError> {
+        let allowed = self.may_read_back_office(actor)
+            || matches!(actor, Principal::Cardholder { person } if person == id);
+        self.audit_access(
+            actor,
+            allowed,
+            "identity.person",
+            "read this person's record",
+            format!("person:{id}"),
+        )
+        .await?;
+        Ok(self.ports.persons.get(id).await?)
+    }
+
+    /// Whether `id_number` is this person's ID number (by blind index; no decryption).
+    pub async fn id_number_belongs_to(
+        &self,
+        person: &PersonId,
+        id_number: &IdNumber,
+    ) -> Result<bool, IdentityError> {
+        let index = self.ports.vault.blind_index(id_number).await?;
+        Ok(self
+            .ports
+            .persons
+            .get(person)
+            .await?
+            .is_some_and(|p| p.id_number_index == index))
+    }
+
+    /// The person with this ID number, by blind index. Reading operators and
+    /// the system only; audited.
+    pub async fn find_person_by_id_number(
+        &self,
+        actor: &Principal,
+        id_number: &IdNumber,
+    ) -> Result<Option<Person>, IdentityError> {
+        self.audit_access(
+            actor,
+            self.may_read_back_office(actor),
+            "identity.find_person_by_id_number",
+            "look up persons by id number",
+            "person:*".into(),
+        )
+        .await?;
+        let index = self.ports.vault.blind_index(id_number).await?;
+        Ok(self.ports.persons.find_by_id_number_index(&index).await?)
+    }
+
+    /// Re-encrypts up to `limit` persons after `after` under the current key
+    /// (a key-rotation job step); returns the last person handled, to continue from.
+    /// Operators and the system only.
+    pub async fn reencrypt_persons(
+        &self,
+        actor: &Principal,
+        after: Option<&PersonId>,
+        limit: usize,
+    ) -> Result<Option<PersonId>, IdentityError> {
+        if !matches!(actor, Principal::Operator { .. } | Principal::System) {
+            return Err(IdentityError::Denied {
+                actor: actor.to_string(),
+                action: "re-encrypt persons",
+            });
+        }
+        let vault = &self.ports.vault;
+        let batch = self.ports.persons.list(after, limit).await?;
+        let mut last = None;
+        for mut person in batch {
+            person.name = vault
+                .reencrypt(&person.name, &Person::name_context(&person.id))
+                .await?;
+            person.id_number = vault
+                .reencrypt(&person.id_number, &Person::id_number_context(&person.id))
+                .await?;
+            self.ports.persons.update(&person).await?;
+            last = Some(person.id);
+        }
+        if let Some(last) = &last {
+            self.audit(
+                AuditRecord::new(
+                    self.ports.clock.now(),
+                    actor.clone(),
+                    "identity.reencrypt",
+                    "person:*",
+                    AuditOutcome::Succeeded,
+                )
+                .with("last", last.as_str()),
+            )
+            .await?;
+        }
+        Ok(last)
+    }
+}
