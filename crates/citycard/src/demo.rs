@@ -997,6 +997,7 @@ impl Journey<'_> {
             reader: 7031,
             at: bus_at,
             code: None,
+            medium: citycard_transit::Medium::Card,
         };
         let mother_ref = CityCard::card_ref(&mother_card)?;
         let mother_tap = Tap {
