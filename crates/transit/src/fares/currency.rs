@@ -137,16 +137,20 @@ impl Currency {
         if *self == Currency::CNY {
             return format!("{amount:#}");
         }
+        format!("{} {}", self.code(), self.decimal(amount))
+    }
+
+    /// An amount as a plain decimal with the currency's places: `2.50`, `210`, `-1.125`.
+    pub fn decimal(&self, amount: Money) -> String {
         let minor = amount.fen();
         let sign = if minor < 0 { "-" } else { "" };
         let abs = minor.unsigned_abs();
         if self.minor_units == 0 {
-            return format!("{} {sign}{abs}", self.code());
+            return format!("{sign}{abs}");
         }
         let scale = 10u64.pow(u32::from(self.minor_units));
         format!(
-            "{} {sign}{}.{:0width$}",
-            self.code(),
+            "{sign}{}.{:0width$}",
             abs / scale,
             abs % scale,
             width = usize::from(self.minor_units)
@@ -209,5 +213,6 @@ mod tests {
         assert_eq!(jpy.format(Money::from_fen(210)), "JPY 210");
         assert_eq!(kwd.format(Money::from_fen(-1125)), "KWD -1.125");
         assert_eq!(Currency::CNY.format(Money::from_fen(250)), "¥2.50");
+        assert_eq!(Currency::CNY.decimal(Money::from_fen(-200)), "-2.00");
     }
 }
