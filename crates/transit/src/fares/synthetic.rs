@@ -116,6 +116,7 @@ pub fn synthetic_feed(size: FeedSize) -> FareData {
     }
     s.push_str("transfer,Transfer,,,0.50,USD\n");
     data.insert("fare_products.txt", s);
+    let groups = networks.min(4);
     let mut s = String::from(
         "leg_group_id,network_id,from_area_id,to_area_id,from_timeframe_group_id,to_timeframe_group_id,fare_product_id,rule_priority\n",
     );
@@ -127,18 +128,18 @@ pub fn synthetic_feed(size: FeedSize) -> FareData {
             let _ = writeln!(
                 s,
                 "g{},n{n},z{from},z{to},{peak},,fare_{},1",
-                n % 4,
+                n % groups,
                 (k + n) % levels
             );
         }
-        let _ = writeln!(s, "g{},n{n},,,,,fare_{},0", n % 4, n % levels);
+        let _ = writeln!(s, "g{},n{n},,,,,fare_{},0", n % groups, n % levels);
     }
     data.insert("fare_leg_rules.txt", s);
     let mut s = String::from(
         "from_leg_group_id,to_leg_group_id,transfer_count,duration_limit,duration_limit_type,fare_transfer_type,fare_product_id\n",
     );
-    for a in 0..4 {
-        for b in 0..4 {
+    for a in 0..groups {
+        for b in 0..groups {
             if a == b {
                 let _ = writeln!(s, "g{a},g{b},2,7200,1,0,transfer");
             } else {
