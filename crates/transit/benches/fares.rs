@@ -121,10 +121,7 @@ fn bench(c: &mut Criterion) {
                 for j in &js {
                     out.clear();
                     total = total
-                        .checked_add(
-                            e.price_into(r, SpendSoFar::default(), j, &mut out)
-                                .unwrap(),
-                        )
+                        .checked_add(e.price_into(r, SpendSoFar::default(), j, &mut out).unwrap())
                         .unwrap();
                 }
             }

@@ -11,6 +11,30 @@ use crate::data::FareData;
 use crate::error::{LoadError, TransitError};
 use crate::network::{NetworkIdx, StopIdx, TransitNetwork};
 
+#[cfg(test)]
+mod tests {
+    use super::periods;
+
+    #[test]
+    fn periods_follow_the_civil_calendar() {
+        use chrono::{Datelike, NaiveDate};
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        for d in [-800_000i64, -1, 0, 31, 59, 10_956, 20_454, 20_483, 800_000] {
+            let date = epoch + chrono::Duration::days(d);
+            let (_, week, month) = periods(d);
+            assert_eq!(
+                month,
+                i64::from(date.year()) * 12 + i64::from(date.month0()),
+                "{date}"
+            );
+            let monday =
+                date - chrono::Duration::days(i64::from(date.weekday().num_days_from_monday()));
+            assert_eq!(week, periods((monday - epoch).num_days()).1);
+            assert_eq!(week, (d + 3).div_euclid(7));
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DistanceType {
     None,
@@ -250,11 +274,16 @@ pub(crate) fn civil_parts(at_secs: i64, offset: i64) -> (i64, u32, u8) {
 pub(crate) fn periods(day: i64) -> (i64, i64, i64) {
     // Day 0 (1970-01-01) is a Thursday: the week starting Monday 1969-12-29 is week 0.
     let week = (day + 3).div_euclid(7);
-    let month = chrono::DateTime::from_timestamp(day.saturating_mul(86_400), 0).map_or(0, |d| {
-        use chrono::Datelike;
-        i64::from(d.year()) * 12 + i64::from(d.month0())
-    });
-    (day, week, month)
+    // Civil year and month from days (the proleptic Gregorian "days from civil" inverse).
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month0 = if mp < 10 { mp + 2 } else { mp - 10 };
+    let year = yoe + era * 400 + i64::from(month0 <= 1);
+    (day, week, year * 12 + month0)
 }
 
 impl FareEngine {

@@ -231,13 +231,10 @@ impl FareEngine {
             let mut chosen: Option<(Matched, Option<Found>)> = None;
             if let Some(p) = prev_for_transfer
                 && let Ok(m) = self.base_fare(i, leg, last, category, medium, Pass::TransferOnly)?
+                && let Some(f) =
+                    self.find_transfer(&p, m.group, departure, arrival, category, medium)
             {
-                let (_, _, after_tier) = after(m.amount);
-                if let Some(f) = self.find_transfer(
-                    &p, m.group, departure, arrival, category, medium, after_tier,
-                ) {
-                    chosen = Some((m, Some(f)));
-                }
+                chosen = Some((m, Some(f)));
             }
             let (matched, transfer_found) = match chosen {
                 Some(c) => c,
@@ -248,10 +245,7 @@ impl FareEngine {
                     let is_max = matches!(m.basis, FareBasis::MaximumFare(_));
                     let f = match prev_for_transfer {
                         Some(p) if !is_max => {
-                            let (_, _, after_tier) = after(m.amount);
-                            self.find_transfer(
-                                &p, m.group, departure, arrival, category, medium, after_tier,
-                            )
+                            self.find_transfer(&p, m.group, departure, arrival, category, medium)
                         }
                         _ => None,
                     };
@@ -368,7 +362,7 @@ impl FareEngine {
                 medium,
                 paid,
             });
-            for k in i + 1..=j {
+            for (k, joined) in legs.iter().enumerate().take(j + 1).skip(i + 1) {
                 out.push(LegFare {
                     leg: k,
                     basis: matched.basis,
@@ -381,7 +375,7 @@ impl FareEngine {
                     tier: None,
                     cap: None,
                     joined_to: Some(i),
-                    medium: legs[k].medium.unwrap_or(rider.medium),
+                    medium: joined.medium.unwrap_or(rider.medium),
                     paid: Money::ZERO,
                 });
             }
@@ -404,7 +398,6 @@ impl FareEngine {
         arrival: i64,
         category: Option<u16>,
         medium: Medium,
-        _after_tier: Money,
     ) -> Option<Found> {
         let (pg, g) = (p.group?, group?);
         if departure < p.arrival {
