@@ -94,6 +94,7 @@ mod engine;
 mod explain;
 mod extensions;
 mod loader;
+mod loader_rows;
 mod matcher;
 mod model;
 mod pricing;
