@@ -28,7 +28,7 @@ enum Command {
     /// ID numbers.
     #[command(subcommand)]
     Id(IdCommand),
-    /// Fares on the embedded Hangzhou rules.
+    /// Fares: the embedded Hangzhou rules or any GTFS-Fares v2 feed.
     #[command(subcommand)]
     Fare(FareCommand),
     /// Ride codes (乘车码): issue one as a QR code, verify one offline.
@@ -80,6 +80,8 @@ enum FareCommand {
     Quote(cli::fare::QuoteArgs),
     /// List the networks, routes and stops a journey may name.
     Stations(cli::fare::StationsArgs),
+    /// Check a GTFS-Fares v2 feed: errors and warnings with file, line and field.
+    Check(cli::fare::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +153,9 @@ fn main() -> ExitCode {
         }
         Command::Fare(FareCommand::Stations(args)) => {
             cli::fare::stations(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Fare(FareCommand::Check(args)) => {
+            cli::fare::check(&args, &mut stdout).map(exit_if)
         }
         Command::Ridecode(RidecodeCommand::Issue(args)) => {
             cli::ridecode::issue(&args, &mut stdout).map(|()| ExitCode::SUCCESS)

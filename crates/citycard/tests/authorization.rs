@@ -1128,6 +1128,7 @@ impl World {
                     reader: 1,
                     at: now - Duration::hours(1),
                     code: None,
+                    medium: citycard_transit::Medium::Card,
                 };
                 city.transit()
                     .settlement()

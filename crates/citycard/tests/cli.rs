@@ -102,6 +102,7 @@ fn every_subcommand_has_help() {
         &["fare", "--help"],
         &["fare", "quote", "--help"],
         &["fare", "stations", "--help"],
+        &["fare", "check", "--help"],
         &["ridecode", "issue", "--help"],
         &["ridecode", "verify", "--help"],
         &["settle", "--help"],
@@ -182,6 +183,93 @@ fn fare_quote_bus_then_metro_gets_the_transfer_discount() {
     assert!(text.contains("leg 1:") && text.contains("leg 2:"), "{text}");
     assert!(text.contains("14.100 km"), "{text}");
     assert!(text.contains("transfer discount ¥2.00"), "{text}");
+}
+
+/// A small GTFS-Fares v2 feed in USD with a bad row (an unknown timeframe).
+fn usd_feed(dir: &TempDir) {
+    for (name, text) in [
+        ("stops.txt", "stop_id,stop_name\na,A\nb,B\n"),
+        (
+            "routes.txt",
+            "route_id,agency_id,route_type,network_id\nbus,mta,3,core\nrail,mta,1,core\n",
+        ),
+        (
+            "fare_media.txt",
+            "fare_media_id,fare_media_name,fare_media_type\ncard,Card,2\napp,App,4\n",
+        ),
+        (
+            "fare_products.txt",
+            "fare_product_id,fare_product_name,amount,currency,fare_media_id\none,One way,2.00,USD,card\none,One way,1.75,USD,app\nxfer,Transfer,0.25,USD,\n",
+        ),
+        (
+            "fare_leg_rules.txt",
+            "leg_group_id,network_id,fare_product_id,from_timeframe_group_id\ng,core,one,\ng,core,one,nosuch\n",
+        ),
+        (
+            "fare_transfer_rules.txt",
+            "from_leg_group_id,to_leg_group_id,transfer_count,duration_limit,duration_limit_type,fare_transfer_type,fare_product_id\ng,g,-1,5400,1,0,xfer\n",
+        ),
+        ("citycard_settings.txt", "key,value\nutc_offset,-05:00\n"),
+    ] {
+        std::fs::write(dir.path().join(name), text).expect("write feed");
+    }
+}
+
+#[test]
+fn fare_check_lists_errors_with_file_line_and_field_and_fails() {
+    let dir = TempDir::new("feed-check");
+    usd_feed(&dir);
+    let o = run(&["fare", "check", dir.str(), "--format", "json"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["errors"], 1);
+    let first = &v["findings"][0];
+    assert_eq!(first["file"], "fare_leg_rules.txt");
+    assert_eq!(first["line"], 3);
+    assert_eq!(first["field"], "from_timeframe_group_id");
+    // A strict quote stops on it and says how to go on.
+    let o = run(&[
+        "fare",
+        "quote",
+        "--feed",
+        dir.str(),
+        "--leg",
+        "bus:a:b@08:00-08:20",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("--lenient"), "{}", stderr(&o));
+}
+
+#[test]
+fn fare_quote_on_any_feed_names_the_rules_that_priced_each_leg() {
+    let dir = TempDir::new("feed-quote");
+    usd_feed(&dir);
+    let o = run(&[
+        "fare",
+        "quote",
+        "--feed",
+        dir.str(),
+        "--lenient",
+        "--media",
+        "app",
+        "--date",
+        "2026-01-14",
+        "--format",
+        "json",
+        "--leg",
+        "bus:a:b@08:00-08:20",
+        "--leg",
+        "rail:b:a@08:30-08:50",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["currency"], "USD");
+    // App one-way $1.75, then a 25-cent transfer (A + AB).
+    assert_eq!(v["total"], "2.00");
+    assert_eq!(v["legs"][0]["rule_line"], 2);
+    assert_eq!(v["legs"][1]["transfer_rule_line"], 2);
+    assert_eq!(v["legs"][1]["paid_minor_units"], 25);
+    assert_eq!(v["left_out"][0]["line"], 3);
 }
 
 #[test]

@@ -480,6 +480,7 @@ async fn step(world: &mut World, op: Op, day: usize) {
                 reader: 1,
                 at,
                 code: None,
+                medium: citycard_transit::Medium::Card,
             };
             let report = world
                 .city

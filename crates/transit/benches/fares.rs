@@ -3,7 +3,8 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use citycard_core::Money;
-use citycard_transit::{CardKind, FareEngine, Leg, LegFare, Rider};
+use citycard_transit::fares::synthetic::{FeedSize, synthetic_feed, synthetic_journeys};
+use citycard_transit::{CardKind, FareEngine, Leg, LegFare, Medium, Rider, SpendSoFar};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
@@ -84,6 +85,43 @@ fn bench(c: &mut Criterion) {
                             e.quote_into(r, Money::from_fen(5_000), j, &mut out)
                                 .unwrap(),
                         )
+                        .unwrap();
+                }
+            }
+            black_box(total)
+        })
+    });
+    g.finish();
+
+    // A large agency's feed: ≈10,000 stops, 400 routes, 500 leg rules.
+    let data = synthetic_feed(FeedSize::LARGE);
+    let mut g = c.benchmark_group("large_feed");
+    g.sample_size(20);
+    g.bench_function("load_10k_stops_400_routes_500_rules", |b| {
+        b.iter(|| black_box(FareEngine::load(black_box(&data)).unwrap()))
+    });
+    let e = FareEngine::load(&data).unwrap();
+    let js = synthetic_journeys(&e, 2_000, 1);
+    let legs: u64 = js.iter().map(|j| j.len() as u64).sum();
+    let riders = [
+        Rider {
+            medium: Medium::BankCard,
+            ..Rider::default()
+        },
+        Rider {
+            medium: Medium::RideCode,
+            ..Rider::default()
+        },
+    ];
+    g.throughput(Throughput::Elements(legs * riders.len() as u64));
+    g.bench_function("quote_mixed_legs", |b| {
+        b.iter(|| {
+            let mut total = Money::ZERO;
+            for r in &riders {
+                for j in &js {
+                    out.clear();
+                    total = total
+                        .checked_add(e.price_into(r, SpendSoFar::default(), j, &mut out).unwrap())
                         .unwrap();
                 }
             }

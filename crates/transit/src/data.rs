@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use citycard_core::Money;
+use serde::{Deserialize, Serialize};
 
 use crate::error::LoadError;
 
@@ -44,17 +44,20 @@ const HANGZHOU: &[(&str, &str)] = embed!(
 pub const FILES: &[(&str, bool)] = &[
     ("stops.txt", true),
     ("routes.txt", true),
-    ("networks.txt", true),
-    ("route_networks.txt", true),
+    ("networks.txt", false),
+    ("route_networks.txt", false),
     ("areas.txt", false),
     ("stop_areas.txt", false),
     ("calendar.txt", false),
+    ("calendar_dates.txt", false),
     ("timeframes.txt", false),
     ("fare_media.txt", false),
     ("rider_categories.txt", false),
     ("fare_products.txt", true),
     ("fare_leg_rules.txt", true),
+    ("fare_leg_join_rules.txt", false),
     ("fare_transfer_rules.txt", false),
+    ("citycard_fare_caps.txt", false),
     ("citycard_metro_links.txt", false),
     ("citycard_route_sections.txt", false),
     ("citycard_concessions.txt", false),
@@ -113,11 +116,157 @@ impl FareData {
         self.files.get(name).map(String::as_str)
     }
 
+    /// One file as a table; a malformed row is an error (see [`Sink::table`] to leave such rows out).
     pub(crate) fn table(&self, name: &'static str, required: bool) -> Result<Table, LoadError> {
+        let t = self.table_raw(name, required)?;
+        match t.malformed.first() {
+            Some(e) => Err(e.clone()),
+            None => Ok(t),
+        }
+    }
+
+    /// One file as a table, malformed rows listed in [`Table::malformed`].
+    pub(crate) fn table_raw(&self, name: &'static str, required: bool) -> Result<Table, LoadError> {
         match self.file(name) {
             Some(text) => Table::parse(name, text),
             None if required => Err(LoadError::new(name, 0, "-", "file is missing")),
             None => Ok(Table::empty(name)),
+        }
+    }
+
+    /// Every file name in the set.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.files.keys().map(String::as_str)
+    }
+}
+
+/// How bad a finding in fare data is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Loading stops (strict) or leaves the row out (lenient).
+    Error,
+    /// The data loads; something is probably not what the producer meant.
+    Warning,
+}
+
+/// One finding in fare data, with its file, line and field, in the spirit of
+/// the canonical GTFS validator's notices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// A short code, e.g. `foreign_key_violation`, `unknown_column`, `unreachable_fare_leg_rule`.
+    pub code: String,
+    /// The file, line (header = 1, 0 for the whole file), field and problem.
+    #[serde(flatten)]
+    pub at: LoadError,
+    /// Whether lenient loading left the row out.
+    pub row_left_out: bool,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{kind} [{}] {} line {}, field {}: {}",
+            self.code, self.at.file, self.at.line, self.at.field, self.at.problem
+        )?;
+        if self.row_left_out {
+            f.write_str(" (row left out)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where loaders report problems: strict loading stops at the first error,
+/// lenient loading leaves the row out and lists it; warnings never stop.
+#[derive(Debug, Default)]
+pub(crate) struct Sink {
+    pub(crate) lenient: bool,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+}
+
+impl Sink {
+    pub(crate) fn strict() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn lenient() -> Self {
+        Self {
+            lenient: true,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    /// A row's outcome: its value, or (lenient) `None` with the problem listed, or (strict) the error.
+    pub(crate) fn row<T>(&mut self, r: Result<T, LoadError>) -> Result<Option<T>, LoadError> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => self.problem(e).map(|()| None),
+        }
+    }
+
+    /// An error in a row: strict loading stops; lenient loading lists it.
+    pub(crate) fn problem(&mut self, e: LoadError) -> Result<(), LoadError> {
+        if !self.lenient {
+            return Err(e);
+        }
+        let code = if e.problem.starts_with("unknown id") {
+            "foreign_key_violation"
+        } else if e.problem.starts_with("malformed row") {
+            "malformed_row"
+        } else if e.problem.contains("required") {
+            "missing_required_field"
+        } else {
+            "invalid_row"
+        };
+        self.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            code: code.to_owned(),
+            at: e,
+            row_left_out: true,
+        });
+        Ok(())
+    }
+
+    /// A warning: never stops loading.
+    pub(crate) fn warn(&mut self, code: &str, e: LoadError) {
+        self.diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            code: code.to_owned(),
+            at: e,
+            row_left_out: false,
+        });
+    }
+
+    /// Reports a table's malformed rows and the columns no loader reads.
+    pub(crate) fn table(&mut self, t: &Table, known: &[&str]) -> Result<(), LoadError> {
+        for e in &t.malformed {
+            self.problem(e.clone())?;
+        }
+        self.columns(t, known);
+        Ok(())
+    }
+
+    /// Warns of each column of `t` that is not in `known`.
+    pub(crate) fn columns(&mut self, t: &Table, known: &[&str]) {
+        let mut unknown: Vec<&str> = t.column_names().filter(|c| !known.contains(c)).collect();
+        unknown.sort_unstable();
+        for c in unknown {
+            self.warn(
+                "unknown_column",
+                LoadError::new(
+                    t.file,
+                    1,
+                    c,
+                    "ignored column: neither in the GTFS reference nor a citycard extension",
+                ),
+            );
         }
     }
 }
@@ -127,6 +276,8 @@ pub(crate) struct Table {
     pub(crate) file: &'static str,
     columns: HashMap<String, usize>,
     pub(crate) rows: Vec<Row>,
+    /// Rows the CSV reader could not read, or with the wrong number of fields.
+    pub(crate) malformed: Vec<LoadError>,
 }
 
 /// One record with its line number.
@@ -141,6 +292,7 @@ impl Table {
             file,
             columns: HashMap::new(),
             rows: Vec::new(),
+            malformed: Vec::new(),
         }
     }
 
@@ -148,6 +300,7 @@ impl Table {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
+            .flexible(true)
             .trim(csv::Trim::All)
             .comment(Some(b'#'))
             .from_reader(text.as_bytes());
@@ -155,18 +308,59 @@ impl Table {
             .headers()
             .map_err(|e| LoadError::new(file, 1, "-", format!("bad header: {e}")))?
             .clone();
-        let columns = headers
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (h.to_owned(), i))
-            .collect();
+        let mut columns = HashMap::new();
+        for (i, h) in headers.iter().enumerate() {
+            if h.is_empty() {
+                return Err(LoadError::new(
+                    file,
+                    1,
+                    "-",
+                    format!("column {} has no name", i + 1),
+                ));
+            }
+            if columns.insert(h.to_owned(), i).is_some() {
+                return Err(LoadError::new(
+                    file,
+                    1,
+                    h,
+                    "the column appears twice in the header",
+                ));
+            }
+        }
+        let width = headers.len();
         let mut rows = Vec::new();
+        let mut malformed = Vec::new();
         for record in reader.records() {
-            let record = record.map_err(|e| {
-                let line = e.position().map_or(0, |p| p.line());
-                LoadError::new(file, line, "-", format!("malformed row: {e}"))
-            })?;
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    malformed.push(LoadError::new(
+                        file,
+                        line,
+                        "-",
+                        format!("malformed row: {e}"),
+                    ));
+                    // A CSV error the reader cannot step over (bad UTF-8 is one it can).
+                    if e.position().is_none() {
+                        break;
+                    }
+                    continue;
+                }
+            };
             let line = record.position().map_or(0, |p| p.line());
+            if record.len() != width {
+                malformed.push(LoadError::new(
+                    file,
+                    line,
+                    "-",
+                    format!(
+                        "malformed row: {} fields where the header has {width}",
+                        record.len()
+                    ),
+                ));
+                continue;
+            }
             rows.push(Row {
                 line,
                 fields: record.iter().map(str::to_owned).collect(),
@@ -176,7 +370,13 @@ impl Table {
             file,
             columns,
             rows,
+            malformed,
         })
+    }
+
+    /// The column names, in no particular order.
+    pub(crate) fn column_names(&self) -> impl Iterator<Item = &str> {
+        self.columns.keys().map(String::as_str)
     }
 
     /// Whether the file has a column.
@@ -232,12 +432,6 @@ impl Table {
     {
         self.parse_opt(row, field)?
             .ok_or_else(|| self.err(row, field, "value is required"))
-    }
-
-    /// A money field.
-    pub(crate) fn money(&self, row: &Row, field: &str) -> Result<Money, LoadError> {
-        let v = self.req(row, field)?;
-        Money::parse(v).map_err(|e| self.err(row, field, e.to_string()))
     }
 
     /// A field that names something already loaded.

@@ -68,6 +68,30 @@ pub enum TransitError {
         /// Index of the leg in the journey.
         leg: usize,
     },
+    /// Fare rules match a leg, but their product has no price for the rider's category and medium.
+    #[error(
+        "fare product {product:?} of leg {leg} has no price for rider category {category:?} paying by {medium}: pay with another medium, or add a fare_products.txt row"
+    )]
+    NoFareForMedium {
+        /// Index of the leg in the journey.
+        leg: usize,
+        /// The product's id.
+        product: String,
+        /// The rider category's id.
+        category: String,
+        /// The medium (`card`, `ride_code`, `cash`, …).
+        medium: &'static str,
+    },
+    /// The fare feed is priced in another currency than the one required.
+    #[error(
+        "the fare feed prices in {feed}, but {required} is required: load a feed priced in {required}"
+    )]
+    WrongCurrency {
+        /// The feed's currency.
+        feed: String,
+        /// The currency required.
+        required: String,
+    },
     /// Amount arithmetic overflowed.
     #[error("fare amount out of range: {0}")]
     Money(#[from] MoneyError),
@@ -105,7 +129,9 @@ impl ClassifiedError for TransitError {
             TransitError::Load(_)
             | TransitError::InvalidLeg { .. }
             | TransitError::Money(_)
-            | TransitError::Code(_) => ErrorClass::InvalidInput,
+            | TransitError::Code(_)
+            | TransitError::NoFareForMedium { .. }
+            | TransitError::WrongCurrency { .. } => ErrorClass::InvalidInput,
             TransitError::Unknown { .. } => ErrorClass::NotFound,
             TransitError::NoFareRule { .. } | TransitError::Render(_) => ErrorClass::Internal,
             TransitError::Denied { .. } => ErrorClass::Denied,

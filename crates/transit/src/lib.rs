@@ -128,11 +128,12 @@ pub use codes::{
     Algorithm, Credential, Issuer, IssuerPublicKey, RideCode, RideCodeWallet, SecretKeyBytes,
     SigningKey,
 };
-pub use data::FareData;
+pub use data::{Diagnostic, FareData, Severity};
 pub use error::{LoadError, TransitError};
 pub use fares::{
-    CardKind, ConcessionApplied, FareBasis, FareEngine, Journey, Leg, LegFare, MaximumFareReason,
-    Medium, Quote, Rider, TierApplied, TransferApplied, percent_of,
+    CapApplied, CapPeriod, CardKind, ConcessionApplied, Currency, FareBasis, FareEngine, Journey,
+    Leg, LegFare, LoadMode, MaximumFareReason, Medium, Quote, Rider, SpendSoFar, TierApplied,
+    TransferApplied, percent_of,
 };
 pub use network::{NetworkIdx, RouteIdx, StopIdx, TransitNetwork};
 pub use plan::{

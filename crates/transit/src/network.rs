@@ -10,8 +10,47 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{FareData, parse_km};
+use crate::data::{FareData, Sink, parse_km};
 use crate::error::LoadError;
+
+/// The columns of `routes.txt` the loader knows (the rest of the GTFS
+/// `routes.txt` columns are read by other consumers, never reported).
+const ROUTE_COLUMNS: &[&str] = &[
+    "route_id",
+    "agency_id",
+    "route_short_name",
+    "route_long_name",
+    "route_desc",
+    "route_type",
+    "route_url",
+    "route_color",
+    "route_text_color",
+    "route_sort_order",
+    "continuous_pickup",
+    "continuous_drop_off",
+    "network_id",
+    "cemv_support",
+];
+
+/// The columns of `stops.txt` in the GTFS reference.
+const STOP_COLUMNS: &[&str] = &[
+    "stop_id",
+    "stop_code",
+    "stop_name",
+    "tts_stop_name",
+    "stop_desc",
+    "stop_lat",
+    "stop_lon",
+    "zone_id",
+    "stop_url",
+    "location_type",
+    "parent_station",
+    "stop_timezone",
+    "wheelchair_boarding",
+    "level_id",
+    "platform_code",
+    "stop_access",
+];
 
 macro_rules! index_type {
     ($(#[$m:meta])* $name:ident) => {
@@ -94,56 +133,119 @@ pub struct TransitNetwork {
     pub(crate) sample_distances: bool,
     /// Per route, per stop: the fare section of the stop on that route.
     sections: HashMap<(RouteIdx, StopIdx), u16>,
+    /// Per stop: its parent station (`stops.parent_station`), if any.
+    parent: Vec<Option<StopIdx>>,
 }
 
 impl TransitNetwork {
-    /// Loads the network files of a data set.
+    /// Loads the network files of a data set; the first problem is an error.
     pub fn load(data: &FareData) -> Result<Self, LoadError> {
-        let t = data.table("networks.txt", true)?;
+        Self::load_with(data, &mut Sink::strict())
+    }
+
+    /// Loads the network files, reporting problems to `sink` (which decides
+    /// whether a bad row stops the load or is left out).
+    ///
+    /// Networks come from `networks.txt` + `route_networks.txt` or from
+    /// `routes.network_id` (the spec forbids both at once). A route in no
+    /// network is put in a network with the empty id, which only fare leg
+    /// rules with an empty `network_id` match.
+    pub(crate) fn load_with(data: &FareData, sink: &mut Sink) -> Result<Self, LoadError> {
+        let routes_table = data.table_raw("routes.txt", true)?;
+        sink.table(&routes_table, ROUTE_COLUMNS)?;
+        let by_route_column = routes_table.has_column("network_id");
+        let t = data.table_raw("networks.txt", false)?;
+        sink.table(&t, &["network_id", "network_name"])?;
+        let rn = data.table_raw("route_networks.txt", false)?;
+        sink.table(&rn, &["network_id", "route_id"])?;
+        if by_route_column && (!t.rows.is_empty() || !rn.rows.is_empty()) {
+            sink.problem(LoadError::new(
+                "routes.txt",
+                1,
+                "network_id",
+                "routes.network_id and networks.txt / route_networks.txt are both present: the spec allows one or the other",
+            ))?;
+        }
         let mut networks = Vec::new();
         let mut network_index = HashMap::new();
         for row in &t.rows {
-            let id = t.req(row, "network_id")?.to_owned();
+            let r = (|| {
+                let id = t.req(row, "network_id")?.to_owned();
+                if network_index.contains_key(&id) {
+                    return Err(t.err(row, "network_id", format!("duplicate network {id:?}")));
+                }
+                Ok(id)
+            })();
+            let Some(id) = sink.row(r)? else { continue };
             let name = t.opt(row, "network_name").unwrap_or(&id).to_owned();
-            let idx = NetworkIdx(networks.len() as u32);
-            if network_index.insert(id.clone(), idx).is_some() {
-                return Err(t.err(row, "network_id", format!("duplicate network {id:?}")));
-            }
+            network_index.insert(id.clone(), NetworkIdx(networks.len() as u32));
             networks.push(Network { id, name });
         }
 
-        let t = data.table("route_networks.txt", true)?;
         let mut route_network = HashMap::new();
-        for row in &t.rows {
-            let route = t.req(row, "route_id")?.to_owned();
-            let network = t.lookup_req(row, "network_id", &network_index)?;
-            if route_network.insert(route.clone(), network).is_some() {
-                return Err(t.err(
-                    row,
-                    "route_id",
-                    format!("route {route:?} is in two networks"),
-                ));
+        for row in &rn.rows {
+            let r = (|| {
+                let route = rn.req(row, "route_id")?.to_owned();
+                let network = rn.lookup_req(row, "network_id", &network_index)?;
+                if route_network.contains_key(&route) {
+                    return Err(rn.err(
+                        row,
+                        "route_id",
+                        format!("route {route:?} is in two networks"),
+                    ));
+                }
+                Ok((route, network))
+            })();
+            if let Some((route, network)) = sink.row(r)? {
+                route_network.insert(route, network);
             }
         }
 
-        let t = data.table("routes.txt", true)?;
+        let t = routes_table;
         let mut routes = Vec::new();
         let mut route_index = HashMap::new();
+        let mut no_network = None;
         for row in &t.rows {
-            let id = t.req(row, "route_id")?.to_owned();
-            let network = *route_network
-                .get(&id)
-                .ok_or_else(|| t.err(row, "route_id", "route has no row in route_networks.txt"))?;
-            let operator = t.req(row, "agency_id")?.to_owned();
+            let r = (|| {
+                let id = t.req(row, "route_id")?.to_owned();
+                if route_index.contains_key(&id) {
+                    return Err(t.err(row, "route_id", format!("duplicate route {id:?}")));
+                }
+                Ok(id)
+            })();
+            let Some(id) = sink.row(r)? else { continue };
+            let named = if by_route_column {
+                t.opt(row, "network_id").map(|n| {
+                    let next = NetworkIdx(networks.len() as u32);
+                    *network_index.entry(n.to_owned()).or_insert_with(|| {
+                        networks.push(Network {
+                            id: n.to_owned(),
+                            name: n.to_owned(),
+                        });
+                        next
+                    })
+                })
+            } else {
+                route_network.get(&id).copied()
+            };
+            let network = match named {
+                Some(n) => n,
+                None => *no_network.get_or_insert_with(|| {
+                    networks.push(Network {
+                        id: String::new(),
+                        name: "(no network)".to_owned(),
+                    });
+                    NetworkIdx(networks.len() as u32 - 1)
+                }),
+            };
+            let operator = t.opt(row, "agency_id").unwrap_or("default").to_owned();
             let name = t
                 .opt(row, "route_short_name")
                 .or_else(|| t.opt(row, "route_long_name"))
                 .unwrap_or(&id)
                 .to_owned();
             let idx = RouteIdx(routes.len() as u32);
-            if route_index.insert(id.clone(), idx).is_some() {
-                return Err(t.err(row, "route_id", format!("duplicate route {id:?}")));
-            }
+            route_index.insert(id.clone(), idx);
             routes.push(Route {
                 id,
                 name,
@@ -151,42 +253,95 @@ impl TransitNetwork {
                 network,
             });
         }
+        for (route, _) in route_network
+            .iter()
+            .filter(|(r, _)| !route_index.contains_key(*r))
+        {
+            sink.warn(
+                "foreign_key_violation",
+                LoadError::new(
+                    "route_networks.txt",
+                    0,
+                    "route_id",
+                    format!("route {route:?} is not in routes.txt"),
+                ),
+            );
+        }
 
-        let t = data.table("stops.txt", true)?;
+        let t = data.table_raw("stops.txt", true)?;
+        sink.table(&t, STOP_COLUMNS)?;
         let mut stops = Vec::new();
         let mut stop_index = HashMap::new();
         for row in &t.rows {
-            let id = t.req(row, "stop_id")?.to_owned();
+            let r = (|| {
+                let id = t.req(row, "stop_id")?.to_owned();
+                if stop_index.contains_key(&id) {
+                    return Err(t.err(row, "stop_id", format!("duplicate stop {id:?}")));
+                }
+                Ok(id)
+            })();
+            let Some(id) = sink.row(r)? else { continue };
             let name = t.opt(row, "stop_name").unwrap_or(&id).to_owned();
-            let idx = StopIdx(stops.len() as u32);
-            if stop_index.insert(id.clone(), idx).is_some() {
-                return Err(t.err(row, "stop_id", format!("duplicate stop {id:?}")));
-            }
+            stop_index.insert(id.clone(), StopIdx(stops.len() as u32));
             stops.push(Stop {
                 id,
                 name,
                 operator: None,
             });
         }
+        // Parent stations, once every stop is known.
+        let mut parent = vec![None; stops.len()];
+        for row in &t.rows {
+            let (Some(id), Some(p)) = (t.opt(row, "stop_id"), t.opt(row, "parent_station")) else {
+                continue;
+            };
+            let Some(child) = stop_index.get(id).copied() else {
+                continue;
+            };
+            match stop_index.get(p) {
+                Some(station) if *station != child => parent[child.get()] = Some(*station),
+                _ => sink.problem(t.err(
+                    row,
+                    "parent_station",
+                    format!("unknown parent station {p:?}"),
+                ))?,
+            }
+        }
 
         // Metro links: adjacent stations and their distance.
-        let t = data.table("citycard_metro_links.txt", false)?;
+        let t = data.table_raw("citycard_metro_links.txt", false)?;
+        sink.table(
+            &t,
+            &[
+                "route_id",
+                "from_stop_id",
+                "to_stop_id",
+                "distance_km",
+                "is_sample",
+            ],
+        )?;
         let mut metro_pos = vec![u32::MAX; stops.len()];
         let mut metro_count = 0usize;
         let mut links = Vec::new();
         let mut sample_distances = false;
         for row in &t.rows {
-            let route = t.lookup_req(row, "route_id", &route_index)?;
-            let from = t.lookup_req(row, "from_stop_id", &stop_index)?;
-            let to = t.lookup_req(row, "to_stop_id", &stop_index)?;
-            let km = t.req(row, "distance_km")?;
-            let metres = parse_km(km).filter(|m| *m > 0).ok_or_else(|| {
-                t.err(
-                    row,
-                    "distance_km",
-                    format!("{km:?} is not a positive distance in km with at most 3 decimals"),
-                )
-            })?;
+            let r = (|| {
+                let route = t.lookup_req(row, "route_id", &route_index)?;
+                let from = t.lookup_req(row, "from_stop_id", &stop_index)?;
+                let to = t.lookup_req(row, "to_stop_id", &stop_index)?;
+                let km = t.req(row, "distance_km")?;
+                let metres = parse_km(km).filter(|m| *m > 0).ok_or_else(|| {
+                    t.err(
+                        row,
+                        "distance_km",
+                        format!("{km:?} is not a positive distance in km with at most 3 decimals"),
+                    )
+                })?;
+                Ok((route, from, to, metres))
+            })();
+            let Some((route, from, to, metres)) = sink.row(r)? else {
+                continue;
+            };
             if t.opt(row, "is_sample") == Some("1") {
                 sample_distances = true;
             }
@@ -236,15 +391,22 @@ impl TransitNetwork {
         }
 
         // Bus fare sections.
-        let t = data.table("citycard_route_sections.txt", false)?;
+        let t = data.table_raw("citycard_route_sections.txt", false)?;
+        sink.table(&t, &["route_id", "stop_id", "stop_sequence", "section"])?;
         let mut sections = HashMap::new();
         for row in &t.rows {
-            let route = t.lookup_req(row, "route_id", &route_index)?;
-            let stop = t.lookup_req(row, "stop_id", &stop_index)?;
-            let section: u16 = t.parse_req(row, "section")?;
-            if section == 0 {
-                return Err(t.err(row, "section", "sections are numbered from 1"));
-            }
+            let r = (|| {
+                let route = t.lookup_req(row, "route_id", &route_index)?;
+                let stop = t.lookup_req(row, "stop_id", &stop_index)?;
+                let section: u16 = t.parse_req(row, "section")?;
+                if section == 0 {
+                    return Err(t.err(row, "section", "sections are numbered from 1"));
+                }
+                Ok((route, stop, section))
+            })();
+            let Some((route, stop, section)) = sink.row(r)? else {
+                continue;
+            };
             sections.insert((route, stop), section);
             if stops[stop.get()].operator.is_none() {
                 stops[stop.get()].operator = Some(routes[route.get()].operator.clone());
@@ -263,7 +425,25 @@ impl TransitNetwork {
             metro_dist: dist,
             sample_distances,
             sections,
+            parent,
         })
+    }
+
+    /// A stop's parent station, if it has one.
+    #[inline]
+    pub fn parent_station(&self, stop: StopIdx) -> Option<StopIdx> {
+        self.parent.get(stop.get()).copied().flatten()
+    }
+
+    /// A stop's station: its parent station, or the stop itself.
+    #[inline]
+    pub fn station_of(&self, stop: StopIdx) -> StopIdx {
+        self.parent_station(stop).unwrap_or(stop)
+    }
+
+    /// Every network, in data order (a route in no network is in the one with the empty id).
+    pub fn networks(&self) -> &[Network] {
+        &self.networks
     }
 
     /// The index of a stop id.

@@ -240,6 +240,7 @@ impl Reader {
             reader: self.config.reader,
             at: now,
             code: Some(replay_key),
+            medium: crate::fares::Medium::RideCode,
         })
     }
 }

@@ -25,7 +25,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::fares::{FareEngine, Leg};
+use crate::fares::{FareEngine, Leg, Medium};
 use crate::network::{NetworkIdx, RouteIdx, StopIdx};
 
 /// An opaque reference to a card (or ride-code account), never a card number or personal data.
@@ -138,6 +138,9 @@ pub struct Tap {
     /// The ride code used, for taps made with one (`None` for cards).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<CodeUse>,
+    /// What the rider paid with; taps recorded before the medium was kept are card taps.
+    #[serde(default)]
+    pub medium: Medium,
 }
 
 /// Removes every ride-code tap whose code use was already seen in `taps`
@@ -255,6 +258,7 @@ pub fn assemble_trips(engine: &FareEngine, taps: &mut [Tap]) -> (Vec<Trip>, TapS
                         to: None,
                         board: t.at,
                         alight: None,
+                        medium: Some(t.medium),
                     },
                     completeness: TripCompleteness::MissingTapOut,
                 });
@@ -298,6 +302,7 @@ pub fn assemble_trips(engine: &FareEngine, taps: &mut [Tap]) -> (Vec<Trip>, TapS
                             to: None,
                             board: tap.at,
                             alight: None,
+                            medium: Some(tap.medium),
                         },
                         completeness: TripCompleteness::Complete,
                     });
@@ -336,6 +341,7 @@ pub fn assemble_trips(engine: &FareEngine, taps: &mut [Tap]) -> (Vec<Trip>, TapS
                                     to: Some(exit),
                                     board: o.at,
                                     alight: Some(tap.at),
+                                    medium: Some(o.medium),
                                 },
                                 completeness: TripCompleteness::Complete,
                             });
@@ -352,6 +358,7 @@ pub fn assemble_trips(engine: &FareEngine, taps: &mut [Tap]) -> (Vec<Trip>, TapS
                                     to: None,
                                     board: tap.at,
                                     alight: None,
+                                    medium: Some(tap.medium),
                                 },
                                 completeness: TripCompleteness::MissingTapIn,
                             });
@@ -377,6 +384,9 @@ pub fn assemble_trips(engine: &FareEngine, taps: &mut [Tap]) -> (Vec<Trip>, TapS
 /// - a gate tap names `network` and `stop`; a vehicle tap names `route` and
 ///   `vehicle` (and `stop` where the reader knows it);
 /// - `reader`: a number; `at`: an RFC 3339 instant;
+/// - `medium` (optional): `card`, `ride_code`, `bank_card`, `cash` or
+///   `paper_ticket`; when absent, `ride_code` for a tap with code columns and
+///   `card` otherwise;
 /// - the `code_*` columns are empty for card taps and all filled for a
 ///   ride-code tap: the issuer key id, the credential's card reference
 ///   (`cr` + 16 hex digits), its validity and the code's timestamp (Unix
@@ -445,6 +455,20 @@ pub fn taps_from_csv(engine: &FareEngine, text: &str) -> Result<Vec<Tap>, crate:
                 })
             }
         };
+        let medium = match t.opt(row, "medium") {
+            None if code.is_some() => Medium::RideCode,
+            None => Medium::Card,
+            Some(m) => Medium::ALL
+                .into_iter()
+                .find(|x| x.code() == m)
+                .ok_or_else(|| {
+                    t.err(
+                        row,
+                        "medium",
+                        format!("{m:?} is not a medium: use card, ride_code, bank_card, cash or paper_ticket"),
+                    )
+                })?,
+        };
         taps.push(Tap {
             card,
             direction,
@@ -452,6 +476,7 @@ pub fn taps_from_csv(engine: &FareEngine, text: &str) -> Result<Vec<Tap>, crate:
             reader: t.parse_opt(row, "reader")?.unwrap_or(0),
             at,
             code,
+            medium,
         });
     }
     Ok(taps)

@@ -90,6 +90,7 @@ pub fn city_day(engine: &FareEngine, day: NaiveDate, taps: usize, seed: u64) -> 
                         reader: 1,
                         at: t,
                         code: None,
+                        medium: crate::fares::Medium::Card,
                     });
                     t += Duration::minutes(5 + rng.below(50) as i64);
                     if rng.below(100) != 0 {
@@ -103,6 +104,7 @@ pub fn city_day(engine: &FareEngine, day: NaiveDate, taps: usize, seed: u64) -> 
                             reader: 2,
                             at: t,
                             code: None,
+                            medium: crate::fares::Medium::Card,
                         });
                     }
                 }
@@ -120,6 +122,7 @@ pub fn city_day(engine: &FareEngine, day: NaiveDate, taps: usize, seed: u64) -> 
                     reader: 3,
                     at: t,
                     code: None,
+                    medium: crate::fares::Medium::Card,
                 };
                 out.push(tap);
                 if rng.below(200) == 0 {
@@ -144,6 +147,7 @@ pub fn city_day(engine: &FareEngine, day: NaiveDate, taps: usize, seed: u64) -> 
                     reader: 4,
                     at: t,
                     code: None,
+                    medium: crate::fares::Medium::Card,
                 });
                 t += Duration::minutes(5 + rng.below(40) as i64);
                 out.push(Tap {
@@ -157,6 +161,7 @@ pub fn city_day(engine: &FareEngine, day: NaiveDate, taps: usize, seed: u64) -> 
                     reader: 4,
                     at: t,
                     code: None,
+                    medium: crate::fares::Medium::Card,
                 });
             }
             t += Duration::minutes(3 + rng.below(120) as i64);

@@ -77,6 +77,7 @@ fn station(e: &FareEngine, card: u64, dir: TapDirection, stop: &str, t: DateTime
         reader: 1,
         at: t,
         code: None,
+        medium: citycard_transit::Medium::Card,
     }
 }
 
@@ -92,6 +93,7 @@ fn bus(e: &FareEngine, card: u64, vehicle: u32, t: DateTime<Utc>) -> Tap {
         reader: 2,
         at: t,
         code: None,
+        medium: citycard_transit::Medium::Card,
     }
 }
 
@@ -398,6 +400,7 @@ fn legs_strategy(e: &FareEngine) -> impl Strategy<Value = Vec<Leg>> {
                         to: out.then_some(stop_idx[b]),
                         board,
                         alight: out.then_some(board + Duration::minutes(ride)),
+                        medium: None,
                     },
                     2 => Leg {
                         network: bus_net,
@@ -406,6 +409,7 @@ fn legs_strategy(e: &FareEngine) -> impl Strategy<Value = Vec<Leg>> {
                         to: None,
                         board,
                         alight: None,
+                        medium: None,
                     },
                     _ => Leg {
                         network: water_net,
@@ -414,6 +418,7 @@ fn legs_strategy(e: &FareEngine) -> impl Strategy<Value = Vec<Leg>> {
                         to: None,
                         board,
                         alight: None,
+                        medium: None,
                     },
                 };
                 t = leg.alight.unwrap_or(board);

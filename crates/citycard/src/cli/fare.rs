@@ -1,11 +1,15 @@
-//! `citycard fare quote` and `citycard fare stations`: price a journey on the
-//! embedded Hangzhou fare rules, and list the names a journey may use.
+//! `citycard fare quote`, `citycard fare stations` and `citycard fare check`:
+//! price a journey on the embedded Hangzhou fare rules or on any GTFS-Fares v2
+//! feed (`--feed DIR`), list the names a journey may use, and check a feed.
 
 use std::io::Write;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use citycard_core::{Money, china_offset, civil_date};
-use citycard_transit::{CardKind, FareEngine, Journey, Leg, Medium, Rider};
+use citycard_transit::{
+    CardKind, Diagnostic, FareData, FareEngine, Journey, Leg, LoadMode, Medium, Rider, Severity,
+    SpendSoFar,
+};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +49,18 @@ pub struct QuoteArgs {
     /// The travel date (YYYY-MM-DD, Hangzhou); today by default.
     #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "json")]
     pub date: Option<String>,
+    /// A GTFS-Fares v2 feed directory to price on instead of the embedded Hangzhou rules.
+    #[arg(long, value_name = "DIR")]
+    pub feed: Option<String>,
+    /// Load the feed without its offending rows (listed) instead of stopping at the first error.
+    #[arg(long, requires = "feed")]
+    pub lenient: bool,
+    /// The fare medium: a `fare_media_id` of the feed, or card, ride_code, bank_card, cash, paper_ticket.
+    #[arg(long, value_name = "ID", conflicts_with = "ride_code")]
+    pub media: Option<String>,
+    /// A `rider_category_id` of the feed (instead of the category the card kind gives).
+    #[arg(long, value_name = "ID")]
+    pub rider_category: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -53,6 +69,20 @@ pub struct QuoteArgs {
 /// Arguments of `citycard fare stations`.
 #[derive(Debug, Args)]
 pub struct StationsArgs {
+    /// A GTFS-Fares v2 feed directory instead of the embedded Hangzhou rules.
+    #[arg(long, value_name = "DIR")]
+    pub feed: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+/// Arguments of `citycard fare check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The feed directory (GTFS text files).
+    #[arg(value_name = "DIR")]
+    pub dir: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -147,6 +177,16 @@ pub struct LegJson {
 #[derive(Debug, Serialize)]
 struct LegOut {
     explain: String,
+    /// The `fare_product_id` charged.
+    product_id: String,
+    /// The line in `fare_leg_rules.txt` of the rule that priced the leg (header = 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_line: Option<u64>,
+    /// The line in `fare_transfer_rules.txt` of the transfer rule applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transfer_rule_line: Option<u64>,
+    /// What the leg costs in the currency's minor units (exact in every currency).
+    paid_minor_units: i64,
     #[serde(flatten)]
     fare: citycard_transit::LegFare,
 }
@@ -155,9 +195,15 @@ struct LegOut {
 #[derive(Debug, Serialize)]
 struct QuoteOut {
     date: NaiveDate,
-    total: Money,
-    discounts: Money,
+    /// The feed's ISO 4217 currency.
+    currency: String,
+    /// Decimal amounts in that currency.
+    total: String,
+    discounts: String,
     legs: Vec<LegOut>,
+    /// Rows a lenient load left out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    left_out: Vec<Diagnostic>,
 }
 
 fn usage(message: impl Into<String>) -> CliError {
@@ -398,13 +444,40 @@ fn journey_from_json(engine: &FareEngine, text: &str) -> Result<(NaiveDate, Jour
     ))
 }
 
-fn engine() -> Result<FareEngine, CliError> {
-    FareEngine::hangzhou().map_err(|e| CliError::Domain(format!("fare data: {e}")))
+/// The embedded Hangzhou engine, or a feed's (with the rows a lenient load left out).
+fn engine(feed: Option<&str>, lenient: bool) -> Result<(FareEngine, Vec<Diagnostic>), CliError> {
+    let Some(dir) = feed else {
+        let e = FareEngine::hangzhou().map_err(|e| CliError::Domain(format!("fare data: {e}")))?;
+        return Ok((e, Vec::new()));
+    };
+    let data = FareData::from_dir(dir).map_err(|e| usage(format!("feed {dir}: {e}")))?;
+    let mode = if lenient {
+        LoadMode::Lenient
+    } else {
+        LoadMode::Strict
+    };
+    let (engine, found) = FareEngine::load_with(&data, mode)
+        .map_err(|e| usage(format!("feed {dir}: {e} (or load it with --lenient)")))?;
+    let left_out = found.into_iter().filter(|d| d.row_left_out).collect();
+    Ok((engine, left_out))
+}
+
+/// A medium from a feed's `fare_media_id` or a medium code.
+fn resolve_medium(engine: &FareEngine, given: &str) -> Result<Medium, CliError> {
+    let g = given.trim();
+    engine
+        .fare_media(g)
+        .or_else(|| Medium::ALL.into_iter().find(|m| m.code() == g))
+        .ok_or_else(|| {
+            usage(format!(
+                "unknown fare media {g:?}: give a fare_media_id of the feed or one of cash, paper_ticket, card, bank_card, ride_code"
+            ))
+        })
 }
 
 /// Runs `citycard fare quote`.
 pub fn quote(args: &QuoteArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let engine = engine()?;
+    let (engine, left_out) = engine(args.feed.as_deref(), args.lenient)?;
     let (date, journey) = match &args.json {
         Some(path) => journey_from_json(&engine, &read_input(path)?)?,
         None => {
@@ -449,21 +522,61 @@ pub fn quote(args: &QuoteArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if journey.legs.is_empty() {
         return Err(usage("the journey has no legs"));
     }
+    let mut journey = journey;
+    if let Some(m) = &args.media {
+        journey.rider.medium = resolve_medium(&engine, m)?;
+    }
+    let category = match &args.rider_category {
+        None => None,
+        Some(c) => Some(engine.rider_category(c.trim()).ok_or_else(|| {
+            usage(format!(
+                "unknown rider category {c:?}: give a rider_category_id of rider_categories.txt"
+            ))
+        })?),
+    };
     // The journey's date is the Hangzhou civil date of its first boarding: an
     // RFC 3339 instant names its own day, whatever `date` (or today) says.
     let date = journey.legs.first().map_or(date, |l| civil_date(l.board));
-    let quote = engine
-        .quote(&journey)
-        .map_err(|e| CliError::Domain(format!("cannot price the journey: {e}")))?;
+    let quote = match category {
+        None => engine.quote(&journey),
+        Some(c) => {
+            let mut legs = Vec::with_capacity(journey.legs.len());
+            engine
+                .price_for_category_into(
+                    &journey.rider,
+                    c,
+                    SpendSoFar::month(journey.month_spend_before),
+                    &journey.legs,
+                    &mut legs,
+                )
+                .and_then(|total| {
+                    let mut base = Money::ZERO;
+                    for l in &legs {
+                        base = base.checked_add(l.base)?;
+                    }
+                    Ok(citycard_transit::Quote {
+                        discounts: base.checked_sub(total)?,
+                        legs,
+                        total,
+                    })
+                })
+        }
+    }
+    .map_err(|e| CliError::Domain(format!("cannot price the journey: {e}")))?;
     let explain = quote.explain(&engine);
+    let currency = engine.currency();
+    let decimal = |m: Money| currency.decimal(m);
     match args.format {
         OutputFormat::Text => {
+            for d in &left_out {
+                writeln!(out, "left out: {d}")?;
+            }
             writeln!(
                 out,
-                "total {:#} ({} legs on {date}; discounts {:#})",
-                quote.total,
+                "total {} ({} legs on {date}; discounts {})",
+                currency.format(quote.total),
                 quote.legs.len(),
-                quote.discounts
+                currency.format(quote.discounts)
             )?;
             for line in &explain {
                 writeln!(out, "  {line}")?;
@@ -472,19 +585,75 @@ pub fn quote(args: &QuoteArgs, out: &mut dyn Write) -> Result<(), CliError> {
         OutputFormat::Json => {
             let doc = QuoteOut {
                 date,
-                total: quote.total,
-                discounts: quote.discounts,
+                currency: currency.code().to_owned(),
+                total: decimal(quote.total),
+                discounts: decimal(quote.discounts),
                 legs: quote
                     .legs
                     .into_iter()
                     .zip(explain)
-                    .map(|(fare, explain)| LegOut { explain, fare })
+                    .map(|(fare, explain)| LegOut {
+                        explain,
+                        product_id: engine.product_id(fare.product).unwrap_or("?").to_owned(),
+                        rule_line: fare.rule.and_then(|r| engine.leg_rule_line(r)),
+                        transfer_rule_line: fare
+                            .transfer
+                            .and_then(|t| engine.transfer_rule_line(t.rule)),
+                        paid_minor_units: fare.paid.fen(),
+                        fare,
+                    })
                     .collect(),
+                left_out,
             };
             writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
         }
     }
     Ok(())
+}
+
+/// Runs `citycard fare check`: true when the feed has no errors.
+pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<bool, CliError> {
+    let data =
+        FareData::from_dir(&args.dir).map_err(|e| usage(format!("feed {}: {e}", args.dir)))?;
+    let found = citycard_transit::fares::check(&data)
+        .map_err(|e| usage(format!("feed {}: {e}", args.dir)))?;
+    let errors = found
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = found.len() - errors;
+    match args.format {
+        OutputFormat::Text => {
+            for d in &found {
+                writeln!(out, "{d}")?;
+            }
+            writeln!(
+                out,
+                "{}: {errors} error(s), {warnings} warning(s){}",
+                args.dir,
+                if errors > 0 {
+                    "; a strict load stops at the first error, --lenient leaves those rows out"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        OutputFormat::Json => {
+            #[derive(Serialize)]
+            struct CheckOut<'a> {
+                errors: usize,
+                warnings: usize,
+                findings: &'a [Diagnostic],
+            }
+            let doc = CheckOut {
+                errors,
+                warnings,
+                findings: &found,
+            };
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        }
+    }
+    Ok(errors == 0)
 }
 
 #[derive(Debug, Serialize)]
@@ -510,7 +679,7 @@ struct RouteOut<'a> {
 
 /// Runs `citycard fare stations`.
 pub fn stations(args: &StationsArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let engine = engine()?;
+    let (engine, _) = engine(args.feed.as_deref(), false)?;
     let n = engine.network();
     let mut networks: Vec<IdName<'_>> = Vec::new();
     for r in n.routes() {

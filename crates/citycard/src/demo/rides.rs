@@ -58,6 +58,7 @@ pub(super) async fn settle_the_day(
         reader: 7031,
         at: bus_at,
         code: None,
+        medium: citycard_transit::Medium::Card,
     };
     let mother_ref = CityCard::card_ref(&cast.mother_card)?;
     let mother_tap = Tap {
