@@ -417,6 +417,69 @@ pub async fn booked_appointments_past_their_session_are_listed<S: AppointmentSto
     assert_eq!(store.patient_appointments(&a.patient).await.unwrap(), vec![a]);
 }
 
+/// A store that yields to other tasks after every read, so that racing decisions interleave
+/// between their prefetch and their commit even on a store whose calls never wait.
+pub struct Interleaving(pub Arc<dyn AppointmentStore>);
+
+#[async_trait::async_trait]
+impl AppointmentStore for Interleaving {
+    async fn put_slot(&self, slot: &citycard_healthcare::Slot) -> Result<(), StoreError> {
+        self.0.put_slot(slot).await
+    }
+    async fn slot(
+        &self,
+        id: &SlotId,
+    ) -> Result<Option<citycard_healthcare::SlotView>, StoreError> {
+        self.0.slot(id).await
+    }
+    async fn slot_state(&self, id: &SlotId) -> Result<Option<SlotState>, StoreError> {
+        let out = self.0.slot_state(id).await;
+        tokio::task::yield_now().await;
+        out
+    }
+    async fn patient_state(&self, patient: &PersonId) -> Result<PatientState, StoreError> {
+        let out = self.0.patient_state(patient).await;
+        tokio::task::yield_now().await;
+        out
+    }
+    async fn department_slots(
+        &self,
+        department: &DepartmentId,
+        date: chrono::NaiveDate,
+    ) -> Result<Vec<citycard_healthcare::SlotView>, StoreError> {
+        self.0.department_slots(department, date).await
+    }
+    async fn commit(&self, plan: &AppointmentPlan) -> Result<(), StoreError> {
+        self.0.commit(plan).await
+    }
+    async fn appointment(
+        &self,
+        id: &citycard_healthcare::AppointmentId,
+    ) -> Result<Option<Appointment>, StoreError> {
+        self.0.appointment(id).await
+    }
+    async fn appointment_by_key(
+        &self,
+        patient: &PersonId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Appointment>, StoreError> {
+        self.0.appointment_by_key(patient, key).await
+    }
+    async fn patient_appointments(
+        &self,
+        patient: &PersonId,
+    ) -> Result<Vec<Appointment>, StoreError> {
+        self.0.patient_appointments(patient).await
+    }
+    async fn booked_ending_before(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Appointment>, StoreError> {
+        self.0.booked_ending_before(before, limit).await
+    }
+}
+
 fn race_service(
     store: Arc<dyn AppointmentStore>,
     ids: Arc<SequentialIdGenerator>,
@@ -437,7 +500,7 @@ fn race_service(
     policy.per_week = 100;
     policy.per_month = 100;
     AppointmentService::new(
-        store,
+        Arc::new(Interleaving(store)),
         directory,
         Arc::new(citycard_core::MemoryAuditLog::new()),
         // The day before the suite date, 08:00 in Hangzhou: inside the booking window.
