@@ -99,18 +99,18 @@ pub mod memory;
 pub mod ports;
 pub use appointments::{
     Appointment, AppointmentService, AppointmentStatus, BookRequest, Booking, BookingPolicy,
-    CancelledBy, Department, Doctor, Hospital, PatientIdentifier, PatientRecord,
-    ScheduleTemplate, Session, SessionTimes, Slot, SlotStatus, SlotView, WeeklySession,
-};
-pub use memory::{
-    MemoryAppointmentStore, MemoryMedicalPayments, MemoryPatientDirectory,
-    MemorySettlementStore, MemorySocialInsuranceRecords,
-};
-pub use ports::{
-    AppointmentStore, MedicalPayments, PatientDirectory, SettlementStore, SocialInsuranceRecords,
+    CancelledBy, Department, Doctor, Hospital, PatientIdentifier, PatientRecord, ScheduleTemplate,
+    Session, SessionTimes, Slot, SlotStatus, SlotView, WeeklySession,
 };
 pub use ids::{
     AppointmentId, DepartmentId, DoctorId, EmployerId, HospitalId, SettlementId, SlotId,
+};
+pub use memory::{
+    MemoryAppointmentStore, MemoryMedicalPayments, MemoryPatientDirectory, MemorySettlementStore,
+    MemorySocialInsuranceRecords,
+};
+pub use ports::{
+    AppointmentStore, MedicalPayments, PatientDirectory, SettlementStore, SocialInsuranceRecords,
 };
 pub mod billing;
 pub use billing::{

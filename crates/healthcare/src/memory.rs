@@ -657,4 +657,3 @@ impl SocialInsuranceRecords for MemorySocialInsuranceRecords {
             .unwrap_or_default())
     }
 }
-

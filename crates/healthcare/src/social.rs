@@ -20,9 +20,9 @@ use citycard_core::{
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::ports::{MedicalPayments, PatientDirectory, SocialInsuranceRecords};
 use crate::error::HealthcareError;
 use crate::ids::EmployerId;
+use crate::ports::{MedicalPayments, PatientDirectory, SocialInsuranceRecords};
 use crate::provenance::{Provenance, read_provenance};
 use crate::settlement::AccountBalances;
 

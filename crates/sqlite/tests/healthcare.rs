@@ -111,11 +111,19 @@ async fn booking_and_cancelling_are_one_write_transaction_each() {
     let (me, request) = book("psn-1", "k-1");
     let before = db.commits();
     let first = service.book(&me, &request).await.unwrap();
-    assert_eq!(db.commits() - before, 1, "a booking is one write transaction");
+    assert_eq!(
+        db.commits() - before,
+        1,
+        "a booking is one write transaction"
+    );
     let (other, waiting) = book("psn-2", "k-2");
     let before = db.commits();
     let second = service.book(&other, &waiting).await.unwrap();
-    assert_eq!(db.commits() - before, 1, "a waitlisting is one write transaction");
+    assert_eq!(
+        db.commits() - before,
+        1,
+        "a waitlisting is one write transaction"
+    );
     // A retry reads and writes nothing.
     let before = db.commits();
     assert!(service.book(&me, &request).await.unwrap().replayed);
@@ -126,7 +134,11 @@ async fn booking_and_cancelling_are_one_write_transaction_each() {
         .cancel(&me, &first.appointment.id, "plans changed")
         .await
         .unwrap();
-    assert_eq!(db.commits() - before, 1, "a cancellation is one write transaction");
+    assert_eq!(
+        db.commits() - before,
+        1,
+        "a cancellation is one write transaction"
+    );
     assert_eq!(promoted.unwrap().id, second.appointment.id);
     // Each operation's audit record committed with it.
     let actions: Vec<String> = audit
@@ -141,7 +153,10 @@ async fn booking_and_cancelling_are_one_write_transaction_each() {
         "appointment.cancel",
         "appointment.promote",
     ] {
-        assert!(actions.iter().any(|a| a == action), "{action} in {actions:?}");
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
     }
 }
 
@@ -196,7 +211,11 @@ async fn a_settlement_and_a_reversal_are_two_write_transactions_each() {
         .query(&citycard_core::AuditQuery::subject(subject.clone()))
         .await
         .unwrap();
-    assert_eq!(records.len(), 1, "the completion's audit record is in the file");
+    assert_eq!(
+        records.len(),
+        1,
+        "the completion's audit record is in the file"
+    );
     let before = db.commits();
     let reversed = billing
         .reverse(&operator, &settled.id, &"rev-1".parse().unwrap())
@@ -224,7 +243,11 @@ async fn bookings_and_accumulators_survive_reopening_the_file() {
         let db = Database::open(&path).expect("opens");
         let store = SqliteAppointmentStore::new(db.clone());
         store.put_slot(&s).await.expect("slot stored");
-        book(&store, &booking(&s, "apt-1", "psn-1", "k1", no_quota(), false)).await;
+        book(
+            &store,
+            &booking(&s, "apt-1", "psn-1", "k1", no_quota(), false),
+        )
+        .await;
         let settlements = SqliteSettlementStore::new(db);
         let r = settlement_record(
             "stl-1",
@@ -238,7 +261,11 @@ async fn bookings_and_accumulators_survive_reopening_the_file() {
     };
     let db = Database::open(&path).expect("reopens");
     let store = SqliteAppointmentStore::new(db.clone());
-    let state = store.slot_state(&s.id).await.expect("read").expect("slot kept");
+    let state = store
+        .slot_state(&s.id)
+        .await
+        .expect("read")
+        .expect("slot kept");
     assert_eq!((state.view.booked, state.view.issued), (1, 1));
     assert_eq!(state.version, version);
     let mine = store

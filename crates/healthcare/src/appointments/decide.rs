@@ -581,9 +581,16 @@ mod tests {
             Some(&full),
             &patient(vec![]),
         ));
-        assert_eq!((a.status, a.queue_number), (AppointmentStatus::Waitlist, None));
         assert_eq!(
-            (plan.slots[0].booked, plan.slots[0].waitlisted, plan.slots[0].issued),
+            (a.status, a.queue_number),
+            (AppointmentStatus::Waitlist, None)
+        );
+        assert_eq!(
+            (
+                plan.slots[0].booked,
+                plan.slots[0].waitlisted,
+                plan.slots[0].issued
+            ),
             (2, 1, 2)
         );
     }
@@ -604,9 +611,7 @@ mod tests {
                 Some(&state(s.clone(), 1, 0)),
                 &mine
             ),
-            BookingDecision::Duplicate {
-                appointment: first
-            }
+            BookingDecision::Duplicate { appointment: first }
         );
         assert_eq!(
             decide_booking(
@@ -641,8 +646,14 @@ mod tests {
         let d = date();
         let on = |id: &str, dep: &str, days: i64, status: AppointmentStatus| {
             let s = slot(id, dep, d + Duration::days(days), 9);
-            let mut a = request(&s, &format!("apt-{id}"), &format!("k-{id}"), quota(9, 9, 9, 9), false)
-                .appointment;
+            let mut a = request(
+                &s,
+                &format!("apt-{id}"),
+                &format!("k-{id}"),
+                quota(9, 9, 9, 9),
+                false,
+            )
+            .appointment;
             a.status = status;
             a
         };
@@ -671,12 +682,18 @@ mod tests {
         );
         let tomorrow = on("slot-c", "dep-3", 1, AppointmentStatus::Noshow);
         assert_eq!(
-            quota_hit(decide(vec![other_dep.clone(), tomorrow.clone()], quota(1, 9, 2, 9))),
+            quota_hit(decide(
+                vec![other_dep.clone(), tomorrow.clone()],
+                quota(1, 9, 2, 9)
+            )),
             Some(QuotaKind::Week)
         );
         let next_week = on("slot-d", "dep-4", 14, AppointmentStatus::Booked);
         assert_eq!(
-            quota_hit(decide(vec![tomorrow.clone(), next_week.clone()], quota(1, 9, 9, 2))),
+            quota_hit(decide(
+                vec![tomorrow.clone(), next_week.clone()],
+                quota(1, 9, 9, 2)
+            )),
             Some(QuotaKind::Month)
         );
         // Cancelled bookings do not count.
@@ -706,16 +723,29 @@ mod tests {
             cancelled,
             promoted,
             plan,
-        } = decide_cancel(&a, 3, Some(&st), &cancellation(CancelledBy::Patient), &Principal::System)
+        } = decide_cancel(
+            &a,
+            3,
+            Some(&st),
+            &cancellation(CancelledBy::Patient),
+            &Principal::System,
+        )
         else {
             panic!("expected a cancellation")
         };
         assert_eq!(cancelled.status, AppointmentStatus::Cancelled);
         assert_eq!(cancelled.cancellation.unwrap().by, CancelledBy::Patient);
         let p = promoted.unwrap();
-        assert_eq!((p.id.as_str(), p.status, p.queue_number), ("apt-2", AppointmentStatus::Booked, Some(2)));
         assert_eq!(
-            (plan.slots[0].booked, plan.slots[0].waitlisted, plan.slots[0].issued),
+            (p.id.as_str(), p.status, p.queue_number),
+            ("apt-2", AppointmentStatus::Booked, Some(2))
+        );
+        assert_eq!(
+            (
+                plan.slots[0].booked,
+                plan.slots[0].waitlisted,
+                plan.slots[0].issued
+            ),
             (1, 1, 2)
         );
         assert_eq!(plan.updates.len(), 2);
@@ -723,9 +753,13 @@ mod tests {
         assert_eq!(plan.patients().len(), 2);
         // A closed slot promotes nobody.
         st.view.slot.status = SlotStatus::Closed;
-        let CancelDecision::Cancel { promoted, plan, .. } =
-            decide_cancel(&a, 3, Some(&st), &cancellation(CancelledBy::Facility), &Principal::System)
-        else {
+        let CancelDecision::Cancel { promoted, plan, .. } = decide_cancel(
+            &a,
+            3,
+            Some(&st),
+            &cancellation(CancelledBy::Facility),
+            &Principal::System,
+        ) else {
             panic!("expected a cancellation")
         };
         assert!(promoted.is_none());
@@ -739,9 +773,13 @@ mod tests {
         w.status = AppointmentStatus::Waitlist;
         let mut st = state(s.clone(), 1, 1);
         st.first_waitlisted = Some(w.clone());
-        let CancelDecision::Cancel { promoted, plan, .. } =
-            decide_cancel(&w, 1, Some(&st), &cancellation(CancelledBy::Patient), &Principal::System)
-        else {
+        let CancelDecision::Cancel { promoted, plan, .. } = decide_cancel(
+            &w,
+            1,
+            Some(&st),
+            &cancellation(CancelledBy::Patient),
+            &Principal::System,
+        ) else {
             panic!("expected a cancellation")
         };
         assert!(promoted.is_none());
@@ -749,7 +787,13 @@ mod tests {
         let mut done = w.clone();
         done.status = AppointmentStatus::Cancelled;
         assert_eq!(
-            decide_cancel(&done, 1, Some(&st), &cancellation(CancelledBy::Patient), &Principal::System),
+            decide_cancel(
+                &done,
+                1,
+                Some(&st),
+                &cancellation(CancelledBy::Patient),
+                &Principal::System
+            ),
             CancelDecision::WrongState {
                 status: AppointmentStatus::Cancelled
             }
@@ -773,7 +817,10 @@ mod tests {
         ) else {
             panic!("expected a move")
         };
-        assert_eq!((appointment.status, appointment.updated_at), (AppointmentStatus::Arrived, at));
+        assert_eq!(
+            (appointment.status, appointment.updated_at),
+            (AppointmentStatus::Arrived, at)
+        );
         assert!(plan.slots.is_empty());
         for (from, to) in [
             (AppointmentStatus::Arrived, AppointmentStatus::Fulfilled),

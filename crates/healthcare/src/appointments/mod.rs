@@ -669,4 +669,3 @@ impl BookingPolicy {
         }
     }
 }
-

@@ -22,12 +22,12 @@ use super::decide::{
     decide_cancel, decide_transition,
 };
 use super::{
-    Appointment, AppointmentStatus, BookingPolicy, BookingRequest, Cancellation, CancelledBy,
-    Slot, SlotStatus, SlotView,
+    Appointment, AppointmentStatus, BookingPolicy, BookingRequest, Cancellation, CancelledBy, Slot,
+    SlotStatus, SlotView,
 };
-use crate::ports::{AppointmentStore, PatientDirectory};
 use crate::error::HealthcareError;
 use crate::ids::{AppointmentId, DepartmentId, SlotId};
+use crate::ports::{AppointmentStore, PatientDirectory};
 
 /// A booking request from a patient, a delegate or the counter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -258,9 +258,7 @@ pub fn start_reversal(
         }
         SettlementStatus::Reversing if same_key => Ok(ReversalStart::Resume(record.clone())),
         SettlementStatus::Reversed if same_key => Ok(ReversalStart::Done(record.clone())),
-        SettlementStatus::Reversing | SettlementStatus::Reversed => {
-            Err(HealthcareError::KeyReused)
-        }
+        SettlementStatus::Reversing | SettlementStatus::Reversed => Err(HealthcareError::KeyReused),
         other => Err(HealthcareError::Conflict(format!(
             "a {} settlement cannot be reversed",
             other.code()
@@ -393,8 +391,8 @@ mod tests {
         assert!(done.accumulators.is_none());
 
         let current = pending.breakdown.accumulators_after;
-        let failed = fail_settlement(&pending, current, "no funds", &Principal::System, now())
-            .unwrap();
+        let failed =
+            fail_settlement(&pending, current, "no funds", &Principal::System, now()).unwrap();
         assert_eq!(failed.record.status, SettlementStatus::Failed);
         assert_eq!(
             failed.accumulators.unwrap().after,

@@ -4,15 +4,14 @@ use std::sync::Arc;
 
 use chrono::Datelike;
 use citycard_core::{
-    AuditLog, AuditOutcome, AuditRecord, Clock, Fingerprint, IdGenerator, IdempotencyKey,
-    PersonId, Principal, StoreError, civil_date,
+    AuditLog, AuditOutcome, AuditRecord, Clock, Fingerprint, IdGenerator, IdempotencyKey, PersonId,
+    Principal, StoreError, civil_date,
 };
 use tracing::{debug, info};
 
 use super::decide::{
-    Replay, ReversalStart, SettlementFacts, SettlementPlan, complete_settlement,
-    fail_settlement, finish_reversal, plan_settlement, replay_settlement, reversal_transfers,
-    start_reversal,
+    Replay, ReversalStart, SettlementFacts, SettlementPlan, complete_settlement, fail_settlement,
+    finish_reversal, plan_settlement, replay_settlement, reversal_transfers, start_reversal,
 };
 use super::{BillRequest, PaymentError, SettlementRecord, SettlementStatus};
 use crate::error::HealthcareError;
@@ -374,4 +373,3 @@ impl BillingService {
         Ok(record)
     }
 }
-

@@ -97,17 +97,13 @@ fn read_appointment(row: &Row<'_>) -> rusqlite::Result<Appointment> {
     })
 }
 
-fn load_slot(
-    tx: &rusqlite::Connection,
-    id: &SlotId,
-) -> rusqlite::Result<Option<(SlotView, u64)>> {
+fn load_slot(tx: &rusqlite::Connection, id: &SlotId) -> rusqlite::Result<Option<(SlotView, u64)>> {
     tx.query_row(
         &format!("SELECT {SLOT_COLUMNS} FROM hc_slots WHERE id = ?1"),
         params![id.as_str()],
         |r| Ok((read_slot(r)?, version(r, 13)?)),
     )
     .optional()
-
 }
 
 fn load_appointment(
@@ -120,7 +116,6 @@ fn load_appointment(
         read_appointment,
     )
     .optional()
-
 }
 
 fn load_many(
@@ -128,14 +123,11 @@ fn load_many(
     where_clause: &str,
     args: impl rusqlite::Params,
 ) -> rusqlite::Result<Vec<Appointment>> {
-    let mut stmt = tx
-        .prepare_cached(&format!(
-            "SELECT {APPOINTMENT_COLUMNS} FROM hc_appointments WHERE {where_clause}"
-        ))
-        ?;
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {APPOINTMENT_COLUMNS} FROM hc_appointments WHERE {where_clause}"
+    ))?;
     let rows = stmt.query_map(args, read_appointment)?;
     rows.collect()
-    
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -217,7 +209,10 @@ fn patient_version(tx: &rusqlite::Connection, patient: &PersonId) -> rusqlite::R
 
 fn check(tx: &rusqlite::Connection, precondition: &Precondition) -> Result<(), StoreError> {
     match precondition {
-        Precondition::Slot { slot, version: expected } => {
+        Precondition::Slot {
+            slot,
+            version: expected,
+        } => {
             let current: Option<u64> = tx
                 .prepare_cached("SELECT version FROM hc_slots WHERE id = ?1")
                 .and_then(|mut stmt| {
@@ -231,7 +226,10 @@ fn check(tx: &rusqlite::Connection, precondition: &Precondition) -> Result<(), S
                 )));
             }
         }
-        Precondition::Patient { patient, version: expected } => {
+        Precondition::Patient {
+            patient,
+            version: expected,
+        } => {
             if patient_version(tx, patient).map_err(store_err)? != *expected {
                 return Err(StoreError::Conflict(
                     "the patient's appointments changed since they were read".into(),
@@ -303,8 +301,7 @@ impl AppointmentStore for SqliteAppointmentStore {
                 c,
                 "slot = ?1 AND status = 'waitlist' ORDER BY seq LIMIT 1",
                 params![id.as_str()],
-            )
-            ?
+            )?
             .into_iter()
             .next();
             Ok(Some(SlotState {
@@ -319,8 +316,8 @@ impl AppointmentStore for SqliteAppointmentStore {
         self.db.read(|c| {
             // The version first: appointments read after it can only be newer.
             let version = patient_version(c, patient)?;
-            let appointments = load_many(c, "patient = ?1 ORDER BY seq", params![patient.as_str()])
-                ?;
+            let appointments =
+                load_many(c, "patient = ?1 ORDER BY seq", params![patient.as_str()])?;
             Ok(PatientState {
                 patient: patient.clone(),
                 version,
@@ -404,8 +401,7 @@ impl AppointmentStore for SqliteAppointmentStore {
                 c,
                 "patient = ?1 AND booking_key = ?2",
                 params![patient.as_str(), key.as_str()],
-            )
-            ?
+            )?
             .into_iter()
             .next())
         })
@@ -415,9 +411,8 @@ impl AppointmentStore for SqliteAppointmentStore {
         &self,
         patient: &PersonId,
     ) -> Result<Vec<Appointment>, StoreError> {
-        self.db.read(|c| {
-            load_many(c, "patient = ?1 ORDER BY seq", params![patient.as_str()])
-        })
+        self.db
+            .read(|c| load_many(c, "patient = ?1 ORDER BY seq", params![patient.as_str()]))
     }
 
     async fn booked_ending_before(
@@ -434,7 +429,6 @@ impl AppointmentStore for SqliteAppointmentStore {
                     i64::try_from(limit).unwrap_or(i64::MAX)
                 ],
             )
-            
         })
     }
 }

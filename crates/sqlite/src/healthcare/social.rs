@@ -180,4 +180,3 @@ impl SocialInsuranceRecords for SqliteSocialInsuranceRecords {
         })
     }
 }
-

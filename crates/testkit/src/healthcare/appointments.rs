@@ -172,7 +172,10 @@ pub async fn a_plan_commits_rows_and_core_records_together<S: AppointmentStore>(
     assert_eq!(patient_after.appointments, vec![appointment.clone()]);
     let audit = core
         .audit
-        .query(&AuditQuery::subject(format!("appointment:{}", appointment.id)))
+        .query(&AuditQuery::subject(format!(
+            "appointment:{}",
+            appointment.id
+        )))
         .await
         .unwrap();
     assert_eq!(audit.len(), 1);
@@ -204,10 +207,16 @@ pub async fn a_stale_plan_is_refused_and_writes_nothing<S: AppointmentStore>(
     let s = slot("slot-1", "dep-1", suite_date(), 1);
     store.put_slot(&s).await.unwrap();
     // Two patients decide on the same state for the last place: one wins.
-    let (first, first_plan) =
-        decide(&store, &booking(&s, "apt-1", "psn-1", "k1", no_quota(), false)).await;
-    let (second, second_plan) =
-        decide(&store, &booking(&s, "apt-2", "psn-2", "k2", no_quota(), false)).await;
+    let (first, first_plan) = decide(
+        &store,
+        &booking(&s, "apt-1", "psn-1", "k1", no_quota(), false),
+    )
+    .await;
+    let (second, second_plan) = decide(
+        &store,
+        &booking(&s, "apt-2", "psn-2", "k2", no_quota(), false),
+    )
+    .await;
     store.commit(&first_plan).await.unwrap();
     let audit_before = core.audit.query(&AuditQuery::all()).await.unwrap().len();
     assert!(is_conflict(store.commit(&second_plan).await));
@@ -215,11 +224,7 @@ pub async fn a_stale_plan_is_refused_and_writes_nothing<S: AppointmentStore>(
     let view = store.slot(&s.id).await.unwrap().unwrap();
     assert_eq!((view.booked, view.issued), (1, 1));
     assert_eq!(
-        store
-            .patient_state(&second.patient)
-            .await
-            .unwrap()
-            .version,
+        store.patient_state(&second.patient).await.unwrap().version,
         0
     );
     assert_eq!(
@@ -236,15 +241,14 @@ pub async fn a_stale_plan_is_refused_and_writes_nothing<S: AppointmentStore>(
     // A stale patient version alone refuses a plan too.
     let t = slot("slot-2", "dep-2", suite_date(), 5);
     store.put_slot(&t).await.unwrap();
-    let (other, other_plan) =
-        decide(&store, &booking(&t, "apt-3", "psn-1", "k3", no_quota(), false)).await;
+    let (other, other_plan) = decide(
+        &store,
+        &booking(&t, "apt-3", "psn-1", "k3", no_quota(), false),
+    )
+    .await;
     let (_, moved) = match decide_transition(
         &first,
-        store
-            .patient_state(&first.patient)
-            .await
-            .unwrap()
-            .version,
+        store.patient_state(&first.patient).await.unwrap().version,
         AppointmentStatus::Booked,
         AppointmentStatus::Arrived,
         suite_time(1),
@@ -267,7 +271,11 @@ pub async fn a_taken_key_or_refused_outcome_writes_nothing<S: AppointmentStore>(
 ) {
     let s = slot("slot-1", "dep-1", suite_date(), 5);
     store.put_slot(&s).await.unwrap();
-    let first = book(&store, &booking(&s, "apt-1", "psn-1", "k1", no_quota(), false)).await;
+    let first = book(
+        &store,
+        &booking(&s, "apt-1", "psn-1", "k1", no_quota(), false),
+    )
+    .await;
     // The same key for the same patient, with fresh versions: the key is still taken.
     let (slot_now, patient_now) = states(
         &store,
@@ -296,7 +304,11 @@ pub async fn a_taken_key_or_refused_outcome_writes_nothing<S: AppointmentStore>(
     assert!(is_conflict(store.commit(&plan).await));
     assert_eq!(store.appointment(&dup.id).await.unwrap(), None);
     // Another patient may use the same key string.
-    book(&store, &booking(&s, "apt-3", "psn-2", "k1", no_quota(), false)).await;
+    book(
+        &store,
+        &booking(&s, "apt-3", "psn-2", "k1", no_quota(), false),
+    )
+    .await;
     // An outcome whose key is already completed refuses the whole plan.
     let key = IdempotencyKey::parse("k-used").unwrap();
     let outcome = KeyOutcome::new(
@@ -307,12 +319,19 @@ pub async fn a_taken_key_or_refused_outcome_writes_nothing<S: AppointmentStore>(
         suite_time(0),
     )
     .unwrap();
-    let (_, mut once) = decide(&store, &booking(&s, "apt-4", "psn-3", "k4", no_quota(), false)).await;
+    let (_, mut once) = decide(
+        &store,
+        &booking(&s, "apt-4", "psn-3", "k4", no_quota(), false),
+    )
+    .await;
     once.core.outcomes.push(outcome.clone());
     store.commit(&once).await.unwrap();
     let audit_before = core.audit.query(&AuditQuery::all()).await.unwrap().len();
-    let (fifth, mut twice) =
-        decide(&store, &booking(&s, "apt-5", "psn-4", "k5", no_quota(), false)).await;
+    let (fifth, mut twice) = decide(
+        &store,
+        &booking(&s, "apt-5", "psn-4", "k5", no_quota(), false),
+    )
+    .await;
     twice.core.outcomes.push(outcome);
     assert!(is_conflict(store.commit(&twice).await));
     assert_eq!(store.appointment(&fifth.id).await.unwrap(), None);
@@ -331,9 +350,21 @@ pub async fn cancellations_replace_appointments_and_the_waitlist_moves_on<S: App
 ) {
     let s = slot("slot-1", "dep-1", suite_date(), 1);
     store.put_slot(&s).await.unwrap();
-    let a1 = book(&store, &booking(&s, "apt-1", "psn-1", "k1", no_quota(), false)).await;
-    let a2 = book(&store, &booking(&s, "apt-2", "psn-2", "k2", no_quota(), true)).await;
-    book(&store, &booking(&s, "apt-3", "psn-3", "k3", no_quota(), true)).await;
+    let a1 = book(
+        &store,
+        &booking(&s, "apt-1", "psn-1", "k1", no_quota(), false),
+    )
+    .await;
+    let a2 = book(
+        &store,
+        &booking(&s, "apt-2", "psn-2", "k2", no_quota(), true),
+    )
+    .await;
+    book(
+        &store,
+        &booking(&s, "apt-3", "psn-3", "k3", no_quota(), true),
+    )
+    .await;
     assert_eq!(a2.status, AppointmentStatus::Waitlist);
     let state = store.slot_state(&s.id).await.unwrap().unwrap();
     assert_eq!(
@@ -353,7 +384,10 @@ pub async fn cancellations_replace_appointments_and_the_waitlist_moves_on<S: App
     };
     store.commit(&plan).await.unwrap();
     let promoted = promoted.unwrap();
-    assert_eq!(store.appointment(&a2.id).await.unwrap(), Some(promoted.clone()));
+    assert_eq!(
+        store.appointment(&a2.id).await.unwrap(),
+        Some(promoted.clone())
+    );
     assert_eq!(promoted.queue_number, Some(2));
     let cancelled = store.appointment(&a1.id).await.unwrap().unwrap();
     assert_eq!(cancelled.status, AppointmentStatus::Cancelled);
@@ -372,7 +406,11 @@ pub async fn cancellations_replace_appointments_and_the_waitlist_moves_on<S: App
         .query(&AuditQuery::subject(format!("appointment:{}", a2.id)))
         .await
         .unwrap();
-    assert!(audit.iter().any(|r| r.record.action == "appointment.promote"));
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.record.action == "appointment.promote")
+    );
     // The plan that was just committed is stale now.
     assert!(is_conflict(store.commit(&plan).await));
 }
@@ -384,8 +422,16 @@ pub async fn booked_appointments_past_their_session_are_listed<S: AppointmentSto
 ) {
     let s = slot("slot-1", "dep-1", suite_date(), 3);
     store.put_slot(&s).await.unwrap();
-    let a = book(&store, &booking(&s, "apt-1", "psn-1", "k1", no_quota(), false)).await;
-    let b = book(&store, &booking(&s, "apt-2", "psn-2", "k2", no_quota(), false)).await;
+    let a = book(
+        &store,
+        &booking(&s, "apt-1", "psn-1", "k1", no_quota(), false),
+    )
+    .await;
+    let b = book(
+        &store,
+        &booking(&s, "apt-2", "psn-2", "k2", no_quota(), false),
+    )
+    .await;
     let version = store.patient_state(&b.patient).await.unwrap().version;
     let TransitionDecision::Move { plan, .. } = decide_transition(
         &b,
@@ -414,7 +460,10 @@ pub async fn booked_appointments_past_their_session_are_listed<S: AppointmentSto
         due.iter().map(|x| x.id.clone()).collect::<Vec<_>>(),
         vec![a.id.clone()]
     );
-    assert_eq!(store.patient_appointments(&a.patient).await.unwrap(), vec![a]);
+    assert_eq!(
+        store.patient_appointments(&a.patient).await.unwrap(),
+        vec![a]
+    );
 }
 
 /// A store that yields to other tasks after every read, so that racing decisions interleave
@@ -426,10 +475,7 @@ impl AppointmentStore for Interleaving {
     async fn put_slot(&self, slot: &citycard_healthcare::Slot) -> Result<(), StoreError> {
         self.0.put_slot(slot).await
     }
-    async fn slot(
-        &self,
-        id: &SlotId,
-    ) -> Result<Option<citycard_healthcare::SlotView>, StoreError> {
+    async fn slot(&self, id: &SlotId) -> Result<Option<citycard_healthcare::SlotView>, StoreError> {
         self.0.slot(id).await
     }
     async fn slot_state(&self, id: &SlotId) -> Result<Option<SlotState>, StoreError> {

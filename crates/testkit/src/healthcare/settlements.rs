@@ -59,7 +59,13 @@ pub async fn a_new_record_applies_its_accumulators_with_its_core_records<S: Sett
         store.accumulators(&pid("psn-1"), 2026).await.unwrap(),
         AnnualAccumulators::new(2026)
     );
-    let r = settlement_record("stl-1", "k-1", "psn-1", AnnualAccumulators::new(2026), 50_000);
+    let r = settlement_record(
+        "stl-1",
+        "k-1",
+        "psn-1",
+        AnnualAccumulators::new(2026),
+        50_000,
+    );
     let mut plan = begin_plan(r.clone());
     plan.core.audit.push(citycard_core::AuditRecord::new(
         suite_time(0),
@@ -70,15 +76,24 @@ pub async fn a_new_record_applies_its_accumulators_with_its_core_records<S: Sett
     ));
     let fingerprint = Fingerprint::of_bytes(b"bill");
     plan.core.outcomes.push(
-        KeyOutcome::new("healthcare.settle", key("k-1"), fingerprint, &r.id, suite_time(0))
-            .unwrap(),
+        KeyOutcome::new(
+            "healthcare.settle",
+            key("k-1"),
+            fingerprint,
+            &r.id,
+            suite_time(0),
+        )
+        .unwrap(),
     );
     store.commit(&plan).await.unwrap();
     let acc = store.accumulators(&pid("psn-1"), 2026).await.unwrap();
     assert_eq!(acc, r.breakdown.accumulators_after);
     assert_eq!(acc.deductible_met, Money::from_fen(30_000));
     assert_eq!(store.settlement(&r.id).await.unwrap(), Some(r.clone()));
-    assert_eq!(store.settlement_by_key(&key("k-1")).await.unwrap(), Some(r.clone()));
+    assert_eq!(
+        store.settlement_by_key(&key("k-1")).await.unwrap(),
+        Some(r.clone())
+    );
     assert_eq!(store.settlement_by_key(&key("k-2")).await.unwrap(), None);
     assert_eq!(
         store
@@ -118,9 +133,21 @@ pub async fn a_stale_or_duplicate_plan_writes_nothing<S: SettlementStore>(
     store: S,
     core: CoreView,
 ) {
-    let first = settlement_record("stl-1", "k-1", "psn-1", AnnualAccumulators::new(2026), 50_000);
+    let first = settlement_record(
+        "stl-1",
+        "k-1",
+        "psn-1",
+        AnnualAccumulators::new(2026),
+        50_000,
+    );
     // Decided on the same accumulators as the first: stale once the first commits.
-    let second = settlement_record("stl-2", "k-2", "psn-1", AnnualAccumulators::new(2026), 20_000);
+    let second = settlement_record(
+        "stl-2",
+        "k-2",
+        "psn-1",
+        AnnualAccumulators::new(2026),
+        20_000,
+    );
     let mut first_plan = begin_plan(first.clone());
     first_plan.core.outcomes.push(
         KeyOutcome::new(
@@ -185,7 +212,13 @@ pub async fn a_stale_or_duplicate_plan_writes_nothing<S: SettlementStore>(
 /// Completion, failure and reversal commit only from the status they expect; failure and
 /// reversal take exactly what the settlement added off the accumulators.
 pub async fn steps_commit_on_the_expected_status<S: SettlementStore>(store: S, core: CoreView) {
-    let a = settlement_record("stl-a", "k-a", "psn-1", AnnualAccumulators::new(2026), 50_000);
+    let a = settlement_record(
+        "stl-a",
+        "k-a",
+        "psn-1",
+        AnnualAccumulators::new(2026),
+        50_000,
+    );
     store.commit(&begin_plan(a.clone())).await.unwrap();
     let after_a = a.breakdown.accumulators_after;
     let b = settlement_record("stl-b", "k-b", "psn-1", after_a, 20_000);
@@ -234,8 +267,7 @@ pub async fn steps_commit_on_the_expected_status<S: SettlementStore>(store: S, c
     assert_eq!(reversing.status, SettlementStatus::Reversing);
     assert_eq!(reversing.reversal_key, Some(key("r-1")));
     // Finishing on stale accumulators is refused.
-    let stale =
-        finish_reversal(&reversing, after_b, &Principal::System, suite_time(2)).unwrap();
+    let stale = finish_reversal(&reversing, after_b, &Principal::System, suite_time(2)).unwrap();
     assert!(is_conflict(store.commit(&stale).await));
     let finish = finish_reversal(&reversing, after_a, &Principal::System, suite_time(2)).unwrap();
     store.commit(&finish).await.unwrap();
