@@ -486,8 +486,8 @@ impl Stores {
             delegations: Arc::new(MemoryDelegationStore::new()),
             ledger: Arc::new(MemoryLedgerStore::with_core(core.clone())),
             transit: Arc::new(MemoryTransitStore::with_core(core.clone())),
-            appointments: Arc::new(MemoryAppointmentStore::new()),
-            settlements: Arc::new(MemorySettlementStore::new()),
+            appointments: Arc::new(MemoryAppointmentStore::with_core(core.clone())),
+            settlements: Arc::new(MemorySettlementStore::with_core(core.clone())),
             social: Arc::new(MemorySocialInsuranceRecords::new()),
         }
     }

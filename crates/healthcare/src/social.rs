@@ -10,20 +10,19 @@
 //! lines: earlier maternity records are counted in the medical line.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::Datelike;
 use citycard_core::{
     AuditLog, AuditOutcome, AuditRecord, CivilMonth, Clock, DelegationScope, Money, PersonId,
-    Principal, StoreError, civil_date,
+    Principal, civil_date,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::appointments::PatientDirectory;
-use crate::billing::MedicalPayments;
 use crate::error::HealthcareError;
 use crate::ids::EmployerId;
+use crate::ports::{MedicalPayments, PatientDirectory, SocialInsuranceRecords};
 use crate::provenance::{Provenance, read_provenance};
 use crate::settlement::AccountBalances;
 
@@ -184,119 +183,6 @@ impl PersonCategory {
         ]
         .into_iter()
         .find(|s| s.code() == code)
-    }
-}
-
-/// Storage of social insurance records.
-#[async_trait::async_trait]
-pub trait SocialInsuranceRecords: Send + Sync {
-    /// Adds or replaces an employer.
-    async fn put_employer(&self, employer: &Employer) -> Result<(), StoreError>;
-    /// One employer.
-    async fn employer(&self, id: &EmployerId) -> Result<Option<Employer>, StoreError>;
-    /// Sets a person's category.
-    async fn put_category(
-        &self,
-        person: &PersonId,
-        category: PersonCategory,
-    ) -> Result<(), StoreError>;
-    /// A person's category.
-    async fn category(&self, person: &PersonId) -> Result<Option<PersonCategory>, StoreError>;
-    /// Adds or replaces records, keyed by (person, employer, month, insurance), all or none.
-    async fn upsert(&self, records: &[ContributionRecord]) -> Result<(), StoreError>;
-    /// A person's records in `[from, to]` (inclusive, either open), ordered by month,
-    /// insurance, employer.
-    async fn contributions(
-        &self,
-        person: &PersonId,
-        from: Option<CivilMonth>,
-        to: Option<CivilMonth>,
-    ) -> Result<Vec<ContributionRecord>, StoreError>;
-}
-
-/// Social insurance records in memory.
-#[derive(Debug, Default)]
-pub struct MemorySocialInsuranceRecords {
-    inner: Mutex<MemorySocialInner>,
-}
-
-type RecordKey = (CivilMonth, Insurance, EmployerId);
-
-#[derive(Debug, Default)]
-struct MemorySocialInner {
-    employers: HashMap<EmployerId, Employer>,
-    categories: HashMap<PersonId, PersonCategory>,
-    records: HashMap<PersonId, BTreeMap<RecordKey, ContributionRecord>>,
-}
-
-impl MemorySocialInsuranceRecords {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, MemorySocialInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-#[async_trait::async_trait]
-impl SocialInsuranceRecords for MemorySocialInsuranceRecords {
-    async fn put_employer(&self, employer: &Employer) -> Result<(), StoreError> {
-        self.lock()
-            .employers
-            .insert(employer.id.clone(), employer.clone());
-        Ok(())
-    }
-
-    async fn employer(&self, id: &EmployerId) -> Result<Option<Employer>, StoreError> {
-        Ok(self.lock().employers.get(id).cloned())
-    }
-
-    async fn put_category(
-        &self,
-        person: &PersonId,
-        category: PersonCategory,
-    ) -> Result<(), StoreError> {
-        self.lock().categories.insert(person.clone(), category);
-        Ok(())
-    }
-
-    async fn category(&self, person: &PersonId) -> Result<Option<PersonCategory>, StoreError> {
-        Ok(self.lock().categories.get(person).copied())
-    }
-
-    async fn upsert(&self, records: &[ContributionRecord]) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        for r in records {
-            inner
-                .records
-                .entry(r.person.clone())
-                .or_default()
-                .insert((r.month, r.insurance, r.employer.clone()), r.clone());
-        }
-        Ok(())
-    }
-
-    async fn contributions(
-        &self,
-        person: &PersonId,
-        from: Option<CivilMonth>,
-        to: Option<CivilMonth>,
-    ) -> Result<Vec<ContributionRecord>, StoreError> {
-        let inner = self.lock();
-        Ok(inner
-            .records
-            .get(person)
-            .map(|m| {
-                m.values()
-                    .filter(|r| {
-                        from.is_none_or(|f| r.month >= f) && to.is_none_or(|t| r.month <= t)
-                    })
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default())
     }
 }
 

@@ -36,7 +36,9 @@ fn operator() -> Principal {
 fn world() -> World {
     // 09:00 China time on Monday 2026-03-09.
     let clock = Arc::new(ManualClock::at_ymd_hms(2026, 3, 9, 1, 0, 0));
-    let audit = Arc::new(MemoryAuditLog::new());
+    // The store commits its audit records to the same log the service appends to.
+    let core = citycard_core::MemoryCore::new();
+    let audit = core.audit();
     let directory = Arc::new(MemoryPatientDirectory::new());
     for (p, verified) in [
         ("psn-1", true),
@@ -51,7 +53,7 @@ fn world() -> World {
         });
     }
     let service = AppointmentService::new(
-        Arc::new(MemoryAppointmentStore::new()),
+        Arc::new(MemoryAppointmentStore::with_core(core)),
         directory.clone(),
         audit.clone(),
         clock.clone(),

@@ -7,7 +7,7 @@ use citycard_core::{
     AuditLog, AuditQuery, IdempotencyKey, ManualClock, MemoryAuditLog, Money, PersonId, Principal,
     SequentialIdGenerator,
 };
-use citycard_healthcare::billing::SettlementStore;
+use citycard_healthcare::SettlementStore;
 use citycard_healthcare::{
     AnnualAccumulators, BillRequest, BillingService, CashSource, CatalogueClass, ChargeItem,
     HealthcareError, HospitalLevel, MemoryMedicalPayments, MemoryPatientDirectory,
@@ -71,8 +71,10 @@ fn world() -> World {
     memory.set_balance(PaymentAccount::EWallet(pid("psn-r")), y("500.00"));
     let faults = Faults::new();
     let payments = Arc::new(FaultyMedicalPayments::new(memory, faults.clone()));
-    let store = Arc::new(MemorySettlementStore::new());
-    let audit = Arc::new(MemoryAuditLog::new());
+    // The store commits its audit records to the same log the service appends to.
+    let core = citycard_core::MemoryCore::new();
+    let store = Arc::new(MemorySettlementStore::with_core(core.clone()));
+    let audit = core.audit();
     let billing = BillingService::new(
         Arc::new(SettlementEngine::hangzhou().unwrap()),
         store.clone(),
@@ -359,12 +361,23 @@ async fn a_stale_begin_is_refused_by_the_store() {
     let mut replay = s.clone();
     replay.key = key("s-other");
     replay.id = "stl-other".parse().unwrap();
-    match w.store.begin(&replay).await.unwrap() {
-        citycard_healthcare::billing::BeginDecision::Stale { current } => {
-            assert_eq!(current.deductible_met, y("300.00"));
-        }
-        other => panic!("expected stale, got {other:?}"),
-    }
+    replay.status = citycard_healthcare::SettlementStatus::Pending;
+    let plan = citycard_healthcare::billing::decide::SettlementPlan {
+        expected_status: None,
+        accumulators: Some(citycard_healthcare::billing::decide::AccumulatorsChange {
+            before: replay.accumulators_before,
+            after: replay.breakdown.accumulators_after,
+        }),
+        record: replay.clone(),
+        core: Default::default(),
+    };
+    assert!(matches!(
+        w.store.commit(&plan).await,
+        Err(citycard_core::StoreError::Conflict(_))
+    ));
+    assert_eq!(w.store.settlement(&replay.id).await.unwrap(), None);
+    let current = w.store.accumulators(&pid("psn-r"), 2026).await.unwrap();
+    assert_eq!(current.deductible_met, y("300.00"));
 }
 
 fn item() -> impl Strategy<Value = ChargeItem> {

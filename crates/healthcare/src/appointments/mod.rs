@@ -1,9 +1,12 @@
 //! Appointments: hospitals, slots with a capacity, real-name booking, FHIR-like states.
 //!
-//! The [`AppointmentStore`] port decides every booking and cancellation atomically (capacity,
-//! quotas, queue numbers, waitlist promotion), so a slot is never overbooked whatever the
-//! concurrency. The [`AppointmentService`] checks who acts, real-name status, the booking
-//! window, bans and cut-offs, and leaves audit records.
+//! Decide, then commit: the [`AppointmentService`] checks who acts, real-name status, the
+//! booking window, bans and cut-offs, prefetches the slot and the patient from the
+//! [`AppointmentStore`], and [`decide`] turns them into a plan (capacity, quotas, queue
+//! numbers, waitlist promotion) that the store commits with its audit records in one
+//! transaction. The plan carries the slot's and the patient's versions; a plan decided on a
+//! stale read is refused and decided again, so a slot is never overbooked whatever the
+//! concurrency.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -48,16 +51,16 @@
 //! # }).unwrap();
 //! ```
 
-mod memory;
+pub mod decide;
 mod service;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use citycard_core::{IdempotencyKey, PersonId, Principal, StoreError};
+use citycard_core::{IdempotencyKey, PersonId, Principal};
 use serde::{Deserialize, Serialize};
 
-pub use memory::MemoryAppointmentStore;
 pub use service::{
-    AppointmentService, BookRequest, Booking, CancelOutcome, NoShowSweep, no_show_ban,
+    AppointmentService, BookRequest, Booking, CancelOutcome, MAX_DECISIONS, NoShowSweep,
+    no_show_ban,
 };
 
 use crate::error::HealthcareError;
@@ -455,10 +458,10 @@ impl QuotaKind {
     }
 }
 
-/// A booking for the store to decide atomically.
+/// A booking for [`decide::decide_booking`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookingRequest {
-    /// The appointment to create; the store sets status, queue number and expected time.
+    /// The appointment to create; the decision sets status, queue number and expected time.
     pub appointment: Appointment,
     /// The quotas to enforce.
     pub quota: Quota,
@@ -468,131 +471,6 @@ pub struct BookingRequest {
     pub month: (NaiveDate, NaiveDate),
     /// Join the waitlist when the slot is full.
     pub allow_waitlist: bool,
-}
-
-/// The store's decision on a booking.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
-pub enum BookingDecision {
-    /// Booked with a queue number.
-    Booked {
-        /// The appointment.
-        appointment: Appointment,
-    },
-    /// Put on the waitlist.
-    Waitlisted {
-        /// The appointment.
-        appointment: Appointment,
-    },
-    /// The same key booked this already: the first result.
-    Duplicate {
-        /// The appointment.
-        appointment: Appointment,
-    },
-    /// The same key was used by this patient for another slot.
-    KeyReused,
-    /// No such slot.
-    SlotNotFound,
-    /// The slot is not open.
-    SlotClosed,
-    /// The slot is full.
-    Full,
-    /// A quota is used up.
-    QuotaExceeded {
-        /// Which one.
-        kind: QuotaKind,
-    },
-}
-
-/// The store's decision on a cancellation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
-#[allow(clippy::large_enum_variant)] // returned once per call; boxing buys nothing
-pub enum CancelDecision {
-    /// Cancelled; the first waitlisted patient may have been promoted.
-    Cancelled {
-        /// The cancelled appointment.
-        cancelled: Appointment,
-        /// The promoted appointment, now booked.
-        promoted: Option<Appointment>,
-    },
-    /// No such appointment.
-    NotFound,
-    /// Not cancellable from this status.
-    WrongState {
-        /// The current status.
-        status: AppointmentStatus,
-    },
-}
-
-/// The store's decision on a status change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
-#[allow(clippy::large_enum_variant)] // returned once per call; boxing buys nothing
-pub enum TransitionDecision {
-    /// Moved.
-    Moved {
-        /// The appointment after the move.
-        appointment: Appointment,
-    },
-    /// No such appointment.
-    NotFound,
-    /// The current status is not the expected one, or the move is not forward.
-    WrongState {
-        /// The current status.
-        status: AppointmentStatus,
-    },
-}
-
-/// Storage of slots and appointments; every decision is atomic in the store.
-#[async_trait::async_trait]
-pub trait AppointmentStore: Send + Sync {
-    /// Creates or replaces a slot (capacity and status changes by the facility).
-    async fn put_slot(&self, slot: &Slot) -> Result<(), StoreError>;
-    /// A slot with its counts.
-    async fn slot(&self, id: &SlotId) -> Result<Option<SlotView>, StoreError>;
-    /// The slots of a department on a date, ordered by start then id.
-    async fn department_slots(
-        &self,
-        department: &DepartmentId,
-        date: NaiveDate,
-    ) -> Result<Vec<SlotView>, StoreError>;
-    /// Decides a booking atomically: idempotency key, slot open, quotas, capacity, waitlist.
-    async fn book(&self, request: &BookingRequest) -> Result<BookingDecision, StoreError>;
-    /// Cancels a booked or waitlisted appointment and promotes the first waitlisted patient
-    /// of the slot when a place frees up, atomically.
-    async fn cancel(
-        &self,
-        id: &AppointmentId,
-        cancellation: &Cancellation,
-    ) -> Result<CancelDecision, StoreError>;
-    /// Moves an appointment from `from` to `to` (compare-and-set, forward only).
-    async fn transition(
-        &self,
-        id: &AppointmentId,
-        from: AppointmentStatus,
-        to: AppointmentStatus,
-        at: DateTime<Utc>,
-    ) -> Result<TransitionDecision, StoreError>;
-    /// One appointment.
-    async fn appointment(&self, id: &AppointmentId) -> Result<Option<Appointment>, StoreError>;
-    /// The appointment a patient booked with an idempotency key, if any.
-    async fn appointment_by_key(
-        &self,
-        patient: &PersonId,
-        key: &IdempotencyKey,
-    ) -> Result<Option<Appointment>, StoreError>;
-    /// A patient's appointments, oldest first.
-    async fn patient_appointments(
-        &self,
-        patient: &PersonId,
-    ) -> Result<Vec<Appointment>, StoreError>;
-    /// Booked appointments whose session ended before `before`, oldest first, at most `limit`.
-    async fn booked_ending_before(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<Appointment>, StoreError>;
 }
 
 /// What the patient directory knows of a person (the facade answers from identity).
@@ -616,120 +494,6 @@ pub enum PatientIdentifier {
     IdNumber(citycard_core::Sensitive<String>),
     /// The social security card number (社保卡号).
     SocialSecurityCard(citycard_core::Sensitive<String>),
-}
-
-/// The port to identity: who a patient is and whether a delegation is live.
-#[async_trait::async_trait]
-pub trait PatientDirectory: Send + Sync {
-    /// The person an identifier belongs to (a credential token only while it is valid).
-    async fn resolve(&self, identifier: &PatientIdentifier)
-    -> Result<Option<PersonId>, StoreError>;
-    /// The person's record, or `None` when unknown.
-    async fn patient(&self, person: &PersonId) -> Result<Option<PatientRecord>, StoreError>;
-    /// Whether `actor`, a delegate, acts for `patient` with `scope` under a stored grant
-    /// that names this delegate and this patient, holds the scope and is live (not
-    /// expired, not revoked); a scope the principal merely claims proves nothing.
-    async fn delegate_allowed(
-        &self,
-        actor: &citycard_core::Principal,
-        patient: &PersonId,
-        scope: citycard_core::DelegationScope,
-    ) -> Result<bool, StoreError>;
-}
-
-/// A patient directory in memory (tests, demos, hosts without identity).
-#[derive(Debug, Default)]
-pub struct MemoryPatientDirectory {
-    inner: std::sync::RwLock<MemoryDirectoryInner>,
-}
-
-#[derive(Debug, Default)]
-struct MemoryDirectoryInner {
-    identifiers: std::collections::HashMap<PatientIdentifier, PersonId>,
-    patients: std::collections::HashMap<PersonId, PatientRecord>,
-    delegations: std::collections::HashMap<
-        citycard_core::DelegationId,
-        (PersonId, PersonId, citycard_core::Scopes),
-    >,
-}
-
-impl MemoryPatientDirectory {
-    /// An empty directory.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds or replaces a patient.
-    pub fn put(&self, record: PatientRecord) {
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.patients.insert(record.person.clone(), record);
-    }
-
-    /// Records a live delegation granted by `patient` to `delegate` with `scopes`.
-    pub fn grant(
-        &self,
-        delegation: citycard_core::DelegationId,
-        delegate: PersonId,
-        patient: PersonId,
-        scopes: citycard_core::Scopes,
-    ) {
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner
-            .delegations
-            .insert(delegation, (delegate, patient, scopes));
-    }
-
-    /// Links an identifier to a person.
-    pub fn link(&self, identifier: PatientIdentifier, person: PersonId) {
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.identifiers.insert(identifier, person);
-    }
-
-    /// Revokes a delegation.
-    pub fn revoke(&self, delegation: &citycard_core::DelegationId) {
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.delegations.remove(delegation);
-    }
-}
-
-#[async_trait::async_trait]
-impl PatientDirectory for MemoryPatientDirectory {
-    async fn resolve(
-        &self,
-        identifier: &PatientIdentifier,
-    ) -> Result<Option<PersonId>, StoreError> {
-        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        Ok(inner.identifiers.get(identifier).cloned())
-    }
-
-    async fn patient(&self, person: &PersonId) -> Result<Option<PatientRecord>, StoreError> {
-        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        Ok(inner.patients.get(person).cloned())
-    }
-
-    async fn delegate_allowed(
-        &self,
-        actor: &citycard_core::Principal,
-        patient: &PersonId,
-        scope: citycard_core::DelegationScope,
-    ) -> Result<bool, StoreError> {
-        let citycard_core::Principal::Delegate {
-            delegate,
-            on_behalf_of,
-            delegation,
-            scopes,
-        } = actor
-        else {
-            return Ok(false);
-        };
-        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        Ok(on_behalf_of == patient
-            && scopes.contains(scope)
-            && inner
-                .delegations
-                .get(delegation)
-                .is_some_and(|(d, p, s)| d == delegate && p == patient && s.contains(scope)))
-    }
 }
 
 /// Booking policy (a data file per hospital or city; Hangzhou's is marked "check").
@@ -903,40 +667,5 @@ impl BookingPolicy {
             per_week: self.per_week,
             per_month: self.per_month,
         }
-    }
-}
-
-/// Checks the quotas against a patient's existing appointments (shared by every store).
-pub fn check_quota(existing: &[&Appointment], request: &BookingRequest) -> Option<QuotaKind> {
-    let new = &request.appointment;
-    let mut session = 0u32;
-    let mut day = 0u32;
-    let mut week = 0u32;
-    let mut month = 0u32;
-    for a in existing.iter().filter(|a| a.status.counts_for_quota()) {
-        if a.date == new.date {
-            day += 1;
-            if a.department == new.department && a.session == new.session {
-                session += 1;
-            }
-        }
-        if a.date >= request.week.0 && a.date <= request.week.1 {
-            week += 1;
-        }
-        if a.date >= request.month.0 && a.date <= request.month.1 {
-            month += 1;
-        }
-    }
-    let q = request.quota;
-    if session >= q.per_department_session {
-        Some(QuotaKind::DepartmentSession)
-    } else if day >= q.per_day {
-        Some(QuotaKind::Day)
-    } else if week >= q.per_week {
-        Some(QuotaKind::Week)
-    } else if month >= q.per_month {
-        Some(QuotaKind::Month)
-    } else {
-        None
     }
 }

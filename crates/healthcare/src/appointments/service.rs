@@ -1,22 +1,33 @@
-//! The appointment service: who may book, when, and what the store decided.
+//! The appointment service: who may book and when; then prefetch, decide, commit.
+//!
+//! A plan refused as stale (another booking, cancellation or move of the same slot or
+//! patient committed first) is decided again from a fresh read, at most [`MAX_DECISIONS`]
+//! times. Each refusal means another operation on the same slot or patient committed, so
+//! a booking for a slot with `n` free places is refused as stale at most `n` times before
+//! it is decided as full; the bound only trips under a sustained stream of changes to one
+//! patient or waitlist, and the caller gets a retryable conflict.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
 use citycard_core::{
     AuditLog, AuditOutcome, AuditRecord, Clock, DelegationScope, IdGenerator, IdempotencyKey,
-    PersonId, Principal, WorkingCalendar, civil_date, to_civil,
+    PersonId, Principal, StoreError, WorkingCalendar, civil_date, to_civil,
 };
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use super::decide::{
+    AppointmentPlan, BookingDecision, CancelDecision, TransitionDecision, decide_booking,
+    decide_cancel, decide_transition,
+};
 use super::{
-    Appointment, AppointmentStatus, AppointmentStore, BookingDecision, BookingPolicy,
-    BookingRequest, CancelDecision, Cancellation, CancelledBy, PatientDirectory, Slot, SlotStatus,
-    SlotView, TransitionDecision,
+    Appointment, AppointmentStatus, BookingPolicy, BookingRequest, Cancellation, CancelledBy, Slot,
+    SlotStatus, SlotView,
 };
 use crate::error::HealthcareError;
 use crate::ids::{AppointmentId, DepartmentId, SlotId};
+use crate::ports::{AppointmentStore, PatientDirectory};
 
 /// A booking request from a patient, a delegate or the counter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +59,9 @@ pub struct NoShowSweep {
     /// Appointments marked as no-shows.
     pub marked: Vec<AppointmentId>,
 }
+
+/// How many times an operation decides before giving up on a contended slot or patient.
+pub const MAX_DECISIONS: usize = 16;
 
 /// The result of a cancellation.
 pub type CancelOutcome = (Appointment, Option<Appointment>);
@@ -330,7 +344,26 @@ impl AppointmentService {
         }
     }
 
-    /// Books a slot for a patient: real-name, window, ban, then the store's atomic decision.
+    /// Commits a plan; `Ok(false)` when it was decided on a stale read (decide again).
+    async fn commit(&self, plan: &AppointmentPlan) -> Result<bool, HealthcareError> {
+        match self.store.commit(plan).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict(why)) => {
+                debug!(%why, "stale appointment plan, deciding again");
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn contended() -> HealthcareError {
+        HealthcareError::Conflict(format!(
+            "the slot or the patient's bookings changed {MAX_DECISIONS} times while deciding: retry"
+        ))
+    }
+
+    /// Books a slot for a patient: real-name, window and ban, then a decision on the slot's
+    /// and the patient's state committed in one transaction (decided again on a stale read).
     #[tracing::instrument(skip_all, fields(slot = %request.slot, key = %request.key))]
     pub async fn book(
         &self,
@@ -340,33 +373,111 @@ impl AppointmentService {
         let subject = format!("slot:{}", request.slot);
         self.authorize_for(actor, &request.patient, "appointment.book", subject.clone())
             .await?;
-        // A retry returns the first result even if the window or the slot changed since.
-        if let Some(existing) = self
-            .store
-            .appointment_by_key(&request.patient, &request.key)
-            .await?
-        {
-            if existing.slot != request.slot {
-                return Err(HealthcareError::KeyReused);
+        let mut checked = false;
+        for _ in 0..MAX_DECISIONS {
+            let mine = self.store.patient_state(&request.patient).await?;
+            // A retry returns the first result even if the window or the slot changed since.
+            if let Some(existing) = mine
+                .appointments
+                .iter()
+                .find(|a| a.booking_key == request.key)
+            {
+                if existing.slot != request.slot {
+                    return Err(HealthcareError::KeyReused);
+                }
+                return Ok(booking_result(existing.clone(), true, &mine.appointments));
             }
-            let mine = self.store.patient_appointments(&request.patient).await?;
-            return Ok(booking_result(existing, true, &mine));
+            if !checked {
+                self.check_real_name(&request.patient).await?;
+            }
+            let slot = self.store.slot_state(&request.slot).await?;
+            let now = self.clock.now();
+            let Some(state) = slot.as_ref() else {
+                return Err(HealthcareError::NotFound(format!("slot {}", request.slot)));
+            };
+            if !checked {
+                self.check_window(&state.view.slot, now)?;
+                checked = true;
+            }
+            let today = civil_date(now);
+            let no_shows: Vec<NaiveDate> = mine
+                .appointments
+                .iter()
+                .filter(|a| a.status == AppointmentStatus::Noshow)
+                .map(|a| a.date)
+                .collect();
+            if let Some(until) = no_show_ban(&no_shows, today, &self.policy) {
+                return Err(HealthcareError::Banned { until });
+            }
+            let slot = &state.view.slot;
+            let appointment = Appointment {
+                id: AppointmentId::generate(self.ids.as_ref()),
+                slot: slot.id.clone(),
+                hospital: slot.hospital.clone(),
+                department: slot.department.clone(),
+                date: slot.date,
+                session: slot.session,
+                start: slot.start,
+                end: slot.end,
+                patient: request.patient.clone(),
+                booked_by: actor.clone(),
+                status: AppointmentStatus::Booked,
+                queue_number: None,
+                expected_at: None,
+                booking_key: request.key.clone(),
+                created_at: now,
+                updated_at: now,
+                cancellation: None,
+            };
+            let booking = BookingRequest {
+                appointment,
+                quota: self.policy.quota(),
+                week: week_of(slot.date),
+                month: month_of(slot.date),
+                allow_waitlist: request.allow_waitlist,
+            };
+            match decide_booking(&booking, Some(state), &mine) {
+                BookingDecision::Book { appointment, plan } => {
+                    if !self.commit(&plan).await? {
+                        continue;
+                    }
+                    info!(appointment = %appointment.id, status = appointment.status.code(), "booked");
+                    return Ok(booking_result(appointment, false, &mine.appointments));
+                }
+                BookingDecision::Duplicate { appointment } => {
+                    return Ok(booking_result(appointment, true, &mine.appointments));
+                }
+                BookingDecision::KeyReused => return Err(HealthcareError::KeyReused),
+                BookingDecision::SlotNotFound => {
+                    return Err(HealthcareError::NotFound(format!("slot {}", request.slot)));
+                }
+                BookingDecision::SlotClosed => {
+                    return Err(HealthcareError::NotBookable("the slot is closed".into()));
+                }
+                BookingDecision::Full => return Err(HealthcareError::SlotFull),
+                BookingDecision::QuotaExceeded { kind } => {
+                    return Err(HealthcareError::QuotaExceeded(kind.code().into()));
+                }
+            }
         }
+        Err(Self::contended())
+    }
+
+    /// The patient has passed real-name verification.
+    async fn check_real_name(&self, patient: &PersonId) -> Result<(), HealthcareError> {
         let record = self
             .patients
-            .patient(&request.patient)
+            .patient(patient)
             .await?
             .ok_or_else(|| HealthcareError::NotFound("patient".into()))?;
         if !record.real_name_verified {
             return Err(HealthcareError::NotRealName);
         }
-        let view = self
-            .store
-            .slot(&request.slot)
-            .await?
-            .ok_or_else(|| HealthcareError::NotFound(format!("slot {}", request.slot)))?;
-        let slot = &view.slot;
-        let now = self.clock.now();
+        Ok(())
+    }
+
+    /// The slot is within the booking window now.
+    fn check_window(&self, slot: &Slot, now: DateTime<Utc>) -> Result<(), HealthcareError> {
         let today = civil_date(now);
         let last_day = today + Duration::days(i64::from(self.policy.window_days));
         if now >= slot.end || slot.date < today {
@@ -380,83 +491,12 @@ impl AppointmentService {
                 self.policy.window_days, self.policy.release_hour
             )));
         }
-        // One read of the patient's appointments serves the ban check and the same-day warning.
-        let mine = self.store.patient_appointments(&request.patient).await?;
-        let no_shows: Vec<NaiveDate> = mine
-            .iter()
-            .filter(|a| a.status == AppointmentStatus::Noshow)
-            .map(|a| a.date)
-            .collect();
-        if let Some(until) = no_show_ban(&no_shows, today, &self.policy) {
-            return Err(HealthcareError::Banned { until });
-        }
-        let appointment = Appointment {
-            id: AppointmentId::generate(self.ids.as_ref()),
-            slot: slot.id.clone(),
-            hospital: slot.hospital.clone(),
-            department: slot.department.clone(),
-            date: slot.date,
-            session: slot.session,
-            start: slot.start,
-            end: slot.end,
-            patient: request.patient.clone(),
-            booked_by: actor.clone(),
-            status: AppointmentStatus::Booked,
-            queue_number: None,
-            expected_at: None,
-            booking_key: request.key.clone(),
-            created_at: now,
-            updated_at: now,
-            cancellation: None,
-        };
-        let decision = self
-            .store
-            .book(&BookingRequest {
-                appointment,
-                quota: self.policy.quota(),
-                week: week_of(slot.date),
-                month: month_of(slot.date),
-                allow_waitlist: request.allow_waitlist,
-            })
-            .await?;
-        let (appointment, replayed) = match decision {
-            BookingDecision::Booked { appointment }
-            | BookingDecision::Waitlisted { appointment } => (appointment, false),
-            BookingDecision::Duplicate { appointment } => (appointment, true),
-            BookingDecision::KeyReused => return Err(HealthcareError::KeyReused),
-            BookingDecision::SlotNotFound => {
-                return Err(HealthcareError::NotFound(format!("slot {}", request.slot)));
-            }
-            BookingDecision::SlotClosed => {
-                return Err(HealthcareError::NotBookable("the slot is closed".into()));
-            }
-            BookingDecision::Full => return Err(HealthcareError::SlotFull),
-            BookingDecision::QuotaExceeded { kind } => {
-                return Err(HealthcareError::QuotaExceeded(kind.code().into()));
-            }
-        };
-        if !replayed {
-            let mut rec = AuditRecord::new(
-                now,
-                actor.clone(),
-                "appointment.book",
-                format!("appointment:{}", appointment.id),
-                AuditOutcome::Succeeded,
-            )
-            .with("slot", appointment.slot.as_str())
-            .with("status", appointment.status.code());
-            if let Some(q) = appointment.queue_number {
-                rec = rec.with("queue_number", q.to_string());
-            }
-            self.audit(rec).await?;
-        }
-        info!(appointment = %appointment.id, status = appointment.status.code(), replayed, "booked");
-        Ok(booking_result(appointment, replayed, &mine))
+        Ok(())
     }
 
     /// Cancels an appointment. Patients and their delegates cancel before the cut-off;
     /// operators and the system cancel for the facility at any time. A freed place goes to
-    /// the first waitlisted patient.
+    /// the first waitlisted patient, in the same transaction.
     #[tracing::instrument(skip_all, fields(appointment = %id))]
     pub async fn cancel(
         &self,
@@ -465,77 +505,77 @@ impl AppointmentService {
         reason: &str,
     ) -> Result<CancelOutcome, HealthcareError> {
         let subject = format!("appointment:{id}");
-        let appointment = self
-            .store
-            .appointment(id)
-            .await?
-            .ok_or_else(|| HealthcareError::NotFound(format!("appointment {id}")))?;
-        let now = self.clock.now();
-        let by = match actor {
-            Principal::Operator { .. } | Principal::System => CancelledBy::Facility,
-            _ => {
-                self.authorize_for(
-                    actor,
-                    &appointment.patient,
-                    "appointment.cancel",
-                    subject.clone(),
-                )
-                .await?;
-                if appointment.status == AppointmentStatus::Booked {
-                    let cutoff = self.cancel_cutoff(appointment.date);
-                    if now >= cutoff {
-                        return Err(HealthcareError::Conflict(format!(
-                            "the cancellation cut-off ({}) has passed: ask the hospital",
-                            to_civil(cutoff).format("%Y-%m-%d %H:%M")
-                        )));
-                    }
-                }
-                CancelledBy::Patient
-            }
-        };
-        let cancellation = Cancellation {
-            by,
-            reason: reason.to_owned(),
-            at: now,
-        };
-        match self.store.cancel(id, &cancellation).await? {
-            CancelDecision::Cancelled {
-                cancelled,
-                promoted,
-            } => {
-                self.audit(
-                    AuditRecord::new(
-                        now,
-                        actor.clone(),
-                        "appointment.cancel",
-                        subject,
-                        AuditOutcome::Succeeded,
-                    )
-                    .with("by", by.code()),
-                )
-                .await?;
-                if let Some(p) = &promoted {
-                    self.audit(
-                        AuditRecord::new(
-                            now,
-                            Principal::System,
-                            "appointment.promote",
-                            format!("appointment:{}", p.id),
-                            AuditOutcome::Succeeded,
+        let mut authorized = false;
+        for _ in 0..MAX_DECISIONS {
+            let appointment = self
+                .store
+                .appointment(id)
+                .await?
+                .ok_or_else(|| HealthcareError::NotFound(format!("appointment {id}")))?;
+            let now = self.clock.now();
+            let by = match actor {
+                Principal::Operator { .. } | Principal::System => CancelledBy::Facility,
+                _ => {
+                    if !authorized {
+                        self.authorize_for(
+                            actor,
+                            &appointment.patient,
+                            "appointment.cancel",
+                            subject.clone(),
                         )
-                        .with("queue_number", p.queue_number.unwrap_or(0).to_string()),
-                    )
-                    .await?;
+                        .await?;
+                        authorized = true;
+                    }
+                    if appointment.status == AppointmentStatus::Booked {
+                        let cutoff = self.cancel_cutoff(appointment.date);
+                        if now >= cutoff {
+                            return Err(HealthcareError::Conflict(format!(
+                                "the cancellation cut-off ({}) has passed: ask the hospital",
+                                to_civil(cutoff).format("%Y-%m-%d %H:%M")
+                            )));
+                        }
+                    }
+                    CancelledBy::Patient
                 }
-                info!(promoted = promoted.is_some(), "cancelled");
-                Ok((cancelled, promoted))
+            };
+            let cancellation = Cancellation {
+                by,
+                reason: reason.to_owned(),
+                at: now,
+            };
+            let patient = self.store.patient_state(&appointment.patient).await?;
+            // The appointment as of the patient's version, so the plan's precondition covers it.
+            let Some(current) = patient.appointments.iter().find(|a| &a.id == id) else {
+                continue;
+            };
+            let slot = self.store.slot_state(&current.slot).await?;
+            match decide_cancel(
+                current,
+                patient.version,
+                slot.as_ref(),
+                &cancellation,
+                actor,
+            ) {
+                CancelDecision::Cancel {
+                    cancelled,
+                    promoted,
+                    plan,
+                } => {
+                    if !self.commit(&plan).await? {
+                        continue;
+                    }
+                    info!(promoted = promoted.is_some(), "cancelled");
+                    return Ok((cancelled, promoted));
+                }
+                CancelDecision::WrongState { status } => {
+                    return Err(HealthcareError::Conflict(format!(
+                        "an appointment in status {} cannot be cancelled",
+                        status.code()
+                    )));
+                }
             }
-            CancelDecision::NotFound => Err(HealthcareError::NotFound(format!("appointment {id}"))),
-            CancelDecision::WrongState { status } => Err(HealthcareError::Conflict(format!(
-                "an appointment in status {} cannot be cancelled",
-                status.code()
-            ))),
         }
+        Err(Self::contended())
     }
 
     /// Moves an appointment forward at the hospital (arrived, checked in, fulfilled):
@@ -557,65 +597,75 @@ impl AppointmentService {
                 )
                 .await);
         }
-        let current = self
-            .store
-            .appointment(id)
-            .await?
-            .ok_or_else(|| HealthcareError::NotFound(format!("appointment {id}")))?;
-        let now = self.clock.now();
-        match self.store.transition(id, current.status, to, now).await? {
-            TransitionDecision::Moved { appointment } => {
-                self.audit(
-                    AuditRecord::new(
-                        now,
-                        actor.clone(),
-                        "appointment.advance",
-                        subject,
-                        AuditOutcome::Succeeded,
-                    )
-                    .with("from", current.status.code())
-                    .with("to", to.code()),
-                )
-                .await?;
-                Ok(appointment)
+        for _ in 0..MAX_DECISIONS {
+            let (current, version) = self.current(id).await?;
+            let now = self.clock.now();
+            match decide_transition(
+                &current,
+                version,
+                current.status,
+                to,
+                now,
+                actor,
+                "appointment.advance",
+            ) {
+                TransitionDecision::Move { appointment, plan } => {
+                    if self.commit(&plan).await? {
+                        return Ok(appointment);
+                    }
+                }
+                TransitionDecision::WrongState { status } => {
+                    return Err(HealthcareError::Conflict(format!(
+                        "cannot move from {} to {}: states only move forward",
+                        status.code(),
+                        to.code()
+                    )));
+                }
             }
-            TransitionDecision::NotFound => {
-                Err(HealthcareError::NotFound(format!("appointment {id}")))
-            }
-            TransitionDecision::WrongState { status } => Err(HealthcareError::Conflict(format!(
-                "cannot move from {} to {}: states only move forward",
-                status.code(),
-                to.code()
-            ))),
         }
+        Err(Self::contended())
+    }
+
+    /// An appointment as of its patient's version.
+    async fn current(&self, id: &AppointmentId) -> Result<(Appointment, u64), HealthcareError> {
+        let not_found = || HealthcareError::NotFound(format!("appointment {id}"));
+        let appointment = self.store.appointment(id).await?.ok_or_else(not_found)?;
+        let patient = self.store.patient_state(&appointment.patient).await?;
+        let current = patient
+            .appointments
+            .into_iter()
+            .find(|a| &a.id == id)
+            .ok_or_else(not_found)?;
+        Ok((current, patient.version))
     }
 
     /// Marks as no-shows the booked appointments whose session ended more than the grace
-    /// period ago, at most `limit` per call (run it from a scheduler).
+    /// period ago, at most `limit` per call (run it from a scheduler); one transaction each.
     pub async fn mark_no_shows(&self, limit: usize) -> Result<NoShowSweep, HealthcareError> {
         let now = self.clock.now();
         let before = now - Duration::minutes(i64::from(self.policy.no_show_grace_minutes));
         let mut sweep = NoShowSweep::default();
         for a in self.store.booked_ending_before(before, limit).await? {
-            if let TransitionDecision::Moved { .. } = self
-                .store
-                .transition(
-                    &a.id,
+            for _ in 0..MAX_DECISIONS {
+                let (current, version) = self.current(&a.id).await?;
+                match decide_transition(
+                    &current,
+                    version,
                     AppointmentStatus::Booked,
                     AppointmentStatus::Noshow,
                     now,
-                )
-                .await?
-            {
-                self.audit(AuditRecord::new(
-                    now,
-                    Principal::System,
+                    &Principal::System,
                     "appointment.noshow",
-                    format!("appointment:{}", a.id),
-                    AuditOutcome::Succeeded,
-                ))
-                .await?;
-                sweep.marked.push(a.id);
+                ) {
+                    TransitionDecision::Move { plan, .. } => {
+                        if self.commit(&plan).await? {
+                            sweep.marked.push(a.id.clone());
+                            break;
+                        }
+                    }
+                    // Moved on meanwhile (arrived, cancelled): not a no-show.
+                    TransitionDecision::WrongState { .. } => break,
+                }
             }
         }
         info!(marked = sweep.marked.len(), "no-show sweep");
