@@ -7,14 +7,13 @@
 //! ```
 //!
 //! Figures: cards/s (enrol + issue + top-up), trips/s of the settlement, write
-//! transactions per trip (SQLite commits, counted with its commit hook),
+//! transactions per trip (SQLite commits, `Database::commits`),
 //! database bytes per trip and the process's peak resident memory. Without
 //! `--data-dir` it runs in a fresh directory under the system's temporary
 //! directory and removes it afterwards.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use chrono::{Duration, NaiveDate};
@@ -92,20 +91,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .clock(clock.clone())
         .build()
         .await?;
-    let commits = Arc::new(AtomicU64::new(0));
-    {
-        let counter = commits.clone();
-        let db = city.database().expect("the example runs on SQLite");
-        db.lock().commit_hook(Some(move || {
-            counter.fetch_add(1, Ordering::Relaxed);
-            false
-        }));
-    }
+    let db = city.database().expect("the example runs on SQLite").clone();
     let system = Principal::System;
 
     // Cardholders, cards and top-ups.
     let started = Instant::now();
-    let before = commits.load(Ordering::Relaxed);
+    let before = db.commits();
     let mut refs = Vec::with_capacity(args.cards);
     let region = RegionCode::new(330106).ok_or("region 330106 is valid")?;
     let born = NaiveDate::from_ymd_opt(1960, 1, 1).expect("a valid day");
@@ -150,7 +141,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         refs.push(CityCard::card_ref(&card)?);
     }
     let setup = started.elapsed();
-    let setup_commits = commits.load(Ordering::Relaxed) - before;
+    let setup_commits = db.commits() - before;
 
     // The day's taps, on the cards just issued.
     let mut taps = city_day(city.transit().fares(), day, args.taps, 42);
@@ -159,7 +150,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     clock.set(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 26, 15, 0, 0).unwrap());
     let bytes_before = db_bytes(&dir);
-    let before = commits.load(Ordering::Relaxed);
+    let before = db.commits();
     let started = Instant::now();
     let report = city
         .transit()
@@ -167,7 +158,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .settle_day(&system, day, taps)
         .await?;
     let settle = started.elapsed();
-    let settle_commits = commits.load(Ordering::Relaxed) - before;
+    let settle_commits = db.commits() - before;
     let trips = report.trips_settled.max(1);
     let grown = db_bytes(&dir).saturating_sub(bytes_before);
 

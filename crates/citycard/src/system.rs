@@ -74,6 +74,7 @@ pub struct CityCardBuilder {
     wallet: Option<Arc<dyn PlatformWallet>>,
     keys: Option<Arc<dyn KeyProvider>>,
     issuer: Option<Issuer>,
+    fare_engine: Option<FareEngine>,
     binding_config: BindingConfig,
     identity_config: IdentityConfig,
     wallet_limits: WalletLimits,
@@ -95,6 +96,7 @@ impl Default for CityCardBuilder {
             wallet: None,
             keys: None,
             issuer: None,
+            fare_engine: None,
             binding_config: BindingConfig::default(),
             identity_config: IdentityConfig::default(),
             wallet_limits: WalletLimits::default(),
@@ -183,6 +185,14 @@ impl CityCardBuilder {
     /// Real-name verification limits.
     pub fn identity_config(mut self, config: IdentityConfig) -> Self {
         self.identity_config = config;
+        self
+    }
+
+    /// The fare rules (default: Hangzhou's shipped GTFS-Fares v2 data). The
+    /// feed must price in CNY, the wallets' currency; another currency is
+    /// refused when the city is built.
+    pub fn fare_engine(mut self, engine: FareEngine) -> Self {
+        self.fare_engine = Some(engine);
         self
     }
 
@@ -305,6 +315,13 @@ impl CityCardBuilder {
             )
             .with_roles(self.roles.clone()),
         );
+        let unit: Arc<dyn UnitOfWork> = match (&stores.db, wrapped_ledger) {
+            (Some(db), false) => Arc::new(SqliteUnitOfWork::new(db.clone())),
+            _ => Arc::new(PortsUnitOfWork::new(
+                stores.ledger.clone(),
+                stores.transit.clone(),
+            )),
+        };
         let wallet = WalletService::new(
             ledger.clone(),
             cards.clone(),
@@ -313,22 +330,27 @@ impl CityCardBuilder {
             self.roles.clone(),
             stores.audit.clone(),
             clock.clone(),
+            unit.clone(),
         );
 
-        let fare_engine = Arc::new(FareEngine::hangzhou().map_err(|e| {
-            CityCardError::Config(format!("the Hangzhou fare data does not load: {e}"))
-        })?);
-        let unit: Arc<dyn UnitOfWork> = match (&stores.db, wrapped_ledger) {
-            (Some(db), false) => Arc::new(SqliteUnitOfWork::new(db.clone())),
-            _ => Arc::new(PortsUnitOfWork::new(
-                stores.ledger.clone(),
-                stores.transit.clone(),
-            )),
+        let fare_engine = match self.fare_engine {
+            Some(engine) => engine,
+            None => FareEngine::hangzhou().map_err(|e| {
+                CityCardError::Config(format!("the Hangzhou fare data does not load: {e}"))
+            })?,
         };
+        fare_engine
+            .require_currency(citycard_transit::Currency::CNY)
+            .map_err(|e| {
+                CityCardError::Config(format!(
+                    "card wallets hold CNY, so fares must be priced in CNY: {e}"
+                ))
+            })?;
+        let fare_engine = Arc::new(fare_engine);
         let fare_payments = Arc::new(LedgerFarePayments::new(
             ledger.clone(),
             accounts.clone(),
-            unit,
+            unit.clone(),
         ));
         let transit_store = stores.transit.clone();
         let riders = Arc::new(CardRiders::new(

@@ -90,3 +90,46 @@ impl UnitOfWork for PortsUnitOfWork {
         Ok(())
     }
 }
+
+/// The caller's half of a ledger batch that commits with the caller's own
+/// core records (a wallet movement's audit record, say): the ledger's rows,
+/// its batch record and `core(results)` in one unit of work.
+pub struct WithCore<'a, F> {
+    unit: &'a dyn UnitOfWork,
+    core: F,
+}
+
+impl<'a, F> WithCore<'a, F>
+where
+    F: FnOnce(&[citycard_ledger::CreateTransferResult]) -> CoreChanges + Send,
+{
+    /// Commits through `unit`, adding `core(results)` to the batch's records.
+    pub fn new(unit: &'a dyn UnitOfWork, core: F) -> Self {
+        Self { unit, core }
+    }
+}
+
+#[async_trait]
+impl<F> citycard_ledger::CommitWith for WithCore<'_, F>
+where
+    F: FnOnce(&[citycard_ledger::CreateTransferResult]) -> CoreChanges + Send,
+{
+    type Output = ();
+
+    async fn commit(
+        self,
+        results: &[citycard_ledger::CreateTransferResult],
+        changes: &ChangeSet<'_>,
+        audit: citycard_core::AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut core = CoreChanges::audited(audit);
+        core.merge((self.core)(results));
+        self.unit
+            .commit(CityPlan {
+                ledger: Some(changes),
+                transit: None,
+                core,
+            })
+            .await
+    }
+}

@@ -29,8 +29,8 @@ use citycard_binding::{
     BalanceView, BindingState, BindingStore, Card, CardId, CardService, CardStatus,
 };
 use citycard_core::{
-    AuditLog, AuditOutcome, AuditRecord, Clock, DelegationScope, GrantVerifier, IdempotencyKey,
-    Money, OperatorRole, OperatorRoles, Platform, Principal,
+    AuditLog, AuditOutcome, AuditRecord, Clock, CoreChanges, DelegationScope, GrantVerifier,
+    IdempotencyKey, Money, OperatorRole, OperatorRoles, Platform, Principal,
 };
 use citycard_ledger::{
     AccountId, CreateTransferResult, Ledger, LedgerError, NewTransfer, Reference, Statement,
@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::accounts::Accounts;
 use crate::error::CityCardError;
 use crate::glue::money::{codes, wallet_of};
+use crate::unit::{UnitOfWork, WithCore};
 
 /// What a top-up or refund did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +91,7 @@ pub struct WalletService {
     roles: Arc<OperatorRoles>,
     audit: Arc<dyn AuditLog>,
     clock: Arc<dyn Clock>,
+    unit: Arc<dyn UnitOfWork>,
 }
 
 impl std::fmt::Debug for WalletService {
@@ -111,6 +113,7 @@ impl WalletService {
         roles: Arc<OperatorRoles>,
         audit: Arc<dyn AuditLog>,
         clock: Arc<dyn Clock>,
+        unit: Arc<dyn UnitOfWork>,
     ) -> Self {
         Self {
             ledger,
@@ -120,6 +123,7 @@ impl WalletService {
             roles,
             audit,
             clock,
+            unit,
         }
     }
 
@@ -349,9 +353,32 @@ impl WalletService {
         transfer: NewTransfer,
         action: &'static str,
     ) -> Result<WalletReceipt, CityCardError> {
-        let results = self
+        // The movement and its audit record commit together: one write transaction.
+        let now = self.clock.now();
+        let record = |results: &[CreateTransferResult]| {
+            CoreChanges::audited(
+                AuditRecord::new(
+                    now,
+                    principal.clone(),
+                    action,
+                    format!("card:{}", card.id),
+                    match results.first() {
+                        Some(CreateTransferResult::Exists) => AuditOutcome::Replayed,
+                        Some(CreateTransferResult::Ok) => AuditOutcome::Succeeded,
+                        _ => AuditOutcome::Failed,
+                    },
+                )
+                .with("amount", amount.to_string())
+                .with("transfer", id.to_string()),
+            )
+        };
+        let (results, ()) = self
             .ledger
-            .create_transfers(&Principal::System, vec![transfer])
+            .create_transfers_with(
+                &Principal::System,
+                vec![transfer],
+                WithCore::new(self.unit.as_ref(), record),
+            )
             .await?;
         let wallet = self.ledger.account(&Principal::System, account).await?;
         let may_view = self.allowed(principal, card, Use::Balance).await?;
@@ -385,24 +412,6 @@ impl WalletService {
                 "the ledger returned no result".into(),
             ))),
         };
-        let now = self.clock.now();
-        self.audit
-            .append(
-                AuditRecord::new(
-                    now,
-                    principal.clone(),
-                    action,
-                    format!("card:{}", card.id),
-                    match (&outcome, results.first()) {
-                        (Ok(()), Some(CreateTransferResult::Exists)) => AuditOutcome::Replayed,
-                        (Ok(()), _) => AuditOutcome::Succeeded,
-                        (Err(_), _) => AuditOutcome::Failed,
-                    },
-                )
-                .with("amount", amount.to_string())
-                .with("transfer", id.to_string()),
-            )
-            .await?;
         if let Err(e) = &outcome {
             tracing::info!(transfer = %id, error = %e, "wallet movement refused");
         }

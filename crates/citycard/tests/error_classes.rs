@@ -364,3 +364,29 @@ async fn a_key_service_outage_during_a_bind_is_unavailable() {
         .map_err(CityCardError::from);
     assert_eq!(class_of(bound), ErrorClass::Unavailable);
 }
+
+/// Wallets hold CNY: a fare feed priced in another currency is refused when
+/// the city is built, with a message that says so.
+#[tokio::test]
+async fn a_fare_feed_in_another_currency_is_refused_at_build() {
+    use citycard::transit::{FareData, FareEngine};
+    let mut data = FareData::hangzhou();
+    let products = data
+        .file("fare_products.txt")
+        .expect("Hangzhou has fare products")
+        .replace("CNY", "USD");
+    data.insert("fare_products.txt", products);
+    let engine = FareEngine::load(&data).expect("the feed loads in USD");
+    let err = match citycard::CityCard::builder()
+        .in_memory()
+        .fare_engine(engine)
+        .build()
+        .await
+    {
+        Ok(_) => panic!("a USD feed must be refused"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, citycard::CityCardError::Config(_)), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("CNY") && text.contains("USD"), "{text}");
+}

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use citycard_core::{Money, StoreError};
 use citycard_transit::{
-    ArrearsEntry, CardRef, DenyEntry, DenyReason, IssuedCredential, SettledTrip, StoredForChunk,
-    TransitChanges, TransitStore, TripCompleteness, TripId, TripPayment,
+    ArrearsEntry, CardRef, DenyEntry, DenyReason, IssuedCredential, SettledTrip, SpendSoFar,
+    StoredForChunk, TransitChanges, TransitStore, TripCompleteness, TripId, TripPayment,
 };
 use rusqlite::params;
 
@@ -214,6 +214,10 @@ impl TransitStore for SqliteTransitStore {
             .unwrap_or(day)
             .format("%Y-%m-%d")
             .to_string();
+        let monday = (day
+            - chrono::Duration::days(i64::from(day.weekday().num_days_from_monday())))
+        .format("%Y-%m-%d")
+        .to_string();
         let day_text = day.format("%Y-%m-%d").to_string();
         self.db.read(|c| {
             let mut out = StoredForChunk::default();
@@ -231,9 +235,19 @@ impl TransitStore for SqliteTransitStore {
                     out.settled
                         .insert(TripId::parse(&id).map_err(|e| corrupt(0, e))?);
                 }
-                let fen: i64 = spend.query_row(params![card_sql, first, day_text], |r| r.get(0))?;
-                if fen != 0 {
-                    out.month_spend.insert(*card, Money::from_fen(fen));
+                let month: i64 =
+                    spend.query_row(params![card_sql, first, day_text], |r| r.get(0))?;
+                let week: i64 =
+                    spend.query_row(params![card_sql, monday, day_text], |r| r.get(0))?;
+                if month != 0 || week != 0 {
+                    out.spend.insert(
+                        *card,
+                        SpendSoFar {
+                            day: Money::ZERO,
+                            week: Money::from_fen(week),
+                            month: Money::from_fen(month),
+                        },
+                    );
                 }
             }
             Ok(out)

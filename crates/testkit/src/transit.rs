@@ -173,8 +173,15 @@ macro_rules! transit_store_conformance {
                 let mut settled: Vec<&str> = got.settled.iter().map(|t| t.as_str()).collect();
                 settled.sort_unstable();
                 assert_eq!(settled, vec!["t-owed", "t-paid"]);
-                assert_eq!(got.month_spend.get(&CardRef(1)), Some(&Money::from_fen(250)));
-                assert_eq!(got.month_spend.get(&CardRef(2)), None);
+                // 2026-11-20 is a Friday: in the month of the 26th, not in its week (from Monday the 23rd).
+                let spend = got.spend.get(&CardRef(1)).copied().unwrap();
+                assert_eq!(spend.month, Money::from_fen(250));
+                assert_eq!(spend.week, Money::ZERO);
+                assert_eq!(spend.day, Money::ZERO);
+                assert_eq!(got.spend.get(&CardRef(2)), None);
+                let on_the_22nd = store.prefetch(&cards, day(22)).await.unwrap();
+                let spend = on_the_22nd.spend.get(&CardRef(1)).copied().unwrap();
+                assert_eq!((spend.week, spend.month), (Money::from_fen(250), Money::from_fen(250)));
 
                 // Paying the arrears clears them and lifts the denial in one commit.
                 store

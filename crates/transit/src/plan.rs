@@ -16,7 +16,7 @@ use citycard_core::{AuditOutcome, AuditRecord, CoreChanges, IdempotencyKey, Mone
 use serde::{Deserialize, Serialize};
 
 use crate::error::TransitError;
-use crate::fares::{FareBasis, FareEngine, Leg, LegFare, Rider};
+use crate::fares::{FareBasis, FareEngine, Leg, LegFare, Rider, SpendSoFar};
 use crate::fasthash::{FxHashMap, FxHashSet};
 use crate::settlement::{CardFailure, ChargeOutcome, FareCharge, SettlementReport};
 use crate::store::{
@@ -32,8 +32,9 @@ pub const MAX_CHARGES_PER_CHUNK: usize = 8_190;
 pub struct SettlementPrefetch {
     /// Rider profile per card (a card missing here rides as [`Rider::default`]).
     pub riders: FxHashMap<CardRef, Rider>,
-    /// What each card owed on earlier days of the month (missing: nothing).
-    pub month_spend: FxHashMap<CardRef, Money>,
+    /// What each card paid on earlier days of the week and month (missing:
+    /// nothing); the day's own trips are priced as one sequence, so its `day` is zero.
+    pub spend: FxHashMap<CardRef, SpendSoFar>,
     /// Trips of these cards already settled for the day.
     pub settled: FxHashSet<TripId>,
 }
@@ -339,15 +340,11 @@ fn plan_card(
         return Ok(());
     };
     let rider = prefetch.riders.get(&card).copied().unwrap_or_default();
-    let spend = prefetch
-        .month_spend
-        .get(&card)
-        .copied()
-        .unwrap_or(Money::ZERO);
+    let spend = prefetch.spend.get(&card).copied().unwrap_or_default();
     scratch.legs.clear();
     scratch.legs.extend(card_trips.iter().map(|t| t.leg));
     scratch.fares.clear();
-    if let Err(error) = engine.quote_into(&rider, spend, &scratch.legs, &mut scratch.fares) {
+    if let Err(error) = engine.price_into(&rider, spend, &scratch.legs, &mut scratch.fares) {
         // Bad taps for one card (an unknown stop, say) must not stop the city's day.
         tracing::warn!(%card, %error, "trips of this card could not be priced; left unsettled");
         plan.unpriced.push(card);

@@ -492,7 +492,7 @@ impl Settlement {
         let stored = self.store.prefetch(&cards, day).await?;
         let prefetch = SettlementPrefetch {
             riders: self.riders.riders(&cards, day).await?,
-            month_spend: stored.month_spend,
+            spend: stored.spend,
             settled: stored.settled,
         };
         let plan = plan_chunk(

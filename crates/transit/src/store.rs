@@ -14,6 +14,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use citycard_core::{CoreChanges, MemoryCore, Money, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::fares::SpendSoFar;
 use crate::fasthash::{FxHashMap, FxHashSet};
 use crate::taps::{CardRef, TripCompleteness};
 
@@ -224,8 +225,9 @@ impl TransitChanges {
 pub struct StoredForChunk {
     /// The cards' trips already settled for the day.
     pub settled: FxHashSet<TripId>,
-    /// What each card owed on earlier days of the day's month (cards that owed nothing are absent).
-    pub month_spend: FxHashMap<CardRef, Money>,
+    /// What each card paid on earlier days of the day's week (Monday to
+    /// Sunday) and month (`day` is zero; cards that paid nothing are absent).
+    pub spend: FxHashMap<CardRef, SpendSoFar>,
 }
 
 /// The storage port for settlement.
@@ -330,6 +332,20 @@ impl Inner {
         cleared
     }
 
+    fn week_spend_before(&self, card: CardRef, day: NaiveDate) -> i64 {
+        let monday = day - chrono::Duration::days(i64::from(day.weekday().num_days_from_monday()));
+        monday
+            .iter_days()
+            .take_while(|d| *d < day)
+            .map(|d| {
+                self.month
+                    .get(&(card, d.year(), d.month()))
+                    .and_then(|days| days.iter().find(|(n, _)| *n == d.day()))
+                    .map_or(0, |(_, fen)| *fen)
+            })
+            .sum()
+    }
+
     fn month_spend_before(&self, card: CardRef, day: NaiveDate) -> i64 {
         self.month
             .get(&(card, day.year(), day.month()))
@@ -406,9 +422,17 @@ impl TransitStore for MemoryTransitStore {
             if let Some(trips) = inner.trips.get(&(*card, day)) {
                 out.settled.extend(trips.iter().map(|t| t.id.clone()));
             }
-            let spend = inner.month_spend_before(*card, day);
-            if spend != 0 {
-                out.month_spend.insert(*card, Money::from_fen(spend));
+            let month = inner.month_spend_before(*card, day);
+            let week = inner.week_spend_before(*card, day);
+            if month != 0 || week != 0 {
+                out.spend.insert(
+                    *card,
+                    SpendSoFar {
+                        day: Money::ZERO,
+                        week: Money::from_fen(week),
+                        month: Money::from_fen(month),
+                    },
+                );
             }
         }
         Ok(out)
