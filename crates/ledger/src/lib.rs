@@ -104,7 +104,7 @@ pub mod query;
 pub mod service;
 pub mod store;
 
-pub use engine::Engine;
+pub use engine::{DEFAULT_TRANSFER_CACHE, Engine};
 pub use ids::{
     AccountId, AccountKind, Currency, LedgerIdError, MAX_REFERENCE_LEN, Owner, Reference,
     TransferId,
@@ -116,10 +116,13 @@ pub use model::{
 };
 pub use query::{
     AmountMismatch, ExternalEntry, Matched, ReconciliationReport, Statement, StatementEntry,
-    reconcile,
+    StatementPage, reconcile,
 };
 pub use service::{
     CommitWith, Ledger, LedgerError, PBOC_ANONYMOUS_CEILING, PBOC_REGISTERED_CEILING, WalletHolder,
     WalletLimits, WalletLimitsError,
 };
-pub use store::{ChangeSet, LedgerStore, MemoryLedgerStore, Snapshot};
+pub use store::{
+    AccountBalance, AccountRange, ChangeSet, LedgerState, LedgerStore, MemoryLedgerStore, Prefetched,
+    Snapshot,
+};
