@@ -693,7 +693,7 @@ impl Ledger {
             return Ok(());
         }
         let fetched = self.store.prefetch(&ids, &holds).await?;
-        state.engine.supply(fetched);
+        state.engine.supply(&holds, fetched);
         Ok(())
     }
 

@@ -536,13 +536,17 @@ impl Engine {
         (ids, holds)
     }
 
-    /// Hands the engine what the store answered for the next batch.
-    pub fn supply(&mut self, prefetched: Prefetched) {
+    /// Hands the engine what the store answered for the next batch, for
+    /// the ids and holds [`Engine::lacking`] listed.
+    pub fn supply(&mut self, holds: &[TransferId], prefetched: Prefetched) {
         self.fetched.clear();
         self.fetched_failed.clear();
         self.fetched_holds.clear();
         for t in prefetched.transfers {
-            if t.flags.pending() && !self.pending.contains_key(&t.id.get()) {
+            if t.flags.pending()
+                && holds.contains(&t.id)
+                && !self.pending.contains_key(&t.id.get())
+            {
                 let status = settled_status(t.id, &prefetched.settlements, &prefetched.expiries);
                 let p = PendingState::of(&t, status);
                 if status == PendingStatus::Pending {
