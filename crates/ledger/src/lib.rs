@@ -123,6 +123,6 @@ pub use service::{
     WalletLimits, WalletLimitsError,
 };
 pub use store::{
-    AccountBalance, AccountRange, ChangeSet, LedgerState, LedgerStore, MemoryLedgerStore, Prefetched,
-    Snapshot,
+    AccountBalance, AccountRange, ChangeSet, LedgerState, LedgerStore, MemoryLedgerStore,
+    Prefetched, Snapshot,
 };

@@ -1098,9 +1098,7 @@ impl Ledger {
         let mut builder = StatementBuilder::new(&account, from, to);
         let mut next = None;
         self.each_transfer(id, beginning(), to, |t| {
-            if builder.len() >= limit
-                && t.timestamp >= from
-                && posted_effect(t, id, side).is_some()
+            if builder.len() >= limit && t.timestamp >= from && posted_effect(t, id, side).is_some()
             {
                 next = Some(t.timestamp);
                 return false;

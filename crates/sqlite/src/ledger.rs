@@ -30,10 +30,11 @@ use rusqlite::{OptionalExtension, Row, params};
 use crate::db::{Database, Migration, corrupt, to_store_error};
 
 /// The schema of the ledger component.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    component: "ledger",
-    version: 1,
-    sql: "
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        component: "ledger",
+        version: 1,
+        sql: "
         CREATE TABLE ledger_accounts (
             timestamp   INTEGER PRIMARY KEY,
             id          INTEGER NOT NULL UNIQUE,
@@ -67,10 +68,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             result INTEGER NOT NULL
         );
     ",
-}, Migration {
-    component: "ledger",
-    version: 2,
-    sql: "
+    },
+    Migration {
+        component: "ledger",
+        version: 2,
+        sql: "
         CREATE UNIQUE INDEX ledger_transfers_id ON ledger_transfers (id);
         CREATE INDEX ledger_transfers_debit ON ledger_transfers (debit_account_id, timestamp);
         CREATE INDEX ledger_transfers_credit ON ledger_transfers (credit_account_id, timestamp);
@@ -130,7 +132,8 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
         INSERT INTO ledger_counters (name, value)
             SELECT 'transfers', count(*) FROM ledger_transfers;
     ",
-}];
+    },
+];
 
 const INSERT_ACCOUNT: &str = "INSERT INTO ledger_accounts
     (timestamp, id, kind, currency, flags, upper_limit, owner, metadata)
@@ -468,8 +471,9 @@ fn lookup<T>(
             vec!["?"; chunk.len()].join(", ")
         };
         let mut stmt = c.prepare_cached(&sql.replace("{}", &marks))?;
-        let mut rows =
-            stmt.query(rusqlite::params_from_iter(chunk.iter().map(|id| id64(id.get()))))?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(
+            chunk.iter().map(|id| id64(id.get())),
+        ))?;
         while let Some(r) = rows.next()? {
             out.push(row(r)?);
         }

@@ -275,9 +275,8 @@ macro_rules! ledger_store_conformance {
             use $crate::__private::citycard_ledger::{
                 Account, AccountBalance, AccountFlags, AccountId, AccountKind, AccountRange,
                 Balances, ChangeSet, CreateAccountResult, CreateTransferResult, Engine, Expiry,
-                FailedTransfer, Ledger, LedgerStore, NewAccount, NewTransfer, Owner,
-                PendingStatus, Reference, Transfer, TransferFlags, TransferId, WalletHolder,
-                WalletLimits,
+                FailedTransfer, Ledger, LedgerStore, NewAccount, NewTransfer, Owner, PendingStatus,
+                Reference, Transfer, TransferFlags, TransferId, WalletHolder, WalletLimits,
             };
 
             fn at(nanos: i64) -> DateTime<Utc> {
@@ -541,11 +540,19 @@ macro_rules! ledger_store_conformance {
                 let reopened = Ledger::open(store.clone(), clock.clone()).await.unwrap();
                 let after = reopened.inspect(state).await.unwrap();
                 assert_eq!(before, after);
-                assert!(after.1.is_empty(), "every hold was posted, voided or expired");
+                assert!(
+                    after.1.is_empty(),
+                    "every hold was posted, voided or expired"
+                );
                 assert_eq!(after.2, 6);
                 assert_eq!(reopened.export(&system).await.unwrap(), exported);
                 // Opening read state, not history: the window is empty.
-                assert!(reopened.inspect(|e: &Engine| e.transfers().is_empty()).await.unwrap());
+                assert!(
+                    reopened
+                        .inspect(|e: &Engine| e.transfers().is_empty())
+                        .await
+                        .unwrap()
+                );
                 let wallet = reopened.account(&system, w).await.unwrap();
                 // 100 in, 4 posted out; holds 11 (expired) and 13 (voided) released.
                 assert_eq!(wallet.posted(), Money::from_yuan(96));
@@ -639,7 +646,11 @@ macro_rules! ledger_store_conformance {
                     assert_eq!(holds, reference.live_holds(), "seed {seed}");
                     let exported = reopened.export(&system).await.unwrap();
                     assert_eq!(exported.accounts, accounts, "seed {seed}");
-                    assert_eq!(exported.transfers, reference.transfers().to_vec(), "seed {seed}");
+                    assert_eq!(
+                        exported.transfers,
+                        reference.transfers().to_vec(),
+                        "seed {seed}"
+                    );
                     assert_eq!(
                         exported.expiries,
                         reference.expiries().collect::<Vec<_>>(),
@@ -653,7 +664,8 @@ macro_rules! ledger_store_conformance {
                             assert_eq!(
                                 Some(reopened.pending_status(&system, t.id).await.unwrap()),
                                 reference.pending_status(t.id),
-                                "seed {seed}: hold {}", t.id
+                                "seed {seed}: hold {}",
+                                t.id
                             );
                         }
                     }
@@ -682,7 +694,8 @@ macro_rules! ledger_store_conformance {
                                 assert_eq!(
                                     reopened.balances_at(&system, a.id, at).await.unwrap(),
                                     reference.balances_at(a.id, at).unwrap(),
-                                    "seed {seed}: account {} at {at}", a.id
+                                    "seed {seed}: account {} at {at}",
+                                    a.id
                                 );
                             }
                         }
@@ -779,18 +792,31 @@ macro_rules! ledger_store_conformance {
                 assert_eq!(state.failure_count, 1);
                 assert_eq!(state.holds, vec![live.clone()]);
                 assert_eq!(state.last_timestamp, Some(at(13)));
-                let mut a1 = state.accounts.iter().find(|a| a.id == AccountId::new(1)).unwrap().clone();
+                let mut a1 = state
+                    .accounts
+                    .iter()
+                    .find(|a| a.id == AccountId::new(1))
+                    .unwrap()
+                    .clone();
                 assert_eq!(a1.balances, balances[0].balances);
                 assert!(a1.is_closed());
                 a1.balances = Balances::default();
                 a1.flags = accounts[0].flags;
                 assert_eq!(a1, accounts[0]);
-                let a2 = state.accounts.iter().find(|a| a.id == AccountId::new(2)).unwrap();
+                let a2 = state
+                    .accounts
+                    .iter()
+                    .find(|a| a.id == AccountId::new(2))
+                    .unwrap();
                 assert_eq!(a2, &accounts[1]);
                 // Prefetch: ids (found, failed, unknown) and holds (posted, live).
                 let p = store
                     .prefetch(
-                        &[TransferId::new(53), TransferId::new(60), TransferId::new(99)],
+                        &[
+                            TransferId::new(53),
+                            TransferId::new(60),
+                            TransferId::new(99),
+                        ],
                         &[TransferId::new(50), TransferId::new(51)],
                     )
                     .await
@@ -801,7 +827,10 @@ macro_rules! ledger_store_conformance {
                 assert_eq!(p.settlements, vec![post]);
                 assert!(p.expiries.is_empty());
                 assert_eq!(p.failures, failures);
-                let expiry = [Expiry { transfer_id: TransferId::new(51), timestamp: at(20) }];
+                let expiry = [Expiry {
+                    transfer_id: TransferId::new(51),
+                    timestamp: at(20),
+                }];
                 store
                     .commit(
                         &ChangeSet {
@@ -818,15 +847,38 @@ macro_rules! ledger_store_conformance {
                 assert!(store.load_state().await.unwrap().holds.is_empty());
                 // A transfer id or a failed id stored twice is refused, and nothing of the batch stays.
                 let again = [transfer(53, 2, 1, 7, 30), transfer(70, 2, 1, 1, 31)];
-                assert!(store
-                    .commit(&ChangeSet { transfers: &again, ..ChangeSet::default() }, &Default::default())
-                    .await
-                    .is_err());
-                assert!(store
-                    .commit(&ChangeSet { failures: &failures, ..ChangeSet::default() }, &Default::default())
-                    .await
-                    .is_err());
-                assert!(store.prefetch(&[TransferId::new(70)], &[]).await.unwrap().transfers.is_empty());
+                assert!(
+                    store
+                        .commit(
+                            &ChangeSet {
+                                transfers: &again,
+                                ..ChangeSet::default()
+                            },
+                            &Default::default()
+                        )
+                        .await
+                        .is_err()
+                );
+                assert!(
+                    store
+                        .commit(
+                            &ChangeSet {
+                                failures: &failures,
+                                ..ChangeSet::default()
+                            },
+                            &Default::default()
+                        )
+                        .await
+                        .is_err()
+                );
+                assert!(
+                    store
+                        .prefetch(&[TransferId::new(70)], &[])
+                        .await
+                        .unwrap()
+                        .transfers
+                        .is_empty()
+                );
                 assert_eq!(store.load_state().await.unwrap().transfer_count, 4);
                 // Account pages: oldest first, bounded, in [from, to).
                 let range = |from: i64, to: i64, limit: usize| AccountRange {
@@ -836,14 +888,28 @@ macro_rules! ledger_store_conformance {
                     limit,
                 };
                 let ids = |v: Vec<Transfer>| v.iter().map(|t| t.id.get()).collect::<Vec<_>>();
-                assert_eq!(ids(store.account_transfers(&range(0, 100, 10)).await.unwrap()), [50, 51, 52, 53]);
-                assert_eq!(ids(store.account_transfers(&range(0, 100, 2)).await.unwrap()), [50, 51]);
-                assert_eq!(ids(store.account_transfers(&range(11, 13, 10)).await.unwrap()), [51, 52]);
-                assert!(store
-                    .account_transfers(&AccountRange { account: AccountId::new(9), ..range(0, 100, 10) })
-                    .await
-                    .unwrap()
-                    .is_empty());
+                assert_eq!(
+                    ids(store.account_transfers(&range(0, 100, 10)).await.unwrap()),
+                    [50, 51, 52, 53]
+                );
+                assert_eq!(
+                    ids(store.account_transfers(&range(0, 100, 2)).await.unwrap()),
+                    [50, 51]
+                );
+                assert_eq!(
+                    ids(store.account_transfers(&range(11, 13, 10)).await.unwrap()),
+                    [51, 52]
+                );
+                assert!(
+                    store
+                        .account_transfers(&AccountRange {
+                            account: AccountId::new(9),
+                            ..range(0, 100, 10)
+                        })
+                        .await
+                        .unwrap()
+                        .is_empty()
+                );
             }
 
             #[tokio::test]

@@ -108,7 +108,7 @@ impl FarePayments for LedgerFarePayments {
             Some(CreateTransferResult::IdAlreadyFailed) => {
                 let first = self
                     .ledger
-                    .inspect(|engine| engine.failure(id))
+                    .failure(&Principal::System, id)
                     .await
                     .map_err(fare_error)?;
                 match first {

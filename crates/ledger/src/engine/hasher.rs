@@ -61,5 +61,3 @@ impl BuildHasher for IdHasherBuilder {
         IdHasher(self.0)
     }
 }
-
-

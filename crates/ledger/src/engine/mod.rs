@@ -311,7 +311,9 @@ impl Engine {
             }
             let p = PendingState::of(&hold, PendingStatus::Pending);
             if p.expires_at != i64::MAX {
-                engine.expiry_queue.push(Reverse((p.expires_at, hold.id.get())));
+                engine
+                    .expiry_queue
+                    .push(Reverse((p.expires_at, hold.id.get())));
             }
             engine.last_ts = engine.last_ts.max(ts_of(hold.timestamp));
             engine.pending.insert(hold.id.get(), p);
@@ -543,9 +545,7 @@ impl Engine {
         self.fetched_failed.clear();
         self.fetched_holds.clear();
         for t in prefetched.transfers {
-            if t.flags.pending()
-                && holds.contains(&t.id)
-                && !self.pending.contains_key(&t.id.get())
+            if t.flags.pending() && holds.contains(&t.id) && !self.pending.contains_key(&t.id.get())
             {
                 let status = settled_status(t.id, &prefetched.settlements, &prefetched.expiries);
                 let p = PendingState::of(&t, status);
@@ -873,5 +873,4 @@ impl Engine {
         self.transfer_index.insert(t.id.get(), pos);
         self.transfers.push(t);
     }
-
 }

@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 
 use super::{Engine, instant, ts_of};
 use crate::ids::{AccountId, Reference, TransferId};
-use crate::model::{Account, Balances, CreateTransferResult, Expiry, FailedTransfer, PendingStatus, Transfer};
+use crate::model::{
+    Account, Balances, CreateTransferResult, Expiry, FailedTransfer, PendingStatus, Transfer,
+};
 use crate::query::BalanceWalk;
 
 impl Engine {

@@ -395,5 +395,4 @@ impl Engine {
         self.apply(transfer, dr, cr, in_chain);
         R::Ok
     }
-
 }
