@@ -128,9 +128,12 @@ pub fn to_store_error(error: &rusqlite::Error) -> StoreError {
 /// batch.
 #[derive(Clone)]
 pub struct Database {
+    // Readers are declared (so dropped) before the writer: the last
+    // connection to close checkpoints and removes the WAL, which only the
+    // writer can do.
+    readers: Arc<Readers>,
     conn: Arc<Mutex<Connection>>,
     path: Option<PathBuf>,
-    readers: Arc<Readers>,
     commits: Arc<AtomicU64>,
 }
 
