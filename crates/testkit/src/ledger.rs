@@ -1,5 +1,7 @@
 //! Test support for citycard-ledger: conformance suites for its storage ports,
 //! fault-injecting doubles of its remote ports, and proptest strategies.
+//!
+//! Longer than ≈800 lines: the conformance suite is one macro, one item.
 
 use std::sync::Arc;
 
