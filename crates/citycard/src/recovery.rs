@@ -18,8 +18,8 @@
 //! `citycard recover` command does the same on a data directory.
 
 use chrono::{DateTime, Utc};
-use citycard_core::{Claim, IdempotencyRecord, IdempotencyStore};
-use citycard_ledger::{CreateTransferResult, Ledger};
+use citycard_core::{Claim, IdempotencyRecord, IdempotencyStore, Principal};
+use citycard_ledger::{CreateTransferResult, Ledger, LedgerError};
 use serde::Serialize;
 
 use crate::CityCard;
@@ -108,9 +108,12 @@ async fn resolve_fare(
         Claim::Started => return Ok(Resolution::Released),
     }
     let id = LedgerFarePayments::transfer_id(&record.key);
-    let (exists, failure) = ledger
-        .inspect(|e| (e.transfer(id).is_some(), e.failure(id)))
-        .await?;
+    let exists = match ledger.transfer(&Principal::System, id).await {
+        Ok(_) => true,
+        Err(LedgerError::TransferNotFound(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    let failure = ledger.failure(&Principal::System, id).await?;
     let outcome = if exists {
         Some(serde_json::json!({"outcome": "charged", "reference": id.to_string()}).to_string())
     } else if failure == Some(CreateTransferResult::ExceedsCredits) {

@@ -15,7 +15,10 @@ use citycard::core::{
 use citycard::identity::{
     IdNumber, KnownPerson, MemoryKeyProvider, RealNameRequest, RegionCode, Sex, SimulatedVerifier,
 };
-use citycard::ledger::{ChangeSet, LedgerStore, Snapshot};
+use citycard::ledger::{
+    AccountRange, ChangeSet, LedgerState, LedgerStore, Prefetched, Reference, Snapshot, Transfer,
+    TransferId,
+};
 use citycard::{CityCard, CityCardBuilder, CityCardError, NewCitizenCard};
 use citycard_testkit::identity::{FaultyKeyProvider, FaultyVerifier};
 use citycard_testkit::ledger::FaultyLedgerStore;
@@ -252,6 +255,29 @@ impl LedgerStore for CorruptLedgerStore {
             return Err(StoreError::Corrupt("ledger row fails its checksum".into()));
         }
         self.inner.commit(changes, core).await
+    }
+
+    async fn load_state(&self) -> Result<LedgerState, StoreError> {
+        self.inner.load_state().await
+    }
+
+    async fn prefetch(
+        &self,
+        ids: &[TransferId],
+        holds: &[TransferId],
+    ) -> Result<Prefetched, StoreError> {
+        self.inner.prefetch(ids, holds).await
+    }
+
+    async fn account_transfers(&self, range: &AccountRange) -> Result<Vec<Transfer>, StoreError> {
+        self.inner.account_transfers(range).await
+    }
+
+    async fn transfers_by_reference(
+        &self,
+        reference: &Reference,
+    ) -> Result<Vec<Transfer>, StoreError> {
+        self.inner.transfers_by_reference(reference).await
     }
 
     async fn load(&self) -> Result<Snapshot, StoreError> {

@@ -298,7 +298,7 @@ impl World {
             .expect("no overflow")
     }
 
-    async fn transfer_count(&self) -> usize {
+    async fn transfer_count(&self) -> u64 {
         self.city
             .ledger()
             .inspect(|engine| engine.transfer_count())

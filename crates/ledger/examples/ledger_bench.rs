@@ -170,7 +170,7 @@ fn engine_phase(name: &str, transfers: usize, references: bool) {
         std::hint::black_box(results);
     }
     let elapsed: Duration = latencies.iter().sum();
-    assert_eq!(engine.transfer_count(), transfers);
+    assert_eq!(engine.transfer_count(), transfers as u64);
     let totals = engine.totals();
     assert_eq!(totals[1], totals[3], "debits equal credits");
     report(name, transfers, elapsed, &mut latencies);

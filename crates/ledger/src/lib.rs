@@ -63,17 +63,37 @@
 //! - **Upper limits** read the balance on the account's normal side (credit
 //!   unless `credits_must_not_exceed_debits`) and count incoming holds;
 //!   `balancing_credit` on a capped account clamps to the room under the cap.
-//! - **The store is a log**: accounts, transfers, expiries and burnt ids are
-//!   appended once per batch; balances are rebuilt by replay on open, so a
-//!   batch costs one append per record and one commit. A store failure
-//!   leaves the batch unacknowledged and the live ledger reloads what the
-//!   store holds (or refuses calls until reopened if it cannot).
+//! - **The store keeps the log and the state**: accounts, transfers,
+//!   expiries and burnt ids are appended once per batch, and the same
+//!   commit upserts the touched accounts' balances and flags and the set of
+//!   live holds ([`ChangeSet::balances`], [`ChangeSet::released`]). Opening
+//!   reads that state ([`LedgerStore::load_state`]): accounts, balances,
+//!   live holds, the last timestamp, the transfer count; no history is
+//!   replayed. A store failure leaves the batch unacknowledged and the live
+//!   ledger reloads the state (or refuses calls until reopened if it cannot).
+//! - **Bounded memory**: the engine keeps accounts, balances, live holds and
+//!   a window of recent transfers and failed ids of at least
+//!   [`DEFAULT_TRANSFER_CACHE`] (65,536) entries, trimmed back to it once it
+//!   reaches 1.5 × (so trimming is amortised), configurable with
+//!   [`Ledger::with_transfer_cache`]. Positions and counts are `u64`.
+//! - **Prefetch, then decide**: before deciding a batch the ledger asks the
+//!   store in one round trip ([`LedgerStore::prefetch`]) for the ids the
+//!   batch names that the window lacks (to answer `exists`,
+//!   `exists_with_different_*`, `id_already_failed`) and for holds it posts
+//!   or voids that are not in memory, with the posts, voids and expiries
+//!   that settled them. Idempotency is exact for the whole history.
+//! - **History queries read the store**: transfer by id (window first),
+//!   transfers by reference, statements and balances as of an instant walk
+//!   the account's transfers page by page (4,096 a round trip) from an
+//!   index on (account, timestamp); no balance snapshots are stored, so a
+//!   balance as of an instant costs a walk of the account's history up to
+//!   it (cheap for wallets, the `history` accounts) and no bytes per transfer.
+//!   [`Ledger::statement_page`] pages a statement: the cursor is the next
+//!   page's `from`, so a page cannot be forged into other balances.
 //! - **The hot path** keeps accounts in a vector and ids in hash maps with a
 //!   seeded hasher that hashes ids in blocks of 64, so ids allocated close
 //!   together (sequential or time-based, as TigerBeetle recommends) share
-//!   cache lines. Per-account transfer indexes are kept for `history`
-//!   accounts only (wallets have it); statements of other accounts scan
-//!   every transfer.
+//!   cache lines.
 //! - **Statements** list posted movements only (single-phase transfers and
 //!   posts); holds show in the `pending`/`available` views. Reconciliation
 //!   matches by reference, totals summed per reference on each side.
@@ -104,7 +124,7 @@ pub mod query;
 pub mod service;
 pub mod store;
 
-pub use engine::Engine;
+pub use engine::{DEFAULT_TRANSFER_CACHE, Engine};
 pub use ids::{
     AccountId, AccountKind, Currency, LedgerIdError, MAX_REFERENCE_LEN, Owner, Reference,
     TransferId,
@@ -116,10 +136,13 @@ pub use model::{
 };
 pub use query::{
     AmountMismatch, ExternalEntry, Matched, ReconciliationReport, Statement, StatementEntry,
-    reconcile,
+    StatementPage, reconcile,
 };
 pub use service::{
     CommitWith, Ledger, LedgerError, PBOC_ANONYMOUS_CEILING, PBOC_REGISTERED_CEILING, WalletHolder,
     WalletLimits, WalletLimitsError,
 };
-pub use store::{ChangeSet, LedgerStore, MemoryLedgerStore, Snapshot};
+pub use store::{
+    AccountBalance, AccountRange, ChangeSet, LedgerState, LedgerStore, MemoryLedgerStore,
+    Prefetched, Snapshot,
+};

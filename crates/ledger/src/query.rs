@@ -6,9 +6,8 @@ use chrono::{DateTime, Utc};
 use citycard_core::Money;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Engine;
 use crate::ids::{AccountId, Reference, TransferId};
-use crate::model::{NormalSide, Transfer, normal_side};
+use crate::model::{Account, Balances, NormalSide, Transfer, normal_side};
 
 /// One line of a statement: a posted movement of the account's balance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +47,15 @@ pub struct Statement {
     pub closing_balance: Money,
 }
 
+/// A page of a statement (see [`Ledger::statement_page`](crate::Ledger::statement_page)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementPage {
+    /// The page's entries, opening balance (before its first entry) and closing balance.
+    pub statement: Statement,
+    /// The `from` of the next page; `None` when the range is exhausted.
+    pub next: Option<DateTime<Utc>>,
+}
+
 /// The signed effect of a transfer on `account`'s posted balance, or `None`
 /// when it moves no posted money (a hold, a void).
 pub(crate) fn posted_effect(t: &Transfer, account: AccountId, side: NormalSide) -> Option<i64> {
@@ -65,53 +73,142 @@ pub(crate) fn posted_effect(t: &Transfer, account: AccountId, side: NormalSide) 
     })
 }
 
-pub(crate) fn statement(
-    engine: &Engine,
+/// Builds a statement from an account's transfers fed oldest first (every
+/// transfer before `to`; earlier ones only move the opening balance).
+pub(crate) struct StatementBuilder {
     account_id: AccountId,
+    side: NormalSide,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Option<Statement> {
-    let account = engine.account(account_id)?;
-    let side = normal_side(account.flags);
-    let mut balance: i64 = 0;
-    let mut opening = None;
-    let mut entries = Vec::new();
-    for t in engine.account_transfers(account_id) {
-        if t.timestamp >= to {
-            break;
+    balance: i64,
+    opening: Option<i64>,
+    entries: Vec<StatementEntry>,
+}
+
+impl StatementBuilder {
+    pub(crate) fn new(account: &Account, from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
+        Self {
+            account_id: account.id,
+            side: normal_side(account.flags),
+            from,
+            to,
+            balance: 0,
+            opening: None,
+            entries: Vec::new(),
         }
-        let Some(effect) = posted_effect(t, account_id, side) else {
-            continue;
+    }
+
+    /// Feeds the next transfer (oldest first); false once past the range.
+    pub(crate) fn push(&mut self, t: &Transfer) -> bool {
+        if t.timestamp >= self.to {
+            return false;
+        }
+        let Some(effect) = posted_effect(t, self.account_id, self.side) else {
+            return true;
         };
-        if t.timestamp >= from && opening.is_none() {
-            opening = Some(balance);
+        if t.timestamp >= self.from && self.opening.is_none() {
+            self.opening = Some(self.balance);
         }
-        balance = balance.saturating_add(effect);
-        if t.timestamp >= from {
-            entries.push(StatementEntry {
+        self.balance = self.balance.saturating_add(effect);
+        if t.timestamp >= self.from {
+            self.entries.push(StatementEntry {
                 transfer_id: t.id,
                 timestamp: t.timestamp,
-                counterparty: if t.credit_account_id == account_id {
+                counterparty: if t.credit_account_id == self.account_id {
                     t.debit_account_id
                 } else {
                     t.credit_account_id
                 },
                 amount: Money::from_fen(effect),
-                balance_after: Money::from_fen(balance),
+                balance_after: Money::from_fen(self.balance),
                 code: t.code,
                 memo: t.memo.clone(),
                 reference: t.reference.clone(),
             });
         }
+        true
     }
-    Some(Statement {
-        account_id,
-        from,
-        to,
-        opening_balance: Money::from_fen(opening.unwrap_or(balance)),
-        entries,
-        closing_balance: Money::from_fen(balance),
-    })
+
+    /// How many entries the statement has so far.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn finish(self) -> Statement {
+        Statement {
+            account_id: self.account_id,
+            from: self.from,
+            to: self.to,
+            opening_balance: Money::from_fen(self.opening.unwrap_or(self.balance)),
+            entries: self.entries,
+            closing_balance: Money::from_fen(self.balance),
+        }
+    }
+}
+
+/// An account's balances as of an instant, from its transfers up to that
+/// instant (any order) and the expiries of its holds.
+pub(crate) struct BalanceWalk {
+    account: AccountId,
+    raw: [i64; 4],
+    /// Holds seen and not yet released: id → amount held.
+    holds: HashMap<u64, (i64, AccountId, AccountId)>,
+}
+
+impl BalanceWalk {
+    pub(crate) fn new(account: AccountId) -> Self {
+        Self {
+            account,
+            raw: [0; 4],
+            holds: HashMap::new(),
+        }
+    }
+
+    fn add(&mut self, t_debit: AccountId, t_credit: AccountId, pending: bool, amount: i64) {
+        let (d, c) = if pending { (0, 2) } else { (1, 3) };
+        if t_debit == self.account {
+            self.raw[d] = self.raw[d].saturating_add(amount);
+        }
+        if t_credit == self.account {
+            self.raw[c] = self.raw[c].saturating_add(amount);
+        }
+    }
+
+    /// Feeds a transfer touching the account.
+    pub(crate) fn push(&mut self, t: &Transfer) {
+        let amount = t.amount.fen();
+        let (debit, credit) = (t.debit_account_id, t.credit_account_id);
+        let f = t.flags;
+        if f.pending() {
+            self.add(debit, credit, true, amount);
+            self.holds.insert(t.id.get(), (amount, debit, credit));
+        } else if f.post_pending_transfer() || f.void_pending_transfer() {
+            if let Some((held, d, c)) = t.pending_id.and_then(|p| self.holds.remove(&p.get())) {
+                self.add(d, c, true, -held);
+            }
+            if f.post_pending_transfer() {
+                self.add(debit, credit, false, amount);
+            }
+        } else {
+            self.add(debit, credit, false, amount);
+        }
+    }
+
+    /// Holds seen and not released by a post or void.
+    pub(crate) fn open_holds(&self) -> Vec<TransferId> {
+        self.holds.keys().map(|&id| TransferId::new(id)).collect()
+    }
+
+    /// Releases a hold that expired (no-op for a hold not seen).
+    pub(crate) fn expire(&mut self, id: TransferId) {
+        if let Some((held, d, c)) = self.holds.remove(&id.get()) {
+            self.add(d, c, true, -held);
+        }
+    }
+
+    pub(crate) fn balances(&self) -> Balances {
+        Balances::from_fen(self.raw)
+    }
 }
 
 /// One line of a counterparty's statement (a platform's record, a bank's top-up file).

@@ -1,4 +1,8 @@
 //! The `Ledger` service: the engine, a store, a clock, principals and audit.
+//!
+//! Longer than ≈800 lines: every read checks its principal with the same
+//! rules, so the queries live beside the authorisation they share; moving the
+//! history queries to their own module is the next split.
 
 use std::sync::Arc;
 
@@ -12,14 +16,30 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::engine::Engine;
+use crate::engine::{DEFAULT_TRANSFER_CACHE, Engine, instant, settled_status};
 use crate::ids::{AccountId, AccountKind, Owner, Reference, TransferId};
 use crate::model::{
     Account, AccountFlags, Balances, CreateAccountResult, CreateTransferResult, NewAccount,
     NewTransfer, PendingStatus, Transfer, TransferFlags,
 };
-use crate::query::{ExternalEntry, ReconciliationReport, Statement, reconcile, statement};
-use crate::store::{ChangeSet, LedgerStore};
+use crate::query::{
+    BalanceWalk, ExternalEntry, ReconciliationReport, Statement, StatementBuilder, StatementPage,
+    posted_effect, reconcile,
+};
+use crate::store::{AccountRange, ChangeSet, LedgerStore, Snapshot};
+
+/// How many transfers a history query reads from the store per round trip.
+const PAGE: usize = 4_096;
+
+/// The first instant the store can hold (history queries start there).
+fn beginning() -> DateTime<Utc> {
+    instant(i64::MIN)
+}
+
+/// `at`, kept within the instants the store can hold.
+fn clamp(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.clamp(instant(i64::MIN), instant(i64::MAX))
+}
 
 /// What can go wrong calling the ledger (per-event outcomes are results, not errors).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -350,6 +370,7 @@ struct State {
 /// account, so ids derived from card numbers cannot be probed.
 pub struct Ledger {
     state: Mutex<State>,
+    cache: usize,
     store: Arc<dyn LedgerStore>,
     clock: Arc<dyn Clock>,
     audit: Option<Arc<dyn AuditLog>>,
@@ -364,12 +385,13 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
-    /// Opens the ledger on a store, rebuilding the state it acknowledged.
+    /// Opens the ledger on a store: reads the state it acknowledged
+    /// (accounts with their balances, live holds), not its history.
     pub async fn open(
         store: Arc<dyn LedgerStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Ledger, LedgerError> {
-        let engine = Self::rebuild(store.as_ref()).await?;
+        let engine = Self::rebuild(store.as_ref(), DEFAULT_TRANSFER_CACHE).await?;
         info!(
             accounts = engine.account_count(),
             transfers = engine.transfer_count(),
@@ -380,6 +402,7 @@ impl Ledger {
                 engine,
                 poisoned: false,
             }),
+            cache: DEFAULT_TRANSFER_CACHE,
             store,
             clock,
             audit: None,
@@ -388,9 +411,19 @@ impl Ledger {
         })
     }
 
-    async fn rebuild(store: &dyn LedgerStore) -> Result<Engine, LedgerError> {
-        let snapshot = store.load().await?;
-        Engine::from_snapshot(snapshot)
+    async fn rebuild(store: &dyn LedgerStore, cache: usize) -> Result<Engine, LedgerError> {
+        let state = store.load_state().await?;
+        Engine::from_state(state, cache)
+    }
+
+    /// Keeps at least `capacity` recent transfers and failed ids in memory
+    /// ([`DEFAULT_TRANSFER_CACHE`] by default); older ones are read from
+    /// the store when a batch names them.
+    #[must_use]
+    pub fn with_transfer_cache(mut self, capacity: usize) -> Self {
+        self.cache = capacity;
+        self.state.get_mut().engine.set_capacity(capacity);
+        self
     }
 
     /// Audits denials and reads in `audit`, and records one audit entry per
@@ -536,7 +569,7 @@ impl Ledger {
             Ok(out) => Ok(out),
             Err(e) => {
                 warn!(error = %e, "ledger batch not committed; reloading acknowledged state");
-                match Self::rebuild(self.store.as_ref()).await {
+                match Self::rebuild(self.store.as_ref(), self.cache).await {
                     Ok(engine) => state.engine = engine,
                     Err(_) => state.poisoned = true,
                 }
@@ -606,6 +639,7 @@ impl Ledger {
                 .await);
         }
         let mut state = self.lock().await?;
+        self.prefetch(&mut state, &batch).await?;
         let now = self.clock.now();
         let (results, audit) = Self::decide_transfers(&mut state, principal, now, batch);
         self.persist(&mut state, &self.core_for(audit)).await?;
@@ -644,6 +678,7 @@ impl Ledger {
                 .await);
         }
         let mut state = self.lock().await?;
+        self.prefetch(&mut state, &batch).await?;
         let now = self.clock.now();
         let (results, audit) = Self::decide_transfers(&mut state, principal, now, batch);
         let outcome = {
@@ -652,6 +687,18 @@ impl Ledger {
         };
         let out = self.settle_commit(&mut state, outcome).await?;
         Ok((results, out))
+    }
+
+    /// Asks the store, in one round trip, for what `batch` names and the
+    /// engine lacks, and hands it to the engine.
+    async fn prefetch(&self, state: &mut State, batch: &[NewTransfer]) -> Result<(), LedgerError> {
+        let (ids, holds) = state.engine.lacking(batch);
+        if ids.is_empty() && holds.is_empty() {
+            return Ok(());
+        }
+        let fetched = self.store.prefetch(&ids, &holds).await?;
+        state.engine.supply(&holds, fetched);
+        Ok(())
     }
 
     /// Decides a batch in the engine; returns the results and the batch's audit record.
@@ -802,53 +849,102 @@ impl Ledger {
         Ok(visible)
     }
 
-    /// An account's balances as of an instant (accounts with `history`).
+    /// An account's balances as of an instant (accounts with `history`),
+    /// read from the store: the account's transfers up to `at` and the
+    /// expiries of its holds.
     pub async fn balances_at(
         &self,
         principal: &Principal,
         id: AccountId,
         at: DateTime<Utc>,
     ) -> Result<Balances, LedgerError> {
-        let (found, balances) = {
-            let state = self.lock().await?;
-            (state.engine.account(id), state.engine.balances_at(id, at))
-        };
-        self.readable(
-            principal,
-            id,
-            found,
-            DelegationScope::ViewBalance,
-            "ledger.balances_at",
-        )
+        let found = self.lock().await?.engine.account(id);
+        let account = self
+            .readable(
+                principal,
+                id,
+                found,
+                DelegationScope::ViewBalance,
+                "ledger.balances_at",
+            )
+            .await?;
+        if !account.flags.history() {
+            return Err(LedgerError::HistoryNotEnabled(id));
+        }
+        let at = clamp(at);
+        let end = clamp(at + chrono::Duration::nanoseconds(1));
+        let mut walk = BalanceWalk::new(id);
+        self.each_transfer(id, beginning(), end, |t| {
+            walk.push(t);
+            true
+        })
         .await?;
-        balances.ok_or(LedgerError::HistoryNotEnabled(id))
+        let holds = walk.open_holds();
+        if !holds.is_empty() {
+            for e in self.store.prefetch(&[], &holds).await?.expiries {
+                if e.timestamp <= at {
+                    walk.expire(e.transfer_id);
+                }
+            }
+        }
+        Ok(walk.balances())
     }
 
-    fn transfer_accounts(engine: &Engine, t: &Transfer) -> [Option<Account>; 2] {
-        [
-            engine.account(t.debit_account_id),
-            engine.account(t.credit_account_id),
-        ]
+    /// Feeds `f` an account's transfers in `[from, to)` from the store, page
+    /// by page, oldest first, until `f` returns false.
+    async fn each_transfer(
+        &self,
+        account: AccountId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        mut f: impl FnMut(&Transfer) -> bool + Send,
+    ) -> Result<(), LedgerError> {
+        let mut from = from;
+        loop {
+            let page = self
+                .store
+                .account_transfers(&AccountRange {
+                    account,
+                    from,
+                    to,
+                    limit: PAGE,
+                })
+                .await?;
+            for t in &page {
+                if !f(t) {
+                    return Ok(());
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => {
+                    from = last.timestamp + chrono::Duration::nanoseconds(1);
+                }
+                _ => return Ok(()),
+            }
+        }
     }
 
-    /// A transfer by id.
+    /// The accounts of a transfer, as the engine holds them now.
+    async fn transfer_accounts(&self, t: &Transfer) -> Result<[Option<Account>; 2], LedgerError> {
+        let state = self.lock().await?;
+        Ok([
+            state.engine.account(t.debit_account_id),
+            state.engine.account(t.credit_account_id),
+        ])
+    }
+
+    /// A transfer by id (from memory when recent, else from the store).
     pub async fn transfer(
         &self,
         principal: &Principal,
         id: TransferId,
     ) -> Result<Transfer, LedgerError> {
-        let found = {
-            let state = self.lock().await?;
-            state.engine.transfer(id).map(|t| {
-                let accounts = Self::transfer_accounts(&state.engine, t);
-                (t.clone(), accounts)
-            })
-        };
-        let Some((t, accounts)) = found else {
+        let Some(t) = self.find_transfer(id).await? else {
             return Err(self
                 .missing(principal, LedgerError::TransferNotFound(id))
                 .await);
         };
+        let accounts = self.transfer_accounts(&t).await?;
         if !self.may_see(principal, &accounts).await? {
             return Err(self
                 .deny(principal, "view this transfer", format!("transfer:{id}"))
@@ -857,30 +953,89 @@ impl Ledger {
         Ok(t)
     }
 
+    async fn find_transfer(&self, id: TransferId) -> Result<Option<Transfer>, LedgerError> {
+        if let Some(t) = self.lock().await?.engine.transfer(id) {
+            return Ok(Some(t.clone()));
+        }
+        Ok(self.store.prefetch(&[id], &[]).await?.transfers.pop())
+    }
+
     /// The state of a hold.
     pub async fn pending_status(
         &self,
         principal: &Principal,
         id: TransferId,
     ) -> Result<PendingStatus, LedgerError> {
-        let found = {
-            let state = self.lock().await?;
-            state.engine.transfer(id).map(|t| {
-                let accounts = Self::transfer_accounts(&state.engine, t);
-                (state.engine.pending_status(id), accounts)
-            })
-        };
-        let Some((status, accounts)) = found else {
+        let Some(t) = self.find_transfer(id).await? else {
             return Err(self
                 .missing(principal, LedgerError::TransferNotFound(id))
                 .await);
         };
+        let accounts = self.transfer_accounts(&t).await?;
         if !self.may_see(principal, &accounts).await? {
             return Err(self
                 .deny(principal, "view this transfer", format!("transfer:{id}"))
                 .await);
         }
-        status.ok_or(LedgerError::TransferNotFound(id))
+        if !t.flags.pending() {
+            return Err(LedgerError::TransferNotFound(id));
+        }
+        let held = self.lock().await?.engine.pending_status(id);
+        match held {
+            Some(status) => Ok(status),
+            None => {
+                let p = self.store.prefetch(&[], &[id]).await?;
+                Ok(settled_status(id, &p.settlements, &p.expiries))
+            }
+        }
+    }
+
+    /// The result a transfer id failed with, if it did (`id_already_failed`
+    /// answers it on retry): for the system and operators with the finance
+    /// or auditor role.
+    pub async fn failure(
+        &self,
+        principal: &Principal,
+        id: TransferId,
+    ) -> Result<Option<CreateTransferResult>, LedgerError> {
+        if !self
+            .roles
+            .allows(principal, &[OperatorRole::Finance, OperatorRole::Auditor])
+        {
+            return Err(self
+                .deny(principal, "view failed transfers", format!("transfer:{id}"))
+                .await);
+        }
+        if let Some(r) = self.lock().await?.engine.failure(id) {
+            return Ok(Some(r));
+        }
+        Ok(self
+            .store
+            .prefetch(&[id], &[])
+            .await?
+            .failures
+            .first()
+            .map(|f| f.result))
+    }
+
+    /// Every record the store holds (accounts with balances, transfers,
+    /// expiries, failed ids), for exports and audits: for the system and
+    /// operators with the finance or auditor role. It reads all history.
+    pub async fn export(&self, principal: &Principal) -> Result<Snapshot, LedgerError> {
+        if !self
+            .roles
+            .allows(principal, &[OperatorRole::Finance, OperatorRole::Auditor])
+        {
+            return Err(self
+                .deny(principal, "export the ledger", "ledger:export".into())
+                .await);
+        }
+        let mut snapshot = self.store.load().await?;
+        snapshot.accounts.sort_by_key(|a| a.created_at);
+        snapshot.transfers.sort_by_key(|t| t.timestamp);
+        snapshot.expiries.sort_by_key(|e| e.timestamp);
+        snapshot.failures.sort_by_key(|f| f.id);
+        Ok(snapshot)
     }
 
     /// Transfers with a reference the principal may see, oldest first.
@@ -889,17 +1044,10 @@ impl Ledger {
         principal: &Principal,
         reference: &Reference,
     ) -> Result<Vec<Transfer>, LedgerError> {
-        let found: Vec<(Transfer, [Option<Account>; 2])> = {
-            let state = self.lock().await?;
-            state
-                .engine
-                .transfers_by_reference(reference)
-                .into_iter()
-                .map(|t| (t.clone(), Self::transfer_accounts(&state.engine, t)))
-                .collect()
-        };
+        let found = self.store.transfers_by_reference(reference).await?;
         let mut visible = Vec::with_capacity(found.len());
-        for (t, accounts) in found {
+        for t in found {
+            let accounts = self.transfer_accounts(&t).await?;
             if self.may_see(principal, &accounts).await? {
                 visible.push(t);
             }
@@ -907,7 +1055,8 @@ impl Ledger {
         Ok(visible)
     }
 
-    /// An account's statement over `[from, to)`.
+    /// An account's statement over `[from, to)` (every entry; see
+    /// [`Ledger::statement_page`] to page through a long range).
     #[tracing::instrument(name = "ledger.statement", skip_all, fields(account = %id))]
     pub async fn statement(
         &self,
@@ -916,20 +1065,55 @@ impl Ledger {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Statement, LedgerError> {
+        Ok(self
+            .statement_page(principal, id, from, to, usize::MAX)
+            .await?
+            .statement)
+    }
+
+    /// At most `limit` entries of an account's statement over `[from, to)`:
+    /// the page's opening balance is the balance before its first entry,
+    /// its closing balance the balance after its last. `next` is the `from`
+    /// of the next page, `None` when the range is exhausted.
+    #[tracing::instrument(name = "ledger.statement_page", skip_all, fields(account = %id, limit))]
+    pub async fn statement_page(
+        &self,
+        principal: &Principal,
+        id: AccountId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<StatementPage, LedgerError> {
         if to < from {
             return Err(LedgerError::InvalidRange);
         }
         let found = self.lock().await?.engine.account(id);
-        self.readable(
-            principal,
-            id,
-            found,
-            DelegationScope::ViewRecords,
-            "ledger.statement",
-        )
+        let account = self
+            .readable(
+                principal,
+                id,
+                found,
+                DelegationScope::ViewRecords,
+                "ledger.statement",
+            )
+            .await?;
+        let (from, to) = (clamp(from), clamp(to));
+        let side = account.normal_side();
+        let mut builder = StatementBuilder::new(&account, from, to);
+        let mut next = None;
+        self.each_transfer(id, beginning(), to, |t| {
+            if builder.len() >= limit && t.timestamp >= from && posted_effect(t, id, side).is_some()
+            {
+                next = Some(t.timestamp);
+                return false;
+            }
+            builder.push(t)
+        })
         .await?;
-        let state = self.lock().await?;
-        statement(&state.engine, id, from, to).ok_or(LedgerError::AccountNotFound(id))
+        Ok(StatementPage {
+            statement: builder.finish(),
+            next,
+        })
     }
 
     /// Compares an account's statement over `[from, to)` with a counterparty's entries.
@@ -955,8 +1139,10 @@ impl Ledger {
         Ok(report)
     }
 
-    /// Runs `f` on the engine (read-only), for the host's own checks and
-    /// exports: it checks no principal, so never answer a caller with it.
+    /// Runs `f` on the engine (read-only), for the host's own checks: it
+    /// checks no principal, so never answer a caller with it. The engine
+    /// holds accounts, balances, live holds and a window of recent
+    /// transfers, not history: use the queries or [`Ledger::export`].
     pub async fn inspect<T>(&self, f: impl FnOnce(&Engine) -> T) -> Result<T, LedgerError> {
         let state = self.lock().await?;
         Ok(f(&state.engine))

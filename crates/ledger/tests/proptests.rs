@@ -126,7 +126,7 @@ fn check_invariants(e: &Engine, now: DateTime<Utc>) -> Result<(), TestCaseError>
     Ok(())
 }
 
-fn snapshot(e: &Engine) -> (Vec<Account>, usize, [i128; 4]) {
+fn snapshot(e: &Engine) -> (Vec<Account>, u64, [i128; 4]) {
     (e.accounts().collect(), e.transfer_count(), e.totals())
 }
 
@@ -249,12 +249,65 @@ proptest! {
             drop(ledger);
             let reopened = Ledger::open(inner, clock.clone()).await.unwrap();
             let got = reopened
-                .inspect(|e| (e.accounts().collect::<Vec<_>>(), e.transfers().to_vec(), e.failures()))
+                .inspect(|e| (e.accounts().collect::<Vec<_>>(), e.live_holds()))
                 .await
                 .unwrap();
             prop_assert_eq!(got.0, reference.accounts().collect::<Vec<_>>());
-            prop_assert_eq!(got.1, reference.transfers().to_vec());
-            prop_assert_eq!(got.2, reference.failures());
+            prop_assert_eq!(got.1, reference.live_holds());
+            let exported = reopened.export(&sys).await.unwrap();
+            prop_assert_eq!(exported.transfers, reference.transfers().to_vec());
+            prop_assert_eq!(exported.failures, reference.failures());
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn a_tiny_window_decides_exactly_like_a_complete_engine(
+        accounts in accounts_strategy(),
+        batches in batches_strategy(10),
+        capacity in 0usize..4,
+        reopen_after in 0usize..10,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let store: Arc<dyn LedgerStore> = Arc::new(MemoryLedgerStore::new());
+            let clock = Arc::new(ManualClock::new(t0()));
+            let sys = Principal::System;
+            let mut ledger = Ledger::open(store.clone(), clock.clone())
+                .await
+                .unwrap()
+                .with_transfer_cache(capacity);
+            ledger.create_accounts(&sys, accounts.clone()).await.unwrap();
+            ledger.create_transfers(&sys, funding()).await.unwrap();
+            let mut reference = Engine::new();
+            reference.create_accounts(t0(), accounts);
+            reference.create_transfers(t0(), funding());
+            let mut old = Vec::new();
+            for (i, (secs, batch)) in batches.into_iter().enumerate() {
+                clock.advance(Duration::seconds(secs));
+                let now = citycard_core::Clock::now(&*clock);
+                // Each batch also replays a few requests of earlier batches.
+                let mut batch = batch;
+                batch.extend(old.iter().step_by(3).take(4).cloned());
+                let expected = reference.create_transfers(now, batch.clone());
+                let got = ledger.create_transfers(&sys, batch.clone()).await.unwrap();
+                prop_assert_eq!(got, expected, "batch {}", i);
+                old.extend(batch);
+                if i == reopen_after {
+                    drop(ledger);
+                    ledger = Ledger::open(store.clone(), clock.clone())
+                        .await
+                        .unwrap()
+                        .with_transfer_cache(capacity);
+                }
+                let mine = ledger
+                    .inspect(|e| (e.accounts().collect::<Vec<_>>(), e.live_holds(), e.transfer_count()))
+                    .await
+                    .unwrap();
+                prop_assert_eq!(mine.0, reference.accounts().collect::<Vec<_>>());
+                prop_assert_eq!(mine.1, reference.live_holds());
+                prop_assert_eq!(mine.2, reference.transfer_count());
+            }
             Ok(())
         })?;
     }

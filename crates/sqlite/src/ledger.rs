@@ -1,14 +1,19 @@
 //! The ledger store on SQLite: an append-only log of accounts, transfers,
-//! expiries and burnt ids, written with one transaction per batch (group
-//! commit: one fsync per batch under WAL + `synchronous = FULL`).
+//! expiries and burnt ids, plus the state a ledger opens on (each account's
+//! balances and flags, the live holds, the transfer count), written with one
+//! transaction per batch (group commit: one fsync per batch under WAL +
+//! `synchronous = FULL`).
 //!
 //! Rows are compact: ids are `u64` stored bit-for-bit in INTEGER columns
 //! (ids above `i64::MAX` read back negative in SQL), amounts are INTEGER fen,
 //! instants are INTEGER nanoseconds since the Unix epoch (the ledger's
-//! timestamps are unique nanoseconds). Each table's primary key is the
-//! engine's timestamp, so a batch appends at the end of each B-tree; the
-//! ledger keeps id uniqueness in memory and answers queries from memory, so no
-//! secondary index slows the appends.
+//! timestamps are unique nanoseconds). Each log table's primary key is the
+//! engine's timestamp, so a batch appends at the end of each B-tree.
+//! History is read from the store, so transfers are indexed by id (unique:
+//! a transfer stored twice is a conflict), by each account and timestamp
+//! (statements, balances as of an instant), by the hold they settle and by
+//! reference. Schema v2 adds the state tables and indexes and computes them
+//! from the stored log once, so a v1 file opens without replay.
 
 use std::collections::BTreeMap;
 
@@ -16,19 +21,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use citycard_core::{CoreChanges, Money, StoreError};
 use citycard_ledger::{
-    Account, AccountFlags, AccountId, AccountKind, Balances, ChangeSet, CreateTransferResult,
-    Currency, Expiry, FailedTransfer, LedgerStore, Owner, Reference, Snapshot, Transfer,
-    TransferFlags, TransferId,
+    Account, AccountBalance, AccountFlags, AccountId, AccountKind, AccountRange, Balances,
+    ChangeSet, CreateTransferResult, Currency, Expiry, FailedTransfer, LedgerState, LedgerStore,
+    Owner, Prefetched, Reference, Snapshot, Transfer, TransferFlags, TransferId,
 };
-use rusqlite::{Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 
 use crate::db::{Database, Migration, corrupt, to_store_error};
 
 /// The schema of the ledger component.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    component: "ledger",
-    version: 1,
-    sql: "
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        component: "ledger",
+        version: 1,
+        sql: "
         CREATE TABLE ledger_accounts (
             timestamp   INTEGER PRIMARY KEY,
             id          INTEGER NOT NULL UNIQUE,
@@ -62,7 +68,72 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             result INTEGER NOT NULL
         );
     ",
-}];
+    },
+    Migration {
+        component: "ledger",
+        version: 2,
+        sql: "
+        CREATE UNIQUE INDEX ledger_transfers_id ON ledger_transfers (id);
+        CREATE INDEX ledger_transfers_debit ON ledger_transfers (debit_account_id, timestamp);
+        CREATE INDEX ledger_transfers_credit ON ledger_transfers (credit_account_id, timestamp);
+        CREATE INDEX ledger_transfers_pending ON ledger_transfers (pending_id)
+            WHERE pending_id IS NOT NULL;
+        CREATE INDEX ledger_transfers_reference ON ledger_transfers (reference)
+            WHERE reference IS NOT NULL;
+        CREATE INDEX ledger_expiries_transfer ON ledger_expiries (transfer_id);
+        CREATE TABLE ledger_live_holds (
+            id        INTEGER PRIMARY KEY,
+            timestamp INTEGER NOT NULL
+        );
+        CREATE TABLE ledger_balances (
+            account_id      INTEGER PRIMARY KEY,
+            debits_pending  INTEGER NOT NULL,
+            debits_posted   INTEGER NOT NULL,
+            credits_pending INTEGER NOT NULL,
+            credits_posted  INTEGER NOT NULL,
+            flags           INTEGER NOT NULL
+        );
+        CREATE TABLE ledger_counters (
+            name  TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        );
+        -- Holds (flag 2) not posted or voided (a transfer names them) and not expired.
+        INSERT INTO ledger_live_holds (id, timestamp)
+            SELECT h.id, h.timestamp FROM ledger_transfers h
+            WHERE (h.flags & 2) != 0
+              AND NOT EXISTS (SELECT 1 FROM ledger_transfers s WHERE s.pending_id = h.id)
+              AND NOT EXISTS (SELECT 1 FROM ledger_expiries e WHERE e.transfer_id = h.id);
+        -- Posted amounts move with single-phase transfers and posts (not holds, 2, or voids, 8);
+        -- pending amounts are the live holds'. An account is closed (32) while a closing hold
+        -- (closing debit 64, closing credit 128) on it is neither voided nor expired.
+        INSERT INTO ledger_balances
+            (account_id, debits_pending, debits_posted, credits_pending, credits_posted, flags)
+            SELECT a.id,
+                (SELECT coalesce(sum(t.amount), 0) FROM ledger_live_holds l
+                    JOIN ledger_transfers t ON t.timestamp = l.timestamp
+                    WHERE t.debit_account_id = a.id),
+                (SELECT coalesce(sum(t.amount), 0) FROM ledger_transfers t
+                    WHERE t.debit_account_id = a.id AND (t.flags & 10) = 0),
+                (SELECT coalesce(sum(t.amount), 0) FROM ledger_live_holds l
+                    JOIN ledger_transfers t ON t.timestamp = l.timestamp
+                    WHERE t.credit_account_id = a.id),
+                (SELECT coalesce(sum(t.amount), 0) FROM ledger_transfers t
+                    WHERE t.credit_account_id = a.id AND (t.flags & 10) = 0),
+                a.flags | CASE WHEN EXISTS (
+                    SELECT 1 FROM ledger_transfers h
+                    WHERE (h.flags & 2) != 0
+                      AND ((h.debit_account_id = a.id AND (h.flags & 64) != 0)
+                        OR (h.credit_account_id = a.id AND (h.flags & 128) != 0))
+                      AND NOT EXISTS (SELECT 1 FROM ledger_transfers v
+                                      WHERE v.pending_id = h.id AND (v.flags & 8) != 0)
+                      AND NOT EXISTS (SELECT 1 FROM ledger_expiries e WHERE e.transfer_id = h.id)
+                ) THEN 32 ELSE 0 END
+            FROM ledger_accounts a;
+        INSERT INTO ledger_counters (name, value)
+            SELECT 'transfers', count(*) FROM ledger_transfers;
+    ",
+    },
+];
 
 const INSERT_ACCOUNT: &str = "INSERT INTO ledger_accounts
     (timestamp, id, kind, currency, flags, upper_limit, owner, metadata)
@@ -75,6 +146,19 @@ const ROW_PLACEHOLDERS: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const TRANSFER_COLUMNS: usize = 12;
 const INSERT_EXPIRY: &str = "INSERT INTO ledger_expiries (timestamp, transfer_id) VALUES (?1, ?2)";
 const INSERT_FAILURE: &str = "INSERT INTO ledger_failures (id, result) VALUES (?1, ?2)";
+const UPSERT_BALANCE: &str = "INSERT INTO ledger_balances
+    (account_id, debits_pending, debits_posted, credits_pending, credits_posted, flags)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+    ON CONFLICT (account_id) DO UPDATE SET
+        debits_pending = excluded.debits_pending, debits_posted = excluded.debits_posted,
+        credits_pending = excluded.credits_pending, credits_posted = excluded.credits_posted,
+        flags = excluded.flags";
+const INSERT_LIVE_HOLD: &str = "INSERT INTO ledger_live_holds (id, timestamp) VALUES (?1, ?2)";
+const DELETE_LIVE_HOLD: &str = "DELETE FROM ledger_live_holds WHERE id = ?1";
+const COUNT_TRANSFERS: &str = "INSERT INTO ledger_counters (name, value) VALUES ('transfers', ?1)
+    ON CONFLICT (name) DO UPDATE SET value = value + excluded.value";
+const TRANSFER_SELECT: &str = "SELECT timestamp, id, debit_account_id, credit_account_id, amount,
+    pending_id, timeout_secs, currency, code, flags, reference, memo FROM ledger_transfers";
 
 /// The ledger's [`LedgerStore`] in the citycard database.
 #[derive(Debug, Clone)]
@@ -158,6 +242,49 @@ fn read_transfer(row: &Row<'_>) -> rusqlite::Result<Transfer> {
         reference,
         memo: row.get(11)?,
     })
+}
+
+fn read_expiry(r: &Row<'_>) -> rusqlite::Result<Expiry> {
+    Ok(Expiry {
+        timestamp: at(r.get(0)?),
+        transfer_id: TransferId::new(uid(r.get(1)?)),
+    })
+}
+
+fn read_failure(r: &Row<'_>) -> rusqlite::Result<FailedTransfer> {
+    let code = small(r, 1)?;
+    Ok(FailedTransfer {
+        id: TransferId::new(uid(r.get(0)?)),
+        result: CreateTransferResult::from_code(code)
+            .ok_or_else(|| corrupt(1, format!("unknown result code {code}")))?,
+    })
+}
+
+/// Every account with its balances and current flags, oldest first.
+fn read_accounts(c: &rusqlite::Connection) -> rusqlite::Result<Vec<Account>> {
+    c.prepare(
+        "SELECT a.timestamp, a.id, a.kind, a.currency, a.flags, a.upper_limit, a.owner,
+                a.metadata, b.debits_pending, b.debits_posted, b.credits_pending,
+                b.credits_posted, b.flags
+         FROM ledger_accounts a LEFT JOIN ledger_balances b ON b.account_id = a.id
+         ORDER BY a.timestamp",
+    )?
+    .query_map([], |r| {
+        let mut a = read_account(r)?;
+        if let Some(flags) = r.get::<_, Option<i64>>(12)? {
+            a.balances = Balances {
+                debits_pending: Money::from_fen(r.get(8)?),
+                debits_posted: Money::from_fen(r.get(9)?),
+                credits_pending: Money::from_fen(r.get(10)?),
+                credits_posted: Money::from_fen(r.get(11)?),
+            };
+            a.flags = AccountFlags(
+                u16::try_from(flags).map_err(|_| corrupt(12, format!("flags {flags}")))?,
+            );
+        }
+        Ok(a)
+    })?
+    .collect()
 }
 
 /// Rows per multi-row INSERT (12 parameters each, well under SQLite's limit).
@@ -276,7 +403,86 @@ pub fn write_changes(
                 .map_err(e)?;
         }
     }
+    write_state(tx, changes)
+}
+
+/// The state a ledger opens on: new accounts' and touched accounts'
+/// balances, live holds in and out, the transfer count.
+fn write_state(tx: &rusqlite::Transaction<'_>, changes: &ChangeSet<'_>) -> Result<(), StoreError> {
+    let e = |e: rusqlite::Error| to_store_error(&e);
+    if !changes.accounts.is_empty() || !changes.balances.is_empty() {
+        let mut stmt = tx.prepare_cached(UPSERT_BALANCE).map_err(e)?;
+        let created = changes.accounts.iter().map(|a| AccountBalance {
+            id: a.id,
+            balances: a.balances,
+            flags: a.flags,
+        });
+        for b in created.chain(changes.balances.iter().copied()) {
+            let r = b.balances;
+            stmt.execute(params![
+                id64(b.id.get()),
+                r.debits_pending.fen(),
+                r.debits_posted.fen(),
+                r.credits_pending.fen(),
+                r.credits_posted.fen(),
+                b.flags.0,
+            ])
+            .map_err(e)?;
+        }
+    }
+    if changes.transfers.iter().any(|t| t.flags.pending()) {
+        let mut stmt = tx.prepare_cached(INSERT_LIVE_HOLD).map_err(e)?;
+        for t in changes.transfers.iter().filter(|t| t.flags.pending()) {
+            stmt.execute(params![id64(t.id.get()), ns(t.timestamp)?])
+                .map_err(e)?;
+        }
+    }
+    if !changes.released.is_empty() {
+        let mut stmt = tx.prepare_cached(DELETE_LIVE_HOLD).map_err(e)?;
+        for id in changes.released {
+            stmt.execute(params![id64(id.get())]).map_err(e)?;
+        }
+    }
+    if !changes.transfers.is_empty() {
+        tx.prepare_cached(COUNT_TRANSFERS)
+            .map_err(e)?
+            .execute(params![changes.transfers.len() as i64])
+            .map_err(e)?;
+    }
     Ok(())
+}
+
+/// Rows per `IN (...)` lookup.
+const LOOKUP_CHUNK: usize = 256;
+
+/// Runs `sql` (with `{}` standing for a list of placeholders) for `ids` in
+/// chunks, collecting what `row` reads.
+fn lookup<T>(
+    c: &rusqlite::Connection,
+    sql: &str,
+    ids: &[TransferId],
+    mut row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(LOOKUP_CHUNK) {
+        let marks = if chunk.len() == LOOKUP_CHUNK {
+            FULL_MARKS.with(|m| m.clone())
+        } else {
+            vec!["?"; chunk.len()].join(", ")
+        };
+        let mut stmt = c.prepare_cached(&sql.replace("{}", &marks))?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(
+            chunk.iter().map(|id| id64(id.get())),
+        ))?;
+        while let Some(r) = rows.next()? {
+            out.push(row(r)?);
+        }
+    }
+    Ok(out)
+}
+
+thread_local! {
+    static FULL_MARKS: String = vec!["?"; LOOKUP_CHUNK].join(", ");
 }
 
 #[async_trait]
@@ -291,15 +497,121 @@ impl LedgerStore for SqliteLedgerStore {
         })
     }
 
-    async fn load(&self) -> Result<Snapshot, StoreError> {
-        self.db.with(|c| {
-            let accounts = c
-                .prepare(
-                    "SELECT timestamp, id, kind, currency, flags, upper_limit, owner, metadata
-                     FROM ledger_accounts ORDER BY timestamp",
-                )?
-                .query_map([], read_account)?
+    async fn load_state(&self) -> Result<LedgerState, StoreError> {
+        self.db.read(|c| {
+            let accounts = read_accounts(c)?;
+            let holds = c
+                .prepare(&format!(
+                    "{TRANSFER_SELECT} WHERE timestamp IN (SELECT timestamp FROM ledger_live_holds)
+                     ORDER BY timestamp"
+                ))?
+                .query_map([], read_transfer)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let last: Option<i64> = c.query_row(
+                "SELECT max(ts) FROM (
+                    SELECT max(timestamp) AS ts FROM ledger_transfers
+                    UNION ALL SELECT max(timestamp) FROM ledger_expiries
+                    UNION ALL SELECT max(timestamp) FROM ledger_accounts)",
+                [],
+                |r| r.get(0),
+            )?;
+            let transfer_count: i64 = c
+                .query_row(
+                    "SELECT value FROM ledger_counters WHERE name = 'transfers'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            let failure_count: i64 =
+                c.query_row("SELECT count(*) FROM ledger_failures", [], |r| r.get(0))?;
+            Ok(LedgerState {
+                accounts,
+                holds,
+                last_timestamp: last.map(at),
+                transfer_count: u64::try_from(transfer_count).unwrap_or(0),
+                failure_count: u64::try_from(failure_count).unwrap_or(0),
+            })
+        })
+    }
+
+    async fn prefetch(
+        &self,
+        ids: &[TransferId],
+        holds: &[TransferId],
+    ) -> Result<Prefetched, StoreError> {
+        let mut wanted: Vec<TransferId> = ids.iter().chain(holds).copied().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        self.db.read(|c| {
+            let transfers = lookup(
+                c,
+                &format!("{TRANSFER_SELECT} WHERE id IN ({{}})"),
+                &wanted,
+                read_transfer,
+            )?;
+            let failures = lookup(
+                c,
+                "SELECT id, result FROM ledger_failures WHERE id IN ({})",
+                ids,
+                read_failure,
+            )?;
+            let settlements = lookup(
+                c,
+                &format!("{TRANSFER_SELECT} WHERE pending_id IN ({{}})"),
+                holds,
+                read_transfer,
+            )?;
+            let expiries = lookup(
+                c,
+                "SELECT timestamp, transfer_id FROM ledger_expiries WHERE transfer_id IN ({})",
+                holds,
+                read_expiry,
+            )?;
+            Ok(Prefetched {
+                transfers,
+                settlements,
+                expiries,
+                failures,
+            })
+        })
+    }
+
+    async fn account_transfers(&self, range: &AccountRange) -> Result<Vec<Transfer>, StoreError> {
+        let (from, to) = (ns(range.from)?, ns(range.to)?);
+        let limit = i64::try_from(range.limit).unwrap_or(i64::MAX);
+        let account = id64(range.account.get());
+        self.db.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT * FROM (
+                    SELECT * FROM ({TRANSFER_SELECT} WHERE debit_account_id = ?1
+                        AND timestamp >= ?2 AND timestamp < ?3 ORDER BY timestamp LIMIT ?4)
+                    UNION ALL
+                    SELECT * FROM ({TRANSFER_SELECT} WHERE credit_account_id = ?1
+                        AND timestamp >= ?2 AND timestamp < ?3 ORDER BY timestamp LIMIT ?4)
+                 ) ORDER BY timestamp LIMIT ?4"
+            ))?
+            .query_map(params![account, from, to, limit], read_transfer)?
+            .collect()
+        })
+    }
+
+    async fn transfers_by_reference(
+        &self,
+        reference: &Reference,
+    ) -> Result<Vec<Transfer>, StoreError> {
+        self.db.read(|c| {
+            c.prepare_cached(&format!(
+                "{TRANSFER_SELECT} WHERE reference = ?1 ORDER BY timestamp"
+            ))?
+            .query_map([reference.as_str()], read_transfer)?
+            .collect()
+        })
+    }
+
+    async fn load(&self) -> Result<Snapshot, StoreError> {
+        self.db.read(|c| {
+            let accounts = read_accounts(c)?;
             let transfers = c
                 .prepare(
                     "SELECT timestamp, id, debit_account_id, credit_account_id, amount, pending_id,
@@ -310,23 +622,11 @@ impl LedgerStore for SqliteLedgerStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let expiries = c
                 .prepare("SELECT timestamp, transfer_id FROM ledger_expiries ORDER BY timestamp")?
-                .query_map([], |r| {
-                    Ok(Expiry {
-                        timestamp: at(r.get(0)?),
-                        transfer_id: TransferId::new(uid(r.get(1)?)),
-                    })
-                })?
+                .query_map([], read_expiry)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let failures = c
                 .prepare("SELECT id, result FROM ledger_failures ORDER BY id")?
-                .query_map([], |r| {
-                    let code = small(r, 1)?;
-                    Ok(FailedTransfer {
-                        id: TransferId::new(uid(r.get(0)?)),
-                        result: CreateTransferResult::from_code(code)
-                            .ok_or_else(|| corrupt(1, format!("unknown result code {code}")))?,
-                    })
-                })?
+                .query_map([], read_failure)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(Snapshot {
                 accounts,

@@ -79,3 +79,164 @@ async fn a_ledger_file_reopens_with_its_acknowledged_state() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, TransferId::new(107));
 }
+
+/// A file written by schema v1 (a log, no balances) opens on v2 with the
+/// balances, closed flags and live holds computed from its log once.
+#[tokio::test]
+async fn a_v1_ledger_file_is_upgraded_from_its_log() {
+    use std::sync::Arc;
+
+    use chrono::Duration;
+    use citycard_core::{Clock, ManualClock, Principal};
+    use citycard_ledger::{AccountFlags, AccountId, Engine, Ledger, NewTransfer, TransferId};
+    use citycard_sqlite::db::{Connection, migrate};
+    use citycard_testkit::ledger::{funding_batch, random_accounts, random_batches};
+
+    let bits = |id: u64| i64::from_ne_bytes(id.to_ne_bytes());
+    let ns = |at: chrono::DateTime<chrono::Utc>| at.timestamp_nanos_opt().expect("in range");
+    for seed in 0..4u64 {
+        let clock = ManualClock::at_ymd_hms(2026, 11, 26, 8, 0, 0);
+        let mut reference = Engine::new();
+        reference.create_accounts(clock.now(), random_accounts(seed, 6));
+        reference.create_transfers(clock.now(), funding_batch(6));
+        for (secs, batch) in random_batches(seed, 12, 6, 60) {
+            clock.advance(Duration::seconds(secs));
+            reference.create_transfers(clock.now(), batch);
+        }
+        // Closings: account 1 stays closed, account 2 is closed then reopened.
+        let id = TransferId::new;
+        reference.create_transfers(
+            clock.now(),
+            vec![
+                NewTransfer::close_account(id(9_001), AccountId::new(1), AccountId::new(6), 9),
+                NewTransfer::close_account(id(9_002), AccountId::new(2), AccountId::new(6), 9),
+            ],
+        );
+        reference.create_transfers(clock.now(), vec![NewTransfer::void(id(9_003), id(9_002))]);
+        clock.advance(Duration::hours(2));
+        reference.expire_pending(clock.now());
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("citycard.db");
+        {
+            let mut conn = Connection::open(&path).expect("file");
+            conn.execute_batch("PRAGMA application_id = 1128485444;")
+                .expect("id");
+            let v1: Vec<_> = citycard_sqlite::all_migrations()
+                .into_iter()
+                .filter(|m| m.component != "ledger" || m.version == 1)
+                .collect();
+            migrate(&mut conn, &v1).expect("v1 schema");
+            let tx = conn.transaction().expect("tx");
+            for a in reference.accounts() {
+                tx.execute(
+                    "INSERT INTO ledger_accounts (timestamp, id, kind, currency, flags, upper_limit)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    (
+                        ns(a.created_at),
+                        bits(a.id.get()),
+                        a.kind.0,
+                        a.currency.0,
+                        a.flags.0 & !AccountFlags::CLOSED.0,
+                        a.upper_limit.map(|l| l.fen()),
+                    ),
+                )
+                .expect("account");
+            }
+            for t in reference.transfers() {
+                tx.execute(
+                    "INSERT INTO ledger_transfers (timestamp, id, debit_account_id,
+                        credit_account_id, amount, pending_id, timeout_secs, currency, code,
+                        flags, reference, memo)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    rusqlite::params![
+                        ns(t.timestamp),
+                        bits(t.id.get()),
+                        bits(t.debit_account_id.get()),
+                        bits(t.credit_account_id.get()),
+                        t.amount.fen(),
+                        t.pending_id.map(|p| bits(p.get())),
+                        t.timeout_secs,
+                        t.currency.0,
+                        t.code,
+                        t.flags.0,
+                        t.reference.as_ref().map(|r| r.as_str().to_owned()),
+                        t.memo.clone(),
+                    ],
+                )
+                .expect("transfer");
+            }
+            for e in reference.expiries() {
+                tx.execute(
+                    "INSERT INTO ledger_expiries (timestamp, transfer_id) VALUES (?1, ?2)",
+                    (ns(e.timestamp), bits(e.transfer_id.get())),
+                )
+                .expect("expiry");
+            }
+            for f in reference.failures() {
+                tx.execute(
+                    "INSERT INTO ledger_failures (id, result) VALUES (?1, ?2)",
+                    (bits(f.id.get()), f.result.code()),
+                )
+                .expect("failure");
+            }
+            tx.commit().expect("commit");
+        }
+        let db = Database::open(&path).expect("v1 file migrates");
+        let ledger = Ledger::open(
+            Arc::new(SqliteLedgerStore::new(db)),
+            Arc::new(ManualClock::new(clock.now())),
+        )
+        .await
+        .expect("ledger opens");
+        let (accounts, holds, count) = ledger
+            .inspect(|e| {
+                (
+                    e.accounts().collect::<Vec<_>>(),
+                    e.live_holds(),
+                    e.transfer_count(),
+                )
+            })
+            .await
+            .expect("state");
+        assert_eq!(
+            accounts,
+            reference.accounts().collect::<Vec<_>>(),
+            "seed {seed}"
+        );
+        assert!(accounts[0].is_closed() && !accounts[1].is_closed());
+        assert_eq!(holds, reference.live_holds(), "seed {seed}");
+        assert_eq!(count, reference.transfer_count(), "seed {seed}");
+        // Old ids replay exactly after the upgrade.
+        let again: Vec<NewTransfer> = reference
+            .transfers()
+            .iter()
+            .filter(|t| !t.flags.post_pending_transfer() && !t.flags.void_pending_transfer())
+            .take(20)
+            .map(|t| {
+                let mut n = NewTransfer::new(
+                    t.id,
+                    t.debit_account_id,
+                    t.credit_account_id,
+                    t.amount,
+                    t.code,
+                );
+                n.flags = t.flags;
+                n.timeout_secs = t.timeout_secs;
+                n.reference = t.reference.clone();
+                n.memo = t.memo.clone();
+                n
+            })
+            .collect();
+        let results = ledger
+            .create_transfers(&Principal::System, again)
+            .await
+            .expect("replays");
+        assert!(
+            results
+                .iter()
+                .all(|r| *r == citycard_ledger::CreateTransferResult::Exists),
+            "seed {seed}: {results:?}"
+        );
+    }
+}

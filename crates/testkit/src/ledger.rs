@@ -1,20 +1,23 @@
 //! Test support for citycard-ledger: conformance suites for its storage ports,
 //! fault-injecting doubles of its remote ports, and proptest strategies.
+//!
+//! Longer than ≈800 lines: the conformance suite is one macro, one item.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use citycard_core::{CoreChanges, Money, StoreError};
 use citycard_ledger::{
-    AccountFlags, AccountId, AccountKind, ChangeSet, LedgerStore, NewAccount, NewTransfer,
-    Reference, Snapshot, TransferFlags, TransferId,
+    AccountFlags, AccountId, AccountKind, AccountRange, ChangeSet, LedgerState, LedgerStore,
+    NewAccount, NewTransfer, Prefetched, Reference, Snapshot, Transfer, TransferFlags, TransferId,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
 use crate::faults::{Fault, Faults};
 
-/// A [`LedgerStore`] double that injects faults on `commit` and `load`.
+/// A [`LedgerStore`] double that injects faults on `commit`, `load` (opening
+/// reads: `load_state` and `load`), `prefetch` and `read` (history queries).
 ///
 /// [`Fault::Fail`] and [`Fault::Timeout`] fail before writing anything (a crash
 /// before the commit); [`Fault::UnknownOutcome`] commits, then reports failure
@@ -61,12 +64,47 @@ impl LedgerStore for FaultyLedgerStore {
         }
     }
 
+    async fn load_state(&self) -> Result<LedgerState, StoreError> {
+        self.read_fault("load")?;
+        self.inner.load_state().await
+    }
+
+    async fn prefetch(
+        &self,
+        ids: &[TransferId],
+        holds: &[TransferId],
+    ) -> Result<Prefetched, StoreError> {
+        self.read_fault("prefetch")?;
+        self.inner.prefetch(ids, holds).await
+    }
+
+    async fn account_transfers(&self, range: &AccountRange) -> Result<Vec<Transfer>, StoreError> {
+        self.read_fault("read")?;
+        self.inner.account_transfers(range).await
+    }
+
+    async fn transfers_by_reference(
+        &self,
+        reference: &Reference,
+    ) -> Result<Vec<Transfer>, StoreError> {
+        self.read_fault("read")?;
+        self.inner.transfers_by_reference(reference).await
+    }
+
     async fn load(&self) -> Result<Snapshot, StoreError> {
-        match self.faults.check("load") {
-            Fault::None | Fault::UnknownOutcome => self.inner.load().await,
-            Fault::Fail | Fault::Timeout => {
-                Err(StoreError::Unavailable("injected load failure".into()))
-            }
+        self.read_fault("load")?;
+        self.inner.load().await
+    }
+}
+
+impl FaultyLedgerStore {
+    /// A scripted failure of a read (`UnknownOutcome` reads normally).
+    fn read_fault(&self, operation: &str) -> Result<(), StoreError> {
+        match self.faults.check(operation) {
+            Fault::None | Fault::UnknownOutcome => Ok(()),
+            Fault::Fail | Fault::Timeout => Err(StoreError::Unavailable(format!(
+                "injected {operation} failure"
+            ))),
         }
     }
 }
@@ -237,10 +275,10 @@ macro_rules! ledger_store_conformance {
                 Clock, ManualClock, Money, PersonId, Principal,
             };
             use $crate::__private::citycard_ledger::{
-                Account, AccountFlags, AccountId, AccountKind, Balances, ChangeSet,
-                CreateAccountResult, CreateTransferResult, Engine, Expiry, FailedTransfer, Ledger,
-                LedgerStore, NewAccount, NewTransfer, Owner, PendingStatus, Reference, Transfer,
-                TransferFlags, TransferId, WalletHolder, WalletLimits,
+                Account, AccountBalance, AccountFlags, AccountId, AccountKind, AccountRange,
+                Balances, ChangeSet, CreateAccountResult, CreateTransferResult, Engine, Expiry,
+                FailedTransfer, Ledger, LedgerStore, NewAccount, NewTransfer, Owner, PendingStatus,
+                Reference, Transfer, TransferFlags, TransferId, WalletHolder, WalletLimits,
             };
 
             fn at(nanos: i64) -> DateTime<Utc> {
@@ -281,6 +319,7 @@ macro_rules! ledger_store_conformance {
             #[tokio::test]
             async fn a_new_store_loads_empty() {
                 let store = super::$factory().await;
+                assert_eq!(store.load_state().await.unwrap(), Default::default());
                 let s = store.load().await.unwrap();
                 assert!(s.accounts.is_empty() && s.transfers.is_empty());
                 assert!(s.expiries.is_empty() && s.failures.is_empty());
@@ -336,6 +375,7 @@ macro_rules! ledger_store_conformance {
                             transfers: &transfers,
                             expiries: &expiries,
                             failures: &failures,
+                            ..ChangeSet::default()
                         },
                         &Default::default(),
                     )
@@ -489,31 +529,32 @@ macro_rules! ledger_store_conformance {
                 );
                 clock.advance(Duration::seconds(31));
                 assert_eq!(ledger.expire_pending(&system).await.unwrap(), 1);
-                let before = ledger
-                    .inspect(|e: &Engine| {
-                        (
-                            e.accounts().collect::<Vec<_>>(),
-                            e.transfers().to_vec(),
-                            e.expiries().collect::<Vec<_>>(),
-                            e.failures(),
-                        )
-                    })
-                    .await
-                    .unwrap();
+                let state = |e: &Engine| {
+                    (
+                        e.accounts().collect::<Vec<_>>(),
+                        e.live_holds(),
+                        e.transfer_count(),
+                    )
+                };
+                let before = ledger.inspect(state).await.unwrap();
+                let exported = ledger.export(&system).await.unwrap();
                 drop(ledger);
                 let reopened = Ledger::open(store.clone(), clock.clone()).await.unwrap();
-                let after = reopened
-                    .inspect(|e: &Engine| {
-                        (
-                            e.accounts().collect::<Vec<_>>(),
-                            e.transfers().to_vec(),
-                            e.expiries().collect::<Vec<_>>(),
-                            e.failures(),
-                        )
-                    })
-                    .await
-                    .unwrap();
+                let after = reopened.inspect(state).await.unwrap();
                 assert_eq!(before, after);
+                assert!(
+                    after.1.is_empty(),
+                    "every hold was posted, voided or expired"
+                );
+                assert_eq!(after.2, 6);
+                assert_eq!(reopened.export(&system).await.unwrap(), exported);
+                // Opening read state, not history: the window is empty.
+                assert!(
+                    reopened
+                        .inspect(|e: &Engine| e.transfers().is_empty())
+                        .await
+                        .unwrap()
+                );
                 let wallet = reopened.account(&system, w).await.unwrap();
                 // 100 in, 4 posted out; holds 11 (expired) and 13 (voided) released.
                 assert_eq!(wallet.posted(), Money::from_yuan(96));
@@ -565,29 +606,38 @@ macro_rules! ledger_store_conformance {
                     let mut reference = Engine::new();
                     reference.create_accounts(start, accounts.clone());
                     reference.create_transfers(start, $crate::ledger::funding_batch(6));
-                    let ledger = Ledger::open(store.clone(), clock.clone()).await.unwrap();
+                    // A window of two transfers: almost every id is read from the store.
+                    let ledger = Ledger::open(store.clone(), clock.clone())
+                        .await
+                        .unwrap()
+                        .with_transfer_cache(2);
                     ledger.create_accounts(&system, accounts).await.unwrap();
                     ledger
                         .create_transfers(&system, $crate::ledger::funding_batch(6))
                         .await
                         .unwrap();
+                    let mut instants = vec![start];
+                    let mut all = Vec::new();
                     for (secs, batch) in $crate::ledger::random_batches(seed, 10, 6, 60) {
                         clock.advance(Duration::seconds(secs));
+                        instants.push(clock.now());
+                        all.extend(batch.iter().cloned());
                         let expected = reference.create_transfers(clock.now(), batch.clone());
                         let got = ledger.create_transfers(&system, batch).await.unwrap();
                         assert_eq!(got, expected, "seed {seed}");
                     }
+                    // Every request again, long after: replays of old ids from the store.
+                    clock.advance(Duration::seconds(1));
+                    let expected = reference.create_transfers(clock.now(), all.clone());
+                    let got = ledger.create_transfers(&system, all).await.unwrap();
+                    assert_eq!(got, expected, "seed {seed}: replays");
                     drop(ledger);
-                    let reopened = Ledger::open(store, clock.clone()).await.unwrap();
-                    let (accounts, transfers, expiries, failures) = reopened
-                        .inspect(|e: &Engine| {
-                            (
-                                e.accounts().collect::<Vec<_>>(),
-                                e.transfers().to_vec(),
-                                e.expiries().collect::<Vec<_>>(),
-                                e.failures(),
-                            )
-                        })
+                    let reopened = Ledger::open(store, clock.clone())
+                        .await
+                        .unwrap()
+                        .with_transfer_cache(0);
+                    let (accounts, holds) = reopened
+                        .inspect(|e: &Engine| (e.accounts().collect::<Vec<_>>(), e.live_holds()))
                         .await
                         .unwrap();
                     assert_eq!(
@@ -595,14 +645,273 @@ macro_rules! ledger_store_conformance {
                         reference.accounts().collect::<Vec<_>>(),
                         "seed {seed}"
                     );
-                    assert_eq!(transfers, reference.transfers().to_vec(), "seed {seed}");
+                    assert_eq!(holds, reference.live_holds(), "seed {seed}");
+                    let exported = reopened.export(&system).await.unwrap();
+                    assert_eq!(exported.accounts, accounts, "seed {seed}");
                     assert_eq!(
-                        expiries,
+                        exported.transfers,
+                        reference.transfers().to_vec(),
+                        "seed {seed}"
+                    );
+                    assert_eq!(
+                        exported.expiries,
                         reference.expiries().collect::<Vec<_>>(),
                         "seed {seed}"
                     );
-                    assert_eq!(failures, reference.failures(), "seed {seed}");
+                    assert_eq!(exported.failures, reference.failures(), "seed {seed}");
+                    // History queries read the store and agree with the reference.
+                    for t in reference.transfers().iter().step_by(3) {
+                        assert_eq!(&reopened.transfer(&system, t.id).await.unwrap(), t);
+                        if t.flags.pending() {
+                            assert_eq!(
+                                Some(reopened.pending_status(&system, t.id).await.unwrap()),
+                                reference.pending_status(t.id),
+                                "seed {seed}: hold {}",
+                                t.id
+                            );
+                        }
+                    }
+                    for f in reference.failures() {
+                        assert_eq!(
+                            reopened.failure(&system, f.id).await.unwrap(),
+                            Some(f.result)
+                        );
+                    }
+                    for n in 0..4 {
+                        let r = Reference::trip(&format!("T-{n}")).unwrap();
+                        let expected: Vec<Transfer> = reference
+                            .transfers_by_reference(&r)
+                            .into_iter()
+                            .cloned()
+                            .collect();
+                        assert_eq!(
+                            reopened.transfers_by_reference(&system, &r).await.unwrap(),
+                            expected
+                        );
+                    }
+                    let end = clock.now() + Duration::seconds(1);
+                    for a in reference.accounts() {
+                        if a.flags.history() {
+                            for &at in &instants {
+                                assert_eq!(
+                                    reopened.balances_at(&system, a.id, at).await.unwrap(),
+                                    reference.balances_at(a.id, at).unwrap(),
+                                    "seed {seed}: account {} at {at}",
+                                    a.id
+                                );
+                            }
+                        }
+                        let whole = reopened.statement(&system, a.id, start, end).await.unwrap();
+                        assert_eq!(whole.closing_balance, a.posted(), "seed {seed}");
+                        let ids: Vec<TransferId> = reference
+                            .account_transfers(a.id)
+                            .into_iter()
+                            .filter(|t| !t.flags.pending() && !t.flags.void_pending_transfer())
+                            .map(|t| t.id)
+                            .collect();
+                        let got: Vec<TransferId> =
+                            whole.entries.iter().map(|e| e.transfer_id).collect();
+                        assert_eq!(got, ids, "seed {seed}: statement of {}", a.id);
+                        // Paging by 3 gives the same entries and chained balances.
+                        let mut from = start;
+                        let mut paged = Vec::new();
+                        let mut balance = whole.opening_balance;
+                        loop {
+                            let page = reopened
+                                .statement_page(&system, a.id, from, end, 3)
+                                .await
+                                .unwrap();
+                            assert!(page.statement.entries.len() <= 3);
+                            assert_eq!(page.statement.opening_balance, balance);
+                            balance = page.statement.closing_balance;
+                            paged.extend(page.statement.entries);
+                            match page.next {
+                                Some(next) => from = next,
+                                None => break,
+                            }
+                        }
+                        assert_eq!(paged, whole.entries, "seed {seed}: pages of {}", a.id);
+                        assert_eq!(balance, whole.closing_balance);
+                    }
                 }
+            }
+
+            #[tokio::test]
+            async fn the_state_and_prefetch_read_what_was_committed() {
+                let store = super::$factory().await;
+                let accounts = vec![account(1, 0), account(2, 1)];
+                let mut hold = transfer(50, 1, 2, 300, 10);
+                hold.flags = TransferFlags::PENDING;
+                let mut live = transfer(51, 1, 2, 200, 11);
+                live.flags = TransferFlags::PENDING;
+                live.timeout_secs = 60;
+                let mut post = transfer(52, 1, 2, 100, 12);
+                post.flags = TransferFlags::POST_PENDING_TRANSFER;
+                post.pending_id = Some(TransferId::new(50));
+                let plain = transfer(53, 2, 1, 7, 13);
+                let transfers = vec![hold, live.clone(), post.clone(), plain.clone()];
+                let balances = [AccountBalance {
+                    id: AccountId::new(1),
+                    balances: Balances {
+                        debits_pending: Money::from_fen(200),
+                        debits_posted: Money::from_fen(100),
+                        credits_pending: Money::ZERO,
+                        credits_posted: Money::from_fen(7),
+                    },
+                    flags: AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
+                        | AccountFlags::HISTORY
+                        | AccountFlags::CLOSED,
+                }];
+                let failures = vec![FailedTransfer {
+                    id: TransferId::new(60),
+                    result: CreateTransferResult::ExceedsCredits,
+                }];
+                store
+                    .commit(
+                        &ChangeSet {
+                            accounts: &accounts,
+                            ..ChangeSet::default()
+                        },
+                        &Default::default(),
+                    )
+                    .await
+                    .unwrap();
+                store
+                    .commit(
+                        &ChangeSet {
+                            transfers: &transfers,
+                            failures: &failures,
+                            balances: &balances,
+                            released: &[TransferId::new(50)],
+                            ..ChangeSet::default()
+                        },
+                        &Default::default(),
+                    )
+                    .await
+                    .unwrap();
+                let state = store.load_state().await.unwrap();
+                assert_eq!(state.transfer_count, 4);
+                assert_eq!(state.failure_count, 1);
+                assert_eq!(state.holds, vec![live.clone()]);
+                assert_eq!(state.last_timestamp, Some(at(13)));
+                let mut a1 = state
+                    .accounts
+                    .iter()
+                    .find(|a| a.id == AccountId::new(1))
+                    .unwrap()
+                    .clone();
+                assert_eq!(a1.balances, balances[0].balances);
+                assert!(a1.is_closed());
+                a1.balances = Balances::default();
+                a1.flags = accounts[0].flags;
+                assert_eq!(a1, accounts[0]);
+                let a2 = state
+                    .accounts
+                    .iter()
+                    .find(|a| a.id == AccountId::new(2))
+                    .unwrap();
+                assert_eq!(a2, &accounts[1]);
+                // Prefetch: ids (found, failed, unknown) and holds (posted, live).
+                let p = store
+                    .prefetch(
+                        &[
+                            TransferId::new(53),
+                            TransferId::new(60),
+                            TransferId::new(99),
+                        ],
+                        &[TransferId::new(50), TransferId::new(51)],
+                    )
+                    .await
+                    .unwrap();
+                let mut found: Vec<u64> = p.transfers.iter().map(|t| t.id.get()).collect();
+                found.sort_unstable();
+                assert_eq!(found, [50, 51, 53]);
+                assert_eq!(p.settlements, vec![post]);
+                assert!(p.expiries.is_empty());
+                assert_eq!(p.failures, failures);
+                let expiry = [Expiry {
+                    transfer_id: TransferId::new(51),
+                    timestamp: at(20),
+                }];
+                store
+                    .commit(
+                        &ChangeSet {
+                            expiries: &expiry,
+                            released: &[TransferId::new(51)],
+                            ..ChangeSet::default()
+                        },
+                        &Default::default(),
+                    )
+                    .await
+                    .unwrap();
+                let p = store.prefetch(&[], &[TransferId::new(51)]).await.unwrap();
+                assert_eq!(p.expiries, expiry.to_vec());
+                assert!(store.load_state().await.unwrap().holds.is_empty());
+                // A transfer id or a failed id stored twice is refused, and nothing of the batch stays.
+                let again = [transfer(53, 2, 1, 7, 30), transfer(70, 2, 1, 1, 31)];
+                assert!(
+                    store
+                        .commit(
+                            &ChangeSet {
+                                transfers: &again,
+                                ..ChangeSet::default()
+                            },
+                            &Default::default()
+                        )
+                        .await
+                        .is_err()
+                );
+                assert!(
+                    store
+                        .commit(
+                            &ChangeSet {
+                                failures: &failures,
+                                ..ChangeSet::default()
+                            },
+                            &Default::default()
+                        )
+                        .await
+                        .is_err()
+                );
+                assert!(
+                    store
+                        .prefetch(&[TransferId::new(70)], &[])
+                        .await
+                        .unwrap()
+                        .transfers
+                        .is_empty()
+                );
+                assert_eq!(store.load_state().await.unwrap().transfer_count, 4);
+                // Account pages: oldest first, bounded, in [from, to).
+                let range = |from: i64, to: i64, limit: usize| AccountRange {
+                    account: AccountId::new(1),
+                    from: at(from),
+                    to: at(to),
+                    limit,
+                };
+                let ids = |v: Vec<Transfer>| v.iter().map(|t| t.id.get()).collect::<Vec<_>>();
+                assert_eq!(
+                    ids(store.account_transfers(&range(0, 100, 10)).await.unwrap()),
+                    [50, 51, 52, 53]
+                );
+                assert_eq!(
+                    ids(store.account_transfers(&range(0, 100, 2)).await.unwrap()),
+                    [50, 51]
+                );
+                assert_eq!(
+                    ids(store.account_transfers(&range(11, 13, 10)).await.unwrap()),
+                    [51, 52]
+                );
+                assert!(
+                    store
+                        .account_transfers(&AccountRange {
+                            account: AccountId::new(9),
+                            ..range(0, 100, 10)
+                        })
+                        .await
+                        .unwrap()
+                        .is_empty()
+                );
             }
 
             #[tokio::test]

@@ -443,38 +443,40 @@ async fn dump(city: &CityCard, out: &mut dyn Write) -> Result<(), CliError> {
             .and_then(|v| v.get("status").map(|s| s.to_string()))
             .unwrap_or_default()
     };
-    let (transfers, failed, balances) = city
-        .ledger()
-        .inspect(|e| {
-            let mut transfers: Vec<_> = e
-                .transfers()
-                .iter()
-                .map(|t| {
-                    (
-                        t.id.get(),
-                        t.debit_account_id.get(),
-                        t.credit_account_id.get(),
-                        t.amount.fen(),
-                        t.code,
-                    )
-                })
-                .collect();
-            transfers.sort_unstable();
-            let failed: Vec<_> = e
-                .failures()
-                .iter()
-                .map(|f| (f.id.get(), format!("{:?}", f.result)))
-                .collect();
-            let mut balances: Vec<_> = e
-                .accounts()
-                .filter(|a| !a.posted().is_zero())
-                .map(|a| (a.id.get(), a.posted().fen()))
-                .collect();
-            balances.sort_unstable();
-            (transfers, failed, balances)
-        })
-        .await
-        .map_err(domain)?;
+    let (transfers, failed, balances) = {
+        let e = city
+            .ledger()
+            .export(&Principal::System)
+            .await
+            .map_err(domain)?;
+        let mut transfers: Vec<_> = e
+            .transfers
+            .iter()
+            .map(|t| {
+                (
+                    t.id.get(),
+                    t.debit_account_id.get(),
+                    t.credit_account_id.get(),
+                    t.amount.fen(),
+                    t.code,
+                )
+            })
+            .collect();
+        transfers.sort_unstable();
+        let failed: Vec<_> = e
+            .failures
+            .iter()
+            .map(|f| (f.id.get(), format!("{:?}", f.result)))
+            .collect();
+        let mut balances: Vec<_> = e
+            .accounts
+            .iter()
+            .filter(|a| !a.posted().is_zero())
+            .map(|a| (a.id.get(), a.posted().fen()))
+            .collect();
+        balances.sort_unstable();
+        (transfers, failed, balances)
+    };
     let claims = SqliteIdempotencyStore::new(db.clone())
         .in_progress(1000)
         .await

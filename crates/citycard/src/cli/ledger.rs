@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use citycard::Accounts;
-use citycard_core::{Money, SystemClock, civil_date};
+use citycard_core::{Money, Principal, SystemClock, civil_date};
 use citycard_ledger::{Account, AccountId, AccountKind, Ledger, NormalSide, Owner, Transfer};
 use citycard_sqlite::Database;
 use citycard_sqlite::ledger::SqliteLedgerStore;
@@ -194,18 +194,14 @@ fn load(data_dir: &Path) -> Result<Export, CliError> {
         let ledger = Ledger::open(Arc::new(SqliteLedgerStore::new(db)), Arc::new(SystemClock))
             .await
             .map_err(|e| CliError::Domain(format!("cannot open the ledger: {e}")))?;
-        ledger
-            .inspect(|engine| Export {
-                accounts: engine.accounts().map(|a| (a.id, a)).collect(),
-                transfers: engine
-                    .transfers()
-                    .iter()
-                    .filter(|t| is_posted(t))
-                    .cloned()
-                    .collect(),
-            })
+        let all = ledger
+            .export(&Principal::System)
             .await
-            .map_err(|e| CliError::Domain(format!("cannot read the ledger: {e}")))
+            .map_err(|e| CliError::Domain(format!("cannot read the ledger: {e}")))?;
+        Ok(Export {
+            accounts: all.accounts.into_iter().map(|a| (a.id, a)).collect(),
+            transfers: all.transfers.into_iter().filter(is_posted).collect(),
+        })
     })
 }
 
