@@ -59,6 +59,31 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         CREATE INDEX transit_credentials_until ON transit_credentials (valid_until);
     ",
     },
+    // v3: trips keyed by (card, day, id) without a rowid: one b-tree instead
+    // of a table, its id index and its (card, day) index.
+    Migration {
+        component: "transit",
+        version: 3,
+        sql: "
+        CREATE TABLE transit_trips_v3 (
+            card         BIGINT NOT NULL,
+            day          TEXT NOT NULL,
+            id           TEXT NOT NULL,
+            started_at   BIGINT NOT NULL,
+            operator     TEXT NOT NULL,
+            base_fen     BIGINT NOT NULL,
+            amount_fen   BIGINT NOT NULL,
+            completeness TEXT NOT NULL,
+            payment      TEXT NOT NULL,
+            PRIMARY KEY (card, day, id)
+        ) WITHOUT ROWID;
+        INSERT INTO transit_trips_v3
+            SELECT card, day, id, started_at, operator, base_fen, amount_fen, completeness, payment
+            FROM transit_trips;
+        DROP TABLE transit_trips;
+        ALTER TABLE transit_trips_v3 RENAME TO transit_trips;
+    ",
+    },
 ];
 
 /// Card references are u64; SQLite integers are i64: store the same 64 bits.
@@ -116,7 +141,7 @@ fn insert_trips(conn: &rusqlite::Connection, trips: &[SettledTrip]) -> Result<u6
     let mut stmt = conn
         .prepare_cached(
             "INSERT INTO transit_trips (id, card, day, started_at, operator, base_fen, amount_fen, completeness, payment)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
         )
         .map_err(|e| crate::to_store_error(&e))?;
     let mut new = 0u64;
