@@ -18,7 +18,7 @@ use crate::ports::{
     BalanceSource, CardFunds, CardIssuer, IdNumberIndex, IssuerVerdict, PlatformWallet,
     RealNameCheck,
 };
-use crate::store::CardStore;
+use crate::ports::CardStore;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
