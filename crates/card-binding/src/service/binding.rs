@@ -713,7 +713,7 @@ impl CardService {
             &(principal, binding, reason),
         )?;
         let (removed, _) = self
-            .idempotent(&key, async || {
+            .idempotent(&key, || async move {
                 let b = self.load_binding(binding).await?;
                 self.authorize_binding(principal, &b, DelegationScope::Unbind, "binding.unbind")
                     .await?;

@@ -170,7 +170,7 @@ impl CardService {
             &(principal, request),
         )?;
         let (grant, _) = self
-            .idempotent(&key, async || {
+            .idempotent(&key, || async move {
                 let grant = Delegation {
                     id: DelegationId::generate(&*self.ports.ids),
                     cardholder: request.cardholder.clone(),
@@ -223,7 +223,7 @@ impl CardService {
             &(principal, id),
         )?;
         let (revoked, _) = self
-            .idempotent(&key, async || {
+            .idempotent(&key, || async move {
                 let grant = self.ports.delegations.get(id).await?.ok_or_else(|| {
                     BindingError::NotFound {
                         what: format!("delegation {id}"),

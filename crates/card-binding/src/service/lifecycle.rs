@@ -66,8 +66,10 @@ impl CardService {
             &platforms,
         );
         let key = KeyRef::new(principal_scope("card.issue", principal), key, &fingerprint)?;
+        let (number, kind, holder_index) = (&number, &kind, &holder_index);
+        let (services, platforms) = (&services, &platforms);
         let (card, _) = self
-            .idempotent(&key, async || {
+            .idempotent(&key, || async move {
                 if self.ports.cards.by_number(&number).await?.is_some() {
                     return Err(BindingError::InvalidState {
                         operation: "issue the card".into(),
@@ -315,8 +317,9 @@ impl CardService {
         to: CardStatus,
     ) -> Result<CardChange, BindingError> {
         let key = KeyRef::new(principal_scope(action, principal), key, &(card_id, principal))?;
+        let to = &to;
         let (change, _) = self
-            .idempotent(&key, async || {
+            .idempotent(&key, || async move {
                 let mut card = self.load_card(card_id).await?;
                 self.authorize_card_op(principal, &card, action, holder_allowed)
                     .await?;
@@ -398,10 +401,11 @@ impl CardService {
                 &request.new_wallet_account,
             ),
         )?;
+        let number = &number;
         // Saga order: check, move the money (idempotent on the key), then swap the
         // cards and move the bindings in one commit. A retry repeats the steps safely.
         let (change, _) = self
-            .idempotent(&key, async || {
+            .idempotent(&key, || async move {
                 let mut old = self.load_card(card_id).await?;
                 self.authorize_card_op(principal, &old, "card.replace", false)
                     .await?;
@@ -476,7 +480,7 @@ impl CardService {
         // Saga order: refund (idempotent on the key; the ledger closes the account),
         // then cancel the card and remove its bindings in one commit.
         let (change, _) = self
-            .idempotent(&key, async || {
+            .idempotent(&key, || async move {
                 let mut card = self.load_card(card_id).await?;
                 self.authorize_card_op(principal, &card, "card.cancel", false)
                     .await?;

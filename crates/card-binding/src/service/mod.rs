@@ -396,10 +396,15 @@ impl CardService {
     /// (a stored outcome is the answer), gather and decide (`decide`), commit
     /// the decision with its outcome; a refused commit is decided again.
     /// Returns the answer and whether it was replayed.
-    async fn idempotent<T, F>(&self, key: &KeyRef, mut decide: F) -> Result<(T, bool), BindingError>
+    async fn idempotent<T, F, Fut>(
+        &self,
+        key: &KeyRef,
+        mut decide: F,
+    ) -> Result<(T, bool), BindingError>
     where
         T: Serialize + DeserializeOwned,
-        F: AsyncFnMut() -> Result<Decided<T>, BindingError>,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Decided<T>, BindingError>>,
     {
         let mut attempt = 0;
         loop {
