@@ -128,9 +128,11 @@ pub fn to_store_error(error: &rusqlite::Error) -> StoreError {
 /// batch.
 #[derive(Clone)]
 pub struct Database {
+    // Fields drop in order: the readers close before the writer, so the
+    // writer is the file's last connection and checkpoints the WAL away.
+    readers: Arc<Readers>,
     conn: Arc<Mutex<Connection>>,
     path: Option<PathBuf>,
-    readers: Arc<Readers>,
     commits: Arc<AtomicU64>,
 }
 
