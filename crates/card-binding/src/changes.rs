@@ -104,7 +104,11 @@ impl CardChanges {
 
     /// Moves `before` (as read) to `after`: the state may stay or move forward
     /// only ([`BindingState::can_become`](crate::BindingState::can_become)).
-    pub fn move_binding(&mut self, before: &Binding, after: Binding) -> Result<&mut Self, BindingError> {
+    pub fn move_binding(
+        &mut self,
+        before: &Binding,
+        after: Binding,
+    ) -> Result<&mut Self, BindingError> {
         if before.id != after.id || before.version != after.version {
             return Err(BindingError::InvalidState {
                 operation: "change a binding".into(),

@@ -174,24 +174,22 @@ pub mod service;
 pub mod sim;
 pub mod words;
 
+pub use changes::{CardChanges, Mismatch};
 pub use error::{BindingError, PortError};
+pub use memory::{MemoryBindingStore, MemoryCardRegistry, MemoryCardStore, MemoryDelegationStore};
 pub use model::{
     BalanceView, Binding, BindingId, BindingReceipt, BindingState, BlindIndex, Card, CardId,
     CardKind, CardNumber, CardNumberCharset, CardNumberFormat, CardRules, CardStatus, ConsentInput,
     ConsentRecord, DataCategory, Delegation, PassSerial, PassStatus, PassUpdate, Relation,
     RemovalReason, Service, ServiceSet, WalletAccountRef, WalletPass,
 };
-pub use changes::{CardChanges, Mismatch};
-pub use memory::{
-    MemoryBindingStore, MemoryCardRegistry, MemoryCardStore, MemoryDelegationStore,
-};
 pub use ports::{
     BalanceSource, BindingStore, CardChangeStore, CardFunds, CardIssuer, CardStore,
     DelegationStore, IdNumberIndex, IssuerVerdict, PlatformWallet, RealNameCheck,
 };
 pub use service::{
-    BindRequest, BindingConfig, CAS_ATTEMPTS, CardChange, CardPorts, CardService,
-    GrantDelegation, IssueCard, ReplaceCard, StoredGrants, WalletView,
+    BindRequest, BindingConfig, CAS_ATTEMPTS, CardChange, CardPorts, CardService, GrantDelegation,
+    IssueCard, ReplaceCard, StoredGrants, WalletView,
 };
 pub use sim::{KeyedHashIndex, MemoryFunds, RegistryCardIssuer, SimulatedWallet, StaticRealNames};
 pub use words::{Lang, UserMessage};

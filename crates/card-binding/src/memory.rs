@@ -182,8 +182,7 @@ impl Registry {
     fn update_binding(&mut self, binding: &Binding) -> Result<Undo, StoreError> {
         let index = self.binding_at(&binding.id, binding.version)?;
         if binding.state.is_live()
-            && let Some(other) =
-                self.live_index(&binding.card, &binding.platform, &binding.account)
+            && let Some(other) = self.live_index(&binding.card, &binding.platform, &binding.account)
             && other != index
         {
             return Err(conflict(

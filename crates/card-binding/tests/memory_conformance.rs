@@ -1,7 +1,9 @@
 //! The storage conformance suites run against the in-memory stores.
 use std::sync::Arc;
 
-use citycard_binding::{MemoryBindingStore, MemoryCardRegistry, MemoryCardStore, MemoryDelegationStore};
+use citycard_binding::{
+    MemoryBindingStore, MemoryCardRegistry, MemoryCardStore, MemoryDelegationStore,
+};
 use citycard_testkit::binding::CardRegistryUnderTest;
 use citycard_testkit::{
     binding_store_conformance, card_change_store_conformance, card_store_conformance,

@@ -161,13 +161,19 @@ async fn a_failed_issue_writes_nothing_and_a_lost_answer_is_replayed() {
     let w = world();
     w.crash(FAIL_BEFORE);
     assert!(w.issue().await.is_err());
-    assert_eq!(w.registry.cards().by_holder(&w.holder).await.unwrap(), vec![]);
+    assert_eq!(
+        w.registry.cards().by_holder(&w.holder).await.unwrap(),
+        vec![]
+    );
     assert_eq!(w.audit_count("card.issue").await, 0);
     w.crash(LOSE_ANSWER);
     assert!(w.issue().await.is_err());
     let stored = w.registry.cards().by_holder(&w.holder).await.unwrap();
     assert_eq!(stored.len(), 1, "the card was stored with its outcome");
-    let card = w.issue().await.expect("the retry replays the stored outcome");
+    let card = w
+        .issue()
+        .await
+        .expect("the retry replays the stored outcome");
     assert_eq!(card.id, stored[0].id);
     assert_eq!(w.audit_count("card.issue").await, 1, "issued once");
 }
@@ -179,7 +185,12 @@ async fn a_status_change_whose_answer_was_lost_is_replayed() {
     let holder = Principal::cardholder(w.holder.clone());
     let lost = key("lost-1");
     w.crash(LOSE_ANSWER);
-    assert!(w.service.report_lost(&holder, &lost, &card.id).await.is_err());
+    assert!(
+        w.service
+            .report_lost(&holder, &lost, &card.id)
+            .await
+            .is_err()
+    );
     let change = w
         .service
         .report_lost(&holder, &lost, &card.id)
@@ -202,7 +213,12 @@ async fn a_binding_whose_activation_answer_was_lost_is_replayed() {
         .await
         .unwrap();
     w.service
-        .unbind(&holder, &key("unbind-0"), &first.binding, RemovalReason::UserUnbound)
+        .unbind(
+            &holder,
+            &key("unbind-0"),
+            &first.binding,
+            RemovalReason::UserUnbound,
+        )
         .await
         .unwrap();
     let k = key("bind-1");
@@ -271,9 +287,17 @@ async fn a_replacement_or_cancellation_whose_answer_was_lost_is_replayed() {
         .expect("replayed");
     let new = change.new_card.expect("the new card");
     assert_eq!(new.number.as_str(), "3301000000000043");
-    assert_eq!(change.card.status, CardStatus::Replaced { by: new.id.clone() });
+    assert_eq!(
+        change.card.status,
+        CardStatus::Replaced { by: new.id.clone() }
+    );
     w.crash(FAIL_BEFORE);
-    assert!(w.service.cancel_card(&op, &key("cancel-1"), &new.id).await.is_err());
+    assert!(
+        w.service
+            .cancel_card(&op, &key("cancel-1"), &new.id)
+            .await
+            .is_err()
+    );
     let cancelled = w
         .service
         .cancel_card(&op, &key("cancel-1"), &new.id)

@@ -258,7 +258,11 @@ fn insert_delegation(c: &Connection, delegation: &Delegation) -> Result<(), Stor
 }
 
 /// Marks a grant revoked at `at`, keeping an earlier revocation; `None` if it does not exist.
-fn revoke(c: &Connection, id: &DelegationId, at: DateTime<Utc>) -> Result<Option<Delegation>, StoreError> {
+fn revoke(
+    c: &Connection,
+    id: &DelegationId,
+    at: DateTime<Utc>,
+) -> Result<Option<Delegation>, StoreError> {
     let data: Option<String> = c
         .prepare_cached("SELECT data FROM binding_delegations WHERE id = ?1")
         .and_then(|mut stmt| stmt.query_row([id.as_str()], |r| r.get(0)).optional())

@@ -894,7 +894,8 @@ macro_rules! card_change_store_conformance {
                 let mut active = b.clone();
                 active.state = BindingState::Active;
                 let mut c = CardChanges::new();
-                c.update_card(lost).revoke_delegation(g.id.clone(), fixture_time(4));
+                c.update_card(lost)
+                    .revoke_delegation(g.id.clone(), fixture_time(4));
                 c.move_binding(&b, active).unwrap();
                 s.changes.commit(&c, &core("card:1", "k-2")).await.unwrap();
                 let card2 = s.cards.get(&card.id).await.unwrap().unwrap();
@@ -937,8 +938,13 @@ macro_rules! card_change_store_conformance {
                 // Each refused commit carries rows, an audit record and an outcome:
                 // none of them may land.
                 let fresh = sample_card(2, "psn-b");
-                let other =
-                    sample_binding("bnd-2", &fresh.id, Platform::Alipay, "pac-2", BindingState::Pending);
+                let other = sample_binding(
+                    "bnd-2",
+                    &fresh.id,
+                    Platform::Alipay,
+                    "pac-2",
+                    BindingState::Pending,
+                );
                 let refused: Vec<(&str, CardChanges)> = vec![
                     ("stale card", {
                         let mut c = CardChanges::new();

@@ -81,7 +81,11 @@ impl CardService {
             id_index: &id_index,
             consent: &request.consent,
         };
-        let key = KeyRef::new(principal_scope("binding.bind", principal), key, &fingerprint)?;
+        let key = KeyRef::new(
+            principal_scope("binding.bind", principal),
+            key,
+            &fingerprint,
+        )?;
         let outcome = match self.lookup::<BindOutcome>(&key).await? {
             Some(stored) => stored,
             None => self.bind_steps(principal, request, &number, &key).await?,
@@ -573,7 +577,8 @@ impl CardService {
             if let Some(key) = key
                 && next.state != BindingState::Removed
             {
-                core.outcomes.push(key.outcome(&BindOutcome::Ok(answer.clone()), now)?);
+                core.outcomes
+                    .push(key.outcome(&BindOutcome::Ok(answer.clone()), now)?);
             }
             match self.commit(&changes, &core).await {
                 Ok(()) => {

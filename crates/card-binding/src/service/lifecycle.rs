@@ -70,7 +70,7 @@ impl CardService {
         let (services, platforms) = (&services, &platforms);
         let (card, _) = self
             .idempotent(&key, || async move {
-                if self.ports.cards.by_number(&number).await?.is_some() {
+                if self.ports.cards.by_number(number).await?.is_some() {
                     return Err(BindingError::InvalidState {
                         operation: "issue the card".into(),
                         state: "a card with this number exists".into(),
@@ -316,7 +316,11 @@ impl CardService {
         from: fn(&CardStatus) -> bool,
         to: CardStatus,
     ) -> Result<CardChange, BindingError> {
-        let key = KeyRef::new(principal_scope(action, principal), key, &(card_id, principal))?;
+        let key = KeyRef::new(
+            principal_scope(action, principal),
+            key,
+            &(card_id, principal),
+        )?;
         let to = &to;
         let (change, _) = self
             .idempotent(&key, || async move {
@@ -415,7 +419,7 @@ impl CardService {
                         state: format!("the card is {}", old.status.code()),
                     });
                 }
-                if self.ports.cards.by_number(&number).await?.is_some() {
+                if self.ports.cards.by_number(number).await?.is_some() {
                     return Err(BindingError::InvalidState {
                         operation: "replace the card".into(),
                         state: "a card with the new number exists".into(),
@@ -544,7 +548,10 @@ impl CardService {
 
     /// Brings every settled binding of a card in line with its card (following
     /// replacements), in one commit; returns the bindings that changed.
-    pub(crate) async fn follow_all(&self, card_id: &CardId) -> Result<Vec<BindingId>, BindingError> {
+    pub(crate) async fn follow_all(
+        &self,
+        card_id: &CardId,
+    ) -> Result<Vec<BindingId>, BindingError> {
         let mut attempt = 0;
         loop {
             attempt += 1;

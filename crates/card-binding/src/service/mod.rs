@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use citycard_core::{
     AuditLog, AuditOutcome, AuditRecord, Clock, CoreChanges, DelegationScope, Fingerprint,
-    IdGenerator, IdempotencyError, IdempotencyKey, IdempotencyState, IdempotencyStore,
-    KeyOutcome, OperatorRole, OperatorRoles, PersonId, Principal, StoreError,
+    IdGenerator, IdempotencyError, IdempotencyKey, IdempotencyState, IdempotencyStore, KeyOutcome,
+    OperatorRole, OperatorRoles, PersonId, Principal, StoreError,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -359,12 +359,7 @@ impl CardService {
     /// counts as free: the decision reads the effect back, and the outcome
     /// committed with it completes the claim.
     async fn lookup<T: DeserializeOwned>(&self, key: &KeyRef) -> Result<Option<T>, BindingError> {
-        let Some(record) = self
-            .ports
-            .idempotency
-            .get(&key.scope, &key.key)
-            .await?
-        else {
+        let Some(record) = self.ports.idempotency.get(&key.scope, &key.key).await? else {
             return Ok(None);
         };
         if record.fingerprint != key.fingerprint {

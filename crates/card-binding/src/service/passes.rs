@@ -15,7 +15,12 @@ use crate::model::{
 };
 
 impl CardService {
-    pub(super) fn pass_for(&self, binding: &Binding, card: &Card, status: PassStatus) -> WalletPass {
+    pub(super) fn pass_for(
+        &self,
+        binding: &Binding,
+        card: &Card,
+        status: PassStatus,
+    ) -> WalletPass {
         WalletPass {
             serial: binding.pass_serial.clone(),
             binding: binding.id.clone(),
@@ -355,5 +360,4 @@ impl CardService {
         .await?;
         Ok(self.ports.bindings.by_account(platform, account).await?)
     }
-
 }
