@@ -13,6 +13,11 @@
 //! rolls the whole transaction back; it decides nothing. Reads run on the
 //! database's reader connections.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use citycard_binding::{
@@ -318,16 +323,152 @@ pub fn write_card_changes(tx: &Transaction<'_>, changes: &CardChanges) -> Result
     Ok(())
 }
 
-/// The card service's one write on the citycard database.
+/// The card service's one write on the citycard database, with group commit.
+///
+/// Commits that arrive together (concurrent binds, say) are written in one
+/// transaction, each in its own savepoint: a change set whose precondition
+/// fails rolls back alone and gets its `Conflict`, the others commit, and
+/// the batch pays one fsync. Every caller is answered only after the
+/// transaction is durable. The first caller to find no batch being written
+/// writes the waiting ones synchronously inside its own poll (as every other
+/// SQLite call here runs on the caller's task), so nothing is spawned and a
+/// dropped caller never strands the others.
 #[derive(Debug, Clone)]
 pub struct SqliteCardChangeStore {
     db: Database,
+    queue: Arc<Mutex<Queue>>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    jobs: Vec<Arc<Job>>,
+    writing: bool,
+}
+
+#[derive(Debug)]
+struct Job {
+    changes: CardChanges,
+    core: CoreChanges,
+    slot: Mutex<Slot>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    result: Option<Result<(), StoreError>>,
+    waker: Option<Waker>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SqliteCardChangeStore {
     /// The store on an open database.
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            db,
+            queue: Arc::default(),
+        }
+    }
+
+    /// Writes every waiting change set, batch after batch, until none waits.
+    fn drain(&self) {
+        /// Gives up the writer's role if a write panics (normally it is given
+        /// up under the same lock that finds the queue empty, so a commit
+        /// queued meanwhile is never left without a writer).
+        struct Writing<'a>(&'a Mutex<Queue>);
+        impl Drop for Writing<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    locked(self.0).writing = false;
+                }
+            }
+        }
+        let _writing = Writing(&self.queue);
+        loop {
+            let batch = {
+                let mut queue = locked(&self.queue);
+                let batch = std::mem::take(&mut queue.jobs);
+                if batch.is_empty() {
+                    queue.writing = false;
+                    return;
+                }
+                batch
+            };
+            let results = self.db.transaction(|tx| {
+                let mut out = Vec::with_capacity(batch.len());
+                for job in &batch {
+                    tx.execute_batch("SAVEPOINT card_change").map_err(sql)?;
+                    let written = write_card_changes(tx, &job.changes)
+                        .and_then(|()| crate::write_core_changes(tx, &job.core));
+                    if written.is_err() {
+                        tx.execute_batch("ROLLBACK TO card_change").map_err(sql)?;
+                    }
+                    tx.execute_batch("RELEASE card_change").map_err(sql)?;
+                    out.push(written);
+                }
+                Ok(out)
+            });
+            for (n, job) in batch.iter().enumerate() {
+                let result = match &results {
+                    Ok(each) => each[n].clone(),
+                    Err(e) => Err(e.clone()),
+                };
+                let waker = {
+                    let mut slot = locked(&job.slot);
+                    slot.result = Some(result);
+                    slot.waker.take()
+                };
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            }
+        }
+    }
+}
+
+/// Yields once, so that the other ready tasks queue their commits first.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// A queued commit's answer.
+struct Committed<'a> {
+    store: &'a SqliteCardChangeStore,
+    job: Arc<Job>,
+}
+
+impl Future for Committed<'_> {
+    type Output = Result<(), StoreError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(result) = locked(&self.job.slot).result.take() {
+            return Poll::Ready(result);
+        }
+        let write = {
+            let mut queue = locked(&self.store.queue);
+            !std::mem::replace(&mut queue.writing, true)
+        };
+        if write {
+            self.store.drain();
+        }
+        let mut slot = locked(&self.job.slot);
+        match slot.result.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -337,10 +478,14 @@ impl CardChangeStore for SqliteCardChangeStore {
         if changes.is_empty() && core.is_empty() {
             return Ok(());
         }
-        self.db.transaction(|tx| {
-            write_card_changes(tx, changes)?;
-            crate::write_core_changes(tx, core)
-        })
+        let job = Arc::new(Job {
+            changes: changes.clone(),
+            core: core.clone(),
+            slot: Mutex::default(),
+        });
+        locked(&self.queue).jobs.push(job.clone());
+        YieldOnce(false).await;
+        Committed { store: self, job }.await
     }
 }
 

@@ -1019,6 +1019,46 @@ macro_rules! card_change_store_conformance {
                 assert_eq!(audited(&s, "card:1").await, 1);
             }
 
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_commits_for_one_card_and_account_admit_one_with_its_records() {
+                let s = super::$factory().await;
+                let card = sample_card(1, "psn-a");
+                let mut c = CardChanges::new();
+                c.insert_card(card.clone());
+                s.changes.commit(&c, &CoreChanges::default()).await.unwrap();
+                let mut tasks = Vec::new();
+                for i in 0..16 {
+                    let changes = s.changes.clone();
+                    let card = card.clone();
+                    tasks.push($crate::__private::tokio::spawn(async move {
+                        let b = sample_binding(
+                            &format!("bnd-{i}"),
+                            &card.id,
+                            Platform::Alipay,
+                            "pac-1",
+                            BindingState::Pending,
+                        );
+                        let mut c = CardChanges::new();
+                        c.insert_binding(b).expect_card(&card);
+                        changes.commit(&c, &core("card:1", &format!("k-{i}"))).await
+                    }));
+                }
+                let mut won = Vec::new();
+                for (i, t) in tasks.into_iter().enumerate() {
+                    match t.await.unwrap() {
+                        Ok(()) => won.push(i),
+                        Err(StoreError::Conflict(_)) => {}
+                        Err(other) => panic!("unexpected {other:?}"),
+                    }
+                }
+                assert_eq!(won.len(), 1);
+                assert_eq!(s.bindings.by_card(&card.id).await.unwrap().len(), 1);
+                assert_eq!(audited(&s, "card:1").await, 1, "only the winner's audit record");
+                for i in 0..16 {
+                    assert_eq!(stored(&s, &format!("k-{i}")).await, won == [i]);
+                }
+            }
+
             #[tokio::test]
             async fn a_binding_leaving_the_live_set_frees_its_slot_in_the_same_commit() {
                 let s = super::$factory().await;
