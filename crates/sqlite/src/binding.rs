@@ -397,14 +397,20 @@ impl SqliteCardChangeStore {
             };
             let results = self.db.transaction(|tx| {
                 let mut out = Vec::with_capacity(batch.len());
+                // Cached: a batch runs these per change set.
+                let run = |statement: &str| {
+                    tx.prepare_cached(statement)
+                        .and_then(|mut s| s.execute([]))
+                        .map_err(sql)
+                };
                 for job in &batch {
-                    tx.execute_batch("SAVEPOINT card_change").map_err(sql)?;
+                    run("SAVEPOINT card_change")?;
                     let written = write_card_changes(tx, &job.changes)
                         .and_then(|()| crate::write_core_changes(tx, &job.core));
                     if written.is_err() {
-                        tx.execute_batch("ROLLBACK TO card_change").map_err(sql)?;
+                        run("ROLLBACK TO card_change")?;
                     }
-                    tx.execute_batch("RELEASE card_change").map_err(sql)?;
+                    run("RELEASE card_change")?;
                     out.push(written);
                 }
                 Ok(out)
