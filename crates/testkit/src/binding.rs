@@ -1053,7 +1053,11 @@ macro_rules! card_change_store_conformance {
                 }
                 assert_eq!(won.len(), 1);
                 assert_eq!(s.bindings.by_card(&card.id).await.unwrap().len(), 1);
-                assert_eq!(audited(&s, "card:1").await, 1, "only the winner's audit record");
+                assert_eq!(
+                    audited(&s, "card:1").await,
+                    1,
+                    "only the winner's audit record"
+                );
                 for i in 0..16 {
                     assert_eq!(stored(&s, &format!("k-{i}")).await, won == [i]);
                 }
