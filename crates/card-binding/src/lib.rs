@@ -111,6 +111,10 @@
 //!
 //! ## Design decisions not fixed by the design document
 //!
+//! - **Claims of earlier versions.** Operations no longer claim keys; a claim
+//!   an earlier version left in progress makes a retry wait while its lease
+//!   runs, then counts as free: the decision reads the effect back and the
+//!   outcome committed with it completes the claim.
 //! - **Card events carry their bindings' versions.** A card event commits the
 //!   card with every settled binding moved to follow it and expects the
 //!   pending ones unchanged; an activation expects the card's version. So a

@@ -349,9 +349,11 @@ impl CardService {
                 }
                 verified = Some(card.id.clone());
             }
-            let Decided { changes, core, .. } =
-                self.decide_pending(principal, request, &card, &cardholder, guardian.as_ref());
-            let binding = changes.new_bindings[0].clone();
+            let Decided {
+                changes,
+                core,
+                value: binding,
+            } = self.decide_pending(principal, request, &card, &cardholder, guardian.as_ref());
             match self.commit(&changes, &core).await {
                 // Steps 3 and 4.
                 Ok(()) => return self.settle(binding, Some(card), Some(key)).await.map(Ok),
@@ -369,7 +371,7 @@ impl CardService {
         card: &Card,
         cardholder: &citycard_core::PersonId,
         guardian: Option<&citycard_core::PersonId>,
-    ) -> Decided<()> {
+    ) -> Decided<Binding> {
         let now = self.now();
         let binding_id = BindingId::generate(&*self.ports.ids);
         let binding = Binding {
@@ -412,11 +414,11 @@ impl CardService {
             consent_audit = consent_audit.with("guardian", g.as_str());
         }
         let mut changes = CardChanges::new();
-        changes.insert_binding(binding).expect_card(card);
+        changes.insert_binding(binding.clone()).expect_card(card);
         Decided {
             changes,
             core: CoreChanges::audited(consent_audit),
-            value: (),
+            value: binding,
         }
     }
 
