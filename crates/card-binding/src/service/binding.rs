@@ -1,3 +1,6 @@
+// A little over 800 lines: the bind saga's four steps, settling and
+// compensation read best together.
+
 //! The bind saga, settling pending bindings, unbinding, and binding views.
 //!
 //! Binding runs in the steps, each committing at most once:
