@@ -20,6 +20,9 @@ fn sqlite_stores(db: Database) -> Stores {
         cards: Arc::new(SqliteCardStore::new(db.clone())),
         bindings: Arc::new(SqliteBindingStore::new(db.clone())),
         delegations: Arc::new(SqliteDelegationStore::new(db.clone())),
+        changes: Arc::new(citycard_sqlite::binding::SqliteCardChangeStore::new(
+            db.clone(),
+        )),
         idempotency: Arc::new(SqliteIdempotencyStore::new(db.clone())),
         audit: Arc::new(SqliteAuditLog::new(db)),
     }

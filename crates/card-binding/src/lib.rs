@@ -26,16 +26,20 @@
 //! let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0));
 //! let index = KeyedHashIndex::new(b"demo key");
 //! let real_names = Arc::new(StaticRealNames::new(index.clone()));
-//! let cards: Arc<dyn CardStore> = Arc::new(MemoryCardStore::new());
+//! // One registry: cards, bindings and grants commit together with their audit records.
+//! let core = MemoryCore::new();
+//! let registry = MemoryCardRegistry::with_core(core.clone());
+//! let cards: Arc<dyn CardStore> = Arc::new(registry.cards());
 //! let wallet = Arc::new(SimulatedWallet::new());
 //! let funds = Arc::new(MemoryFunds::new(clock.clone()));
 //! let service = CardService::new(
 //!     CardPorts {
 //!         cards: cards.clone(),
-//!         bindings: Arc::new(MemoryBindingStore::new()),
-//!         delegations: Arc::new(MemoryDelegationStore::new()),
-//!         idempotency: Arc::new(MemoryIdempotencyStore::new()),
-//!         audit: Arc::new(MemoryAuditLog::new()),
+//!         bindings: Arc::new(registry.bindings()),
+//!         delegations: Arc::new(registry.delegations()),
+//!         changes: Arc::new(registry.clone()),
+//!         idempotency: core.idempotency(),
+//!         audit: core.audit(),
 //!         clock: clock.clone(),
 //!         ids: Arc::new(SequentialIdGenerator::new()),
 //!         real_names: real_names.clone(),
@@ -92,7 +96,31 @@
 //! # }).unwrap();
 //! ```
 //!
+//! ## Decide, then commit
+//!
+//! Every state change gathers what it needs (reads and remote checks),
+//! decides purely ([`decide`]) and commits one [`CardChanges`] with its
+//! audit records and idempotency outcome on the [`CardChangeStore`]: one
+//! write transaction per operation, and per saga step of binding (the
+//! pending binding with its consent before the wallet is called; the
+//! activation with the request's outcome after). Preconditions (free ids and
+//! numbers, one live binding per card and account, the versions read) are
+//! the store's to check; a refused commit is read again and decided again,
+//! at most [`CAS_ATTEMPTS`] times. Idempotent operations take no claim: the
+//! outcome commits with the effect, so a crash leaves all of it or none.
+//!
 //! ## Design decisions not fixed by the design document
+//!
+//! - **Claims of earlier versions.** Operations no longer claim keys; a claim
+//!   an earlier version left in progress makes a retry wait while its lease
+//!   runs, then counts as free: the decision reads the effect back and the
+//!   outcome committed with it completes the claim.
+//! - **Card events carry their bindings' versions.** A card event commits the
+//!   card with every settled binding moved to follow it and expects the
+//!   pending ones unchanged; an activation expects the card's version. So a
+//!   concurrent activation and card event conflict, and the loser decides
+//!   again on what the winner wrote. A replayed card event syncs its
+//!   bindings' passes again (idempotent), which finishes a sync a crash cut.
 //!
 //! - **Ids vs. numbers.** A card has an internal [`CardId`] and a printed
 //!   [`CardNumber`]; the number format is data ([`CardRules`], embedded from
@@ -118,10 +146,9 @@
 //!   pending and the caller gets "processing". One process settles a given
 //!   binding at a time (an in-process guard); hosts running several
 //!   instances route [`CardService::settle_pending`] to one of them.
-//! - **Card events vs. concurrent binds.** Card events update settled
-//!   bindings; a binding being settled re-reads its card right after
-//!   activation and follows it. Both sides write then read, so one of them
-//!   always sees the other and no active binding stays on an inactive card.
+//! - **Card events vs. concurrent binds.** A binding activated on a card that
+//!   changed while the flow ran follows the card (suspended, moved to the
+//!   replacement, or removed) in the same commit as its activation.
 //! - **Replacement** moves each binding to the new card with a new pass
 //!   serial: the old pass is removed (`card_replaced`) and a new one added.
 //!   Serials are derived from (binding, card) ([`PassSerial::derive`]), so
@@ -141,15 +168,19 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod changes;
+pub mod decide;
 pub mod error;
+pub mod memory;
 pub mod model;
 pub mod ports;
 pub mod service;
 pub mod sim;
-pub mod store;
 pub mod words;
 
+pub use changes::{CardChanges, Mismatch};
 pub use error::{BindingError, PortError};
+pub use memory::{MemoryBindingStore, MemoryCardRegistry, MemoryCardStore, MemoryDelegationStore};
 pub use model::{
     BalanceView, Binding, BindingId, BindingReceipt, BindingState, BlindIndex, Card, CardId,
     CardKind, CardNumber, CardNumberCharset, CardNumberFormat, CardRules, CardStatus, ConsentInput,
@@ -157,18 +188,14 @@ pub use model::{
     RemovalReason, Service, ServiceSet, WalletAccountRef, WalletPass,
 };
 pub use ports::{
-    BalanceSource, CardFunds, CardIssuer, IdNumberIndex, IssuerVerdict, PlatformWallet,
-    RealNameCheck,
+    BalanceSource, BindingStore, CardChangeStore, CardFunds, CardIssuer, CardStore,
+    DelegationStore, IdNumberIndex, IssuerVerdict, PlatformWallet, RealNameCheck,
 };
 pub use service::{
-    BindRequest, BindingConfig, CardChange, CardPorts, CardService, GrantDelegation, IssueCard,
-    ReplaceCard, StoredGrants, WalletView,
+    BindRequest, BindingConfig, CAS_ATTEMPTS, CardChange, CardPorts, CardService, GrantDelegation,
+    IssueCard, ReplaceCard, StoredGrants, WalletView,
 };
 pub use sim::{KeyedHashIndex, MemoryFunds, RegistryCardIssuer, SimulatedWallet, StaticRealNames};
-pub use store::{
-    BindingStore, CardStore, DelegationStore, MemoryBindingStore, MemoryCardStore,
-    MemoryDelegationStore,
-};
 pub use words::{Lang, UserMessage};
 
 #[cfg(test)]

@@ -1,12 +1,24 @@
-//! The remote ports this crate needs; the facade implements them with identity and the ledger.
+//! Every port of the crate: the storage ports of the card registry (cards,
+//! bindings, delegations, and the one commit of a decided change set) and the
+//! remote ports the facade implements with identity, the ledger and the
+//! platforms.
+//!
+//! Storage updates are compare-and-swap on the record's `version`: an update
+//! whose `version` is not the stored one fails with [`StoreError::Conflict`],
+//! and a successful update stores the record with its version bumped by one.
 
 use async_trait::async_trait;
-use citycard_core::{IdempotencyKey, Money, PersonId, Platform, PlatformAccountId, Sensitive};
+use chrono::{DateTime, Utc};
+use citycard_core::{
+    CoreChanges, DelegationId, IdempotencyKey, Money, PersonId, Platform, PlatformAccountId,
+    Sensitive, StoreError,
+};
 
+use crate::changes::CardChanges;
 use crate::error::PortError;
 use crate::model::{
-    BalanceView, BlindIndex, CardId, CardNumber, PassSerial, PassUpdate, RemovalReason,
-    WalletAccountRef, WalletPass,
+    BalanceView, Binding, BindingId, BlindIndex, Card, CardId, CardNumber, Delegation, PassSerial,
+    PassUpdate, RemovalReason, WalletAccountRef, WalletPass,
 };
 
 /// Real-name facts about platform accounts and persons (implemented with identity).
@@ -149,4 +161,100 @@ impl<T: BalanceSource + ?Sized> BalanceSource for std::sync::Arc<T> {
     async fn balance(&self, account: &WalletAccountRef) -> Result<BalanceView, PortError> {
         (**self).balance(account).await
     }
+}
+
+// ----- storage ---------------------------------------------------------------
+
+/// The card registry.
+#[async_trait]
+pub trait CardStore: Send + Sync {
+    /// Stores a new card; a clash on id or number is a conflict.
+    async fn insert(&self, card: &Card) -> Result<(), StoreError>;
+    /// The card with this id.
+    async fn get(&self, id: &CardId) -> Result<Option<Card>, StoreError>;
+    /// The card with this printed number.
+    async fn by_number(&self, number: &CardNumber) -> Result<Option<Card>, StoreError>;
+    /// Every card of a holder, oldest first.
+    async fn by_holder(&self, holder: &PersonId) -> Result<Vec<Card>, StoreError>;
+    /// Writes a changed card if its version is the stored one; returns it with the version bumped.
+    async fn update(&self, card: &Card) -> Result<Card, StoreError>;
+    /// Atomically updates `old` (as [`CardStore::update`]) and inserts `new`; returns the updated old card.
+    async fn replace(&self, old: &Card, new: &Card) -> Result<Card, StoreError>;
+}
+
+/// Bindings and the per-account record of mismatched attempts.
+///
+/// The store enforces, atomically, at most one live (pending, active or
+/// suspended) binding per card per platform account: an insert or update
+/// that would make a second one fails with [`StoreError::Conflict`].
+#[async_trait]
+pub trait BindingStore: Send + Sync {
+    /// Stores a new binding.
+    async fn insert(&self, binding: &Binding) -> Result<(), StoreError>;
+    /// The binding with this id.
+    async fn get(&self, id: &BindingId) -> Result<Option<Binding>, StoreError>;
+    /// The live binding of a card on a platform account, if any.
+    async fn live_for(
+        &self,
+        card: &CardId,
+        platform: &Platform,
+        account: &PlatformAccountId,
+    ) -> Result<Option<Binding>, StoreError>;
+    /// Every binding of a card (any state), oldest first.
+    async fn by_card(&self, card: &CardId) -> Result<Vec<Binding>, StoreError>;
+    /// Every binding of a platform account (any state), oldest first.
+    async fn by_account(
+        &self,
+        platform: &Platform,
+        account: &PlatformAccountId,
+    ) -> Result<Vec<Binding>, StoreError>;
+    /// Pending bindings, oldest first, at most `limit` (for a settling job).
+    async fn pending(&self, limit: usize) -> Result<Vec<Binding>, StoreError>;
+    /// Writes a changed binding if its version is the stored one; returns it with the version bumped.
+    async fn update(&self, binding: &Binding) -> Result<Binding, StoreError>;
+    /// Records a mismatched attempt by an account.
+    async fn record_mismatch(
+        &self,
+        platform: &Platform,
+        account: &PlatformAccountId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The account's mismatched attempts at or after `since`, oldest first.
+    async fn mismatches_since(
+        &self,
+        platform: &Platform,
+        account: &PlatformAccountId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError>;
+}
+
+/// Delegation grants.
+#[async_trait]
+pub trait DelegationStore: Send + Sync {
+    /// Stores a new grant.
+    async fn insert(&self, delegation: &Delegation) -> Result<(), StoreError>;
+    /// The grant with this id.
+    async fn get(&self, id: &DelegationId) -> Result<Option<Delegation>, StoreError>;
+    /// Marks a grant revoked at `at` (keeps an earlier revocation); returns the grant, if it exists.
+    async fn revoke(
+        &self,
+        id: &DelegationId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Delegation>, StoreError>;
+    /// Every grant for a cardholder, oldest first.
+    async fn for_cardholder(&self, cardholder: &PersonId) -> Result<Vec<Delegation>, StoreError>;
+}
+
+/// The one write of the card service: a decided [`CardChanges`] with its core
+/// records (audit, idempotency outcome), in one transaction.
+///
+/// The store checks the change set's preconditions (free ids and numbers,
+/// one live binding per card and account, the versions the decision read,
+/// an idempotency key that is new or claimed for the same request) and
+/// refuses the whole commit with [`StoreError::Conflict`] when one fails:
+/// then nothing is written. It never decides anything else.
+#[async_trait]
+pub trait CardChangeStore: Send + Sync {
+    /// Writes `changes` and `core` atomically, or nothing.
+    async fn commit(&self, changes: &CardChanges, core: &CoreChanges) -> Result<(), StoreError>;
 }

@@ -14,11 +14,11 @@ use crate::model::{
     BalanceView, BlindIndex, CardNumber, PassSerial, PassStatus, PassUpdate, RemovalReason,
     WalletAccountRef, WalletPass,
 };
+use crate::ports::CardStore;
 use crate::ports::{
     BalanceSource, CardFunds, CardIssuer, IdNumberIndex, IssuerVerdict, PlatformWallet,
     RealNameCheck,
 };
-use crate::store::CardStore;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

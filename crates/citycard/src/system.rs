@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
 use citycard_binding::{
-    BindingConfig, BindingStore, CardIssuer, CardPorts, CardService, CardStore, DelegationStore,
-    MemoryBindingStore, MemoryCardStore, MemoryDelegationStore, PlatformWallet, RegistryCardIssuer,
-    SimulatedWallet, StoredGrants,
+    BindingConfig, BindingStore, CardChangeStore, CardIssuer, CardPorts, CardService, CardStore,
+    DelegationStore, MemoryCardRegistry, PlatformWallet, RegistryCardIssuer, SimulatedWallet,
+    StoredGrants,
 };
 use citycard_core::{
     AuditLog, Clock, GrantVerifier, IdGenerator, IdempotencyStore, OperatorRoles, SystemClock,
@@ -296,6 +296,7 @@ impl CityCardBuilder {
                     cards: stores.cards.clone(),
                     bindings: stores.bindings.clone(),
                     delegations: stores.delegations.clone(),
+                    changes: stores.card_changes.clone(),
                     idempotency: stores.idempotency.clone(),
                     audit: stores.audit.clone(),
                     clock: clock.clone(),
@@ -485,6 +486,7 @@ pub(crate) struct Stores {
     pub(crate) cards: Arc<dyn CardStore>,
     pub(crate) bindings: Arc<dyn BindingStore>,
     pub(crate) delegations: Arc<dyn DelegationStore>,
+    pub(crate) card_changes: Arc<dyn CardChangeStore>,
     pub(crate) ledger: Arc<dyn LedgerStore>,
     pub(crate) transit: Arc<dyn TransitStore>,
     pub(crate) appointments: Arc<dyn AppointmentStore>,
@@ -497,15 +499,17 @@ impl Stores {
         // One core for every memory store, so their commits' audit records
         // and idempotency outcomes land where the facade reads them.
         let core = citycard_core::MemoryCore::new();
+        let registry = MemoryCardRegistry::with_core(core.clone());
         Self {
             db: None,
             audit: core.audit(),
             idempotency: core.idempotency(),
             persons: Arc::new(MemoryPersonStore::new()),
             platform_accounts: Arc::new(MemoryPlatformAccountStore::new()),
-            cards: Arc::new(MemoryCardStore::new()),
-            bindings: Arc::new(MemoryBindingStore::new()),
-            delegations: Arc::new(MemoryDelegationStore::new()),
+            cards: Arc::new(registry.cards()),
+            bindings: Arc::new(registry.bindings()),
+            delegations: Arc::new(registry.delegations()),
+            card_changes: Arc::new(registry),
             ledger: Arc::new(MemoryLedgerStore::with_core(core.clone())),
             transit: Arc::new(MemoryTransitStore::with_core(core.clone())),
             appointments: Arc::new(MemoryAppointmentStore::with_core(core.clone())),
@@ -524,6 +528,7 @@ impl Stores {
             cards: Arc::new(binding::SqliteCardStore::new(db.clone())),
             bindings: Arc::new(binding::SqliteBindingStore::new(db.clone())),
             delegations: Arc::new(binding::SqliteDelegationStore::new(db.clone())),
+            card_changes: Arc::new(binding::SqliteCardChangeStore::new(db.clone())),
             ledger: Arc::new(ledger::SqliteLedgerStore::new(db.clone())),
             transit: Arc::new(transit::SqliteTransitStore::new(db.clone())),
             appointments: Arc::new(healthcare::SqliteAppointmentStore::new(db.clone())),

@@ -1,9 +1,13 @@
 //! The binding conformance suites run against the SQLite stores.
 #![cfg(feature = "binding")]
 use citycard_sqlite::Database;
-use citycard_sqlite::binding::{SqliteBindingStore, SqliteCardStore, SqliteDelegationStore};
+use citycard_sqlite::binding::{
+    SqliteBindingStore, SqliteCardChangeStore, SqliteCardStore, SqliteDelegationStore,
+};
+use citycard_testkit::binding::CardRegistryUnderTest;
 use citycard_testkit::{
-    binding_store_conformance, card_store_conformance, delegation_store_conformance,
+    binding_store_conformance, card_change_store_conformance, card_store_conformance,
+    delegation_store_conformance,
 };
 
 fn db() -> Database {
@@ -22,9 +26,23 @@ async fn delegation_store() -> SqliteDelegationStore {
     SqliteDelegationStore::new(db())
 }
 
+async fn registry() -> CardRegistryUnderTest {
+    use std::sync::Arc;
+    let db = db();
+    CardRegistryUnderTest {
+        changes: Arc::new(SqliteCardChangeStore::new(db.clone())),
+        cards: Arc::new(SqliteCardStore::new(db.clone())),
+        bindings: Arc::new(SqliteBindingStore::new(db.clone())),
+        delegations: Arc::new(SqliteDelegationStore::new(db.clone())),
+        audit: Arc::new(citycard_sqlite::SqliteAuditLog::new(db.clone())),
+        idempotency: Arc::new(citycard_sqlite::SqliteIdempotencyStore::new(db)),
+    }
+}
+
 card_store_conformance!(card_store);
 binding_store_conformance!(binding_store);
 delegation_store_conformance!(delegation_store);
+card_change_store_conformance!(registry);
 
 #[tokio::test]
 async fn the_schema_is_recorded_and_a_file_reopens_with_its_data() {
@@ -71,6 +89,7 @@ async fn the_binding_flow_runs_on_sqlite() {
             cards: cards.clone(),
             bindings: bindings.clone(),
             delegations: Arc::new(SqliteDelegationStore::new(db.clone())),
+            changes: Arc::new(SqliteCardChangeStore::new(db.clone())),
             idempotency: Arc::new(SqliteIdempotencyStore::new(db.clone())),
             audit: Arc::new(SqliteAuditLog::new(db.clone())),
             clock: clock.clone(),

@@ -777,3 +777,5 @@ macro_rules! delegation_store_conformance {
         }
     };
 }
+
+pub use crate::binding_changes::{CardRegistryUnderTest, sample_audit, sample_outcome};

@@ -35,6 +35,8 @@ pub mod strategies;
 
 #[cfg(feature = "binding")]
 pub mod binding;
+#[cfg(feature = "binding")]
+mod binding_changes;
 #[cfg(feature = "healthcare")]
 pub mod healthcare;
 #[cfg(feature = "identity")]

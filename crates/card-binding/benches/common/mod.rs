@@ -14,17 +14,20 @@ pub struct Stores {
     pub cards: Arc<dyn CardStore>,
     pub bindings: Arc<dyn BindingStore>,
     pub delegations: Arc<dyn DelegationStore>,
+    pub changes: Arc<dyn CardChangeStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub audit: Arc<dyn AuditLog>,
 }
 
 pub fn memory_stores() -> Stores {
+    let registry = MemoryCardRegistry::new();
     Stores {
-        cards: Arc::new(MemoryCardStore::new()),
-        bindings: Arc::new(MemoryBindingStore::new()),
-        delegations: Arc::new(MemoryDelegationStore::new()),
-        idempotency: Arc::new(MemoryIdempotencyStore::new()),
-        audit: Arc::new(MemoryAuditLog::new()),
+        cards: Arc::new(registry.cards()),
+        bindings: Arc::new(registry.bindings()),
+        delegations: Arc::new(registry.delegations()),
+        idempotency: registry.core().idempotency(),
+        audit: registry.core().audit(),
+        changes: Arc::new(registry),
     }
 }
 
@@ -43,6 +46,7 @@ pub async fn prepare(stores: Stores, n: u64) -> Bench {
             cards: stores.cards.clone(),
             bindings: stores.bindings,
             delegations: stores.delegations,
+            changes: stores.changes,
             idempotency: stores.idempotency,
             audit: stores.audit,
             clock,

@@ -55,9 +55,12 @@ impl World {
         let faults = Faults::new();
         let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0));
         let index = KeyedHashIndex::new(b"test key");
-        let cards = Arc::new(MemoryCardStore::new());
-        let bindings = Arc::new(MemoryBindingStore::new());
-        let audit = Arc::new(MemoryAuditLog::new());
+        // One registry: its commits write audit records and outcomes to the same core.
+        let core = MemoryCore::new();
+        let registry = MemoryCardRegistry::with_core(core.clone());
+        let cards = Arc::new(registry.cards());
+        let bindings = Arc::new(registry.bindings());
+        let audit = core.audit();
         let wallet = Arc::new(Faulty::new(SimulatedWallet::new(), faults.clone()));
         let issuer = Arc::new(Faulty::new(
             RegistryCardIssuer::new(cards.clone(), Arc::new(index.clone())),
@@ -68,13 +71,14 @@ impl World {
             faults.clone(),
         ));
         let funds = Arc::new(MemoryFunds::new(clock.clone()));
-        let idempotency = Arc::new(MemoryIdempotencyStore::new());
+        let idempotency = core.idempotency();
         let faulty_funds = Arc::new(Faulty::new(funds.clone(), faults.clone()));
         let service = Arc::new(CardService::new(
             CardPorts {
                 cards: cards.clone(),
                 bindings: bindings.clone(),
-                delegations: Arc::new(MemoryDelegationStore::new()),
+                delegations: Arc::new(registry.delegations()),
+                changes: Arc::new(registry.clone()),
                 idempotency: idempotency.clone(),
                 audit: audit.clone(),
                 clock: clock.clone(),
