@@ -151,3 +151,25 @@ async fn a_settlement_chunk_is_one_write_transaction() {
     assert_eq!(again.charges + again.charges_replayed, 0);
     assert_eq!(commits(&city) - before, 1);
 }
+
+#[tokio::test]
+async fn an_enrolment_is_one_write_transaction_and_its_replay_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (city, _) = city(dir.path(), 8_190).await;
+    let system = Principal::System;
+    let before = commits(&city);
+    let person = enrol_as(&city, &system, "e", 7, (1980, 1, 1)).await;
+    assert_eq!(
+        commits(&city) - before,
+        1,
+        "the person, its audit record and the key's outcome"
+    );
+    let before = commits(&city);
+    let again = enrol_as(&city, &system, "e", 7, (1980, 1, 1)).await;
+    assert_eq!(again.id, person.id);
+    assert_eq!(
+        commits(&city) - before,
+        0,
+        "a retry reads the stored outcome"
+    );
+}

@@ -115,7 +115,7 @@ pub use id_number::{
 };
 pub use memory::{MemoryKeyProvider, MemoryPersonStore, MemoryPlatformAccountStore};
 pub use person::{PendingFaceCheck, Person, PlatformAccount, RealNameLevel};
-pub use ports::{KeyProvider, PersonStore, PlatformAccountStore, RealNameVerifier};
+pub use ports::{KeyProvider, PersonStore, PersonWrite, PlatformAccountStore, RealNameVerifier};
 pub use region::{Region, RegionCode, RegionRecord, Validity};
 pub use service::{
     IdentityConfig, IdentityPorts, IdentityService, RealNameRequest, RealNameStatus,

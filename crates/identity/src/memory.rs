@@ -7,16 +7,17 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use citycard_core::{PersonId, Platform, PlatformAccountId, StoreError};
+use citycard_core::{CoreChanges, MemoryCore, PersonId, Platform, PlatformAccountId, StoreError};
 
 use crate::person::{Person, PlatformAccount};
-use crate::ports::{KeyProvider, PersonStore, PlatformAccountStore};
+use crate::ports::{KeyProvider, PersonStore, PersonWrite, PlatformAccountStore};
 use crate::vault::{BlindIndex, KeyId, SecretKey, VaultError};
 
-/// Persons in memory.
+/// Persons in memory (core records go to its [`MemoryCore`]).
 #[derive(Debug, Default)]
 pub struct MemoryPersonStore {
     persons: Mutex<BTreeMap<PersonId, Person>>,
+    core: MemoryCore,
 }
 
 impl MemoryPersonStore {
@@ -24,10 +25,55 @@ impl MemoryPersonStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// An empty store that writes core records (audit, idempotency outcomes) to `core`.
+    pub fn with_core(core: MemoryCore) -> Self {
+        Self {
+            persons: Mutex::default(),
+            core,
+        }
+    }
+}
+
+/// Whether `person` may be stored beside `persons` (its blind index is its own).
+fn index_free(persons: &BTreeMap<PersonId, Person>, person: &Person) -> Result<(), StoreError> {
+    if persons
+        .values()
+        .any(|p| p.id != person.id && p.id_number_index == person.id_number_index)
+    {
+        return Err(StoreError::Conflict(
+            "a person with this id number exists".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[async_trait]
 impl PersonStore for MemoryPersonStore {
+    async fn commit(&self, person: &PersonWrite, core: &CoreChanges) -> Result<(), StoreError> {
+        let mut persons = self.persons.lock().unwrap_or_else(|e| e.into_inner());
+        match person {
+            PersonWrite::Insert(p) => {
+                if persons.contains_key(&p.id) {
+                    return Err(StoreError::Conflict(format!("person {} exists", p.id)));
+                }
+                index_free(&persons, p)?;
+            }
+            PersonWrite::Update(p) => {
+                if !persons.contains_key(&p.id) {
+                    return Err(StoreError::Conflict(format!("person {} is gone", p.id)));
+                }
+                index_free(&persons, p)?;
+            }
+            PersonWrite::Unchanged => {}
+        }
+        self.core.check(core)?;
+        if let PersonWrite::Insert(p) | PersonWrite::Update(p) = person {
+            persons.insert(p.id.clone(), p.clone());
+        }
+        self.core.commit(core)
+    }
+
     async fn insert(&self, person: &Person) -> Result<(), StoreError> {
         let mut persons = self.persons.lock().unwrap_or_else(|e| e.into_inner());
         if persons.contains_key(&person.id) {

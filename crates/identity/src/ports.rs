@@ -7,16 +7,30 @@
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use citycard_core::{PersonId, Platform, PlatformAccountId, Sensitive, StoreError};
+use citycard_core::{CoreChanges, PersonId, Platform, PlatformAccountId, Sensitive, StoreError};
 
 use crate::id_number::IdNumber;
 use crate::person::{Person, PlatformAccount};
 use crate::vault::{BlindIndex, KeyId, SecretKey, VaultError};
 use crate::verifier::{FaceResult, FaceSession, FactorCheck, VerificationOutcome, VerifierError};
 
+/// What an enrolment writes to the person store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersonWrite {
+    /// A new person (`Conflict` when the id or the blind index is taken).
+    Insert(Person),
+    /// A known person, changed (`Conflict` when the blind index is another's).
+    Update(Person),
+    /// Nothing about the person changes (only the core records are written).
+    Unchanged,
+}
+
 /// Where persons are kept.
 #[async_trait]
 pub trait PersonStore: Send + Sync {
+    /// Writes `person` and `core` (the operation's audit records and
+    /// idempotency outcome) atomically: all of it or, on any conflict, none.
+    async fn commit(&self, person: &PersonWrite, core: &CoreChanges) -> Result<(), StoreError>;
     /// Adds a person; `Conflict` when the id or the blind index is taken.
     async fn insert(&self, person: &Person) -> Result<(), StoreError>;
     /// Replaces a stored person; `false` when there is none with that id.

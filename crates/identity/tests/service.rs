@@ -50,10 +50,13 @@ fn world_with(config: IdentityConfig) -> World {
     );
     let kms = FaultyKeyProvider::new(Arc::new(keys.clone()));
     let vault = Vault::new(Arc::new(kms.clone()));
-    let persons = Arc::new(MemoryPersonStore::new());
+    // Enrolment commits its audit record and key outcome with the person:
+    // the person store shares the core the service reads them from.
+    let core = citycard_core::MemoryCore::new();
+    let persons = Arc::new(MemoryPersonStore::with_core(core.clone()));
     let accounts = Arc::new(MemoryPlatformAccountStore::new());
-    let audit = Arc::new(MemoryAuditLog::new());
-    let idempotency = Arc::new(MemoryIdempotencyStore::new());
+    let audit = core.audit();
+    let idempotency = core.idempotency();
     // 10:00 in Hangzhou.
     let clock = ManualClock::at_ymd_hms(2026, 11, 26, 10, 0, 0);
     let service = IdentityService::new(

@@ -3,9 +3,9 @@
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use citycard_core::{PersonId, Platform, PlatformAccountId, StoreError};
+use citycard_core::{CoreChanges, PersonId, Platform, PlatformAccountId, StoreError};
 use citycard_identity::{
-    BlindIndex, Envelope, PendingFaceCheck, Person, PersonStore, PlatformAccount,
+    BlindIndex, Envelope, PendingFaceCheck, Person, PersonStore, PersonWrite, PlatformAccount,
     PlatformAccountStore, RealNameLevel,
 };
 use rusqlite::{OptionalExtension, Row, params};
@@ -103,53 +103,79 @@ impl SqlitePersonStore {
     }
 }
 
+/// Inserts a person on `conn` (inside the caller's transaction, if any).
+fn insert_person(conn: &rusqlite::Connection, person: &Person) -> Result<(), StoreError> {
+    let name = to_json(&person.name)?;
+    let number = to_json(&person.id_number)?;
+    conn.prepare_cached(
+        "INSERT INTO identity_persons (id, masked_name, name_envelope, masked_id_number, id_number_envelope, id_number_index, level, verified_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![
+            person.id.as_str(),
+            person.masked_name,
+            name,
+            person.masked_id_number,
+            number,
+            person.id_number_index.to_hex(),
+            person.level.code(),
+            person.verified_at.map(encode_instant),
+            encode_instant(person.created_at),
+        ]))
+    .map_err(|e| crate::to_store_error(&e))?;
+    Ok(())
+}
+
+/// Replaces a stored person on `conn`; `false` when there is none with that id.
+fn update_person(conn: &rusqlite::Connection, person: &Person) -> Result<bool, StoreError> {
+    let name = to_json(&person.name)?;
+    let number = to_json(&person.id_number)?;
+    let changed = conn
+        .prepare_cached(
+            "UPDATE identity_persons SET masked_name = ?2, name_envelope = ?3, masked_id_number = ?4,
+                id_number_envelope = ?5, id_number_index = ?6, level = ?7, verified_at = ?8, created_at = ?9
+             WHERE id = ?1",
+        )
+        .and_then(|mut stmt| stmt.execute(params![
+            person.id.as_str(),
+            person.masked_name,
+            name,
+            person.masked_id_number,
+            number,
+            person.id_number_index.to_hex(),
+            person.level.code(),
+            person.verified_at.map(encode_instant),
+            encode_instant(person.created_at),
+        ]))
+        .map_err(|e| crate::to_store_error(&e))?;
+    Ok(changed == 1)
+}
+
 #[async_trait]
 impl PersonStore for SqlitePersonStore {
-    async fn insert(&self, person: &Person) -> Result<(), StoreError> {
-        let name = to_json(&person.name)?;
-        let number = to_json(&person.id_number)?;
-        self.db.with(|c| {
-            c.execute(
-                "INSERT INTO identity_persons (id, masked_name, name_envelope, masked_id_number, id_number_envelope, id_number_index, level, verified_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    person.id.as_str(),
-                    person.masked_name,
-                    name,
-                    person.masked_id_number,
-                    number,
-                    person.id_number_index.to_hex(),
-                    person.level.code(),
-                    person.verified_at.map(encode_instant),
-                    encode_instant(person.created_at),
-                ],
-            )?;
-            Ok(())
+    async fn commit(&self, person: &PersonWrite, core: &CoreChanges) -> Result<(), StoreError> {
+        self.db.transaction(|tx| {
+            match person {
+                PersonWrite::Insert(p) => insert_person(tx, p)?,
+                PersonWrite::Update(p) => {
+                    if !update_person(tx, p)? {
+                        return Err(StoreError::Conflict(format!("person {} is gone", p.id)));
+                    }
+                }
+                PersonWrite::Unchanged => {}
+            }
+            crate::write_core_changes(tx, core)
         })
     }
 
+    async fn insert(&self, person: &Person) -> Result<(), StoreError> {
+        let conn = self.db.lock();
+        insert_person(&conn, person)
+    }
+
     async fn update(&self, person: &Person) -> Result<bool, StoreError> {
-        let name = to_json(&person.name)?;
-        let number = to_json(&person.id_number)?;
-        self.db.with(|c| {
-            let changed = c.execute(
-                "UPDATE identity_persons SET masked_name = ?2, name_envelope = ?3, masked_id_number = ?4,
-                    id_number_envelope = ?5, id_number_index = ?6, level = ?7, verified_at = ?8, created_at = ?9
-                 WHERE id = ?1",
-                params![
-                    person.id.as_str(),
-                    person.masked_name,
-                    name,
-                    person.masked_id_number,
-                    number,
-                    person.id_number_index.to_hex(),
-                    person.level.code(),
-                    person.verified_at.map(encode_instant),
-                    encode_instant(person.created_at),
-                ],
-            )?;
-            Ok(changed == 1)
-        })
+        let conn = self.db.lock();
+        update_person(&conn, person)
     }
 
     async fn get(&self, id: &PersonId) -> Result<Option<Person>, StoreError> {

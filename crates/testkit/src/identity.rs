@@ -217,6 +217,70 @@ macro_rules! person_store_conformance {
             }
 
             #[tokio::test]
+            async fn a_commit_writes_the_person_and_a_refused_one_writes_nothing() {
+                use $crate::__private::citycard_core::{
+                    AuditOutcome, AuditRecord, CoreChanges, Fingerprint, KeyOutcome, Principal,
+                };
+                use $crate::__private::citycard_identity::PersonWrite;
+                let store = super::$factory().await;
+                let core = |key: &str| CoreChanges {
+                    audit: vec![AuditRecord::new(
+                        at(1),
+                        Principal::System,
+                        "identity.enroll_person",
+                        "person:1",
+                        AuditOutcome::Succeeded,
+                    )],
+                    outcomes: vec![
+                        KeyOutcome::new(
+                            "identity.enroll_person",
+                            key.parse().unwrap(),
+                            Fingerprint::of_bytes(key.as_bytes()),
+                            &1,
+                            at(1),
+                        )
+                        .unwrap(),
+                    ],
+                };
+                store
+                    .commit(&PersonWrite::Insert(person(1)), &core("k-1"))
+                    .await
+                    .unwrap();
+                assert_eq!(store.get(&person(1).id).await.unwrap(), Some(person(1)));
+                // The same key again refuses the whole commit: the new person is not written.
+                assert!(matches!(
+                    store
+                        .commit(&PersonWrite::Insert(person(2)), &core("k-1"))
+                        .await,
+                    Err(StoreError::Conflict(_))
+                ));
+                assert_eq!(store.get(&person(2).id).await.unwrap(), None);
+                // A taken blind index refuses the commit and its outcome.
+                let mut same_number = person(3);
+                same_number.id_number_index = index(1);
+                assert!(matches!(
+                    store
+                        .commit(&PersonWrite::Insert(same_number), &core("k-3"))
+                        .await,
+                    Err(StoreError::Conflict(_))
+                ));
+                store
+                    .commit(&PersonWrite::Unchanged, &core("k-3"))
+                    .await
+                    .unwrap();
+                let mut raised = person(1);
+                raised.level = RealNameLevel::ThreeFactor;
+                store
+                    .commit(
+                        &PersonWrite::Update(raised.clone()),
+                        &CoreChanges::default(),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(store.get(&raised.id).await.unwrap(), Some(raised));
+            }
+
+            #[tokio::test]
             async fn ids_and_blind_indexes_are_unique() {
                 let store = super::$factory().await;
                 store.insert(&person(1)).await.unwrap();

@@ -106,7 +106,7 @@ impl Stores {
             db: None,
             audit: core.audit(),
             idempotency: core.idempotency(),
-            persons: Arc::new(MemoryPersonStore::new()),
+            persons: Arc::new(MemoryPersonStore::with_core(core.clone())),
             platform_accounts: Arc::new(MemoryPlatformAccountStore::new()),
             cards: Arc::new(registry.cards()),
             bindings: Arc::new(registry.bindings()),

@@ -4,15 +4,19 @@
 
 use chrono::{DateTime, Utc};
 use citycard_core::{
-    AuditOutcome, AuditRecord, IdempotencyKey, PersonId, Principal, Sensitive, StoreError,
-    principal_scope, run_idempotent,
+    AuditOutcome, AuditRecord, CoreChanges, Fingerprint, IdempotencyError, IdempotencyKey,
+    KeyOutcome, PersonId, Principal, Sensitive, StoreError, principal_scope, replay,
 };
 
 use super::IdentityService;
 use crate::error::IdentityError;
 use crate::id_number::IdNumber;
 use crate::person::{Person, RealNameLevel};
+use crate::ports::PersonWrite;
 use crate::vault::BlindIndex;
+
+/// How many times an enrolment decides again after a conflicting commit.
+const MAX_ENROL_DECISIONS: usize = 4;
 impl IdentityService {
     /// The person with this ID number, created (encrypted) if new, with the
     /// level raised.
@@ -33,6 +37,20 @@ impl IdentityService {
             }
             return Ok(person);
         }
+        let person = self.new_person(id_number, name, index, level, now).await?;
+        persons.insert(&person).await?;
+        Ok(person)
+    }
+
+    /// A new person, encrypted under the vault's current key.
+    async fn new_person(
+        &self,
+        id_number: &IdNumber,
+        name: &Sensitive<String>,
+        index: BlindIndex,
+        level: RealNameLevel,
+        now: DateTime<Utc>,
+    ) -> Result<Person, IdentityError> {
         let id = PersonId::generate(self.ports.ids.as_ref());
         let vault = &self.ports.vault;
         let person = Person {
@@ -50,7 +68,6 @@ impl IdentityService {
             created_at: now,
             id,
         };
-        persons.insert(&person).await?;
         Ok(person)
     }
 
@@ -93,31 +110,73 @@ impl IdentityService {
             .keyed_digest(&[b"enroll-name", trimmed.as_bytes()])
             .await?;
         let request = (index.to_hex(), name_digest.to_hex());
-        let person_id: PersonId = run_idempotent(
-            self.ports.idempotency.as_ref(),
-            &principal_scope(ACTION, actor),
-            key,
-            &request,
-            now,
-            || async {
-                let person = self
-                    .person_for(&id_number, name, index, RealNameLevel::Unverified, now)
-                    .await?;
-                self.audit(AuditRecord::new(
+        let scope = principal_scope(ACTION, actor);
+        let fingerprint = Fingerprint::of(&request)?;
+        // Look the key up, decide, commit the person with its audit record and
+        // the key's outcome in one transaction; a conflict means another
+        // enrolment committed first: look again.
+        for _ in 0..MAX_ENROL_DECISIONS {
+            match replay::<PersonId>(self.ports.idempotency.as_ref(), &scope, key, &fingerprint)
+                .await
+            {
+                Ok(Some(id)) => return self.enrolled(&id).await,
+                Ok(None) => {}
+                // A claim an older version left behind: once its lease ran
+                // out, this commit completes it.
+                Err(IdempotencyError::InProgress { .. })
+                    if self
+                        .ports
+                        .idempotency
+                        .get(&scope, key)
+                        .await?
+                        .is_some_and(|r| r.is_expired(now)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let (write, person) = match self.ports.persons.find_by_id_number_index(&index).await? {
+                Some(mut known) if RealNameLevel::Unverified >= known.level => {
+                    known.verified_at = Some(now);
+                    (PersonWrite::Update(known.clone()), known)
+                }
+                Some(known) => (PersonWrite::Unchanged, known),
+                None => {
+                    let person = self
+                        .new_person(&id_number, name, index, RealNameLevel::Unverified, now)
+                        .await?;
+                    (PersonWrite::Insert(person.clone()), person)
+                }
+            };
+            let core = CoreChanges {
+                audit: vec![AuditRecord::new(
                     now,
                     actor.clone(),
                     ACTION,
                     format!("person:{}", person.id),
                     AuditOutcome::Succeeded,
-                ))
-                .await?;
-                Ok::<_, IdentityError>(person.id)
-            },
-        )
-        .await?;
-        self.ports.persons.get(&person_id).await?.ok_or_else(|| {
+                )],
+                outcomes: vec![KeyOutcome::new(
+                    scope.clone(),
+                    key.clone(),
+                    fingerprint,
+                    &person.id,
+                    now,
+                )?],
+            };
+            match self.ports.persons.commit(&write, &core).await {
+                Ok(()) => return Ok(person),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(IdentityError::Store(StoreError::Conflict(
+            "enrolments of this person keep colliding: retry with the same key".into(),
+        )))
+    }
+
+    /// The person an enrolment's outcome names.
+    async fn enrolled(&self, id: &PersonId) -> Result<Person, IdentityError> {
+        self.ports.persons.get(id).await?.ok_or_else(|| {
             IdentityError::Store(StoreError::Corrupt(format!(
-                "person {person_id} is missing after enrolment"
+                "person {id} is missing after enrolment"
             )))
         })
     }
