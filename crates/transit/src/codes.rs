@@ -1,5 +1,9 @@
 //! Ride codes (乘车码): issuer keys, user credentials and signed code payloads.
 //!
+//! Longer than ≈800 lines: the credential and code byte layouts, their
+//! writers and their readers are kept in one file so that a format change is
+//! made in one place.
+//!
 //! The issuer certifies a user's public key for one card and a validity
 //! period (a [`Credential`]); the phone signs each code with the user's key.
 //! A reader holds only the issuer's public keys ([`IssuerPublicKey`]) and

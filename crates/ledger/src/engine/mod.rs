@@ -1,5 +1,9 @@
 //! The in-memory engine: validates and applies batches deterministically.
 //!
+//! Longer than ≈800 lines: a batch's apply and undo steps share private
+//! state and are kept side by side, so that each change and its reversal
+//! read together (validation and queries are in their own files).
+//!
 //! The engine is synchronous and single-threaded; the [`Ledger`](crate::Ledger)
 //! service wraps it with a store and a lock. Its working set is bounded:
 //! accounts with their balances, holds still pending (with their timeouts),
