@@ -186,12 +186,34 @@ impl Accounts {
         kind: &citycard_binding::CardKind,
     ) -> Result<AccountId, CityCardError> {
         let id = Self::wallet(card);
-        let account = self
-            .limits
-            .wallet_for_kind(id, kind.code(), Some(holder.clone()))
-            .with_metadata("card_number_suffix", suffix(card.as_str()));
-        self.open(vec![account]).await?;
+        self.open(vec![self.wallet_account(card, holder, kind)])
+            .await?;
         Ok(id)
+    }
+
+    /// Opens a new card's e-wallet and its holder's medical accounts in one
+    /// ledger batch (one write transaction); returns the wallet.
+    pub async fn open_card_accounts(
+        &self,
+        card: &citycard_binding::CardNumber,
+        holder: &PersonId,
+        kind: &citycard_binding::CardKind,
+    ) -> Result<AccountId, CityCardError> {
+        let mut batch = vec![self.wallet_account(card, holder, kind)];
+        batch.extend(Self::medical_accounts(holder));
+        self.open(batch).await?;
+        Ok(Self::wallet(card))
+    }
+
+    fn wallet_account(
+        &self,
+        card: &citycard_binding::CardNumber,
+        holder: &PersonId,
+        kind: &citycard_binding::CardKind,
+    ) -> NewAccount {
+        self.limits
+            .wallet_for_kind(Self::wallet(card), kind.code(), Some(holder.clone()))
+            .with_metadata("card_number_suffix", suffix(card.as_str()))
     }
 
     /// Opens a replacement card's e-wallet with its predecessor's cap when that
@@ -225,8 +247,13 @@ impl Accounts {
 
     /// Opens a person's two medical accounts.
     pub async fn open_medical_accounts(&self, person: &PersonId) -> Result<(), CityCardError> {
+        self.open(Self::medical_accounts(person).to_vec()).await
+    }
+
+    /// A person's two medical accounts, unopened.
+    fn medical_accounts(person: &PersonId) -> [NewAccount; 2] {
         let owner = Owner::Person(person.clone());
-        self.open(vec![
+        [
             NewAccount::new(
                 Self::medical_current(person),
                 AccountKind::MEDICAL_CURRENT_YEAR,
@@ -239,8 +266,7 @@ impl Accounts {
             )
             .with_flags(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags::HISTORY)
             .with_owner(owner),
-        ])
-        .await
+        ]
     }
 
     /// Opens a transit operator's revenue account.

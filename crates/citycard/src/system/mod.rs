@@ -431,9 +431,8 @@ impl CityCard {
         let kind = citycard_binding::CardKind::from_code(&request.kind);
         let wallet = self
             .accounts
-            .open_wallet(&number, &request.holder, &kind)
+            .open_card_accounts(&number, &request.holder, &kind)
             .await?;
-        self.accounts.open_medical_accounts(&request.holder).await?;
         Ok(self
             .cards
             .issue_card(
