@@ -19,6 +19,7 @@ use std::time::Instant;
 use chrono::{Duration, NaiveDate};
 use citycard::core::{IdempotencyKey, ManualClock, Money, Platform, Principal, Sensitive};
 use citycard::identity::{IdNumber, RegionCode, Sex};
+use citycard::ledger::AccountId;
 use citycard::transit::workload::city_day;
 use citycard::{CityCard, NewCitizenCard};
 
@@ -73,7 +74,8 @@ fn db_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-#[tokio::main(flavor = "current_thread")]
+// Two workers: the settlement on one, a balance reader on the other.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = args().map_err(|e| format!("city_day: {e}"))?;
     let (dir, temporary) = match &args.dir {
@@ -86,11 +88,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
     let day = NaiveDate::from_ymd_opt(2026, 11, 26).expect("a valid day");
     let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 25, 9, 0, 0));
-    let city = CityCard::builder()
-        .sqlite(dir.join("citycard.db"))
-        .clock(clock.clone())
-        .build()
-        .await?;
+    let city = Arc::new(
+        CityCard::builder()
+            .sqlite(dir.join("citycard.db"))
+            .clock(clock.clone())
+            .build()
+            .await?,
+    );
     let db = city.database().expect("the example runs on SQLite").clone();
     let system = Principal::System;
 
@@ -151,6 +155,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     clock.set(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 26, 15, 0, 0).unwrap());
     let bytes_before = db_bytes(&dir);
     let before = db.commits();
+    // A cardholder's balance read, again and again while the day settles.
+    let settling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reader = {
+        let (city, settling) = (city.clone(), settling.clone());
+        let wallets: Vec<AccountId> = refs.iter().map(|r| AccountId::new(r.0)).collect();
+        tokio::spawn(async move {
+            let mut took = Vec::new();
+            let mut i = 0usize;
+            while settling.load(std::sync::atomic::Ordering::Relaxed) {
+                let at = Instant::now();
+                city.accounts().balance(wallets[i % wallets.len()]).await?;
+                took.push(at.elapsed());
+                i += 1;
+                tokio::task::yield_now().await;
+            }
+            Ok::<_, citycard::CityCardError>(took)
+        })
+    };
     let started = Instant::now();
     let report = city
         .transit()
@@ -158,6 +180,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .settle_day(&system, day, taps)
         .await?;
     let settle = started.elapsed();
+    settling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut reads = reader.await??;
+    reads.sort_unstable();
+    let quantile = |q: f64| {
+        reads
+            .get(((reads.len() as f64 * q) as usize).min(reads.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     let settle_commits = db.commits() - before;
     let trips = report.trips_settled.max(1);
     let grown = db_bytes(&dir).saturating_sub(bytes_before);
@@ -183,6 +214,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         settle_commits as f64 / trips as f64,
         grown as f64 / trips as f64,
         peak_rss_mib().map_or_else(|| "unknown".to_owned(), |m| format!("{m:.0} MiB"))
+    );
+    println!(
+        "balance reads while settling: {} reads, p50 {:.2?}, p99 {:.2?}, max {:.2?}",
+        reads.len(),
+        quantile(0.50),
+        quantile(0.99),
+        reads.last().copied().unwrap_or_default()
     );
     drop(city);
     if temporary {
