@@ -66,6 +66,13 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Bytes this process has caused to be written to storage (`/proc/self/io`).
+fn written_bytes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    let line = io.lines().find(|l| l.starts_with("write_bytes:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn db_bytes(dir: &std::path::Path) -> u64 {
     ["citycard.db", "citycard.db-wal"]
         .iter()
@@ -153,7 +160,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tap.card = refs[(tap.card.0 as usize - 1) % refs.len()];
     }
     clock.set(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 26, 15, 0, 0).unwrap());
+    // The database's size is measured with the WAL written back to the file
+    // and emptied (the WAL is bounded working space, not stored data).
+    let checkpoint = || db.with(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);"));
+    checkpoint()?;
     let bytes_before = db_bytes(&dir);
+    let written_before = written_bytes();
     let before = db.commits();
     // A cardholder's balance read, again and again while the day settles.
     let settling = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -173,6 +185,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok::<_, citycard::CityCardError>(took)
         })
     };
+    eprintln!("city_day: settling {} taps", taps.len());
     let started = Instant::now();
     let report = city
         .transit()
@@ -191,7 +204,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let settle_commits = db.commits() - before;
     let trips = report.trips_settled.max(1);
+    checkpoint()?;
     let grown = db_bytes(&dir).saturating_sub(bytes_before);
+    let written = written_bytes()
+        .zip(written_before)
+        .map(|(after, before)| after.saturating_sub(before));
 
     println!(
         "cards: {} enrolled, issued and topped up in {:.2?} ({:.0} cards/s, {:.1} write transactions per card)",
@@ -210,9 +227,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.cards_failed.len()
     );
     println!(
-        "per trip: {:.2} write transactions, {:.0} database bytes; peak RSS {}",
+        "per trip: {:.2} write transactions, {:.0} database bytes, {} written; peak RSS {}",
         settle_commits as f64 / trips as f64,
         grown as f64 / trips as f64,
+        written.map_or_else(
+            || "unknown bytes".to_owned(),
+            |w| format!("{:.0} bytes", w as f64 / trips as f64)
+        ),
         peak_rss_mib().map_or_else(|| "unknown".to_owned(), |m| format!("{m:.0} MiB"))
     );
     println!(

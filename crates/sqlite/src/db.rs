@@ -466,6 +466,23 @@ pub fn check_schema(conn: &Connection, migrations: &[Migration]) -> Result<(), S
 
 /// Brings every component up to the newest known version.
 pub fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<(), SqliteError> {
+    // Functions the migrations' SQL calls.
+    conn.create_scalar_function(
+        "citycard_stored_reference",
+        1,
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8
+            | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            use rusqlite::types::Value;
+            Ok(match ctx.get::<Option<String>>(0)? {
+                None => Value::Null,
+                Some(text) => match crate::ledger::StoredReference::of(&text) {
+                    crate::ledger::StoredReference::Trip(b) => Value::Blob(b.to_vec()),
+                    crate::ledger::StoredReference::Text(t) => Value::Text(t.to_owned()),
+                },
+            })
+        },
+    )?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS citycard_schema (
             component  TEXT PRIMARY KEY,

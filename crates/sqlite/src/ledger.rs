@@ -133,7 +133,90 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             SELECT 'transfers', count(*) FROM ledger_transfers;
     ",
     },
+    // v3: smaller rows and indexes. An index's last key is the row's
+    // timestamp (the rowid) already, so the account indexes name only the
+    // account; a trip's reference is stored in 17 bytes (see
+    // `StoredReference`) instead of ≈48, and keeps the reference index in
+    // card order, so a settlement chunk's cards write one stretch of it.
+    Migration {
+        component: "ledger",
+        version: 3,
+        sql: "
+        DROP INDEX ledger_transfers_debit;
+        DROP INDEX ledger_transfers_credit;
+        DROP INDEX ledger_transfers_reference;
+        UPDATE ledger_transfers SET reference = citycard_stored_reference(reference)
+            WHERE reference LIKE 'trip:trip-%';
+        CREATE INDEX ledger_transfers_debit ON ledger_transfers (debit_account_id);
+        CREATE INDEX ledger_transfers_credit ON ledger_transfers (credit_account_id);
+        CREATE INDEX ledger_transfers_reference ON ledger_transfers (reference)
+            WHERE reference IS NOT NULL;
+    ",
+    },
 ];
+
+/// A reference as stored. A trip's reference in the settlement's own form,
+/// `trip:trip-cr{card, 16 hex}-{boarded µs}-{n}`, is a 17-byte blob (the
+/// card and the instant big-endian, then `n`), which sorts by card; any
+/// other reference is its text. The form is checked by writing it back, so
+/// the two are one-to-one.
+pub(crate) enum StoredReference<'a> {
+    /// A trip's reference, packed.
+    Trip([u8; 17]),
+    /// Any other reference.
+    Text(&'a str),
+}
+
+impl<'a> StoredReference<'a> {
+    /// The stored form of a reference's text.
+    pub(crate) fn of(text: &'a str) -> Self {
+        let packed = (|| {
+            let rest = text.strip_prefix("trip:trip-cr")?;
+            let (card, rest) = rest.split_once('-')?;
+            let (micros, n) = rest.split_once('-')?;
+            if card.len() != 16 {
+                return None;
+            }
+            let card = u64::from_str_radix(card, 16).ok()?;
+            let micros: u64 = micros.parse().ok()?;
+            let n: u8 = n.parse().ok()?;
+            (format!("trip:trip-cr{card:016x}-{micros}-{n}") == text).then(|| {
+                let mut out = [0u8; 17];
+                out[..8].copy_from_slice(&card.to_be_bytes());
+                out[8..16].copy_from_slice(&micros.to_be_bytes());
+                out[16] = n;
+                out
+            })
+        })();
+        packed.map_or(StoredReference::Text(text), StoredReference::Trip)
+    }
+
+    /// The reference's text from its stored form.
+    pub(crate) fn text(value: rusqlite::types::ValueRef<'_>) -> Result<Option<String>, String> {
+        use rusqlite::types::ValueRef;
+        match value {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(t) => std::str::from_utf8(t)
+                .map(|t| Some(t.to_owned()))
+                .map_err(|e| e.to_string()),
+            ValueRef::Blob(b) if b.len() == 17 => {
+                let card = u64::from_be_bytes(b[..8].try_into().map_err(|_| "short blob")?);
+                let micros = u64::from_be_bytes(b[8..16].try_into().map_err(|_| "short blob")?);
+                Ok(Some(format!("trip:trip-cr{card:016x}-{micros}-{}", b[16])))
+            }
+            other => Err(format!("bad stored reference ({:?})", other.data_type())),
+        }
+    }
+}
+
+impl rusqlite::ToSql for StoredReference<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(match self {
+            StoredReference::Trip(bytes) => bytes.as_slice().into(),
+            StoredReference::Text(text) => (*text).into(),
+        })
+    }
+}
 
 const INSERT_ACCOUNT: &str = "INSERT INTO ledger_accounts
     (timestamp, id, kind, currency, flags, upper_limit, owner, metadata)
@@ -220,7 +303,7 @@ fn read_account(row: &Row<'_>) -> rusqlite::Result<Account> {
 }
 
 fn read_transfer(row: &Row<'_>) -> rusqlite::Result<Transfer> {
-    let reference: Option<String> = row.get(10)?;
+    let reference = StoredReference::text(row.get_ref(10)?).map_err(|e| corrupt(10, e))?;
     let reference = reference
         .map(|r| Reference::parse(&r).map_err(|e| corrupt(10, e)))
         .transpose()?;
@@ -348,8 +431,13 @@ fn bind_transfer(
         .map_err(e)?;
     stmt.raw_bind_parameter(first + 8, t.code).map_err(e)?;
     stmt.raw_bind_parameter(first + 9, t.flags.0).map_err(e)?;
-    stmt.raw_bind_parameter(first + 10, t.reference.as_ref().map(Reference::as_str))
-        .map_err(e)?;
+    stmt.raw_bind_parameter(
+        first + 10,
+        t.reference
+            .as_ref()
+            .map(|r| StoredReference::of(r.as_str())),
+    )
+    .map_err(e)?;
     stmt.raw_bind_parameter(first + 11, t.memo.as_deref())
         .map_err(e)?;
     Ok(())
@@ -604,7 +692,7 @@ impl LedgerStore for SqliteLedgerStore {
             c.prepare_cached(&format!(
                 "{TRANSFER_SELECT} WHERE reference = ?1 ORDER BY timestamp"
             ))?
-            .query_map([reference.as_str()], read_transfer)?
+            .query_map([StoredReference::of(reference.as_str())], read_transfer)?
             .collect()
         })
     }
@@ -635,5 +723,58 @@ impl LedgerStore for SqliteLedgerStore {
                 failures,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoredReference;
+    use proptest::prelude::*;
+    use rusqlite::types::ValueRef;
+
+    fn round_trip(text: &str) -> (bool, String) {
+        match StoredReference::of(text) {
+            StoredReference::Trip(b) => (
+                true,
+                StoredReference::text(ValueRef::Blob(&b))
+                    .expect("decodes")
+                    .expect("some"),
+            ),
+            StoredReference::Text(t) => (false, t.to_owned()),
+        }
+    }
+
+    #[test]
+    fn only_the_settlements_own_form_is_packed() {
+        let own = "trip:trip-cr81bad7386645ee7b-1795645920000000-0";
+        assert_eq!(round_trip(own), (true, own.to_owned()));
+        for other in [
+            "trip:trip-cr81BAD7386645ee7b-1795645920000000-0",
+            "trip:trip-cr1bad7386645ee7b-1795645920000000-0",
+            "trip:trip-cr81bad7386645ee7b-01795645920000000-0",
+            "trip:trip-cr81bad7386645ee7b-1795645920000000-256",
+            "trip:trip-cr81bad7386645ee7b-1795645920000000-00",
+            "trip:trip-cr81bad7386645ee7b-1795645920000000",
+            "trip:T-1",
+            "bill:trip-cr81bad7386645ee7b-1795645920000000-0",
+        ] {
+            assert_eq!(round_trip(other), (false, other.to_owned()), "{other}");
+        }
+    }
+
+    proptest! {
+        /// Packing is one-to-one: every packed reference reads back as the
+        /// same text, and packed references sort by card, then instant.
+        #[test]
+        fn packed_references_read_back(card: u64, micros: u64, n: u8, other_card: u64) {
+            let text = format!("trip:trip-cr{card:016x}-{micros}-{n}");
+            prop_assert_eq!(round_trip(&text), (true, text.clone()));
+            let a = StoredReference::of(&text);
+            let other = format!("trip:trip-cr{other_card:016x}-0-0");
+            let b = StoredReference::of(&other);
+            if let (StoredReference::Trip(a), StoredReference::Trip(b)) = (a, b) {
+                prop_assert_eq!(a.cmp(&b), (card, micros, n).cmp(&(other_card, 0, 0)));
+            }
+        }
     }
 }

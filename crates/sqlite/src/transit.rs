@@ -84,7 +84,155 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         ALTER TABLE transit_trips_v3 RENAME TO transit_trips;
     ",
     },
+    // v4: a settled trip in ≈45 bytes. The day is days since 1970-01-01; a
+    // trip id of the settlement's own form `trip-{card}-{boarded µs}-{n}` is
+    // the integer `boarded µs << 8 | n` (its start is then left NULL: the id
+    // holds it); any other id stays text in the same column. Completeness
+    // and payment are small codes (see `completeness_code`, `payment_code`).
+    Migration {
+        component: "transit",
+        version: 4,
+        sql: "
+        CREATE TABLE transit_trips_v4 (
+            card         INTEGER NOT NULL,
+            day          INTEGER NOT NULL,
+            -- no declared type: integers and text are kept as given
+            trip         NOT NULL,
+            started_at   INTEGER,
+            operator     TEXT NOT NULL,
+            base_fen     INTEGER NOT NULL,
+            amount_fen   INTEGER NOT NULL,
+            completeness INTEGER NOT NULL,
+            payment      INTEGER NOT NULL,
+            PRIMARY KEY (card, day, trip)
+        ) WITHOUT ROWID;
+        INSERT INTO transit_trips_v4
+            SELECT card,
+                CAST(julianday(day) - 2440587.5 AS INTEGER),
+                CASE WHEN own THEN (started_at << 8) | CAST(n AS INTEGER) ELSE id END,
+                CASE WHEN own THEN NULL ELSE started_at END,
+                operator, base_fen, amount_fen,
+                CASE completeness WHEN 'complete' THEN 0 WHEN 'missing_tap_out' THEN 1
+                    WHEN 'missing_tap_in' THEN 2 END,
+                CASE payment WHEN 'charged' THEN 0 WHEN 'free' THEN 1 WHEN 'arrears' THEN 2 END
+            FROM (
+                SELECT *, substr(id, 1, length(prefix)) = prefix
+                        AND n != '' AND n NOT GLOB '*[^0-9]*'
+                        AND CAST(n AS INTEGER) || '' = n AND CAST(n AS INTEGER) < 256
+                        AND started_at >= 0 AND started_at < (1 << 55) AS own
+                FROM (
+                    SELECT *, substr(id, length(prefix) + 1) AS n
+                    FROM (
+                        SELECT *, 'trip-' || printf('cr%016x', card) || '-' || started_at || '-'
+                            AS prefix
+                        FROM transit_trips
+                    )
+                )
+            );
+        DROP TABLE transit_trips;
+        ALTER TABLE transit_trips_v4 RENAME TO transit_trips;
+    ",
+    },
 ];
+
+/// Days since 1970-01-01 (the trips table's day).
+fn day_to_sql(day: NaiveDate) -> i64 {
+    i64::from(day.num_days_from_ce()) - i64::from(EPOCH_DAYS_FROM_CE)
+}
+
+fn day_from_sql(days: i64) -> Option<NaiveDate> {
+    let ce = i32::try_from(days.checked_add(i64::from(EPOCH_DAYS_FROM_CE))?).ok()?;
+    NaiveDate::from_num_days_from_ce_opt(ce)
+}
+
+/// 1970-01-01 in days from the common era.
+const EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
+fn completeness_code(c: TripCompleteness) -> i64 {
+    match c {
+        TripCompleteness::Complete => 0,
+        TripCompleteness::MissingTapOut => 1,
+        TripCompleteness::MissingTapIn => 2,
+    }
+}
+
+fn completeness_from(code: i64) -> Option<TripCompleteness> {
+    [
+        TripCompleteness::Complete,
+        TripCompleteness::MissingTapOut,
+        TripCompleteness::MissingTapIn,
+    ]
+    .into_iter()
+    .find(|c| completeness_code(*c) == code)
+}
+
+fn payment_code(p: TripPayment) -> i64 {
+    match p {
+        TripPayment::Charged => 0,
+        TripPayment::Free => 1,
+        TripPayment::Arrears => 2,
+    }
+}
+
+fn payment_from(code: i64) -> Option<TripPayment> {
+    [
+        TripPayment::Charged,
+        TripPayment::Free,
+        TripPayment::Arrears,
+    ]
+    .into_iter()
+    .find(|p| payment_code(*p) == code)
+}
+
+/// A trip id as stored: the settlement's own form as an integer (and no
+/// separate start), any other id as text beside its start.
+enum StoredTripId<'a> {
+    Own(i64),
+    Text(&'a str),
+}
+
+impl<'a> StoredTripId<'a> {
+    fn of(card: CardRef, id: &'a TripId, started_at: i64) -> Self {
+        let text = id.as_str();
+        let own = (|| {
+            let rest = text.strip_prefix("trip-")?;
+            let (card_text, rest) = rest.split_once('-')?;
+            let (micros, n) = rest.split_once('-')?;
+            let n: u8 = n.parse().ok()?;
+            let micros: i64 = micros.parse().ok()?;
+            (micros == started_at && (0..1 << 55).contains(&micros)).then_some(())?;
+            let canonical = format!("trip-{card}-{micros}-{n}");
+            (canonical == text && card_text.len() == 18).then_some((micros << 8) | i64::from(n))
+        })();
+        own.map_or(StoredTripId::Text(text), StoredTripId::Own)
+    }
+}
+
+/// The trip id back from its stored form.
+fn trip_id_from_sql(
+    card: CardRef,
+    value: rusqlite::types::ValueRef<'_>,
+    column: usize,
+) -> rusqlite::Result<(TripId, Option<i64>)> {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Integer(v) => {
+            let text = format!("trip-{card}-{}-{}", v >> 8, v & 0xff);
+            Ok((
+                TripId::parse(&text).map_err(|e| corrupt(column, e))?,
+                Some(v >> 8),
+            ))
+        }
+        ValueRef::Text(t) => {
+            let text = std::str::from_utf8(t).map_err(|e| corrupt(column, e))?;
+            Ok((TripId::parse(text).map_err(|e| corrupt(column, e))?, None))
+        }
+        other => Err(corrupt(
+            column,
+            format!("bad trip id {:?}", other.data_type()),
+        )),
+    }
+}
 
 /// Card references are u64; SQLite integers are i64: store the same 64 bits.
 fn card_to_sql(card: CardRef) -> i64 {
@@ -116,51 +264,63 @@ impl SqliteTransitStore {
     }
 }
 
+const TRIP_COLUMNS: &str =
+    "card, day, trip, started_at, operator, base_fen, amount_fen, completeness, payment";
+
 fn read_trip(r: &rusqlite::Row<'_>) -> rusqlite::Result<SettledTrip> {
-    let id: String = r.get(0)?;
-    let day: String = r.get(2)?;
-    let completeness: String = r.get(7)?;
-    let payment: String = r.get(8)?;
+    let card = card_from_sql(r.get(0)?);
+    let day: i64 = r.get(1)?;
+    let (id, own_start) = trip_id_from_sql(card, r.get_ref(2)?, 2)?;
+    let started_at = match own_start {
+        Some(micros) => micros,
+        None => r
+            .get::<_, Option<i64>>(3)?
+            .ok_or_else(|| corrupt(3, "no start"))?,
+    };
+    let completeness: i64 = r.get(7)?;
+    let payment: i64 = r.get(8)?;
     Ok(SettledTrip {
-        id: TripId::parse(&id).map_err(|e| corrupt(0, e))?,
-        card: card_from_sql(r.get(1)?),
-        day: NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|e| corrupt(2, e))?,
-        started_at: decode_instant(r.get(3)?).map_err(|e| corrupt(3, e))?,
+        id,
+        card,
+        day: day_from_sql(day).ok_or_else(|| corrupt(1, format!("day {day} out of range")))?,
+        started_at: decode_instant(started_at).map_err(|e| corrupt(3, e))?,
         operator: r.get(4)?,
         base: Money::from_fen(r.get(5)?),
         amount: Money::from_fen(r.get(6)?),
-        completeness: TripCompleteness::from_code(&completeness)
-            .ok_or_else(|| corrupt(7, format!("bad completeness {completeness:?}")))?,
-        payment: TripPayment::from_code(&payment)
-            .ok_or_else(|| corrupt(8, format!("bad payment {payment:?}")))?,
+        completeness: completeness_from(completeness)
+            .ok_or_else(|| corrupt(7, format!("bad completeness {completeness}")))?,
+        payment: payment_from(payment)
+            .ok_or_else(|| corrupt(8, format!("bad payment {payment}")))?,
     })
 }
 
 /// Inserts trips (a stored id is left as it is); returns how many were new.
 fn insert_trips(conn: &rusqlite::Connection, trips: &[SettledTrip]) -> Result<u64, StoreError> {
     let mut stmt = conn
-        .prepare_cached(
-            "INSERT INTO transit_trips (id, card, day, started_at, operator, base_fen, amount_fen, completeness, payment)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
-        )
+        .prepare_cached(&format!(
+            "INSERT INTO transit_trips ({TRIP_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING"
+        ))
         .map_err(|e| crate::to_store_error(&e))?;
     let mut new = 0u64;
-    let mut day_text = (NaiveDate::MIN, String::new());
     for t in trips {
-        if day_text.0 != t.day {
-            day_text = (t.day, t.day.format("%Y-%m-%d").to_string());
-        }
+        let started_at = encode_instant(t.started_at);
+        let (trip, start): (rusqlite::types::ToSqlOutput<'_>, Option<i64>) =
+            match StoredTripId::of(t.card, &t.id, started_at) {
+                StoredTripId::Own(v) => (v.into(), None),
+                StoredTripId::Text(text) => (text.into(), Some(started_at)),
+            };
         new += stmt
             .execute(params![
-                t.id.as_str(),
                 card_to_sql(t.card),
-                day_text.1,
-                encode_instant(t.started_at),
+                day_to_sql(t.day),
+                trip,
+                start,
                 t.operator,
                 t.base.fen(),
                 t.amount.fen(),
-                t.completeness.code(),
-                t.payment.code()
+                completeness_code(t.completeness),
+                payment_code(t.payment)
             ])
             .map_err(|e| crate::to_store_error(&e))? as u64;
     }
@@ -234,36 +394,28 @@ impl TransitStore for SqliteTransitStore {
         cards: &[CardRef],
         day: NaiveDate,
     ) -> Result<StoredForChunk, StoreError> {
-        let first = day
-            .with_day(1)
-            .unwrap_or(day)
-            .format("%Y-%m-%d")
-            .to_string();
-        let monday = (day
-            - chrono::Duration::days(i64::from(day.weekday().num_days_from_monday())))
-        .format("%Y-%m-%d")
-        .to_string();
-        let day_text = day.format("%Y-%m-%d").to_string();
+        let first = day_to_sql(day.with_day(1).unwrap_or(day));
+        let monday = day_to_sql(
+            day - chrono::Duration::days(i64::from(day.weekday().num_days_from_monday())),
+        );
+        let today = day_to_sql(day);
         self.db.read(|c| {
             let mut out = StoredForChunk::default();
             let mut settled =
-                c.prepare_cached("SELECT id FROM transit_trips WHERE card = ?1 AND day = ?2")?;
+                c.prepare_cached("SELECT trip FROM transit_trips WHERE card = ?1 AND day = ?2")?;
             let mut spend = c.prepare_cached(
                 "SELECT COALESCE(SUM(amount_fen), 0) FROM transit_trips
                  WHERE card = ?1 AND day >= ?2 AND day < ?3",
             )?;
             for card in cards {
                 let card_sql = card_to_sql(*card);
-                let mut rows = settled.query(params![card_sql, day_text])?;
+                let mut rows = settled.query(params![card_sql, today])?;
                 while let Some(row) = rows.next()? {
-                    let id: String = row.get(0)?;
                     out.settled
-                        .insert(TripId::parse(&id).map_err(|e| corrupt(0, e))?);
+                        .insert(trip_id_from_sql(*card, row.get_ref(0)?, 0)?.0);
                 }
-                let month: i64 =
-                    spend.query_row(params![card_sql, first, day_text], |r| r.get(0))?;
-                let week: i64 =
-                    spend.query_row(params![card_sql, monday, day_text], |r| r.get(0))?;
+                let month: i64 = spend.query_row(params![card_sql, first, today], |r| r.get(0))?;
+                let week: i64 = spend.query_row(params![card_sql, monday, today], |r| r.get(0))?;
                 if month != 0 || week != 0 {
                     out.spend.insert(
                         *card,
@@ -284,17 +436,15 @@ impl TransitStore for SqliteTransitStore {
     }
 
     async fn trips(&self, card: CardRef, day: NaiveDate) -> Result<Vec<SettledTrip>, StoreError> {
-        self.db.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, card, day, started_at, operator, base_fen, amount_fen, completeness, payment
-                 FROM transit_trips WHERE card = ?1 AND day = ?2 ORDER BY started_at, id",
-            )?;
-            let rows = stmt.query_map(
-                params![card_to_sql(card), day.format("%Y-%m-%d").to_string()],
-                read_trip,
-            )?;
-            rows.collect()
-        })
+        let mut trips = self.db.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {TRIP_COLUMNS} FROM transit_trips WHERE card = ?1 AND day = ?2"
+            ))?;
+            let rows = stmt.query_map(params![card_to_sql(card), day_to_sql(day)], read_trip)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        trips.sort_by(|a, b| (a.started_at, a.id.as_str()).cmp(&(b.started_at, b.id.as_str())));
+        Ok(trips)
     }
 
     async fn month_spend_before(&self, card: CardRef, day: NaiveDate) -> Result<Money, StoreError> {
@@ -303,11 +453,7 @@ impl TransitStore for SqliteTransitStore {
             c.query_row(
                 "SELECT COALESCE(SUM(amount_fen), 0) FROM transit_trips
                  WHERE card = ?1 AND day >= ?2 AND day < ?3",
-                params![
-                    card_to_sql(card),
-                    first.format("%Y-%m-%d").to_string(),
-                    day.format("%Y-%m-%d").to_string()
-                ],
+                params![card_to_sql(card), day_to_sql(first), day_to_sql(day)],
                 |r| r.get(0),
             )
         })?;

@@ -207,6 +207,31 @@ async fn a_v1_ledger_file_is_upgraded_from_its_log() {
         assert!(accounts[0].is_closed() && !accounts[1].is_closed());
         assert_eq!(holds, reference.live_holds(), "seed {seed}");
         assert_eq!(count, reference.transfer_count(), "seed {seed}");
+        // References are found through the upgraded (keyed) index.
+        let mut references: Vec<_> = reference
+            .transfers()
+            .iter()
+            .filter_map(|t| t.reference.clone())
+            .collect();
+        references.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        references.dedup();
+        assert!(
+            !references.is_empty(),
+            "seed {seed}: the history has references"
+        );
+        for r in &references {
+            let found = ledger
+                .transfers_by_reference(&Principal::System, r)
+                .await
+                .expect("by reference");
+            let expected: Vec<_> = reference
+                .transfers()
+                .iter()
+                .filter(|t| t.reference.as_ref() == Some(r))
+                .cloned()
+                .collect();
+            assert_eq!(found, expected, "seed {seed}: {r}");
+        }
         // Old ids replay exactly after the upgrade.
         let again: Vec<NewTransfer> = reference
             .transfers()
@@ -239,4 +264,86 @@ async fn a_v1_ledger_file_is_upgraded_from_its_log() {
             "seed {seed}: {results:?}"
         );
     }
+}
+
+/// Trip references in the settlement's own form (stored packed) and any
+/// other reference are found by reference, and read back as written, after
+/// reopening the file.
+#[tokio::test]
+async fn trip_references_are_found_and_read_back() {
+    use std::sync::Arc;
+
+    use citycard_core::{ManualClock, Money, Principal};
+    use citycard_ledger::{
+        AccountId, AccountKind, CreateTransferResult, Ledger, NewAccount, NewTransfer, Reference,
+        TransferId,
+    };
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("citycard.db");
+    let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 8, 0, 0));
+    let sys = Principal::System;
+    let references: Vec<Reference> = [
+        "trip:trip-cr81bad7386645ee7b-1795645920000000-0".to_owned(),
+        "trip:trip-cr81bad7386645ee7b-1795645920000000-1".to_owned(),
+        "trip:trip-cr0000000000000002-1795645920000000-0".to_owned(),
+        "trip:T-7".to_owned(),
+        "topup:O-1".to_owned(),
+    ]
+    .iter()
+    .map(|r| Reference::parse(r).expect("reference"))
+    .collect();
+    {
+        let db = Database::open(&path).expect("file opens");
+        let ledger = Ledger::open(Arc::new(SqliteLedgerStore::new(db)), clock.clone())
+            .await
+            .expect("ledger");
+        ledger
+            .create_accounts(
+                &sys,
+                vec![
+                    NewAccount::new(AccountId::new(1), AccountKind::TOP_UP_CLEARING),
+                    NewAccount::new(AccountId::new(2), AccountKind::OPERATOR_REVENUE),
+                ],
+            )
+            .await
+            .expect("accounts");
+        let batch = references
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                NewTransfer::new(
+                    TransferId::new(100 + i as u64),
+                    AccountId::new(1),
+                    AccountId::new(2),
+                    Money::from_fen(200),
+                    1,
+                )
+                .with_reference(r.clone())
+            })
+            .collect();
+        let results = ledger.create_transfers(&sys, batch).await.expect("batch");
+        assert!(
+            results.iter().all(|r| *r == CreateTransferResult::Ok),
+            "{results:?}"
+        );
+    }
+    let db = Database::open(&path).expect("file reopens");
+    let ledger = Ledger::open(Arc::new(SqliteLedgerStore::new(db)), clock)
+        .await
+        .expect("ledger reopens");
+    for (i, r) in references.iter().enumerate() {
+        let found = ledger.transfers_by_reference(&sys, r).await.expect("found");
+        assert_eq!(found.len(), 1, "{r}");
+        assert_eq!(found[0].id, TransferId::new(100 + i as u64), "{r}");
+        assert_eq!(found[0].reference.as_ref(), Some(r));
+    }
+    let none = Reference::parse("trip:trip-cr81bad7386645ee7b-1795645920000000-2").expect("ref");
+    assert!(
+        ledger
+            .transfers_by_reference(&sys, &none)
+            .await
+            .expect("none")
+            .is_empty()
+    );
 }

@@ -512,8 +512,19 @@ async fn dump(city: &CityCard, out: &mut dyn Write) -> Result<(), CliError> {
         )?,
         trips: rows(
             db,
-            "SELECT id, card, day, operator, base_fen, amount_fen, completeness, payment
-             FROM transit_trips ORDER BY id",
+            // The stored forms written out (see the SQLite transit schema v4).
+            "SELECT id, card, day, operator, base_fen, amount_fen, completeness, payment FROM (
+                SELECT CASE WHEN typeof(trip) = 'integer'
+                        THEN 'trip-' || printf('cr%016x', card) || '-' || (trip >> 8) || '-'
+                            || (trip & 255)
+                        ELSE trip END AS id,
+                    card, date(day * 86400, 'unixepoch') AS day, operator, base_fen, amount_fen,
+                    CASE completeness WHEN 0 THEN 'complete' WHEN 1 THEN 'missing_tap_out'
+                        ELSE 'missing_tap_in' END AS completeness,
+                    CASE payment WHEN 0 THEN 'charged' WHEN 1 THEN 'free' ELSE 'arrears' END
+                        AS payment
+                FROM transit_trips)
+             ORDER BY id",
             |r| {
                 Ok((
                     r.get(0)?,
