@@ -33,16 +33,44 @@ pub struct Cursor {
 /// One failed invariant.
 pub type Violation = String;
 
-/// Looks for personal data in `text`.
-pub fn leaks(secrets: &[String], text: &str) -> Option<String> {
-    secrets
-        .iter()
-        .find(|s| text.contains(s.as_str()))
-        .map(|_| format!("personal data unmasked in: {}", mask_all(secrets, text)))
+/// Looks for personal data in `text`: the city's names (`市民…号`), ID
+/// numbers (18 characters) and card numbers (16 digits), in one pass over
+/// the text (every window of every digit run, every `市民…号`).
+pub fn leaks(secrets: &std::collections::HashSet<String>, text: &str) -> Option<String> {
+    let found = |s: &str| secrets.contains(s);
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == 'X') {
+                i += 1;
+            }
+            let run: String = chars[start..i].iter().collect();
+            for len in [16, 18] {
+                if run.len() >= len
+                    && (0..=run.len() - len).any(|at| found(&run[at..at + len]))
+                {
+                    return Some(format!("personal data unmasked in: {}", mask_all(secrets, text)));
+                }
+            }
+            continue;
+        }
+        if chars[i] == '市' && chars.get(i + 1) == Some(&'民') {
+            let end = (i + 2..chars.len().min(i + 10)).find(|&j| chars[j] == '号');
+            if let Some(end) = end
+                && found(&chars[i..=end].iter().collect::<String>())
+            {
+                return Some(format!("personal data unmasked in: {}", mask_all(secrets, text)));
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 /// `text` with every secret masked (for the failure message itself).
-fn mask_all(secrets: &[String], text: &str) -> String {
+fn mask_all(secrets: &std::collections::HashSet<String>, text: &str) -> String {
     let mut out = text.to_owned();
     for s in secrets {
         out = out.replace(s.as_str(), "***");

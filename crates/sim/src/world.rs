@@ -14,7 +14,7 @@ use citycard::binding::{
     Relation, RemovalReason, SimulatedWallet,
 };
 use citycard::core::{
-    Clock, DelegationId, DelegationScope, IdempotencyKey, ManualClock, Money, OperatorId, OperatorRole,
+    ClassifiedError, Clock, DelegationId, DelegationScope, IdempotencyKey, ManualClock, Money, OperatorId, OperatorRole,
     PersonId, Platform, PlatformAccountId, Principal, Scopes, Sensitive, SequentialIdGenerator,
     civil_date,
 };
@@ -133,8 +133,8 @@ pub enum Action {
         who: usize,
         /// Old card.
         card: CardId,
-        /// New number.
-        number: String,
+        /// New number (masked when printed).
+        number: Sensitive<String>,
         /// Key.
         key: IdempotencyKey,
     },
@@ -382,10 +382,16 @@ pub struct World {
     /// Appointments acknowledged: id → (slot, cardholder, cancelled).
     pub appointments: BTreeMap<String, (String, usize, bool)>,
     /// Personal data to look for in every output line.
-    pub secrets: Vec<String>,
+    pub secrets: std::collections::HashSet<String>,
     /// Counters for the report.
     pub counts: BTreeMap<&'static str, u64>,
     seq: u64,
+}
+
+/// A failure, its class first (`Unavailable: …`), so a retry may tell a
+/// transient failure from a different answer.
+fn failed<E: ClassifiedError>(e: &E) -> Outcome {
+    Outcome::Failed(format!("{:?}: {e}", e.class()))
 }
 
 fn key(text: String) -> IdempotencyKey {
@@ -491,7 +497,7 @@ impl World {
             fares: HashMap::new(),
             bills: BTreeMap::new(),
             appointments: BTreeMap::new(),
-            secrets: Vec::new(),
+            secrets: std::collections::HashSet::new(),
             counts: BTreeMap::new(),
             seq: 0,
         })
@@ -567,9 +573,9 @@ impl World {
                 .await
                 .map_err(|e| format!("card issue {i}: {e}"))?;
             let card_ref = CityCard::card_ref(&card).map_err(|e| e.to_string())?;
-            self.secrets.push(name.clone());
-            self.secrets.push(id_number.reveal().to_owned());
-            self.secrets.push(card_number.clone());
+            self.secrets.insert(name.clone());
+            self.secrets.insert(id_number.reveal().to_owned());
+            self.secrets.insert(card_number.clone());
             self.people.push(Person {
                 name,
                 id_number,
@@ -743,7 +749,7 @@ impl World {
             Op::Replace { who } => {
                 let who = who % n;
                 let p = &self.people[who];
-                let number = format!("3302{:02}{:010}", p.replacements + 1, who + 1);
+                let number = Sensitive::new(format!("3302{:02}{:010}", p.replacements + 1, who + 1));
                 Action::Replace {
                     who,
                     card: p.card.clone(),
@@ -964,7 +970,6 @@ impl World {
     /// Runs an action against the card system.
     pub async fn exec(&self, action: &Action) -> Outcome {
         let city = &self.city;
-        let failed = |e: &dyn std::fmt::Display| Outcome::Failed(e.to_string());
         match action {
             Action::Skip(_) => Outcome::Skipped,
             Action::Register {
@@ -1038,7 +1043,7 @@ impl World {
             }
             Action::Replace {
                 card, number, key, ..
-            } => match city.replace_card(&operator(), key, card, number).await {
+            } => match city.replace_card(&operator(), key, card, number.expose()).await {
                 Ok(change) => match change.new_card {
                     Some(new) => match CityCard::card_ref(&new) {
                         Ok(r) => Outcome::Replaced(new.id, r),
@@ -1073,7 +1078,7 @@ impl World {
                     let taps = match citycard::transit::taps_from_csv(city.transit().fares(), csv)
                     {
                         Ok(t) => t,
-                        Err(e) => return failed(&e),
+                        Err(e) => return Outcome::Failed(format!("InvalidInput: {e}")),
                     };
                     match city
                         .transit()
@@ -1240,12 +1245,12 @@ impl World {
                 let p = &mut self.people[*who];
                 if p.card == *card {
                     p.card = new.clone();
-                    p.card_number = number.clone();
+                    p.card_number = number.expose().clone();
                     p.replacements += 1;
                     if !p.card_refs.contains(card_ref) {
                         p.card_refs.push(*card_ref);
                     }
-                    self.secrets.push(number.clone());
+                    self.secrets.insert(number.expose().clone());
                 }
             }
             (Action::TopUp { who, .. }, Outcome::Moved(id, amount)) => {
