@@ -20,7 +20,7 @@ use citycard::core::{
 };
 use citycard::healthcare::{
     AppointmentId, AppointmentStatus, BillRequest, BookRequest, CashSource, CatalogueClass,
-    ChargeItem, HospitalId, HospitalLevel, PaymentAccount, SettlementId, SettlementStatus,
+    ChargeItem, HospitalId, HospitalLevel, PaymentAccount, PersonCategory, SettlementId, SettlementStatus,
     VisitType,
 };
 use citycard::identity::{
@@ -285,8 +285,8 @@ impl Action {
             Action::Refund { .. } => "wallet.refund",
             Action::Book { .. } => "appointment.book",
             Action::Cancel { .. } => "appointment.cancel",
-            Action::Bill { .. } => "billing.settle",
-            Action::Reverse { .. } => "billing.reverse",
+            Action::Bill { .. } => "healthcare.settle",
+            Action::Reverse { .. } => "healthcare.reverse",
             Action::Grant { .. } => "delegation.grant",
             Action::Revoke { .. } => "delegation.revoke",
             _ => return None,
@@ -556,6 +556,18 @@ impl World {
                 )
                 .await
                 .map_err(|e| format!("enrolment {i}: {e}"))?;
+            // Insured: the retired, residents (students among them) and employees.
+            let category = match kind {
+                "elderly" => PersonCategory::Retired,
+                "student" => PersonCategory::Resident,
+                _ if i % 5 == 0 => PersonCategory::Resident,
+                _ => PersonCategory::Employee,
+            };
+            self.city
+                .social_insurance_records()
+                .put_category(&person.id, category)
+                .await
+                .map_err(|e| format!("insurance category {i}: {e}"))?;
             let card_number = format!("33010{:011}", i + 1);
             let card = self
                 .city
