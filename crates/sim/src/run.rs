@@ -37,6 +37,8 @@ pub struct Options {
     /// Called once the card system is open, before the city is populated
     /// (the crash child arms its commit hook here).
     pub on_open: Option<OpenHook>,
+    /// Called before each step with its index (the crash child counts the setup's commits).
+    pub on_step: Option<std::sync::Arc<dyn Fn(usize) + Send + Sync>>,
 }
 
 /// Sees the card system once it is open.
@@ -67,6 +69,7 @@ impl Options {
             clock_offset: Duration::zero(),
             on_ack: None,
             on_open: None,
+            on_step: None,
         }
     }
 }
@@ -171,10 +174,17 @@ struct Runner {
     hash: u64,
     lines: Lines,
     cursor: Cursor,
+    /// Whether the model has caught up with the store (always, except in
+    /// a resumed run before its end): sweeps then require every fare to
+    /// belong to a known trip, and each cardholder's money is checked.
+    orphans: bool,
 }
 
 impl Runner {
     fn trace(&mut self, line: String) {
+        if std::env::var_os("CITYCARD_SIM_TRACE").is_some() {
+            eprintln!("trace: {line}");
+        }
         fnv(&mut self.hash, &line);
         self.trace.push(line);
         if self.trace.len() > 60 {
@@ -218,6 +228,7 @@ async fn run_async(seed: u64, options: &Options, lines: Lines) -> Result<Report,
         hash: 0xcbf2_9ce4_8422_2325,
         lines,
         cursor: Cursor::default(),
+        orphans: options.clock_offset.is_zero(),
     };
     let verifier = std::sync::Arc::new(citycard::identity::SimulatedVerifier::new());
     let mut world = World::open(&options.store, options.mutation, options.clock_offset, verifier.clone())
@@ -235,6 +246,9 @@ async fn run_async(seed: u64, options: &Options, lines: Lines) -> Result<Report,
     let steps = plan(seed, options.size);
     let steps = &steps[..options.prefix.unwrap_or(steps.len()).min(steps.len())];
     for (index, step) in steps.iter().enumerate() {
+        if let Some(hook) = &options.on_step {
+            hook(index);
+        }
         // Time passes between operations.
         world.clock.advance(Duration::minutes(1 + (index as i64 * 7) % 13));
         let ops: Vec<Op> = match step {
@@ -376,11 +390,13 @@ async fn check_step(
     }
     if sweep {
         runner.report.sweeps += 1;
-        world.fares = check::sweep(world).await.map_err(|m| fail(runner, m))?;
+        world.fares = check::sweep(world, runner.orphans)
+            .await
+            .map_err(|m| fail(runner, m))?;
     }
-    check::money(world).await.map_err(|m| fail(runner, m))?;
+    check::money(world, runner.orphans).await.map_err(|m| fail(runner, m))?;
     check::acknowledged(world, done).await.map_err(|m| fail(runner, m))?;
-    check::audit(world, &mut runner.cursor, done)
+    check::audit(world, &mut runner.cursor, done, runner.orphans)
         .await
         .map_err(|m| fail(runner, m))?;
     let touched: Vec<usize> = if step.is_none() {
@@ -449,6 +465,7 @@ async fn finish(
     if !outcome.acknowledged() {
         return Err(runner.fail(step, format!("the final settlement failed: {outcome:?}")));
     }
+    runner.orphans = true;
     check_step(world, runner, &[], step, true).await?;
     if passes {
         crate::converge::passes(world).await.map_err(|m| runner.fail(step, m))?;

@@ -385,6 +385,8 @@ pub struct World {
     pub secrets: std::collections::HashSet<String>,
     /// Counters for the report.
     pub counts: BTreeMap<&'static str, u64>,
+    /// How far the clock was moved for a restarted process.
+    pub offset: Duration,
     seq: u64,
 }
 
@@ -499,8 +501,16 @@ impl World {
             appointments: BTreeMap::new(),
             secrets: std::collections::HashSet::new(),
             counts: BTreeMap::new(),
+            offset: clock_offset,
             seq: 0,
         })
+    }
+
+    /// The time requests are made at: the clock, less a restarted
+    /// process's offset, so a resumed run sends the very requests (tap
+    /// times, dates) the dead one sent.
+    pub fn plan_now(&self) -> DateTime<Utc> {
+        self.clock.now() - self.offset
     }
 
     /// Counts one event for the report.
@@ -816,7 +826,7 @@ impl World {
             } => {
                 let who = who % n;
                 let card = *self.people[who].card_refs.last().ok_or("a card")?;
-                let now = self.clock.now();
+                let now = self.plan_now();
                 let local = |t: DateTime<Utc>| {
                     t.with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!()))
                         .format("%Y-%m-%dT%H:%M:%S+08:00")
@@ -865,7 +875,7 @@ impl World {
             },
             Op::Book { who, clinic } => {
                 let who = who % n;
-                let date = civil_date(self.clock.now()) + Duration::days(1 + (*clinic as i64 % 3));
+                let date = civil_date(self.plan_now()) + Duration::days(1 + (*clinic as i64 % 3));
                 let slot = format!("slot-c{clinic}-{}", date.format("%Y%m%d"));
                 let principal = if self.people[who].kind == "elderly" {
                     self.delegate_principal(who).unwrap_or_else(|| self.holder(who))
@@ -961,7 +971,7 @@ impl World {
                             ]
                             .into_iter()
                             .collect(),
-                            expires_at: self.clock.now() + Duration::days(300),
+                            expires_at: start() + Duration::days(300),
                         },
                     },
                     _ => Action::Skip("delegation already in that state"),
