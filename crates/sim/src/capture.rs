@@ -96,7 +96,11 @@ impl Subscriber for Capture {
     fn record_follows_from(&self, _: &Id, _: &Id) {}
 
     fn event(&self, event: &Event<'_>) {
-        let mut line = format!("{} {}:", event.metadata().level(), event.metadata().target());
+        let mut line = format!(
+            "{} {}:",
+            event.metadata().level(),
+            event.metadata().target()
+        );
         {
             let spans = self.spans();
             for id in &spans.stack {
@@ -145,6 +149,9 @@ mod tests {
         });
         let got = lines.drain();
         assert_eq!(got.len(), 1, "{got:?}");
-        assert!(got[0].contains("card=card-1") && got[0].contains("amount=5"), "{got:?}");
+        assert!(
+            got[0].contains("card=card-1") && got[0].contains("amount=5"),
+            "{got:?}"
+        );
     }
 }

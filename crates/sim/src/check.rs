@@ -48,10 +48,11 @@ pub fn leaks(secrets: &std::collections::HashSet<String>, text: &str) -> Option<
             }
             let run: String = chars[start..i].iter().collect();
             for len in [16, 18] {
-                if run.len() >= len
-                    && (0..=run.len() - len).any(|at| found(&run[at..at + len]))
-                {
-                    return Some(format!("personal data unmasked in: {}", mask_all(secrets, text)));
+                if run.len() >= len && (0..=run.len() - len).any(|at| found(&run[at..at + len])) {
+                    return Some(format!(
+                        "personal data unmasked in: {}",
+                        mask_all(secrets, text)
+                    ));
                 }
             }
             continue;
@@ -61,7 +62,10 @@ pub fn leaks(secrets: &std::collections::HashSet<String>, text: &str) -> Option<
             if let Some(end) = end
                 && found(&chars[i..=end].iter().collect::<String>())
             {
-                return Some(format!("personal data unmasked in: {}", mask_all(secrets, text)));
+                return Some(format!(
+                    "personal data unmasked in: {}",
+                    mask_all(secrets, text)
+                ));
             }
         }
         i += 1;
@@ -100,8 +104,7 @@ pub async fn money(world: &World, per_person: bool) -> Result<(), Violation> {
             for a in engine.accounts() {
                 let b = &a.balances;
                 posted += i128::from(b.credits_posted.fen()) - i128::from(b.debits_posted.fen());
-                pending +=
-                    i128::from(b.credits_pending.fen()) - i128::from(b.debits_pending.fen());
+                pending += i128::from(b.credits_pending.fen()) - i128::from(b.debits_pending.fen());
                 if a.kind == AccountKind::E_WALLET {
                     let balance = a.posted();
                     if balance.is_negative() || a.upper_limit.is_some_and(|cap| balance > cap) {
@@ -139,7 +142,10 @@ pub async fn money(world: &World, per_person: bool) -> Result<(), Violation> {
 }
 
 /// Each acknowledged answer of a step, read back from the system.
-pub async fn acknowledged(world: &World, done: &[(Action, Outcome, bool)]) -> Result<(), Violation> {
+pub async fn acknowledged(
+    world: &World,
+    done: &[(Action, Outcome, bool)],
+) -> Result<(), Violation> {
     for (action, outcome, _) in done {
         match outcome {
             Outcome::Moved(id, amount) => {
@@ -165,7 +171,15 @@ pub async fn acknowledged(world: &World, done: &[(Action, Outcome, bool)]) -> Re
                     .map_err(|e| format!("acknowledged binding {id} is not stored: {e}"))?;
             }
             Outcome::Booked(id, _) => {
-                if world.city.appointment_store().appointment(id).await.ok().flatten().is_none() {
+                if world
+                    .city
+                    .appointment_store()
+                    .appointment(id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_none()
+                {
                     return Err(format!("acknowledged appointment {id} is not stored"));
                 }
             }
@@ -293,7 +307,10 @@ pub async fn slots(world: &World, slots: &[String]) -> Result<(), Violation> {
             .map_err(|e| format!("slot {id} cannot be read: {e}"))?
             && view.booked > capacity
         {
-            return Err(format!("slot {id} is overbooked: {} of {capacity}", view.booked));
+            return Err(format!(
+                "slot {id} is overbooked: {} of {capacity}",
+                view.booked
+            ));
         }
         let mut holding = 0;
         for (appointment, (slot, _, _)) in &world.appointments {
@@ -303,7 +320,11 @@ pub async fn slots(world: &World, slots: &[String]) -> Result<(), Violation> {
             let a = world
                 .city
                 .appointment_store()
-                .appointment(&appointment.parse().map_err(|_| "appointment id".to_owned())?)
+                .appointment(
+                    &appointment
+                        .parse()
+                        .map_err(|_| "appointment id".to_owned())?,
+                )
                 .await
                 .map_err(|e| format!("appointment cannot be read: {e}"))?
                 .ok_or_else(|| format!("acknowledged appointment {appointment} vanished"))?;
@@ -319,7 +340,9 @@ pub async fn slots(world: &World, slots: &[String]) -> Result<(), Violation> {
             }
         }
         if holding > capacity {
-            return Err(format!("slot {id} holds {holding} acknowledged bookings for {capacity} places"));
+            return Err(format!(
+                "slot {id} holds {holding} acknowledged bookings for {capacity} places"
+            ));
         }
     }
     Ok(())
@@ -361,20 +384,28 @@ pub async fn sweep(world: &World, orphans: bool) -> Result<HashMap<usize, i64>, 
         if a.balances.debits_posted.fen() != debits || a.balances.credits_posted.fen() != credits {
             return Err(format!(
                 "account {} stores debits {} and credits {} fen but its transfers sum to {debits} and {credits}",
-                a.id, a.balances.debits_posted.fen(), a.balances.credits_posted.fen()
+                a.id,
+                a.balances.debits_posted.fen(),
+                a.balances.credits_posted.fen()
             ));
         }
     }
     for id in world.movements.keys() {
         let id: TransferId = id.parse().map_err(|_| format!("transfer id {id}"))?;
         if !seen.contains(&id) {
-            return Err(format!("acknowledged movement {id} is not in the stored ledger"));
+            return Err(format!(
+                "acknowledged movement {id} is not in the stored ledger"
+            ));
         }
     }
     // Every settled trip charged exactly once, and no fare without a trip.
     let mut fares: BTreeMap<String, Vec<(u64, i64)>> = BTreeMap::new();
     for t in snapshot.transfers.iter().filter(|t| t.code == codes::FARE) {
-        let reference = t.reference.as_ref().map(|r| r.to_string()).unwrap_or_default();
+        let reference = t
+            .reference
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
         fares
             .entry(reference)
             .or_default()
@@ -392,7 +423,10 @@ pub async fn sweep(world: &World, orphans: bool) -> Result<HashMap<usize, i64>, 
                 .await
                 .map_err(|e| format!("trips cannot be read: {e}"))?;
             for trip in trips {
-                let charges = fares.get(&format!("trip:{}", trip.id)).cloned().unwrap_or_default();
+                let charges = fares
+                    .get(&format!("trip:{}", trip.id))
+                    .cloned()
+                    .unwrap_or_default();
                 match trip.payment {
                     TripPayment::Charged => {
                         if charges.len() != 1 || charges[0] != (card, trip.amount.fen()) {

@@ -47,7 +47,9 @@ pub async fn passes(world: &World) -> Result<(), Violation> {
                             .cards()
                             .resync_pass(&Principal::System, &b.id)
                             .await
-                            .map_err(|e| format!("pass of binding {} does not resync: {e}", b.id))?;
+                            .map_err(|e| {
+                                format!("pass of binding {} does not resync: {e}", b.id)
+                            })?;
                         let want = if b.state == BindingState::Active {
                             PassStatus::Active
                         } else {
@@ -66,7 +68,9 @@ pub async fn passes(world: &World) -> Result<(), Violation> {
                                 .cards()
                                 .refresh_balance(&me, &b.id)
                                 .await
-                                .map_err(|e| format!("balance of binding {} does not refresh: {e}", b.id))?;
+                                .map_err(|e| {
+                                    format!("balance of binding {} does not refresh: {e}", b.id)
+                                })?;
                             let ledger = world
                                 .city
                                 .wallet()

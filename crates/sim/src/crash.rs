@@ -104,7 +104,10 @@ fn ack_line(step: usize, action: &Action, outcome: &Outcome) -> String {
 }
 
 fn variant(outcome: &Outcome) -> String {
-    format!("{outcome:?}").chars().take_while(|c| c.is_alphanumeric()).collect()
+    format!("{outcome:?}")
+        .chars()
+        .take_while(|c| c.is_alphanumeric())
+        .collect()
 }
 
 /// Runs the child: plays the seed on `dir`, dying inside commit `kill_at`.
@@ -179,7 +182,10 @@ fn scratch(seed: u64) -> PathBuf {
     } else {
         std::env::temp_dir()
     };
-    let dir = base.join(format!("citycard-sim-{}-{seed}", std::process::id()));
+    // Unique per run: tests of one process run crash seeds in parallel.
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, Ordering::SeqCst);
+    let dir = base.join(format!("citycard-sim-{}-{run}-{seed}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -201,7 +207,9 @@ fn spawn(
     if let Some(m) = mutation {
         cmd.args(["--mutation", m.name()]);
     }
-    let out = cmd.output().map_err(|e| format!("the child does not start: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("the child does not start: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let count = |what: &str| -> Option<u64> {
         stderr
@@ -263,11 +271,13 @@ pub fn crash_run_with(
         claims_recovered: claims,
         resumed_operations: resumed,
     });
-    match &report {
-        Ok(_) => {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        Err(_) => eprintln!("crash run of seed {seed} kept its directory: {}", dir.display()),
+    if report.is_err() && std::env::var_os("CITYCARD_SIM_KEEP").is_some() {
+        eprintln!(
+            "crash run of seed {seed} kept its directory: {}",
+            dir.display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
     }
     report.map_err(|e| {
         format!(
@@ -340,7 +350,10 @@ async fn check_ack(world: &World, line: &str) -> Result<(), String> {
                     format!("the transfer acknowledged at step {step} was lost in the crash: {e}")
                 })?;
             if t.amount.fen().to_string() != *fen {
-                return Err(format!("transfer {id} holds {} fen, acknowledged {fen}", t.amount.fen()));
+                return Err(format!(
+                    "transfer {id} holds {} fen, acknowledged {fen}",
+                    t.amount.fen()
+                ));
             }
         }
         [step, "binding", id] => {
@@ -362,7 +375,9 @@ async fn check_ack(world: &World, line: &str) -> Result<(), String> {
                 .map_err(|e| e.to_string())?
                 .is_none()
             {
-                return Err(format!("the appointment acknowledged at step {step} was lost"));
+                return Err(format!(
+                    "the appointment acknowledged at step {step} was lost"
+                ));
             }
         }
         _ => {}

@@ -112,7 +112,14 @@ fn one(seed: u64, size: Size, mutation: Option<Mutation>) -> Result<citycard_sim
             }
             text.push_str(&format!(
                 "shortest failing prefix: {prefix} steps: {shrunk}\nreplay: {}",
-                replay_command(seed, Size { steps: prefix.max(1), ..size }, mutation)
+                replay_command(
+                    seed,
+                    Size {
+                        steps: prefix.max(1),
+                        ..size
+                    },
+                    mutation
+                )
             ));
             Err(text)
         }
@@ -166,7 +173,10 @@ fn main() -> ExitCode {
         }),
         Command::Crash { seed, size } => size.mutation().and_then(|m| {
             let report = citycard_sim::crash::crash_run(seed, size.size(), m)?;
-            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
             Ok(())
         }),
         Command::Child(args) => citycard_sim::crash::child(&args),

@@ -121,8 +121,16 @@ pub struct Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.step {
-            Some(step) => write!(f, "seed {} broke an invariant after step {step}: {}", self.seed, self.message),
-            None => write!(f, "seed {} failed while building the city: {}", self.seed, self.message),
+            Some(step) => write!(
+                f,
+                "seed {} broke an invariant after step {step}: {}",
+                self.seed, self.message
+            ),
+            None => write!(
+                f,
+                "seed {} failed while building the city: {}",
+                self.seed, self.message
+            ),
         }
     }
 }
@@ -231,9 +239,14 @@ async fn run_async(seed: u64, options: &Options, lines: Lines) -> Result<Report,
         orphans: options.clock_offset.is_zero(),
     };
     let verifier = std::sync::Arc::new(citycard::identity::SimulatedVerifier::new());
-    let mut world = World::open(&options.store, options.mutation, options.clock_offset, verifier.clone())
-        .await
-        .map_err(|e| runner.fail(None, e))?;
+    let mut world = World::open(
+        &options.store,
+        options.mutation,
+        options.clock_offset,
+        verifier.clone(),
+    )
+    .await
+    .map_err(|e| runner.fail(None, e))?;
     if let Some(hook) = &options.on_open {
         hook(&world.city);
     }
@@ -250,7 +263,9 @@ async fn run_async(seed: u64, options: &Options, lines: Lines) -> Result<Report,
             hook(index);
         }
         // Time passes between operations.
-        world.clock.advance(Duration::minutes(1 + (index as i64 * 7) % 13));
+        world
+            .clock
+            .advance(Duration::minutes(1 + (index as i64 * 7) % 13));
         let ops: Vec<Op> = match step {
             Step::One(op) => vec![op.clone()],
             Step::Together(ops, _) => ops.clone(),
@@ -335,15 +350,19 @@ async fn run_async(seed: u64, options: &Options, lines: Lines) -> Result<Report,
             }
             done.push((action.clone(), outcome, *first));
         }
-        let settle = done.iter().any(|(a, _, _)| matches!(a, Action::Settle { .. }));
-        let t0 = std::time::Instant::now();
+        let settle = done
+            .iter()
+            .any(|(a, _, _)| matches!(a, Action::Settle { .. }));
         check_step(&mut world, &mut runner, &done, Some(index), settle).await?;
         runner.report.steps = index + 1;
-        if std::env::var("SIM_PROFILE").is_ok() {
-            eprintln!("check {index} {:?} {:?}", t0.elapsed(), done.iter().map(|(a, _, _)| format!("{a:?}").chars().take(12).collect::<String>()).collect::<Vec<_>>());
-        }
     }
-    finish(&mut world, &mut runner, steps.len(), matches!(options.store, Store::Memory)).await?;
+    finish(
+        &mut world,
+        &mut runner,
+        steps.len(),
+        matches!(options.store, Store::Memory),
+    )
+    .await?;
     runner.report.trace_hash = runner.hash;
     Ok(runner.report)
 }
@@ -361,7 +380,9 @@ fn same_answer(first: &Outcome, again: &Outcome) -> bool {
         (Outcome::Billed(a, _, _), Outcome::Billed(b, _, _)) => a == b,
         (Outcome::Bound(a, _), Outcome::Bound(b, _)) => a == b,
         // A transient failure (a remote port down, rate limits) is no answer: retry later.
-        (_, Outcome::Failed(e)) if e.starts_with("Unavailable") || e.starts_with("RateLimited") => true,
+        (_, Outcome::Failed(e)) if e.starts_with("Unavailable") || e.starts_with("RateLimited") => {
+            true
+        }
         _ => first == again,
     }
 }
@@ -394,8 +415,12 @@ async fn check_step(
             .await
             .map_err(|m| fail(runner, m))?;
     }
-    check::money(world, runner.orphans).await.map_err(|m| fail(runner, m))?;
-    check::acknowledged(world, done).await.map_err(|m| fail(runner, m))?;
+    check::money(world, runner.orphans)
+        .await
+        .map_err(|m| fail(runner, m))?;
+    check::acknowledged(world, done)
+        .await
+        .map_err(|m| fail(runner, m))?;
     check::audit(world, &mut runner.cursor, done, runner.orphans)
         .await
         .map_err(|m| fail(runner, m))?;
@@ -404,7 +429,9 @@ async fn check_step(
     } else {
         done.iter().filter_map(|(a, _, _)| who(a)).collect()
     };
-    check::bindings(world, &touched).await.map_err(|m| fail(runner, m))?;
+    check::bindings(world, &touched)
+        .await
+        .map_err(|m| fail(runner, m))?;
     let slots: Vec<String> = done
         .iter()
         .filter_map(|(a, _, _)| match a {
@@ -416,7 +443,9 @@ async fn check_step(
             _ => None,
         })
         .collect();
-    check::slots(world, &slots).await.map_err(|m| fail(runner, m))?;
+    check::slots(world, &slots)
+        .await
+        .map_err(|m| fail(runner, m))?;
     Ok(())
 }
 
@@ -460,7 +489,9 @@ async fn finish(
         .cards()
         .settle_pending(&citycard::core::Principal::System, 1000)
         .await;
-    let settle = world.resolve(&Op::SettleDays, steps as u64, 99).map_err(|e| runner.fail(step, e))?;
+    let settle = world
+        .resolve(&Op::SettleDays, steps as u64, 99)
+        .map_err(|e| runner.fail(step, e))?;
     let outcome = world.exec(&settle).await;
     if !outcome.acknowledged() {
         return Err(runner.fail(step, format!("the final settlement failed: {outcome:?}")));
@@ -468,12 +499,18 @@ async fn finish(
     runner.orphans = true;
     check_step(world, runner, &[], step, true).await?;
     if passes {
-        crate::converge::passes(world).await.map_err(|m| runner.fail(step, m))?;
+        crate::converge::passes(world)
+            .await
+            .map_err(|m| runner.fail(step, m))?;
     }
     let all: Vec<String> = world.slots.iter().map(|(s, _)| s.clone()).collect();
-    check::slots(world, &all).await.map_err(|m| runner.fail(step, m))?;
+    check::slots(world, &all)
+        .await
+        .map_err(|m| runner.fail(step, m))?;
     let everyone: Vec<usize> = (0..world.people.len()).collect();
-    check::bindings(world, &everyone).await.map_err(|m| runner.fail(step, m))?;
+    check::bindings(world, &everyone)
+        .await
+        .map_err(|m| runner.fail(step, m))?;
     Ok(())
 }
 

@@ -14,14 +14,14 @@ use citycard::binding::{
     Relation, RemovalReason, SimulatedWallet,
 };
 use citycard::core::{
-    ClassifiedError, Clock, DelegationId, DelegationScope, IdempotencyKey, ManualClock, Money, OperatorId, OperatorRole,
-    PersonId, Platform, PlatformAccountId, Principal, Scopes, Sensitive, SequentialIdGenerator,
-    civil_date,
+    ClassifiedError, Clock, DelegationId, DelegationScope, IdempotencyKey, ManualClock, Money,
+    OperatorId, OperatorRole, PersonId, Platform, PlatformAccountId, Principal, Scopes, Sensitive,
+    SequentialIdGenerator, civil_date,
 };
 use citycard::healthcare::{
     AppointmentId, AppointmentStatus, BillRequest, BookRequest, CashSource, CatalogueClass,
-    ChargeItem, HospitalId, HospitalLevel, PaymentAccount, PersonCategory, SettlementId, SettlementStatus,
-    VisitType,
+    ChargeItem, HospitalId, HospitalLevel, PaymentAccount, PersonCategory, SettlementId,
+    SettlementStatus, VisitType,
 };
 use citycard::identity::{
     IdNumber, KeyProvider, KnownPerson, MemoryKeyProvider, RealNameRequest, RegionCode, Sex,
@@ -397,7 +397,8 @@ fn failed<E: ClassifiedError>(e: &E) -> Outcome {
 }
 
 fn key(text: String) -> IdempotencyKey {
-    IdempotencyKey::parse(&text).unwrap_or_else(|_| unreachable!("keys are made of safe characters"))
+    IdempotencyKey::parse(&text)
+        .unwrap_or_else(|_| unreachable!("keys are made of safe characters"))
 }
 
 /// The desk operator (card desk and finance roles).
@@ -533,15 +534,27 @@ impl World {
             let (kind, birth) = match rng.below(100) {
                 0..=19 => (
                     "elderly",
-                    NaiveDate::from_ymd_opt(1940 + rng.below(15) as i32, 1 + rng.below(12) as u32, 1 + rng.below(28) as u32),
+                    NaiveDate::from_ymd_opt(
+                        1940 + rng.below(15) as i32,
+                        1 + rng.below(12) as u32,
+                        1 + rng.below(28) as u32,
+                    ),
                 ),
                 20..=34 => (
                     "student",
-                    NaiveDate::from_ymd_opt(2004 + rng.below(3) as i32, 1 + rng.below(12) as u32, 1 + rng.below(28) as u32),
+                    NaiveDate::from_ymd_opt(
+                        2004 + rng.below(3) as i32,
+                        1 + rng.below(12) as u32,
+                        1 + rng.below(28) as u32,
+                    ),
                 ),
                 _ => (
                     "standard",
-                    NaiveDate::from_ymd_opt(1960 + rng.below(40) as i32, 1 + rng.below(12) as u32, 1 + rng.below(28) as u32),
+                    NaiveDate::from_ymd_opt(
+                        1960 + rng.below(40) as i32,
+                        1 + rng.below(12) as u32,
+                        1 + rng.below(28) as u32,
+                    ),
                 ),
             };
             let birth = birth.ok_or("a birth date")?;
@@ -625,7 +638,14 @@ impl World {
                 .find(|&j| self.people[j].kind != "elderly");
             self.people[i].delegate = delegate;
             if delegate.is_some() {
-                let action = self.resolve(&Op::Delegation { who: i, revoke: false }, u64::MAX, i)?;
+                let action = self.resolve(
+                    &Op::Delegation {
+                        who: i,
+                        revoke: false,
+                    },
+                    u64::MAX,
+                    i,
+                )?;
                 let outcome = self.exec(&action).await;
                 self.learn(&action, &outcome, false);
             }
@@ -633,7 +653,14 @@ impl World {
         // Most open an Alipay account; some bind it before the day starts.
         for i in 0..people {
             if rng.chance(60) {
-                let action = self.resolve(&Op::Register { who: i, platform: 0 }, u64::MAX, i)?;
+                let action = self.resolve(
+                    &Op::Register {
+                        who: i,
+                        platform: 0,
+                    },
+                    u64::MAX,
+                    i,
+                )?;
                 let outcome = self.exec(&action).await;
                 self.learn(&action, &outcome, false);
                 if rng.chance(50) {
@@ -658,7 +685,8 @@ impl World {
                 let date = today + Duration::days(d);
                 let id = format!("slot-c{c}-{}", date.format("%Y%m%d"));
                 let capacity = 2 + (c as u32 % 3);
-                let slot = citycard_testkit::healthcare::slot(&id, &format!("dep-{c}"), date, capacity);
+                let slot =
+                    citycard_testkit::healthcare::slot(&id, &format!("dep-{c}"), date, capacity);
                 self.city
                     .healthcare()
                     .appointments()
@@ -700,7 +728,10 @@ impl World {
         Ok(match op {
             Op::Register { who, platform } => {
                 let who = who % n;
-                if self.people[who].accounts[*platform].as_ref().is_some_and(|a| a.1) {
+                if self.people[who].accounts[*platform]
+                    .as_ref()
+                    .is_some_and(|a| a.1)
+                {
                     return Ok(Action::Skip("already verified"));
                 }
                 Action::Register {
@@ -771,7 +802,8 @@ impl World {
             Op::Replace { who } => {
                 let who = who % n;
                 let p = &self.people[who];
-                let number = Sensitive::new(format!("3302{:02}{:010}", p.replacements + 1, who + 1));
+                let number =
+                    Sensitive::new(format!("3302{:02}{:010}", p.replacements + 1, who + 1));
                 Action::Replace {
                     who,
                     card: p.card.clone(),
@@ -828,9 +860,11 @@ impl World {
                 let card = *self.people[who].card_refs.last().ok_or("a card")?;
                 let now = self.plan_now();
                 let local = |t: DateTime<Utc>| {
-                    t.with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!()))
-                        .format("%Y-%m-%dT%H:%M:%S+08:00")
-                        .to_string()
+                    t.with_timezone(
+                        &FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!()),
+                    )
+                    .format("%Y-%m-%dT%H:%M:%S+08:00")
+                    .to_string()
                 };
                 let mut rows = Vec::new();
                 if *metro {
@@ -847,7 +881,12 @@ impl World {
                         ));
                     }
                 } else {
-                    rows.push(format!("{},in,,,b7,{},2,{}", card.0, 500 + who % 3, local(now)));
+                    rows.push(format!(
+                        "{},in,,,b7,{},2,{}",
+                        card.0,
+                        500 + who % 3,
+                        local(now)
+                    ));
                     if *duplicate {
                         rows.push(rows[0].clone());
                     }
@@ -878,7 +917,8 @@ impl World {
                 let date = civil_date(self.plan_now()) + Duration::days(1 + (*clinic as i64 % 3));
                 let slot = format!("slot-c{clinic}-{}", date.format("%Y%m%d"));
                 let principal = if self.people[who].kind == "elderly" {
-                    self.delegate_principal(who).unwrap_or_else(|| self.holder(who))
+                    self.delegate_principal(who)
+                        .unwrap_or_else(|| self.holder(who))
                 } else {
                     self.holder(who)
                 };
@@ -942,7 +982,12 @@ impl World {
                 Action::Query {
                     who,
                     card: self.people[who].card.clone(),
-                    bindings: self.people[who].bindings.iter().flatten().cloned().collect(),
+                    bindings: self.people[who]
+                        .bindings
+                        .iter()
+                        .flatten()
+                        .cloned()
+                        .collect(),
                 }
             }
             Op::Delegation { who, revoke } => {
@@ -1065,7 +1110,10 @@ impl World {
             }
             Action::Replace {
                 card, number, key, ..
-            } => match city.replace_card(&operator(), key, card, number.expose()).await {
+            } => match city
+                .replace_card(&operator(), key, card, number.expose())
+                .await
+            {
                 Ok(change) => match change.new_card {
                     Some(new) => match CityCard::card_ref(&new) {
                         Ok(r) => Outcome::Replaced(new.id, r),
@@ -1082,7 +1130,11 @@ impl World {
                 amount,
                 key,
                 ..
-            } => match city.wallet().top_up(principal, card, *amount, via, key).await {
+            } => match city
+                .wallet()
+                .top_up(principal, card, *amount, via, key)
+                .await
+            {
                 Ok(r) => Outcome::Moved(r.transfer.to_string(), r.amount),
                 Err(e) => failed(&e),
             },
@@ -1097,8 +1149,7 @@ impl World {
                 let mut trips = 0;
                 let mut charged = Money::ZERO;
                 for (day, csv) in days {
-                    let taps = match citycard::transit::taps_from_csv(city.transit().fares(), csv)
-                    {
+                    let taps = match citycard::transit::taps_from_csv(city.transit().fares(), csv) {
                         Ok(t) => t,
                         Err(e) => return Outcome::Failed(format!("InvalidInput: {e}")),
                     };
@@ -1117,8 +1168,15 @@ impl World {
                 }
                 Outcome::Settled(trips, charged)
             }
-            Action::Book { principal, request, .. } => {
-                match city.healthcare().appointments().book(principal, request).await {
+            Action::Book {
+                principal, request, ..
+            } => {
+                match city
+                    .healthcare()
+                    .appointments()
+                    .book(principal, request)
+                    .await
+                {
                     Ok(b) => Outcome::Booked(b.appointment.id, b.appointment.status),
                     Err(e) => failed(&e),
                 }
@@ -1137,7 +1195,12 @@ impl World {
                 principal,
                 key,
                 request,
-            } => match city.healthcare().billing().settle(principal, key, request).await {
+            } => match city
+                .healthcare()
+                .billing()
+                .settle(principal, key, request)
+                .await
+            {
                 Ok(record) => {
                     let me = PaymentAccount::EWallet(self.people[*who].person.clone());
                     let mut share: i64 = 0;
@@ -1228,18 +1291,22 @@ impl World {
                 self.clock.advance(Duration::minutes(*minutes));
                 Outcome::Done
             }
-            Action::SettlePending => match city.cards().settle_pending(&Principal::System, 100).await
-            {
-                Ok(n) => Outcome::SettledPending(n),
-                Err(e) => failed(&e),
-            },
+            Action::SettlePending => {
+                match city.cards().settle_pending(&Principal::System, 100).await {
+                    Ok(n) => Outcome::SettledPending(n),
+                    Err(e) => failed(&e),
+                }
+            }
         }
     }
 
     /// Learns what an acknowledged operation did (`retry`: it repeats an earlier one).
     pub fn learn(&mut self, action: &Action, outcome: &Outcome, retry: bool) {
         if let Action::Taps { day, rows, .. } = action {
-            self.taps.entry(*day).or_default().extend(rows.iter().cloned());
+            self.taps
+                .entry(*day)
+                .or_default()
+                .extend(rows.iter().cloned());
             return;
         }
         if !outcome.acknowledged() {
@@ -1253,17 +1320,29 @@ impl World {
                 self.people[*who].accounts[*platform] = Some((account.clone(), true));
             }
             (Action::Bind { who, platform, .. }, Outcome::Bound(binding, state)) => {
-                if *state == BindingState::Active.code() || *state == BindingState::Pending.code()
-                {
+                if *state == BindingState::Active.code() || *state == BindingState::Pending.code() {
                     self.people[*who].bindings[*platform] = Some(binding.clone());
                 }
             }
-            (Action::Unbind { who, platform, binding, .. }, Outcome::Unbound(_)) => {
+            (
+                Action::Unbind {
+                    who,
+                    platform,
+                    binding,
+                    ..
+                },
+                Outcome::Unbound(_),
+            ) => {
                 if self.people[*who].bindings[*platform].as_ref() == Some(binding) {
                     self.people[*who].bindings[*platform] = None;
                 }
             }
-            (Action::Replace { who, number, card, .. }, Outcome::Replaced(new, card_ref)) => {
+            (
+                Action::Replace {
+                    who, number, card, ..
+                },
+                Outcome::Replaced(new, card_ref),
+            ) => {
                 let p = &mut self.people[*who];
                 if p.card == *card {
                     p.card = new.clone();
@@ -1276,14 +1355,20 @@ impl World {
                 }
             }
             (Action::TopUp { who, .. }, Outcome::Moved(id, amount)) => {
-                self.movements.entry(id.clone()).or_insert((*who, amount.fen()));
+                self.movements
+                    .entry(id.clone())
+                    .or_insert((*who, amount.fen()));
             }
             (Action::Refund { who, .. }, Outcome::Moved(id, amount)) => {
-                self.movements.entry(id.clone()).or_insert((*who, -amount.fen()));
+                self.movements
+                    .entry(id.clone())
+                    .or_insert((*who, -amount.fen()));
             }
             (Action::Book { who, request, .. }, Outcome::Booked(id, status)) => {
-                if matches!(status, AppointmentStatus::Booked | AppointmentStatus::Waitlist)
-                    && !self.appointments.contains_key(id.as_str())
+                if matches!(
+                    status,
+                    AppointmentStatus::Booked | AppointmentStatus::Waitlist
+                ) && !self.appointments.contains_key(id.as_str())
                 {
                     self.appointments
                         .insert(id.to_string(), (request.slot.to_string(), *who, false));
@@ -1298,11 +1383,17 @@ impl World {
             }
             (Action::Bill { who, .. }, Outcome::Billed(id, status, share)) => {
                 if *status == SettlementStatus::Completed && !self.bills.contains_key(id.as_str()) {
-                    self.bills.insert(id.to_string(), (*who, share.fen(), false));
+                    self.bills
+                        .insert(id.to_string(), (*who, share.fen(), false));
                     self.people[*who].bills.push(id.clone());
                 }
             }
-            (Action::Reverse { who, settlement, .. }, Outcome::Reversed(_)) => {
+            (
+                Action::Reverse {
+                    who, settlement, ..
+                },
+                Outcome::Reversed(_),
+            ) => {
                 if let Some(b) = self.bills.get_mut(settlement.as_str()) {
                     b.2 = true;
                 }
@@ -1311,7 +1402,12 @@ impl World {
             (Action::Grant { who, .. }, Outcome::Granted(id)) => {
                 self.people[*who].grant = Some(id.clone());
             }
-            (Action::Revoke { who, delegation, .. }, Outcome::Revoked(_)) => {
+            (
+                Action::Revoke {
+                    who, delegation, ..
+                },
+                Outcome::Revoked(_),
+            ) => {
                 if self.people[*who].grant.as_ref() == Some(delegation) {
                     self.people[*who].grant = None;
                 }

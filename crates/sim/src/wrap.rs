@@ -6,15 +6,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use citycard::binding::{
-    Binding, BindingId, BindingState, BindingStore, CardId, PassSerial, PassUpdate,
-    PlatformWallet, PortError, RemovalReason, WalletPass,
+    Binding, BindingId, BindingState, BindingStore, CardId, PassSerial, PassUpdate, PlatformWallet,
+    PortError, RemovalReason, WalletPass,
 };
 use citycard::core::{CoreChanges, Platform, PlatformAccountId, StoreError};
 use citycard::glue::money::codes;
@@ -220,7 +220,10 @@ impl BindingStore for SimBindingStore {
     ) -> Result<Vec<Binding>, StoreError> {
         let mut found = self.inner.by_account(platform, account).await?;
         if self.second
-            && let Some(live) = found.iter().find(|b| b.state == BindingState::Active).cloned()
+            && let Some(live) = found
+                .iter()
+                .find(|b| b.state == BindingState::Active)
+                .cloned()
         {
             let mut copy = live;
             copy.id = BindingId::parse(&format!("{}-twin", copy.id))
