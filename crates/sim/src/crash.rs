@@ -190,6 +190,9 @@ fn scratch(seed: u64) -> PathBuf {
     dir
 }
 
+/// A child's end: killed or not, its (setup, total) commit counts, its stderr.
+type Spawned = (bool, Option<(u64, u64)>, String);
+
 fn spawn(
     bin: &Path,
     seed: u64,
@@ -197,7 +200,7 @@ fn spawn(
     size: Size,
     kill_at: u64,
     mutation: Option<Mutation>,
-) -> Result<(bool, Option<(u64, u64)>, String), String> {
+) -> Result<Spawned, String> {
     let mut cmd = std::process::Command::new(bin);
     cmd.args(["child", "--seed", &seed.to_string(), "--dir"])
         .arg(dir)
