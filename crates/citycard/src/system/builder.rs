@@ -37,10 +37,14 @@ pub struct CityCardBuilder {
     chunk_trips: usize,
     roles: Arc<OperatorRoles>,
     ledger_layer: Option<LedgerLayer>,
+    binding_layer: Option<BindingLayer>,
 }
 
 /// Wraps the ledger's store (see [`CityCardBuilder::wrap_ledger_store`]).
 type LedgerLayer = Box<dyn FnOnce(Arc<dyn LedgerStore>) -> Arc<dyn LedgerStore> + Send>;
+
+/// Wraps the binding store (see [`CityCardBuilder::wrap_binding_store`]).
+type BindingLayer = Box<dyn FnOnce(Arc<dyn BindingStore>) -> Arc<dyn BindingStore> + Send>;
 
 impl Default for CityCardBuilder {
     fn default() -> Self {
@@ -59,6 +63,7 @@ impl Default for CityCardBuilder {
             chunk_trips: citycard_transit::MAX_CHARGES_PER_CHUNK,
             roles: Arc::new(OperatorRoles::new()),
             ledger_layer: None,
+            binding_layer: None,
         }
     }
 }
@@ -85,6 +90,19 @@ impl CityCardBuilder {
         layer: impl FnOnce(Arc<dyn LedgerStore>) -> Arc<dyn LedgerStore> + Send + 'static,
     ) -> Self {
         self.ledger_layer = Some(Box::new(layer));
+        self
+    }
+
+    /// Wraps the binding store's reads and single-row writes (commits go
+    /// through the card change store, which stays as it is). For the
+    /// simulator's checker tests (`citycard-sim`), which make a store show
+    /// a second live binding; not for hosts.
+    #[doc(hidden)]
+    pub fn wrap_binding_store(
+        mut self,
+        layer: impl FnOnce(Arc<dyn BindingStore>) -> Arc<dyn BindingStore> + Send + 'static,
+    ) -> Self {
+        self.binding_layer = Some(Box::new(layer));
         self
     }
 
@@ -187,6 +205,9 @@ impl CityCardBuilder {
         let wrapped_ledger = self.ledger_layer.is_some();
         if let Some(layer) = self.ledger_layer {
             stores.ledger = layer(stores.ledger);
+        }
+        if let Some(layer) = self.binding_layer {
+            stores.bindings = layer(stores.bindings);
         }
 
         let (verifier, simulated_verifier): (Arc<dyn RealNameVerifier>, _) = match self.verifier {
