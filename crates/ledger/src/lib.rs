@@ -133,6 +133,7 @@
 pub mod engine;
 pub mod ids;
 pub mod model;
+pub mod port;
 pub mod query;
 pub mod service;
 pub mod store;
@@ -147,6 +148,7 @@ pub use model::{
     FailedTransfer, MAX_MEMO_LEN, NewAccount, NewTransfer, NormalSide, PendingStatus, Transfer,
     TransferFlags,
 };
+pub use port::LedgerPort;
 pub use query::{
     AmountMismatch, ExternalEntry, Matched, ReconciliationReport, Statement, StatementEntry,
     StatementPage, reconcile,
