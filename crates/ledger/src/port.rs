@@ -8,8 +8,7 @@ use citycard_core::Principal;
 
 use crate::ids::{AccountId, Reference, TransferId};
 use crate::model::{
-    Account, Balances, CreateAccountResult, CreateTransferResult, NewAccount, NewTransfer,
-    Transfer,
+    Account, Balances, CreateAccountResult, CreateTransferResult, NewAccount, NewTransfer, Transfer,
 };
 use crate::service::{Ledger, LedgerError};
 
@@ -42,8 +41,11 @@ pub trait LedgerPort: Send + Sync {
     ) -> Result<Balances, LedgerError>;
 
     /// A transfer by id.
-    async fn transfer(&self, principal: &Principal, id: TransferId)
-    -> Result<Transfer, LedgerError>;
+    async fn transfer(
+        &self,
+        principal: &Principal,
+        id: TransferId,
+    ) -> Result<Transfer, LedgerError>;
 
     /// Transfers with a reference, oldest first.
     async fn transfers_by_reference(

@@ -155,7 +155,12 @@ impl TigerBeetleLedger {
                     local_fail[i] = true;
                 }
             }
-            refuse_chains(&mut out, &local_fail, |i| part[i].flags.is_linked(), CreateAccountResult::LinkedEventFailed);
+            refuse_chains(
+                &mut out,
+                &local_fail,
+                |i| part[i].flags.is_linked(),
+                CreateAccountResult::LinkedEventFailed,
+            );
             for (i, a) in part.iter().enumerate() {
                 if out[i] == CreateAccountResult::Ok {
                     if let Ok(x) = map::account_to_tb(a) {
@@ -173,7 +178,9 @@ impl TigerBeetleLedger {
                 Ok(()) => {}
                 Err(tb::error::CreateAccountsError::Api(errors)) => {
                     for e in errors.as_slice() {
-                        let at = *index.get(e.index() as usize).ok_or_else(|| corrupt("an index out of the batch"))?;
+                        let at = *index
+                            .get(e.index() as usize)
+                            .ok_or_else(|| corrupt("an index out of the batch"))?;
                         out[at] = map::account_result(e.inner().code().get())
                             .ok_or_else(|| corrupt("an unknown account result"))?;
                     }
@@ -206,7 +213,12 @@ impl TigerBeetleLedger {
                     }
                 }
             }
-            refuse_chains(&mut out, &local_fail, |i| part[i].flags.is_linked(), CreateTransferResult::LinkedEventFailed);
+            refuse_chains(
+                &mut out,
+                &local_fail,
+                |i| part[i].flags.is_linked(),
+                CreateTransferResult::LinkedEventFailed,
+            );
             let mut send = Vec::with_capacity(part.len());
             let mut index = Vec::with_capacity(part.len());
             for (i, x) in mapped.into_iter().enumerate() {
@@ -222,7 +234,9 @@ impl TigerBeetleLedger {
                 Ok(()) => {}
                 Err(tb::error::CreateTransfersError::Api(errors)) => {
                     for e in errors.as_slice() {
-                        let at = *index.get(e.index() as usize).ok_or_else(|| corrupt("an index out of the batch"))?;
+                        let at = *index
+                            .get(e.index() as usize)
+                            .ok_or_else(|| corrupt("an index out of the batch"))?;
                         out[at] = map::transfer_result(e.inner().code().get())
                             .ok_or_else(|| corrupt("an unknown transfer result"))?;
                     }
@@ -239,7 +253,12 @@ impl TigerBeetleLedger {
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(BATCH_MAX) {
             let raw: Vec<u128> = chunk.iter().map(|id| u128::from(id.get())).collect();
-            for a in self.client.lookup_accounts(raw).await.map_err(unavailable)? {
+            for a in self
+                .client
+                .lookup_accounts(raw)
+                .await
+                .map_err(unavailable)?
+            {
                 found.push(self.account_from_tb(&a)?);
             }
         }
@@ -247,14 +266,16 @@ impl TigerBeetleLedger {
     }
 
     /// Transfers by id (those that exist), without an authorisation check.
-    pub async fn lookup_transfers(
-        &self,
-        ids: &[TransferId],
-    ) -> Result<Vec<Transfer>, LedgerError> {
+    pub async fn lookup_transfers(&self, ids: &[TransferId]) -> Result<Vec<Transfer>, LedgerError> {
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(BATCH_MAX) {
             let raw: Vec<u128> = chunk.iter().map(|id| u128::from(id.get())).collect();
-            for t in self.client.lookup_transfers(raw).await.map_err(unavailable)? {
+            for t in self
+                .client
+                .lookup_transfers(raw)
+                .await
+                .map_err(unavailable)?
+            {
                 found.push(self.transfer_from_tb(&t)?);
             }
         }

@@ -56,11 +56,13 @@ pub fn account_to_tb(a: &NewAccount) -> Result<tb::Account, A> {
         let text = serde_json::to_string(&a.metadata).unwrap_or_default();
         digest_64("citycard.metadata", &text)
     };
-    Ok(tb::Account::new(u128::from(a.id.get()), u32::from(a.currency.0), a.kind.0)
-        .with_flags(tb::account::Flags::from_bits_retain(a.flags.bits()))
-        .with_user_data_128(owner)
-        .with_user_data_64(metadata)
-        .with_user_data_32(limit))
+    Ok(
+        tb::Account::new(u128::from(a.id.get()), u32::from(a.currency.0), a.kind.0)
+            .with_flags(tb::account::Flags::from_bits_retain(a.flags.bits()))
+            .with_user_data_128(owner)
+            .with_user_data_64(metadata)
+            .with_user_data_32(limit),
+    )
 }
 
 /// A transfer for the cluster, or the result our rules give before it is sent.
@@ -74,7 +76,10 @@ pub fn transfer_to_tb(t: &NewTransfer) -> Result<tb::Transfer, R> {
     if t.amount.is_zero() && !settles && !closing && !f.has_unknown() && !t.id.is_zero() {
         return Err(R::AmountMustNotBeZero);
     }
-    if t.memo.as_ref().is_some_and(|m| m.len() > citycard_ledger::MAX_MEMO_LEN) {
+    if t.memo
+        .as_ref()
+        .is_some_and(|m| m.len() > citycard_ledger::MAX_MEMO_LEN)
+    {
         return Err(R::MemoTooLong);
     }
     // Ours: a post of 0 posts the whole hold; TigerBeetle's "whole hold" is u128::MAX.
@@ -92,7 +97,11 @@ pub fn transfer_to_tb(t: &NewTransfer) -> Result<tb::Transfer, R> {
         .with_ledger(u32::from(t.currency.0))
         .with_code(t.code)
         .with_flags(tb::transfer::Flags::from_bits_retain(t.flags.bits()))
-        .with_user_data_128(t.reference.as_ref().map_or(0, |r| reference_key(r.as_str())))
+        .with_user_data_128(
+            t.reference
+                .as_ref()
+                .map_or(0, |r| reference_key(r.as_str())),
+        )
         .with_user_data_64(t.memo.as_ref().map_or(0, |m| digest_64("citycard.memo", m))))
 }
 

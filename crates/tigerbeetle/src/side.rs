@@ -46,6 +46,9 @@ impl SideStore {
 
     /// How many transfers have texts here.
     pub fn transfer_count(&self) -> usize {
-        self.transfers.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.transfers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 }

@@ -54,10 +54,27 @@ const ACCOUNTS: u64 = 5;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Plain { dr: u64, cr: u64, amount: i64, balancing: u8 },
-    Pending { dr: u64, cr: u64, amount: i64, timeout: bool, closing: u8 },
-    Post { pending: u64, amount: i64 },
-    Void { pending: u64, amount: i64 },
+    Plain {
+        dr: u64,
+        cr: u64,
+        amount: i64,
+        balancing: u8,
+    },
+    Pending {
+        dr: u64,
+        cr: u64,
+        amount: i64,
+        timeout: bool,
+        closing: u8,
+    },
+    Post {
+        pending: u64,
+        amount: i64,
+    },
+    Void {
+        pending: u64,
+        amount: i64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -91,9 +108,17 @@ fn batch() -> impl Strategy<Value = Vec<Event>> {
             .map(|(op, id, link)| {
                 if link == 0 {
                     fresh += 1;
-                    Event { id: fresh, op, linked: true }
+                    Event {
+                        id: fresh,
+                        op,
+                        linked: true,
+                    }
                 } else {
-                    Event { id, op, linked: false }
+                    Event {
+                        id,
+                        op,
+                        linked: false,
+                    }
                 }
             })
             .collect()
@@ -101,15 +126,24 @@ fn batch() -> impl Strategy<Value = Vec<Event>> {
 }
 
 fn account_flags() -> impl Strategy<Value = Vec<u16>> {
-    prop::collection::vec(prop_oneof![Just(0u16), Just(2), Just(4), Just(8), Just(10)], ACCOUNTS as usize)
+    prop::collection::vec(
+        prop_oneof![Just(0u16), Just(2), Just(4), Just(8), Just(10)],
+        ACCOUNTS as usize,
+    )
 }
 
 fn to_transfer(base: u64, e: &Event, fresh_offset: u64) -> NewTransfer {
     let id = |n: u64| TransferId::new(base + n + if n > 100 { fresh_offset } else { 0 });
     let acct = |n: u64| AccountId::new(base + n);
     let mut t = match &e.op {
-        Op::Plain { dr, cr, amount, balancing } => {
-            let mut t = NewTransfer::new(id(e.id), acct(*dr), acct(*cr), Money::from_fen(*amount), 1);
+        Op::Plain {
+            dr,
+            cr,
+            amount,
+            balancing,
+        } => {
+            let mut t =
+                NewTransfer::new(id(e.id), acct(*dr), acct(*cr), Money::from_fen(*amount), 1);
             if *balancing == 1 {
                 t.flags = TransferFlags::BALANCING_DEBIT;
             } else if *balancing == 2 {
@@ -117,7 +151,13 @@ fn to_transfer(base: u64, e: &Event, fresh_offset: u64) -> NewTransfer {
             }
             t
         }
-        Op::Pending { dr, cr, amount, timeout, closing } => {
+        Op::Pending {
+            dr,
+            cr,
+            amount,
+            timeout,
+            closing,
+        } => {
             let mut t = NewTransfer::pending(
                 id(e.id),
                 acct(*dr),
@@ -156,9 +196,18 @@ static EVENTS: AtomicU64 = AtomicU64::new(0);
 #[test]
 fn engine_and_cluster_agree_event_by_event() {
     let Some(tb) = cluster() else { return };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cases = std::env::var("CITYCARD_DIFF_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64);
-    let mut runner = TestRunner::new(Config { cases, ..Config::default() });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cases = std::env::var("CITYCARD_DIFF_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(64);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        ..Config::default()
+    });
     let strategy = (account_flags(), prop::collection::vec(batch(), 1..10));
     let result = runner.run(&strategy, |(flags, batches)| {
         let base = id_base();
@@ -178,25 +227,43 @@ fn engine_and_cluster_agree_event_by_event() {
         prop_assert_eq!(&ours, &theirs);
         // Fund the constrained accounts.
         let fund: Vec<NewTransfer> = (2..=4)
-            .map(|n| NewTransfer::new(TransferId::new(base + 4000 + n), AccountId::new(base + 1), AccountId::new(base + n), Money::from_fen(100), 9))
+            .map(|n| {
+                NewTransfer::new(
+                    TransferId::new(base + 4000 + n),
+                    AccountId::new(base + 1),
+                    AccountId::new(base + n),
+                    Money::from_fen(100),
+                    9,
+                )
+            })
             .collect();
         now += Duration::seconds(1);
         let ours = engine.create_transfers(now, fund.clone());
         let theirs = rt.block_on(tb.create_transfers_unchecked(fund)).unwrap();
         prop_assert_eq!(&ours, &theirs);
         for (b, events) in batches.iter().enumerate() {
-            let batch: Vec<NewTransfer> =
-                events.iter().map(|e| to_transfer(base, e, 100 * b as u64)).collect();
+            let batch: Vec<NewTransfer> = events
+                .iter()
+                .map(|e| to_transfer(base, e, 100 * b as u64))
+                .collect();
             now += Duration::seconds(1);
             let ours = engine.create_transfers(now, batch.clone());
-            let theirs = rt.block_on(tb.create_transfers_unchecked(batch.clone())).unwrap();
+            let theirs = rt
+                .block_on(tb.create_transfers_unchecked(batch.clone()))
+                .unwrap();
             EVENTS.fetch_add(batch.len() as u64, Ordering::Relaxed);
             prop_assert_eq!(&ours, &theirs, "batch {} {:?}", b, batch);
             let ids: Vec<AccountId> = (1..=ACCOUNTS).map(|n| AccountId::new(base + n)).collect();
             let cluster_accounts = rt.block_on(tb.lookup_accounts(&ids)).unwrap();
             for a in cluster_accounts {
                 let e = engine.account(a.id).unwrap();
-                prop_assert_eq!(e.balances, a.balances, "balances of {} after batch {}", a.id, b);
+                prop_assert_eq!(
+                    e.balances,
+                    a.balances,
+                    "balances of {} after batch {}",
+                    a.id,
+                    b
+                );
                 prop_assert_eq!(e.flags, a.flags, "flags of {} after batch {}", a.id, b);
             }
         }
@@ -219,7 +286,10 @@ fn engine_and_cluster_agree_event_by_event() {
 #[test]
 fn a_replayed_chain_is_a_documented_deviation() {
     let Some(tb) = cluster() else { return };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let base = id_base();
     let mut engine = Engine::new();
     let accounts: Vec<NewAccount> = (1..=2)
@@ -228,15 +298,28 @@ fn a_replayed_chain_is_a_documented_deviation() {
     engine.create_accounts(t0(), accounts.clone());
     rt.block_on(tb.create_accounts_unchecked(accounts)).unwrap();
     let chain = vec![
-        NewTransfer::new(TransferId::new(base + 1), AccountId::new(base + 1), AccountId::new(base + 2), Money::from_fen(5), 1)
-            .with_flags(TransferFlags::LINKED),
-        NewTransfer::new(TransferId::new(base + 2), AccountId::new(base + 1), AccountId::new(base + 2), Money::from_fen(6), 1),
+        NewTransfer::new(
+            TransferId::new(base + 1),
+            AccountId::new(base + 1),
+            AccountId::new(base + 2),
+            Money::from_fen(5),
+            1,
+        )
+        .with_flags(TransferFlags::LINKED),
+        NewTransfer::new(
+            TransferId::new(base + 2),
+            AccountId::new(base + 1),
+            AccountId::new(base + 2),
+            Money::from_fen(6),
+            1,
+        ),
     ];
     for _ in 0..2 {
         engine.create_transfers(t0() + Duration::seconds(1), chain.clone());
     }
     let ours = engine.create_transfers(t0() + Duration::seconds(2), chain.clone());
-    rt.block_on(tb.create_transfers_unchecked(chain.clone())).unwrap();
+    rt.block_on(tb.create_transfers_unchecked(chain.clone()))
+        .unwrap();
     let theirs = rt.block_on(tb.create_transfers_unchecked(chain)).unwrap();
     assert_eq!(ours, [R::Exists, R::Exists]);
     assert_eq!(theirs, [R::Exists, R::LinkedEventFailed]);
