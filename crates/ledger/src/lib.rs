@@ -139,7 +139,7 @@ pub use query::{
     StatementPage, reconcile,
 };
 pub use service::{
-    CommitWith, Ledger, LedgerError, PBOC_ANONYMOUS_CEILING, PBOC_REGISTERED_CEILING, WalletHolder,
+    CommitAccountsWith, CommitWith, Ledger, LedgerError, PBOC_ANONYMOUS_CEILING, PBOC_REGISTERED_CEILING, WalletHolder,
     WalletLimits, WalletLimitsError,
 };
 pub use store::{
