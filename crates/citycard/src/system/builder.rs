@@ -277,6 +277,7 @@ impl CityCardBuilder {
             _ => Arc::new(PortsUnitOfWork::new(
                 stores.ledger.clone(),
                 stores.transit.clone(),
+                stores.card_changes.clone(),
             )),
         };
         let wallet = WalletService::new(
@@ -374,7 +375,9 @@ impl CityCardBuilder {
         )
         .with_audit(stores.audit.clone());
 
+        let issues = crate::issue::IssueDesk::new(ledger.clone(), unit);
         Ok(CityCard {
+            issues,
             clock,
             ids,
             stores,
