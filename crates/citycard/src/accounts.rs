@@ -215,7 +215,11 @@ impl Accounts {
         kind: &citycard_binding::CardKind,
     ) -> [NewAccount; 3] {
         let [current, accumulated] = Self::medical_accounts(holder);
-        [self.wallet_account(card, holder, kind), current, accumulated]
+        [
+            self.wallet_account(card, holder, kind),
+            current,
+            accumulated,
+        ]
     }
 
     fn wallet_account(

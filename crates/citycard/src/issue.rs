@@ -150,6 +150,8 @@ pub(crate) struct IssueDesk {
     unit: Arc<dyn UnitOfWork>,
     queue: Mutex<Vec<Arc<Job>>>,
     writer: tokio::sync::Mutex<()>,
+    /// Cards per chunk of a batch.
+    pub(crate) chunk: usize,
 }
 
 impl std::fmt::Debug for IssueDesk {
@@ -160,10 +162,11 @@ impl std::fmt::Debug for IssueDesk {
 
 impl IssueDesk {
     /// The desk over the ledger and the unit of work on the same store.
-    pub(crate) fn new(ledger: Arc<Ledger>, unit: Arc<dyn UnitOfWork>) -> Self {
+    pub(crate) fn new(ledger: Arc<Ledger>, unit: Arc<dyn UnitOfWork>, chunk: usize) -> Self {
         Self {
             ledger,
             unit,
+            chunk,
             queue: Mutex::default(),
             writer: tokio::sync::Mutex::new(()),
         }
@@ -216,7 +219,9 @@ impl IssueDesk {
         for (j, answer) in jobs.iter().zip(answers) {
             *locked(&j.answer) = Some(answer);
         }
-        locked(&job.answer).take().unwrap_or(Err(PlanRefused::Unknown))
+        locked(&job.answer)
+            .take()
+            .unwrap_or(Err(PlanRefused::Unknown))
     }
 }
 

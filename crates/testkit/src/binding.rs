@@ -395,7 +395,13 @@ macro_rules! card_store_conformance {
                     .unwrap();
                 found.sort_by(|x, y| x.id.cmp(&y.id));
                 assert_eq!(found, vec![a.clone(), c.clone()]);
-                assert!(store.by_numbers(&[missing.number]).await.unwrap().is_empty());
+                assert!(
+                    store
+                        .by_numbers(&[missing.number])
+                        .await
+                        .unwrap()
+                        .is_empty()
+                );
             }
 
             #[tokio::test]

@@ -93,18 +93,24 @@ pub struct IssueReport {
 impl IssueReport {
     /// The issued cards: (position in the batch, card id).
     pub fn issued(&self) -> impl Iterator<Item = (usize, &CardId)> {
-        self.outcomes.iter().enumerate().filter_map(|(i, o)| match o {
-            IssueOutcome::Issued { card } => Some((i, card)),
-            IssueOutcome::Refused { .. } => None,
-        })
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| match o {
+                IssueOutcome::Issued { card } => Some((i, card)),
+                IssueOutcome::Refused { .. } => None,
+            })
     }
 
     /// The refused rows: (position in the batch, reason).
     pub fn refused(&self) -> impl Iterator<Item = (usize, &str)> {
-        self.outcomes.iter().enumerate().filter_map(|(i, o)| match o {
-            IssueOutcome::Refused { reason } => Some((i, reason.as_str())),
-            IssueOutcome::Issued { .. } => None,
-        })
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| match o {
+                IssueOutcome::Refused { reason } => Some((i, reason.as_str())),
+                IssueOutcome::Issued { .. } => None,
+            })
     }
 }
 
@@ -486,6 +492,9 @@ impl CityCard {
             match committed {
                 Ok(()) => return Ok(plan.card),
                 Err(e) if e.is_conflict() && attempt < citycard_binding::CAS_ATTEMPTS => continue,
+                // A wallet keyed by this number under another holder: a
+                // concurrent issue of the number, which deciding again sees.
+                Err(crate::issue::PlanRefused::Account(..)) if attempt == 1 => continue,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -493,7 +502,8 @@ impl CityCard {
 
     /// Issues a batch of cards under one key (migrating an existing card
     /// base): the system and card-desk operators only, audited. The batch
-    /// goes in chunks of [`ISSUE_CHUNK`] cards, each one write transaction
+    /// goes in chunks of [`ISSUE_CHUNK`] cards (see
+    /// [`CityCardBuilder::issue_chunk_cards`]), each one write transaction
     /// with the cards' ledger accounts, audit records (one per card and one
     /// per chunk) and the chunk's outcome. A row that cannot be issued (its
     /// number or kind is invalid, its number is taken or repeats an earlier
@@ -529,7 +539,7 @@ impl CityCard {
             .collect();
         let batch = self
             .cards
-            .prepare_issue_batch(principal, key, &requests, ISSUE_CHUNK)
+            .prepare_issue_batch(principal, key, &requests, self.issues.chunk)
             .await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for index in 0..batch.chunks() {
