@@ -58,7 +58,11 @@ pub(crate) enum PlanRefused {
 impl PlanRefused {
     /// True when the plan should be decided again.
     pub(crate) fn is_conflict(&self) -> bool {
-        matches!(self, PlanRefused::Store(StoreError::Conflict(_)))
+        matches!(
+            self,
+            PlanRefused::Store(StoreError::Conflict(_))
+                | PlanRefused::Ledger(citycard_ledger::LedgerError::Store(StoreError::Conflict(_)))
+        )
     }
 }
 
