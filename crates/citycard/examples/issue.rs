@@ -69,12 +69,21 @@ fn card(i: usize) -> Result<NewCitizenCard, Box<dyn std::error::Error>> {
     let id_number = IdNumber::generate(
         region,
         born + Duration::days((i / 900) as i64),
-        if i % 2 == 0 { Sex::Female } else { Sex::Male },
+        if i.is_multiple_of(2) {
+            Sex::Female
+        } else {
+            Sex::Male
+        },
         (i % 900) as u16 + 1,
     )?;
     Ok(NewCitizenCard {
         number: format!("3301{:012}", 100_000 + i),
-        kind: if i % 10 == 0 { "elderly" } else { "standard" }.into(),
+        kind: if i.is_multiple_of(10) {
+            "elderly"
+        } else {
+            "standard"
+        }
+        .into(),
         holder: PersonId::parse(&format!("psn-issue-{i}"))?,
         id_number: id_number.to_sensitive(),
         services: None,

@@ -61,9 +61,9 @@ pub struct IssuePlan {
 #[derive(Debug, Clone)]
 pub enum IssueDecision {
     /// The key's request completed earlier: its card.
-    Replayed(Card),
+    Replayed(Box<Card>),
     /// A plan to commit; a commit refused as a conflict is decided again.
-    Decided(IssuePlan),
+    Decided(Box<IssuePlan>),
 }
 
 /// One row of a batch issue, as the batch reports it.
@@ -99,7 +99,7 @@ pub enum ChunkDecision {
     /// The chunk committed earlier: its rows' outcomes.
     Replayed(Vec<IssueOutcome>),
     /// A plan to commit; a commit refused as a conflict is decided again.
-    Decided(IssueChunkPlan),
+    Decided(Box<IssueChunkPlan>),
 }
 
 /// A checked row, ready to decide.
@@ -282,7 +282,7 @@ impl CardService {
         row: &Row,
     ) -> Result<IssueDecision, BindingError> {
         if let Some(card) = self.lookup::<Card>(key).await? {
-            return Ok(IssueDecision::Replayed(card));
+            return Ok(IssueDecision::Replayed(Box::new(card)));
         }
         if self.ports.cards.by_number(&row.number).await?.is_some() {
             return Err(BindingError::InvalidState {
@@ -295,11 +295,11 @@ impl CardService {
         changes.insert_card(card.clone());
         let mut core = CoreChanges::audited(audit);
         core.outcomes.push(key.outcome(&card, self.now())?);
-        Ok(IssueDecision::Decided(IssuePlan {
+        Ok(IssueDecision::Decided(Box::new(IssuePlan {
             changes,
             core,
             card,
-        }))
+        })))
     }
 
     /// Issues a card (operators and the system only), committed on the card
@@ -322,8 +322,8 @@ impl CardService {
         loop {
             attempt += 1;
             let plan = match self.decide_issue_row(principal, &key, &row).await? {
-                IssueDecision::Replayed(card) => return Ok(card),
-                IssueDecision::Decided(plan) => plan,
+                IssueDecision::Replayed(card) => return Ok(*card),
+                IssueDecision::Decided(plan) => *plan,
             };
             match self.commit(&plan.changes, &plan.core).await {
                 Ok(()) => {
@@ -455,11 +455,11 @@ impl CardService {
             .with("refused", (outcomes.len() - issued).to_string()),
         );
         core.outcomes.push(key.outcome(&outcomes, self.now())?);
-        Ok(ChunkDecision::Decided(IssueChunkPlan {
+        Ok(ChunkDecision::Decided(Box::new(IssueChunkPlan {
             changes,
             core,
             outcomes,
-        }))
+        })))
     }
 
     /// Issues a batch on the card registry alone (the crate used without a

@@ -474,8 +474,8 @@ impl CityCard {
         loop {
             attempt += 1;
             let plan = match self.cards.decide_issue(principal, key, &issue).await? {
-                IssueDecision::Replayed(card) => return Ok(card),
-                IssueDecision::Decided(plan) => plan,
+                IssueDecision::Replayed(card) => return Ok(*card),
+                IssueDecision::Decided(plan) => *plan,
             };
             let accounts = self
                 .accounts
@@ -551,7 +551,7 @@ impl CityCard {
                         outcomes.extend(done);
                         break;
                     }
-                    ChunkDecision::Decided(plan) => plan,
+                    ChunkDecision::Decided(plan) => *plan,
                 };
                 let accounts = plan
                     .changes

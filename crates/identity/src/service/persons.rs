@@ -280,7 +280,7 @@ impl IdentityService {
                                     .new_person(
                                         id_number,
                                         &people[start + i].0,
-                                        index.clone(),
+                                        *index,
                                         RealNameLevel::Unverified,
                                         now,
                                     )
@@ -295,7 +295,7 @@ impl IdentityService {
                         format!("person:{}", person.id),
                         AuditOutcome::Succeeded,
                     ));
-                    seen.insert(index.clone(), person.id.clone());
+                    seen.insert(*index, person.id.clone());
                     if write != PersonWrite::Unchanged {
                         writes.push(write);
                     }
