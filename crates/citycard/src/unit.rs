@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use citycard_binding::{CardChangeStore, CardChanges};
 use citycard_core::{CoreChanges, StoreError};
 use citycard_ledger::{ChangeSet, LedgerStore};
 use citycard_sqlite::Database;
@@ -27,12 +28,35 @@ pub struct CityPlan<'a> {
     pub core: CoreChanges,
 }
 
+/// A card registry plan in a group commit ([`UnitOfWork::commit_cards`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CardPlan<'a> {
+    /// The registry's rows.
+    pub changes: &'a CardChanges,
+    /// Their audit records and idempotency outcome.
+    pub core: &'a CoreChanges,
+}
+
 /// Commits a [`CityPlan`]: all of it, or (on an error) none of it where the
 /// backend can promise that.
 #[async_trait]
 pub trait UnitOfWork: Send + Sync {
     /// Writes the plan.
     async fn commit(&self, plan: CityPlan<'_>) -> Result<(), StoreError>;
+
+    /// Writes a ledger batch (new accounts, say) with its core records, and
+    /// card registry plans each on its own: a plan whose precondition fails
+    /// is refused alone (its entry is the `Conflict`) and the rest commit.
+    /// A lone plan may be refused as the `Err` of the whole call instead.
+    /// The `Err` of the whole call means nothing was written where the
+    /// backend can promise that. On SQLite it is one transaction, each plan
+    /// in a savepoint: concurrent card issues share one fsync.
+    async fn commit_cards(
+        &self,
+        ledger: &ChangeSet<'_>,
+        core: &CoreChanges,
+        plans: &[CardPlan<'_>],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
 }
 
 /// One transaction on the citycard SQLite file: one fsync per operation.
@@ -61,6 +85,45 @@ impl UnitOfWork for SqliteUnitOfWork {
             citycard_sqlite::write_core_changes(tx, &plan.core)
         })
     }
+
+    async fn commit_cards(
+        &self,
+        ledger: &ChangeSet<'_>,
+        core: &CoreChanges,
+        plans: &[CardPlan<'_>],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.db.transaction(|tx| {
+            citycard_sqlite::ledger::write_changes(tx, ledger)?;
+            citycard_sqlite::write_core_changes(tx, core)?;
+            let run = |statement: &str| {
+                tx.prepare_cached(statement)
+                    .and_then(|mut s| s.execute([]))
+                    .map(|_| ())
+                    .map_err(|e| citycard_sqlite::to_store_error(&e))
+            };
+            let mut out = Vec::with_capacity(plans.len());
+            if let [plan] = plans {
+                // One plan (a chunk of a batch): no savepoint, whose journal
+                // of every touched page costs a fifth of a chunk's commit. A
+                // refusal refuses the whole transaction instead.
+                citycard_sqlite::binding::write_card_changes(tx, plan.changes)?;
+                citycard_sqlite::write_core_changes(tx, plan.core)?;
+                out.push(Ok(()));
+                return Ok(out);
+            }
+            for plan in plans {
+                run("SAVEPOINT card_plan")?;
+                let written = citycard_sqlite::binding::write_card_changes(tx, plan.changes)
+                    .and_then(|()| citycard_sqlite::write_core_changes(tx, plan.core));
+                if written.is_err() {
+                    run("ROLLBACK TO card_plan")?;
+                }
+                run("RELEASE card_plan")?;
+                out.push(written);
+            }
+            Ok(out)
+        })
+    }
 }
 
 /// Each domain's store port in turn (the ledger's first, with the core records).
@@ -68,12 +131,21 @@ impl UnitOfWork for SqliteUnitOfWork {
 pub struct PortsUnitOfWork {
     ledger: Arc<dyn LedgerStore>,
     transit: Arc<dyn TransitStore>,
+    cards: Arc<dyn CardChangeStore>,
 }
 
 impl PortsUnitOfWork {
     /// The unit of work over these stores.
-    pub fn new(ledger: Arc<dyn LedgerStore>, transit: Arc<dyn TransitStore>) -> Self {
-        Self { ledger, transit }
+    pub fn new(
+        ledger: Arc<dyn LedgerStore>,
+        transit: Arc<dyn TransitStore>,
+        cards: Arc<dyn CardChangeStore>,
+    ) -> Self {
+        Self {
+            ledger,
+            transit,
+            cards,
+        }
     }
 }
 
@@ -88,6 +160,21 @@ impl UnitOfWork for PortsUnitOfWork {
             self.transit.commit(transit).await?;
         }
         Ok(())
+    }
+
+    async fn commit_cards(
+        &self,
+        ledger: &ChangeSet<'_>,
+        core: &CoreChanges,
+        plans: &[CardPlan<'_>],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        // The accounts first: a card never names a wallet that is not there.
+        self.ledger.commit(ledger, core).await?;
+        let mut out = Vec::with_capacity(plans.len());
+        for plan in plans {
+            out.push(self.cards.commit(plan.changes, plan.core).await);
+        }
+        Ok(out)
     }
 }
 

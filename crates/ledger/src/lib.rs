@@ -139,8 +139,8 @@ pub use query::{
     StatementPage, reconcile,
 };
 pub use service::{
-    CommitWith, Ledger, LedgerError, PBOC_ANONYMOUS_CEILING, PBOC_REGISTERED_CEILING, WalletHolder,
-    WalletLimits, WalletLimitsError,
+    CommitAccountsWith, CommitWith, Ledger, LedgerError, PBOC_ANONYMOUS_CEILING,
+    PBOC_REGISTERED_CEILING, WalletHolder, WalletLimits, WalletLimitsError,
 };
 pub use store::{
     AccountBalance, AccountRange, ChangeSet, LedgerState, LedgerStore, MemoryLedgerStore,

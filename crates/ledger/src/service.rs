@@ -341,6 +341,22 @@ pub trait CommitWith: Send {
     ) -> Result<Self::Output, StoreError>;
 }
 
+/// The caller's half of [`Ledger::create_accounts_with`]: commits newly
+/// decided accounts together with the caller's own rows, in one transaction.
+#[async_trait::async_trait]
+pub trait CommitAccountsWith: Send {
+    /// What the commit returns to the caller.
+    type Output: Send;
+    /// Writes `changes` (the ledger's rows), `audit` (the batch's audit
+    /// record) and the caller's rows, derived from `results`, atomically.
+    async fn commit(
+        self,
+        results: &[CreateAccountResult],
+        changes: &ChangeSet<'_>,
+        audit: AuditRecord,
+    ) -> Result<Self::Output, StoreError>;
+}
+
 struct State {
     engine: Engine,
     poisoned: bool,
@@ -616,6 +632,45 @@ impl Ledger {
         drop(state);
         info!(count, ok, "ledger accounts created");
         Ok(results)
+    }
+
+    /// Creates a batch of accounts and lets `commit` persist them together
+    /// with the caller's own rows, in one transaction (a card's accounts
+    /// with the card, say). As [`Ledger::create_transfers_with`]: the batch
+    /// is acknowledged only when `commit` returns `Ok`, forgotten otherwise,
+    /// and `commit` must write `changes` to this ledger's own store.
+    #[tracing::instrument(name = "ledger.create_accounts_with", skip_all, fields(count = batch.len()))]
+    pub async fn create_accounts_with<C: CommitAccountsWith>(
+        &self,
+        principal: &Principal,
+        batch: Vec<NewAccount>,
+        commit: C,
+    ) -> Result<(Vec<CreateAccountResult>, C::Output), LedgerError> {
+        if !self.may_write(principal) {
+            return Err(self
+                .deny(principal, "create accounts", "ledger:accounts".into())
+                .await);
+        }
+        let mut state = self.lock().await?;
+        let now = self.clock.now();
+        let count = batch.len();
+        let results = state.engine.create_accounts(now, batch);
+        let ok = results.iter().filter(|r| r.is_success()).count();
+        let audit = AuditRecord::new(
+            now,
+            principal.clone(),
+            "ledger.create_accounts",
+            "ledger:accounts",
+            AuditOutcome::Succeeded,
+        )
+        .with("count", count.to_string())
+        .with("ok", ok.to_string());
+        let outcome = {
+            let changes = state.engine.changes();
+            commit.commit(&results, &changes, audit).await
+        };
+        let out = self.settle_commit(&mut state, outcome).await?;
+        Ok((results, out))
     }
 
     /// Creates a batch of transfers (releasing expired holds first); one

@@ -373,6 +373,38 @@ macro_rules! card_store_conformance {
             }
 
             #[tokio::test]
+            async fn cards_are_read_by_a_list_of_numbers() {
+                let store = super::$factory().await;
+                let a = sample_card(1, "psn-a");
+                let b = sample_card(2, "psn-b");
+                let c = sample_card(3, "psn-a");
+                for card in [&a, &b, &c] {
+                    store.insert(card).await.unwrap();
+                }
+                assert!(store.by_numbers(&[]).await.unwrap().is_empty());
+                let missing = sample_card(9, "psn-z");
+                // Missing numbers are skipped; a number listed twice gives its card once.
+                let mut found = store
+                    .by_numbers(&[
+                        c.number.clone(),
+                        missing.number.clone(),
+                        a.number.clone(),
+                        c.number.clone(),
+                    ])
+                    .await
+                    .unwrap();
+                found.sort_by(|x, y| x.id.cmp(&y.id));
+                assert_eq!(found, vec![a.clone(), c.clone()]);
+                assert!(
+                    store
+                        .by_numbers(&[missing.number])
+                        .await
+                        .unwrap()
+                        .is_empty()
+                );
+            }
+
+            #[tokio::test]
             async fn a_duplicate_id_or_number_conflicts() {
                 let store = super::$factory().await;
                 let a = sample_card(1, "psn-a");

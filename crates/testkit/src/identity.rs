@@ -281,6 +281,76 @@ macro_rules! person_store_conformance {
             }
 
             #[tokio::test]
+            async fn a_commit_of_many_writes_them_all_or_none() {
+                use $crate::__private::citycard_core::{CoreChanges, Fingerprint, KeyOutcome};
+                use $crate::__private::citycard_identity::PersonWrite;
+                let store = super::$factory().await;
+                let core = |key: &str| CoreChanges {
+                    audit: Vec::new(),
+                    outcomes: vec![
+                        KeyOutcome::new(
+                            "identity.enroll_persons",
+                            key.parse().unwrap(),
+                            Fingerprint::of_bytes(key.as_bytes()),
+                            &1,
+                            at(1),
+                        )
+                        .unwrap(),
+                    ],
+                };
+                store
+                    .commit_all(
+                        &[
+                            PersonWrite::Insert(person(1)),
+                            PersonWrite::Insert(person(2)),
+                        ],
+                        &core("c-1"),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(store.get(&person(2).id).await.unwrap(), Some(person(2)));
+                // The third write's blind index is the first's: nothing of this commit is written.
+                let mut same_number = person(5);
+                same_number.id_number_index = index(1);
+                let mut raised = person(1);
+                raised.level = RealNameLevel::ThreeFactor;
+                assert!(matches!(
+                    store
+                        .commit_all(
+                            &[
+                                PersonWrite::Insert(person(4)),
+                                PersonWrite::Update(raised.clone()),
+                                PersonWrite::Insert(same_number),
+                            ],
+                            &core("c-2"),
+                        )
+                        .await,
+                    Err(StoreError::Conflict(_))
+                ));
+                assert_eq!(store.get(&person(4).id).await.unwrap(), None);
+                assert_eq!(store.get(&person(1).id).await.unwrap(), Some(person(1)));
+                // A completed key refuses the whole commit too.
+                assert!(matches!(
+                    store
+                        .commit_all(&[PersonWrite::Insert(person(4))], &core("c-1"))
+                        .await,
+                    Err(StoreError::Conflict(_))
+                ));
+                assert_eq!(store.get(&person(4).id).await.unwrap(), None);
+                store
+                    .commit_all(
+                        &[
+                            PersonWrite::Insert(person(4)),
+                            PersonWrite::Update(raised.clone()),
+                        ],
+                        &core("c-2"),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(store.get(&raised.id).await.unwrap(), Some(raised));
+            }
+
+            #[tokio::test]
             async fn ids_and_blind_indexes_are_unique() {
                 let store = super::$factory().await;
                 store.insert(&person(1)).await.unwrap();

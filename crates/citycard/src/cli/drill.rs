@@ -70,6 +70,9 @@ pub enum Scenario {
     /// Register, verify and bind a platform account for every cardholder;
     /// the wallet loses its first answer to every pass.
     Bind,
+    /// Enrol every cardholder and issue their cards as batches (chunks of
+    /// four: one write transaction each).
+    Migrate,
     /// Print the canonical state.
     Dump,
 }
@@ -185,6 +188,9 @@ fn arm_crash(db: &Database) -> Result<Arc<AtomicU64>, CliError> {
     Ok(seen)
 }
 
+/// Cards (and persons) per batch chunk in the drill (one write transaction each).
+const DRILL_CHUNK_CARDS: usize = 4;
+
 /// Trips per settlement chunk in the drill (one write transaction each).
 const DRILL_CHUNK_TRIPS: usize = 4;
 
@@ -207,7 +213,8 @@ async fn open(
         .clock(clock)
         .key_provider(keys)
         // Small chunks: every chunk boundary is a point the drill can be killed at.
-        .settlement_chunk_trips(DRILL_CHUNK_TRIPS);
+        .settlement_chunk_trips(DRILL_CHUNK_TRIPS)
+        .issue_chunk_cards(DRILL_CHUNK_CARDS);
     if lossy {
         builder = builder.platform_wallet(Arc::new(LossyWallet::default()));
     }
@@ -275,6 +282,45 @@ async fn populate(city: &CityCard, cards: u32) -> Result<(), CliError> {
             )
             .await
             .map_err(domain)?;
+    }
+    Ok(())
+}
+
+async fn migrate(city: &CityCard, cards: u32) -> Result<(), CliError> {
+    let operator = operator()?;
+    let mut people = Vec::new();
+    let mut numbers = Vec::new();
+    for i in 0..cards {
+        let (name, id_number, number) = cardholder(i)?;
+        people.push((Sensitive::new(name), id_number.to_sensitive()));
+        numbers.push(number);
+    }
+    let persons = city
+        .identity()
+        .enroll_persons(
+            &operator,
+            &key("migrate-persons")?,
+            &people,
+            DRILL_CHUNK_CARDS,
+        )
+        .await
+        .map_err(domain)?;
+    let mut batch = Vec::new();
+    for ((person, (_, id_number)), number) in persons.into_iter().zip(people).zip(numbers) {
+        batch.push(NewCitizenCard {
+            number,
+            kind: "standard".into(),
+            holder: person.map_err(domain)?,
+            id_number,
+            services: None,
+        });
+    }
+    let report = city
+        .issue_cards(&operator, &key("migrate-cards")?, &batch)
+        .await
+        .map_err(domain)?;
+    if let Some((i, reason)) = report.refused().next() {
+        return Err(domain(format!("card {i} refused: {reason}")));
     }
     Ok(())
 }
@@ -568,6 +614,7 @@ pub fn run(args: &DrillArgs, out: &mut dyn Write) -> Result<(), CliError> {
             Scenario::Populate => populate(&city, args.cards).await,
             Scenario::Settle => settle(&city, args.cards, args.seed, out).await,
             Scenario::Bind => bind(&city, args.cards).await,
+            Scenario::Migrate => migrate(&city, args.cards).await,
             Scenario::Dump => dump(&city, out).await,
         }?;
         // The crash tests pick their kill points from this count.

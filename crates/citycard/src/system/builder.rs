@@ -35,6 +35,7 @@ pub struct CityCardBuilder {
     identity_config: IdentityConfig,
     wallet_limits: WalletLimits,
     chunk_trips: usize,
+    issue_chunk: usize,
     roles: Arc<OperatorRoles>,
     ledger_layer: Option<LedgerLayer>,
     binding_layer: Option<BindingLayer>,
@@ -61,6 +62,7 @@ impl Default for CityCardBuilder {
             identity_config: IdentityConfig::default(),
             wallet_limits: WalletLimits::default(),
             chunk_trips: citycard_transit::MAX_CHARGES_PER_CHUNK,
+            issue_chunk: super::ISSUE_CHUNK,
             roles: Arc::new(OperatorRoles::new()),
             ledger_layer: None,
             binding_layer: None,
@@ -167,6 +169,14 @@ impl CityCardBuilder {
     /// refused when the city is built.
     pub fn fare_engine(mut self, engine: FareEngine) -> Self {
         self.fare_engine = Some(engine);
+        self
+    }
+
+    /// Cards per write transaction of [`CityCard::issue_cards`]
+    /// ([`super::ISSUE_CHUNK`] by default; at least 1).
+    #[must_use]
+    pub fn issue_chunk_cards(mut self, cards: usize) -> Self {
+        self.issue_chunk = cards.max(1);
         self
     }
 
@@ -298,6 +308,7 @@ impl CityCardBuilder {
             _ => Arc::new(PortsUnitOfWork::new(
                 stores.ledger.clone(),
                 stores.transit.clone(),
+                stores.card_changes.clone(),
             )),
         };
         let wallet = WalletService::new(
@@ -395,7 +406,9 @@ impl CityCardBuilder {
         )
         .with_audit(stores.audit.clone());
 
+        let issues = crate::issue::IssueDesk::new(ledger.clone(), unit, self.issue_chunk);
         Ok(CityCard {
+            issues,
             clock,
             ids,
             stores,

@@ -29,7 +29,10 @@ use citycard_transit::{
     Algorithm, FareEngine, Issuer, MemoryTransitStore, Settlement, TransitStore,
 };
 
-use citycard_binding::{Card, CardChange, CardId, IssueCard, ReplaceCard, ServiceSet};
+use citycard_binding::{
+    Card, CardChange, CardId, ChunkDecision, IssueCard, IssueDecision, IssueOutcome, ReplaceCard,
+    ServiceSet,
+};
 use citycard_core::{
     AuditOutcome, AuditRecord, IdempotencyKey, OperatorRole, PersonId, Principal, Sensitive,
 };
@@ -74,6 +77,40 @@ impl std::fmt::Debug for NewCitizenCard {
             .field("id_number", &self.id_number)
             .field("services", &self.services)
             .finish()
+    }
+}
+
+/// How many cards [`CityCard::issue_cards`] commits per write transaction.
+pub const ISSUE_CHUNK: usize = 4_096;
+
+/// What [`CityCard::issue_cards`] did with each card of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueReport {
+    /// One outcome per card sent, in order.
+    pub outcomes: Vec<IssueOutcome>,
+}
+
+impl IssueReport {
+    /// The issued cards: (position in the batch, card id).
+    pub fn issued(&self) -> impl Iterator<Item = (usize, &CardId)> {
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| match o {
+                IssueOutcome::Issued { card } => Some((i, card)),
+                IssueOutcome::Refused { .. } => None,
+            })
+    }
+
+    /// The refused rows: (position in the batch, reason).
+    pub fn refused(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| match o {
+                IssueOutcome::Refused { reason } => Some((i, reason.as_str())),
+                IssueOutcome::Issued { .. } => None,
+            })
     }
 }
 
@@ -258,6 +295,7 @@ pub struct CityCard {
     cards: Arc<CardService>,
     ledger: Arc<Ledger>,
     accounts: Accounts,
+    issues: crate::issue::IssueDesk,
     wallet: WalletService,
     transit: Transit,
     healthcare: Healthcare,
@@ -409,10 +447,13 @@ impl CityCard {
         self.stores.db.as_ref()
     }
 
-    /// Issues a citizen card to an enrolled person: opens the card's capped
-    /// e-wallet and the person's medical accounts in the ledger, then
-    /// registers the card. The system and card-desk operators only (checked
-    /// before anything is opened); idempotent with `key`.
+    /// Issues a citizen card to an enrolled person: the card's capped
+    /// e-wallet and the person's medical accounts in the ledger, the card in
+    /// the registry, its audit record and the key's outcome, in one write
+    /// transaction. Concurrent issues share one transaction (group commit);
+    /// each keeps its own outcome, and one refused (its number taken) does
+    /// not refuse the others. The system and card-desk operators only
+    /// (checked before anything is decided); idempotent with `key`.
     #[tracing::instrument(name = "citycard.issue_card", skip_all, fields(key = %key, kind = %request.kind))]
     pub async fn issue_card(
         &self,
@@ -428,27 +469,131 @@ impl CityCard {
         )
         .await?;
         let number = self.cards.parse_card_number(&request.number)?;
-        let kind = citycard_binding::CardKind::from_code(&request.kind);
-        let wallet = self
-            .accounts
-            .open_card_accounts(&number, &request.holder, &kind)
-            .await?;
-        Ok(self
+        let issue = Self::issue_request(request, Accounts::wallet(&number));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let plan = match self.cards.decide_issue(principal, key, &issue).await? {
+                IssueDecision::Replayed(card) => return Ok(*card),
+                IssueDecision::Decided(plan) => *plan,
+            };
+            let accounts = self
+                .accounts
+                .card_accounts(&plan.card.number, &plan.card.holder, &plan.card.kind)
+                .to_vec();
+            let committed = self
+                .issues
+                .commit_queued(crate::issue::PlanWithAccounts {
+                    changes: plan.changes,
+                    core: plan.core,
+                    accounts,
+                })
+                .await;
+            match committed {
+                Ok(()) => return Ok(plan.card),
+                Err(e) if e.is_conflict() && attempt < citycard_binding::CAS_ATTEMPTS => continue,
+                // A wallet keyed by this number under another holder: a
+                // concurrent issue of the number, which deciding again sees.
+                Err(crate::issue::PlanRefused::Account(..)) if attempt == 1 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Issues a batch of cards under one key (migrating an existing card
+    /// base): the system and card-desk operators only, audited. The batch
+    /// goes in chunks of [`ISSUE_CHUNK`] cards (see
+    /// [`CityCardBuilder::issue_chunk_cards`]), each one write transaction
+    /// with the cards' ledger accounts, audit records (one per card and one
+    /// per chunk) and the chunk's outcome. A row that cannot be issued (its
+    /// number or kind is invalid, its number is taken or repeats an earlier
+    /// row) is refused in the report with its reason and the others are
+    /// issued. A retry with the same key replays the chunks that committed
+    /// and issues the rest, so a crash between chunks resumes; the same key
+    /// with another batch is refused. An account the ledger refuses stops
+    /// the batch with the error (the chunks before it stay issued).
+    #[tracing::instrument(name = "citycard.issue_cards", skip_all, fields(key = %key, cards = cards.len()))]
+    pub async fn issue_cards(
+        &self,
+        principal: &Principal,
+        key: &IdempotencyKey,
+        cards: &[NewCitizenCard],
+    ) -> Result<IssueReport, CityCardError> {
+        self.require_role(
+            principal,
+            &[OperatorRole::CardDesk],
+            "card.issue_batch",
+            format!("batch:{key}"),
+        )
+        .await?;
+        let requests: Vec<IssueCard> = cards
+            .iter()
+            .map(|c| {
+                let wallet = match self.cards.parse_card_number(&c.number) {
+                    Ok(number) => Accounts::wallet(&number),
+                    // Refused by the card service; any well-formed reference will do.
+                    Err(_) => crate::accounts::account_id(&format!("wallet:{}", c.number)),
+                };
+                Self::issue_request(c, wallet)
+            })
+            .collect();
+        let batch = self
             .cards
-            .issue_card(
-                principal,
-                key,
-                &IssueCard {
-                    number: request.number.clone(),
-                    kind: request.kind.clone(),
-                    holder: request.holder.clone(),
-                    id_number: request.id_number.clone(),
-                    wallet_account: wallet_ref(wallet),
-                    services: request.services.clone(),
-                    platforms: None,
-                },
-            )
-            .await?)
+            .prepare_issue_batch(principal, key, &requests, self.issues.chunk)
+            .await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for index in 0..batch.chunks() {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let plan = match self.cards.decide_issue_chunk(&batch, index).await? {
+                    ChunkDecision::Replayed(done) => {
+                        outcomes.extend(done);
+                        break;
+                    }
+                    ChunkDecision::Decided(plan) => *plan,
+                };
+                let accounts = plan
+                    .changes
+                    .new_cards
+                    .iter()
+                    .flat_map(|c| self.accounts.card_accounts(&c.number, &c.holder, &c.kind))
+                    .collect();
+                let committed = self
+                    .issues
+                    .commit(&[crate::issue::PlanWithAccounts {
+                        changes: plan.changes,
+                        core: plan.core,
+                        accounts,
+                    }])
+                    .await
+                    .pop()
+                    .unwrap_or(Err(crate::issue::PlanRefused::Unknown));
+                match committed {
+                    Ok(()) => {
+                        outcomes.extend(plan.outcomes);
+                        break;
+                    }
+                    Err(e) if e.is_conflict() && attempt < citycard_binding::CAS_ATTEMPTS => {
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(IssueReport { outcomes })
+    }
+
+    fn issue_request(request: &NewCitizenCard, wallet: citycard_ledger::AccountId) -> IssueCard {
+        IssueCard {
+            number: request.number.clone(),
+            kind: request.kind.clone(),
+            holder: request.holder.clone(),
+            id_number: request.id_number.clone(),
+            wallet_account: wallet_ref(wallet),
+            services: request.services.clone(),
+            platforms: None,
+        }
     }
 
     /// Replaces a lost card (补卡): the system and card-desk operators only,
