@@ -18,6 +18,7 @@
 
 mod core_stores;
 pub mod db;
+pub mod identity;
 pub mod testing;
 
 pub use core_stores::{PgAuditLog, PgIdempotencyStore, write_core_changes};
@@ -30,5 +31,6 @@ pub use db::{
 pub fn all_migrations() -> Vec<Migration> {
     let mut all: Vec<Migration> = Vec::new();
     all.extend_from_slice(core_stores::MIGRATIONS);
+    all.extend_from_slice(identity::MIGRATIONS);
     all
 }
