@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod binding;
 mod core_stores;
 pub mod db;
 pub mod identity;
@@ -32,5 +33,6 @@ pub fn all_migrations() -> Vec<Migration> {
     let mut all: Vec<Migration> = Vec::new();
     all.extend_from_slice(core_stores::MIGRATIONS);
     all.extend_from_slice(identity::MIGRATIONS);
+    all.extend_from_slice(binding::MIGRATIONS);
     all
 }
