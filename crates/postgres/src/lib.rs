@@ -20,6 +20,7 @@ pub mod binding;
 mod core_stores;
 pub mod db;
 pub mod identity;
+pub mod ledger;
 pub mod testing;
 
 pub use core_stores::{PgAuditLog, PgIdempotencyStore, write_core_changes};
@@ -34,5 +35,6 @@ pub fn all_migrations() -> Vec<Migration> {
     all.extend_from_slice(core_stores::MIGRATIONS);
     all.extend_from_slice(identity::MIGRATIONS);
     all.extend_from_slice(binding::MIGRATIONS);
+    all.extend_from_slice(ledger::MIGRATIONS);
     all
 }
