@@ -22,6 +22,7 @@ pub mod db;
 pub mod identity;
 pub mod ledger;
 pub mod testing;
+pub mod transit;
 
 pub use core_stores::{PgAuditLog, PgIdempotencyStore, write_core_changes};
 pub use db::{
@@ -36,5 +37,6 @@ pub fn all_migrations() -> Vec<Migration> {
     all.extend_from_slice(identity::MIGRATIONS);
     all.extend_from_slice(binding::MIGRATIONS);
     all.extend_from_slice(ledger::MIGRATIONS);
+    all.extend_from_slice(transit::MIGRATIONS);
     all
 }
