@@ -19,6 +19,7 @@
 pub mod binding;
 mod core_stores;
 pub mod db;
+pub mod healthcare;
 pub mod identity;
 pub mod ledger;
 pub mod testing;
@@ -38,5 +39,6 @@ pub fn all_migrations() -> Vec<Migration> {
     all.extend_from_slice(binding::MIGRATIONS);
     all.extend_from_slice(ledger::MIGRATIONS);
     all.extend_from_slice(transit::MIGRATIONS);
+    all.extend_from_slice(healthcare::MIGRATIONS);
     all
 }
