@@ -167,7 +167,7 @@ impl IdempotencyStore for PgIdempotencyStore {
         now: DateTime<Utc>,
     ) -> Result<Claim, IdempotencyError> {
         let lease_until = encode_instant(now.checked_add_signed(self.lease).unwrap_or(now));
-        let answer = transaction!(self.db, Isolation::ReadCommitted, |tx| {
+        transaction!(self.db, Isolation::ReadCommitted, |tx| {
             // A new key: insert, and let a racing insert of the same key win
             // or lose on the primary key; a present key: lock it and decide.
             let inserted = sqlx::query(
@@ -210,8 +210,7 @@ impl IdempotencyStore for PgIdempotencyStore {
                 }
                 Err(e) => Err(e),
             })
-        })?;
-        answer
+        })?
     }
 
     async fn complete(
@@ -222,7 +221,7 @@ impl IdempotencyStore for PgIdempotencyStore {
         outcome: &str,
         now: DateTime<Utc>,
     ) -> Result<(), IdempotencyError> {
-        let answer = transaction!(self.db, Isolation::ReadCommitted, |tx| {
+        transaction!(self.db, Isolation::ReadCommitted, |tx| {
             let changed = sqlx::query(
                 "UPDATE idempotency_records
                  SET state = 'completed', outcome = $5, completed_at = $6, lease_until = NULL
@@ -245,8 +244,7 @@ impl IdempotencyStore for PgIdempotencyStore {
                 let existing = read_record(&mut tx, scope, key, false).await?;
                 Ok(Err(not_held(existing.as_ref(), fingerprint, scope, key)))
             }
-        })?;
-        answer
+        })?
     }
 
     async fn release(
@@ -255,7 +253,7 @@ impl IdempotencyStore for PgIdempotencyStore {
         key: &IdempotencyKey,
         fingerprint: &Fingerprint,
     ) -> Result<(), IdempotencyError> {
-        let answer = transaction!(self.db, Isolation::ReadCommitted, |tx| {
+        transaction!(self.db, Isolation::ReadCommitted, |tx| {
             let changed = sqlx::query(
                 "DELETE FROM idempotency_records
                  WHERE scope = $1 AND key = $2 AND fingerprint = $3 AND owner = $4
@@ -275,8 +273,7 @@ impl IdempotencyStore for PgIdempotencyStore {
                 let existing = read_record(&mut tx, scope, key, false).await?;
                 Ok(Err(not_held(existing.as_ref(), fingerprint, scope, key)))
             }
-        })?;
-        answer
+        })?
     }
 
     async fn get(
