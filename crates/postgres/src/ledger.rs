@@ -14,7 +14,8 @@
 //! state it loaded. Two app instances each run a [`Ledger`](citycard_ledger::Ledger)
 //! on the same database, so each must never commit a batch decided on state
 //! the other has since changed. The database keeps a **ledger version**
-//! (`ledger_counters`, name `version`), bumped by every commit. Each
+//! (`ledger_counters`, name `version`), bumped by every commit that writes
+//! ledger rows (a batch with only its audit record leaves it alone). Each
 //! [`PgLedgerStore`] handle remembers the version its ledger's state
 //! reflects: read in the same snapshot as the state by
 //! [`LedgerStore::load_state`], advanced by its own commits. A commit
@@ -164,6 +165,11 @@ impl PgLedgerStore {
         conn: &mut PgConnection,
         changes: &ChangeSet<'_>,
     ) -> Result<(), StoreError> {
+        // A batch that changes no ledger row (only its audit record rides
+        // along) leaves the version alone: nothing it decided can go stale.
+        if changes.is_empty() {
+            return Ok(());
+        }
         let expected = self.remembered();
         let next: Option<i64> = sqlx::query_scalar(
             "UPDATE ledger_counters SET value = value + 1
