@@ -32,7 +32,7 @@ fn batch(r: u64) -> Vec<NewTransfer> {
         .map(|k| {
             let id = TransferId::new(10_000 + r * 100 + k);
             let w = wallet((r * 7 + k * 5) % WALLETS);
-            if (r + k) % 3 == 0 {
+            if (r + k).is_multiple_of(3) {
                 NewTransfer::new(
                     id,
                     w,
@@ -113,8 +113,8 @@ async fn two_ledgers_on_one_database_never_diverge() {
     let mut acknowledged: BTreeMap<TransferId, CreateTransferResult> = BTreeMap::new();
     let mut refusals = 0;
     // Interleaved: the instances take turns, each deciding on what it last saw.
-    for r in 0..20 {
-        let ledger = if r % 2 == 0 { &a } else { &b };
+    for r in 0..20u64 {
+        let ledger = if r.is_multiple_of(2) { &a } else { &b };
         let ids: Vec<TransferId> = batch(r).iter().map(|t| t.id).collect();
         let (results, refused) = submit(ledger, batch(r)).await;
         refusals += refused;
@@ -129,12 +129,10 @@ async fn two_ledgers_on_one_database_never_diverge() {
     for r in 20..40 {
         for ledger in [a.clone(), b.clone()] {
             // Rounds 30.. are submitted by both instances: one transfer each, exactly once.
-            let round = if r >= 30 {
-                r
-            } else if Arc::ptr_eq(&ledger, &a) {
-                r
-            } else {
+            let round = if r < 30 && Arc::ptr_eq(&ledger, &b) {
                 r + 100
+            } else {
+                r
             };
             tasks.push(tokio::spawn(async move {
                 let ids: Vec<TransferId> = batch(round).iter().map(|t| t.id).collect();
