@@ -115,6 +115,10 @@ struct DemoArgs {
     /// Also print internal ids (persons, bindings, passes, readers, transfers).
     #[arg(long)]
     verbose: bool,
+    /// Keep the stores in PostgreSQL instead of the directory's SQLite file
+    /// (`postgres://user@host:port/db`, TLS with `?sslmode=require`).
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
 }
 
 fn run_demo(args: &DemoArgs, out: &mut dyn std::io::Write) -> Result<(), cli::CliError> {
@@ -126,6 +130,10 @@ fn run_demo(args: &DemoArgs, out: &mut dyn std::io::Write) -> Result<(), cli::Cl
     let options = citycard::demo::DemoOptions::new(&args.data_dir)
         .with_lang(lang)
         .with_verbose(args.verbose);
+    let options = match &args.database {
+        Some(url) => options.with_database(url),
+        None => options,
+    };
     cli::runtime()?
         .block_on(citycard::demo::run(&options, out))
         .map(|_| ())

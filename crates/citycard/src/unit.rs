@@ -4,7 +4,8 @@
 //! settlement chunk's [`TransitChanges`], the [`CoreChanges`] of audit records
 //! and idempotency outcomes); a [`UnitOfWork`] writes the rows of one
 //! operation atomically. On the embedded store that is one SQLite transaction
-//! ([`SqliteUnitOfWork`]); [`PortsUnitOfWork`] writes through each domain's
+//! ([`SqliteUnitOfWork`]), on PostgreSQL one transaction too
+//! ([`PostgresUnitOfWork`]); [`PortsUnitOfWork`] writes through each domain's
 //! store port in turn, for memory stores (which a crash cannot tear) and for
 //! stores a host wrapped (see [`crate::CityCardBuilder::wrap_ledger_store`]).
 
@@ -123,6 +124,83 @@ impl UnitOfWork for SqliteUnitOfWork {
             }
             Ok(out)
         })
+    }
+}
+
+/// One transaction on the citycard PostgreSQL database. The ledger batch
+/// goes through the ledger's own store handle, which checks and bumps the
+/// ledger version (a batch decided on state another instance has changed is
+/// refused, and nothing of the plan is written).
+#[derive(Debug, Clone)]
+pub struct PostgresUnitOfWork {
+    db: citycard_postgres::Database,
+    ledger: Arc<citycard_postgres::ledger::PgLedgerStore>,
+}
+
+impl PostgresUnitOfWork {
+    /// The unit of work on a connected database, writing ledger batches
+    /// through `ledger` (the handle the city's `Ledger` opened on).
+    pub fn new(
+        db: citycard_postgres::Database,
+        ledger: Arc<citycard_postgres::ledger::PgLedgerStore>,
+    ) -> Self {
+        Self { db, ledger }
+    }
+}
+
+#[async_trait]
+impl UnitOfWork for PostgresUnitOfWork {
+    async fn commit(&self, plan: CityPlan<'_>) -> Result<(), StoreError> {
+        citycard_postgres::transaction!(
+            self.db,
+            citycard_postgres::Isolation::ReadCommitted,
+            |tx| {
+                if let Some(ledger) = plan.ledger {
+                    self.ledger.write_changes(&mut tx, ledger).await?;
+                }
+                if let Some(transit) = plan.transit {
+                    citycard_postgres::transit::write_changes(&mut tx, transit).await?;
+                }
+                citycard_postgres::write_core_changes(&mut tx, &plan.core).await
+            }
+        )
+    }
+
+    async fn commit_cards(
+        &self,
+        ledger: &ChangeSet<'_>,
+        core: &CoreChanges,
+        plans: &[CardPlan<'_>],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        citycard_postgres::transaction!(
+            self.db,
+            citycard_postgres::Isolation::ReadCommitted,
+            |tx| {
+                self.ledger.write_changes(&mut tx, ledger).await?;
+                citycard_postgres::write_core_changes(&mut tx, core).await?;
+                let mut out = Vec::with_capacity(plans.len());
+                for plan in plans {
+                    // Each plan in a savepoint: a refused one is undone alone.
+                    citycard_postgres::db::execute(&mut tx, "SAVEPOINT card_plan").await?;
+                    let written =
+                        match citycard_postgres::binding::write_card_changes(&mut tx, plan.changes)
+                            .await
+                        {
+                            Ok(()) => {
+                                citycard_postgres::write_core_changes(&mut tx, plan.core).await
+                            }
+                            Err(e) => Err(e),
+                        };
+                    if written.is_err() {
+                        citycard_postgres::db::execute(&mut tx, "ROLLBACK TO SAVEPOINT card_plan")
+                            .await?;
+                    }
+                    citycard_postgres::db::execute(&mut tx, "RELEASE SAVEPOINT card_plan").await?;
+                    out.push(written);
+                }
+                Ok(out)
+            }
+        )
     }
 }
 

@@ -201,6 +201,12 @@ pub mod samples {
 #[macro_export]
 macro_rules! person_store_conformance {
     ($factory:ident) => {
+        $crate::person_store_conformance!(@suite $factory, $crate::backend_available);
+    };
+    ($factory:ident, available = $available:ident) => {
+        $crate::person_store_conformance!(@suite $factory, super::$available);
+    };
+    (@suite $factory:ident, $available:path) => {
         #[allow(clippy::unwrap_used)]
         mod person_store_conformance {
             use $crate::__private::citycard_core::StoreError;
@@ -209,6 +215,9 @@ macro_rules! person_store_conformance {
 
             #[tokio::test]
             async fn inserted_persons_read_back_equal() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let p = person(1);
                 store.insert(&p).await.unwrap();
@@ -218,6 +227,9 @@ macro_rules! person_store_conformance {
 
             #[tokio::test]
             async fn a_commit_writes_the_person_and_a_refused_one_writes_nothing() {
+                if !$available() {
+                    return;
+                }
                 use $crate::__private::citycard_core::{
                     AuditOutcome, AuditRecord, CoreChanges, Fingerprint, KeyOutcome, Principal,
                 };
@@ -352,6 +364,9 @@ macro_rules! person_store_conformance {
 
             #[tokio::test]
             async fn ids_and_blind_indexes_are_unique() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 store.insert(&person(1)).await.unwrap();
                 assert!(matches!(
@@ -369,6 +384,9 @@ macro_rules! person_store_conformance {
 
             #[tokio::test]
             async fn persons_are_found_by_blind_index() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 store.insert(&person(1)).await.unwrap();
                 store.insert(&person(2)).await.unwrap();
@@ -384,6 +402,9 @@ macro_rules! person_store_conformance {
 
             #[tokio::test]
             async fn updates_replace_known_persons_only() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 store.insert(&person(1)).await.unwrap();
                 store.insert(&person(2)).await.unwrap();
@@ -406,6 +427,9 @@ macro_rules! person_store_conformance {
 
             #[tokio::test]
             async fn listing_pages_in_id_order() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 for n in [3, 1, 2, 5, 4] {
                     store.insert(&person(n)).await.unwrap();
@@ -430,6 +454,12 @@ macro_rules! person_store_conformance {
 #[macro_export]
 macro_rules! platform_account_store_conformance {
     ($factory:ident) => {
+        $crate::platform_account_store_conformance!(@suite $factory, $crate::backend_available);
+    };
+    ($factory:ident, available = $available:ident) => {
+        $crate::platform_account_store_conformance!(@suite $factory, super::$available);
+    };
+    (@suite $factory:ident, $available:path) => {
         #[allow(clippy::unwrap_used)]
         mod platform_account_store_conformance {
             use $crate::__private::chrono::NaiveDate;
@@ -443,6 +473,9 @@ macro_rules! platform_account_store_conformance {
 
             #[tokio::test]
             async fn accounts_read_back_equal_with_every_field() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let mut a = account(1, Platform::Alipay, "2088000000000001");
                 a.person = Some(PersonId::parse("psn-001").unwrap());
@@ -465,6 +498,9 @@ macro_rules! platform_account_store_conformance {
 
             #[tokio::test]
             async fn ids_and_platform_ids_are_unique_per_platform() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 store
                     .insert(&account(1, Platform::Alipay, "u1"))
@@ -504,6 +540,9 @@ macro_rules! platform_account_store_conformance {
 
             #[tokio::test]
             async fn updates_replace_known_accounts_only() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let mut a = account(1, Platform::Alipay, "u1");
                 store.insert(&a).await.unwrap();
@@ -532,6 +571,9 @@ macro_rules! platform_account_store_conformance {
 
             #[tokio::test]
             async fn accounts_are_listed_per_person() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let p = PersonId::parse("psn-001").unwrap();
                 let mut a = account(2, Platform::Alipay, "u1");
@@ -556,6 +598,9 @@ macro_rules! platform_account_store_conformance {
 
             #[tokio::test]
             async fn attempts_are_reserved_per_account_and_day_up_to_the_limit() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let a = account(1, Platform::Alipay, "u1");
                 let b = account(2, Platform::Alipay, "u2");
@@ -593,6 +638,9 @@ macro_rules! platform_account_store_conformance {
 
             #[tokio::test]
             async fn released_attempts_free_their_place_and_never_go_negative() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let a = account(1, Platform::Alipay, "u1");
                 store.insert(&a).await.unwrap();
@@ -619,6 +667,9 @@ macro_rules! platform_account_store_conformance {
 
             #[tokio::test]
             async fn concurrent_reservations_never_exceed_the_limit() {
+                if !$available() {
+                    return;
+                }
                 let store = std::sync::Arc::new(super::$factory().await);
                 let a = account(1, Platform::Alipay, "u1");
                 store.insert(&a).await.unwrap();

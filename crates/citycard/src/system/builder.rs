@@ -9,6 +9,9 @@ pub enum Storage {
     InMemory,
     /// One SQLite file (created if missing).
     Sqlite(PathBuf),
+    /// A PostgreSQL database, by URL (`postgres://user@host:port/db?sslmode=require`),
+    /// shared by every app instance of the city.
+    Postgres(String),
 }
 
 /// Builds a [`CityCard`]: choose storage, plug in external adapters or take
@@ -82,6 +85,21 @@ impl CityCardBuilder {
     /// Keep everything in one SQLite file.
     pub fn sqlite(mut self, path: impl AsRef<Path>) -> Self {
         self.storage = Storage::Sqlite(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Keeps everything in a PostgreSQL database (migrated when the city is
+    /// built). Several app instances may share it: every store's concurrency
+    /// is enforced by the database, and the ledger's by its version row (see
+    /// `citycard_postgres::ledger`). TLS follows `sslmode` in the URL.
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        self.storage = Storage::Postgres(url.into());
+        self
+    }
+
+    /// Keeps everything on `storage` (what a command line chose).
+    pub fn storage(mut self, storage: Storage) -> Self {
+        self.storage = storage;
         self
     }
 
@@ -211,6 +229,9 @@ impl CityCardBuilder {
         let mut stores = match &self.storage {
             Storage::InMemory => Stores::in_memory(),
             Storage::Sqlite(path) => Stores::sqlite(Database::open(path)?),
+            Storage::Postgres(url) => {
+                Stores::postgres(citycard_postgres::Database::connect(url).await?)
+            }
         };
         let wrapped_ledger = self.ledger_layer.is_some();
         if let Some(layer) = self.ledger_layer {
@@ -303,8 +324,11 @@ impl CityCardBuilder {
             )
             .with_roles(self.roles.clone()),
         );
-        let unit: Arc<dyn UnitOfWork> = match (&stores.db, wrapped_ledger) {
-            (Some(db), false) => Arc::new(SqliteUnitOfWork::new(db.clone())),
+        let unit: Arc<dyn UnitOfWork> = match (&stores.db, &stores.pg, wrapped_ledger) {
+            (Some(db), _, false) => Arc::new(SqliteUnitOfWork::new(db.clone())),
+            (_, Some((db, ledger)), false) => {
+                Arc::new(PostgresUnitOfWork::new(db.clone(), ledger.clone()))
+            }
             _ => Arc::new(PortsUnitOfWork::new(
                 stores.ledger.clone(),
                 stores.transit.clone(),

@@ -46,7 +46,7 @@ use crate::glue::money::{
 };
 use crate::glue::people::{Guardianships, IdentityRealNames, Patients, VaultIdIndex};
 use crate::riders::CardRiders;
-use crate::unit::{PortsUnitOfWork, SqliteUnitOfWork, UnitOfWork};
+use crate::unit::{PortsUnitOfWork, PostgresUnitOfWork, SqliteUnitOfWork, UnitOfWork};
 use crate::wallet::WalletService;
 
 mod builder;
@@ -118,6 +118,12 @@ impl IssueReport {
 #[derive(Clone)]
 pub(crate) struct Stores {
     pub(crate) db: Option<Database>,
+    /// The PostgreSQL database and the ledger's store handle (the unit of
+    /// work writes ledger batches through the handle the ledger opened on).
+    pub(crate) pg: Option<(
+        citycard_postgres::Database,
+        Arc<citycard_postgres::ledger::PgLedgerStore>,
+    )>,
     pub(crate) audit: Arc<dyn AuditLog>,
     pub(crate) idempotency: Arc<dyn IdempotencyStore>,
     pub(crate) persons: Arc<dyn PersonStore>,
@@ -141,6 +147,7 @@ impl Stores {
         let registry = MemoryCardRegistry::with_core(core.clone());
         Self {
             db: None,
+            pg: None,
             audit: core.audit(),
             idempotency: core.idempotency(),
             persons: Arc::new(MemoryPersonStore::with_core(core.clone())),
@@ -174,6 +181,29 @@ impl Stores {
             settlements: Arc::new(healthcare::SqliteSettlementStore::new(db.clone())),
             social: Arc::new(healthcare::SqliteSocialInsuranceRecords::new(db.clone())),
             db: Some(db),
+            pg: None,
+        }
+    }
+
+    fn postgres(db: citycard_postgres::Database) -> Self {
+        use citycard_postgres::{binding, healthcare, identity, ledger, transit};
+        let ledger_store = Arc::new(ledger::PgLedgerStore::new(db.clone()));
+        Self {
+            db: None,
+            audit: Arc::new(citycard_postgres::PgAuditLog::new(db.clone())),
+            idempotency: Arc::new(citycard_postgres::PgIdempotencyStore::new(db.clone())),
+            persons: Arc::new(identity::PgPersonStore::new(db.clone())),
+            platform_accounts: Arc::new(identity::PgPlatformAccountStore::new(db.clone())),
+            cards: Arc::new(binding::PgCardStore::new(db.clone())),
+            bindings: Arc::new(binding::PgBindingStore::new(db.clone())),
+            delegations: Arc::new(binding::PgDelegationStore::new(db.clone())),
+            card_changes: Arc::new(binding::PgCardChangeStore::new(db.clone())),
+            ledger: ledger_store.clone(),
+            transit: Arc::new(transit::PgTransitStore::new(db.clone())),
+            appointments: Arc::new(healthcare::PgAppointmentStore::new(db.clone())),
+            settlements: Arc::new(healthcare::PgSettlementStore::new(db.clone())),
+            social: Arc::new(healthcare::PgSocialInsuranceRecords::new(db.clone())),
+            pg: Some((db, ledger_store)),
         }
     }
 }
