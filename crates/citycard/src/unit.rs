@@ -73,18 +73,75 @@ impl SqliteUnitOfWork {
     }
 }
 
+/// A plan with at least this many trips (a settlement chunk) commits on a
+/// thread of its own, so that the caller's task can decide the next chunk
+/// meanwhile; smaller plans commit on the caller's thread.
+pub const WRITER_THREAD_TRIPS: usize = 512;
+
+fn write_plan(
+    tx: &rusqlite::Transaction<'_>,
+    ledger: Option<&ChangeSet<'_>>,
+    transit: Option<&TransitChanges>,
+    core: &CoreChanges,
+) -> Result<(), StoreError> {
+    if let Some(ledger) = ledger {
+        citycard_sqlite::ledger::write_changes(tx, ledger)?;
+    }
+    if let Some(transit) = transit {
+        citycard_sqlite::transit::write_changes(tx, transit)?;
+    }
+    citycard_sqlite::write_core_changes(tx, core)
+}
+
+/// Joins the commit thread if the commit's future is dropped before it
+/// answers: the transaction finishes (or fails) before the caller's locks
+/// (the ledger's) are released, so the next holder sees its outcome.
+struct JoinOnDrop(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for JoinOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
 #[async_trait]
 impl UnitOfWork for SqliteUnitOfWork {
     async fn commit(&self, plan: CityPlan<'_>) -> Result<(), StoreError> {
-        self.db.transaction(|tx| {
-            if let Some(ledger) = plan.ledger {
-                citycard_sqlite::ledger::write_changes(tx, ledger)?;
-            }
-            if let Some(transit) = plan.transit {
-                citycard_sqlite::transit::write_changes(tx, transit)?;
-            }
-            citycard_sqlite::write_core_changes(tx, &plan.core)
-        })
+        if plan
+            .transit
+            .is_none_or(|t| t.trips.len() < WRITER_THREAD_TRIPS)
+        {
+            return self
+                .db
+                .transaction(|tx| write_plan(tx, plan.ledger, plan.transit, &plan.core));
+        }
+        // The rows are copied for the thread: a few milliseconds for a chunk
+        // whose commit takes tens.
+        let ledger = plan.ledger.map(ChangeSet::to_owned_changes);
+        let transit = plan.transit.cloned();
+        let core = plan.core;
+        let db = self.db.clone();
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("citycard-commit".into())
+            .spawn(move || {
+                let written = db.transaction(|tx| {
+                    let ledger = ledger.as_ref().map(|l| l.as_change_set());
+                    write_plan(tx, ledger.as_ref(), transit.as_ref(), &core)
+                });
+                let _ = answer.send(written);
+            })
+            .map_err(|e| StoreError::Unavailable(format!("no thread for the commit: {e}")))?;
+        let mut guard = JoinOnDrop(Some(thread));
+        let written = answered.await.map_err(|_| {
+            StoreError::Internal("the commit thread stopped without an answer".into())
+        });
+        if let Some(thread) = guard.0.take() {
+            let _ = thread.join();
+        }
+        written?
     }
 
     async fn commit_cards(

@@ -360,6 +360,10 @@ pub trait CommitAccountsWith: Send {
 struct State {
     engine: Engine,
     poisoned: bool,
+    /// A batch's commit has started and not been settled: if the lock is
+    /// taken again in that state, the caller went away mid-commit (its
+    /// future was dropped), and only the store knows whether it landed.
+    committing: bool,
 }
 
 /// The ledger: validates batches in memory and acknowledges them only once
@@ -417,6 +421,7 @@ impl Ledger {
             state: Mutex::new(State {
                 engine,
                 poisoned: false,
+                committing: false,
             }),
             cache: DEFAULT_TRANSFER_CACHE,
             store,
@@ -570,7 +575,9 @@ impl Ledger {
         if changes.is_empty() && core.is_empty() {
             return Ok(());
         }
+        state.committing = true;
         let outcome = self.store.commit(&changes, core).await;
+        state.committing = false;
         self.settle_commit(state, outcome).await
     }
 
@@ -595,7 +602,20 @@ impl Ledger {
     }
 
     async fn lock(&self) -> Result<tokio::sync::MutexGuard<'_, State>, LedgerError> {
-        let guard = self.state.lock().await;
+        let mut guard = self.state.lock().await;
+        if guard.committing && !guard.poisoned {
+            // The last batch's caller was dropped during its commit: the
+            // engine may hold a batch the store never got. Start again from
+            // what the store acknowledges.
+            warn!("a ledger batch's commit was abandoned; reloading acknowledged state");
+            match Self::rebuild(self.store.as_ref(), self.cache).await {
+                Ok(engine) => {
+                    guard.engine = engine;
+                    guard.committing = false;
+                }
+                Err(_) => guard.poisoned = true,
+            }
+        }
         if guard.poisoned {
             return Err(LedgerError::Poisoned);
         }
@@ -665,10 +685,12 @@ impl Ledger {
         )
         .with("count", count.to_string())
         .with("ok", ok.to_string());
+        state.committing = true;
         let outcome = {
             let changes = state.engine.changes();
             commit.commit(&results, &changes, audit).await
         };
+        state.committing = false;
         let out = self.settle_commit(&mut state, outcome).await?;
         Ok((results, out))
     }
@@ -736,10 +758,12 @@ impl Ledger {
         self.prefetch(&mut state, &batch).await?;
         let now = self.clock.now();
         let (results, audit) = Self::decide_transfers(&mut state, principal, now, batch);
+        state.committing = true;
         let outcome = {
             let changes = state.engine.changes();
             commit.commit(&results, &changes, audit).await
         };
+        state.committing = false;
         let out = self.settle_commit(&mut state, outcome).await?;
         Ok((results, out))
     }

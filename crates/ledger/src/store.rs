@@ -58,6 +58,50 @@ impl ChangeSet<'_> {
             && self.balances.is_empty()
             && self.released.is_empty()
     }
+
+    /// A copy that owns its rows, for a commit that runs away from the
+    /// engine (on a writer thread, say).
+    pub fn to_owned_changes(&self) -> OwnedChangeSet {
+        OwnedChangeSet {
+            accounts: self.accounts.to_vec(),
+            transfers: self.transfers.to_vec(),
+            expiries: self.expiries.to_vec(),
+            failures: self.failures.to_vec(),
+            balances: self.balances.to_vec(),
+            released: self.released.to_vec(),
+        }
+    }
+}
+
+/// A [`ChangeSet`] that owns its rows ([`ChangeSet::to_owned_changes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedChangeSet {
+    /// See [`ChangeSet::accounts`].
+    pub accounts: Vec<Account>,
+    /// See [`ChangeSet::transfers`].
+    pub transfers: Vec<Transfer>,
+    /// See [`ChangeSet::expiries`].
+    pub expiries: Vec<Expiry>,
+    /// See [`ChangeSet::failures`].
+    pub failures: Vec<FailedTransfer>,
+    /// See [`ChangeSet::balances`].
+    pub balances: Vec<AccountBalance>,
+    /// See [`ChangeSet::released`].
+    pub released: Vec<TransferId>,
+}
+
+impl OwnedChangeSet {
+    /// The change set, borrowed.
+    pub fn as_change_set(&self) -> ChangeSet<'_> {
+        ChangeSet {
+            accounts: &self.accounts,
+            transfers: &self.transfers,
+            expiries: &self.expiries,
+            failures: &self.failures,
+            balances: &self.balances,
+            released: &self.released,
+        }
+    }
 }
 
 /// Everything a store holds (exports, audits, tests).
