@@ -172,8 +172,9 @@ async fn settle_twice_charges_once_and_recover_resolves_a_dead_processs_claims()
     // The read commands take --database too.
     let out = citycard(&["ledger", "export", "--format", "csv"], &url, &dir);
     let csv = String::from_utf8(out.stdout).unwrap();
-    // A header, then the system accounts' and cards' movements, the top-ups and the fares.
-    assert!(csv.lines().count() > 1 + 5 + 4, "{csv}");
+    // The five top-ups and the four fares charged (the fifth is in arrears).
+    let rows = |what: &str| csv.lines().filter(|l| l.contains(what)).count();
+    assert_eq!((rows(",topup:"), rows(",trip:")), (5, 4), "{csv}");
     let out = citycard(
         &[
             "card",
@@ -223,7 +224,10 @@ async fn state(schema: &str) -> (BTreeSet<(u64, u64, u64, i64, u16)>, Vec<(u64, 
         if a.kind == citycard::ledger::AccountKind::E_WALLET {
             assert!(net >= 0, "wallet {} overdrawn", a.id);
         }
-        balances.push((a.id.get(), net));
+        // Accounts with random ids (per run) hold nothing: compare the rest.
+        if net != 0 {
+            balances.push((a.id.get(), net));
+        }
     }
     balances.sort_unstable();
     let db = Database::connect(&url_in(schema)).await.unwrap();
