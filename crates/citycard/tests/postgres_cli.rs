@@ -434,3 +434,69 @@ async fn a_process_killed_inside_a_settlement_commit_resumes_to_the_uninterrupte
     assert_eq!(state(&schema).await, expected);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_settling_the_same_day_at_once_charge_every_trip_once() {
+    if !server_available() {
+        return;
+    }
+    let cards = "24";
+    let whole = fresh_schema().await;
+    let dir = data_dir("settle-one");
+    citycard(
+        &["drill", "populate", "--cards", cards],
+        &url_in(&whole),
+        &dir,
+    );
+    let one = citycard(
+        &["drill", "settle", "--cards", cards],
+        &url_in(&whole),
+        &dir,
+    );
+    let charged_once = fen(&serde_json::from_slice(&one.stdout).unwrap());
+    let expected = state(&whole).await;
+
+    let schema = fresh_schema().await;
+    let url = url_in(&schema);
+    let dir = data_dir("settle-both");
+    citycard(&["drill", "populate", "--cards", cards], &url, &dir);
+    let spawn = || {
+        drill_command(&["drill", "settle", "--cards", cards], &url, &dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let mut charged = 0;
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        charged += fen(&report);
+    }
+    // A card one process was charging when the other reached it is left
+    // for a re-run (its claim is in progress); the re-run finishes the day.
+    let rerun = citycard(
+        &["drill", "settle", "--cards", cards, "--attempt", "1"],
+        &url,
+        &dir,
+    );
+    charged += fen(&serde_json::from_slice(&rerun.stdout).unwrap());
+    assert_eq!(state(&schema).await, expected);
+    // The runs' reports agree: what they charged adds up to one day's fares
+    // (a fare another run made is reported as replayed, not charged).
+    assert_eq!(charged, charged_once);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `charged` of a settlement report, in fen.
+fn fen(report: &serde_json::Value) -> i64 {
+    let text = report["charged"].as_str().unwrap();
+    let (yuan, fen) = text.split_once('.').unwrap();
+    yuan.parse::<i64>().unwrap() * 100 + fen.parse::<i64>().unwrap()
+}
