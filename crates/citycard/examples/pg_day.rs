@@ -148,7 +148,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             if i % 2 == 0 { Sex::Female } else { Sex::Male },
             (i % 900) as u16 + 1,
         )?;
-        numbers.push(number.clone());
+        numbers.push(number);
         people.push((Sensitive::new(format!("市民{i}")), number.to_sensitive()));
     }
     let persons = a

@@ -157,9 +157,9 @@ async fn two_instances_interleave_top_ups_and_fares_without_a_retry_in_the_calle
     // Alternating: every call lands on an instance whose state the other
     // has just moved; none may fail.
     for round in 0..4 {
-        for i in 0..6 {
+        for (i, (_, card)) in holders.iter().enumerate() {
             let city = if (round + i) % 2 == 0 { &a } else { &b };
-            top_up(city, &holders[i].1, 5, format!("alt-{round}-{i}"))
+            top_up(city, card, 5, format!("alt-{round}-{i}"))
                 .await
                 .unwrap();
         }
@@ -178,17 +178,13 @@ async fn two_instances_interleave_top_ups_and_fares_without_a_retry_in_the_calle
     // Concurrent: both instances at once, distinct keys.
     let (x, y) = tokio::join!(
         async {
-            for i in 0..6 {
-                top_up(&a, &holders[i].1, 1, format!("con-a-{i}"))
-                    .await
-                    .unwrap();
+            for (i, (_, card)) in holders.iter().enumerate() {
+                top_up(&a, card, 1, format!("con-a-{i}")).await.unwrap();
             }
         },
         async {
-            for i in (0..6).rev() {
-                top_up(&b, &holders[i].1, 2, format!("con-b-{i}"))
-                    .await
-                    .unwrap();
+            for (i, (_, card)) in holders.iter().enumerate().rev() {
+                top_up(&b, card, 2, format!("con-b-{i}")).await.unwrap();
             }
         },
     );
