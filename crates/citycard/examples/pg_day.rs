@@ -124,10 +124,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = args().map_err(|e| format!("pg_day: {e}"))?;
     let day = NaiveDate::from_ymd_opt(2026, 11, 26).expect("a valid day");
     let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 25, 9, 0, 0));
+    // Both instances share the vault keys (a deployment's key service):
+    // blind indexes and sealed personal data must agree across instances.
+    let keys = Arc::new(citycard::identity::MemoryKeyProvider::random()?);
     let open = || async {
         CityCard::builder()
             .postgres(args.database.clone())
             .clock(clock.clone())
+            .key_provider(keys.clone())
             .build()
             .await
     };
