@@ -93,7 +93,7 @@ impl CommitAccountsWith for GroupCommit<'_> {
     type Output = Vec<Result<(), PlanRefused>>;
 
     async fn commit(
-        self,
+        &mut self,
         results: &[CreateAccountResult],
         changes: &ChangeSet<'_>,
         audit: AuditRecord,

@@ -323,7 +323,7 @@ pub struct WithCore<'a, F> {
 
 impl<'a, F> WithCore<'a, F>
 where
-    F: FnOnce(&[citycard_ledger::CreateTransferResult]) -> CoreChanges + Send,
+    F: FnMut(&[citycard_ledger::CreateTransferResult]) -> CoreChanges + Send,
 {
     /// Commits through `unit`, adding `core(results)` to the batch's records.
     pub fn new(unit: &'a dyn UnitOfWork, core: F) -> Self {
@@ -334,12 +334,12 @@ where
 #[async_trait]
 impl<F> citycard_ledger::CommitWith for WithCore<'_, F>
 where
-    F: FnOnce(&[citycard_ledger::CreateTransferResult]) -> CoreChanges + Send,
+    F: FnMut(&[citycard_ledger::CreateTransferResult]) -> CoreChanges + Send,
 {
     type Output = ();
 
     async fn commit(
-        self,
+        &mut self,
         results: &[citycard_ledger::CreateTransferResult],
         changes: &ChangeSet<'_>,
         audit: citycard_core::AuditRecord,

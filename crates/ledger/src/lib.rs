@@ -144,5 +144,5 @@ pub use service::{
 };
 pub use store::{
     AccountBalance, AccountRange, ChangeSet, LedgerState, LedgerStore, MemoryLedgerStore,
-    OwnedChangeSet, Prefetched, Snapshot,
+    OwnedChangeSet, Prefetched, STALE_VERSION, Snapshot, is_stale_version, stale_version,
 };

@@ -160,13 +160,33 @@ pub struct AccountRange {
     pub limit: usize,
 }
 
+/// How a store shared by several ledger instances (several app processes on
+/// one database) says a batch was decided on a state another instance has
+/// since changed: a [`StoreError::Conflict`] whose message starts with this.
+/// The ledger then reloads its state and decides the batch again (bounded,
+/// see [`Ledger`](crate::Ledger)); any other conflict reaches the caller.
+pub const STALE_VERSION: &str = "stale ledger version";
+
+/// The conflict a shared store returns for a batch decided on a stale
+/// state (see [`STALE_VERSION`]); `detail` says what moved.
+pub fn stale_version(detail: &str) -> StoreError {
+    StoreError::Conflict(format!("{STALE_VERSION}: {detail}"))
+}
+
+/// Whether `error` is a stale-version refusal (see [`STALE_VERSION`]),
+/// which the ledger retries, rather than a conflict of the caller's own.
+pub fn is_stale_version(error: &StoreError) -> bool {
+    matches!(error, StoreError::Conflict(m) if m.starts_with(STALE_VERSION))
+}
+
 /// The ledger's storage port.
 ///
 /// `commit` must be atomic and durable when it returns `Ok`: either every
 /// record of the change set, with the batch's audit record (`core`), is
 /// stored or none is; a transfer or failed id stored twice is a
-/// [`StoreError::Conflict`]. The ledger calls it once per batch, in batch
-/// order, never concurrently. The read methods see every committed batch.
+/// [`StoreError::Conflict`]; a batch decided on a state another ledger
+/// instance has since changed is refused with [`stale_version`]. The ledger
+/// calls it once per batch decision, in batch order, never concurrently. The read methods see every committed batch.
 #[async_trait]
 pub trait LedgerStore: Send + Sync {
     /// Persists one batch's changes and its core records atomically.

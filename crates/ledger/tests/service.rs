@@ -626,7 +626,7 @@ struct Abandoned;
 impl citycard_ledger::CommitWith for Abandoned {
     type Output = ();
     async fn commit(
-        self,
+        &mut self,
         _: &[R],
         _: &citycard_ledger::ChangeSet<'_>,
         _: citycard_core::AuditRecord,

@@ -21,10 +21,11 @@
 //! [`LedgerStore::load_state`], advanced by its own commits. A commit
 //! updates the version row `WHERE value = remembered`; the row lock orders
 //! concurrent commits, and a commit whose version moved is refused as
-//! [`StoreError::Conflict`] with nothing written. The ledger then reloads
-//! its state from the database (it does so after any failed commit) and the
-//! caller decides the batch again (a retry with the same transfer ids is
-//! safe: an id already stored answers `exists`). So every acknowledged
+//! [`citycard_ledger::stale_version`] (a [`StoreError::Conflict`]) with
+//! nothing written. The ledger then reloads its state from the database and
+//! decides the batch again itself, a bounded number of times (a batch with
+//! the same transfer ids is safe: an id already stored answers `exists`), so
+//! callers do not see the refusal unless instances keep overtaking it. So every acknowledged
 //! transfer is in the database exactly once, and every balance was decided
 //! from the balances the database held, whichever instance wrote it.
 //!
@@ -181,8 +182,8 @@ impl PgLedgerStore {
         .await
         .st()?;
         let Some(next) = next else {
-            return Err(StoreError::Conflict(
-                "the ledger moved since this instance loaded it (another instance committed): reload and decide again".into(),
+            return Err(citycard_ledger::stale_version(
+                "another instance committed since this one loaded the ledger: reload and decide again",
             ));
         };
         write_rows(conn, changes).await?;

@@ -461,3 +461,12 @@ impl CityCardBuilder {
         })
     }
 }
+
+impl CityCard {
+    /// The PostgreSQL database, when the city runs on one (for tools and
+    /// figures: [`citycard_postgres::Database::commits`] counts its write
+    /// transactions).
+    pub fn postgres_database(&self) -> Option<&citycard_postgres::Database> {
+        self.stores.pg.as_ref().map(|(db, _)| db)
+    }
+}
