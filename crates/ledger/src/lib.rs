@@ -59,7 +59,18 @@
 //!   with `exists_with_different_reference/memo`, `amount_must_not_be_negative`,
 //!   `memo_too_long` and `exceeds_upper_limit` added).
 //! - **Posts and voids inherit** zero fields from the hold; a post of amount 0
-//!   posts it all. Posting or voiding a hold is allowed on a closed account.
+//!   posts it all (TigerBeetle posts 0 and takes `u128::MAX` for "in full":
+//!   a zero-fen capture has no use in the card system, so 0 keeps meaning
+//!   "in full" and `citycard-tigerbeetle` sends `u128::MAX`). A closed
+//!   account accepts only the void of a hold, as in TigerBeetle.
+//! - **Zero amounts are refused** (`amount_must_not_be_zero`) except for
+//!   posts, voids and closing transfers, and an account cannot be created
+//!   closed: deliberate deviations from TigerBeetle 0.16 (which accepts
+//!   both), because a zero-fen fare or top-up is always a host bug.
+//! - **An `exists` inside a linked chain does not break the chain**
+//!   (TigerBeetle's does): a host retrying a whole chain under the same
+//!   operation keys must read `exists` for every event, the card system's
+//!   guarantee that a replay is a success.
 //! - **Upper limits** read the balance on the account's normal side (credit
 //!   unless `credits_must_not_exceed_debits`) and count incoming holds;
 //!   `balancing_credit` on a capped account clamps to the room under the cap.
@@ -104,9 +115,11 @@
 //! - **Expiry follows the clock** at the start of each transfer batch and on
 //!   [`Ledger::expire_pending`]; an expired hold can't be posted even before
 //!   it is swept. Timestamps are unique nanoseconds, `max(clock, last + 1ns)`.
-//! - **Failures burn ids** only when state-dependent
-//!   ([`CreateTransferResult::is_transient`]); a linked chain's other events
-//!   (`linked_event_failed`) keep theirs.
+//! - **Failures burn ids** as in TigerBeetle: only an account or hold
+//!   missing, insufficient funds, a closed account (and our wallet cap)
+//!   ([`CreateTransferResult::is_transient`]); every other refusal leaves the
+//!   id free, so a corrected retry under the same operation key succeeds. A
+//!   linked chain's other events (`linked_event_failed`) keep theirs.
 //! - **Authorisation is per account** (see [`Ledger`]): only the system and
 //!   operators with the finance role write; platforms never write (they top
 //!   up through the card system's wallet service) and read only accounts

@@ -666,11 +666,24 @@ impl CreateTransferResult {
         )
     }
 
-    /// True when the failure depends on the ledger's state (accounts,
-    /// balances, pending transfers) rather than on the request alone: the id
-    /// is then burnt ([`CreateTransferResult::IdAlreadyFailed`] on retry).
+    /// True for the failures that burn the id ([`CreateTransferResult::IdAlreadyFailed`]
+    /// on any retry with it): TigerBeetle's transient set — an account or the
+    /// hold missing, insufficient funds (`exceeds_credits`/`exceeds_debits`), a
+    /// closed account — and our `exceeds_upper_limit` (a wallet cap, like
+    /// insufficient funds). Every other refusal keeps the id free, so a
+    /// corrected retry under the same operation key can still succeed.
     pub const fn is_transient(self) -> bool {
-        self.code() >= CreateTransferResult::DebitAccountNotFound.code()
+        matches!(
+            self,
+            CreateTransferResult::DebitAccountNotFound
+                | CreateTransferResult::CreditAccountNotFound
+                | CreateTransferResult::PendingTransferNotFound
+                | CreateTransferResult::ExceedsCredits
+                | CreateTransferResult::ExceedsDebits
+                | CreateTransferResult::DebitAccountAlreadyClosed
+                | CreateTransferResult::CreditAccountAlreadyClosed
+                | CreateTransferResult::ExceedsUpperLimit
+        )
     }
 }
 

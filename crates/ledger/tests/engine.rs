@@ -685,3 +685,150 @@ fn a_snapshot_that_does_not_replay_is_refused() {
     };
     assert!(Engine::from_snapshot(snapshot).is_err());
 }
+
+// ---- issue 14: TigerBeetle's state-machine expectations, one test per cause.
+
+#[test]
+fn a_post_or_void_checks_the_hold_not_the_accounts_it_names() {
+    let mut e = engine();
+    assert_eq!(one(&mut e, plain(1, CLEARING, WALLET, yuan(10))), R::Ok);
+    // No hold 99: TigerBeetle answers `pending_transfer_not_found`, never
+    // `debit_account_not_found`, even when the named account does not exist.
+    let mut post = NewTransfer::post(id(2), id(99), None);
+    post.debit_account_id = AccountId::new(777);
+    assert_eq!(one(&mut e, post.clone()), R::PendingTransferNotFound);
+    // A transfer that is not a hold: `pending_transfer_not_pending`.
+    post.id = id(3);
+    post.pending_id = Some(id(1));
+    assert_eq!(one(&mut e, post.clone()), R::PendingTransferNotPending);
+    // A real hold and an unknown debit account: `pending_transfer_has_different_debit_account_id`.
+    let hold = NewTransfer::pending(id(4), WALLET, METRO, yuan(4), 2, 3600);
+    assert_eq!(one(&mut e, hold), R::Ok);
+    post.id = id(5);
+    post.pending_id = Some(id(4));
+    assert_eq!(
+        one(&mut e, post.clone()),
+        R::PendingTransferHasDifferentDebitAccountId
+    );
+    let mut void = NewTransfer::void(id(6), id(4));
+    void.credit_account_id = AccountId::new(778);
+    assert_eq!(
+        one(&mut e, void),
+        R::PendingTransferHasDifferentCreditAccountId
+    );
+}
+
+#[test]
+fn a_hold_checks_the_posted_sides_for_overflow_too() {
+    let mut e = engine();
+    let near = Money::from_fen(i64::MAX - 10);
+    assert_eq!(one(&mut e, plain(1, CLEARING, METRO, near)), R::Ok);
+    // Pending sides are empty, but a later post would overflow the posted debits.
+    let hold = NewTransfer::pending(id(2), CLEARING, METRO, Money::from_fen(20), 2, 0);
+    assert_eq!(one(&mut e, hold), R::OverflowsDebitsPosted);
+    let hold = NewTransfer::pending(id(3), CONTROL, METRO, Money::from_fen(20), 2, 0);
+    assert_eq!(one(&mut e, hold), R::OverflowsCreditsPosted);
+}
+
+#[test]
+fn a_void_of_more_than_the_hold_exceeds_it_and_of_less_differs() {
+    let mut e = engine();
+    assert_eq!(one(&mut e, plain(1, CLEARING, WALLET, yuan(10))), R::Ok);
+    let hold = NewTransfer::pending(id(2), WALLET, METRO, yuan(4), 2, 3600);
+    assert_eq!(one(&mut e, hold), R::Ok);
+    let mut void = NewTransfer::void(id(3), id(2));
+    void.amount = yuan(5);
+    assert_eq!(one(&mut e, void.clone()), R::ExceedsPendingTransferAmount);
+    void.id = id(4);
+    void.amount = yuan(3);
+    assert_eq!(one(&mut e, void), R::PendingTransferHasDifferentAmount);
+    assert_eq!(one(&mut e, NewTransfer::void(id(5), id(2))), R::Ok);
+}
+
+#[test]
+fn an_open_chain_is_reported_before_a_broken_one() {
+    let mut e = engine();
+    let r = e.create_transfers(
+        t0() + Duration::seconds(1),
+        vec![
+            plain(1, WALLET, METRO, yuan(1)).with_flags(TransferFlags::LINKED),
+            plain(2, CLEARING, METRO, yuan(1)).with_flags(TransferFlags::LINKED),
+        ],
+    );
+    assert_eq!(r, [R::ExceedsCredits, R::LinkedEventChainOpen]);
+    let linked = AccountFlags::LINKED;
+    let r = e.create_accounts(
+        t0() + Duration::seconds(2),
+        vec![
+            NewAccount::new(AccountId::ZERO, AccountKind::FEES).with_flags(linked),
+            NewAccount::new(AccountId::new(50), AccountKind::FEES).with_flags(linked),
+        ],
+    );
+    assert_eq!(r, [A::IdMustNotBeZero, A::LinkedEventChainOpen]);
+}
+
+#[test]
+fn a_closed_account_accepts_only_voids() {
+    let mut e = engine();
+    assert_eq!(one(&mut e, plain(1, CLEARING, WALLET, yuan(10))), R::Ok);
+    let hold = NewTransfer::pending(id(2), WALLET, METRO, yuan(4), 2, 3600);
+    assert_eq!(one(&mut e, hold), R::Ok);
+    let hold = NewTransfer::pending(id(3), CLEARING, METRO, yuan(4), 2, 3600);
+    assert_eq!(one(&mut e, hold), R::Ok);
+    assert_eq!(
+        one(&mut e, NewTransfer::close_account(id(4), WALLET, CONTROL, 9)),
+        R::Ok
+    );
+    assert_eq!(
+        one(&mut e, NewTransfer::post(id(5), id(2), None)),
+        R::DebitAccountAlreadyClosed
+    );
+    // Closing the credit side of another hold, then posting it.
+    assert_eq!(
+        one(
+            &mut e,
+            NewTransfer::pending(id(6), CONTROL, METRO, Money::ZERO, 9, 0)
+                .with_flags(TransferFlags::CLOSING_CREDIT)
+        ),
+        R::Ok
+    );
+    assert_eq!(
+        one(&mut e, NewTransfer::post(id(7), id(3), None)),
+        R::CreditAccountAlreadyClosed
+    );
+    assert_eq!(one(&mut e, NewTransfer::void(id(8), id(2))), R::Ok);
+    assert_eq!(e.pending_status(id(2)), Some(PendingStatus::Voided));
+}
+
+#[test]
+fn only_tigerbeetles_transient_results_burn_the_id() {
+    let mut e = engine();
+    assert_eq!(one(&mut e, plain(1, CLEARING, WALLET, yuan(10))), R::Ok);
+    let hold = NewTransfer::pending(id(2), WALLET, METRO, yuan(4), 2, 3600);
+    assert_eq!(one(&mut e, hold), R::Ok);
+    assert_eq!(one(&mut e, NewTransfer::post(id(3), id(2), None)), R::Ok);
+    // Posting again is not transient: the id stays free for a corrected request.
+    assert_eq!(
+        one(&mut e, NewTransfer::post(id(4), id(2), None)),
+        R::PendingTransferAlreadyPosted
+    );
+    assert_eq!(e.failure(id(4)), None);
+    assert_eq!(one(&mut e, plain(4, CLEARING, METRO, yuan(1))), R::Ok);
+    // A different-currency refusal is not transient either.
+    assert_eq!(
+        one(&mut e, plain(5, CLEARING, USD, yuan(1))),
+        R::AccountsMustHaveTheSameCurrency
+    );
+    assert_eq!(one(&mut e, plain(5, CLEARING, METRO, yuan(1))), R::Ok);
+    // Insufficient funds, a missing account and a missing hold are.
+    for (t, r) in [
+        (plain(6, WALLET, METRO, yuan(100)), R::ExceedsCredits),
+        (plain(7, CLEARING, AccountId::new(999), yuan(1)), R::CreditAccountNotFound),
+        (NewTransfer::post(id(8), id(98), None), R::PendingTransferNotFound),
+    ] {
+        let n = t.id;
+        assert_eq!(one(&mut e, t), r);
+        assert_eq!(e.failure(n), Some(r));
+        assert_eq!(one(&mut e, plain(n.get(), CLEARING, METRO, yuan(1))), R::IdAlreadyFailed);
+    }
+}

@@ -634,10 +634,10 @@ impl Engine {
                 chain = Some((i, self.accounts.len(), self.last_ts));
                 chain_broken = false;
             }
-            let result = if chain_broken {
-                CreateAccountResult::LinkedEventFailed
-            } else if linked && i + 1 == len {
+            let result = if linked && i + 1 == len {
                 CreateAccountResult::LinkedEventChainOpen
+            } else if chain_broken {
+                CreateAccountResult::LinkedEventFailed
             } else {
                 self.create_account(now, account)
             };
@@ -755,10 +755,10 @@ impl Engine {
                 ));
                 chain_broken = false;
             }
-            let result = if chain_broken {
-                R::LinkedEventFailed
-            } else if linked && i + 1 == len {
+            let result = if linked && i + 1 == len {
                 R::LinkedEventChainOpen
+            } else if chain_broken {
+                R::LinkedEventFailed
             } else {
                 let id = t.id;
                 let r = self.create_transfer(now, t, chain.is_some());

@@ -221,13 +221,13 @@ impl Engine {
             if c.credits_pending.checked_add(amount).is_none() {
                 return R::OverflowsCreditsPending;
             }
-        } else {
-            if d.debits_posted.checked_add(amount).is_none() {
-                return R::OverflowsDebitsPosted;
-            }
-            if c.credits_posted.checked_add(amount).is_none() {
-                return R::OverflowsCreditsPosted;
-            }
+        }
+        // As in TigerBeetle, a hold also checks the posted sides: it may be posted later.
+        if d.debits_posted.checked_add(amount).is_none() {
+            return R::OverflowsDebitsPosted;
+        }
+        if c.credits_posted.checked_add(amount).is_none() {
+            return R::OverflowsCreditsPosted;
         }
         let d_total =
             i128::from(d.debits_pending) + i128::from(d.debits_posted) + i128::from(amount);
@@ -307,16 +307,8 @@ impl Engine {
         if t.memo.as_ref().is_some_and(|m| m.len() > MAX_MEMO_LEN) {
             return R::MemoTooLong;
         }
-        if !t.debit_account_id.is_zero()
-            && !self.account_index.contains_key(&t.debit_account_id.get())
-        {
-            return R::DebitAccountNotFound;
-        }
-        if !t.credit_account_id.is_zero()
-            && !self.account_index.contains_key(&t.credit_account_id.get())
-        {
-            return R::CreditAccountNotFound;
-        }
+        // As in TigerBeetle, a post or void never answers `*_account_not_found`:
+        // the accounts it names are compared with the hold's below.
         let state = match self.pending.get(&pending_id.get()) {
             Some(p) => *p,
             None => match self.fetched_holds.get(&pending_id.get()) {
@@ -340,21 +332,20 @@ impl Engine {
         if t.code != 0 && t.code != p.code {
             return R::PendingTransferHasDifferentCode;
         }
-        let amount = if f.post_pending_transfer() {
-            if t.amount > p.amount {
-                return R::ExceedsPendingTransferAmount;
-            }
-            if t.amount.is_zero() {
-                p.amount
-            } else {
-                t.amount
-            }
-        } else {
-            if !t.amount.is_zero() && t.amount != p.amount {
-                return R::PendingTransferHasDifferentAmount;
-            }
+        // An amount of 0 means the whole hold (TigerBeetle: 0 for a void,
+        // `u128::MAX` for a post). More than the hold is `exceeds_pending_transfer_amount`
+        // for both; a void of less is `pending_transfer_has_different_amount`.
+        let amount = if t.amount.is_zero() {
             p.amount
+        } else {
+            t.amount
         };
+        if amount > p.amount {
+            return R::ExceedsPendingTransferAmount;
+        }
+        if f.void_pending_transfer() && amount < p.amount {
+            return R::PendingTransferHasDifferentAmount;
+        }
         match state.status {
             PendingStatus::Posted => return R::PendingTransferAlreadyPosted,
             PendingStatus::Voided => return R::PendingTransferAlreadyVoided,
@@ -370,6 +361,13 @@ impl Engine {
         if f.post_pending_transfer() {
             let d = self.states[dr as usize];
             let c = self.states[cr as usize];
+            // The only movement a closed account accepts is the void of a hold.
+            if d.flags().closed() {
+                return R::DebitAccountAlreadyClosed;
+            }
+            if c.flags().closed() {
+                return R::CreditAccountAlreadyClosed;
+            }
             if d.debits_posted.checked_add(amount.fen()).is_none() {
                 return R::OverflowsDebitsPosted;
             }
