@@ -25,7 +25,7 @@ pub struct ServeArgs {
     database: Option<String>,
 }
 
-/// Runs `citycard-api` with these arguments until it exits.
+/// Runs `citycard-api` with these arguments (on Unix, in place of this process).
 pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     let beside = std::env::current_exe()
         .ok()
@@ -41,15 +41,29 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     if let Some(url) = &args.database {
         command.arg("--database").arg(url);
     }
-    let status = command.status().map_err(|e| {
-        CliError::Usage(format!(
+    // On Unix the service replaces this process, so signals reach it directly.
+    #[cfg(unix)]
+    {
+        let e = std::os::unix::process::CommandExt::exec(&mut command);
+        Err(CliError::Usage(format!(
             "cannot run {} (build it with `cargo build -p citycard-api`): {e}",
             program.display()
-        ))
-    })?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(CliError::Domain(format!("citycard-api exited with {status}")))
+        )))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = command.status().map_err(|e| {
+            CliError::Usage(format!(
+                "cannot run {} (build it with `cargo build -p citycard-api`): {e}",
+                program.display()
+            ))
+        })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(CliError::Domain(format!(
+                "citycard-api exited with {status}"
+            )))
+        }
     }
 }
