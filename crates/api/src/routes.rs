@@ -334,14 +334,16 @@ async fn list_bindings(
     let lang = crate::lang_of(&headers);
     let result = async {
         let Query(query) = query.map_err(|e| ApiError::invalid(e.to_string()))?;
+        let account = account_id(&query.account)?;
+        // Another platform's account is refused (403), not answered empty.
+        app.city
+            .identity()
+            .real_name_status(&caller.principal(), &account)
+            .await?;
         let list = app
             .city
             .cards()
-            .bindings_of_account(
-                &caller.principal(),
-                &caller.platform,
-                &account_id(&query.account)?,
-            )
+            .bindings_of_account(&caller.principal(), &caller.platform, &account)
             .await?;
         Reply::ok(&BindingList {
             bindings: list.iter().map(|b| binding_view(b, Vec::new())).collect(),
