@@ -79,7 +79,7 @@ async fn setup(city: &CityCard, client: &Client, n: u32, card_number: &str) -> S
         RegionCode::new(330106).unwrap(),
         chrono::NaiveDate::from_ymd_opt(1980, 1, 1 + n).unwrap(),
         Sex::Female,
-        n,
+        n as u16,
     )
     .unwrap();
     let name = "李娜";
