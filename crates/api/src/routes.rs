@@ -766,7 +766,7 @@ async fn notify_payment(
                     &card,
                     amount,
                     &caller.platform,
-                    &crate::idem::operation_key(&caller, &order_key),
+                    &crate::idem::operation_key(caller, &order_key),
                 )
                 .await?;
             order.state = "paid".into();
