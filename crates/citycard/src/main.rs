@@ -53,6 +53,10 @@ enum Command {
     /// Crash drills on a data directory (for the crash tests).
     #[command(hide = true)]
     Drill(cli::drill::DrillArgs),
+    /// Run the platform API service (signed HTTP for payment platforms).
+    ///
+    /// Runs the `citycard-api` program beside this one with these arguments.
+    Serve(cli::serve::ServeArgs),
     /// A card's e-wallet in a citycard store, read-only.
     #[command(subcommand)]
     Card(CardCommand),
@@ -182,6 +186,7 @@ fn main() -> ExitCode {
             cli::card::statement(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
         }
         Command::Recover(args) => cli::recover::run(&args, &mut stdout).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => cli::serve::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Drill(args) => cli::drill::run(&args, &mut stdout).map(|()| ExitCode::SUCCESS),
     };
     match result {

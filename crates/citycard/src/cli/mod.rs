@@ -7,6 +7,7 @@ pub mod id;
 pub mod ledger;
 pub mod recover;
 pub mod ridecode;
+pub mod serve;
 pub mod settle;
 
 use std::path::{Path, PathBuf};

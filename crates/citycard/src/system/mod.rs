@@ -472,6 +472,13 @@ impl CityCard {
         &self.stores.transit
     }
 
+    /// The idempotency store every operation records its outcome in (a
+    /// host's own idempotent requests, such as the HTTP service's, use it
+    /// under their own scopes).
+    pub fn idempotency_store(&self) -> &Arc<dyn IdempotencyStore> {
+        &self.stores.idempotency
+    }
+
     /// The database, when on SQLite.
     pub fn database(&self) -> Option<&Database> {
         self.stores.db.as_ref()
