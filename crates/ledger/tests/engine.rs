@@ -776,7 +776,10 @@ fn a_closed_account_accepts_only_voids() {
     let hold = NewTransfer::pending(id(3), CLEARING, METRO, yuan(4), 2, 3600);
     assert_eq!(one(&mut e, hold), R::Ok);
     assert_eq!(
-        one(&mut e, NewTransfer::close_account(id(4), WALLET, CONTROL, 9)),
+        one(
+            &mut e,
+            NewTransfer::close_account(id(4), WALLET, CONTROL, 9)
+        ),
         R::Ok
     );
     assert_eq!(
@@ -823,12 +826,21 @@ fn only_tigerbeetles_transient_results_burn_the_id() {
     // Insufficient funds, a missing account and a missing hold are.
     for (t, r) in [
         (plain(6, WALLET, METRO, yuan(100)), R::ExceedsCredits),
-        (plain(7, CLEARING, AccountId::new(999), yuan(1)), R::CreditAccountNotFound),
-        (NewTransfer::post(id(8), id(98), None), R::PendingTransferNotFound),
+        (
+            plain(7, CLEARING, AccountId::new(999), yuan(1)),
+            R::CreditAccountNotFound,
+        ),
+        (
+            NewTransfer::post(id(8), id(98), None),
+            R::PendingTransferNotFound,
+        ),
     ] {
         let n = t.id;
         assert_eq!(one(&mut e, t), r);
         assert_eq!(e.failure(n), Some(r));
-        assert_eq!(one(&mut e, plain(n.get(), CLEARING, METRO, yuan(1))), R::IdAlreadyFailed);
+        assert_eq!(
+            one(&mut e, plain(n.get(), CLEARING, METRO, yuan(1))),
+            R::IdAlreadyFailed
+        );
     }
 }
