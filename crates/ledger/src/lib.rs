@@ -152,7 +152,7 @@ pub use query::{
     StatementPage, reconcile,
 };
 pub use service::{
-    CommitAccountsWith, CommitWith, Ledger, LedgerError, PBOC_ANONYMOUS_CEILING,
+    CommitAccountsWith, CommitWith, Ledger, LedgerError, MAX_DECISIONS, PBOC_ANONYMOUS_CEILING,
     PBOC_REGISTERED_CEILING, WalletHolder, WalletLimits, WalletLimitsError,
 };
 pub use store::{

@@ -218,7 +218,11 @@ async fn a_store_that_stays_stale_is_given_up_on_with_a_conflict() {
         matches!(&e, LedgerError::Store(s) if is_stale_version(s)),
         "{e:?}"
     );
-    assert_eq!(store.refused.load(Ordering::SeqCst), 8, "bounded");
+    assert_eq!(
+        store.refused.load(Ordering::SeqCst),
+        citycard_ledger::MAX_DECISIONS,
+        "bounded"
+    );
     // Nothing was stored and the ledger still works once the store does.
     store.refuse.store(0, Ordering::SeqCst);
     assert!(shared.inner.load().await.unwrap().accounts.is_empty());
