@@ -192,8 +192,9 @@ pub use ports::{
     DelegationStore, IdNumberIndex, IssuerVerdict, PlatformWallet, RealNameCheck,
 };
 pub use service::{
-    BindRequest, BindingConfig, CAS_ATTEMPTS, CardChange, CardPorts, CardService, GrantDelegation,
-    IssueCard, ReplaceCard, StoredGrants, WalletView,
+    BindRequest, BindingConfig, CAS_ATTEMPTS, CardChange, CardPorts, CardService, ChunkDecision,
+    GrantDelegation, IssueBatch, IssueCard, IssueChunkPlan, IssueDecision, IssueOutcome, IssuePlan,
+    ReplaceCard, StoredGrants, WalletView,
 };
 pub use sim::{KeyedHashIndex, MemoryFunds, RegistryCardIssuer, SimulatedWallet, StaticRealNames};
 pub use words::{Lang, UserMessage};

@@ -458,6 +458,17 @@ impl CardStore for MemoryCardStore {
         Ok(s.card_by_number.get(number).map(|i| s.cards[*i].clone()))
     }
 
+    async fn by_numbers(&self, numbers: &[CardNumber]) -> Result<Vec<Card>, StoreError> {
+        let s = self.shared.lock();
+        let mut seen = std::collections::HashSet::new();
+        Ok(numbers
+            .iter()
+            .filter_map(|n| s.card_by_number.get(n))
+            .filter(|i| seen.insert(**i))
+            .map(|i| s.cards[*i].clone())
+            .collect())
+    }
+
     async fn by_holder(&self, holder: &PersonId) -> Result<Vec<Card>, StoreError> {
         let s = self.shared.lock();
         Ok(s.cards_by_holder

@@ -174,6 +174,9 @@ pub trait CardStore: Send + Sync {
     async fn get(&self, id: &CardId) -> Result<Option<Card>, StoreError>;
     /// The card with this printed number.
     async fn by_number(&self, number: &CardNumber) -> Result<Option<Card>, StoreError>;
+    /// The cards with these printed numbers that exist, in no particular
+    /// order (one read for a chunk of a batch issue).
+    async fn by_numbers(&self, numbers: &[CardNumber]) -> Result<Vec<Card>, StoreError>;
     /// Every card of a holder, oldest first.
     async fn by_holder(&self, holder: &PersonId) -> Result<Vec<Card>, StoreError>;
     /// Writes a changed card if its version is the stored one; returns it with the version bumped.

@@ -193,16 +193,33 @@ impl Accounts {
 
     /// Opens a new card's e-wallet and its holder's medical accounts in one
     /// ledger batch (one write transaction); returns the wallet.
+    /// [`crate::CityCard::issue_card`] opens them in the card's own
+    /// transaction instead ([`Accounts::card_accounts`]).
     pub async fn open_card_accounts(
         &self,
         card: &citycard_binding::CardNumber,
         holder: &PersonId,
         kind: &citycard_binding::CardKind,
     ) -> Result<AccountId, CityCardError> {
-        let mut batch = vec![self.wallet_account(card, holder, kind)];
-        batch.extend(Self::medical_accounts(holder));
-        self.open(batch).await?;
+        self.open(self.card_accounts(card, holder, kind).to_vec())
+            .await?;
         Ok(Self::wallet(card))
+    }
+
+    /// A new card's accounts, unopened: its capped e-wallet and its holder's
+    /// two medical accounts (which a person's later cards find open).
+    pub fn card_accounts(
+        &self,
+        card: &citycard_binding::CardNumber,
+        holder: &PersonId,
+        kind: &citycard_binding::CardKind,
+    ) -> [NewAccount; 3] {
+        let [current, accumulated] = Self::medical_accounts(holder);
+        [
+            self.wallet_account(card, holder, kind),
+            current,
+            accumulated,
+        ]
     }
 
     fn wallet_account(

@@ -18,6 +18,9 @@ pub enum CityCardError {
     /// The database could not be opened.
     #[error(transparent)]
     Storage(#[from] citycard_sqlite::SqliteError),
+    /// The PostgreSQL database could not be reached, or is not a citycard database.
+    #[error(transparent)]
+    Postgres(#[from] citycard_postgres::PgError),
     /// A store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -176,6 +179,7 @@ impl ClassifiedError for CityCardError {
     fn class(&self) -> ErrorClass {
         match self {
             CityCardError::Storage(e) => e.class(),
+            CityCardError::Postgres(e) => e.class(),
             CityCardError::Store(e) => e.class(),
             CityCardError::Idempotency(e) => e.class(),
             CityCardError::Identity(e) => e.class(),

@@ -87,6 +87,7 @@ mod accounts;
 pub mod demo;
 mod error;
 pub mod glue;
+mod issue;
 pub mod keys;
 pub mod recovery;
 pub mod riders;
@@ -98,8 +99,8 @@ pub mod words;
 pub use accounts::Accounts;
 pub use error::CityCardError;
 pub use system::{
-    CityCard, CityCardBuilder, DEFAULT_RIDE_CODE_ISSUER_ID, Healthcare, NewCitizenCard, Storage,
-    Transit,
+    CityCard, CityCardBuilder, DEFAULT_RIDE_CODE_ISSUER_ID, Healthcare, ISSUE_CHUNK, IssueReport,
+    NewCitizenCard, Storage, Transit,
 };
 pub use wallet::{WalletReceipt, WalletService};
 

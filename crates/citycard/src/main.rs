@@ -53,6 +53,10 @@ enum Command {
     /// Crash drills on a data directory (for the crash tests).
     #[command(hide = true)]
     Drill(cli::drill::DrillArgs),
+    /// Run the platform API service (signed HTTP for payment platforms).
+    ///
+    /// Runs the `citycard-api` program beside this one with these arguments.
+    Serve(cli::serve::ServeArgs),
     /// A card's e-wallet in a citycard store, read-only.
     #[command(subcommand)]
     Card(CardCommand),
@@ -115,6 +119,10 @@ struct DemoArgs {
     /// Also print internal ids (persons, bindings, passes, readers, transfers).
     #[arg(long)]
     verbose: bool,
+    /// Keep the stores in PostgreSQL instead of the directory's SQLite file
+    /// (`postgres://user@host:port/db`, TLS with `?sslmode=require`).
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
 }
 
 fn run_demo(args: &DemoArgs, out: &mut dyn std::io::Write) -> Result<(), cli::CliError> {
@@ -126,6 +134,10 @@ fn run_demo(args: &DemoArgs, out: &mut dyn std::io::Write) -> Result<(), cli::Cl
     let options = citycard::demo::DemoOptions::new(&args.data_dir)
         .with_lang(lang)
         .with_verbose(args.verbose);
+    let options = match &args.database {
+        Some(url) => options.with_database(url),
+        None => options,
+    };
     cli::runtime()?
         .block_on(citycard::demo::run(&options, out))
         .map(|_| ())
@@ -174,6 +186,7 @@ fn main() -> ExitCode {
             cli::card::statement(&args, &mut stdout).map(|()| ExitCode::SUCCESS)
         }
         Command::Recover(args) => cli::recover::run(&args, &mut stdout).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => cli::serve::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Drill(args) => cli::drill::run(&args, &mut stdout).map(|()| ExitCode::SUCCESS),
     };
     match result {

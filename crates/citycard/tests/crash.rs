@@ -1,6 +1,7 @@
 //! A crash never leaves work stuck: the `citycard` binary is killed with
 //! SIGKILL inside seeded commits of a settlement day, of enrolment + card
-//! issue + top-up, and of binding (with the wallet's first answer lost), then
+//! issue + top-up, of a migration (bulk enrolment and bulk issue, chunk by
+//! chunk), and of binding (with the wallet's first answer lost), then
 //! run again to completion; the result must equal an uninterrupted run: same
 //! cardholders, cards, bindings and trips, the same ledger transfers (id,
 //! accounts, amount, code) and balances, no claim left in progress, and
@@ -192,6 +193,13 @@ fn settlement_killed_anywhere_resumes_to_the_uninterrupted_result() {
 #[test]
 fn enrolment_issue_and_top_up_killed_anywhere_resume_to_the_uninterrupted_result() {
     let kills = crash_and_compare("populate", &[], "populate", 12, 2);
+    assert!(kills >= env_number("CITYCARD_CRASH_POINTS", 12));
+}
+
+#[test]
+fn a_migration_killed_between_any_two_chunks_resumes_to_the_uninterrupted_result() {
+    // 30 persons and 30 cards in chunks of 4: 16 chunk commits to kill in.
+    let kills = crash_and_compare("migrate", &[], "migrate", 30, 4);
     assert!(kills >= env_number("CITYCARD_CRASH_POINTS", 12));
 }
 

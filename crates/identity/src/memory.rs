@@ -74,6 +74,38 @@ impl PersonStore for MemoryPersonStore {
         self.core.commit(core)
     }
 
+    async fn commit_all(
+        &self,
+        writes: &[PersonWrite],
+        core: &CoreChanges,
+    ) -> Result<(), StoreError> {
+        let mut persons = self.persons.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked against a copy with the earlier writes applied, then swapped in.
+        let mut next = persons.clone();
+        for write in writes {
+            match write {
+                PersonWrite::Insert(p) => {
+                    if next.contains_key(&p.id) {
+                        return Err(StoreError::Conflict(format!("person {} exists", p.id)));
+                    }
+                    index_free(&next, p)?;
+                    next.insert(p.id.clone(), p.clone());
+                }
+                PersonWrite::Update(p) => {
+                    if !next.contains_key(&p.id) {
+                        return Err(StoreError::Conflict(format!("person {} is gone", p.id)));
+                    }
+                    index_free(&next, p)?;
+                    next.insert(p.id.clone(), p.clone());
+                }
+                PersonWrite::Unchanged => {}
+            }
+        }
+        self.core.check(core)?;
+        *persons = next;
+        self.core.commit(core)
+    }
+
     async fn insert(&self, person: &Person) -> Result<(), StoreError> {
         let mut persons = self.persons.lock().unwrap_or_else(|e| e.into_inner());
         if persons.contains_key(&person.id) {

@@ -31,6 +31,14 @@ pub trait PersonStore: Send + Sync {
     /// Writes `person` and `core` (the operation's audit records and
     /// idempotency outcome) atomically: all of it or, on any conflict, none.
     async fn commit(&self, person: &PersonWrite, core: &CoreChanges) -> Result<(), StoreError>;
+    /// Writes `persons` in order and `core` atomically, as
+    /// [`PersonStore::commit`] does one (a chunk of a bulk enrolment): all of
+    /// it or, on any conflict, none.
+    async fn commit_all(
+        &self,
+        persons: &[PersonWrite],
+        core: &CoreChanges,
+    ) -> Result<(), StoreError>;
     /// Adds a person; `Conflict` when the id or the blind index is taken.
     async fn insert(&self, person: &Person) -> Result<(), StoreError>;
     /// Replaces a stored person; `false` when there is none with that id.

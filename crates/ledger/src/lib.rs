@@ -154,10 +154,10 @@ pub use query::{
     StatementPage, reconcile,
 };
 pub use service::{
-    CommitWith, Ledger, LedgerError, PBOC_ANONYMOUS_CEILING, PBOC_REGISTERED_CEILING, WalletHolder,
-    WalletLimits, WalletLimitsError,
+    CommitAccountsWith, CommitWith, Ledger, LedgerError, MAX_DECISIONS, PBOC_ANONYMOUS_CEILING,
+    PBOC_REGISTERED_CEILING, WalletHolder, WalletLimits, WalletLimitsError,
 };
 pub use store::{
     AccountBalance, AccountRange, ChangeSet, LedgerState, LedgerStore, MemoryLedgerStore,
-    Prefetched, Snapshot,
+    OwnedChangeSet, Prefetched, STALE_VERSION, Snapshot, is_stale_version, stale_version,
 };

@@ -26,10 +26,18 @@ use crate::query::{
     BalanceWalk, ExternalEntry, ReconciliationReport, Statement, StatementBuilder, StatementPage,
     posted_effect, reconcile,
 };
-use crate::store::{AccountRange, ChangeSet, LedgerStore, Snapshot};
+use crate::store::{AccountRange, ChangeSet, LedgerStore, Snapshot, is_stale_version};
 
 /// How many transfers a history query reads from the store per round trip.
 const PAGE: usize = 4_096;
+
+/// How many times one batch is decided at most when a shared store keeps
+/// refusing it as stale (another instance writing in between each time);
+/// the last refusal then reaches the caller as a conflict. High, because an
+/// instance that keeps writing wins every race against one that must reload
+/// first (two instances topping up at once took more than 8 in CI); deciding
+/// under the store's version lock instead is the lasting fix.
+pub const MAX_DECISIONS: u32 = 128;
 
 /// The first instant the store can hold (history queries start there).
 fn beginning() -> DateTime<Utc> {
@@ -327,6 +335,11 @@ impl NewTransfer {
 
 /// The caller's half of [`Ledger::create_transfers_with`]: commits a decided
 /// ledger batch together with the caller's own rows, in one transaction.
+///
+/// It may be called more than once for one batch: when the store refuses a
+/// commit as decided on a stale state ([`crate::is_stale_version`]), the
+/// ledger reloads, decides the batch again and calls `commit` with the new
+/// results; nothing of the refused attempt was stored.
 #[async_trait::async_trait]
 pub trait CommitWith: Send {
     /// What the commit returns to the caller.
@@ -334,8 +347,25 @@ pub trait CommitWith: Send {
     /// Writes `changes` (the ledger's rows), `audit` (the batch's audit
     /// record) and the caller's rows, derived from `results`, atomically.
     async fn commit(
-        self,
+        &mut self,
         results: &[CreateTransferResult],
+        changes: &ChangeSet<'_>,
+        audit: AuditRecord,
+    ) -> Result<Self::Output, StoreError>;
+}
+
+/// The caller's half of [`Ledger::create_accounts_with`]: commits newly
+/// decided accounts together with the caller's own rows, in one transaction.
+/// Like [`CommitWith`], it is called again after a stale-version refusal.
+#[async_trait::async_trait]
+pub trait CommitAccountsWith: Send {
+    /// What the commit returns to the caller.
+    type Output: Send;
+    /// Writes `changes` (the ledger's rows), `audit` (the batch's audit
+    /// record) and the caller's rows, derived from `results`, atomically.
+    async fn commit(
+        &mut self,
+        results: &[CreateAccountResult],
         changes: &ChangeSet<'_>,
         audit: AuditRecord,
     ) -> Result<Self::Output, StoreError>;
@@ -344,10 +374,22 @@ pub trait CommitWith: Send {
 struct State {
     engine: Engine,
     poisoned: bool,
+    /// A batch's commit has started and not been settled: if the lock is
+    /// taken again in that state, the caller went away mid-commit (its
+    /// future was dropped), and only the store knows whether it landed.
+    committing: bool,
 }
 
 /// The ledger: validates batches in memory and acknowledges them only once
 /// the store has committed them.
+///
+/// Several instances may share one store (app processes on one database):
+/// a store that refuses a batch as decided on a stale state
+/// ([`crate::stale_version`]) makes the ledger reload its state and decide
+/// the batch again, at most 8 times, before the conflict reaches the caller;
+/// transfers another instance stored meanwhile then answer `exists`. Any
+/// other failed commit (a conflict of the caller's own rows, say) reloads
+/// and reaches the caller at once.
 ///
 /// Who may do what (the ledger authorises per account):
 ///
@@ -401,6 +443,7 @@ impl Ledger {
             state: Mutex::new(State {
                 engine,
                 poisoned: false,
+                committing: false,
             }),
             cache: DEFAULT_TRANSFER_CACHE,
             store,
@@ -554,7 +597,9 @@ impl Ledger {
         if changes.is_empty() && core.is_empty() {
             return Ok(());
         }
+        state.committing = true;
         let outcome = self.store.commit(&changes, core).await;
+        state.committing = false;
         self.settle_commit(state, outcome).await
     }
 
@@ -578,8 +623,49 @@ impl Ledger {
         }
     }
 
+    /// After a commit attempt: `true` when the store refused the batch as
+    /// decided on a stale state (another instance wrote since this one
+    /// loaded) and `attempt` may decide again; the acknowledged state has
+    /// then been reloaded. Any other outcome is left to [`Self::settle_commit`].
+    async fn stale_and_reloaded<T>(
+        &self,
+        state: &mut State,
+        outcome: &Result<T, StoreError>,
+        attempt: u32,
+    ) -> Result<bool, LedgerError> {
+        match outcome {
+            Err(e) if is_stale_version(e) && attempt < MAX_DECISIONS => {
+                info!(attempt, "ledger state stale; reloading and deciding again");
+                match Self::rebuild(self.store.as_ref(), self.cache).await {
+                    Ok(engine) => {
+                        state.engine = engine;
+                        Ok(true)
+                    }
+                    Err(e) => {
+                        state.poisoned = true;
+                        Err(e)
+                    }
+                }
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn lock(&self) -> Result<tokio::sync::MutexGuard<'_, State>, LedgerError> {
-        let guard = self.state.lock().await;
+        let mut guard = self.state.lock().await;
+        if guard.committing && !guard.poisoned {
+            // The last batch's caller was dropped during its commit: the
+            // engine may hold a batch the store never got. Start again from
+            // what the store acknowledges.
+            warn!("a ledger batch's commit was abandoned; reloading acknowledged state");
+            match Self::rebuild(self.store.as_ref(), self.cache).await {
+                Ok(engine) => {
+                    guard.engine = engine;
+                    guard.committing = false;
+                }
+                Err(_) => guard.poisoned = true,
+            }
+        }
         if guard.poisoned {
             return Err(LedgerError::Poisoned);
         }
@@ -599,23 +685,70 @@ impl Ledger {
                 .await);
         }
         let mut state = self.lock().await?;
-        let now = self.clock.now();
         let count = batch.len();
-        let results = state.engine.create_accounts(now, batch);
-        let ok = results.iter().filter(|r| r.is_success()).count();
-        let audit = AuditRecord::new(
-            now,
-            principal.clone(),
-            "ledger.create_accounts",
-            "ledger:accounts",
-            AuditOutcome::Succeeded,
-        )
-        .with("count", count.to_string())
-        .with("ok", ok.to_string());
-        self.persist(&mut state, &self.core_for(audit)).await?;
-        drop(state);
-        info!(count, ok, "ledger accounts created");
-        Ok(results)
+        let mut attempt = 1;
+        loop {
+            let (results, audit) = self.decide_accounts(&mut state, principal, batch.clone());
+            let core = self.core_for(audit);
+            let changes = state.engine.changes();
+            let outcome = if changes.is_empty() && core.is_empty() {
+                Ok(())
+            } else {
+                self.store.commit(&changes, &core).await
+            };
+            if self
+                .stale_and_reloaded(&mut state, &outcome, attempt)
+                .await?
+            {
+                attempt += 1;
+                continue;
+            }
+            self.settle_commit(&mut state, outcome).await?;
+            drop(state);
+            let ok = results.iter().filter(|r| r.is_success()).count();
+            info!(count, ok, "ledger accounts created");
+            return Ok(results);
+        }
+    }
+
+    /// Creates a batch of accounts and lets `commit` persist them together
+    /// with the caller's own rows, in one transaction (a card's accounts
+    /// with the card, say). As [`Ledger::create_transfers_with`]: the batch
+    /// is acknowledged only when `commit` returns `Ok`, forgotten otherwise,
+    /// and `commit` must write `changes` to this ledger's own store.
+    #[tracing::instrument(name = "ledger.create_accounts_with", skip_all, fields(count = batch.len()))]
+    pub async fn create_accounts_with<C: CommitAccountsWith>(
+        &self,
+        principal: &Principal,
+        batch: Vec<NewAccount>,
+        commit: C,
+    ) -> Result<(Vec<CreateAccountResult>, C::Output), LedgerError> {
+        if !self.may_write(principal) {
+            return Err(self
+                .deny(principal, "create accounts", "ledger:accounts".into())
+                .await);
+        }
+        let mut state = self.lock().await?;
+        let mut commit = commit;
+        let mut attempt = 1;
+        loop {
+            let (results, audit) = self.decide_accounts(&mut state, principal, batch.clone());
+            state.committing = true;
+            let outcome = {
+                let changes = state.engine.changes();
+                commit.commit(&results, &changes, audit).await
+            };
+            state.committing = false;
+            if self
+                .stale_and_reloaded(&mut state, &outcome, attempt)
+                .await?
+            {
+                attempt += 1;
+                continue;
+            }
+            let out = self.settle_commit(&mut state, outcome).await?;
+            return Ok((results, out));
+        }
     }
 
     /// Creates a batch of transfers (releasing expired holds first); one
@@ -639,11 +772,29 @@ impl Ledger {
                 .await);
         }
         let mut state = self.lock().await?;
-        self.prefetch(&mut state, &batch).await?;
-        let now = self.clock.now();
-        let (results, audit) = Self::decide_transfers(&mut state, principal, now, batch);
-        self.persist(&mut state, &self.core_for(audit)).await?;
-        Ok(results)
+        let mut attempt = 1;
+        loop {
+            self.prefetch(&mut state, &batch).await?;
+            let now = self.clock.now();
+            let (results, audit) =
+                Self::decide_transfers(&mut state, principal, now, batch.clone());
+            let core = self.core_for(audit);
+            let changes = state.engine.changes();
+            let outcome = if changes.is_empty() && core.is_empty() {
+                Ok(())
+            } else {
+                self.store.commit(&changes, &core).await
+            };
+            if self
+                .stale_and_reloaded(&mut state, &outcome, attempt)
+                .await?
+            {
+                attempt += 1;
+                continue;
+            }
+            self.settle_commit(&mut state, outcome).await?;
+            return Ok(results);
+        }
     }
 
     /// Decides a batch of transfers and lets `commit` persist the ledger's
@@ -678,15 +829,29 @@ impl Ledger {
                 .await);
         }
         let mut state = self.lock().await?;
-        self.prefetch(&mut state, &batch).await?;
-        let now = self.clock.now();
-        let (results, audit) = Self::decide_transfers(&mut state, principal, now, batch);
-        let outcome = {
-            let changes = state.engine.changes();
-            commit.commit(&results, &changes, audit).await
-        };
-        let out = self.settle_commit(&mut state, outcome).await?;
-        Ok((results, out))
+        let mut commit = commit;
+        let mut attempt = 1;
+        loop {
+            self.prefetch(&mut state, &batch).await?;
+            let now = self.clock.now();
+            let (results, audit) =
+                Self::decide_transfers(&mut state, principal, now, batch.clone());
+            state.committing = true;
+            let outcome = {
+                let changes = state.engine.changes();
+                commit.commit(&results, &changes, audit).await
+            };
+            state.committing = false;
+            if self
+                .stale_and_reloaded(&mut state, &outcome, attempt)
+                .await?
+            {
+                attempt += 1;
+                continue;
+            }
+            let out = self.settle_commit(&mut state, outcome).await?;
+            return Ok((results, out));
+        }
     }
 
     /// Asks the store, in one round trip, for what `batch` names and the
@@ -701,7 +866,30 @@ impl Ledger {
         Ok(())
     }
 
-    /// Decides a batch in the engine; returns the results and the batch's audit record.
+    /// Decides a batch of accounts in the engine; returns the results and the batch's audit record.
+    fn decide_accounts(
+        &self,
+        state: &mut State,
+        principal: &Principal,
+        batch: Vec<NewAccount>,
+    ) -> (Vec<CreateAccountResult>, AuditRecord) {
+        let now = self.clock.now();
+        let count = batch.len();
+        let results = state.engine.create_accounts(now, batch);
+        let ok = results.iter().filter(|r| r.is_success()).count();
+        let audit = AuditRecord::new(
+            now,
+            principal.clone(),
+            "ledger.create_accounts",
+            "ledger:accounts",
+            AuditOutcome::Succeeded,
+        )
+        .with("count", count.to_string())
+        .with("ok", ok.to_string());
+        (results, audit)
+    }
+
+    /// Decides a batch of transfers in the engine; returns the results and the batch's audit record.
     fn decide_transfers(
         state: &mut State,
         principal: &Principal,

@@ -58,6 +58,50 @@ impl ChangeSet<'_> {
             && self.balances.is_empty()
             && self.released.is_empty()
     }
+
+    /// A copy that owns its rows, for a commit that runs away from the
+    /// engine (on a writer thread, say).
+    pub fn to_owned_changes(&self) -> OwnedChangeSet {
+        OwnedChangeSet {
+            accounts: self.accounts.to_vec(),
+            transfers: self.transfers.to_vec(),
+            expiries: self.expiries.to_vec(),
+            failures: self.failures.to_vec(),
+            balances: self.balances.to_vec(),
+            released: self.released.to_vec(),
+        }
+    }
+}
+
+/// A [`ChangeSet`] that owns its rows ([`ChangeSet::to_owned_changes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedChangeSet {
+    /// See [`ChangeSet::accounts`].
+    pub accounts: Vec<Account>,
+    /// See [`ChangeSet::transfers`].
+    pub transfers: Vec<Transfer>,
+    /// See [`ChangeSet::expiries`].
+    pub expiries: Vec<Expiry>,
+    /// See [`ChangeSet::failures`].
+    pub failures: Vec<FailedTransfer>,
+    /// See [`ChangeSet::balances`].
+    pub balances: Vec<AccountBalance>,
+    /// See [`ChangeSet::released`].
+    pub released: Vec<TransferId>,
+}
+
+impl OwnedChangeSet {
+    /// The change set, borrowed.
+    pub fn as_change_set(&self) -> ChangeSet<'_> {
+        ChangeSet {
+            accounts: &self.accounts,
+            transfers: &self.transfers,
+            expiries: &self.expiries,
+            failures: &self.failures,
+            balances: &self.balances,
+            released: &self.released,
+        }
+    }
 }
 
 /// Everything a store holds (exports, audits, tests).
@@ -116,13 +160,33 @@ pub struct AccountRange {
     pub limit: usize,
 }
 
+/// How a store shared by several ledger instances (several app processes on
+/// one database) says a batch was decided on a state another instance has
+/// since changed: a [`StoreError::Conflict`] whose message starts with this.
+/// The ledger then reloads its state and decides the batch again (bounded,
+/// see [`Ledger`](crate::Ledger)); any other conflict reaches the caller.
+pub const STALE_VERSION: &str = "stale ledger version";
+
+/// The conflict a shared store returns for a batch decided on a stale
+/// state (see [`STALE_VERSION`]); `detail` says what moved.
+pub fn stale_version(detail: &str) -> StoreError {
+    StoreError::Conflict(format!("{STALE_VERSION}: {detail}"))
+}
+
+/// Whether `error` is a stale-version refusal (see [`STALE_VERSION`]),
+/// which the ledger retries, rather than a conflict of the caller's own.
+pub fn is_stale_version(error: &StoreError) -> bool {
+    matches!(error, StoreError::Conflict(m) if m.starts_with(STALE_VERSION))
+}
+
 /// The ledger's storage port.
 ///
 /// `commit` must be atomic and durable when it returns `Ok`: either every
 /// record of the change set, with the batch's audit record (`core`), is
 /// stored or none is; a transfer or failed id stored twice is a
-/// [`StoreError::Conflict`]. The ledger calls it once per batch, in batch
-/// order, never concurrently. The read methods see every committed batch.
+/// [`StoreError::Conflict`]; a batch decided on a state another ledger
+/// instance has since changed is refused with [`stale_version`]. The ledger
+/// calls it once per batch decision, in batch order, never concurrently. The read methods see every committed batch.
 #[async_trait]
 pub trait LedgerStore: Send + Sync {
     /// Persists one batch's changes and its core records atomically.

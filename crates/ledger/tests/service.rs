@@ -2,6 +2,7 @@
 //! reconciliation and audit.
 #![allow(clippy::unwrap_used)]
 
+use std::future::Future;
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -615,5 +616,79 @@ async fn a_lost_cards_balance_carries_to_its_replacement() {
     assert_eq!(
         owned.iter().map(|a| a.id).collect::<Vec<_>>(),
         [WALLET, replacement]
+    );
+}
+
+/// A commit that never finishes: its caller gives up (drops the future).
+struct Abandoned;
+
+#[async_trait::async_trait]
+impl citycard_ledger::CommitWith for Abandoned {
+    type Output = ();
+    async fn commit(
+        &mut self,
+        _: &[R],
+        _: &citycard_ledger::ChangeSet<'_>,
+        _: citycard_core::AuditRecord,
+    ) -> Result<(), citycard_core::StoreError> {
+        std::future::pending().await
+    }
+}
+
+/// A batch whose caller went away mid-commit is not acknowledged: the next
+/// caller finds the ledger as the store has it (the balance unmoved, the id
+/// free), not as the abandoned batch left the engine.
+#[tokio::test]
+async fn a_batch_abandoned_mid_commit_is_forgotten() {
+    let (ledger, _) = setup(Arc::new(MemoryLedgerStore::new())).await;
+    let sys = Principal::System;
+    ledger
+        .create_transfers(
+            &sys,
+            vec![NewTransfer::new(
+                id(1),
+                CLEARING,
+                WALLET,
+                Money::from_yuan(50),
+                1,
+            )],
+        )
+        .await
+        .unwrap();
+    {
+        let fare = ledger.create_transfers_with(
+            &sys,
+            vec![NewTransfer::new(
+                id(2),
+                WALLET,
+                METRO,
+                Money::from_yuan(2),
+                2,
+            )],
+            Abandoned,
+        );
+        let mut fare = std::pin::pin!(fare);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(fare.as_mut().poll(&mut cx).is_pending());
+    }
+    let wallet = ledger.account(&sys, WALLET).await.unwrap();
+    assert_eq!(wallet.posted(), Money::from_yuan(50));
+    let again = ledger
+        .create_transfers(
+            &sys,
+            vec![NewTransfer::new(
+                id(2),
+                WALLET,
+                METRO,
+                Money::from_yuan(2),
+                2,
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, vec![R::Ok]);
+    assert_eq!(
+        ledger.account(&sys, WALLET).await.unwrap().posted(),
+        Money::from_yuan(48)
     );
 }

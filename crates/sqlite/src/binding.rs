@@ -532,6 +532,19 @@ impl CardStore for SqliteCardStore {
         rows.first().map(|r| decode(r)).transpose()
     }
 
+    async fn by_numbers(&self, numbers: &[CardNumber]) -> Result<Vec<Card>, StoreError> {
+        if numbers.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement for the whole list: the numbers as a JSON array.
+        let list = encode(&numbers.iter().map(CardNumber::as_str).collect::<Vec<_>>())?;
+        decode_all(query_data(
+            &self.db,
+            "SELECT data FROM binding_cards WHERE number IN (SELECT value FROM json_each(?1))",
+            [list],
+        )?)
+    }
+
     async fn by_holder(&self, holder: &PersonId) -> Result<Vec<Card>, StoreError> {
         decode_all(query_data(
             &self.db,

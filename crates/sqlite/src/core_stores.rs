@@ -142,12 +142,14 @@ fn read_record(
     scope: &str,
     key: &IdempotencyKey,
 ) -> Result<Option<IdempotencyRecord>, StoreError> {
-    tx.query_row(
-        &format!("SELECT {RECORD_COLUMNS} FROM idempotency_records WHERE scope = ?1 AND key = ?2"),
-        params![scope, key.as_str()],
-        record_from_row,
-    )
-    .optional()
+    // Cached: every outcome a plan commits reads its key's record first.
+    tx.prepare_cached(&format!(
+        "SELECT {RECORD_COLUMNS} FROM idempotency_records WHERE scope = ?1 AND key = ?2"
+    ))
+    .and_then(|mut stmt| {
+        stmt.query_row(params![scope, key.as_str()], record_from_row)
+            .optional()
+    })
     .map_err(|e| crate::to_store_error(&e))
 }
 
@@ -276,8 +278,8 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         scope: &str,
         key: &IdempotencyKey,
     ) -> Result<Option<IdempotencyRecord>, IdempotencyError> {
-        let conn = self.db.lock();
-        Ok(read_record(&conn, scope, key)?)
+        // A pure read: on a reader connection, not behind the writer.
+        Ok(self.db.read(|conn| Ok(read_record(conn, scope, key)))??)
     }
 
     async fn in_progress(&self, limit: usize) -> Result<Vec<IdempotencyRecord>, IdempotencyError> {

@@ -466,7 +466,8 @@ pub fn check_schema(conn: &Connection, migrations: &[Migration]) -> Result<(), S
 
 /// Brings every component up to the newest known version.
 pub fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<(), SqliteError> {
-    // Functions the migrations' SQL calls.
+    // Functions the migrations' SQL calls (the ledger's v3 packs references).
+    #[cfg(feature = "ledger")]
     conn.create_scalar_function(
         "citycard_stored_reference",
         1,

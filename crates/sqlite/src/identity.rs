@@ -168,6 +168,27 @@ impl PersonStore for SqlitePersonStore {
         })
     }
 
+    async fn commit_all(
+        &self,
+        persons: &[PersonWrite],
+        core: &CoreChanges,
+    ) -> Result<(), StoreError> {
+        self.db.transaction(|tx| {
+            for person in persons {
+                match person {
+                    PersonWrite::Insert(p) => insert_person(tx, p)?,
+                    PersonWrite::Update(p) => {
+                        if !update_person(tx, p)? {
+                            return Err(StoreError::Conflict(format!("person {} is gone", p.id)));
+                        }
+                    }
+                    PersonWrite::Unchanged => {}
+                }
+            }
+            crate::write_core_changes(tx, core)
+        })
+    }
+
     async fn insert(&self, person: &Person) -> Result<(), StoreError> {
         let conn = self.db.lock();
         insert_person(&conn, person)

@@ -345,6 +345,12 @@ pub fn all_platforms() -> BTreeSet<Platform> {
 #[macro_export]
 macro_rules! card_store_conformance {
     ($factory:ident) => {
+        $crate::card_store_conformance!(@suite $factory, $crate::backend_available);
+    };
+    ($factory:ident, available = $available:ident) => {
+        $crate::card_store_conformance!(@suite $factory, super::$available);
+    };
+    (@suite $factory:ident, $available:path) => {
         #[allow(clippy::unwrap_used)]
         mod card_store_conformance {
             use $crate::__private::citycard_binding::{CardStatus, CardStore};
@@ -353,6 +359,9 @@ macro_rules! card_store_conformance {
 
             #[tokio::test]
             async fn cards_round_trip_by_id_number_and_holder() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let a = sample_card(1, "psn-a");
                 let b = sample_card(2, "psn-b");
@@ -373,7 +382,42 @@ macro_rules! card_store_conformance {
             }
 
             #[tokio::test]
+            async fn cards_are_read_by_a_list_of_numbers() {
+                let store = super::$factory().await;
+                let a = sample_card(1, "psn-a");
+                let b = sample_card(2, "psn-b");
+                let c = sample_card(3, "psn-a");
+                for card in [&a, &b, &c] {
+                    store.insert(card).await.unwrap();
+                }
+                assert!(store.by_numbers(&[]).await.unwrap().is_empty());
+                let missing = sample_card(9, "psn-z");
+                // Missing numbers are skipped; a number listed twice gives its card once.
+                let mut found = store
+                    .by_numbers(&[
+                        c.number.clone(),
+                        missing.number.clone(),
+                        a.number.clone(),
+                        c.number.clone(),
+                    ])
+                    .await
+                    .unwrap();
+                found.sort_by(|x, y| x.id.cmp(&y.id));
+                assert_eq!(found, vec![a.clone(), c.clone()]);
+                assert!(
+                    store
+                        .by_numbers(&[missing.number])
+                        .await
+                        .unwrap()
+                        .is_empty()
+                );
+            }
+
+            #[tokio::test]
             async fn a_duplicate_id_or_number_conflicts() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let a = sample_card(1, "psn-a");
                 store.insert(&a).await.unwrap();
@@ -392,6 +436,9 @@ macro_rules! card_store_conformance {
 
             #[tokio::test]
             async fn updates_are_compare_and_swap_on_the_version() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let mut a = sample_card(1, "psn-a");
                 store.insert(&a).await.unwrap();
@@ -419,6 +466,9 @@ macro_rules! card_store_conformance {
 
             #[tokio::test]
             async fn replace_is_atomic() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let mut old = sample_card(1, "psn-a");
                 store.insert(&old).await.unwrap();
@@ -463,6 +513,12 @@ macro_rules! card_store_conformance {
 #[macro_export]
 macro_rules! binding_store_conformance {
     ($factory:ident) => {
+        $crate::binding_store_conformance!(@suite $factory, $crate::backend_available);
+    };
+    ($factory:ident, available = $available:ident) => {
+        $crate::binding_store_conformance!(@suite $factory, super::$available);
+    };
+    (@suite $factory:ident, $available:path) => {
         #[allow(clippy::unwrap_used)]
         mod binding_store_conformance {
             use $crate::__private::citycard_binding::{BindingState, BindingStore, CardId};
@@ -479,6 +535,9 @@ macro_rules! binding_store_conformance {
 
             #[tokio::test]
             async fn bindings_round_trip_and_are_listed_oldest_first() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let c = card("card-1");
                 let b1 =
@@ -532,6 +591,9 @@ macro_rules! binding_store_conformance {
 
             #[tokio::test]
             async fn at_most_one_live_binding_per_card_and_account() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let c = card("card-1");
                 let first = sample_binding(
@@ -595,6 +657,9 @@ macro_rules! binding_store_conformance {
 
             #[tokio::test]
             async fn updates_are_compare_and_swap_and_keep_uniqueness_when_moving_cards() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let old = card("card-1");
                 let new = card("card-2");
@@ -644,6 +709,9 @@ macro_rules! binding_store_conformance {
 
             #[tokio::test]
             async fn mismatches_are_counted_per_account_within_a_window() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let a = account("pac-1");
                 for s in [30, 10, 20] {
@@ -716,6 +784,12 @@ macro_rules! binding_store_conformance {
 #[macro_export]
 macro_rules! delegation_store_conformance {
     ($factory:ident) => {
+        $crate::delegation_store_conformance!(@suite $factory, $crate::backend_available);
+    };
+    ($factory:ident, available = $available:ident) => {
+        $crate::delegation_store_conformance!(@suite $factory, super::$available);
+    };
+    (@suite $factory:ident, $available:path) => {
         #[allow(clippy::unwrap_used)]
         mod delegation_store_conformance {
             use $crate::__private::citycard_binding::DelegationStore;
@@ -724,6 +798,9 @@ macro_rules! delegation_store_conformance {
 
             #[tokio::test]
             async fn grants_round_trip_and_list_by_cardholder() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let a = sample_delegation("dlg-1", "psn-grandma", "psn-son");
                 let b = sample_delegation("dlg-2", "psn-grandpa", "psn-son");
@@ -747,6 +824,9 @@ macro_rules! delegation_store_conformance {
 
             #[tokio::test]
             async fn revocation_is_kept_from_the_first_time() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let a = sample_delegation("dlg-1", "psn-grandma", "psn-son");
                 store.insert(&a).await.unwrap();

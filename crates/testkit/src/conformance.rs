@@ -11,6 +11,12 @@
 #[macro_export]
 macro_rules! idempotency_store_conformance {
     ($factory:ident, $handle:ident) => {
+        $crate::idempotency_store_conformance!(@suite $factory, $handle, $crate::backend_available);
+    };
+    ($factory:ident, $handle:ident, available = $available:ident) => {
+        $crate::idempotency_store_conformance!(@suite $factory, $handle, super::$available);
+    };
+    (@suite $factory:ident, $handle:ident, $available:path) => {
         #[allow(clippy::unwrap_used)]
         mod idempotency_store_conformance {
             use $crate::__private::citycard_core::{
@@ -28,6 +34,9 @@ macro_rules! idempotency_store_conformance {
             /// releases, and a completed outcome never changes.
             #[test]
             fn claims_by_two_owners_follow_the_lease_model() {
+                if !$available() {
+                    return;
+                }
                 use $crate::__private::proptest::prelude::*;
                 use $crate::__private::proptest::test_runner::{Config, TestRunner};
 
@@ -41,7 +50,9 @@ macro_rules! idempotency_store_conformance {
                     (0usize..2, 0u8..3, 0usize..2, 0i64..(lease_secs() * 3 / 2)),
                     1..40,
                 );
+                // IO and timers on: a server-backed store talks over sockets.
                 let rt = $crate::__private::tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
                     .build()
                     .unwrap();
                 let mut runner = TestRunner::new(Config::with_cases(48));
@@ -136,6 +147,9 @@ macro_rules! idempotency_store_conformance {
 
             #[tokio::test]
             async fn a_claim_carries_its_owner_and_a_lease_from_the_callers_clock() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let k = key("lease-1");
                 let fp = Fingerprint::of_bytes(b"req");
@@ -153,6 +167,9 @@ macro_rules! idempotency_store_conformance {
 
             #[tokio::test]
             async fn a_live_claim_is_in_progress_for_every_owner_until_its_lease_runs_out() {
+                if !$available() {
+                    return;
+                }
                 let first = super::$factory().await;
                 let second = super::$handle(&first, "second-process");
                 let k = key("lease-2");
@@ -188,6 +205,9 @@ macro_rules! idempotency_store_conformance {
 
             #[tokio::test]
             async fn only_the_current_owner_completes_or_releases_a_claim() {
+                if !$available() {
+                    return;
+                }
                 let first = super::$factory().await;
                 let second = super::$handle(&first, "second-process");
                 let k = key("owner-1");
@@ -229,6 +249,9 @@ macro_rules! idempotency_store_conformance {
 
             #[tokio::test]
             async fn an_expired_claim_of_a_different_request_still_conflicts() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let k = key("owner-2");
                 store
@@ -245,6 +268,9 @@ macro_rules! idempotency_store_conformance {
 
             #[tokio::test]
             async fn in_progress_lists_open_claims_oldest_first_and_never_completed_ones() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let fp = Fingerprint::of_bytes(b"req");
                 store.claim("b", &key("late"), &fp, at(5)).await.unwrap();
@@ -262,6 +288,9 @@ macro_rules! idempotency_store_conformance {
 
             #[tokio::test]
             async fn a_taken_over_claim_reads_its_effect_back_before_running_again() {
+                if !$available() {
+                    return;
+                }
                 let first = super::$factory().await;
                 let second = super::$handle(&first, "second-process");
                 let k = key("recover-1");
@@ -322,6 +351,9 @@ macro_rules! idempotency_store_conformance {
 
             #[tokio::test]
             async fn a_new_key_is_claimed_then_completed_then_replayed() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let fp = Fingerprint::of(&("top_up", "card-1", "50.00")).unwrap();
                 let k = key("k-1");
@@ -349,6 +381,9 @@ macro_rules! idempotency_store_conformance {
 
             #[tokio::test]
             async fn a_different_request_with_the_same_key_conflicts() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let k = key("k-2");
                 let first = Fingerprint::of_bytes(b"first");
@@ -367,6 +402,9 @@ macro_rules! idempotency_store_conformance {
 
             #[tokio::test]
             async fn a_duplicate_while_in_progress_is_refused_as_in_progress() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let k = key("k-3");
                 let fp = Fingerprint::of_bytes(b"req");
@@ -379,6 +417,9 @@ macro_rules! idempotency_store_conformance {
 
             #[tokio::test]
             async fn a_released_claim_can_be_claimed_again() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let k = key("k-4");
                 let fp = Fingerprint::of_bytes(b"req");
@@ -399,6 +440,9 @@ macro_rules! idempotency_store_conformance {
 
             #[tokio::test]
             async fn completing_requires_an_in_progress_claim_and_completed_records_stay() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let k = key("k-5");
                 let fp = Fingerprint::of_bytes(b"req");
@@ -424,6 +468,9 @@ macro_rules! idempotency_store_conformance {
 
             #[tokio::test]
             async fn scopes_keep_keys_apart() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let k = key("shared");
                 let a = Fingerprint::of_bytes(b"a");
@@ -463,6 +510,9 @@ macro_rules! idempotency_store_conformance {
 
             #[tokio::test]
             async fn run_idempotent_runs_once_and_retries_after_an_error() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let k = key("k-run");
                 let mut runs = 0;
@@ -495,6 +545,12 @@ macro_rules! idempotency_store_conformance {
 #[macro_export]
 macro_rules! audit_log_conformance {
     ($factory:ident) => {
+        $crate::audit_log_conformance!(@suite $factory, $crate::backend_available);
+    };
+    ($factory:ident, available = $available:ident) => {
+        $crate::audit_log_conformance!(@suite $factory, super::$available);
+    };
+    (@suite $factory:ident, $available:path) => {
         #[allow(clippy::unwrap_used)]
         mod audit_log_conformance {
             use $crate::__private::citycard_core::{
@@ -531,6 +587,9 @@ macro_rules! audit_log_conformance {
 
             #[tokio::test]
             async fn records_come_back_in_order_exactly_as_written() {
+                if !$available() {
+                    return;
+                }
                 let log = super::$factory().await;
                 let mut written = Vec::new();
                 for n in 0..5 {
@@ -553,6 +612,9 @@ macro_rules! audit_log_conformance {
 
             #[tokio::test]
             async fn queries_filter_by_subject_action_and_page() {
+                if !$available() {
+                    return;
+                }
                 let log = super::$factory().await;
                 for n in 0..6 {
                     let action = if n < 3 {

@@ -66,3 +66,12 @@ pub mod __private {
     pub use proptest;
     pub use tokio;
 }
+
+/// Whether the backend under test is reachable here: always, for memory and
+/// SQLite. A suite invoked as `suite!(factory, available = reachable)` calls
+/// the caller's `fn reachable() -> bool` first and skips each case when it
+/// answers `false` (a server-backed store with no server configured locally;
+/// the caller decides whether that is allowed, e.g. never in CI).
+pub fn backend_available() -> bool {
+    true
+}

@@ -79,6 +79,12 @@ pub fn rider() -> impl Strategy<Value = Rider> {
 #[macro_export]
 macro_rules! transit_store_conformance {
     ($factory:ident) => {
+        $crate::transit_store_conformance!(@suite $factory, $crate::backend_available);
+    };
+    ($factory:ident, available = $available:ident) => {
+        $crate::transit_store_conformance!(@suite $factory, super::$available);
+    };
+    (@suite $factory:ident, $available:path) => {
         #[allow(clippy::unwrap_used)]
         mod transit_store_conformance {
             use $crate::__private::chrono::{DateTime, NaiveDate, Utc};
@@ -112,6 +118,9 @@ macro_rules! transit_store_conformance {
 
             #[tokio::test]
             async fn trips_are_recorded_once_and_read_back_in_order() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let a = trip("t-a", 1, 26, 200, 300);
                 let b = trip("t-b", 1, 26, 100, 200);
@@ -140,6 +149,9 @@ macro_rules! transit_store_conformance {
 
             #[tokio::test]
             async fn a_chunk_commits_its_trips_arrears_and_denials_together_and_prefetch_reads_them() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let earlier = trip("t-earlier", 1, 20, 10, 250);
                 store.record_trips(std::slice::from_ref(&earlier)).await.unwrap();
@@ -198,6 +210,9 @@ macro_rules! transit_store_conformance {
 
             #[tokio::test]
             async fn month_spend_counts_earlier_days_of_the_same_month_only() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let october = SettledTrip {
                     day: NaiveDate::from_ymd_opt(2026, 10, 31).unwrap(),
@@ -233,6 +248,9 @@ macro_rules! transit_store_conformance {
 
             #[tokio::test]
             async fn arrears_are_added_once_per_trip_and_cleared_by_trip() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let e1 = ArrearsEntry {
                     card: CardRef(3),
@@ -280,6 +298,9 @@ macro_rules! transit_store_conformance {
 
             #[tokio::test]
             async fn the_deny_list_keeps_one_entry_per_card_and_reason() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let arrears = DenyEntry {
                     card: CardRef(9),
@@ -317,6 +338,9 @@ macro_rules! transit_store_conformance {
 
             #[tokio::test]
             async fn issued_credentials_are_kept_once_and_listed_while_live() {
+                if !$available() {
+                    return;
+                }
                 let store = super::$factory().await;
                 let credential = |card: u64, key_id: u32, reference: u64, from: i64, until: i64| {
                     IssuedCredential {

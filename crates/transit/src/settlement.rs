@@ -1,10 +1,11 @@
 //! Day settlement: taps → trips → a plan per chunk → one commit per chunk.
 //!
 //! [`Settlement::settle_day`] assembles a day's taps into trips and settles
-//! them in chunks of whole cards (at most [`MAX_CHARGES_PER_CHUNK`] trips):
-//! for each chunk it prefetches what the decision needs in bulk (rider
-//! profiles from the [`RiderDirectory`], month spend and trips already
-//! settled from the [`TransitStore`]), decides purely ([`plan_chunk`]: each
+//! them in chunks of whole cards (at most [`MAX_CHARGES_PER_CHUNK`] trips).
+//! It loads the day's rider profiles from the [`RiderDirectory`] once, up
+//! front; then for each chunk it prefetches what the decision needs in bulk
+//! (month spend and trips already settled from the [`TransitStore`]),
+//! decides purely ([`plan_chunk`]: each
 //! card's trips priced in time order as one journey sequence, so transfers
 //! and monthly tiers apply), and hands the plan to the [`FarePayments`] port,
 //! which charges the chunk's fares as one batch and commits the trips,
@@ -15,6 +16,11 @@
 //! until [`Settlement::pay_arrears`] succeeds. A payment outage leaves the
 //! chunk's trips unrecorded ("pending") so a later run charges them with the
 //! same keys.
+//!
+//! Chunks are pipelined: while chunk N commits, chunk N + 1 (other cards) is
+//! prefetched and decided on the same task, so a payments port that commits
+//! away from the caller's thread (the facade's SQLite unit of work does, for
+//! a chunk) keeps both cores busy. Each chunk still commits once, in order.
 //!
 //! One card never stops the day: when a card's trips cannot be settled now
 //! (a store error, a refused charge) the card is listed in
@@ -38,7 +44,8 @@ use crate::error::TransitError;
 use crate::fares::{FareEngine, Rider};
 use crate::fasthash::FxHashMap;
 use crate::plan::{
-    ArrearsPlan, ChargePlan, MAX_CHARGES_PER_CHUNK, SettlementPrefetch, chunks, plan_chunk,
+    ArrearsPlan, ChargePlan, ChunkPlan, MAX_CHARGES_PER_CHUNK, SettlementPrefetch, chunks,
+    plan_chunk,
 };
 use crate::store::{DenyReason, TransitStore, TripId};
 use crate::taps::{CardRef, Tap, TapStats, Trip, assemble_trips};
@@ -478,38 +485,83 @@ impl Settlement {
         crate::plan::trip_id(trip, occurrence)
     }
 
-    /// Prefetches, decides and commits one chunk of whole cards' trips,
-    /// adding what it did to `report`.
-    async fn settle_chunk(
+    /// Prefetches and decides one chunk of whole cards' trips (no writes).
+    /// `riders` holds the day's rider profiles when they were loaded up
+    /// front; otherwise the chunk's are looked up.
+    async fn prepare_chunk(
         &self,
         principal: &Principal,
         day: NaiveDate,
         trips: &[Trip],
-        report: &mut SettlementReport,
-    ) -> Result<(), TransitError> {
+        riders: Option<&FxHashMap<CardRef, Rider>>,
+    ) -> Result<ChunkPlan, TransitError> {
         let mut cards: Vec<CardRef> = trips.iter().map(|t| t.card).collect();
         cards.dedup();
         let stored = self.store.prefetch(&cards, day).await?;
+        let riders = match riders {
+            Some(day_riders) => cards
+                .iter()
+                .filter_map(|c| day_riders.get(c).map(|r| (*c, *r)))
+                .collect(),
+            None => self.riders.riders(&cards, day).await?,
+        };
         let prefetch = SettlementPrefetch {
-            riders: self.riders.riders(&cards, day).await?,
+            riders,
             spend: stored.spend,
             settled: stored.settled,
         };
-        let plan = plan_chunk(
+        plan_chunk(
             &self.engine,
             day,
             trips,
             &prefetch,
             principal,
             self.clock.now(),
-        )?;
+        )
+    }
+
+    /// Commits a decided chunk: its charges, trips and arrears in one unit.
+    async fn commit_chunk(
+        &self,
+        plan: ChunkPlan,
+    ) -> Result<(ChunkPlan, Vec<ChargeOutcome>), TransitError> {
         let outcomes = if plan.trips.is_empty() {
             Vec::new()
         } else {
             self.payments.commit(&plan, self.store.as_ref()).await?
         };
-        report.add(plan.tally(&outcomes)?)?;
-        Ok(())
+        Ok((plan, outcomes))
+    }
+
+    /// Adds a committed chunk to the report, or reports the chunk as left
+    /// for a re-run: its trips as pending (a retryable failure) or its cards
+    /// as failed.
+    fn finish_chunk(
+        done: Result<(ChunkPlan, Vec<ChargeOutcome>), TransitError>,
+        trips: &[Trip],
+        report: &mut SettlementReport,
+    ) {
+        let error = match done.and_then(|(plan, outcomes)| plan.tally(&outcomes)) {
+            Ok(tally) => match report.add(tally) {
+                Ok(()) => return,
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        // One chunk must not stop the city's day: report it, go on, a re-run retries it.
+        tracing::warn!(%error, trips = trips.len(), "a chunk could not be settled now; left for a re-run");
+        if error.class().is_retryable() {
+            report.trips_pending += trips.len() as u64;
+        } else {
+            let mut cards: Vec<CardRef> = trips.iter().map(|t| t.card).collect();
+            cards.dedup();
+            report
+                .cards_failed
+                .extend(cards.into_iter().map(|card| CardFailure {
+                    card,
+                    reason: error.to_string(),
+                }));
+        }
     }
 
     /// Settles one civil day of taps (the system, or an operator with the
@@ -551,24 +603,48 @@ impl Settlement {
             taps: stats,
             ..SettlementReport::default()
         };
-        for range in chunks(&trips, self.chunk_trips) {
-            let chunk = &trips[range];
-            if let Err(error) = self.settle_chunk(principal, day, chunk, &mut report).await {
-                // One chunk must not stop the city's day: report it, go on, a re-run retries it.
-                tracing::warn!(%error, trips = chunk.len(), "a chunk could not be settled now; left for a re-run");
-                if error.class().is_retryable() {
-                    report.trips_pending += chunk.len() as u64;
-                } else {
-                    let mut cards: Vec<CardRef> = chunk.iter().map(|t| t.card).collect();
-                    cards.dedup();
-                    report
-                        .cards_failed
-                        .extend(cards.into_iter().map(|card| CardFailure {
-                            card,
-                            reason: error.to_string(),
-                        }));
-                }
+        // The day's rider profiles up front (one bulk look-up), so that
+        // deciding a chunk reads nothing the commit of the one before holds;
+        // if that fails, each chunk looks its own up.
+        let mut cards: Vec<CardRef> = trips.iter().map(|t| t.card).collect();
+        cards.dedup();
+        let day_riders = match self.riders.riders(&cards, day).await {
+            Ok(riders) => Some(riders),
+            Err(error) => {
+                tracing::warn!(%error, "rider profiles not loaded up front; loading them per chunk");
+                None
             }
+        };
+        drop(cards);
+        // Pipelined: chunk N commits while chunk N + 1 is prefetched and
+        // decided (its cards are others, so nothing it reads is being written).
+        type Committing<'s> = std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<(ChunkPlan, Vec<ChargeOutcome>), TransitError>,
+                    > + Send
+                    + 's,
+            >,
+        >;
+        let mut in_flight: Option<(std::ops::Range<usize>, Committing<'_>)> = None;
+        for range in chunks(&trips, self.chunk_trips) {
+            let chunk = &trips[range.clone()];
+            let prepare = self.prepare_chunk(principal, day, chunk, day_riders.as_ref());
+            let prepared = match in_flight.take() {
+                Some((previous, committing)) => {
+                    let (done, prepared) = both(committing, prepare).await;
+                    Self::finish_chunk(done, &trips[previous], &mut report);
+                    prepared
+                }
+                None => prepare.await,
+            };
+            match prepared {
+                Ok(plan) => in_flight = Some((range, Box::pin(self.commit_chunk(plan)))),
+                Err(error) => Self::finish_chunk(Err(error), chunk, &mut report),
+            }
+        }
+        if let Some((previous, committing)) = in_flight {
+            Self::finish_chunk(committing.await, &trips[previous], &mut report);
         }
         self.audit
             .append(
@@ -663,4 +739,37 @@ impl Settlement {
     pub fn day_of(at: DateTime<Utc>) -> NaiveDate {
         civil_date(at)
     }
+}
+
+/// Runs two futures together on the caller's task (no runtime needed):
+/// while one waits (a commit on its writer thread), the other runs.
+async fn both<A, B>(a: A, b: B) -> (A::Output, B::Output)
+where
+    A: std::future::Future,
+    B: std::future::Future,
+{
+    use std::task::Poll;
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut first, mut second) = (None, None);
+    std::future::poll_fn(|cx| {
+        if first.is_none()
+            && let Poll::Ready(v) = a.as_mut().poll(cx)
+        {
+            first = Some(v);
+        }
+        if second.is_none()
+            && let Poll::Ready(v) = b.as_mut().poll(cx)
+        {
+            second = Some(v);
+        }
+        match (first.take(), second.take()) {
+            (Some(x), Some(y)) => Poll::Ready((x, y)),
+            (x, y) => {
+                first = x;
+                second = y;
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }

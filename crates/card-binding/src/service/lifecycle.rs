@@ -1,4 +1,4 @@
-//! Card lifecycle on the issuer's side: issue, report lost / found, freeze,
+//! Card lifecycle on the issuer's side (issuing is in [`super::issue`]): report lost / found, freeze,
 //! replace, cancel, and reconciling a card's bindings with its state.
 //!
 //! A card event is one commit: the card's new status, every settled binding
@@ -18,103 +18,9 @@ use crate::changes::{CardChanges, stored};
 use crate::decide::{self, subject_card};
 use crate::error::BindingError;
 use crate::model::{BindingId, BindingState, Card, CardId, CardStatus};
-use crate::service::{CardChange, IssueCard, ReplaceCard};
+use crate::service::{CardChange, ReplaceCard};
 
 impl CardService {
-    /// Issues a card (operators and the system only).
-    #[tracing::instrument(skip_all, fields(key = %key))]
-    pub async fn issue_card(
-        &self,
-        principal: &Principal,
-        key: &IdempotencyKey,
-        request: &IssueCard,
-    ) -> Result<Card, BindingError> {
-        if !self.back_office(principal, &[OperatorRole::CardDesk]) {
-            return Err(self
-                .deny(
-                    principal,
-                    "card.issue",
-                    "card:new".into(),
-                    "only the issuer issues cards",
-                )
-                .await);
-        }
-        let number = self.parse_card_number(&request.number)?;
-        let kind = self.config.rules.kind(&request.kind)?;
-        let holder_index = self
-            .ports
-            .id_index
-            .blind_index(&request.id_number)
-            .await
-            .map_err(|e| e.retry_later("id index"))?;
-        let services = request
-            .services
-            .clone()
-            .unwrap_or_else(|| self.config.rules.default_services.clone());
-        let platforms = request
-            .platforms
-            .clone()
-            .unwrap_or_else(|| self.config.rules.default_platforms.clone());
-        let card_digest = self.card_digest(&number).await?;
-        let fingerprint = (
-            &card_digest,
-            kind.code(),
-            &request.holder,
-            &holder_index,
-            &request.wallet_account,
-            &services,
-            &platforms,
-        );
-        let key = KeyRef::new(principal_scope("card.issue", principal), key, &fingerprint)?;
-        let (number, kind, holder_index) = (&number, &kind, &holder_index);
-        let (services, platforms) = (&services, &platforms);
-        let (card, _) = self
-            .idempotent(&key, || async move {
-                if self.ports.cards.by_number(number).await?.is_some() {
-                    return Err(BindingError::InvalidState {
-                        operation: "issue the card".into(),
-                        state: "a card with this number exists".into(),
-                    });
-                }
-                let now = self.now();
-                let card = Card {
-                    id: CardId::generate(&*self.ports.ids),
-                    number: number.clone(),
-                    kind: kind.clone(),
-                    holder: request.holder.clone(),
-                    holder_index: holder_index.clone(),
-                    wallet_account: request.wallet_account.clone(),
-                    services: services.clone(),
-                    platforms: platforms.clone(),
-                    status: CardStatus::Active,
-                    replaces: None,
-                    issued_at: now,
-                    version: 0,
-                };
-                let mut changes = CardChanges::new();
-                changes.insert_card(card.clone());
-                let core = CoreChanges::audited(
-                    AuditRecord::new(
-                        now,
-                        principal.clone(),
-                        "card.issue",
-                        subject_card(&card.id),
-                        AuditOutcome::Succeeded,
-                    )
-                    .with("kind", card.kind.code())
-                    .with("number", card.number.masked()),
-                );
-                Ok(Decided {
-                    changes,
-                    core,
-                    value: card,
-                })
-            })
-            .await?;
-        info!(card = %card.id, "card issued");
-        Ok(card)
-    }
-
     /// The card with this id, for its holder, a delegate with a viewing scope, or an operator.
     pub async fn card(&self, principal: &Principal, id: &CardId) -> Result<Card, BindingError> {
         let card = self.load_card(id).await?;

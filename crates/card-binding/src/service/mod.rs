@@ -1,6 +1,7 @@
 //! The card service, one type split by concern:
 //!
-//! - [`lifecycle`]: issue, report lost / found, freeze, replace, cancel, reconcile;
+//! - [`issue`]: issuing one card or a batch (decided here, committed by the caller or here);
+//! - [`lifecycle`]: report lost / found, freeze, replace, cancel, reconcile;
 //! - [`binding`]: the bind saga, settling, unbinding, binding views;
 //! - [`delegation`]: grants, revocation, the stored-grant check;
 //! - [`passes`]: the wallet pass (sync, balance refresh, capabilities).
@@ -38,11 +39,15 @@ use crate::ports::{
 
 pub mod binding;
 pub mod delegation;
+pub mod issue;
 pub mod lifecycle;
 pub mod passes;
 mod requests;
 
 pub use delegation::StoredGrants;
+pub use issue::{
+    ChunkDecision, IssueBatch, IssueChunkPlan, IssueDecision, IssueOutcome, IssuePlan,
+};
 pub use requests::{
     BindRequest, BindingConfig, CardChange, GrantDelegation, IssueCard, ReplaceCard, WalletView,
 };

@@ -1,8 +1,9 @@
 //! `citycard card balance` and `citycard card statement`: a card's e-wallet
 //! as a store holds it, read without running the demo.
 //!
-//! The store is opened read-only ([`Database::open_read_only`]), so a copy
-//! on a read-only mount works and nothing is ever written. The wallet is
+//! A SQLite store is opened read-only, so a copy on a read-only mount works
+//! and nothing is ever written; `--database URL` reads a PostgreSQL database
+//! instead. The wallet is
 //! found by the printed card number (its ledger account id is derived from
 //! it, see [`Accounts::wallet`]); the number is checked against the embedded
 //! card rules and printed masked. Memos are not printed: they are free text.
@@ -18,14 +19,11 @@ use citycard::glue::money::codes;
 use citycard_binding::{CardNumber, CardRules};
 use citycard_core::{Money, Principal, SystemClock, china_offset, civil_date};
 use citycard_ledger::{Account, AccountId, AccountKind, Ledger, Owner, Statement};
-use citycard_sqlite::Database;
-use citycard_sqlite::ledger::SqliteLedgerStore;
-use citycard_sqlite::transit::SqliteTransitStore;
 use citycard_transit::{CardRef, TransitStore};
 use clap::Args;
 use serde::Serialize;
 
-use super::{CliError, OutputFormat, default_data_dir, runtime};
+use super::{CliError, OutputFormat, default_data_dir, open_stores, runtime};
 
 /// Which card and store.
 #[derive(Debug, Args)]
@@ -36,6 +34,10 @@ pub struct CardArgs {
     /// The data directory holding `citycard.db` (e.g. the demo's).
     #[arg(long, value_name = "DIR", default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
+    /// Read this PostgreSQL database instead of the directory's SQLite file
+    /// (`postgres://user@host:port/db`).
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -99,7 +101,7 @@ struct Loaded {
     wallet: Account,
     accounts: BTreeMap<AccountId, Account>,
     ledger: Ledger,
-    db: Database,
+    transit: Arc<dyn TransitStore>,
 }
 
 fn parse_card(text: &str) -> Result<CardNumber, CliError> {
@@ -112,20 +114,10 @@ fn parse_card(text: &str) -> Result<CardNumber, CliError> {
 
 async fn load(args: &CardArgs) -> Result<Loaded, CliError> {
     let card = parse_card(&args.card)?;
-    let path = args.data_dir.join("citycard.db");
-    if !path.is_file() {
-        return Err(CliError::Domain(format!(
-            "no store at {}: give the --data-dir of a citycard store (e.g. one made by `citycard demo`)",
-            path.display()
-        )));
-    }
-    let db = Database::open_read_only(&path).map_err(CliError::failed)?;
-    let ledger = Ledger::open(
-        Arc::new(SqliteLedgerStore::new(db.clone())),
-        Arc::new(SystemClock),
-    )
-    .await
-    .map_err(|e| CliError::Domain(format!("cannot open the ledger: {e}")))?;
+    let stores = open_stores(&args.data_dir, args.database.as_deref(), true, "store").await?;
+    let ledger = Ledger::open(stores.ledger, Arc::new(SystemClock))
+        .await
+        .map_err(|e| CliError::Domain(format!("cannot open the ledger: {e}")))?;
     let id = Accounts::wallet(&card);
     let accounts = ledger
         .inspect(|engine| {
@@ -142,9 +134,9 @@ async fn load(args: &CardArgs) -> Result<Loaded, CliError> {
         .cloned()
         .ok_or_else(|| {
             CliError::Domain(format!(
-                "no e-wallet for card {} in {}: check the card number and the --data-dir",
+                "no e-wallet for card {} in {}: check the card number and the --data-dir or --database",
                 card.masked(),
-                path.display()
+                stores.name
             ))
         })?;
     Ok(Loaded {
@@ -152,7 +144,7 @@ async fn load(args: &CardArgs) -> Result<Loaded, CliError> {
         wallet,
         accounts,
         ledger,
-        db,
+        transit: stores.transit,
     })
 }
 
@@ -162,7 +154,7 @@ async fn ride_times(
     loaded: &Loaded,
     st: &Statement,
 ) -> Result<BTreeMap<String, DateTime<Utc>>, CliError> {
-    let store = SqliteTransitStore::new(loaded.db.clone());
+    let store = &loaded.transit;
     let card = CardRef(loaded.wallet.id.get());
     let mut days: Vec<NaiveDate> = st
         .entries

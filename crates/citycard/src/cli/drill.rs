@@ -1,4 +1,7 @@
-//! `citycard drill` (hidden): crash drills on a SQLite data directory.
+//! `citycard drill` (hidden): crash drills on a SQLite data directory, or
+//! with `--database URL` on PostgreSQL (vault keys stay in the directory;
+//! there the tests kill the process from outside and `dump` is refused:
+//! they read the database themselves).
 //!
 //! Each scenario does a fixed, seeded amount of work through [`CityCard`] with
 //! fixed idempotency keys, so running it again after a crash continues the
@@ -52,6 +55,12 @@ pub struct DrillArgs {
     /// How many cardholders.
     #[arg(long, default_value_t = 40)]
     pub cards: u32,
+    /// The first cardholder's number (two processes may work on disjoint ranges).
+    #[arg(long, default_value_t = 0)]
+    pub from: u32,
+    /// Work on this PostgreSQL database instead of the directory's SQLite file.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
     /// Which run this is (0 first); moves the clock 10 minutes per attempt.
     #[arg(long, default_value_t = 0)]
     pub attempt: u32,
@@ -70,6 +79,9 @@ pub enum Scenario {
     /// Register, verify and bind a platform account for every cardholder;
     /// the wallet loses its first answer to every pass.
     Bind,
+    /// Enrol every cardholder and issue their cards as batches (chunks of
+    /// four: one write transaction each).
+    Migrate,
     /// Print the canonical state.
     Dump,
 }
@@ -185,11 +197,15 @@ fn arm_crash(db: &Database) -> Result<Arc<AtomicU64>, CliError> {
     Ok(seen)
 }
 
+/// Cards (and persons) per batch chunk in the drill (one write transaction each).
+const DRILL_CHUNK_CARDS: usize = 4;
+
 /// Trips per settlement chunk in the drill (one write transaction each).
 const DRILL_CHUNK_TRIPS: usize = 4;
 
 async fn open(
     dir: &Path,
+    database: Option<&str>,
     attempt: u32,
     lossy: bool,
 ) -> Result<(CityCard, Arc<AtomicU64>), CliError> {
@@ -202,12 +218,17 @@ async fn open(
         start + Duration::minutes(10 * i64::from(attempt)),
     ));
     let keys = Arc::new(FileKeyProvider::open_or_create(dir.join("keys.json")).map_err(domain)?);
+    let storage = match database {
+        Some(url) => citycard::Storage::Postgres(url.to_owned()),
+        None => citycard::Storage::Sqlite(dir.join("citycard.db")),
+    };
     let mut builder = CityCard::builder()
-        .sqlite(dir.join("citycard.db"))
+        .storage(storage)
         .clock(clock)
         .key_provider(keys)
         // Small chunks: every chunk boundary is a point the drill can be killed at.
-        .settlement_chunk_trips(DRILL_CHUNK_TRIPS);
+        .settlement_chunk_trips(DRILL_CHUNK_TRIPS)
+        .issue_chunk_cards(DRILL_CHUNK_CARDS);
     if lossy {
         builder = builder.platform_wallet(Arc::new(LossyWallet::default()));
     }
@@ -218,10 +239,10 @@ async fn open(
             city.operator_roles().grant(operator.clone(), role);
         }
     }
-    let db = city
-        .database()
-        .ok_or_else(|| domain("the drill runs on SQLite"))?;
-    let commits = arm_crash(db)?;
+    let commits = match city.database() {
+        Some(db) => arm_crash(db)?,
+        None => Arc::default(),
+    };
     Ok((city, commits))
 }
 
@@ -231,9 +252,9 @@ fn operator() -> Result<Principal, CliError> {
     })
 }
 
-async fn populate(city: &CityCard, cards: u32) -> Result<(), CliError> {
+async fn populate(city: &CityCard, cards: std::ops::Range<u32>) -> Result<(), CliError> {
     let operator = operator()?;
-    for i in 0..cards {
+    for i in cards {
         let (name, id_number, number) = cardholder(i)?;
         let person = city
             .identity()
@@ -279,6 +300,45 @@ async fn populate(city: &CityCard, cards: u32) -> Result<(), CliError> {
     Ok(())
 }
 
+async fn migrate(city: &CityCard, cards: u32) -> Result<(), CliError> {
+    let operator = operator()?;
+    let mut people = Vec::new();
+    let mut numbers = Vec::new();
+    for i in 0..cards {
+        let (name, id_number, number) = cardholder(i)?;
+        people.push((Sensitive::new(name), id_number.to_sensitive()));
+        numbers.push(number);
+    }
+    let persons = city
+        .identity()
+        .enroll_persons(
+            &operator,
+            &key("migrate-persons")?,
+            &people,
+            DRILL_CHUNK_CARDS,
+        )
+        .await
+        .map_err(domain)?;
+    let mut batch = Vec::new();
+    for ((person, (_, id_number)), number) in persons.into_iter().zip(people).zip(numbers) {
+        batch.push(NewCitizenCard {
+            number,
+            kind: "standard".into(),
+            holder: person.map_err(domain)?,
+            id_number,
+            services: None,
+        });
+    }
+    let report = city
+        .issue_cards(&operator, &key("migrate-cards")?, &batch)
+        .await
+        .map_err(domain)?;
+    if let Some((i, reason)) = report.refused().next() {
+        return Err(domain(format!("card {i} refused: {reason}")));
+    }
+    Ok(())
+}
+
 /// splitmix64: a small seeded generator for the tap file.
 struct Rng(u64);
 
@@ -293,11 +353,11 @@ impl Rng {
 }
 
 /// The seeded tap file of every card for the drill day (CSV).
-fn tap_file(city: &CityCard, cards: u32, seed: u64) -> Result<String, CliError> {
+fn tap_file(city: &CityCard, cards: std::ops::Range<u32>, seed: u64) -> Result<String, CliError> {
     const STOPS: [&str; 3] = ["m_xianghu", "m_qianjiang", "m_wulin"];
     let mut rng = Rng(seed);
     let mut csv = String::from("card,direction,network,stop,route,vehicle,reader,at\n");
-    for i in 0..cards {
+    for i in cards {
         let (_, _, number) = cardholder(i)?;
         let number = city.cards().parse_card_number(&number).map_err(domain)?;
         let card = Accounts::wallet(&number).get();
@@ -320,7 +380,7 @@ fn tap_file(city: &CityCard, cards: u32, seed: u64) -> Result<String, CliError> 
 
 async fn settle(
     city: &CityCard,
-    cards: u32,
+    cards: std::ops::Range<u32>,
     seed: u64,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
@@ -337,7 +397,7 @@ async fn settle(
     Ok(())
 }
 
-async fn bind(city: &CityCard, cards: u32) -> Result<(), CliError> {
+async fn bind(city: &CityCard, cards: std::ops::Range<u32>) -> Result<(), CliError> {
     let operator = operator()?;
     let platform = Principal::Platform {
         platform: Platform::Alipay,
@@ -345,7 +405,7 @@ async fn bind(city: &CityCard, cards: u32) -> Result<(), CliError> {
     let verifier = city
         .simulated_verifier()
         .ok_or_else(|| domain("the drill needs the simulated verifier"))?;
-    for i in 0..cards {
+    for i in cards {
         let (name, id_number, number) = cardholder(i)?;
         verifier.register(&id_number, KnownPerson::named(&name));
         // A replay of the enrolment: the person it made.
@@ -436,7 +496,7 @@ fn rows<T>(
 async fn dump(city: &CityCard, out: &mut dyn Write) -> Result<(), CliError> {
     let db = city
         .database()
-        .ok_or_else(|| domain("the drill runs on SQLite"))?;
+        .ok_or_else(|| domain("the drill's dump reads SQLite: on PostgreSQL read the database"))?;
     let status = |data: String| -> String {
         serde_json::from_str::<serde_json::Value>(&data)
             .ok()
@@ -563,11 +623,19 @@ async fn dump(city: &CityCard, out: &mut dyn Write) -> Result<(), CliError> {
 pub fn run(args: &DrillArgs, out: &mut dyn Write) -> Result<(), CliError> {
     runtime()?.block_on(async {
         let lossy = args.scenario == Scenario::Bind;
-        let (city, commits) = open(&args.data_dir, args.attempt, lossy).await?;
+        let (city, commits) = open(
+            &args.data_dir,
+            args.database.as_deref(),
+            args.attempt,
+            lossy,
+        )
+        .await?;
+        let cards = args.from..args.from.saturating_add(args.cards);
         match args.scenario {
-            Scenario::Populate => populate(&city, args.cards).await,
-            Scenario::Settle => settle(&city, args.cards, args.seed, out).await,
-            Scenario::Bind => bind(&city, args.cards).await,
+            Scenario::Populate => populate(&city, cards).await,
+            Scenario::Settle => settle(&city, cards, args.seed, out).await,
+            Scenario::Bind => bind(&city, cards).await,
+            Scenario::Migrate => migrate(&city, args.cards).await,
             Scenario::Dump => dump(&city, out).await,
         }?;
         // The crash tests pick their kill points from this count.

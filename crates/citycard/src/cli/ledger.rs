@@ -25,11 +25,9 @@ use chrono::NaiveDate;
 use citycard::Accounts;
 use citycard_core::{Money, Principal, SystemClock, civil_date};
 use citycard_ledger::{Account, AccountId, AccountKind, Ledger, NormalSide, Owner, Transfer};
-use citycard_sqlite::Database;
-use citycard_sqlite::ledger::SqliteLedgerStore;
 use clap::{Args, ValueEnum};
 
-use super::{CliError, default_data_dir, runtime};
+use super::{CliError, default_data_dir, open_stores, runtime};
 
 /// Arguments of `citycard ledger export`.
 #[derive(Debug, Args)]
@@ -40,6 +38,10 @@ pub struct ExportArgs {
     /// The data directory holding `citycard.db`.
     #[arg(long, value_name = "DIR", default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
+    /// Read the ledger in this PostgreSQL database instead of the
+    /// directory's SQLite file (`postgres://user@host:port/db`).
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
     /// Write to this file instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -180,18 +182,11 @@ struct Export {
     transfers: Vec<Transfer>,
 }
 
-fn load(data_dir: &Path) -> Result<Export, CliError> {
-    let path = data_dir.join("citycard.db");
-    if !path.is_file() {
-        return Err(CliError::Domain(format!(
-            "no ledger at {}: give the --data-dir of a citycard store (e.g. one made by `citycard demo`)",
-            path.display()
-        )));
-    }
-    let db = Database::open_read_only(&path).map_err(CliError::failed)?;
+fn load(data_dir: &Path, database: Option<&str>) -> Result<Export, CliError> {
     let rt = runtime()?;
     rt.block_on(async {
-        let ledger = Ledger::open(Arc::new(SqliteLedgerStore::new(db)), Arc::new(SystemClock))
+        let stores = open_stores(data_dir, database, true, "ledger").await?;
+        let ledger = Ledger::open(stores.ledger, Arc::new(SystemClock))
             .await
             .map_err(|e| CliError::Domain(format!("cannot open the ledger: {e}")))?;
         let all = ledger
@@ -358,7 +353,7 @@ fn write_csv(e: &Export, out: &mut dyn Write) -> Result<(), CliError> {
 
 /// Runs `citycard ledger export`.
 pub fn export(args: &ExportArgs, stdout: &mut dyn Write) -> Result<(), CliError> {
-    let e = load(&args.data_dir)?;
+    let e = load(&args.data_dir, args.database.as_deref())?;
     let mut buf: Vec<u8> = Vec::new();
     match args.format {
         ExportFormat::Hledger => write_hledger(&e, &mut buf)?,

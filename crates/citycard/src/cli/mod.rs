@@ -7,11 +7,15 @@ pub mod id;
 pub mod ledger;
 pub mod recover;
 pub mod ridecode;
+pub mod serve;
 pub mod settle;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use citycard_core::{ClassifiedError, ErrorClass};
+use citycard_core::{ClassifiedError, ErrorClass, IdempotencyStore};
+use citycard_ledger::LedgerStore;
+use citycard_transit::TransitStore;
 use clap::ValueEnum;
 
 /// A failure of the command line tool, with its exit code.
@@ -72,6 +76,66 @@ pub enum OutputFormat {
 /// The default data directory of the standalone subcommands.
 pub fn default_data_dir() -> PathBuf {
     PathBuf::from("citycard-data")
+}
+
+/// The stores a maintenance command reads (and `recover` writes): the
+/// SQLite file `citycard.db` in a data directory, or a PostgreSQL database
+/// named by `--database` (which then replaces the file; vault keys stay in
+/// the data directory).
+pub struct Stores {
+    /// The ledger's store.
+    pub ledger: Arc<dyn LedgerStore>,
+    /// Trips and settlement records.
+    pub transit: Arc<dyn TransitStore>,
+    /// Idempotency claims.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Where the stores are, for messages (never a URL: it may hold a password).
+    pub name: String,
+}
+
+/// Opens the stores of `--data-dir` (read-only when `read_only`) or of
+/// `--database`; a data directory without a store is refused as "no `what`
+/// at …" and nothing is created. On PostgreSQL a command connects as any app instance does,
+/// which brings an older schema up to date; it writes nothing else unless
+/// the command does.
+pub async fn open_stores(
+    data_dir: &Path,
+    database: Option<&str>,
+    read_only: bool,
+    what: &str,
+) -> Result<Stores, CliError> {
+    if let Some(url) = database {
+        let db = citycard_postgres::Database::connect(url)
+            .await
+            .map_err(CliError::failed)?;
+        return Ok(Stores {
+            ledger: Arc::new(citycard_postgres::ledger::PgLedgerStore::new(db.clone())),
+            transit: Arc::new(citycard_postgres::transit::PgTransitStore::new(db.clone())),
+            idempotency: Arc::new(citycard_postgres::PgIdempotencyStore::new(db.clone())),
+            name: format!("PostgreSQL (--database, schema {})", db.schema()),
+        });
+    }
+    let path = data_dir.join("citycard.db");
+    if !path.is_file() {
+        return Err(CliError::Domain(format!(
+            "no {what} at {}: give the --data-dir of a citycard store (e.g. one made by `citycard demo`) or --database URL",
+            path.display()
+        )));
+    }
+    let db = if read_only {
+        citycard_sqlite::Database::open_read_only(&path)
+    } else {
+        citycard_sqlite::Database::open(&path)
+    }
+    .map_err(CliError::failed)?;
+    Ok(Stores {
+        ledger: Arc::new(citycard_sqlite::ledger::SqliteLedgerStore::new(db.clone())),
+        transit: Arc::new(citycard_sqlite::transit::SqliteTransitStore::new(
+            db.clone(),
+        )),
+        idempotency: Arc::new(citycard_sqlite::SqliteIdempotencyStore::new(db)),
+        name: path.display().to_string(),
+    })
 }
 
 /// A single-threaded runtime for the async domain services.

@@ -1,5 +1,6 @@
 //! `citycard recover`: resolve the idempotency claims a dead process left in
-//! `DIR/citycard.db` ([`citycard::recovery`] says how) and print what was done.
+//! `DIR/citycard.db`, or in the PostgreSQL database of `--database`
+//! ([`citycard::recovery`] says how), and print what was done.
 //!
 //! It opens only the database and the ledger: no vault keys are needed.
 
@@ -10,11 +11,9 @@ use std::sync::Arc;
 use citycard::recovery::{Recovered, Resolution, recover_claims};
 use citycard_core::{Clock, SystemClock};
 use citycard_ledger::Ledger;
-use citycard_sqlite::ledger::SqliteLedgerStore;
-use citycard_sqlite::{Database, SqliteIdempotencyStore};
 use clap::Args;
 
-use super::{CliError, OutputFormat, default_data_dir, runtime};
+use super::{CliError, OutputFormat, default_data_dir, open_stores, runtime};
 
 /// Arguments of `citycard recover`.
 #[derive(Debug, Args)]
@@ -22,6 +21,10 @@ pub struct RecoverArgs {
     /// The data directory holding `citycard.db`.
     #[arg(long, value_name = "DIR", default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
+    /// Recover in this PostgreSQL database instead of the directory's SQLite
+    /// file (`postgres://user@host:port/db`, TLS with `?sslmode=require`).
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -29,20 +32,13 @@ pub struct RecoverArgs {
 
 /// Runs `citycard recover`.
 pub fn run(args: &RecoverArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let path = args.data_dir.join("citycard.db");
-    if !path.exists() {
-        return Err(CliError::Usage(format!(
-            "no citycard.db in {}: name the data directory with --data-dir",
-            args.data_dir.display()
-        )));
-    }
-    let db = Database::open(&path).map_err(CliError::failed)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let done = runtime()?.block_on(async {
-        let ledger = Ledger::open(Arc::new(SqliteLedgerStore::new(db.clone())), clock.clone())
+        let stores = open_stores(&args.data_dir, args.database.as_deref(), false, "store").await?;
+        let ledger = Ledger::open(stores.ledger, clock.clone())
             .await
             .map_err(CliError::failed)?;
-        recover_claims(&SqliteIdempotencyStore::new(db), &ledger, clock.now())
+        recover_claims(stores.idempotency.as_ref(), &ledger, clock.now())
             .await
             .map_err(CliError::failed)
     })?;

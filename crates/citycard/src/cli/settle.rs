@@ -32,7 +32,7 @@ pub struct SettleArgs {
         long,
         value_name = "AMOUNT",
         default_value = "100.00",
-        conflicts_with = "data_dir"
+        conflicts_with_all = ["data_dir", "database"]
     )]
     pub balance: String,
     /// Settle on the store in DIR instead of in memory: fares are charged to
@@ -40,6 +40,10 @@ pub struct SettleArgs {
     /// and trips are recorded, so running the same file again resumes.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// Settle on this PostgreSQL database instead of DIR's SQLite file
+    /// (`postgres://user@host:port/db`); the vault keys stay in `--data-dir`.
+    #[arg(long, value_name = "URL", requires = "data_dir")]
+    pub database: Option<String>,
     /// Apply the monthly volume tiers to every card.
     #[arg(long)]
     pub volume_tiers: bool,
@@ -108,19 +112,29 @@ fn progress(total: u64) -> ProgressBar {
     bar
 }
 
-/// The card system on the store in `dir` (its database and vault keys must exist).
-async fn open_store(dir: &std::path::Path) -> Result<citycard::CityCard, CliError> {
-    let db = dir.join("citycard.db");
-    if !db.exists() {
-        return Err(CliError::Usage(format!(
-            "no citycard.db in {}: name a data directory the card system has written",
-            dir.display()
-        )));
-    }
+/// The card system on the store in `dir`, or on the PostgreSQL `database`
+/// with its vault keys in `dir` (the database and the keys must exist).
+async fn open_store(
+    dir: &std::path::Path,
+    database: Option<&str>,
+) -> Result<citycard::CityCard, CliError> {
+    let storage = match database {
+        Some(url) => citycard::Storage::Postgres(url.to_owned()),
+        None => {
+            let db = dir.join("citycard.db");
+            if !db.exists() {
+                return Err(CliError::Usage(format!(
+                    "no citycard.db in {}: name a data directory the card system has written",
+                    dir.display()
+                )));
+            }
+            citycard::Storage::Sqlite(db)
+        }
+    };
     let keys =
         citycard::keys::FileKeyProvider::open(dir.join("keys.json")).map_err(CliError::failed)?;
     citycard::CityCard::builder()
-        .sqlite(db)
+        .storage(storage)
         .key_provider(Arc::new(keys))
         .build()
         .await
@@ -172,7 +186,7 @@ pub fn run(args: &SettleArgs, out: &mut dyn Write) -> Result<bool, CliError> {
     }
     let rt = runtime()?;
     let city = match &args.data_dir {
-        Some(dir) => Some(rt.block_on(open_store(dir))?),
+        Some(dir) => Some(rt.block_on(open_store(dir, args.database.as_deref()))?),
         None => None,
     };
     let settlement = match &city {
@@ -213,7 +227,11 @@ pub fn run(args: &SettleArgs, out: &mut dyn Write) -> Result<bool, CliError> {
     bar.finish_and_clear();
     let doc = SettleOut {
         file: args.taps.clone(),
-        store: args.data_dir.as_ref().map(|d| d.display().to_string()),
+        // A URL may hold a password: name the server only as PostgreSQL.
+        store: match (&args.database, &args.data_dir) {
+            (Some(_), _) => Some("PostgreSQL (--database)".to_owned()),
+            (None, d) => d.as_ref().map(|d| d.display().to_string()),
+        },
         starting_balance: city.is_none().then_some(balance),
         taps_in_file,
         taps_on_other_days: other_days,

@@ -101,6 +101,9 @@ pub struct DemoOptions {
     pub lang: Lang,
     /// Also print the internal ids (persons, bindings, passes, readers).
     pub verbose: bool,
+    /// A PostgreSQL URL to keep the stores in, instead of the directory's
+    /// SQLite file (the vault keys and FHIR files stay in the directory).
+    pub database: Option<String>,
 }
 
 impl Default for DemoOptions {
@@ -116,6 +119,7 @@ impl DemoOptions {
             data_dir: data_dir.into(),
             lang: Lang::En,
             verbose: false,
+            database: None,
         }
     }
 
@@ -123,6 +127,13 @@ impl DemoOptions {
     #[must_use]
     pub fn with_lang(mut self, lang: Lang) -> Self {
         self.lang = lang;
+        self
+    }
+
+    /// Keep the stores in the PostgreSQL database at `url`.
+    #[must_use]
+    pub fn with_database(mut self, url: impl Into<String>) -> Self {
+        self.database = Some(url.into());
         self
     }
 
@@ -386,7 +397,12 @@ pub async fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSumma
     let dir = &options.data_dir;
     std::fs::create_dir_all(dir.join("fhir")).map_err(io("the data directory"))?;
     let keys_path = dir.join("keys.json");
-    if !keys_path.exists() && holds_personal_data(&dir.join("citycard.db")) {
+    // (On PostgreSQL the check is the server's to make: a database sealed
+    // with lost keys shows unreadable names in the journey, it is not refused.)
+    if !keys_path.exists()
+        && options.database.is_none()
+        && holds_personal_data(&dir.join("citycard.db"))
+    {
         // New keys would seal new records and leave the old ones unreadable.
         return Err(DemoError::VaultKeysMissing {
             dir: dir.clone(),
@@ -400,8 +416,12 @@ pub async fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSumma
     let clock = Arc::new(ManualClock::new(civil(day, 8, 0)));
     let keys = Arc::new(FileKeyProvider::open_or_create(&keys_path)?);
     let database = dir.join("citycard.db");
+    let storage = match &options.database {
+        Some(url) => crate::Storage::Postgres(url.clone()),
+        None => crate::Storage::Sqlite(database.clone()),
+    };
     let city = CityCard::builder()
-        .sqlite(&database)
+        .storage(storage)
         .clock(clock.clone())
         .key_provider(keys)
         .build()
@@ -455,17 +475,22 @@ pub async fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSumma
             y(fen_total(credits))
         ),
     ))?;
+    // A URL may hold a password: name the server's database only as PostgreSQL.
+    let data = match &options.database {
+        Some(_) => "PostgreSQL (--database)".to_owned(),
+        None => database.display().to_string(),
+    };
     p.raw(options.lang.pick(
         format!(
             "完成。数据：{}（个人信息加密密钥在 {}，仅供演示）。FHIR：{}。再次运行将继续第 {} 天。",
-            database.display(),
+            data,
             dir.join("keys.json").display(),
             dir.join("fhir").display(),
             run + 1
         ),
         format!(
             "Done. Data: {} (vault keys in {}, demos only). FHIR: {}. Run again to continue with day {}.",
-            database.display(),
+            data,
             dir.join("keys.json").display(),
             dir.join("fhir").display(),
             run + 1

@@ -145,7 +145,7 @@ impl CommitWith for FareCommit<'_> {
     type Output = Vec<ChargeOutcome>;
 
     async fn commit(
-        self,
+        &mut self,
         results: &[CreateTransferResult],
         changes: &ChangeSet<'_>,
         audit: AuditRecord,

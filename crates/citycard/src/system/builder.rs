@@ -9,6 +9,9 @@ pub enum Storage {
     InMemory,
     /// One SQLite file (created if missing).
     Sqlite(PathBuf),
+    /// A PostgreSQL database, by URL (`postgres://user@host:port/db?sslmode=require`),
+    /// shared by every app instance of the city.
+    Postgres(String),
 }
 
 /// Builds a [`CityCard`]: choose storage, plug in external adapters or take
@@ -35,6 +38,7 @@ pub struct CityCardBuilder {
     identity_config: IdentityConfig,
     wallet_limits: WalletLimits,
     chunk_trips: usize,
+    issue_chunk: usize,
     roles: Arc<OperatorRoles>,
     ledger_layer: Option<LedgerLayer>,
     binding_layer: Option<BindingLayer>,
@@ -61,6 +65,7 @@ impl Default for CityCardBuilder {
             identity_config: IdentityConfig::default(),
             wallet_limits: WalletLimits::default(),
             chunk_trips: citycard_transit::MAX_CHARGES_PER_CHUNK,
+            issue_chunk: super::ISSUE_CHUNK,
             roles: Arc::new(OperatorRoles::new()),
             ledger_layer: None,
             binding_layer: None,
@@ -80,6 +85,21 @@ impl CityCardBuilder {
     /// Keep everything in one SQLite file.
     pub fn sqlite(mut self, path: impl AsRef<Path>) -> Self {
         self.storage = Storage::Sqlite(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Keeps everything in a PostgreSQL database (migrated when the city is
+    /// built). Several app instances may share it: every store's concurrency
+    /// is enforced by the database, and the ledger's by its version row (see
+    /// `citycard_postgres::ledger`). TLS follows `sslmode` in the URL.
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        self.storage = Storage::Postgres(url.into());
+        self
+    }
+
+    /// Keeps everything on `storage` (what a command line chose).
+    pub fn storage(mut self, storage: Storage) -> Self {
+        self.storage = storage;
         self
     }
 
@@ -170,6 +190,14 @@ impl CityCardBuilder {
         self
     }
 
+    /// Cards per write transaction of [`CityCard::issue_cards`]
+    /// ([`super::ISSUE_CHUNK`] by default; at least 1).
+    #[must_use]
+    pub fn issue_chunk_cards(mut self, cards: usize) -> Self {
+        self.issue_chunk = cards.max(1);
+        self
+    }
+
     /// How many trips one settlement chunk (one ledger batch, one write
     /// transaction) holds at most: [`citycard_transit::MAX_CHARGES_PER_CHUNK`]
     /// by default, which is also the ceiling. Smaller chunks commit more
@@ -201,6 +229,9 @@ impl CityCardBuilder {
         let mut stores = match &self.storage {
             Storage::InMemory => Stores::in_memory(),
             Storage::Sqlite(path) => Stores::sqlite(Database::open(path)?),
+            Storage::Postgres(url) => {
+                Stores::postgres(citycard_postgres::Database::connect(url).await?)
+            }
         };
         let wrapped_ledger = self.ledger_layer.is_some();
         if let Some(layer) = self.ledger_layer {
@@ -293,11 +324,15 @@ impl CityCardBuilder {
             )
             .with_roles(self.roles.clone()),
         );
-        let unit: Arc<dyn UnitOfWork> = match (&stores.db, wrapped_ledger) {
-            (Some(db), false) => Arc::new(SqliteUnitOfWork::new(db.clone())),
+        let unit: Arc<dyn UnitOfWork> = match (&stores.db, &stores.pg, wrapped_ledger) {
+            (Some(db), _, false) => Arc::new(SqliteUnitOfWork::new(db.clone())),
+            (_, Some((db, ledger)), false) => {
+                Arc::new(PostgresUnitOfWork::new(db.clone(), ledger.clone()))
+            }
             _ => Arc::new(PortsUnitOfWork::new(
                 stores.ledger.clone(),
                 stores.transit.clone(),
+                stores.card_changes.clone(),
             )),
         };
         let wallet = WalletService::new(
@@ -395,7 +430,9 @@ impl CityCardBuilder {
         )
         .with_audit(stores.audit.clone());
 
+        let issues = crate::issue::IssueDesk::new(ledger.clone(), unit, self.issue_chunk);
         Ok(CityCard {
+            issues,
             clock,
             ids,
             stores,
@@ -422,5 +459,14 @@ impl CityCardBuilder {
             simulated_verifier,
             simulated_wallet,
         })
+    }
+}
+
+impl CityCard {
+    /// The PostgreSQL database, when the city runs on one (for tools and
+    /// figures: [`citycard_postgres::Database::commits`] counts its write
+    /// transactions).
+    pub fn postgres_database(&self) -> Option<&citycard_postgres::Database> {
+        self.stores.pg.as_ref().map(|(db, _)| db)
     }
 }

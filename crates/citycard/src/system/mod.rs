@@ -29,7 +29,10 @@ use citycard_transit::{
     Algorithm, FareEngine, Issuer, MemoryTransitStore, Settlement, TransitStore,
 };
 
-use citycard_binding::{Card, CardChange, CardId, IssueCard, ReplaceCard, ServiceSet};
+use citycard_binding::{
+    Card, CardChange, CardId, ChunkDecision, IssueCard, IssueDecision, IssueOutcome, ReplaceCard,
+    ServiceSet,
+};
 use citycard_core::{
     AuditOutcome, AuditRecord, IdempotencyKey, OperatorRole, PersonId, Principal, Sensitive,
 };
@@ -43,7 +46,7 @@ use crate::glue::money::{
 };
 use crate::glue::people::{Guardianships, IdentityRealNames, Patients, VaultIdIndex};
 use crate::riders::CardRiders;
-use crate::unit::{PortsUnitOfWork, SqliteUnitOfWork, UnitOfWork};
+use crate::unit::{PortsUnitOfWork, PostgresUnitOfWork, SqliteUnitOfWork, UnitOfWork};
 use crate::wallet::WalletService;
 
 mod builder;
@@ -77,10 +80,50 @@ impl std::fmt::Debug for NewCitizenCard {
     }
 }
 
+/// How many cards [`CityCard::issue_cards`] commits per write transaction.
+pub const ISSUE_CHUNK: usize = 4_096;
+
+/// What [`CityCard::issue_cards`] did with each card of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueReport {
+    /// One outcome per card sent, in order.
+    pub outcomes: Vec<IssueOutcome>,
+}
+
+impl IssueReport {
+    /// The issued cards: (position in the batch, card id).
+    pub fn issued(&self) -> impl Iterator<Item = (usize, &CardId)> {
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| match o {
+                IssueOutcome::Issued { card } => Some((i, card)),
+                IssueOutcome::Refused { .. } => None,
+            })
+    }
+
+    /// The refused rows: (position in the batch, reason).
+    pub fn refused(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| match o {
+                IssueOutcome::Refused { reason } => Some((i, reason.as_str())),
+                IssueOutcome::Issued { .. } => None,
+            })
+    }
+}
+
 /// Every store, as ports.
 #[derive(Clone)]
 pub(crate) struct Stores {
     pub(crate) db: Option<Database>,
+    /// The PostgreSQL database and the ledger's store handle (the unit of
+    /// work writes ledger batches through the handle the ledger opened on).
+    pub(crate) pg: Option<(
+        citycard_postgres::Database,
+        Arc<citycard_postgres::ledger::PgLedgerStore>,
+    )>,
     pub(crate) audit: Arc<dyn AuditLog>,
     pub(crate) idempotency: Arc<dyn IdempotencyStore>,
     pub(crate) persons: Arc<dyn PersonStore>,
@@ -104,6 +147,7 @@ impl Stores {
         let registry = MemoryCardRegistry::with_core(core.clone());
         Self {
             db: None,
+            pg: None,
             audit: core.audit(),
             idempotency: core.idempotency(),
             persons: Arc::new(MemoryPersonStore::with_core(core.clone())),
@@ -137,6 +181,29 @@ impl Stores {
             settlements: Arc::new(healthcare::SqliteSettlementStore::new(db.clone())),
             social: Arc::new(healthcare::SqliteSocialInsuranceRecords::new(db.clone())),
             db: Some(db),
+            pg: None,
+        }
+    }
+
+    fn postgres(db: citycard_postgres::Database) -> Self {
+        use citycard_postgres::{binding, healthcare, identity, ledger, transit};
+        let ledger_store = Arc::new(ledger::PgLedgerStore::new(db.clone()));
+        Self {
+            db: None,
+            audit: Arc::new(citycard_postgres::PgAuditLog::new(db.clone())),
+            idempotency: Arc::new(citycard_postgres::PgIdempotencyStore::new(db.clone())),
+            persons: Arc::new(identity::PgPersonStore::new(db.clone())),
+            platform_accounts: Arc::new(identity::PgPlatformAccountStore::new(db.clone())),
+            cards: Arc::new(binding::PgCardStore::new(db.clone())),
+            bindings: Arc::new(binding::PgBindingStore::new(db.clone())),
+            delegations: Arc::new(binding::PgDelegationStore::new(db.clone())),
+            card_changes: Arc::new(binding::PgCardChangeStore::new(db.clone())),
+            ledger: ledger_store.clone(),
+            transit: Arc::new(transit::PgTransitStore::new(db.clone())),
+            appointments: Arc::new(healthcare::PgAppointmentStore::new(db.clone())),
+            settlements: Arc::new(healthcare::PgSettlementStore::new(db.clone())),
+            social: Arc::new(healthcare::PgSocialInsuranceRecords::new(db.clone())),
+            pg: Some((db, ledger_store)),
         }
     }
 }
@@ -258,6 +325,7 @@ pub struct CityCard {
     cards: Arc<CardService>,
     ledger: Arc<Ledger>,
     accounts: Accounts,
+    issues: crate::issue::IssueDesk,
     wallet: WalletService,
     transit: Transit,
     healthcare: Healthcare,
@@ -404,15 +472,25 @@ impl CityCard {
         &self.stores.transit
     }
 
+    /// The idempotency store every operation records its outcome in (a
+    /// host's own idempotent requests, such as the HTTP service's, use it
+    /// under their own scopes).
+    pub fn idempotency_store(&self) -> &Arc<dyn IdempotencyStore> {
+        &self.stores.idempotency
+    }
+
     /// The database, when on SQLite.
     pub fn database(&self) -> Option<&Database> {
         self.stores.db.as_ref()
     }
 
-    /// Issues a citizen card to an enrolled person: opens the card's capped
-    /// e-wallet and the person's medical accounts in the ledger, then
-    /// registers the card. The system and card-desk operators only (checked
-    /// before anything is opened); idempotent with `key`.
+    /// Issues a citizen card to an enrolled person: the card's capped
+    /// e-wallet and the person's medical accounts in the ledger, the card in
+    /// the registry, its audit record and the key's outcome, in one write
+    /// transaction. Concurrent issues share one transaction (group commit);
+    /// each keeps its own outcome, and one refused (its number taken) does
+    /// not refuse the others. The system and card-desk operators only
+    /// (checked before anything is decided); idempotent with `key`.
     #[tracing::instrument(name = "citycard.issue_card", skip_all, fields(key = %key, kind = %request.kind))]
     pub async fn issue_card(
         &self,
@@ -428,27 +506,131 @@ impl CityCard {
         )
         .await?;
         let number = self.cards.parse_card_number(&request.number)?;
-        let kind = citycard_binding::CardKind::from_code(&request.kind);
-        let wallet = self
-            .accounts
-            .open_card_accounts(&number, &request.holder, &kind)
-            .await?;
-        Ok(self
+        let issue = Self::issue_request(request, Accounts::wallet(&number));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let plan = match self.cards.decide_issue(principal, key, &issue).await? {
+                IssueDecision::Replayed(card) => return Ok(*card),
+                IssueDecision::Decided(plan) => *plan,
+            };
+            let accounts = self
+                .accounts
+                .card_accounts(&plan.card.number, &plan.card.holder, &plan.card.kind)
+                .to_vec();
+            let committed = self
+                .issues
+                .commit_queued(crate::issue::PlanWithAccounts {
+                    changes: plan.changes,
+                    core: plan.core,
+                    accounts,
+                })
+                .await;
+            match committed {
+                Ok(()) => return Ok(plan.card),
+                Err(e) if e.is_conflict() && attempt < citycard_binding::CAS_ATTEMPTS => continue,
+                // A wallet keyed by this number under another holder: a
+                // concurrent issue of the number, which deciding again sees.
+                Err(crate::issue::PlanRefused::Account(..)) if attempt == 1 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Issues a batch of cards under one key (migrating an existing card
+    /// base): the system and card-desk operators only, audited. The batch
+    /// goes in chunks of [`ISSUE_CHUNK`] cards (see
+    /// [`CityCardBuilder::issue_chunk_cards`]), each one write transaction
+    /// with the cards' ledger accounts, audit records (one per card and one
+    /// per chunk) and the chunk's outcome. A row that cannot be issued (its
+    /// number or kind is invalid, its number is taken or repeats an earlier
+    /// row) is refused in the report with its reason and the others are
+    /// issued. A retry with the same key replays the chunks that committed
+    /// and issues the rest, so a crash between chunks resumes; the same key
+    /// with another batch is refused. An account the ledger refuses stops
+    /// the batch with the error (the chunks before it stay issued).
+    #[tracing::instrument(name = "citycard.issue_cards", skip_all, fields(key = %key, cards = cards.len()))]
+    pub async fn issue_cards(
+        &self,
+        principal: &Principal,
+        key: &IdempotencyKey,
+        cards: &[NewCitizenCard],
+    ) -> Result<IssueReport, CityCardError> {
+        self.require_role(
+            principal,
+            &[OperatorRole::CardDesk],
+            "card.issue_batch",
+            format!("batch:{key}"),
+        )
+        .await?;
+        let requests: Vec<IssueCard> = cards
+            .iter()
+            .map(|c| {
+                let wallet = match self.cards.parse_card_number(&c.number) {
+                    Ok(number) => Accounts::wallet(&number),
+                    // Refused by the card service; any well-formed reference will do.
+                    Err(_) => crate::accounts::account_id(&format!("wallet:{}", c.number)),
+                };
+                Self::issue_request(c, wallet)
+            })
+            .collect();
+        let batch = self
             .cards
-            .issue_card(
-                principal,
-                key,
-                &IssueCard {
-                    number: request.number.clone(),
-                    kind: request.kind.clone(),
-                    holder: request.holder.clone(),
-                    id_number: request.id_number.clone(),
-                    wallet_account: wallet_ref(wallet),
-                    services: request.services.clone(),
-                    platforms: None,
-                },
-            )
-            .await?)
+            .prepare_issue_batch(principal, key, &requests, self.issues.chunk)
+            .await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for index in 0..batch.chunks() {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let plan = match self.cards.decide_issue_chunk(&batch, index).await? {
+                    ChunkDecision::Replayed(done) => {
+                        outcomes.extend(done);
+                        break;
+                    }
+                    ChunkDecision::Decided(plan) => *plan,
+                };
+                let accounts = plan
+                    .changes
+                    .new_cards
+                    .iter()
+                    .flat_map(|c| self.accounts.card_accounts(&c.number, &c.holder, &c.kind))
+                    .collect();
+                let committed = self
+                    .issues
+                    .commit(&[crate::issue::PlanWithAccounts {
+                        changes: plan.changes,
+                        core: plan.core,
+                        accounts,
+                    }])
+                    .await
+                    .pop()
+                    .unwrap_or(Err(crate::issue::PlanRefused::Unknown));
+                match committed {
+                    Ok(()) => {
+                        outcomes.extend(plan.outcomes);
+                        break;
+                    }
+                    Err(e) if e.is_conflict() && attempt < citycard_binding::CAS_ATTEMPTS => {
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(IssueReport { outcomes })
+    }
+
+    fn issue_request(request: &NewCitizenCard, wallet: citycard_ledger::AccountId) -> IssueCard {
+        IssueCard {
+            number: request.number.clone(),
+            kind: request.kind.clone(),
+            holder: request.holder.clone(),
+            id_number: request.id_number.clone(),
+            wallet_account: wallet_ref(wallet),
+            services: request.services.clone(),
+            platforms: None,
+        }
     }
 
     /// Replaces a lost card (补卡): the system and card-desk operators only,

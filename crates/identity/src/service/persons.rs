@@ -172,6 +172,175 @@ impl IdentityService {
         )))
     }
 
+    /// Enrols many persons under one key (migrating an existing card base):
+    /// operators and the system only. Each row is checked and enrolled as
+    /// [`IdentityService::enroll_person`] would: a row whose name or ID
+    /// number is invalid is refused with its reason (`Err`), a known ID
+    /// number answers its person. Rows go in chunks of `chunk`; each chunk's
+    /// persons, audit records and outcome commit in one transaction, so a
+    /// retry with the same key replays the chunks that committed and enrols
+    /// the rest (a crash between chunks resumes). One answer per row.
+    pub async fn enroll_persons(
+        &self,
+        actor: &Principal,
+        key: &IdempotencyKey,
+        people: &[(Sensitive<String>, Sensitive<String>)],
+        chunk: usize,
+    ) -> Result<Vec<Result<PersonId, String>>, IdentityError> {
+        const ACTION: &str = "identity.enroll_persons";
+        if !self.may_enrol(actor) {
+            self.audit_access(actor, false, ACTION, "enrol persons", "person:*".into())
+                .await?;
+        }
+        let chunk = chunk.max(1);
+        // Check every row and fingerprint the whole batch (names and ID
+        // numbers only as keyed digests).
+        let mut rows: Vec<Result<(IdNumber, BlindIndex), String>> =
+            Vec::with_capacity(people.len());
+        let mut digest = Vec::with_capacity(people.len() * 64 + 8);
+        digest.extend_from_slice(&(chunk as u64).to_le_bytes());
+        for (name, id_number) in people {
+            let trimmed = name.expose().trim();
+            let checked = if trimmed.is_empty() || trimmed.chars().count() > 64 {
+                Err(IdentityError::InvalidName.to_string())
+            } else {
+                IdNumber::parse_with(id_number.expose(), &self.policy())
+                    .map_err(|e| IdentityError::from(e).to_string())
+            };
+            let name_digest = self
+                .ports
+                .vault
+                .keyed_digest(&[b"enroll-name", trimmed.as_bytes()])
+                .await?;
+            digest.extend_from_slice(name_digest.to_hex().as_bytes());
+            match checked {
+                Ok(id) => {
+                    let index = self.ports.vault.blind_index(&id).await?;
+                    digest.extend_from_slice(index.to_hex().as_bytes());
+                    rows.push(Ok((id, index)));
+                }
+                Err(reason) => rows.push(Err(reason)),
+            }
+        }
+        let fingerprint = Fingerprint::of_bytes(&digest);
+        let scope = principal_scope(ACTION, actor);
+        let mut out = Vec::with_capacity(rows.len());
+        for (n, part) in rows.chunks(chunk).enumerate() {
+            let start = n * chunk;
+            let chunk_key: IdempotencyKey = format!("{key}.chunk-{n}")
+                .parse()
+                .or_else(|_| {
+                    let d = Fingerprint::of_bytes(key.as_str().as_bytes()).to_hex();
+                    format!("batch-{}.chunk-{n}", &d[..40]).parse()
+                })
+                .map_err(|e: citycard_core::IdError| {
+                    IdentityError::Store(StoreError::Internal(e.to_string()))
+                })?;
+            let mut done = false;
+            for _ in 0..MAX_ENROL_DECISIONS {
+                if let Some(stored) = replay::<Vec<Result<PersonId, String>>>(
+                    self.ports.idempotency.as_ref(),
+                    &scope,
+                    &chunk_key,
+                    &fingerprint,
+                )
+                .await?
+                {
+                    out.extend(stored);
+                    done = true;
+                    break;
+                }
+                let now = self.ports.clock.now();
+                let mut writes = Vec::new();
+                let mut audit = Vec::new();
+                let mut answers = Vec::with_capacity(part.len());
+                let mut seen: std::collections::HashMap<BlindIndex, PersonId> =
+                    std::collections::HashMap::new();
+                for (i, row) in part.iter().enumerate() {
+                    let (id_number, index) = match row {
+                        Ok(r) => r,
+                        Err(reason) => {
+                            answers.push(Err(reason.clone()));
+                            continue;
+                        }
+                    };
+                    if let Some(id) = seen.get(index) {
+                        answers.push(Ok(id.clone()));
+                        continue;
+                    }
+                    let (write, person) =
+                        match self.ports.persons.find_by_id_number_index(index).await? {
+                            Some(mut known) if RealNameLevel::Unverified >= known.level => {
+                                known.verified_at = Some(now);
+                                (PersonWrite::Update(known.clone()), known)
+                            }
+                            Some(known) => (PersonWrite::Unchanged, known),
+                            None => {
+                                let person = self
+                                    .new_person(
+                                        id_number,
+                                        &people[start + i].0,
+                                        *index,
+                                        RealNameLevel::Unverified,
+                                        now,
+                                    )
+                                    .await?;
+                                (PersonWrite::Insert(person.clone()), person)
+                            }
+                        };
+                    audit.push(AuditRecord::new(
+                        now,
+                        actor.clone(),
+                        "identity.enroll_person",
+                        format!("person:{}", person.id),
+                        AuditOutcome::Succeeded,
+                    ));
+                    seen.insert(*index, person.id.clone());
+                    if write != PersonWrite::Unchanged {
+                        writes.push(write);
+                    }
+                    answers.push(Ok(person.id));
+                }
+                audit.push(
+                    AuditRecord::new(
+                        now,
+                        actor.clone(),
+                        ACTION,
+                        format!("batch:{key}"),
+                        AuditOutcome::Succeeded,
+                    )
+                    .with("chunk", n.to_string())
+                    .with("rows", part.len().to_string()),
+                );
+                let core = CoreChanges {
+                    audit,
+                    outcomes: vec![KeyOutcome::new(
+                        scope.clone(),
+                        chunk_key.clone(),
+                        fingerprint,
+                        &answers,
+                        now,
+                    )?],
+                };
+                match self.ports.persons.commit_all(&writes, &core).await {
+                    Ok(()) => {
+                        out.extend(answers);
+                        done = true;
+                        break;
+                    }
+                    Err(StoreError::Conflict(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !done {
+                return Err(IdentityError::Store(StoreError::Conflict(
+                    "enrolments of these persons keep colliding: retry with the same key".into(),
+                )));
+            }
+        }
+        Ok(out)
+    }
+
     /// The person an enrolment's outcome names.
     async fn enrolled(&self, id: &PersonId) -> Result<Person, IdentityError> {
         self.ports.persons.get(id).await?.ok_or_else(|| {
