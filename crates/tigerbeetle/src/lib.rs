@@ -162,11 +162,11 @@ impl TigerBeetleLedger {
                 CreateAccountResult::LinkedEventFailed,
             );
             for (i, a) in part.iter().enumerate() {
-                if out[i] == CreateAccountResult::Ok {
-                    if let Ok(x) = map::account_to_tb(a) {
-                        send.push(x);
-                        index.push(i);
-                    }
+                if out[i] == CreateAccountResult::Ok
+                    && let Ok(x) = map::account_to_tb(a)
+                {
+                    send.push(x);
+                    index.push(i);
                 }
             }
             for (i, a) in part.iter().enumerate() {
@@ -222,12 +222,12 @@ impl TigerBeetleLedger {
             let mut send = Vec::with_capacity(part.len());
             let mut index = Vec::with_capacity(part.len());
             for (i, x) in mapped.into_iter().enumerate() {
-                if out[i] == CreateTransferResult::Ok {
-                    if let Some(x) = x {
-                        self.side.remember_transfer(&part[i]);
-                        send.push(x);
-                        index.push(i);
-                    }
+                if out[i] == CreateTransferResult::Ok
+                    && let Some(x) = x
+                {
+                    self.side.remember_transfer(&part[i]);
+                    send.push(x);
+                    index.push(i);
                 }
             }
             match self.client.create_transfers(send).await {
@@ -385,12 +385,10 @@ fn refuse_chains<R: Copy + PartialEq>(
     for i in 0..out.len() {
         let end_of_chain = !linked(i) || i + 1 == out.len();
         if end_of_chain {
-            if linked(start) || start != i {
-                if (start..=i).any(|j| local_fail[j]) {
-                    for j in start..=i {
-                        if !local_fail[j] {
-                            out[j] = failed;
-                        }
+            if (linked(start) || start != i) && (start..=i).any(|j| local_fail[j]) {
+                for j in start..=i {
+                    if !local_fail[j] {
+                        out[j] = failed;
                     }
                 }
             }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use citycard_core::Money;
 use citycard_ledger::{AccountId, NewAccount, NewTransfer, Owner, Reference, TransferId};
 
+type TransferSide = (Option<Reference>, Option<String>);
 type AccountSide = (Option<Owner>, BTreeMap<String, String>, Option<Money>);
 
 /// Texts of references and memos per transfer, owners, metadata and upper
@@ -14,7 +15,7 @@ type AccountSide = (Option<Owner>, BTreeMap<String, String>, Option<Money>);
 /// its texts; a refused one leaves an unused entry.
 #[derive(Debug, Default)]
 pub struct SideStore {
-    transfers: Mutex<HashMap<u64, (Option<Reference>, Option<String>)>>,
+    transfers: Mutex<HashMap<u64, TransferSide>>,
     accounts: Mutex<HashMap<u64, AccountSide>>,
 }
 
