@@ -19,13 +19,16 @@
 //!   digest of the metadata, **`user_data_32`** = the upper limit in fen (at
 //!   most `u32::MAX` fen, ¥42.9 M; wallet caps are ≤ ¥5,000).
 //! - **What has no place in TigerBeetle** — the texts of references and memos,
-//!   owners and metadata — lives in a [`SideStore`] kept by this process (in
-//!   memory; the host persists it with its other stores). The digests on the
-//!   cluster make idempotency exact without it.
-//! - **Wallet caps are not enforced by the cluster** (TigerBeetle 0.16 has no
-//!   upper limit; its balance-bounds recipe costs four extra linked transfers
-//!   per credit): the limit is recorded, and `exceeds_upper_limit` is never
-//!   answered here. Not done.
+//!   owners and metadata — lives in a [`SideStore`]: a SQLite file of its own
+//!   (see `side`), written before each batch is sent and keyed by the digests
+//!   on the cluster, so it survives restarts and never disagrees with the
+//!   cluster about which text belongs to an event. The digests on the cluster
+//!   make idempotency exact without it.
+//! - **Wallet caps are enforced by the cluster**: a transfer crediting a
+//!   capped wallet is sent with four linked checks (TigerBeetle's
+//!   balance-bounds recipe, see [`caps`]), atomic on the cluster, so no number
+//!   of concurrent clients can pass a cap; the refusal is
+//!   `exceeds_upper_limit`, as in the engine.
 //! - **Checks TigerBeetle lacks** (negative or zero amount, memo length, an
 //!   account created closed, a non-positive limit) are answered before the
 //!   batch is sent: an event refused so is not sent, and its linked chain is
@@ -47,11 +50,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod caps;
 pub mod map;
 mod side;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -71,6 +76,9 @@ pub struct TigerBeetleLedger {
     client: tb::Client,
     side: SideStore,
     roles: Arc<OperatorRoles>,
+    caps: caps::CapCache,
+    /// Currencies whose cap check accounts exist.
+    helpers: Mutex<HashSet<u32>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> LedgerError {
@@ -83,13 +91,21 @@ fn corrupt(what: &str) -> LedgerError {
 
 impl TigerBeetleLedger {
     /// Connects to the cluster `cluster_id` at `addresses`
-    /// (`"127.0.0.1:3000,127.0.0.1:3001"`).
-    pub fn connect(cluster_id: u128, addresses: &str) -> Result<Self, LedgerError> {
+    /// (`"127.0.0.1:3000,127.0.0.1:3001"`) with its side store (texts the
+    /// cluster cannot hold: give a file, [`SideStore::open`], for anything
+    /// that must survive a restart).
+    pub fn connect(
+        cluster_id: u128,
+        addresses: &str,
+        side: SideStore,
+    ) -> Result<Self, LedgerError> {
         let client = tb::Client::new(cluster_id, addresses).map_err(unavailable)?;
         Ok(TigerBeetleLedger {
             client,
-            side: SideStore::default(),
+            side,
             roles: Arc::new(OperatorRoles::new()),
+            caps: caps::CapCache::default(),
+            helpers: Mutex::new(HashSet::new()),
         })
     }
 
@@ -143,11 +159,9 @@ impl TigerBeetleLedger {
         batch: Vec<NewAccount>,
     ) -> Result<Vec<CreateAccountResult>, LedgerError> {
         let mut results = Vec::with_capacity(batch.len());
-        for chunk in chains(&batch, |a| a.flags.is_linked()) {
+        for chunk in chains(batch.len(), |i| batch[i].flags.is_linked(), |_| 1) {
             let part = &batch[chunk.clone()];
             let mut out = vec![CreateAccountResult::Ok; part.len()];
-            let mut send = Vec::with_capacity(part.len());
-            let mut index = Vec::with_capacity(part.len());
             let mut local_fail = vec![false; part.len()];
             for (i, a) in part.iter().enumerate() {
                 if let Err(r) = map::account_to_tb(a) {
@@ -161,6 +175,8 @@ impl TigerBeetleLedger {
                 |i| part[i].flags.is_linked(),
                 CreateAccountResult::LinkedEventFailed,
             );
+            let mut send = Vec::with_capacity(part.len());
+            let mut index = Vec::with_capacity(part.len());
             for (i, a) in part.iter().enumerate() {
                 if out[i] == CreateAccountResult::Ok
                     && let Ok(x) = map::account_to_tb(a)
@@ -169,11 +185,8 @@ impl TigerBeetleLedger {
                     index.push(i);
                 }
             }
-            for (i, a) in part.iter().enumerate() {
-                if out[i] == CreateAccountResult::Ok {
-                    self.side.remember_account(a);
-                }
-            }
+            self.side
+                .remember_accounts(index.iter().map(|&i| &part[i]))?;
             match self.client.create_accounts(send).await {
                 Ok(()) => {}
                 Err(tb::error::CreateAccountsError::Api(errors)) => {
@@ -192,14 +205,83 @@ impl TigerBeetleLedger {
         Ok(results)
     }
 
+    /// Learns the caps of the accounts a batch touches (one lookup for those
+    /// not seen yet), and makes sure each currency's check accounts exist.
+    async fn prepare_caps(&self, batch: &[NewTransfer]) -> Result<(), LedgerError> {
+        let unknown = self.caps.unknown(
+            batch
+                .iter()
+                .flat_map(|t| [t.debit_account_id.get(), t.credit_account_id.get()])
+                .filter(|id| *id != 0 && *id != u64::MAX),
+        );
+        for chunk in unknown.chunks(BATCH_MAX) {
+            let raw: Vec<u128> = chunk.iter().map(|&id| u128::from(id)).collect();
+            for a in self
+                .client
+                .lookup_accounts(raw)
+                .await
+                .map_err(unavailable)?
+            {
+                self.caps.learn(&a);
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_helpers(&self, ledger: u32) -> Result<(), LedgerError> {
+        if self
+            .helpers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&ledger)
+        {
+            return Ok(());
+        }
+        match self
+            .client
+            .create_accounts(caps::helper_accounts(ledger))
+            .await
+        {
+            Ok(()) => {}
+            Err(tb::error::CreateAccountsError::Api(errors)) => {
+                for e in errors.as_slice() {
+                    let code = e.inner().code().get();
+                    if map::account_result(code) != Some(CreateAccountResult::Exists) {
+                        return Err(corrupt("a refusal of the wallet caps' check accounts"));
+                    }
+                }
+            }
+            Err(e) => return Err(unavailable(e)),
+        }
+        self.helpers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ledger);
+        Ok(())
+    }
+
     /// Creates transfers without an authorisation check (for tests and tools).
     pub async fn create_transfers_unchecked(
         &self,
         batch: Vec<NewTransfer>,
     ) -> Result<Vec<CreateTransferResult>, LedgerError> {
+        self.prepare_caps(&batch).await?;
+        let capped: Vec<Option<(u64, caps::Cap, caps::Side)>> = batch
+            .iter()
+            .map(|t| {
+                if t.flags.void_pending_transfer() {
+                    None
+                } else {
+                    self.caps
+                        .cap_for(t.debit_account_id.get(), t.credit_account_id.get())
+                }
+            })
+            .collect();
         let mut results = Vec::with_capacity(batch.len());
-        for chunk in chains(&batch, |t| t.flags.is_linked()) {
+        let weight = |i: usize| if capped[i].is_some() { 5 } else { 1 };
+        for chunk in chains(batch.len(), |i| batch[i].flags.is_linked(), weight) {
             let part = &batch[chunk.clone()];
+            let part_caps = &capped[chunk.clone()];
             let mut out = vec![CreateTransferResult::Ok; part.len()];
             let mut local_fail = vec![false; part.len()];
             let mut mapped = Vec::with_capacity(part.len());
@@ -219,26 +301,105 @@ impl TigerBeetleLedger {
                 |i| part[i].flags.is_linked(),
                 CreateTransferResult::LinkedEventFailed,
             );
+            // The last event of a batch still linked is answered `linked_event_chain_open`
+            // before any check of its own: sent without cap checks, which would fail first.
+            let open_tail = match part.last() {
+                Some(t) if t.flags.is_linked() => part.len() - 1,
+                _ => part.len(),
+            };
+            // Each sent event: (index in `part`, 0 for the transfer or 1–4 for its cap checks).
             let mut send = Vec::with_capacity(part.len());
-            let mut index = Vec::with_capacity(part.len());
+            let mut owner: Vec<(usize, u8)> = Vec::with_capacity(part.len());
             for (i, x) in mapped.into_iter().enumerate() {
-                if out[i] == CreateTransferResult::Ok
-                    && let Some(x) = x
-                {
-                    self.side.remember_transfer(&part[i]);
-                    send.push(x);
-                    index.push(i);
+                if out[i] != CreateTransferResult::Ok {
+                    continue;
+                }
+                let Some(x) = x else { continue };
+                match part_caps[i].filter(|_| i < open_tail) {
+                    None => {
+                        send.push(x);
+                        owner.push((i, 0));
+                    }
+                    Some((account, cap, side)) => {
+                        self.ensure_helpers(x.ledger()).await?;
+                        let linked_after = part[i].flags.is_linked();
+                        let main = x
+                            .with_flags(x.flags() | tb::transfer::Flags::LINKED)
+                            .with_user_data_32(if linked_after { 0 } else { caps::ADDED_LINK });
+                        let checks =
+                            caps::checks(&main, u128::from(account), cap.limit, side, linked_after);
+                        send.push(main);
+                        owner.push((i, 0));
+                        for (k, c) in checks.into_iter().enumerate() {
+                            send.push(c);
+                            owner.push((i, k as u8 + 1));
+                        }
+                    }
                 }
             }
+            self.side.remember_transfers(
+                part.iter()
+                    .enumerate()
+                    .filter(|(i, _)| out[*i] == CreateTransferResult::Ok)
+                    .map(|(_, t)| t),
+            )?;
             match self.client.create_transfers(send).await {
                 Ok(()) => {}
                 Err(tb::error::CreateTransfersError::Api(errors)) => {
+                    // The first refusal among a transfer's checks, by TigerBeetle's code.
+                    let mut check_code: HashMap<usize, u32> = HashMap::new();
+                    let mut replays = Vec::new();
                     for e in errors.as_slice() {
-                        let at = *index
+                        let (at, k) = *owner
                             .get(e.index() as usize)
                             .ok_or_else(|| corrupt("an index out of the batch"))?;
-                        out[at] = map::transfer_result(e.inner().code().get())
-                            .ok_or_else(|| corrupt("an unknown transfer result"))?;
+                        let code = e.inner().code().get();
+                        if k == 0 {
+                            out[at] = match map::transfer_result(code) {
+                                Some(r) => r,
+                                // exists_with_different_user_data_32: only our link marker differs.
+                                None if code == map::EXISTS_WITH_DIFFERENT_USER_DATA_32 => {
+                                    CreateTransferResult::ExistsWithDifferentFlags
+                                }
+                                None => return Err(corrupt("an unknown transfer result")),
+                            };
+                            if map::is_exists(out[at]) {
+                                replays.push(at);
+                            }
+                        } else if code != map::LINKED_EVENT_FAILED {
+                            check_code.entry(at).or_insert(code);
+                        }
+                    }
+                    for (at, code) in check_code {
+                        if out[at] == CreateTransferResult::LinkedEventFailed {
+                            out[at] = map::check_result(code)
+                                .ok_or_else(|| corrupt("an unknown transfer result"))?;
+                        }
+                    }
+                    // A replay where this adapter may have changed the flags on the wire (a
+                    // capped transfer gets `linked`): compare as the engine does.
+                    let replays: Vec<usize> = replays
+                        .into_iter()
+                        .filter(|&at| {
+                            part_caps[at].is_some()
+                                || out[at] == CreateTransferResult::ExistsWithDifferentFlags
+                        })
+                        .collect();
+                    if !replays.is_empty() {
+                        let ids: Vec<u128> = replays
+                            .iter()
+                            .map(|&at| u128::from(part[at].id.get()))
+                            .collect();
+                        let stored = self
+                            .client
+                            .lookup_transfers(ids)
+                            .await
+                            .map_err(unavailable)?;
+                        for (&at, e) in replays.iter().zip(stored.iter()) {
+                            if e.id() == u128::from(part[at].id.get()) {
+                                out[at] = caps::exists_result(e, &part[at]);
+                            }
+                        }
                     }
                 }
                 Err(e) => return Err(unavailable(e)),
@@ -293,16 +454,32 @@ impl TigerBeetleLedger {
         limit: u32,
     ) -> Result<Vec<Transfer>, LedgerError> {
         use tb::account::{Filter, FilterFlags};
-        let filter = Filter::new(u128::from(id.get()), limit.min(BATCH_MAX as u32))
-            .with_timestamp_min(map::system_time(from))
-            .with_timestamp_max(map::system_time(to))
-            .with_flags(FilterFlags::DEBITS | FilterFlags::CREDITS);
-        let raw = self
-            .client
-            .get_account_transfers(Box::new(filter))
-            .await
-            .map_err(unavailable)?;
-        raw.iter().map(|t| self.transfer_from_tb(t)).collect()
+        let limit = limit.min(BATCH_MAX as u32);
+        let mut out = Vec::new();
+        let mut from = map::system_time(from);
+        // Cap checks (ids above 2^64) are not ours: skip them and read on until the page is full.
+        loop {
+            let filter = Filter::new(u128::from(id.get()), limit)
+                .with_timestamp_min(from)
+                .with_timestamp_max(map::system_time(to))
+                .with_flags(FilterFlags::DEBITS | FilterFlags::CREDITS);
+            let raw = self
+                .client
+                .get_account_transfers(Box::new(filter))
+                .await
+                .map_err(unavailable)?;
+            for t in &raw {
+                if out.len() < limit as usize && map::transfer_id(t.id()).is_some() {
+                    out.push(self.transfer_from_tb(t)?);
+                }
+            }
+            match raw.last() {
+                Some(last) if raw.len() == limit as usize && out.len() < limit as usize => {
+                    from = last.timestamp() + std::time::Duration::from_nanos(1);
+                }
+                _ => return Ok(out),
+            }
+        }
     }
 
     fn account_from_tb(&self, a: &tb::Account) -> Result<Account, LedgerError> {
@@ -314,7 +491,8 @@ impl TigerBeetleLedger {
             a.credits_posted(),
         )
         .ok_or_else(|| corrupt("a balance beyond i64 fen"))?;
-        let (owner, metadata, upper_limit) = self.side.account(id);
+        let (owner, metadata, upper_limit) =
+            self.side.account(id, a.user_data_128(), a.user_data_64())?;
         Ok(Account {
             id,
             kind: citycard_ledger::AccountKind(a.code()),
@@ -333,7 +511,9 @@ impl TigerBeetleLedger {
 
     fn transfer_from_tb(&self, t: &tb::Transfer) -> Result<Transfer, LedgerError> {
         let id = map::transfer_id(t.id()).ok_or_else(|| corrupt("a transfer id beyond u64"))?;
-        let (reference, memo) = self.side.transfer(id);
+        let (reference, memo) = self
+            .side
+            .transfer(id, t.user_data_128(), t.user_data_64())?;
         Ok(Transfer {
             id,
             debit_account_id: map::account_id(t.debit_account_id())
@@ -353,23 +533,31 @@ impl TigerBeetleLedger {
     }
 }
 
-/// Splits a batch into runs of at most [`BATCH_MAX`] events that never cut a linked chain.
-fn chains<T>(batch: &[T], linked: impl Fn(&T) -> bool) -> Vec<std::ops::Range<usize>> {
+/// Splits a batch of `len` events into runs of at most [`BATCH_MAX`] events
+/// on the wire (`weight`: an event with cap checks is five) that never cut a
+/// linked chain (unless the chain alone is larger).
+fn chains(
+    len: usize,
+    linked: impl Fn(usize) -> bool,
+    weight: impl Fn(usize) -> usize,
+) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
-    let (mut start, mut chain_start) = (0, 0);
-    for (i, e) in batch.iter().enumerate() {
-        if i > 0 && !linked(&batch[i - 1]) {
+    let (mut start, mut chain_start, mut size) = (0, 0, 0usize);
+    for i in 0..len {
+        if i > 0 && !linked(i - 1) {
             chain_start = i;
         }
-        if i - start == BATCH_MAX {
+        let w = weight(i);
+        if size + w > BATCH_MAX && i > start {
             let cut = if chain_start > start { chain_start } else { i };
             out.push(start..cut);
+            size = (cut..i).map(&weight).sum();
             start = cut;
         }
-        let _ = e;
+        size += w;
     }
-    if start < batch.len() {
-        out.push(start..batch.len());
+    if start < len {
+        out.push(start..len);
     }
     out
 }

@@ -35,6 +35,33 @@ pub fn reference_key(reference: &str) -> u128 {
     digest_128("citycard.reference", reference)
 }
 
+/// The digests an account's owner and metadata have on the cluster
+/// (`user_data_128`, `user_data_64`; 0 when absent).
+pub fn account_keys(a: &NewAccount) -> (u128, u64) {
+    let owner = a
+        .owner
+        .as_ref()
+        .map_or(0, |o| digest_128("citycard.owner", &o.to_text()));
+    let metadata = if a.metadata.is_empty() {
+        0
+    } else {
+        let text = serde_json::to_string(&a.metadata).unwrap_or_default();
+        digest_64("citycard.metadata", &text)
+    };
+    (owner, metadata)
+}
+
+/// The digests a transfer's reference and memo have on the cluster
+/// (`user_data_128`, `user_data_64`; 0 when absent).
+pub fn transfer_keys(t: &NewTransfer) -> (u128, u64) {
+    (
+        t.reference
+            .as_ref()
+            .map_or(0, |r| reference_key(r.as_str())),
+        t.memo.as_ref().map_or(0, |m| digest_64("citycard.memo", m)),
+    )
+}
+
 /// An account for the cluster. `Err` holds the result when our rules refuse it
 /// before TigerBeetle sees it (checks TigerBeetle does not have).
 pub fn account_to_tb(a: &NewAccount) -> Result<tb::Account, A> {
@@ -46,16 +73,7 @@ pub fn account_to_tb(a: &NewAccount) -> Result<tb::Account, A> {
         Some(l) if !l.is_positive() => return Err(A::UpperLimitMustBePositive),
         Some(l) => u32::try_from(l.fen()).map_err(|_| A::UpperLimitMustBePositive)?,
     };
-    let owner = a
-        .owner
-        .as_ref()
-        .map_or(0, |o| digest_128("citycard.owner", &o.to_text()));
-    let metadata = if a.metadata.is_empty() {
-        0
-    } else {
-        let text = serde_json::to_string(&a.metadata).unwrap_or_default();
-        digest_64("citycard.metadata", &text)
-    };
+    let (owner, metadata) = account_keys(a);
     Ok(
         tb::Account::new(u128::from(a.id.get()), u32::from(a.currency.0), a.kind.0)
             .with_flags(tb::account::Flags::from_bits_retain(a.flags.bits()))
@@ -88,6 +106,7 @@ pub fn transfer_to_tb(t: &NewTransfer) -> Result<tb::Transfer, R> {
     } else {
         t.amount.fen() as u128
     };
+    let (reference, memo) = transfer_keys(t);
     Ok(tb::Transfer::new(u128::from(t.id.get()))
         .with_debit_account_id(u128::from(t.debit_account_id.get()))
         .with_credit_account_id(u128::from(t.credit_account_id.get()))
@@ -97,12 +116,8 @@ pub fn transfer_to_tb(t: &NewTransfer) -> Result<tb::Transfer, R> {
         .with_ledger(u32::from(t.currency.0))
         .with_code(t.code)
         .with_flags(tb::transfer::Flags::from_bits_retain(t.flags.bits()))
-        .with_user_data_128(
-            t.reference
-                .as_ref()
-                .map_or(0, |r| reference_key(r.as_str())),
-        )
-        .with_user_data_64(t.memo.as_ref().map_or(0, |m| digest_64("citycard.memo", m))))
+        .with_user_data_128(reference)
+        .with_user_data_64(memo))
 }
 
 /// TigerBeetle's account result code as ours.
@@ -126,6 +141,41 @@ pub fn account_result(code: u32) -> Option<A> {
         14 => A::KindMustNotBeZero,
         _ => return None,
     })
+}
+
+/// TigerBeetle's `exists_with_different_user_data_32` (ours never differ
+/// but for the cap checks' link marker).
+pub const EXISTS_WITH_DIFFERENT_USER_DATA_32: u32 = 43;
+
+/// Whether a result is `exists` or one of `exists_with_different_*`.
+pub fn is_exists(r: R) -> bool {
+    matches!(
+        r,
+        R::Exists
+            | R::ExistsWithDifferentFlags
+            | R::ExistsWithDifferentPendingId
+            | R::ExistsWithDifferentTimeout
+            | R::ExistsWithDifferentDebitAccountId
+            | R::ExistsWithDifferentCreditAccountId
+            | R::ExistsWithDifferentAmount
+            | R::ExistsWithDifferentReference
+            | R::ExistsWithDifferentMemo
+            | R::ExistsWithDifferentCurrency
+            | R::ExistsWithDifferentCode
+    )
+}
+
+/// TigerBeetle's `linked_event_failed`.
+pub const LINKED_EVENT_FAILED: u32 = 1;
+
+/// The result of a capped transfer whose cap check was refused with `code`:
+/// the control account's refusal (`exceeds_debits` or `exceeds_credits`) is
+/// the cap; a check id already failed is the transfer's own refused before.
+pub fn check_result(code: u32) -> Option<R> {
+    match code {
+        54 | 55 => Some(R::ExceedsUpperLimit),
+        _ => transfer_result(code),
+    }
 }
 
 /// TigerBeetle's transfer result code as ours.

@@ -17,13 +17,16 @@ use citycard_ledger::{
     AccountFlags, AccountId, AccountKind, CreateTransferResult as R, Currency, Engine, NewAccount,
     NewTransfer, TransferFlags, TransferId,
 };
-use citycard_tigerbeetle::TigerBeetleLedger;
+use citycard_tigerbeetle::{SideStore, TigerBeetleLedger};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
 fn cluster() -> Option<TigerBeetleLedger> {
     match std::env::var("CITYCARD_TEST_TIGERBEETLE") {
-        Ok(addresses) => Some(TigerBeetleLedger::connect(0, &addresses).expect("connect")),
+        Ok(addresses) => Some(
+            TigerBeetleLedger::connect(0, &addresses, SideStore::in_memory().unwrap())
+                .expect("connect"),
+        ),
         Err(_) => {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
