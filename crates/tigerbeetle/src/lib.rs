@@ -68,8 +68,10 @@ use citycard_ledger::{
 pub use side::SideStore;
 use tigerbeetle_unofficial as tb;
 
-/// The largest batch the cluster takes in one request.
-pub const BATCH_MAX: usize = 8_190;
+/// The largest batch the cluster takes in one request: 1 MiB less the
+/// header is 8,190 events of 128 bytes, less one for TigerBeetle 0.16's
+/// multi-batch trailer (a batch of 8,190 goes out as two requests).
+pub const BATCH_MAX: usize = 8_189;
 
 /// The card system's ledger on a TigerBeetle cluster.
 pub struct TigerBeetleLedger {
