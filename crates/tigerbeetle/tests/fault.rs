@@ -77,6 +77,8 @@ impl Cluster {
         assert!(status.success(), "kill -9 {pid}");
     }
 
+    /// The restarted replica outlives this test: `.ci/tigerbeetle.sh` stops it by its pid file.
+    #[allow(clippy::zombie_processes)]
     fn restart(&self, replica: u8) {
         let file = self.data.join(format!("1_{replica}.tigerbeetle"));
         let log = std::fs::File::create(self.data.join(format!("replica_1_{replica}.restart.log")))
