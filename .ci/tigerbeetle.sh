@@ -119,6 +119,8 @@ tigerbeetle_cluster() {
 
 tigerbeetle_stop() {
   local f
+  # A build still running when the job fails is abandoned (its cache entries are written last).
+  if [ -n "${TB_BUILD_PID}" ]; then kill "${TB_BUILD_PID}" 2>/dev/null; TB_BUILD_PID=""; fi
   if [ -n "${TB_DATA}" ]; then
     # Tests may have restarted a replica: its current pid is in the file.
     for f in "${TB_DATA}"/pid_*; do [ -f "${f}" ] && kill "$(cat "${f}")" 2>/dev/null; done
