@@ -29,6 +29,11 @@
 //!   balance-bounds recipe, see [`caps`]), atomic on the cluster, so no number
 //!   of concurrent clients can pass a cap; the refusal is
 //!   `exceeds_upper_limit`, as in the engine.
+//! - **The other stores** (cards, trips, audit, idempotency) stay on SQLite
+//!   or PostgreSQL: with the ledger remote, an operation writes the ledger
+//!   first and its other rows after, and transfer ids derived from the
+//!   operation's key make a retry answer `exists`, never a second charge
+//!   (the crate README spells out the order and the wallet views).
 //! - **Checks TigerBeetle lacks** (negative or zero amount, memo length, an
 //!   account created closed, a non-positive limit) are answered before the
 //!   batch is sent: an event refused so is not sent, and its linked chain is
