@@ -8,8 +8,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use citycard_core::{CoreChanges, Money, StoreError};
 use citycard_ledger::{
-    AccountFlags, AccountId, AccountKind, AccountRange, ChangeSet, LedgerState, LedgerStore,
-    NewAccount, NewTransfer, Prefetched, Reference, Snapshot, Transfer, TransferFlags, TransferId,
+    Account, AccountFlags, AccountId, AccountKind, AccountRange, ChangeSet, LedgerState,
+    LedgerStore, NewAccount, NewTransfer, Prefetched, Reference, Snapshot, Transfer, TransferFlags,
+    TransferId,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -76,6 +77,11 @@ impl LedgerStore for FaultyLedgerStore {
     ) -> Result<Prefetched, StoreError> {
         self.read_fault("prefetch")?;
         self.inner.prefetch(ids, holds).await
+    }
+
+    async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
+        self.read_fault("accounts")?;
+        self.inner.accounts(ids).await
     }
 
     async fn account_transfers(&self, range: &AccountRange) -> Result<Vec<Transfer>, StoreError> {
@@ -443,6 +449,63 @@ macro_rules! ledger_store_conformance {
                 let total: i64 = s.transfers.iter().map(|t| t.amount.fen()).sum();
                 assert_eq!(total, (1..=300).sum::<i64>());
                 assert_eq!(s.transfers[299].id, TransferId::new(1299));
+            }
+
+            #[tokio::test]
+            async fn accounts_read_back_with_their_committed_balances() {
+                if !$available() {
+                    return;
+                }
+                let store = super::$factory().await;
+                let accounts = vec![account(1, 0), account(2, 1)];
+                store
+                    .commit(
+                        &ChangeSet {
+                            accounts: &accounts,
+                            ..ChangeSet::default()
+                        },
+                        &Default::default(),
+                    )
+                    .await
+                    .unwrap();
+                let fresh = store.accounts(&[AccountId::new(2)]).await.unwrap();
+                assert_eq!(fresh, vec![accounts[1].clone()]);
+                for (n, fen) in [(0i64, 250i64), (1, 400)] {
+                    let transfers = vec![transfer(10 + n as u64, 1, 2, fen, 10 + n)];
+                    let credited = Balances {
+                        credits_posted: Money::from_fen(if n == 0 { 250 } else { 650 }),
+                        ..Balances::default()
+                    };
+                    let balances = vec![AccountBalance {
+                        id: AccountId::new(2),
+                        balances: credited,
+                        flags: accounts[1].flags | AccountFlags::CLOSED,
+                    }];
+                    store
+                        .commit(
+                            &ChangeSet {
+                                transfers: &transfers,
+                                balances: &balances,
+                                ..ChangeSet::default()
+                            },
+                            &Default::default(),
+                        )
+                        .await
+                        .unwrap();
+                }
+                let mut read = store
+                    .accounts(&[AccountId::new(99), AccountId::new(2), AccountId::new(1)])
+                    .await
+                    .unwrap();
+                read.sort_by_key(|a| a.id);
+                assert_eq!(read.len(), 2, "an id never stored is left out");
+                assert_eq!(read[0], accounts[0]);
+                let wallet = &read[1];
+                assert_eq!(wallet.balances.credits_posted, Money::from_fen(650));
+                assert!(wallet.is_closed());
+                assert_eq!(wallet.owner, accounts[1].owner);
+                assert_eq!(wallet.metadata, accounts[1].metadata);
+                assert!(store.accounts(&[]).await.unwrap().is_empty());
             }
 
             #[tokio::test]
