@@ -221,7 +221,10 @@ impl rusqlite::ToSql for StoredReference<'_> {
 const INSERT_ACCOUNT: &str = "INSERT INTO ledger_accounts
     (timestamp, id, kind, currency, flags, upper_limit, owner, metadata)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-const INSERT_TRANSFER_HEAD: &str = "INSERT INTO ledger_transfers
+/// `OR ROLLBACK`: a transfer id stored twice refuses the whole batch (as
+/// any failed insert does), so SQLite keeps no statement journal to undo
+/// just the one multi-row statement (a fifth of a chunk's commit did that).
+const INSERT_TRANSFER_HEAD: &str = "INSERT OR ROLLBACK INTO ledger_transfers
     (timestamp, id, debit_account_id, credit_account_id, amount, pending_id, timeout_secs,
      currency, code, flags, reference, memo)
     VALUES";

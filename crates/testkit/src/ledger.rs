@@ -546,6 +546,56 @@ macro_rules! ledger_store_conformance {
                 assert!(s.transfers.is_empty());
             }
 
+            #[tokio::test]
+            async fn a_stored_transfer_id_deep_in_a_large_batch_refuses_all_of_it() {
+                if !$available() {
+                    return;
+                }
+                let store = super::$factory().await;
+                let accounts = vec![account(1, 0), account(2, 1)];
+                let stored = vec![transfer(70, 1, 2, 5, 2)];
+                store
+                    .commit(
+                        &ChangeSet {
+                            accounts: &accounts,
+                            transfers: &stored,
+                            ..ChangeSet::default()
+                        },
+                        &Default::default(),
+                    )
+                    .await
+                    .unwrap();
+                // 200 transfers (several multi-row statements); the 70th
+                // carries the id already stored.
+                let batch: Vec<Transfer> =
+                    (1..=200).map(|n| transfer(n, 1, 2, 1, 10 + n as i64)).collect();
+                let clash = store
+                    .commit(
+                        &ChangeSet {
+                            transfers: &batch,
+                            ..ChangeSet::default()
+                        },
+                        &Default::default(),
+                    )
+                    .await;
+                assert!(clash.is_err());
+                let s = store.load().await.unwrap();
+                assert_eq!(s.transfers, stored);
+                // The store is usable afterwards: the batch without the clash lands.
+                let rest: Vec<Transfer> = batch.into_iter().filter(|t| t.id.get() != 70).collect();
+                store
+                    .commit(
+                        &ChangeSet {
+                            transfers: &rest,
+                            ..ChangeSet::default()
+                        },
+                        &Default::default(),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(store.load().await.unwrap().transfers.len(), 200);
+            }
+
             async fn fixture(store: Arc<dyn LedgerStore>, clock: Arc<ManualClock>) -> Ledger {
                 let ledger = Ledger::open(store, clock).await.unwrap();
                 let system = Principal::System;
