@@ -16,8 +16,8 @@ use citycard::identity::{
     IdNumber, KnownPerson, MemoryKeyProvider, RealNameRequest, RegionCode, Sex, SimulatedVerifier,
 };
 use citycard::ledger::{
-    AccountRange, ChangeSet, LedgerState, LedgerStore, Prefetched, Reference, Snapshot, Transfer,
-    TransferId,
+    Account, AccountId, AccountRange, ChangeSet, LedgerState, LedgerStore, Prefetched, Reference,
+    Snapshot, Transfer, TransferId,
 };
 use citycard::{CityCard, CityCardBuilder, CityCardError, NewCitizenCard};
 use citycard_testkit::identity::{FaultyKeyProvider, FaultyVerifier};
@@ -267,6 +267,10 @@ impl LedgerStore for CorruptLedgerStore {
         holds: &[TransferId],
     ) -> Result<Prefetched, StoreError> {
         self.inner.prefetch(ids, holds).await
+    }
+
+    async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
+        self.inner.accounts(ids).await
     }
 
     async fn account_transfers(&self, range: &AccountRange) -> Result<Vec<Transfer>, StoreError> {

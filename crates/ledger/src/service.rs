@@ -84,6 +84,8 @@ pub enum LedgerError {
     #[error("stored ledger data is inconsistent, contact support: {0}")]
     Corrupt(String),
     /// An earlier store failure left the ledger unable to reload its state.
+    /// Writes are refused; balance reads, which come from the store, still
+    /// answer.
     #[error("the ledger lost its store and must be reopened: reopen it once the store is back")]
     Poisoned,
 }
@@ -386,7 +388,7 @@ struct State {
 /// Several instances may share one store (app processes on one database):
 /// a store that refuses a batch as decided on a stale state
 /// ([`crate::stale_version`]) makes the ledger reload its state and decide
-/// the batch again, at most 8 times, before the conflict reaches the caller;
+/// the batch again, at most [`crate::MAX_DECISIONS`] times, before the conflict reaches the caller;
 /// transfers another instance stored meanwhile then answer `exists`. Any
 /// other failed commit (a conflict of the caller's own rows, say) reloads
 /// and reaches the caller at once.
@@ -994,13 +996,19 @@ impl Ledger {
         Ok(account)
     }
 
-    /// An account with its flags and balances.
+    /// An account with its flags and balances as its last committed batch
+    /// left them.
+    ///
+    /// Read from the store, not the engine: it never waits behind a batch
+    /// being decided or committed (a settlement chunk holds the engine for
+    /// its whole commit), and on a store shared by several instances it
+    /// sees what every instance committed.
     pub async fn account(
         &self,
         principal: &Principal,
         id: AccountId,
     ) -> Result<Account, LedgerError> {
-        let found = self.lock().await?.engine.account(id);
+        let found = self.store.accounts(&[id]).await?.pop();
         self.readable(
             principal,
             id,
@@ -1046,7 +1054,7 @@ impl Ledger {
         id: AccountId,
         at: DateTime<Utc>,
     ) -> Result<Balances, LedgerError> {
-        let found = self.lock().await?.engine.account(id);
+        let found = self.store.accounts(&[id]).await?.pop();
         let account = self
             .readable(
                 principal,
@@ -1275,7 +1283,7 @@ impl Ledger {
         if to < from {
             return Err(LedgerError::InvalidRange);
         }
-        let found = self.lock().await?.engine.account(id);
+        let found = self.store.accounts(&[id]).await?.pop();
         let account = self
             .readable(
                 principal,

@@ -201,6 +201,12 @@ pub trait LedgerStore: Send + Sync {
         ids: &[TransferId],
         holds: &[TransferId],
     ) -> Result<Prefetched, StoreError>;
+    /// The stored accounts among `ids`, each with the balances and flags its
+    /// last committed batch left (ids not stored are left out; any order).
+    /// Balance reads come here, so they never wait behind a batch being
+    /// decided or committed, and on a shared store they see every
+    /// instance's commits.
+    async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError>;
     /// A page of an account's transfers, oldest first.
     async fn account_transfers(&self, range: &AccountRange) -> Result<Vec<Transfer>, StoreError>;
     /// Every transfer carrying `reference`, oldest first.
@@ -395,6 +401,15 @@ impl LedgerStore for MemoryLedgerStore {
             }
         }
         Ok(out)
+    }
+
+    async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
+        let data = self.data();
+        Ok(ids
+            .iter()
+            .filter_map(|id| data.account_index.get(&id.get()))
+            .map(|&i| data.accounts[i].clone())
+            .collect())
     }
 
     async fn account_transfers(&self, range: &AccountRange) -> Result<Vec<Transfer>, StoreError> {

@@ -415,11 +415,16 @@ async fn a_batch_is_acknowledged_only_after_its_commit() {
         Money::from_yuan(1),
         1,
     )];
-    assert!(ledger.create_transfers(&sys, more).await.is_err());
+    assert!(ledger.create_transfers(&sys, more.clone()).await.is_err());
     assert!(matches!(
-        ledger.account(&sys, WALLET).await,
+        ledger.create_transfers(&sys, more).await,
         Err(LedgerError::Poisoned)
     ));
+    // Balance reads come from the store: they still answer what was committed.
+    assert_eq!(
+        ledger.account(&sys, WALLET).await.unwrap().posted(),
+        Money::from_yuan(5)
+    );
     let reopened = Ledger::open(inner, clock).await.unwrap();
     assert_eq!(
         reopened.account(&sys, WALLET).await.unwrap().posted(),

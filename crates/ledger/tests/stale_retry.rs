@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use citycard_core::{AuditRecord, CoreChanges, ManualClock, Money, Principal, StoreError};
 use citycard_ledger::{
-    AccountId, AccountKind, AccountRange, ChangeSet, CommitWith, CreateTransferResult as R, Ledger,
-    LedgerError, LedgerState, LedgerStore, MemoryLedgerStore, NewAccount, NewTransfer, Prefetched,
-    Reference, Snapshot, Transfer, TransferId, is_stale_version, stale_version,
+    Account, AccountId, AccountKind, AccountRange, ChangeSet, CommitWith,
+    CreateTransferResult as R, Ledger, LedgerError, LedgerState, LedgerStore, MemoryLedgerStore,
+    NewAccount, NewTransfer, Prefetched, Reference, Snapshot, Transfer, TransferId,
+    is_stale_version, stale_version,
 };
 
 const CLEARING: AccountId = AccountId::new(1);
@@ -76,6 +77,9 @@ impl LedgerStore for Handle {
         holds: &[TransferId],
     ) -> Result<Prefetched, StoreError> {
         self.shared.inner.prefetch(ids, holds).await
+    }
+    async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
+        self.shared.inner.accounts(ids).await
     }
     async fn account_transfers(&self, range: &AccountRange) -> Result<Vec<Transfer>, StoreError> {
         self.shared.inner.account_transfers(range).await

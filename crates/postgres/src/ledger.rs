@@ -289,32 +289,34 @@ fn all<T>(
     rows.iter().map(read).collect()
 }
 
+/// An account row joined with its balances (the columns `account_row` reads).
+const ACCOUNT_SELECT: &str = "SELECT a.timestamp, a.id, a.kind, a.currency, a.flags, a.upper_limit,
+        a.owner, a.metadata, b.debits_pending, b.debits_posted, b.credits_pending,
+        b.credits_posted, b.flags
+     FROM ledger_accounts a LEFT JOIN ledger_balances b ON b.account_id = a.id";
+
+fn account_row(r: &PgRow) -> Result<Account, StoreError> {
+    let mut a = read_account(r)?;
+    if let Some(flags) = r.try_get::<Option<i32>, _>(12).st()? {
+        a.balances = Balances {
+            debits_pending: Money::from_fen(r.try_get(8).st()?),
+            debits_posted: Money::from_fen(r.try_get(9).st()?),
+            credits_pending: Money::from_fen(r.try_get(10).st()?),
+            credits_posted: Money::from_fen(r.try_get(11).st()?),
+        };
+        a.flags =
+            AccountFlags(u16::try_from(flags).map_err(|_| corrupt(format!("flags {flags}")))?);
+    }
+    Ok(a)
+}
+
 /// Every account with its balances and current flags, oldest first.
 async fn read_accounts(c: &mut PgConnection) -> Result<Vec<Account>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT a.timestamp, a.id, a.kind, a.currency, a.flags, a.upper_limit, a.owner,
-                a.metadata, b.debits_pending, b.debits_posted, b.credits_pending,
-                b.credits_posted, b.flags
-         FROM ledger_accounts a LEFT JOIN ledger_balances b ON b.account_id = a.id
-         ORDER BY a.timestamp",
-    )
-    .fetch_all(c)
-    .await
-    .st()?;
-    all(&rows, |r| {
-        let mut a = read_account(r)?;
-        if let Some(flags) = r.try_get::<Option<i32>, _>(12).st()? {
-            a.balances = Balances {
-                debits_pending: Money::from_fen(r.try_get(8).st()?),
-                debits_posted: Money::from_fen(r.try_get(9).st()?),
-                credits_pending: Money::from_fen(r.try_get(10).st()?),
-                credits_posted: Money::from_fen(r.try_get(11).st()?),
-            };
-            a.flags =
-                AccountFlags(u16::try_from(flags).map_err(|_| corrupt(format!("flags {flags}")))?);
-        }
-        Ok(a)
-    })
+    let rows = sqlx::query(&format!("{ACCOUNT_SELECT} ORDER BY a.timestamp"))
+        .fetch_all(c)
+        .await
+        .st()?;
+    all(&rows, account_row)
 }
 
 /// The batch's rows, one array statement per table.
@@ -655,6 +657,16 @@ impl LedgerStore for PgLedgerStore {
             expiries: all(&expiries, read_expiry)?,
             failures: all(&failures, read_failure)?,
         })
+    }
+
+    async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
+        let ids: Vec<i64> = ids.iter().map(|id| id64(id.get())).collect();
+        let rows = sqlx::query(&format!("{ACCOUNT_SELECT} WHERE a.id = ANY($1)"))
+            .bind(&ids)
+            .fetch_all(self.db.pool())
+            .await
+            .st()?;
+        all(&rows, account_row)
     }
 
     async fn account_transfers(&self, range: &AccountRange) -> Result<Vec<Transfer>, StoreError> {

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_trait::async_trait;
 use citycard_core::{CoreChanges, ManualClock, Money, Principal, StoreError};
 use citycard_ledger::{
-    AccountId, AccountKind, AccountRange, ChangeSet, CreateTransferResult, Ledger, LedgerError,
-    LedgerState, LedgerStore, NewAccount, NewTransfer, Prefetched, Reference, Snapshot, Transfer,
-    TransferId, WalletHolder, WalletLimits, is_stale_version,
+    Account, AccountId, AccountKind, AccountRange, ChangeSet, CreateTransferResult, Ledger,
+    LedgerError, LedgerState, LedgerStore, NewAccount, NewTransfer, Prefetched, Reference,
+    Snapshot, Transfer, TransferId, WalletHolder, WalletLimits, is_stale_version,
 };
 use citycard_postgres::ledger::PgLedgerStore;
 use citycard_postgres::testing::{connect_to, fresh_schema, server_available};
@@ -82,6 +82,9 @@ impl LedgerStore for Counting {
         holds: &[TransferId],
     ) -> Result<Prefetched, StoreError> {
         self.inner.prefetch(ids, holds).await
+    }
+    async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
+        self.inner.accounts(ids).await
     }
     async fn account_transfers(&self, range: &AccountRange) -> Result<Vec<Transfer>, StoreError> {
         self.inner.account_transfers(range).await

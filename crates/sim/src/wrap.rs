@@ -23,7 +23,7 @@ use citycard::identity::{
     SecretKey, VaultError, VerificationOutcome, VerifierError,
 };
 use citycard::ledger::store::{AccountRange, ChangeSet, LedgerState, Prefetched, Snapshot};
-use citycard::ledger::{LedgerStore, Reference, Transfer, TransferId};
+use citycard::ledger::{Account, AccountId, LedgerStore, Reference, Transfer, TransferId};
 
 /// One deliberate bug, switched on for a checker test (see the crate docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -154,6 +154,10 @@ impl LedgerStore for SimLedgerStore {
         holds: &[TransferId],
     ) -> Result<Prefetched, StoreError> {
         self.inner.prefetch(ids, holds).await
+    }
+
+    async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
+        self.inner.accounts(ids).await
     }
 
     async fn account_transfers(&self, range: &AccountRange) -> Result<Vec<Transfer>, StoreError> {

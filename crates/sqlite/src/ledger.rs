@@ -221,7 +221,10 @@ impl rusqlite::ToSql for StoredReference<'_> {
 const INSERT_ACCOUNT: &str = "INSERT INTO ledger_accounts
     (timestamp, id, kind, currency, flags, upper_limit, owner, metadata)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-const INSERT_TRANSFER_HEAD: &str = "INSERT INTO ledger_transfers
+/// `OR ROLLBACK`: a transfer id stored twice refuses the whole batch (as
+/// any failed insert does), so SQLite keeps no statement journal to undo
+/// just the one multi-row statement (a fifth of a chunk's commit did that).
+const INSERT_TRANSFER_HEAD: &str = "INSERT OR ROLLBACK INTO ledger_transfers
     (timestamp, id, debit_account_id, credit_account_id, amount, pending_id, timeout_secs,
      currency, code, flags, reference, memo)
     VALUES";
@@ -344,30 +347,31 @@ fn read_failure(r: &Row<'_>) -> rusqlite::Result<FailedTransfer> {
 }
 
 /// Every account with its balances and current flags, oldest first.
+/// An account row joined with its balances (the columns `account_row` reads).
+const ACCOUNT_SELECT: &str = "SELECT a.timestamp, a.id, a.kind, a.currency, a.flags, a.upper_limit,
+        a.owner, a.metadata, b.debits_pending, b.debits_posted, b.credits_pending,
+        b.credits_posted, b.flags
+     FROM ledger_accounts a LEFT JOIN ledger_balances b ON b.account_id = a.id";
+
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+    let mut a = read_account(r)?;
+    if let Some(flags) = r.get::<_, Option<i64>>(12)? {
+        a.balances = Balances {
+            debits_pending: Money::from_fen(r.get(8)?),
+            debits_posted: Money::from_fen(r.get(9)?),
+            credits_pending: Money::from_fen(r.get(10)?),
+            credits_posted: Money::from_fen(r.get(11)?),
+        };
+        a.flags =
+            AccountFlags(u16::try_from(flags).map_err(|_| corrupt(12, format!("flags {flags}")))?);
+    }
+    Ok(a)
+}
+
 fn read_accounts(c: &rusqlite::Connection) -> rusqlite::Result<Vec<Account>> {
-    c.prepare(
-        "SELECT a.timestamp, a.id, a.kind, a.currency, a.flags, a.upper_limit, a.owner,
-                a.metadata, b.debits_pending, b.debits_posted, b.credits_pending,
-                b.credits_posted, b.flags
-         FROM ledger_accounts a LEFT JOIN ledger_balances b ON b.account_id = a.id
-         ORDER BY a.timestamp",
-    )?
-    .query_map([], |r| {
-        let mut a = read_account(r)?;
-        if let Some(flags) = r.get::<_, Option<i64>>(12)? {
-            a.balances = Balances {
-                debits_pending: Money::from_fen(r.get(8)?),
-                debits_posted: Money::from_fen(r.get(9)?),
-                credits_pending: Money::from_fen(r.get(10)?),
-                credits_posted: Money::from_fen(r.get(11)?),
-            };
-            a.flags = AccountFlags(
-                u16::try_from(flags).map_err(|_| corrupt(12, format!("flags {flags}")))?,
-            );
-        }
-        Ok(a)
-    })?
-    .collect()
+    c.prepare(&format!("{ACCOUNT_SELECT} ORDER BY a.timestamp"))?
+        .query_map([], account_row)?
+        .collect()
 }
 
 /// Rows per multi-row INSERT (12 parameters each, well under SQLite's limit).
@@ -662,6 +666,19 @@ impl LedgerStore for SqliteLedgerStore {
                 expiries,
                 failures,
             })
+        })
+    }
+
+    async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
+        self.db.read(|c| {
+            let mut stmt = c.prepare_cached(&format!("{ACCOUNT_SELECT} WHERE a.id = ?1"))?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(a) = stmt.query_row([id64(id.get())], account_row).optional()? {
+                    out.push(a);
+                }
+            }
+            Ok(out)
         })
     }
 

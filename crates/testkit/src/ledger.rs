@@ -8,8 +8,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use citycard_core::{CoreChanges, Money, StoreError};
 use citycard_ledger::{
-    AccountFlags, AccountId, AccountKind, AccountRange, ChangeSet, LedgerState, LedgerStore,
-    NewAccount, NewTransfer, Prefetched, Reference, Snapshot, Transfer, TransferFlags, TransferId,
+    Account, AccountFlags, AccountId, AccountKind, AccountRange, ChangeSet, LedgerState,
+    LedgerStore, NewAccount, NewTransfer, Prefetched, Reference, Snapshot, Transfer, TransferFlags,
+    TransferId,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -76,6 +77,11 @@ impl LedgerStore for FaultyLedgerStore {
     ) -> Result<Prefetched, StoreError> {
         self.read_fault("prefetch")?;
         self.inner.prefetch(ids, holds).await
+    }
+
+    async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
+        self.read_fault("accounts")?;
+        self.inner.accounts(ids).await
     }
 
     async fn account_transfers(&self, range: &AccountRange) -> Result<Vec<Transfer>, StoreError> {
@@ -446,6 +452,63 @@ macro_rules! ledger_store_conformance {
             }
 
             #[tokio::test]
+            async fn accounts_read_back_with_their_committed_balances() {
+                if !$available() {
+                    return;
+                }
+                let store = super::$factory().await;
+                let accounts = vec![account(1, 0), account(2, 1)];
+                store
+                    .commit(
+                        &ChangeSet {
+                            accounts: &accounts,
+                            ..ChangeSet::default()
+                        },
+                        &Default::default(),
+                    )
+                    .await
+                    .unwrap();
+                let fresh = store.accounts(&[AccountId::new(2)]).await.unwrap();
+                assert_eq!(fresh, vec![accounts[1].clone()]);
+                for (n, fen) in [(0i64, 250i64), (1, 400)] {
+                    let transfers = vec![transfer(10 + n as u64, 1, 2, fen, 10 + n)];
+                    let credited = Balances {
+                        credits_posted: Money::from_fen(if n == 0 { 250 } else { 650 }),
+                        ..Balances::default()
+                    };
+                    let balances = vec![AccountBalance {
+                        id: AccountId::new(2),
+                        balances: credited,
+                        flags: accounts[1].flags | AccountFlags::CLOSED,
+                    }];
+                    store
+                        .commit(
+                            &ChangeSet {
+                                transfers: &transfers,
+                                balances: &balances,
+                                ..ChangeSet::default()
+                            },
+                            &Default::default(),
+                        )
+                        .await
+                        .unwrap();
+                }
+                let mut read = store
+                    .accounts(&[AccountId::new(99), AccountId::new(2), AccountId::new(1)])
+                    .await
+                    .unwrap();
+                read.sort_by_key(|a| a.id);
+                assert_eq!(read.len(), 2, "an id never stored is left out");
+                assert_eq!(read[0], accounts[0]);
+                let wallet = &read[1];
+                assert_eq!(wallet.balances.credits_posted, Money::from_fen(650));
+                assert!(wallet.is_closed());
+                assert_eq!(wallet.owner, accounts[1].owner);
+                assert_eq!(wallet.metadata, accounts[1].metadata);
+                assert!(store.accounts(&[]).await.unwrap().is_empty());
+            }
+
+            #[tokio::test]
             async fn a_failed_commit_stores_nothing() {
                 if !$available() {
                     return;
@@ -481,6 +544,56 @@ macro_rules! ledger_store_conformance {
                 let s = store.load().await.unwrap();
                 assert_eq!(s.accounts, first);
                 assert!(s.transfers.is_empty());
+            }
+
+            #[tokio::test]
+            async fn a_stored_transfer_id_deep_in_a_large_batch_refuses_all_of_it() {
+                if !$available() {
+                    return;
+                }
+                let store = super::$factory().await;
+                let accounts = vec![account(1, 0), account(2, 1)];
+                let stored = vec![transfer(70, 1, 2, 5, 2)];
+                store
+                    .commit(
+                        &ChangeSet {
+                            accounts: &accounts,
+                            transfers: &stored,
+                            ..ChangeSet::default()
+                        },
+                        &Default::default(),
+                    )
+                    .await
+                    .unwrap();
+                // 200 transfers (several multi-row statements); the 70th
+                // carries the id already stored.
+                let batch: Vec<Transfer> =
+                    (1..=200).map(|n| transfer(n, 1, 2, 1, 10 + n as i64)).collect();
+                let clash = store
+                    .commit(
+                        &ChangeSet {
+                            transfers: &batch,
+                            ..ChangeSet::default()
+                        },
+                        &Default::default(),
+                    )
+                    .await;
+                assert!(clash.is_err());
+                let s = store.load().await.unwrap();
+                assert_eq!(s.transfers, stored);
+                // The store is usable afterwards: the batch without the clash lands.
+                let rest: Vec<Transfer> = batch.into_iter().filter(|t| t.id.get() != 70).collect();
+                store
+                    .commit(
+                        &ChangeSet {
+                            transfers: &rest,
+                            ..ChangeSet::default()
+                        },
+                        &Default::default(),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(store.load().await.unwrap().transfers.len(), 200);
             }
 
             async fn fixture(store: Arc<dyn LedgerStore>, clock: Arc<ManualClock>) -> Ledger {
