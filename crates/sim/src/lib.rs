@@ -46,8 +46,11 @@
 
 pub mod capture;
 pub mod check;
+pub mod codes;
 pub mod converge;
 pub mod crash;
+pub mod medical;
+pub mod net;
 pub mod plan;
 pub mod rng;
 pub mod run;

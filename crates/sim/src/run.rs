@@ -328,6 +328,9 @@ async fn run_async(seed: u64, options: &Options, lines: Lines) -> Result<Report,
                 hook(index, action, &outcome);
             }
             runner.trace(format!("{index}.{i} {action:?} -> {outcome:?}"));
+            if let Outcome::Broken(why) = &outcome {
+                return Err(runner.fail(Some(index), why.clone()));
+            }
             if !*first {
                 runner.report.retries += 1;
                 let original = world
@@ -466,6 +469,7 @@ fn who(action: &Action) -> Option<usize> {
         | Action::Query { who, .. }
         | Action::Grant { who, .. }
         | Action::Revoke { who, .. } => Some(*who),
+        Action::CodeRide(ride) => Some(ride.who),
         _ => None,
     }
 }
@@ -479,9 +483,23 @@ async fn finish(
     passes: bool,
 ) -> Result<(), Failure> {
     let step = Some(steps.saturating_sub(1));
-    world.faults.verifier.clear();
-    world.faults.wallet.clear();
-    world.faults.keys.clear();
+    world.faults.clear();
+    // Bills and reversals left unresolved by faults are retried with their keys.
+    for action in world.uncertain.clone() {
+        let outcome = world.exec(&action).await;
+        runner.trace(format!("end {action:?} -> {outcome:?}"));
+        world.learn(&action, &outcome, false);
+    }
+    if let Some(left) = world
+        .uncertain
+        .iter()
+        .find(|a| matches!(a, Action::Bill { .. }))
+    {
+        return Err(runner.fail(
+            step,
+            format!("a bill stays unresolved once faults stopped: {left:?}"),
+        ));
+    }
     // Past every claim's lease, the host settles what is pending.
     world.clock.advance(Duration::minutes(10));
     let _ = world

@@ -3,7 +3,9 @@
 //! acknowledged operation survived, the stored ledger is whole), resumed
 //! and checked again. Seeds 6, 7, 11 and 12 found that a retried top-up
 //! was refused once its card was reported lost (fixed in the facade's
-//! wallet); they stay as regression seeds. The ack-before-commit mutation
+//! wallet); with the third pass's plans, seed 6 found that a platform's
+//! retried top-up was refused once its binding was suspended (fixed there
+//! too). They stay as regression seeds. The ack-before-commit mutation
 //! shows a lost acknowledged operation is caught.
 #![cfg(unix)]
 
