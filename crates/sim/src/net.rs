@@ -270,8 +270,8 @@ impl Net {
         if self.partition_left > 0 {
             self.partition_left -= 1;
             self.report.partitioned_steps += 1;
-        } else if rng.chance(6) {
-            self.partition_left = 1 + rng.below(4);
+        } else if rng.chance(4) {
+            self.partition_left = 1 + rng.below(3);
             self.trace(format!(
                 "{step} partition for {} steps",
                 self.partition_left
