@@ -520,7 +520,11 @@ impl World {
             // On SQLite the ledger stays unwrapped: one transaction per unit of work, as shipped.
             Store::Sqlite(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-                builder.sqlite(dir.join("city.db"))
+                // Small settlement chunks, so a crash run dies between and
+                // inside the chunks of one day's settlement.
+                builder
+                    .sqlite(dir.join("city.db"))
+                    .settlement_chunk_trips(4)
             }
         };
         let city = Arc::new(builder.build().await.map_err(|e| e.to_string())?);
