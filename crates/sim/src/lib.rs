@@ -51,6 +51,7 @@ pub mod converge;
 pub mod crash;
 pub mod medical;
 pub mod net;
+pub mod pg;
 pub mod plan;
 pub mod rng;
 pub mod run;

@@ -213,6 +213,7 @@ impl Runner {
 /// Runs seed `seed` with `options` on a tokio runtime of the calling thread.
 pub fn run(seed: u64, options: &Options) -> Result<Report, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .map_err(|e| Failure {
             seed,
@@ -363,7 +364,7 @@ async fn run_async(seed: u64, options: &Options, lines: Lines) -> Result<Report,
         &mut world,
         &mut runner,
         steps.len(),
-        matches!(options.store, Store::Memory),
+        !matches!(options.store, Store::Sqlite(_)),
     )
     .await?;
     runner.report.trace_hash = runner.hash;

@@ -461,6 +461,9 @@ pub enum Store {
     Memory,
     /// One SQLite file in this directory, keys in a file beside it (crash runs).
     Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database: this URL, whose search path is a fresh schema
+    /// of the run's own ([`crate::pg`]).
+    Postgres(String),
 }
 
 /// The instant every run starts at (a Monday morning in Hangzhou).
@@ -484,7 +487,9 @@ impl World {
         faulty_verifier.faults = faults.verifier.clone();
         let wallet = Arc::new(SimulatedWallet::new());
         let keys: Arc<dyn KeyProvider> = match store {
-            Store::Memory => Arc::new(MemoryKeyProvider::random().map_err(|e| e.to_string())?),
+            Store::Memory | Store::Postgres(_) => {
+                Arc::new(MemoryKeyProvider::random().map_err(|e| e.to_string())?)
+            }
             Store::Sqlite(dir) => Arc::new(
                 citycard::keys::FileKeyProvider::open_or_create(dir.join("keys.json"))
                     .map_err(|e| e.to_string())?,
@@ -493,10 +498,11 @@ impl World {
         let mut faulty_keys = FaultyKeyProvider::new(keys);
         faulty_keys.faults = faults.keys.clone();
         let mut builder = CityCard::builder().clock(clock.clone());
-        if let Store::Memory = store {
-            // Sequential ids make a memory run byte-for-byte repeatable; a
-            // restarted process on a file keeps the default time-ordered
-            // random ids, which never collide with the dead process's.
+        if let Store::Memory | Store::Postgres(_) = store {
+            // Sequential ids make a memory run byte-for-byte repeatable (a
+            // PostgreSQL run has a fresh schema of its own); a restarted
+            // process on a file keeps the default time-ordered random ids,
+            // which never collide with the dead process's.
             builder = builder.id_generator(Arc::new(SequentialIdGenerator::new()));
         }
         builder = builder
@@ -526,6 +532,8 @@ impl World {
                     .sqlite(dir.join("city.db"))
                     .settlement_chunk_trips(4)
             }
+            // On PostgreSQL too: the store as shipped, in chunks of four trips.
+            Store::Postgres(url) => builder.postgres(url.clone()).settlement_chunk_trips(4),
         };
         let city = Arc::new(builder.build().await.map_err(|e| e.to_string())?);
         if let Principal::Operator { operator } = operator() {
@@ -1523,7 +1531,15 @@ impl World {
                 self.people[*who].appointments.retain(|a| a != appointment);
             }
             (Action::Bill { who, .. }, Outcome::Billed(id, status, share)) => {
-                if *status == SettlementStatus::Completed && !self.bills.contains_key(id.as_str()) {
+                // A resumed run's replay answers a bill as it stands now
+                // (reversed since, perhaps): it was settled all the same.
+                if matches!(
+                    status,
+                    SettlementStatus::Completed
+                        | SettlementStatus::Reversing
+                        | SettlementStatus::Reversed
+                ) && !self.bills.contains_key(id.as_str())
+                {
                     self.bills
                         .insert(id.to_string(), (*who, share.fen(), false));
                     self.people[*who].bills.push(id.clone());
