@@ -69,6 +69,23 @@ impl std::fmt::Debug for Rows {
     }
 }
 
+/// The simulated city's ride-code issuer: one SM2 key, fixed, valid from a
+/// year before the run to a year after, so that the keyed card references
+/// in a seed's taps are the same run to run (and across a crash's restart).
+pub fn issuer() -> Result<citycard::transit::codes::Issuer, String> {
+    use citycard::transit::codes::{Issuer, IssuerPublicKey, SecretKeyBytes, key_id};
+    let secret = SecretKeyBytes::new((1..=32u8).map(|b| b.wrapping_mul(7)).collect());
+    let key = SigningKey::from_secret_bytes(Algorithm::Sm2, &secret).map_err(|e| e.to_string())?;
+    let public = IssuerPublicKey {
+        key_id: key_id(citycard::DEFAULT_RIDE_CODE_ISSUER_ID, 1),
+        algorithm: Algorithm::Sm2,
+        public_key: key.public_key(),
+        valid_from: crate::world::start() - Duration::days(365),
+        valid_until: crate::world::start() + Duration::days(365),
+    };
+    Issuer::import(vec![(public, secret)]).map_err(|e| e.to_string())
+}
+
 fn local(t: DateTime<Utc>) -> String {
     t.with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!()))
         .format("%Y-%m-%dT%H:%M:%S+08:00")

@@ -512,6 +512,7 @@ impl World {
                 faults.wallet.clone(),
             ))))
             .key_provider(Arc::new(Remote(faulty_keys)))
+            .ride_code_issuer(crate::codes::issuer()?)
             .wrap_binding_store(move |inner| Arc::new(SimBindingStore::new(inner, mutation)));
         let payments = PaymentsLog::default();
         let (pay_faults, pay_log) = (faults.payments.clone(), payments.clone());

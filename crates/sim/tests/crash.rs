@@ -38,6 +38,13 @@ fn regression_a_retried_top_up_replays_after_the_card_is_reported_lost() {
 }
 
 #[test]
+fn regression_a_resumed_run_learns_a_replayed_bill_reversed_since() {
+    // The simulator's own model once forgot a bill whose replay answered it
+    // reversed, and then took its reversal for a stray payment.
+    crash_run_with(Path::new(BIN), 16, CRASH_SIZE, None).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
 fn an_acknowledgement_before_the_commit_is_caught_as_a_lost_operation() {
     for seed in 0..60 {
         if let Err(e) = crash_run_with(
