@@ -275,23 +275,34 @@ impl WalletService {
                 action: "top up through another platform",
             });
         }
-        let (card, account) = self
-            .card_for(principal, card, Use::TopUp, "wallet.top_up")
-            .await?;
+        let card = self.cards.card(&Principal::System, card).await?;
+        let account = wallet_of(&card.wallet_account).map_err(CityCardError::Invalid)?;
         // Keys are the caller's own: another principal's identical key names another transfer.
         let id = TransferId::from_idempotency_key(
             &citycard_core::principal_scope("wallet.top_up", principal),
             key,
         );
+        let held = |t: Result<citycard_ledger::Transfer, citycard_ledger::LedgerError>| matches!(t, Ok(t) if t.credit_account_id == account && t.amount == amount);
+        // A retry of a top-up the ledger already holds answers as the first
+        // time did, even if the principal may no longer top the card up (a
+        // platform whose binding was suspended or removed since; found by
+        // citycard-sim, crash seed 6 of its third pass). Only the same
+        // principal can name the same transfer.
+        if !self.allowed(principal, &card, Use::TopUp).await?
+            && !held(self.ledger.transfer(&Principal::System, id).await)
+        {
+            self.record(principal, "wallet.top_up", &card.id, AuditOutcome::Denied)
+                .await?;
+            return Err(CityCardError::Denied {
+                actor: principal.to_string(),
+                action: "wallet.top_up",
+            });
+        }
         if card.status != CardStatus::Active {
             // A retry of a top-up the ledger already holds answers as the
             // first time did, even if the card was reported lost since
             // (found by citycard-sim: crash seeds 6, 7, 11, 12).
-            let done = matches!(
-                self.ledger.transfer(&Principal::System, id).await,
-                Ok(t) if t.credit_account_id == account && t.amount == amount
-            );
-            if !done {
+            if !held(self.ledger.transfer(&Principal::System, id).await) {
                 return Err(CityCardError::Invalid(format!(
                     "card {} is {:?}: only an active card can be topped up",
                     card.id, card.status

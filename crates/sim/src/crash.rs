@@ -1,14 +1,20 @@
 //! Crash runs: the city plays its plan on a SQLite file in a child process
 //! (`citycard-sim child`) that kills itself with SIGKILL inside a seeded
 //! commit (mid-transaction: the commit hook fires before the commit is
-//! durable). The child appends each acknowledgement to `acks.txt` only
-//! after the operation returned. The parent then reopens the same file,
-//! resolves the dead process's idempotency claims (`recover_claims`),
+//! durable). An uninterrupted child first maps each step of the plan to the
+//! commits it made, so the kill can be aimed: inside a day's settlement
+//! (its chunks are four trips each, so the kill falls between or inside
+//! chunks), inside a bind saga, inside a top-up, or anywhere (the city's
+//! setup included). The child appends each acknowledgement to `acks.txt`
+//! only after the operation returned. The parent then reopens the same
+//! file, resolves the dead process's idempotency claims (`recover_claims`),
 //! checks that every acknowledged operation is there and that the stored
-//! ledger is whole, and resumes: the plan is played again from the start
-//! with the same keys (replays answer as the first time, settlement skips
-//! settled trips), past the dead process's leases, with every invariant
-//! checked after every step.
+//! ledger is whole. Half the runs then resume in a second child that is
+//! killed again at a seeded commit of its own resumed run, and are checked
+//! again. Finally the parent resumes: the plan is played again from the
+//! start with the same keys (replays answer as the first time, settlement
+//! skips settled trips, pending bindings are settled), past every dead
+//! process's leases, with every invariant checked after every step.
 //!
 //! Crash runs have no remote faults or clock skews, so the resumed run
 //! decides as the killed one did; and the platform wallet is the
@@ -24,7 +30,7 @@ use citycard::core::Principal;
 use citycard::ledger::TransferId;
 use serde::Serialize;
 
-use crate::plan::Size;
+use crate::plan::{Op, Size, Step};
 use crate::rng::Rng;
 use crate::run::{Options, run};
 use crate::world::{Action, Outcome, Store, World};
@@ -55,6 +61,10 @@ pub struct ChildArgs {
     /// Die inside this commit (counted from the end of opening the store).
     #[arg(long)]
     pub kill_at: Option<u64>,
+    /// How many processes died on this file before (the clock starts ten
+    /// minutes past the last one's leases for each).
+    #[arg(long, default_value_t = 0)]
+    pub restart: u32,
     /// A deliberate bug.
     #[arg(long)]
     pub mutation: Option<String>,
@@ -69,6 +79,10 @@ pub struct CrashReport {
     pub commits: Option<u64>,
     /// The commit the child died in.
     pub killed_at: u64,
+    /// What the first kill aimed at (`settlement`, `bind`, `top-up`, `anywhere`).
+    pub target: &'static str,
+    /// Children killed (1 or 2).
+    pub kills: u32,
     /// Acknowledgements the child wrote before it died.
     pub acknowledged: u64,
     /// Claims the restart found in progress.
@@ -132,10 +146,14 @@ pub fn child(args: &ChildArgs) -> Result<(), String> {
     let (setup_seen, counted) = (setup.clone(), commits.clone());
     let options = Options {
         on_step: Some(Arc::new(move |step| {
+            let at = counted.load(Ordering::SeqCst);
             if step == 0 {
-                setup_seen.store(counted.load(Ordering::SeqCst), Ordering::SeqCst);
+                setup_seen.store(at, Ordering::SeqCst);
             }
+            // The parent maps steps to commits to aim its kills.
+            eprintln!("child: step {step} at {at}");
         })),
+        clock_offset: Duration::minutes(10 * i64::from(args.restart)),
         store: Store::Sqlite(args.dir.clone()),
         mutation,
         on_ack: Some(Arc::new(move |step, action, outcome| {
@@ -193,12 +211,75 @@ fn scratch(seed: u64) -> PathBuf {
 /// A child's end: killed or not, its (setup, total) commit counts, its stderr.
 type Spawned = (bool, Option<(u64, u64)>, String);
 
+/// The commit each step started at, from a child's stderr.
+fn step_commits(stderr: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("child: step ")?;
+            let (_, at) = rest.split_once(" at ")?;
+            at.parse().ok()
+        })
+        .collect()
+}
+
+/// The kinds of operation a step runs that a kill may aim at.
+fn kinds(step: &Step) -> Vec<&'static str> {
+    let ops: Vec<&Op> = match step {
+        Step::One(op) => vec![op],
+        Step::Together(ops, _) => ops.iter().collect(),
+    };
+    ops.into_iter()
+        .filter_map(|op| match op {
+            Op::SettleDays => Some("settlement"),
+            Op::Bind { .. } => Some("bind"),
+            Op::TopUp { .. } => Some("top-up"),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The commit to die in: inside a step of the seeded kind when the plan
+/// has one that commits, else anywhere (mostly inside the seeded day).
+fn aim(
+    rng: &mut Rng,
+    seed: u64,
+    size: Size,
+    starts: &[u64],
+    setup: u64,
+    total: u64,
+) -> (&'static str, u64) {
+    let target = match rng.below(100) {
+        0..=29 => "settlement",
+        30..=54 => "bind",
+        55..=79 => "top-up",
+        _ => "anywhere",
+    };
+    let plan = crate::plan::plan(seed, size);
+    let ranges: Vec<(u64, u64)> = (0..starts.len())
+        .filter(|&i| plan.get(i).is_some_and(|s| kinds(s).contains(&target)))
+        .map(|i| (starts[i], starts.get(i + 1).copied().unwrap_or(total)))
+        .filter(|(from, to)| to > from)
+        .collect();
+    if target != "anywhere" && !ranges.is_empty() {
+        let (from, to) = ranges[rng.index(ranges.len())];
+        return (target, from + 1 + rng.below(to - from));
+    }
+    let at = if rng.chance(85) && total > setup {
+        setup + 1 + rng.below(total - setup)
+    } else {
+        1 + rng.below(total.max(1))
+    };
+    ("anywhere", at)
+}
+
 fn spawn(
     bin: &Path,
     seed: u64,
     dir: &Path,
     size: Size,
     kill_at: u64,
+    restart: u32,
     mutation: Option<Mutation>,
 ) -> Result<Spawned, String> {
     let mut cmd = std::process::Command::new(bin);
@@ -206,7 +287,8 @@ fn spawn(
         .arg(dir)
         .args(["--people", &size.people.to_string()])
         .args(["--steps", &size.steps.to_string()])
-        .args(["--kill-at", &kill_at.to_string()]);
+        .args(["--kill-at", &kill_at.to_string()])
+        .args(["--restart", &restart.to_string()]);
     if let Some(m) = mutation {
         cmd.args(["--mutation", m.name()]);
     }
@@ -247,30 +329,43 @@ pub fn crash_run_with(
     };
     let mut rng = Rng::new(seed).fork(0xdead);
     let dir = scratch(seed);
-    // An uninterrupted child counts the commits of the setup and of the whole run.
-    let (_, counted, _) = spawn(bin, seed, &dir, size, u64::MAX, mutation)?;
+    // An uninterrupted child counts the commits of the setup and of each step.
+    let (_, counted, counting) = spawn(bin, seed, &dir, size, u64::MAX, 0, mutation)?;
     let (setup, total) = counted.ok_or("the child did not count its commits")?;
     let _ = std::fs::remove_dir_all(&dir);
-    // Mostly inside the seeded day, sometimes while the city is built.
-    let kill_at = if rng.chance(85) && total > setup {
-        setup + 1 + rng.below(total - setup)
-    } else {
-        1 + rng.below(total.max(1))
-    };
-    let (killed, _, stderr) = spawn(bin, seed, &dir, size, kill_at, mutation)?;
+    let (target, kill_at) = aim(&mut rng, seed, size, &step_commits(&counting), setup, total);
+    let (killed, _, stderr) = spawn(bin, seed, &dir, size, kill_at, 0, mutation)?;
     if !killed {
         return Err(format!(
             "seed {seed}: the child was not killed at commit {kill_at} of {total}: {stderr}"
         ));
     }
     let commits = Some(total);
-    let acks = std::fs::read_to_string(dir.join("acks.txt")).unwrap_or_default();
-    let result = restart_and_check(seed, size, &dir, &acks, mutation);
-    let report = result.map(|(claims, resumed)| CrashReport {
+    let result = (|| {
+        let acks = std::fs::read_to_string(dir.join("acks.txt")).unwrap_or_default();
+        let mut claims = recover_and_check(&dir, &acks, 1)?;
+        let mut kills = 1;
+        // Half the runs resume in a second child, killed again in its resumed run.
+        if rng.chance(50) {
+            let again = 1 + rng.below(total.max(1));
+            let (killed, _, _) = spawn(bin, seed, &dir, size, again, 1, None)?;
+            let acks = std::fs::read_to_string(dir.join("acks.txt")).unwrap_or_default();
+            if killed {
+                kills += 1;
+                claims += recover_and_check(&dir, &acks, 2)?;
+            }
+        }
+        let resumed = resume(seed, size, &dir, kills, mutation)
+            .map_err(|e| format!("{e} (after {kills} kills)"))?;
+        Ok::<_, String>((claims, resumed, kills, acks_count(&dir)))
+    })();
+    let report = result.map(|(claims, resumed, kills, acknowledged)| CrashReport {
         seed,
         commits,
         killed_at: kill_at,
-        acknowledged: acks.lines().count() as u64,
+        target,
+        kills,
+        acknowledged,
         claims_recovered: claims,
         resumed_operations: resumed,
     });
@@ -298,37 +393,52 @@ pub fn crash_run(seed: u64, size: Size, mutation: Option<Mutation>) -> Result<Cr
     crash_run_with(&bin, seed, size, mutation)
 }
 
-/// Reopens the file, recovers, checks the acknowledgements, resumes.
-fn restart_and_check(
-    seed: u64,
-    size: Size,
-    dir: &Path,
-    acks: &str,
-    mutation: Option<Mutation>,
-) -> Result<(usize, u64), String> {
+fn acks_count(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join("acks.txt"))
+        .unwrap_or_default()
+        .lines()
+        .count() as u64
+}
+
+/// Reopens the file after the `restart`-th death, resolves the dead
+/// process's claims, checks every acknowledgement so far and the stored ledger.
+fn recover_and_check(dir: &Path, acks: &str, restart: i64) -> Result<usize, String> {
     // Past the lease of every claim the dead process held.
-    let offset = Duration::minutes(10);
+    let offset = Duration::minutes(10 * restart);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| e.to_string())?;
-    let claims = runtime.block_on(async {
-        let verifier = Arc::new(citycard::identity::SimulatedVerifier::new());
-        let world = World::open(&Store::Sqlite(dir.to_path_buf()), None, offset, verifier).await?;
-        let recovered = world
-            .city
-            .recover_claims()
-            .await
-            .map_err(|e| format!("recovery failed: {e}"))?;
-        for line in acks.lines() {
-            check_ack(&world, line).await?;
-        }
-        // The stored ledger is whole: balances equal transfers, no id twice.
-        crate::check::sweep(&world, false).await?;
-        crate::check::money(&world, false).await?;
-        Ok::<usize, String>(recovered.len())
-    })?;
-    drop(runtime);
-    // Resume: the plan again from the start, on the same file.
+    runtime
+        .block_on(async {
+            let verifier = Arc::new(citycard::identity::SimulatedVerifier::new());
+            let world =
+                World::open(&Store::Sqlite(dir.to_path_buf()), None, offset, verifier).await?;
+            let recovered = world
+                .city
+                .recover_claims()
+                .await
+                .map_err(|e| format!("recovery failed: {e}"))?;
+            for line in acks.lines() {
+                check_ack(&world, line).await?;
+            }
+            // The stored ledger is whole: balances equal transfers, no id twice.
+            crate::check::sweep(&world, false).await?;
+            crate::check::money(&world, false).await?;
+            Ok::<usize, String>(recovered.len())
+        })
+        .map_err(|e| format!("after death {restart}: {e}"))
+}
+
+/// Resumes in this process after `kills` deaths: the plan again from the
+/// start, on the same file, every invariant checked after every step.
+fn resume(
+    seed: u64,
+    size: Size,
+    dir: &Path,
+    kills: u32,
+    mutation: Option<Mutation>,
+) -> Result<u64, String> {
+    let offset = Duration::minutes(10 * i64::from(kills));
     let options = Options {
         store: Store::Sqlite(dir.to_path_buf()),
         clock_offset: offset,
@@ -336,7 +446,7 @@ fn restart_and_check(
         ..Options::memory(size)
     };
     let report = run(seed, &options).map_err(|f| format!("after the restart: {f}"))?;
-    Ok((claims, report.operations))
+    Ok(report.operations)
 }
 
 async fn check_ack(world: &World, line: &str) -> Result<(), String> {

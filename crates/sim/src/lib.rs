@@ -29,25 +29,41 @@
 //!
 //! Crash runs ([`crash`]) play the plan on a SQLite file in a child
 //! process (`citycard-sim child`) that is killed with SIGKILL inside a
-//! seeded commit, then reopen the file, resolve the dead process's claims,
-//! check that every acknowledged operation survived, resume the plan and
-//! check everything again.
+//! seeded commit (aimed at a day's settlement, a bind saga or a top-up),
+//! then reopen the file, resolve the dead process's claims, check that
+//! every acknowledged operation survived, sometimes resume in a second
+//! child killed again, resume the plan and check everything again.
+//!
+//! Ride codes ([`codes`]) go through the facade's ride-code path with
+//! forged, expired and replayed codes; bills ([`medical`]) pay through a
+//! payments port that fails, times out or loses its answer; network runs
+//! ([`net`]) drive the `citycard-api` service through a link with
+//! partitions, drops, lost answers and delays; a handful of seeds run on
+//! PostgreSQL ([`pg`]).
 //!
 //! Decisions of this crate the design did not make: the simulator is its
 //! own crate with a binary (`citycard-sim`), not a test-support module, so
 //! long runs and crash children need no test harness; mutations (the
 //! checker's own tests) are runtime switches in the simulator's own port
 //! wrappers ([`Mutation`]), and the only hook in the facade is the hidden
-//! `CityCardBuilder::wrap_binding_store`; crash runs have no remote faults
-//! or clock skews, so the resumed run replays the killed run's decisions;
-//! `turmoil` is left out until the platform API service exists.
+//! `CityCardBuilder::wrap_binding_store` and `wrap_medical_payments`;
+//! crash runs have no remote faults or clock skews, so the resumed run
+//! replays the killed run's decisions; the platform API's network is an
+//! in-process link through the service's router (a `tower` call per
+//! request) rather than `turmoil`: it is deterministic from the seed, needs
+//! no simulated sockets or clock, and faults the request and its answer
+//! separately, which is what idempotent retries must survive.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod capture;
 pub mod check;
+pub mod codes;
 pub mod converge;
 pub mod crash;
+pub mod medical;
+pub mod net;
+pub mod pg;
 pub mod plan;
 pub mod rng;
 pub mod run;

@@ -5,6 +5,7 @@
 //! citycard-sim seeds --from 0 --count 1000   # many seeds
 //! citycard-sim seeds --from 1000 --minutes 60
 //! citycard-sim crash --seed 42               # one crash run (child killed in a seeded commit)
+//! citycard-sim net --seed 42                 # one network run (the platform API over a faulty link)
 //! ```
 #![forbid(unsafe_code)]
 
@@ -78,6 +79,9 @@ enum Command {
         /// Crash runs instead (a child on SQLite, killed in a seeded commit).
         #[arg(long)]
         crash: bool,
+        /// Network runs instead (the platform API over a faulty link; `--people` and `--steps` apply).
+        #[arg(long)]
+        net: bool,
         #[command(flatten)]
         size: SizeArgs,
     },
@@ -88,6 +92,21 @@ enum Command {
         seed: u64,
         #[command(flatten)]
         size: SizeArgs,
+    },
+    /// One network run: the platform API service over a faulty link.
+    Net {
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Cardholders.
+        #[arg(long, default_value_t = citycard_sim::net::NetSize::CI.people)]
+        people: usize,
+        /// Steps.
+        #[arg(long, default_value_t = citycard_sim::net::NetSize::CI.steps)]
+        steps: usize,
+        /// A deliberate bug (fresh-key-retry).
+        #[arg(long)]
+        mutation: Option<String>,
     },
     /// The crash child (run by `crash`): plays a seed on a SQLite directory.
     #[command(hide = true)]
@@ -144,6 +163,7 @@ fn main() -> ExitCode {
             count,
             minutes,
             crash,
+            net,
             size,
         } => size.mutation().and_then(|m| {
             let started = Instant::now();
@@ -154,7 +174,18 @@ fn main() -> ExitCode {
                 if deadline.is_some_and(|d| started.elapsed() >= d) {
                     break;
                 }
-                if crash {
+                if net {
+                    let report = citycard_sim::net::run(
+                        seed,
+                        citycard_sim::net::NetSize {
+                            people: size.people,
+                            steps: size.steps,
+                        },
+                        m,
+                    )?;
+                    ops += report.requests;
+                    faults += report.dropped + report.lost_answers + report.delayed;
+                } else if crash {
                     let report = citycard_sim::crash::crash_run(seed, size.size(), m)?;
                     ops += report.acknowledged;
                 } else {
@@ -179,6 +210,26 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
+        Command::Net {
+            seed,
+            people,
+            steps,
+            mutation,
+        } => mutation
+            .as_deref()
+            .map(|m| Mutation::parse(m).ok_or_else(|| format!("no mutation named {m}")))
+            .transpose()
+            .and_then(|m| {
+                let started = Instant::now();
+                let report =
+                    citycard_sim::net::run(seed, citycard_sim::net::NetSize { people, steps }, m)?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+                eprintln!("network seed {seed}: ok in {:.2?}", started.elapsed());
+                Ok(())
+            }),
         Command::Child(args) => citycard_sim::crash::child(&args),
     };
     match result {

@@ -15,6 +15,25 @@ pub enum Port {
     Wallet,
     /// The vault's key provider (the KMS).
     Keys,
+    /// The medical payments port billing pays through (insurance accounts,
+    /// the pooled fund and the e-wallet).
+    Payments,
+}
+
+/// What a rider does with a ride code at the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CodeUse {
+    /// A fresh code from the rider's phone.
+    Honest,
+    /// A fresh code with one byte of its signature changed.
+    Tampered,
+    /// A code made five minutes before it is shown.
+    Expired,
+    /// The code already shown at this gate, shown again.
+    Replayed,
+    /// The same code shown at a second gate too (each gate accepts it; the
+    /// back office charges one trip).
+    TwoGates,
 }
 
 /// What a faulted call does.
@@ -118,6 +137,25 @@ pub enum Op {
         duplicate: bool,
         /// The tap-out is lost.
         lose_out: bool,
+    },
+    /// A metro trip or a bus ride paid with a ride code (乘车码) from the
+    /// rider's phone: certified on first use, shown at gates that verify
+    /// it offline; some codes are forged, expired or replayed.
+    CodeRide {
+        /// The cardholder.
+        who: usize,
+        /// Metro (in and out) rather than bus (in only).
+        metro: bool,
+        /// Stations (metro).
+        stations: (usize, usize),
+        /// What the rider shows at the first gate.
+        code: CodeUse,
+    },
+    /// Retry a bill or reversal whose answer was lost (same key), or that
+    /// failed because a port was down.
+    Resume {
+        /// Which unresolved one (modulo how many there are).
+        pick: usize,
     },
     /// Settle every day with taps so far (again: settled trips are skipped).
     SettleDays,
@@ -296,17 +334,73 @@ fn op(rng: &mut Rng, size: Size) -> Op {
     }
 }
 
+/// An operation added in the third pass (ride codes, medical payment
+/// faults, resumed bills), drawn from its own stream so the first pass's
+/// operations keep their draws.
+fn extra(rng: &mut Rng, size: Size) -> Op {
+    let who = rng.index(size.people);
+    match rng.below(100) {
+        0..=54 => Op::CodeRide {
+            who,
+            metro: rng.chance(60),
+            stations: (rng.index(STATIONS), rng.index(STATIONS)),
+            code: match rng.below(100) {
+                0..=69 => CodeUse::Honest,
+                70..=77 => CodeUse::Tampered,
+                78..=85 => CodeUse::Expired,
+                86..=92 => CodeUse::Replayed,
+                _ => CodeUse::TwoGates,
+            },
+        },
+        55..=69 if size.faults => Op::Fault {
+            port: Port::Payments,
+            kind: match rng.below(3) {
+                0 => FaultKind::Fail,
+                1 => FaultKind::Timeout,
+                _ => FaultKind::LoseAnswer,
+            },
+        },
+        55..=79 => Op::Bill {
+            who,
+            yuan: 1 + rng.below(300) as i64,
+        },
+        80..=89 => Op::Resume {
+            pick: rng.index(1 << 16),
+        },
+        _ => Op::ReverseBill { who },
+    }
+}
+
 /// The plan of a run: `size.steps` steps drawn from `seed`.
+///
+/// The first pass's operations come from one stream; the third pass's
+/// (ride codes, payment faults, resumed bills) from another, placed as
+/// extra steps after about one step in five.
 pub fn plan(seed: u64, size: Size) -> Vec<Step> {
     let mut rng = Rng::new(seed).fork(0x51u64);
-    (0..size.steps)
-        .map(|_| {
-            if rng.chance(15) {
-                let n = 2 + rng.index(3);
-                Step::Together((0..n).map(|_| op(&mut rng, size)).collect(), rng.next_u64())
+    let mut more = Rng::new(seed).fork(0x52u64);
+    let mut steps = Vec::with_capacity(size.steps + size.steps / 4);
+    while steps.len() < size.steps {
+        if rng.chance(15) {
+            let n = 2 + rng.index(3);
+            steps.push(Step::Together(
+                (0..n).map(|_| op(&mut rng, size)).collect(),
+                rng.next_u64(),
+            ));
+        } else {
+            steps.push(Step::One(op(&mut rng, size)));
+        }
+        if steps.len() < size.steps && more.chance(20) {
+            if more.chance(20) {
+                let n = 2 + more.index(2);
+                steps.push(Step::Together(
+                    (0..n).map(|_| extra(&mut more, size)).collect(),
+                    more.next_u64(),
+                ));
             } else {
-                Step::One(op(&mut rng, size))
+                steps.push(Step::One(extra(&mut more, size)));
             }
-        })
-        .collect()
+        }
+    }
+    steps
 }

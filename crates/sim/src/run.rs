@@ -213,6 +213,7 @@ impl Runner {
 /// Runs seed `seed` with `options` on a tokio runtime of the calling thread.
 pub fn run(seed: u64, options: &Options) -> Result<Report, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .map_err(|e| Failure {
             seed,
@@ -328,6 +329,9 @@ async fn run_async(seed: u64, options: &Options, lines: Lines) -> Result<Report,
                 hook(index, action, &outcome);
             }
             runner.trace(format!("{index}.{i} {action:?} -> {outcome:?}"));
+            if let Outcome::Broken(why) = &outcome {
+                return Err(runner.fail(Some(index), why.clone()));
+            }
             if !*first {
                 runner.report.retries += 1;
                 let original = world
@@ -360,7 +364,7 @@ async fn run_async(seed: u64, options: &Options, lines: Lines) -> Result<Report,
         &mut world,
         &mut runner,
         steps.len(),
-        matches!(options.store, Store::Memory),
+        !matches!(options.store, Store::Sqlite(_)),
     )
     .await?;
     runner.report.trace_hash = runner.hash;
@@ -466,6 +470,7 @@ fn who(action: &Action) -> Option<usize> {
         | Action::Query { who, .. }
         | Action::Grant { who, .. }
         | Action::Revoke { who, .. } => Some(*who),
+        Action::CodeRide(ride) => Some(ride.who),
         _ => None,
     }
 }
@@ -479,9 +484,23 @@ async fn finish(
     passes: bool,
 ) -> Result<(), Failure> {
     let step = Some(steps.saturating_sub(1));
-    world.faults.verifier.clear();
-    world.faults.wallet.clear();
-    world.faults.keys.clear();
+    world.faults.clear();
+    // Bills and reversals left unresolved by faults are retried with their keys.
+    for action in world.uncertain.clone() {
+        let outcome = world.exec(&action).await;
+        runner.trace(format!("end {action:?} -> {outcome:?}"));
+        world.learn(&action, &outcome, false);
+    }
+    if let Some(left) = world
+        .uncertain
+        .iter()
+        .find(|a| matches!(a, Action::Bill { .. }))
+    {
+        return Err(runner.fail(
+            step,
+            format!("a bill stays unresolved once faults stopped: {left:?}"),
+        ));
+    }
     // Past every claim's lease, the host settles what is pending.
     world.clock.advance(Duration::minutes(10));
     let _ = world

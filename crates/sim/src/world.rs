@@ -37,13 +37,15 @@ use citycard_testkit::binding::Faulty;
 use citycard_testkit::identity::{FaultyKeyProvider, FaultyVerifier};
 use citycard_testkit::{Fault, Faults};
 
-use crate::plan::{CLINICS, FaultKind, Op, Payer, Port, STATIONS};
+use crate::codes::{CODE_COLUMNS, CodeRide, Gates, Rows, STATION_IDS};
+use crate::plan::{CLINICS, FaultKind, Op, Payer, Port};
 use crate::rng::Rng;
-use crate::wrap::{Mutation, Remote, SharedWallet, SimBindingStore, SimLedgerStore};
+use crate::wrap::{
+    Mutation, PaymentsLog, Remote, SharedWallet, SimBindingStore, SimLedgerStore, SimPayments,
+};
 
 /// The platforms cardholders use, by index.
 pub const PLATFORMS: [Platform; 3] = [Platform::Alipay, Platform::WechatPay, Platform::UnionPay];
-const STATION_IDS: [&str; STATIONS] = ["m_xianghu", "m_qianjiang", "m_wulin"];
 /// Days of clinic slots published before the run.
 pub const SLOT_DAYS: i64 = 8;
 
@@ -177,6 +179,8 @@ pub enum Action {
         /// CSV rows.
         rows: Vec<String>,
     },
+    /// Ride with a ride code.
+    CodeRide(CodeRide),
     /// Settle every day with taps.
     Settle {
         /// Days and their tap files.
@@ -329,6 +333,10 @@ pub enum Outcome {
     Billed(SettlementId, SettlementStatus, Money),
     /// A bill reversed.
     Reversed(SettlementId),
+    /// Gates' decisions on a code ride, and the taps they accepted.
+    Coded(Vec<String>, Rows),
+    /// The system answered what it must not (an invariant checked inside the operation).
+    Broken(String),
     /// Reads: the balance and every wallet view's balance.
     Read(Money, Vec<Money>),
     /// A delegation granted.
@@ -344,7 +352,10 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the operation was acknowledged (returned success).
     pub fn acknowledged(&self) -> bool {
-        !matches!(self, Outcome::Skipped | Outcome::Failed(_))
+        !matches!(
+            self,
+            Outcome::Skipped | Outcome::Failed(_) | Outcome::Broken(_)
+        )
     }
 }
 
@@ -357,12 +368,24 @@ pub struct FaultScripts {
     pub wallet: Faults,
     /// The key provider.
     pub keys: Faults,
+    /// The medical payments port.
+    pub payments: Faults,
+}
+
+impl FaultScripts {
+    /// No more faults.
+    pub fn clear(&self) {
+        self.verifier.clear();
+        self.wallet.clear();
+        self.keys.clear();
+        self.payments.clear();
+    }
 }
 
 /// The card system and the simulator's knowledge of it.
 pub struct World {
-    /// The card system.
-    pub city: CityCard,
+    /// The card system (shared with the platform API service in network runs).
+    pub city: Arc<CityCard>,
     /// The clock.
     pub clock: Arc<ManualClock>,
     /// Fault scripts.
@@ -391,6 +414,16 @@ pub struct World {
     pub counts: BTreeMap<&'static str, u64>,
     /// How far the clock was moved for a restarted process.
     pub offset: Duration,
+    /// Phones and gates of ride codes.
+    pub gates: std::sync::Mutex<Gates>,
+    /// The deliberate bug of this run, if any.
+    pub mutation: Option<Mutation>,
+    /// Every batch billing asked the payments port to execute.
+    pub payments: PaymentsLog,
+    /// Bills and reversals whose outcome the caller does not know (an answer
+    /// lost, a port down): retried with their keys by `Resume` steps and at
+    /// the end; their cardholders' money is checked once they are resolved.
+    pub uncertain: Vec<Action>,
     seq: u64,
 }
 
@@ -428,6 +461,9 @@ pub enum Store {
     Memory,
     /// One SQLite file in this directory, keys in a file beside it (crash runs).
     Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database: this URL, whose search path is a fresh schema
+    /// of the run's own ([`crate::pg`]).
+    Postgres(String),
 }
 
 /// The instant every run starts at (a Monday morning in Hangzhou).
@@ -451,7 +487,9 @@ impl World {
         faulty_verifier.faults = faults.verifier.clone();
         let wallet = Arc::new(SimulatedWallet::new());
         let keys: Arc<dyn KeyProvider> = match store {
-            Store::Memory => Arc::new(MemoryKeyProvider::random().map_err(|e| e.to_string())?),
+            Store::Memory | Store::Postgres(_) => {
+                Arc::new(MemoryKeyProvider::random().map_err(|e| e.to_string())?)
+            }
             Store::Sqlite(dir) => Arc::new(
                 citycard::keys::FileKeyProvider::open_or_create(dir.join("keys.json"))
                     .map_err(|e| e.to_string())?,
@@ -460,10 +498,11 @@ impl World {
         let mut faulty_keys = FaultyKeyProvider::new(keys);
         faulty_keys.faults = faults.keys.clone();
         let mut builder = CityCard::builder().clock(clock.clone());
-        if let Store::Memory = store {
-            // Sequential ids make a memory run byte-for-byte repeatable; a
-            // restarted process on a file keeps the default time-ordered
-            // random ids, which never collide with the dead process's.
+        if let Store::Memory | Store::Postgres(_) = store {
+            // Sequential ids make a memory run byte-for-byte repeatable (a
+            // PostgreSQL run has a fresh schema of its own); a restarted
+            // process on a file keeps the default time-ordered random ids,
+            // which never collide with the dead process's.
             builder = builder.id_generator(Arc::new(SequentialIdGenerator::new()));
         }
         builder = builder
@@ -473,7 +512,13 @@ impl World {
                 faults.wallet.clone(),
             ))))
             .key_provider(Arc::new(Remote(faulty_keys)))
+            .ride_code_issuer(crate::codes::issuer()?)
             .wrap_binding_store(move |inner| Arc::new(SimBindingStore::new(inner, mutation)));
+        let payments = PaymentsLog::default();
+        let (pay_faults, pay_log) = (faults.payments.clone(), payments.clone());
+        builder = builder.wrap_medical_payments(move |inner| {
+            Arc::new(SimPayments::new(inner, pay_faults, pay_log, mutation))
+        });
         builder = match store {
             // Memory stores commit through each port, so the ledger's wrapper changes nothing else.
             Store::Memory => builder
@@ -482,10 +527,16 @@ impl World {
             // On SQLite the ledger stays unwrapped: one transaction per unit of work, as shipped.
             Store::Sqlite(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-                builder.sqlite(dir.join("city.db"))
+                // Small settlement chunks, so a crash run dies between and
+                // inside the chunks of one day's settlement.
+                builder
+                    .sqlite(dir.join("city.db"))
+                    .settlement_chunk_trips(4)
             }
+            // On PostgreSQL too: the store as shipped, in chunks of four trips.
+            Store::Postgres(url) => builder.postgres(url.clone()).settlement_chunk_trips(4),
         };
-        let city = builder.build().await.map_err(|e| e.to_string())?;
+        let city = Arc::new(builder.build().await.map_err(|e| e.to_string())?);
         if let Principal::Operator { operator } = operator() {
             for role in [OperatorRole::CardDesk, OperatorRole::Finance] {
                 city.operator_roles().grant(operator.clone(), role);
@@ -507,6 +558,10 @@ impl World {
             secrets: std::collections::HashSet::new(),
             counts: BTreeMap::new(),
             offset: clock_offset,
+            gates: std::sync::Mutex::new(Gates::default()),
+            mutation,
+            payments,
+            uncertain: Vec::new(),
             seq: 0,
         })
     }
@@ -631,6 +686,33 @@ impl World {
                 bills: Vec::new(),
                 replacements: 0,
             });
+        }
+        // The insurance agency credits each insured cardholder's current-year
+        // medical account (20–150 yuan), so bills split between the account,
+        // the pooled fund and the wallet.
+        let mut funding = Vec::new();
+        for (i, p) in self.people.iter().enumerate() {
+            let id = citycard::ledger::TransferId::from_idempotency_key(
+                "sim.medical_funding",
+                &key(format!("fund-{i}")),
+            );
+            funding.push(
+                citycard::ledger::NewTransfer::new(
+                    id,
+                    citycard::Accounts::insurance_funding(),
+                    citycard::Accounts::medical_current(&p.person),
+                    Money::from_yuan(20 + rng.below(130) as i64),
+                    citycard::glue::money::codes::MEDICAL_FUNDING,
+                )
+                .with_memo("current-year medical account credit"),
+            );
+        }
+        if !funding.is_empty() {
+            self.city
+                .ledger()
+                .create_transfers(&Principal::System, funding)
+                .await
+                .map_err(|e| format!("medical funding: {e}"))?;
         }
         // Each elderly cardholder's delegate is the next cardholder who is not elderly.
         for i in 0..people {
@@ -901,15 +983,42 @@ impl World {
                     rows,
                 }
             }
+            Op::CodeRide {
+                who,
+                metro,
+                stations,
+                code,
+            } => {
+                let who = who % n;
+                Action::CodeRide(CodeRide {
+                    who,
+                    card: *self.people[who].card_refs.last().ok_or("a card")?,
+                    at: self.plan_now(),
+                    metro: *metro,
+                    stations: *stations,
+                    code: *code,
+                })
+            }
+            Op::Resume { pick } => {
+                if self.uncertain.is_empty() {
+                    return Ok(Action::Skip("nothing unresolved"));
+                }
+                self.uncertain[pick % self.uncertain.len()].clone()
+            }
             Op::SettleDays => Action::Settle {
                 days: self
                     .taps
                     .iter()
                     .map(|(day, rows)| {
-                        let mut csv =
-                            String::from("card,direction,network,stop,route,vehicle,reader,at\n");
+                        let mut csv = format!(
+                            "card,direction,network,stop,route,vehicle,reader,at,{CODE_COLUMNS}\n"
+                        );
                         for r in rows {
                             csv.push_str(r);
+                            // Card taps leave the ride-code columns empty.
+                            if r.matches(',').count() == 7 {
+                                csv.push_str(",,,,,,");
+                            }
                             csv.push('\n');
                         }
                         (*day, csv)
@@ -960,12 +1069,23 @@ impl World {
                         hospital: HospitalId::parse("hsp-1").map_err(|e| e.to_string())?,
                         hospital_level: HospitalLevel::Community,
                         visit_type: VisitType::Outpatient,
-                        items: vec![ChargeItem::new(
-                            "consult",
-                            CatalogueClass::C,
-                            Money::from_yuan(*yuan),
-                            1,
-                        )],
+                        // A catalogue drug (class A: the pooled fund pays
+                        // part once past the deductible) and a class C
+                        // item (self-paid), so bills split.
+                        items: vec![
+                            ChargeItem::new(
+                                "drug",
+                                CatalogueClass::A,
+                                Money::from_yuan(1 + yuan * 2 / 3),
+                                1,
+                            ),
+                            ChargeItem::new(
+                                "consult",
+                                CatalogueClass::C,
+                                Money::from_yuan(1 + yuan / 10),
+                                1,
+                            ),
+                        ],
                         cash_source: CashSource::EWallet,
                     }),
                 }
@@ -1149,6 +1269,7 @@ impl World {
                 Err(e) => failed(&e),
             },
             Action::Taps { .. } => Outcome::Tapped,
+            Action::CodeRide(ride) => self.code_ride(ride).await,
             Action::Settle { days } => {
                 let mut trips = 0;
                 let mut charged = Money::ZERO;
@@ -1288,6 +1409,7 @@ impl World {
                     Port::Verifier => self.faults.verifier.next("check_factors", fault),
                     Port::Wallet => self.faults.wallet.next("*", fault),
                     Port::Keys => self.faults.keys.next("*", fault),
+                    Port::Payments => self.faults.payments.next("execute", fault),
                 }
                 Outcome::Done
             }
@@ -1312,6 +1434,30 @@ impl World {
                 .or_default()
                 .extend(rows.iter().cloned());
             return;
+        }
+        if let (Action::CodeRide(ride), Outcome::Coded(_, rows)) = (action, outcome) {
+            self.taps
+                .entry(civil_date(ride.at))
+                .or_default()
+                .extend(rows.0.iter().cloned());
+            return;
+        }
+        if matches!(action, Action::Bill { .. } | Action::Reverse { .. }) {
+            let unresolved = match outcome {
+                // A refused payment failed the bill for good; anything else
+                // failed may have moved money (or will, once retried).
+                Outcome::Failed(e) => {
+                    e.starts_with("Unavailable")
+                        || (matches!(action, Action::Reverse { .. })
+                            && e.contains("payment refused"))
+                }
+                _ => false,
+            };
+            let same = format!("{action:?}");
+            self.uncertain.retain(|a| format!("{a:?}") != same);
+            if unresolved {
+                self.uncertain.push(action.clone());
+            }
         }
         if !outcome.acknowledged() {
             return;
@@ -1386,7 +1532,15 @@ impl World {
                 self.people[*who].appointments.retain(|a| a != appointment);
             }
             (Action::Bill { who, .. }, Outcome::Billed(id, status, share)) => {
-                if *status == SettlementStatus::Completed && !self.bills.contains_key(id.as_str()) {
+                // A resumed run's replay answers a bill as it stands now
+                // (reversed since, perhaps): it was settled all the same.
+                if matches!(
+                    status,
+                    SettlementStatus::Completed
+                        | SettlementStatus::Reversing
+                        | SettlementStatus::Reversed
+                ) && !self.bills.contains_key(id.as_str())
+                {
                     self.bills
                         .insert(id.to_string(), (*who, share.fen(), false));
                     self.people[*who].bills.push(id.clone());

@@ -18,12 +18,16 @@ use citycard::binding::{
 };
 use citycard::core::{CoreChanges, Platform, PlatformAccountId, StoreError};
 use citycard::glue::money::codes;
+use citycard::healthcare::{
+    AccountBalances, MedicalPayments, MedicalTransfer, PaymentError, PaymentReceipt,
+};
 use citycard::identity::{
     FaceResult, FaceSession, FactorCheck, IdNumber, KeyId, KeyProvider, RealNameVerifier,
     SecretKey, VaultError, VerificationOutcome, VerifierError,
 };
 use citycard::ledger::store::{AccountRange, ChangeSet, LedgerState, Prefetched, Snapshot};
 use citycard::ledger::{Account, AccountId, LedgerStore, Reference, Transfer, TransferId};
+use citycard_testkit::{Fault, Faults};
 
 /// One deliberate bug, switched on for a checker test (see the crate docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -41,15 +45,27 @@ pub enum Mutation {
     /// The crash child writes an operation's acknowledgement before the
     /// operation runs (so a kill in its commit loses an acknowledged operation).
     AckBeforeCommit,
+    /// A gate is shown a tampered ride code untampered (a gate that does not
+    /// check signatures accepts it).
+    AcceptForged,
+    /// The payments port pays a retried batch again under a fresh key (a
+    /// payment retry that is not idempotent): a bill settled twice.
+    DoubleBill,
+    /// The platform's client sends a retried top-up with a new
+    /// `Idempotency-Key` (the network simulation): a top-up made twice.
+    FreshKeyRetry,
 }
 
 impl Mutation {
     /// Every mutation.
-    pub const ALL: [Mutation; 4] = [
+    pub const ALL: [Mutation; 7] = [
         Mutation::DropCharge,
         Mutation::SkipAudit,
         Mutation::SecondBinding,
         Mutation::AckBeforeCommit,
+        Mutation::AcceptForged,
+        Mutation::DoubleBill,
+        Mutation::FreshKeyRetry,
     ];
 
     /// The name on the command line.
@@ -59,6 +75,9 @@ impl Mutation {
             Mutation::SkipAudit => "skip-audit",
             Mutation::SecondBinding => "second-binding",
             Mutation::AckBeforeCommit => "ack-before-commit",
+            Mutation::AcceptForged => "accept-forged",
+            Mutation::DoubleBill => "double-bill",
+            Mutation::FreshKeyRetry => "fresh-key-retry",
         }
     }
 
@@ -380,5 +399,96 @@ impl PlatformWallet for SharedWallet {
         serial: &PassSerial,
     ) -> Result<Option<WalletPass>, PortError> {
         self.0.pass(platform, serial).await
+    }
+}
+
+/// Every batch billing asked the payments port to execute: its ledger
+/// reference (`bill:<key>`), its total in fen and its number of transfers.
+#[derive(Clone, Default)]
+pub struct PaymentsLog(Arc<std::sync::Mutex<Vec<(String, i64, usize)>>>);
+
+impl PaymentsLog {
+    /// The batches asked so far.
+    pub fn asked(&self) -> Vec<(String, i64, usize)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn push(&self, entry: (String, i64, usize)) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+    }
+}
+
+/// The medical payments port behind a fault script: the next `execute`
+/// fails (refused: nothing moved), times out (nothing moved, outcome
+/// unknown to the caller) or pays and loses the answer; yields before each
+/// call; logs every batch; may pay a retry twice ([`Mutation::DoubleBill`]).
+pub struct SimPayments {
+    inner: Arc<dyn MedicalPayments>,
+    faults: Faults,
+    log: PaymentsLog,
+    double: bool,
+    seen: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl SimPayments {
+    /// Wraps `inner`.
+    pub fn new(
+        inner: Arc<dyn MedicalPayments>,
+        faults: Faults,
+        log: PaymentsLog,
+        mutation: Option<Mutation>,
+    ) -> Self {
+        Self {
+            inner,
+            faults,
+            log,
+            double: mutation == Some(Mutation::DoubleBill),
+            seen: std::sync::Mutex::new(std::collections::HashSet::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl MedicalPayments for SimPayments {
+    async fn execute(
+        &self,
+        key: &citycard::core::IdempotencyKey,
+        transfers: &[MedicalTransfer],
+    ) -> Result<PaymentReceipt, PaymentError> {
+        yield_now().await;
+        let reference = Reference::bill(key.as_str())
+            .map(|r| r.to_string())
+            .map_err(|e| PaymentError::Refused(e.to_string()))?;
+        let total: i64 = transfers.iter().map(|t| t.amount.fen()).sum();
+        self.log.push((reference.clone(), total, transfers.len()));
+        let again = !self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(reference);
+        match self.faults.check("execute") {
+            Fault::Fail => Err(PaymentError::Refused(
+                "the payment system refused the connection".into(),
+            )),
+            Fault::Timeout => Err(PaymentError::Unknown("timed out".into())),
+            Fault::UnknownOutcome => {
+                self.inner.execute(key, transfers).await?;
+                Err(PaymentError::Unknown("the answer was lost".into()))
+            }
+            Fault::None if self.double && again => {
+                let fresh = citycard::core::IdempotencyKey::parse(&format!("{key}-again"))
+                    .map_err(|e| PaymentError::Refused(e.to_string()))?;
+                self.inner.execute(&fresh, transfers).await
+            }
+            Fault::None => self.inner.execute(key, transfers).await,
+        }
+    }
+
+    async fn balances(
+        &self,
+        person: &citycard::core::PersonId,
+    ) -> Result<AccountBalances, PaymentError> {
+        yield_now().await;
+        self.inner.balances(person).await
     }
 }

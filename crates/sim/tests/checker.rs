@@ -43,6 +43,24 @@ fn a_second_live_binding_is_caught() {
 }
 
 #[test]
+fn a_gate_accepting_a_forged_ride_code_is_caught() {
+    let (seed, message) = caught(Mutation::AcceptForged);
+    assert!(
+        message.contains("Tampered ride code"),
+        "seed {seed}: {message}"
+    );
+}
+
+#[test]
+fn a_bill_paid_twice_is_caught() {
+    let (seed, message) = caught(Mutation::DoubleBill);
+    assert!(
+        message.contains("which no bill asked for") || message.contains("wallets hold"),
+        "seed {seed}: {message}"
+    );
+}
+
+#[test]
 fn an_unmutated_run_passes_the_same_seeds() {
     run(0, &Options::memory(Size::CI)).expect("seed 0 runs clean");
 }

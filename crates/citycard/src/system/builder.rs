@@ -42,6 +42,7 @@ pub struct CityCardBuilder {
     roles: Arc<OperatorRoles>,
     ledger_layer: Option<LedgerLayer>,
     binding_layer: Option<BindingLayer>,
+    payments_layer: Option<PaymentsLayer>,
 }
 
 /// Wraps the ledger's store (see [`CityCardBuilder::wrap_ledger_store`]).
@@ -49,6 +50,14 @@ type LedgerLayer = Box<dyn FnOnce(Arc<dyn LedgerStore>) -> Arc<dyn LedgerStore> 
 
 /// Wraps the binding store (see [`CityCardBuilder::wrap_binding_store`]).
 type BindingLayer = Box<dyn FnOnce(Arc<dyn BindingStore>) -> Arc<dyn BindingStore> + Send>;
+
+/// Wraps the medical payments port (see [`CityCardBuilder::wrap_medical_payments`]).
+type PaymentsLayer = Box<
+    dyn FnOnce(
+            Arc<dyn citycard_healthcare::MedicalPayments>,
+        ) -> Arc<dyn citycard_healthcare::MedicalPayments>
+        + Send,
+>;
 
 impl Default for CityCardBuilder {
     fn default() -> Self {
@@ -69,6 +78,7 @@ impl Default for CityCardBuilder {
             roles: Arc::new(OperatorRoles::new()),
             ledger_layer: None,
             binding_layer: None,
+            payments_layer: None,
         }
     }
 }
@@ -123,6 +133,22 @@ impl CityCardBuilder {
         layer: impl FnOnce(Arc<dyn BindingStore>) -> Arc<dyn BindingStore> + Send + 'static,
     ) -> Self {
         self.binding_layer = Some(Box::new(layer));
+        self
+    }
+
+    /// Wraps the medical payments port billing pays through (the ledger).
+    /// For the simulator (`citycard-sim`), which makes the port fail, time
+    /// out or lose its answer; not for hosts.
+    #[doc(hidden)]
+    pub fn wrap_medical_payments(
+        mut self,
+        layer: impl FnOnce(
+            Arc<dyn citycard_healthcare::MedicalPayments>,
+        ) -> Arc<dyn citycard_healthcare::MedicalPayments>
+        + Send
+        + 'static,
+    ) -> Self {
+        self.payments_layer = Some(Box::new(layer));
         self
     }
 
@@ -403,8 +429,11 @@ impl CityCardBuilder {
             clock.clone(),
             card_format,
         ));
-        let medical_payments =
+        let mut medical_payments: Arc<dyn citycard_healthcare::MedicalPayments> =
             Arc::new(LedgerMedicalPayments::new(ledger.clone(), accounts.clone()));
+        if let Some(layer) = self.payments_layer {
+            medical_payments = layer(medical_payments);
+        }
         let appointments = AppointmentService::new(
             stores.appointments.clone(),
             patients.clone(),
