@@ -135,6 +135,7 @@ pub mod ids;
 pub mod model;
 pub mod query;
 pub mod service;
+pub mod shared;
 pub mod store;
 
 pub use engine::{DEFAULT_TRANSFER_CACHE, Engine};
@@ -155,6 +156,7 @@ pub use service::{
     CommitAccountsWith, CommitWith, Ledger, LedgerError, MAX_DECISIONS, PBOC_ANONYMOUS_CEILING,
     PBOC_REGISTERED_CEILING, WalletHolder, WalletLimits, WalletLimitsError,
 };
+pub use shared::{CatchUp, DecisionTurn, SharedLedgerStore, Turn};
 pub use store::{
     AccountBalance, AccountRange, ChangeSet, LedgerState, LedgerStore, MemoryLedgerStore,
     OwnedChangeSet, Prefetched, STALE_VERSION, Snapshot, is_stale_version, stale_version,
