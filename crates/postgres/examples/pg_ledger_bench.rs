@@ -123,6 +123,10 @@ async fn main() {
         "workload: {ACCOUNTS} accounts, {transfers} transfers between uniformly random accounts, batches of {BATCH}; PostgreSQL, schema {SCHEMA}"
     );
     println!("load average before: {}", loadavg());
+    let wal_before: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
     let (mut rng, mut next_id, mut left) = (Rng(42), 1u64, transfers);
     let mut latencies = Vec::new();
     while left > 0 {
@@ -150,6 +154,21 @@ async fn main() {
         db.commits(),
     );
     println!("load average after: {load_after}");
+    let (wal, size): (i64, i64) = sqlx::query_as(
+        "SELECT (pg_current_wal_lsn() - $1::text::pg_lsn)::bigint,
+                (SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname LIKE 'ledger%')",
+    )
+    .bind(&wal_before)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    println!(
+        "WAL written: {:.0} bytes per transfer; ledger tables with indexes: {:.0} bytes per transfer",
+        wal as f64 / transfers as f64,
+        size as f64 / transfers as f64
+    );
     // The database holds every transfer once, and debits equal credits.
     let state = store.load_state().await.unwrap();
     assert_eq!(state.transfer_count, transfers as u64);
