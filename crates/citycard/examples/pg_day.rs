@@ -5,15 +5,16 @@
 //!
 //! ```text
 //! cargo run --release -p citycard --example pg_day -- --database postgres://… \
-//!     [--taps 200000] [--cards 4000] [--binds 2000] [--top-ups 4000] [--concurrency 16]
+//!     [--taps 200000] [--cards 4000] [--binds 2000] [--top-ups 4000] [--bookings 2000] [--concurrency 16]
 //! ```
 //!
 //! Give the database a schema of its own (`?options=-c%20search_path%3Dday1`
 //! after `CREATE SCHEMA day1`): the example writes a full city into it.
 //! Figures: trips/s and write transactions per trip of the settlement
-//! (`citycard_postgres::Database::commits`), binds/s and top-ups/s with two
-//! instances (two `CityCard`s, separate pools) working at once, `--concurrency`
-//! callers each.
+//! (`citycard_postgres::Database::commits`), binds/s, top-ups/s and bookings/s
+//! with two instances (two `CityCard`s, separate pools) working at once,
+//! `--concurrency` callers each (bookings: 20 patients per slot, consecutive
+//! callers on the same slot). Prints the load average before and after.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +23,7 @@ use std::time::Instant;
 use chrono::{Duration, NaiveDate};
 use citycard::binding::{BindRequest, CardId, ConsentInput, DataCategory};
 use citycard::core::{IdempotencyKey, ManualClock, Money, Platform, Principal, Sensitive};
+use citycard::healthcare::{AppointmentStatus, BookRequest, HealthcareError};
 use citycard::identity::{IdNumber, KnownPerson, RealNameRequest, RegionCode, Sex};
 use citycard::transit::workload::city_day;
 use citycard::{CityCard, NewCitizenCard};
@@ -32,6 +34,7 @@ struct Args {
     cards: usize,
     binds: usize,
     top_ups: usize,
+    bookings: usize,
     concurrency: usize,
 }
 
@@ -42,6 +45,7 @@ fn args() -> Result<Args, String> {
         cards: 4_000,
         binds: 2_000,
         top_ups: 4_000,
+        bookings: 2_000,
         concurrency: 16,
     };
     let mut it = std::env::args().skip(1);
@@ -58,10 +62,11 @@ fn args() -> Result<Args, String> {
             "--cards" => out.cards = number()?,
             "--binds" => out.binds = number()?,
             "--top-ups" => out.top_ups = number()?,
+            "--bookings" => out.bookings = number()?,
             "--concurrency" => out.concurrency = number()?.max(1),
             other => {
                 return Err(format!(
-                    "unknown flag {other}: use --database, --taps, --cards, --binds, --top-ups, --concurrency"
+                    "unknown flag {other}: use --database, --taps, --cards, --binds, --top-ups, --bookings, --concurrency"
                 ));
             }
         }
@@ -69,8 +74,8 @@ fn args() -> Result<Args, String> {
     if out.database.is_empty() {
         return Err("--database postgres://… is required".into());
     }
-    if out.cards == 0 || out.binds > out.cards {
-        return Err("--cards must be at least 1 and at least --binds".into());
+    if out.cards == 0 || out.binds > out.cards || out.bookings > out.cards {
+        return Err("--cards must be at least 1 and at least --binds and --bookings".into());
     }
     Ok(out)
 }
@@ -122,6 +127,7 @@ where
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = args().map_err(|e| format!("pg_day: {e}"))?;
+    println!("load average before: {}", loadavg());
     let day = NaiveDate::from_ymd_opt(2026, 11, 26).expect("a valid day");
     let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 25, 9, 0, 0));
     // Both instances share the vault keys (a deployment's key service):
@@ -335,5 +341,79 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         args.top_ups as f64 / seconds,
         (commits(&a) + commits(&b) - before) as f64 / args.top_ups.max(1) as f64
     );
+
+    // Bookings from both instances at once: 20 places per slot, patients
+    // taken in order so concurrent callers book the same slot.
+    const PLACES: usize = 20;
+    let visit = day.succ_opt().ok_or("a next day")?;
+    for s in 0..args.bookings.div_ceil(PLACES) {
+        a.healthcare()
+            .appointments()
+            .put_slot(
+                &system,
+                citycard_testkit::healthcare::slot(
+                    &format!("slot-{s}"),
+                    &format!("dep-{s}"),
+                    visit,
+                    20,
+                ),
+            )
+            .await?;
+    }
+    let holders = Arc::new(holders);
+    let retried = Arc::new(AtomicUsize::new(0));
+    let before = commits(&a) + commits(&b);
+    let seconds = contended([a.clone(), b.clone()], args.bookings, args.concurrency, {
+        let holders = holders.clone();
+        let retried = retried.clone();
+        move |city, i| {
+            let holders = holders.clone();
+            let retried = retried.clone();
+            async move {
+                let patient = holders[i].clone();
+                let request = BookRequest {
+                    slot: format!("slot-{}", i / PLACES).parse()?,
+                    patient: patient.clone(),
+                    key: key(format!("book-{i}")),
+                    allow_waitlist: false,
+                };
+                // A hot slot can change more often than the service decides
+                // again (`Conflict`): the caller retries with the same key.
+                let booking = loop {
+                    match city
+                        .healthcare()
+                        .appointments()
+                        .book(&Principal::cardholder(patient.clone()), &request)
+                        .await
+                    {
+                        Err(HealthcareError::Conflict(_)) => {
+                            retried.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => break other?,
+                    }
+                };
+                if booking.appointment.status != AppointmentStatus::Booked {
+                    return Err(format!("booking {i} not booked: {booking:?}").into());
+                }
+                Ok(())
+            }
+        }
+    })
+    .await?;
+    println!(
+        "bookings: {} from two instances, {} callers each, {PLACES} per slot, in {seconds:.2} s ({:.0} bookings/s), {:.2} write transactions per booking, {} caller retries after the service's own bound",
+        args.bookings,
+        args.concurrency,
+        args.bookings as f64 / seconds,
+        (commits(&a) + commits(&b) - before) as f64 / args.bookings.max(1) as f64,
+        retried.load(Ordering::Relaxed)
+    );
+    println!("load average after: {}", loadavg());
     Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }

@@ -136,6 +136,7 @@ pub mod model;
 pub mod port;
 pub mod query;
 pub mod service;
+pub mod shared;
 pub mod store;
 
 pub use engine::{DEFAULT_TRANSFER_CACHE, Engine};
@@ -157,6 +158,7 @@ pub use service::{
     CommitAccountsWith, CommitWith, Ledger, LedgerError, MAX_DECISIONS, PBOC_ANONYMOUS_CEILING,
     PBOC_REGISTERED_CEILING, WalletHolder, WalletLimits, WalletLimitsError,
 };
+pub use shared::{CatchUp, DecisionTurn, SharedLedgerStore, Turn};
 pub use store::{
     AccountBalance, AccountRange, ChangeSet, LedgerState, LedgerStore, MemoryLedgerStore,
     OwnedChangeSet, Prefetched, STALE_VERSION, Snapshot, is_stale_version, stale_version,

@@ -26,6 +26,7 @@ use crate::query::{
     BalanceWalk, ExternalEntry, ReconciliationReport, Statement, StatementBuilder, StatementPage,
     posted_effect, reconcile,
 };
+use crate::shared::WithTurn;
 use crate::store::{AccountRange, ChangeSet, LedgerStore, Snapshot, is_stale_version};
 
 /// How many transfers a history query reads from the store per round trip.
@@ -35,8 +36,10 @@ const PAGE: usize = 4_096;
 /// refusing it as stale (another instance writing in between each time);
 /// the last refusal then reaches the caller as a conflict. High, because an
 /// instance that keeps writing wins every race against one that must reload
-/// first (two instances topping up at once took more than 8 in CI); deciding
-/// under the store's version lock instead is the lasting fix.
+/// first (two instances topping up at once took more than 8 in CI). A store
+/// with a shared side ([`crate::shared`]) gives each instance its turn to
+/// decide, so its batches are decided once; the bound is for writers that
+/// take no turns.
 pub const MAX_DECISIONS: u32 = 128;
 
 /// The first instant the store can hold (history queries start there).
@@ -388,7 +391,7 @@ struct State {
 /// Several instances may share one store (app processes on one database):
 /// a store that refuses a batch as decided on a stale state
 /// ([`crate::stale_version`]) makes the ledger reload its state and decide
-/// the batch again, at most [`crate::MAX_DECISIONS`] times, before the conflict reaches the caller;
+/// the batch again, at most [`MAX_DECISIONS`] times, before the conflict reaches the caller;
 /// transfers another instance stored meanwhile then answer `exists`. Any
 /// other failed commit (a conflict of the caller's own rows, say) reloads
 /// and reaches the caller at once.
@@ -653,6 +656,46 @@ impl Ledger {
         }
     }
 
+    /// The state, locked for a write: on a shared store, with this
+    /// instance's turn to decide taken and the engine caught up with what
+    /// other instances wrote ([`crate::shared`]); the turn ends when the
+    /// lock is dropped.
+    async fn lock_to_write(
+        &self,
+    ) -> Result<WithTurn<tokio::sync::MutexGuard<'_, State>>, LedgerError> {
+        let mut state = self.lock().await?;
+        match crate::shared::begin_turn(self.store.as_ref(), &mut state.engine).await {
+            Ok(turn) => Ok(WithTurn {
+                _turn: turn,
+                guard: state,
+            }),
+            Err(e) => {
+                self.reload(&mut state).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The state, locked for a read: on a shared store, caught up first when
+    /// another instance wrote since ([`crate::shared`]), so reads are current.
+    async fn current(&self) -> Result<tokio::sync::MutexGuard<'_, State>, LedgerError> {
+        let mut state = self.lock().await?;
+        if let Err(e) = crate::shared::refresh(self.store.as_ref(), &mut state.engine).await {
+            self.reload(&mut state).await;
+            return Err(e);
+        }
+        Ok(state)
+    }
+
+    /// Reloads the acknowledged state after a failed catch-up (poisoned if
+    /// the store cannot answer).
+    async fn reload(&self, state: &mut State) {
+        match Self::rebuild(self.store.as_ref(), self.cache).await {
+            Ok(engine) => state.engine = engine,
+            Err(_) => state.poisoned = true,
+        }
+    }
+
     async fn lock(&self) -> Result<tokio::sync::MutexGuard<'_, State>, LedgerError> {
         let mut guard = self.state.lock().await;
         if guard.committing && !guard.poisoned {
@@ -686,7 +729,7 @@ impl Ledger {
                 .deny(principal, "create accounts", "ledger:accounts".into())
                 .await);
         }
-        let mut state = self.lock().await?;
+        let mut state = self.lock_to_write().await?;
         let count = batch.len();
         let mut attempt = 1;
         loop {
@@ -730,7 +773,7 @@ impl Ledger {
                 .deny(principal, "create accounts", "ledger:accounts".into())
                 .await);
         }
-        let mut state = self.lock().await?;
+        let mut state = self.lock_to_write().await?;
         let mut commit = commit;
         let mut attempt = 1;
         loop {
@@ -773,7 +816,7 @@ impl Ledger {
                 )
                 .await);
         }
-        let mut state = self.lock().await?;
+        let mut state = self.lock_to_write().await?;
         let mut attempt = 1;
         loop {
             self.prefetch(&mut state, &batch).await?;
@@ -830,7 +873,7 @@ impl Ledger {
                 )
                 .await);
         }
-        let mut state = self.lock().await?;
+        let mut state = self.lock_to_write().await?;
         let mut commit = commit;
         let mut attempt = 1;
         loop {
@@ -944,7 +987,7 @@ impl Ledger {
                 .deny(principal, "expire holds", "ledger:holds".into())
                 .await);
         }
-        let mut state = self.lock().await?;
+        let mut state = self.lock_to_write().await?;
         let released = state.engine.expire_pending(self.clock.now());
         self.persist(&mut state, &CoreChanges::default()).await?;
         info!(released, "ledger holds expired");
@@ -1122,7 +1165,7 @@ impl Ledger {
 
     /// The accounts of a transfer, as the engine holds them now.
     async fn transfer_accounts(&self, t: &Transfer) -> Result<[Option<Account>; 2], LedgerError> {
-        let state = self.lock().await?;
+        let state = self.current().await?;
         Ok([
             state.engine.account(t.debit_account_id),
             state.engine.account(t.credit_account_id),
@@ -1176,7 +1219,7 @@ impl Ledger {
         if !t.flags.pending() {
             return Err(LedgerError::TransferNotFound(id));
         }
-        let held = self.lock().await?.engine.pending_status(id);
+        let held = self.current().await?.engine.pending_status(id);
         match held {
             Some(status) => Ok(status),
             None => {

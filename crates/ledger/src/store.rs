@@ -217,6 +217,12 @@ pub trait LedgerStore: Send + Sync {
     /// Reads every record back (exports and audits; any order): the ledger
     /// never calls it to open.
     async fn load(&self) -> Result<Snapshot, StoreError>;
+    /// The store's shared side, when several ledger instances may write it
+    /// (see [`crate::shared`]); `None` (the default) for a store one
+    /// process owns, which then costs nothing extra.
+    fn shared(&self) -> Option<&dyn crate::shared::SharedLedgerStore> {
+        None
+    }
 }
 
 /// A ledger store in memory (tests, demos, and hosts that replicate elsewhere).

@@ -52,11 +52,13 @@ use crate::db::{Database, Isolation, Migration, SqlResult, corrupt};
 use crate::transaction;
 
 /// The schema of the ledger component (the SQLite store's v1 and v2 in one
-/// step, plus the ledger version).
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    component: "ledger",
-    version: 1,
-    sql: "
+/// step, plus the ledger version; v2: per-commit versions on balances and
+/// the decision turn).
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        component: "ledger",
+        version: 1,
+        sql: "
         CREATE TABLE ledger_accounts (
             timestamp   BIGINT PRIMARY KEY,
             id          BIGINT NOT NULL UNIQUE,
@@ -115,16 +117,30 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
         );
         INSERT INTO ledger_counters (name, value) VALUES ('transfers', 0), ('version', 0);
     ",
-}];
+    },
+    Migration {
+        component: "ledger",
+        version: 2,
+        // Instances catch up incrementally: each balance row carries the ledger
+        // version that last wrote it; the `turn` row is locked by the instance
+        // deciding (see `ledger_shared`).
+        sql: "
+        ALTER TABLE ledger_balances ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+        CREATE INDEX ledger_balances_version ON ledger_balances (version);
+        INSERT INTO ledger_counters (name, value) VALUES ('turn', 0);
+    ",
+    },
+];
 
-const TRANSFER_SELECT: &str = "SELECT timestamp, id, debit_account_id, credit_account_id, amount,
+pub(crate) const TRANSFER_SELECT: &str =
+    "SELECT timestamp, id, debit_account_id, credit_account_id, amount,
     pending_id, timeout_secs, currency, code, flags, reference, memo FROM ledger_transfers";
 
 /// The ledger's [`LedgerStore`] in the citycard database (see the module
 /// docs for how several instances share it).
 #[derive(Debug)]
 pub struct PgLedgerStore {
-    db: Database,
+    pub(crate) db: Database,
     /// The ledger version this handle's state reflects (`None`: never loaded).
     version: Arc<Mutex<Option<i64>>>,
 }
@@ -148,11 +164,11 @@ impl PgLedgerStore {
         &self.db
     }
 
-    fn remembered(&self) -> Option<i64> {
+    pub(crate) fn remembered(&self) -> Option<i64> {
         *self.version.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn remember(&self, version: Option<i64>) {
+    pub(crate) fn remember(&self, version: Option<i64>) {
         *self.version.lock().unwrap_or_else(|e| e.into_inner()) = version;
     }
 
@@ -186,7 +202,7 @@ impl PgLedgerStore {
                 "another instance committed since this one loaded the ledger: reload and decide again",
             ));
         };
-        write_rows(conn, changes).await?;
+        write_rows(conn, changes, next).await?;
         if expected.is_some() {
             self.remember(Some(next));
         }
@@ -199,12 +215,12 @@ fn ns(at: DateTime<Utc>) -> Result<i64, StoreError> {
         .ok_or_else(|| StoreError::Internal(format!("instant {at} out of range")))
 }
 
-fn at(ns: i64) -> DateTime<Utc> {
+pub(crate) fn at(ns: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(ns)
 }
 
 /// Stores a `u64` id bit-for-bit.
-fn id64(id: u64) -> i64 {
+pub(crate) fn id64(id: u64) -> i64 {
     i64::from_ne_bytes(id.to_ne_bytes())
 }
 
@@ -217,7 +233,7 @@ fn small(row: &PgRow, column: usize) -> Result<u16, StoreError> {
     u16::try_from(v).map_err(|_| corrupt(format!("{v} is not a 16-bit code")))
 }
 
-fn read_account(row: &PgRow) -> Result<Account, StoreError> {
+pub(crate) fn read_account(row: &PgRow) -> Result<Account, StoreError> {
     let owner: Option<String> = row.try_get(6).st()?;
     let owner = owner
         .map(|o| Owner::from_text(&o).map_err(corrupt))
@@ -240,7 +256,7 @@ fn read_account(row: &PgRow) -> Result<Account, StoreError> {
     })
 }
 
-fn read_transfer(row: &PgRow) -> Result<Transfer, StoreError> {
+pub(crate) fn read_transfer(row: &PgRow) -> Result<Transfer, StoreError> {
     let reference: Option<String> = row.try_get(10).st()?;
     let reference = reference
         .map(|r| Reference::parse(&r).map_err(corrupt))
@@ -282,45 +298,57 @@ fn read_failure(r: &PgRow) -> Result<FailedTransfer, StoreError> {
     })
 }
 
-fn all<T>(
+pub(crate) fn all<T>(
     rows: &[PgRow],
     read: impl Fn(&PgRow) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     rows.iter().map(read).collect()
 }
 
-/// An account row joined with its balances (the columns `account_row` reads).
-const ACCOUNT_SELECT: &str = "SELECT a.timestamp, a.id, a.kind, a.currency, a.flags, a.upper_limit,
-        a.owner, a.metadata, b.debits_pending, b.debits_posted, b.credits_pending,
-        b.credits_posted, b.flags
-     FROM ledger_accounts a LEFT JOIN ledger_balances b ON b.account_id = a.id";
-
-fn account_row(r: &PgRow) -> Result<Account, StoreError> {
-    let mut a = read_account(r)?;
-    if let Some(flags) = r.try_get::<Option<i32>, _>(12).st()? {
-        a.balances = Balances {
-            debits_pending: Money::from_fen(r.try_get(8).st()?),
-            debits_posted: Money::from_fen(r.try_get(9).st()?),
-            credits_pending: Money::from_fen(r.try_get(10).st()?),
-            credits_posted: Money::from_fen(r.try_get(11).st()?),
-        };
-        a.flags =
-            AccountFlags(u16::try_from(flags).map_err(|_| corrupt(format!("flags {flags}")))?);
-    }
-    Ok(a)
-}
+/// The columns [`read_balanced_account`] reads, from `ledger_accounts a`
+/// joined with `ledger_balances b`.
+pub(crate) const ACCOUNT_COLUMNS: &str =
+    "a.timestamp, a.id, a.kind, a.currency, a.flags, a.upper_limit, a.owner,
+     a.metadata, b.debits_pending, b.debits_posted, b.credits_pending,
+     b.credits_posted, b.flags";
 
 /// Every account with its balances and current flags, oldest first.
 async fn read_accounts(c: &mut PgConnection) -> Result<Vec<Account>, StoreError> {
-    let rows = sqlx::query(&format!("{ACCOUNT_SELECT} ORDER BY a.timestamp"))
-        .fetch_all(c)
-        .await
-        .st()?;
-    all(&rows, account_row)
+    let rows = sqlx::query(&format!(
+        "SELECT {ACCOUNT_COLUMNS}
+         FROM ledger_accounts a LEFT JOIN ledger_balances b ON b.account_id = a.id
+         ORDER BY a.timestamp"
+    ))
+    .fetch_all(c)
+    .await
+    .st()?;
+    all(&rows, read_balanced_account)
+}
+
+/// An account row with its balances row ([`ACCOUNT_COLUMNS`]).
+pub(crate) fn read_balanced_account(r: &PgRow) -> Result<Account, StoreError> {
+    {
+        let mut a = read_account(r)?;
+        if let Some(flags) = r.try_get::<Option<i32>, _>(12).st()? {
+            a.balances = Balances {
+                debits_pending: Money::from_fen(r.try_get(8).st()?),
+                debits_posted: Money::from_fen(r.try_get(9).st()?),
+                credits_pending: Money::from_fen(r.try_get(10).st()?),
+                credits_posted: Money::from_fen(r.try_get(11).st()?),
+            };
+            a.flags =
+                AccountFlags(u16::try_from(flags).map_err(|_| corrupt(format!("flags {flags}")))?);
+        }
+        Ok(a)
+    }
 }
 
 /// The batch's rows, one array statement per table.
-async fn write_rows(c: &mut PgConnection, changes: &ChangeSet<'_>) -> Result<(), StoreError> {
+async fn write_rows(
+    c: &mut PgConnection,
+    changes: &ChangeSet<'_>,
+    version: i64,
+) -> Result<(), StoreError> {
     if !changes.accounts.is_empty() {
         let n = changes.accounts.len();
         let (mut ts, mut id, mut kind, mut cur, mut flags, mut limit, mut owner, mut meta) = (
@@ -403,7 +431,7 @@ async fn write_rows(c: &mut PgConnection, changes: &ChangeSet<'_>) -> Result<(),
         .await
         .st()?;
     }
-    write_state(c, changes).await
+    write_state(c, changes, version).await
 }
 
 async fn insert_transfers(c: &mut PgConnection, transfers: &[Transfer]) -> Result<(), StoreError> {
@@ -461,8 +489,13 @@ async fn insert_transfers(c: &mut PgConnection, transfers: &[Transfer]) -> Resul
 }
 
 /// The state a ledger opens on: new and touched accounts' balances, live
-/// holds in and out, the transfer count.
-async fn write_state(c: &mut PgConnection, changes: &ChangeSet<'_>) -> Result<(), StoreError> {
+/// holds in and out, the transfer count. Balance rows carry `version`, the
+/// ledger version this commit makes, so other instances catch up on them.
+async fn write_state(
+    c: &mut PgConnection,
+    changes: &ChangeSet<'_>,
+    version: i64,
+) -> Result<(), StoreError> {
     if !changes.accounts.is_empty() || !changes.balances.is_empty() {
         let created = changes.accounts.iter().map(|a| AccountBalance {
             id: a.id,
@@ -493,13 +526,14 @@ async fn write_state(c: &mut PgConnection, changes: &ChangeSet<'_>) -> Result<()
         }
         sqlx::query(
             "INSERT INTO ledger_balances
-                (account_id, debits_pending, debits_posted, credits_pending, credits_posted, flags)
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
-                                  $5::bigint[], $6::int[])
+                (account_id, debits_pending, debits_posted, credits_pending, credits_posted, flags,
+                 version)
+             SELECT *, $7::bigint FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[],
+                                              $4::bigint[], $5::bigint[], $6::int[])
              ON CONFLICT (account_id) DO UPDATE SET
                 debits_pending = excluded.debits_pending, debits_posted = excluded.debits_posted,
                 credits_pending = excluded.credits_pending, credits_posted = excluded.credits_posted,
-                flags = excluded.flags",
+                flags = excluded.flags, version = excluded.version",
         )
         .bind(id)
         .bind(dp)
@@ -507,6 +541,7 @@ async fn write_state(c: &mut PgConnection, changes: &ChangeSet<'_>) -> Result<()
         .bind(cp)
         .bind(cpo)
         .bind(flags)
+        .bind(version)
         .execute(&mut *c)
         .await
         .st()?;
@@ -661,12 +696,16 @@ impl LedgerStore for PgLedgerStore {
 
     async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
         let ids: Vec<i64> = ids.iter().map(|id| id64(id.get())).collect();
-        let rows = sqlx::query(&format!("{ACCOUNT_SELECT} WHERE a.id = ANY($1)"))
-            .bind(&ids)
-            .fetch_all(self.db.pool())
-            .await
-            .st()?;
-        all(&rows, account_row)
+        let rows = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS}
+             FROM ledger_accounts a LEFT JOIN ledger_balances b ON b.account_id = a.id
+             WHERE a.id = ANY($1)"
+        ))
+        .bind(&ids)
+        .fetch_all(self.db.pool())
+        .await
+        .st()?;
+        all(&rows, read_balanced_account)
     }
 
     async fn account_transfers(&self, range: &AccountRange) -> Result<Vec<Transfer>, StoreError> {
@@ -731,5 +770,9 @@ impl LedgerStore for PgLedgerStore {
             expiries: all(&expiries, read_expiry)?,
             failures: all(&failures, read_failure)?,
         })
+    }
+
+    fn shared(&self) -> Option<&dyn citycard_ledger::SharedLedgerStore> {
+        Some(self)
     }
 }

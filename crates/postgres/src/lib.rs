@@ -22,6 +22,7 @@ pub mod db;
 pub mod healthcare;
 pub mod identity;
 pub mod ledger;
+mod ledger_shared;
 pub mod testing;
 pub mod transit;
 

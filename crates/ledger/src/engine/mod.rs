@@ -45,6 +45,7 @@ const NANOS_PER_SEC: i64 = 1_000_000_000;
 /// engine keeps by default: 65,536, eight batches of 8,190, about 15 MB.
 pub const DEFAULT_TRANSFER_CACHE: usize = 65_536;
 
+mod catch_up;
 mod hasher;
 mod queries;
 mod validate;
@@ -167,6 +168,9 @@ pub struct Engine {
     transfers: Vec<Transfer>,
     /// The ledger-wide position (0-based, 64-bit) of `transfers[0]`.
     base: u64,
+    /// Transfers other instances stored that this engine never held
+    /// (learnt when catching up with a shared store).
+    elsewhere: u64,
     /// Transfer id → ledger-wide position, for the window.
     transfer_index: IdMap<u64>,
     /// How many transfers and failed ids the window keeps at least.
@@ -240,6 +244,7 @@ impl Engine {
             touched_in: Vec::new(),
             transfers: Vec::new(),
             base: 0,
+            elsewhere: 0,
             transfer_index: IdMap::default(),
             capacity,
             complete: true,

@@ -154,6 +154,6 @@ impl Engine {
 
     /// The number of transfers the ledger holds (not only the window's).
     pub fn transfer_count(&self) -> u64 {
-        self.base + self.transfers.len() as u64
+        self.base + self.elsewhere + self.transfers.len() as u64
     }
 }
