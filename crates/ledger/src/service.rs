@@ -1381,9 +1381,10 @@ impl Ledger {
     /// Runs `f` on the engine (read-only), for the host's own checks: it
     /// checks no principal, so never answer a caller with it. The engine
     /// holds accounts, balances, live holds and a window of recent
-    /// transfers, not history: use the queries or [`Ledger::export`].
+    /// transfers, not history: use the queries or [`Ledger::export`]. On a
+    /// shared store the engine catches up first, as for any read.
     pub async fn inspect<T>(&self, f: impl FnOnce(&Engine) -> T) -> Result<T, LedgerError> {
-        let state = self.lock().await?;
+        let state = self.current().await?;
         Ok(f(&state.engine))
     }
 }
