@@ -92,6 +92,8 @@ pub struct App {
     pub key: Arc<PrivateKey>,
     /// Nonces seen.
     pub nonces: Arc<Nonces>,
+    /// Idempotency keys this instance is running a request for.
+    pub in_flight: Arc<idem::InFlight>,
     /// Limits.
     pub config: ApiConfig,
 }
@@ -118,6 +120,7 @@ impl App {
             platforms: Arc::new(platforms),
             key: Arc::new(key),
             nonces: Arc::new(Nonces::default()),
+            in_flight: Arc::default(),
             config,
         }
     }
