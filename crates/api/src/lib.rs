@@ -42,6 +42,7 @@
 pub mod auth;
 pub mod idem;
 pub mod problem;
+pub mod relay;
 mod routes;
 pub mod signing;
 pub mod views;
