@@ -19,7 +19,12 @@
 //!   binding, after the platform was checked to own it: the platform
 //!   vouches for its logged-in user, as Alipay does for its merchants. This
 //!   is a decision of this crate.
-//! - **Idempotency** ([`idem`]): `Idempotency-Key` per the IETF httpapi draft.
+//! - **Idempotency** ([`idem`]): `Idempotency-Key` per the IETF httpapi draft;
+//!   for top-up orders and payments the stored response commits in the
+//!   effect's own transaction (one write per request).
+//! - **Events** ([`relay`]): the outbox's events go to NATS JetStream
+//!   (`Nats-Msg-Id` = outbox id) and as signed webhooks to each platform,
+//!   in each card's order, with backoff, jitter and a dead-letter list.
 //! - **Errors** ([`problem`]): RFC 9457 problem+json, Chinese by default.
 //!
 //! Nonces are remembered in memory: one instance, or a load balancer that
@@ -239,6 +244,23 @@ pub struct ServeArgs {
     /// Keep the stores in PostgreSQL instead of the directory's SQLite file.
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
+    /// Publish the outbox's events to this NATS server's JetStream
+    /// (`nats://127.0.0.1:4222`); webhooks go to the endpoints in
+    /// `api/webhooks.json` (`{"alipay": "https://…"}`) either way.
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+}
+
+/// The platforms' webhook endpoints in `dir/api/webhooks.json` (none when absent).
+pub fn load_webhooks(
+    dir: &Path,
+) -> Result<std::collections::HashMap<citycard::core::Platform, String>, ServeError> {
+    let path = dir.join("api").join("webhooks.json");
+    if !path.exists() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let text = std::fs::read_to_string(&path).map_err(io(path.display().to_string()))?;
+    serde_json::from_str(&text).map_err(|e| ServeError::Config(format!("{}: {e}", path.display())))
 }
 
 /// The card system's key as kept in the data directory.
@@ -322,6 +344,29 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         let platforms = load_platforms(&args.data_dir)?;
         let key = load_or_create_key(&args.data_dir)?;
         let app = App::new(Arc::new(city), platforms, key, ApiConfig::default());
+        let stream = match &args.nats {
+            Some(url) => Some(
+                relay::Stream::connect(url)
+                    .await
+                    .map_err(|e| ServeError::Config(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let endpoints = load_webhooks(&args.data_dir)?;
+        let webhooks = (!endpoints.is_empty()).then(|| {
+            relay::Webhooks::new(endpoints, app.key.clone(), std::time::Duration::from_secs(10))
+        });
+        let relay = relay::Relay::new(
+            app.city.outbox().clone(),
+            stream,
+            webhooks,
+            app.city.clock().clone(),
+            relay::RelayConfig::default(),
+        );
+        let (stop_relay, relay_stops) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(relay.run(async {
+            let _ = relay_stops.await;
+        }));
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(io(format!("listening on {}", args.listen)))?;
@@ -330,7 +375,12 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
             "citycard serving on http://{local} ({} platforms registered; OpenAPI at /openapi.json)",
             app.platforms.len()
         );
-        serve(app, listener, shutdown_signal()).await
+        let served = serve(app, listener, shutdown_signal()).await;
+        // The requests in flight are answered: the relay's last round
+        // publishes and delivers what they committed.
+        let _ = stop_relay.send(());
+        let _ = relay.await;
+        served
     })
 }
 

@@ -30,7 +30,7 @@
 //! its steps (tests drive them with a manual clock). Stopping it loses
 //! nothing: what was not marked is done again by the next relay.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,12 +107,20 @@ impl<'a> EventBody<'a> {
 #[derive(Debug, Clone)]
 pub struct Stream {
     js: async_nats::jetstream::Context,
+    name: String,
+    prefix: String,
 }
 
 impl Stream {
     /// Connects to NATS at `url` and makes sure the stream exists
     /// ([`STREAM_NAME`] on `citycard.events.>`, file storage).
     pub async fn connect(url: &str) -> Result<Stream, RelayError> {
+        Stream::connect_named(url, STREAM_NAME, SUBJECT_PREFIX).await
+    }
+
+    /// As [`Stream::connect`], with another stream name and subject prefix
+    /// (several card systems, or tests, on one NATS server).
+    pub async fn connect_named(url: &str, name: &str, prefix: &str) -> Result<Stream, RelayError> {
         // Waits for a server that is still starting (the service may start first).
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
@@ -120,15 +128,25 @@ impl Stream {
             .await
             .map_err(nats)?;
         let js = async_nats::jetstream::new(client);
-        js.get_or_create_stream(async_nats::jetstream::stream::Config {
-            name: STREAM_NAME.into(),
-            subjects: vec![format!("{SUBJECT_PREFIX}.>")],
-            duplicate_window: STREAM_DUPLICATE_WINDOW,
-            ..Default::default()
+        let stream = js
+            .get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: name.into(),
+                subjects: vec![format!("{prefix}.>")],
+                duplicate_window: STREAM_DUPLICATE_WINDOW,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+        Ok(Stream {
+            js,
+            name: stream.cached_info().config.name.clone(),
+            prefix: prefix.to_owned(),
         })
-        .await
-        .map_err(nats)?;
-        Ok(Stream { js })
+    }
+
+    /// The stream's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The JetStream context (for consumers and tests).
@@ -144,7 +162,7 @@ impl Stream {
         for event in events {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(async_nats::header::NATS_MESSAGE_ID, event.id.to_string());
-            let subject = format!("{SUBJECT_PREFIX}.{}", event.event.kind.code());
+            let subject = format!("{}.{}", self.prefix, event.event.kind.code());
             let ack = self
                 .js
                 .publish_with_headers(subject, headers, EventBody::of(event).bytes().into())
@@ -328,63 +346,57 @@ impl Relay {
     }
 
     /// Attempts the due webhook deliveries of one batch: for each platform
-    /// and card, only the earliest undelivered event (the card's order), all
-    /// such heads at once. Returns how many were delivered.
+    /// and card, its events in sequence, one at a time, until one fails
+    /// (the card's order); cards at once. Returns how many were delivered.
     pub async fn deliver_once(&self) -> Result<usize, RelayError> {
         let Some(webhooks) = &self.webhooks else {
             return Ok(0);
         };
-        let mut pending = self.outbox.undelivered(self.config.batch).await?;
-        pending.sort_by_key(|d| d.event.id);
+        let pending = self.outbox.undelivered(self.config.batch).await?;
         let now = self.clock.now();
-        let mut seen = HashSet::new();
-        let mut heads: Vec<Delivery> = Vec::new();
-        // Per platform and card, the lowest sequence (ids are commit order on
+        // Per platform and card, by sequence (ids are commit order on
         // SQLite, not always on PostgreSQL).
-        let mut by_card: HashMap<(Option<Platform>, String), Delivery> = HashMap::new();
+        let mut by_card: HashMap<(Option<Platform>, String), Vec<Delivery>> = HashMap::new();
         for d in pending {
-            let key = (d.event.event.platform.clone(), d.event.event.card.clone());
-            match by_card.get(&key) {
-                Some(held) if held.event.sequence <= d.event.sequence => {}
-                _ => {
-                    by_card.insert(key, d);
-                }
-            }
+            by_card
+                .entry((d.event.event.platform.clone(), d.event.event.card.clone()))
+                .or_default()
+                .push(d);
         }
-        for (key, d) in by_card {
-            if d.next_attempt <= now && seen.insert(key) {
-                heads.push(d);
-            }
-        }
-        heads.sort_by_key(|d| d.event.id);
-        let attempts = heads.iter().map(|d| async move {
-            let result = webhooks.deliver(&d.event, now).await;
-            (d, result)
+        let cards = by_card.into_values().filter_map(|mut queue| {
+            queue.sort_by_key(|d| d.event.sequence);
+            (queue.first()?.next_attempt <= now).then_some(queue)
         });
-        let mut delivered = 0;
-        for (d, result) in futures_join_all(attempts).await {
-            match result {
-                Ok(()) => {
-                    self.outbox.mark_delivered(d.event.id).await?;
-                    delivered += 1;
+        let runs = cards.map(|queue| async move {
+            let mut delivered = Vec::new();
+            for d in queue {
+                if let Err(error) = webhooks.deliver(&d.event, now).await {
+                    return (delivered, Some((d, error)));
                 }
-                Err(error) => {
-                    let attempts = d.attempts + 1;
-                    let dead = attempts >= self.config.max_attempts;
-                    let wait = backoff(
-                        d.attempts,
-                        self.config.backoff_base,
-                        self.config.backoff_max,
-                        rand_core::OsRng.next_u64(),
-                    );
-                    tracing::warn!(event = d.event.id, attempts, dead, %error, "webhook not delivered");
-                    self.outbox
-                        .mark_failed(d.event.id, now + wait, &error, dead)
-                        .await?;
-                }
+                delivered.push(d.event.id);
+            }
+            (delivered, None)
+        });
+        let mut delivered = Vec::new();
+        for (done, failed) in futures_join_all(runs).await {
+            delivered.extend(done);
+            if let Some((d, error)) = failed {
+                let attempts = d.attempts + 1;
+                let dead = attempts >= self.config.max_attempts;
+                let wait = backoff(
+                    d.attempts,
+                    self.config.backoff_base,
+                    self.config.backoff_max,
+                    rand_core::OsRng.next_u64(),
+                );
+                tracing::warn!(event = d.event.id, attempts, dead, %error, "webhook not delivered");
+                self.outbox
+                    .mark_failed(d.event.id, now + wait, &error, dead)
+                    .await?;
             }
         }
-        Ok(delivered)
+        self.outbox.mark_delivered(&delivered).await?;
+        Ok(delivered.len())
     }
 
     /// Publishes and delivers until `stop` resolves, then does one last

@@ -96,7 +96,21 @@ async fn a_relay_killed_mid_stream_and_restarted_leaves_every_event_once_in_the_
     let outbox = s.city.outbox().clone();
     let events = outbox.unpublished(10_000).await.unwrap();
     assert!(events.len() >= 120, "{}", events.len());
-    let stream = Stream::connect(&nats.url).await.unwrap();
+    // A stream of this run's own (a shared server may hold earlier runs').
+    let run = format!("T{}", std::process::id());
+    let stream = Stream::connect_named(
+        &nats.url,
+        &format!(
+            "CITYCARD_TEST_{run}_{}",
+            chrono::Utc::now().timestamp_micros()
+        ),
+        &format!(
+            "citycard-test.{run}.{}",
+            chrono::Utc::now().timestamp_micros()
+        ),
+    )
+    .await
+    .unwrap();
     let relay = |stream: Stream| {
         Relay::new(
             outbox.clone(),
@@ -114,11 +128,7 @@ async fn a_relay_killed_mid_stream_and_restarted_leaves_every_event_once_in_the_
     assert_eq!(stream.publish(&events[..40]).await.unwrap(), 0);
     // One that is killed while running (wherever it is).
     let running = tokio::spawn(relay(stream.clone()).run(std::future::pending()));
-    let mut js_stream = stream
-        .context()
-        .get_stream(citycard_api::relay::STREAM_NAME)
-        .await
-        .unwrap();
+    let mut js_stream = stream.context().get_stream(stream.name()).await.unwrap();
     while js_stream.info().await.unwrap().state.messages < 60 {
         tokio::task::yield_now().await;
     }

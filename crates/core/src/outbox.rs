@@ -174,8 +174,8 @@ pub trait Outbox: Send + Sync {
     /// Up to `limit` webhook deliveries not yet made and not dead, by outbox
     /// id (due or not: the relay keeps a card's order and waits out backoff).
     async fn undelivered(&self, limit: usize) -> Result<Vec<Delivery>, StoreError>;
-    /// Marks an event delivered to its platform.
-    async fn mark_delivered(&self, id: u64) -> Result<(), StoreError>;
+    /// Marks events delivered to their platforms.
+    async fn mark_delivered(&self, ids: &[u64]) -> Result<(), StoreError>;
     /// Records a failed attempt: retry at `next_attempt`, or dead-letter it.
     async fn mark_failed(
         &self,
@@ -299,9 +299,12 @@ impl Outbox for MemoryOutbox {
             .collect())
     }
 
-    async fn mark_delivered(&self, id: u64) -> Result<(), StoreError> {
-        if let Some(r) = self.rows().rows.get_mut(&id) {
-            r.delivered = true;
+    async fn mark_delivered(&self, ids: &[u64]) -> Result<(), StoreError> {
+        let mut rows = self.rows();
+        for id in ids {
+            if let Some(r) = rows.rows.get_mut(id) {
+                r.delivered = true;
+            }
         }
         Ok(())
     }

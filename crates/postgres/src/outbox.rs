@@ -187,9 +187,10 @@ impl Outbox for PgOutbox {
         .await
     }
 
-    async fn mark_delivered(&self, id: u64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET delivered = TRUE WHERE id = $1")
-            .bind(id_of(id))
+    async fn mark_delivered(&self, ids: &[u64]) -> Result<(), StoreError> {
+        let ids: Vec<i64> = ids.iter().copied().map(id_of).collect();
+        sqlx::query("UPDATE outbox SET delivered = TRUE WHERE id = ANY($1)")
+            .bind(ids)
             .execute(self.db.pool())
             .await
             .st()?;

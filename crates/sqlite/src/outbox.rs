@@ -189,9 +189,18 @@ impl Outbox for SqliteOutbox {
         )
     }
 
-    async fn mark_delivered(&self, id: u64) -> Result<(), StoreError> {
-        let id = i64::try_from(id).unwrap_or(i64::MAX);
-        self.write(|tx| tx.execute("UPDATE outbox SET delivered = 1 WHERE id = ?1", [id]))?;
+    async fn mark_delivered(&self, ids: &[u64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached("UPDATE outbox SET delivered = 1 WHERE id = ?1")?;
+            let mut n = 0;
+            for id in ids {
+                n += stmt.execute([i64::try_from(*id).unwrap_or(i64::MAX)])?;
+            }
+            Ok(n)
+        })?;
         Ok(())
     }
 
