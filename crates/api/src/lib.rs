@@ -207,8 +207,45 @@ pub fn router_and_doc(app: App) -> (Router, utoipa::openapi::OpenApi) {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             app.config.request_timeout,
         ))
+        .layer(axum::middleware::from_fn(request_id))
         .with_state(app);
     (router, doc)
+}
+
+/// The header carrying a request's id (the caller's, if it sent a usable
+/// one, else one made here); answered on every response.
+pub const REQUEST_ID: &str = "x-request-id";
+
+static REQUEST_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Gives every request an id, traced in a span around its handling and
+/// returned in `X-Request-Id`.
+async fn request_id(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument as _;
+    let given = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_owned);
+    let id = given.unwrap_or_else(|| {
+        let n = REQUEST_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("req-{:x}-{n:x}", std::process::id())
+    });
+    let span = tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path());
+    let mut response = next.run(request).instrument(span).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
 }
 
 /// The OpenAPI document of the service.

@@ -60,6 +60,9 @@ async fn a_durable_top_up_is_one_write_per_request_and_its_events_commit_with_it
     assert_eq!((again.status, &again.body), (200, &paid.body));
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(db.commits(), commits);
+    // Every response names its request.
+    assert!(again.header("x-request-id").unwrap().starts_with("req-"));
+    assert_ne!(again.header("x-request-id"), paid.header("x-request-id"));
 
     // The events of the top-up, committed with it, in the card's order.
     let events = s.city.outbox().unpublished(1000).await.unwrap();
