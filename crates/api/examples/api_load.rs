@@ -1,6 +1,8 @@
 //! A bounded load run of the platform API on loopback: signed pass (balance)
 //! reads per signature algorithm, and durable top-ups (order + payment
-//! notification) on SQLite. The load generator shares the machine.
+//! notification) on SQLite, with the outbox relay delivering their events
+//! to a webhook endpoint on loopback (commit-to-webhook lag). The load
+//! generator shares the machine.
 //!
 //! ```text
 //! cargo run --release -p citycard-api --example api_load -- [seconds per phase, default 5] [concurrency, default 32]
@@ -237,6 +239,54 @@ async fn main() {
     };
     let alipay = client("alipay", alipay_key);
     let wechat = client("wechat_pay", wechat_key);
+    // The platforms' webhook endpoint: the lag from the event's decision to its arrival.
+    let lags = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let hook = {
+        let lags = lags.clone();
+        axum::Router::new().route(
+            "/hooks",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let lags = lags.clone();
+                async move {
+                    let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    if let Some(at) = event["at"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    {
+                        let lag = chrono::Utc::now().signed_duration_since(at);
+                        lags.lock()
+                            .unwrap()
+                            .push(lag.num_microseconds().unwrap_or(0) as f64 / 1e3);
+                    }
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        )
+    };
+    let hook_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hooks", hook_listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(hook_listener, hook).await });
+    let relay = citycard_api::relay::Relay::new(
+        city.outbox().clone(),
+        None,
+        Some(citycard_api::relay::Webhooks::new(
+            [
+                (Platform::Alipay, hook_url.clone()),
+                (Platform::WechatPay, hook_url),
+            ]
+            .into_iter()
+            .collect(),
+            Arc::new(PrivateKey::generate_sm2()),
+            Duration::from_secs(5),
+        )),
+        city.clock().clone(),
+        citycard_api::relay::RelayConfig::default(),
+    );
+    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay_task = tokio::spawn(relay.run(async {
+        let _ = relay_stopped.await;
+    }));
+
     let sm2_binding = setup(&city, &alipay, 1, "3301000011110001").await;
     let rsa_binding = setup(&city, &wechat, 2, "3301000011110002").await;
     println!(
@@ -296,4 +346,29 @@ async fn main() {
     if let Some(db) = city.database() {
         println!("write transactions committed: {}", db.commits());
     }
+    // Let the relay catch up (bounded), then the lag figures.
+    let drained = Instant::now();
+    while !city.outbox().undelivered(1).await.unwrap().is_empty()
+        && drained.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_relay.send(());
+    let _ = relay_task.await;
+    let mut lags = lags.lock().unwrap().clone();
+    lags.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lags.get(((lags.len() as f64 * p) as usize).min(lags.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "commit-to-webhook lag: {} events, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (caught up {:.1} s after the load); load average {}",
+        lags.len(),
+        pct(0.5),
+        pct(0.99),
+        lags.last().copied().unwrap_or_default(),
+        drained.elapsed().as_secs_f64(),
+        loadavg()
+    );
 }

@@ -18,13 +18,32 @@
 //! the facade answers from its record (the effect is not repeated).
 //! Retryable answers (429, 5xx) are not stored: the claim is released so a
 //! retry runs again. Keys are kept as long as the store keeps its records.
+//!
+//! ## The record in the effect's transaction ([`idempotent_in_effect`])
+//!
+//! Top-up orders and payment notifications take no claim: the key is looked
+//! up (a read), the operation decides, and the stored response commits as a
+//! [`KeyOutcome`] **in the same transaction as the effect** (the order's
+//! record and the platform's audited binding read; the ledger transfer and
+//! its audit record), so a durable top-up is one write transaction per
+//! request instead of three or four. "Still in flight" (409) is known to the
+//! instance that runs the request ([`InFlight`], in memory); two instances
+//! racing on one key both decide, the store's unique key lets one commit,
+//! and the other answers the winner's stored response. A refusal is stored
+//! afterwards in a transaction of its own (the effect wrote nothing the
+//! response depends on).
 
+use std::collections::HashSet;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use citycard::binding::Lang;
-use citycard::core::{Claim, Fingerprint, IdempotencyError, IdempotencyKey, Principal};
+use citycard::core::{
+    Claim, CoreChanges, Fingerprint, IdempotencyError, IdempotencyKey, IdempotencyState,
+    KeyOutcome, Principal,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::App;
@@ -208,6 +227,212 @@ where
         // The effect committed with the facade's own record; a retry after
         // the claim expires is answered from it.
         tracing::warn!(error = %e, "response not stored under its key");
+    }
+    response
+}
+
+/// The keys this instance is running a request for (the 409 of a request
+/// still in flight, without a write).
+#[derive(Debug, Default)]
+pub struct InFlight {
+    keys: Mutex<HashSet<(String, String)>>,
+}
+
+/// A key held in flight; released when dropped (also when the request is
+/// cancelled).
+#[derive(Debug)]
+struct Held {
+    in_flight: Arc<InFlight>,
+    entry: (String, String),
+}
+
+impl InFlight {
+    fn hold(self: &Arc<Self>, scope: &str, key: &IdempotencyKey) -> Option<Held> {
+        let entry = (scope.to_owned(), key.as_str().to_owned());
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.insert(entry.clone()).then(|| Held {
+            in_flight: self.clone(),
+            entry,
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut keys = self
+            .in_flight
+            .keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        keys.remove(&self.entry);
+    }
+}
+
+/// The HTTP request's idempotency record, for the operation to commit with
+/// its effect ([`idempotent_in_effect`]).
+#[derive(Debug, Clone)]
+pub struct HttpRecord {
+    scope: String,
+    key: IdempotencyKey,
+    fingerprint: Fingerprint,
+    lang: Lang,
+}
+
+impl HttpRecord {
+    fn outcome(
+        &self,
+        stored: &Stored,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<KeyOutcome, ApiError> {
+        KeyOutcome::new(
+            self.scope.clone(),
+            self.key.clone(),
+            self.fingerprint,
+            stored,
+            at,
+        )
+        .map_err(|e| ApiError::Domain(e.into()))
+    }
+
+    /// The core records that store `reply` as the answer to this request:
+    /// commit them with the effect.
+    pub fn changes(
+        &self,
+        reply: &Reply,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<CoreChanges, ApiError> {
+        let stored = Stored {
+            status: reply.status.as_u16(),
+            problem: false,
+            lang: self.lang.pick("zh-CN", "en").to_owned(),
+            body: reply.body.clone(),
+        };
+        Ok(CoreChanges {
+            audit: Vec::new(),
+            outcomes: vec![self.outcome(&stored, at)?],
+            events: Vec::new(),
+        })
+    }
+}
+
+/// What the store holds for a request's key.
+enum Found {
+    /// Nothing: run it.
+    Free,
+    /// An answer to return.
+    Answer(Response),
+}
+
+async fn look_up(
+    app: &App,
+    scope: &str,
+    key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
+    lang: Lang,
+) -> Found {
+    let record = match app.city.idempotency_store().get(scope, key).await {
+        Ok(record) => record,
+        Err(e) => return Found::Answer(ApiError::Domain(e.into()).response(lang)),
+    };
+    let Some(record) = record else {
+        return Found::Free;
+    };
+    if record.fingerprint != *fingerprint {
+        return Found::Answer(
+            ApiError::Service(Kind::IdempotencyKeyReused, format!("key {key}")).response(lang),
+        );
+    }
+    match (record.state, record.outcome) {
+        (IdempotencyState::Completed, Some(outcome)) => {
+            Found::Answer(match serde_json::from_str::<Stored>(&outcome) {
+                Ok(stored) => stored.response(),
+                Err(e) => ApiError::Domain(citycard::CityCardError::Config(format!(
+                    "stored response for key {key}: {e}"
+                )))
+                .response(lang),
+            })
+        }
+        _ => Found::Answer(
+            ApiError::Service(Kind::IdempotencyKeyInFlight, format!("key {key}")).response(lang),
+        ),
+    }
+}
+
+/// Runs a state-changing request at most once per key, its stored response
+/// committed by `run` with the effect (see the module docs): `run` gets the
+/// operation's key and the [`HttpRecord`] whose [`HttpRecord::changes`] it
+/// must commit with its effect when it answers `Ok`.
+pub async fn idempotent_in_effect<F, Fut>(
+    app: &App,
+    caller: &Caller,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    lang: Lang,
+    run: F,
+) -> Response
+where
+    F: FnOnce(IdempotencyKey, HttpRecord) -> Fut,
+    Fut: Future<Output = Result<Reply, ApiError>>,
+{
+    let key = match key_of(headers) {
+        Ok(k) => k,
+        Err(e) => return e.response(lang),
+    };
+    let scope = scope(caller);
+    let Some(_held) = app.in_flight.hold(&scope, &key) else {
+        return ApiError::Service(Kind::IdempotencyKeyInFlight, format!("key {key}"))
+            .response(lang);
+    };
+    let fingerprint =
+        Fingerprint::of_bytes(format!("{method}\n{path}\n{}", caller.body_digest).as_bytes());
+    if let Found::Answer(response) = look_up(app, &scope, &key, &fingerprint, lang).await {
+        return response;
+    }
+    let record = HttpRecord {
+        scope: scope.clone(),
+        key: key.clone(),
+        fingerprint,
+        lang,
+    };
+    let e = match run(operation_key(caller, &key), record.clone()).await {
+        Ok(reply) => return reply.response(lang),
+        Err(e) => e,
+    };
+    // Another instance may have committed this key first: answer as it did.
+    if let Found::Answer(response) = look_up(app, &scope, &key, &fingerprint, lang).await {
+        return response;
+    }
+    let problem = e.problem(lang);
+    let response = e.response(lang);
+    if problem.retryable || problem.status >= 500 {
+        return response;
+    }
+    let stored = Stored {
+        status: problem.status,
+        problem: true,
+        lang: lang.pick("zh-CN", "en").to_owned(),
+        body: serde_json::to_value(&problem).unwrap_or_default(),
+    };
+    let committed = match record.outcome(&stored, app.city.clock().now()) {
+        Ok(outcome) => {
+            app.city
+                .unit_of_work()
+                .commit(citycard::unit::CityPlan {
+                    ledger: None,
+                    transit: None,
+                    core: CoreChanges {
+                        audit: Vec::new(),
+                        outcomes: vec![outcome],
+                        events: Vec::new(),
+                    },
+                })
+                .await
+        }
+        Err(e) => Err(citycard::core::StoreError::Internal(format!("{e:?}"))),
+    };
+    if let Err(e) = committed {
+        tracing::warn!(error = %e, "refusal not stored under its key");
     }
     response
 }

@@ -19,7 +19,12 @@
 //!   binding, after the platform was checked to own it: the platform
 //!   vouches for its logged-in user, as Alipay does for its merchants. This
 //!   is a decision of this crate.
-//! - **Idempotency** ([`idem`]): `Idempotency-Key` per the IETF httpapi draft.
+//! - **Idempotency** ([`idem`]): `Idempotency-Key` per the IETF httpapi draft;
+//!   for top-up orders and payments the stored response commits in the
+//!   effect's own transaction (one write per request).
+//! - **Events** ([`relay`]): the outbox's events go to NATS JetStream
+//!   (`Nats-Msg-Id` = outbox id) and as signed webhooks to each platform,
+//!   in each card's order, with backoff, jitter and a dead-letter list.
 //! - **Errors** ([`problem`]): RFC 9457 problem+json, Chinese by default.
 //!
 //! Nonces are remembered in memory: one instance, or a load balancer that
@@ -42,6 +47,7 @@
 pub mod auth;
 pub mod idem;
 pub mod problem;
+pub mod relay;
 mod routes;
 pub mod signing;
 pub mod views;
@@ -92,6 +98,8 @@ pub struct App {
     pub key: Arc<PrivateKey>,
     /// Nonces seen.
     pub nonces: Arc<Nonces>,
+    /// Idempotency keys this instance is running a request for.
+    pub in_flight: Arc<idem::InFlight>,
     /// Limits.
     pub config: ApiConfig,
 }
@@ -118,6 +126,7 @@ impl App {
             platforms: Arc::new(platforms),
             key: Arc::new(key),
             nonces: Arc::new(Nonces::default()),
+            in_flight: Arc::default(),
             config,
         }
     }
@@ -198,8 +207,45 @@ pub fn router_and_doc(app: App) -> (Router, utoipa::openapi::OpenApi) {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             app.config.request_timeout,
         ))
+        .layer(axum::middleware::from_fn(request_id))
         .with_state(app);
     (router, doc)
+}
+
+/// The header carrying a request's id (the caller's, if it sent a usable
+/// one, else one made here); answered on every response.
+pub const REQUEST_ID: &str = "x-request-id";
+
+static REQUEST_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Gives every request an id, traced in a span around its handling and
+/// returned in `X-Request-Id`.
+async fn request_id(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument as _;
+    let given = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_owned);
+    let id = given.unwrap_or_else(|| {
+        let n = REQUEST_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("req-{:x}-{n:x}", std::process::id())
+    });
+    let span = tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path());
+    let mut response = next.run(request).instrument(span).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
 }
 
 /// The OpenAPI document of the service.
@@ -235,6 +281,23 @@ pub struct ServeArgs {
     /// Keep the stores in PostgreSQL instead of the directory's SQLite file.
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
+    /// Publish the outbox's events to this NATS server's JetStream
+    /// (`nats://127.0.0.1:4222`); webhooks go to the endpoints in
+    /// `api/webhooks.json` (`{"alipay": "https://…"}`) either way.
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+}
+
+/// The platforms' webhook endpoints in `dir/api/webhooks.json` (none when absent).
+pub fn load_webhooks(
+    dir: &Path,
+) -> Result<std::collections::HashMap<citycard::core::Platform, String>, ServeError> {
+    let path = dir.join("api").join("webhooks.json");
+    if !path.exists() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let text = std::fs::read_to_string(&path).map_err(io(path.display().to_string()))?;
+    serde_json::from_str(&text).map_err(|e| ServeError::Config(format!("{}: {e}", path.display())))
 }
 
 /// The card system's key as kept in the data directory.
@@ -318,6 +381,29 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         let platforms = load_platforms(&args.data_dir)?;
         let key = load_or_create_key(&args.data_dir)?;
         let app = App::new(Arc::new(city), platforms, key, ApiConfig::default());
+        let stream = match &args.nats {
+            Some(url) => Some(
+                relay::Stream::connect(url)
+                    .await
+                    .map_err(|e| ServeError::Config(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let endpoints = load_webhooks(&args.data_dir)?;
+        let webhooks = (!endpoints.is_empty()).then(|| {
+            relay::Webhooks::new(endpoints, app.key.clone(), std::time::Duration::from_secs(10))
+        });
+        let relay = relay::Relay::new(
+            app.city.outbox().clone(),
+            stream,
+            webhooks,
+            app.city.clock().clone(),
+            relay::RelayConfig::default(),
+        );
+        let (stop_relay, relay_stops) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(relay.run(async {
+            let _ = relay_stops.await;
+        }));
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(io(format!("listening on {}", args.listen)))?;
@@ -326,7 +412,12 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
             "citycard serving on http://{local} ({} platforms registered; OpenAPI at /openapi.json)",
             app.platforms.len()
         );
-        serve(app, listener, shutdown_signal()).await
+        let served = serve(app, listener, shutdown_signal()).await;
+        // The requests in flight are answered: the relay's last round
+        // publishes and delivers what they committed.
+        let _ = stop_relay.send(());
+        let _ = relay.await;
+        served
     })
 }
 

@@ -10,15 +10,16 @@ use citycard::binding::{
     BindRequest, Binding, BindingId, BindingState, ConsentInput, DataCategory, RemovalReason,
     ServiceSet,
 };
-use citycard::core::{Money, PlatformAccountId, Principal, Sensitive};
+use citycard::core::{AuditOutcome, AuditRecord, Money, PlatformAccountId, Principal, Sensitive};
 use citycard::identity::RealNameRequest;
 use citycard::ledger::TransferId;
+use citycard::unit::CityPlan;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::App;
 use crate::auth::Caller;
-use crate::idem::{Reply, idempotent};
+use crate::idem::{Reply, idempotent, idempotent_in_effect};
 use crate::problem::{ApiError, Problem};
 use crate::views::*;
 
@@ -631,20 +632,32 @@ async fn create_top_up_order(
     let lang = crate::lang_of(&headers);
     let order_id = crate::idem::key_of(&headers).ok();
     let (app, caller) = (&app, &caller);
-    idempotent(
+    idempotent_in_effect(
         app,
         caller,
         &method,
         uri.path(),
         &headers,
         lang,
-        |_| async move {
+        |_, record| async move {
             let request = body(request)?;
             let amount = parse_yuan(&request.amount)?;
             if !amount.is_positive() {
                 return Err(ApiError::invalid("a top-up must be a positive amount"));
             }
-            let b = own_binding(app, caller, &request.binding).await?;
+            // Read as the system, checked here, audited in the order's own
+            // commit (one write for the order, not two).
+            let b = app
+                .city
+                .cards()
+                .binding(&Principal::System, &binding_id(&request.binding)?)
+                .await?;
+            let b = if b.platform == caller.platform {
+                b
+            } else {
+                // Another platform's binding: the card system refuses and audits it.
+                own_binding(app, caller, &request.binding).await?
+            };
             if b.state != BindingState::Active {
                 return Err(citycard::binding::BindingError::InvalidState {
                     operation: "top up".into(),
@@ -653,14 +666,33 @@ async fn create_top_up_order(
                 .into());
             }
             let id = order_id.ok_or_else(|| ApiError::invalid("no order id"))?;
-            Reply::created(&TopUpOrder {
+            let reply = Reply::created(&TopUpOrder {
                 id: id.to_string(),
                 binding: b.id.to_string(),
                 card: b.card.to_string(),
                 amount: yuan(amount),
                 state: "awaiting_payment".into(),
                 transfer: None,
-            })
+            })?;
+            let now = app.city.clock().now();
+            let mut core = record.changes(&reply, now)?;
+            core.audit.push(AuditRecord::new(
+                now,
+                caller.principal(),
+                "binding.view",
+                format!("binding:{}", b.id),
+                AuditOutcome::Succeeded,
+            ));
+            app.city
+                .unit_of_work()
+                .commit(CityPlan {
+                    ledger: None,
+                    transit: None,
+                    core,
+                })
+                .await
+                .map_err(citycard::CityCardError::from)?;
+            Ok(reply)
         },
     )
     .await
@@ -735,14 +767,14 @@ async fn notify_payment(
 ) -> Response {
     let lang = crate::lang_of(&headers);
     let (app, caller) = (&app, &caller);
-    idempotent(
+    idempotent_in_effect(
         app,
         caller,
         &method,
         uri.path(),
         &headers,
         lang,
-        |_| async move {
+        |_, record| async move {
             let request = body(request)?;
             if request.status != "paid" {
                 return Err(ApiError::invalid("only a paid notification is accepted"));
@@ -758,20 +790,29 @@ async fn notify_payment(
                 .map_err(|e| ApiError::invalid(e.to_string()))?;
             let order_key = citycard::core::IdempotencyKey::parse(&id)
                 .map_err(|e| ApiError::invalid(e.to_string()))?;
+            // The answer is known before the transfer (its id is derived
+            // from the order): it commits with the transfer.
+            let transfer = order_transfer(caller, &order_key);
+            order.state = "paid".into();
+            order.transfer = Some(transfer.to_string());
+            let reply = Reply::ok(&order)?;
+            let with = record.changes(&reply, app.city.clock().now())?;
             let receipt = app
                 .city
                 .wallet()
-                .top_up(
+                .top_up_with(
                     &caller.principal(),
                     &card,
                     amount,
                     &caller.platform,
                     &crate::idem::operation_key(caller, &order_key),
+                    with,
                 )
                 .await?;
-            order.state = "paid".into();
-            order.transfer = Some(receipt.transfer.to_string());
-            Reply::ok(&order)
+            if receipt.transfer != transfer {
+                tracing::error!(%transfer, made = %receipt.transfer, "the order's transfer id differs from the wallet's");
+            }
+            Ok(reply)
         },
     )
     .await

@@ -87,6 +87,7 @@ mod accounts;
 pub mod demo;
 mod error;
 pub mod glue;
+pub mod group_audit;
 mod issue;
 pub mod keys;
 pub mod recovery;

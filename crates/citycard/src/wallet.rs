@@ -29,19 +29,20 @@ use citycard_binding::{
     BalanceView, BindingState, BindingStore, Card, CardId, CardService, CardStatus,
 };
 use citycard_core::{
-    AuditLog, AuditOutcome, AuditRecord, Clock, CoreChanges, DelegationScope, GrantVerifier,
-    IdempotencyKey, Money, OperatorRole, OperatorRoles, Platform, Principal,
+    AuditLog, AuditOutcome, AuditRecord, Clock, CoreChanges, DelegationScope, EventKind,
+    GrantVerifier, IdempotencyKey, Money, NewEvent, OperatorRole, OperatorRoles, Platform,
+    Principal, StoreError,
 };
 use citycard_ledger::{
-    AccountId, CreateTransferResult, Ledger, LedgerError, NewTransfer, Reference, Statement,
-    TransferId,
+    AccountId, ChangeSet, CreateTransferResult, Ledger, LedgerError, NewTransfer, NormalSide,
+    Reference, Statement, TransferId,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::Accounts;
 use crate::error::CityCardError;
 use crate::glue::money::{codes, wallet_of};
-use crate::unit::{UnitOfWork, WithCore};
+use crate::unit::{CityPlan, UnitOfWork};
 
 /// What a top-up or refund did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,7 +252,6 @@ impl WalletService {
     ///
     /// Refused when the card is not active, when the amount is not positive,
     /// and when the wallet would pass its cap (the error says how much fits).
-    #[tracing::instrument(name = "wallet.top_up", skip_all, fields(card = %card, %amount, via = %via, key = %key))]
     pub async fn top_up(
         &self,
         principal: &Principal,
@@ -259,6 +259,24 @@ impl WalletService {
         amount: Money,
         via: &Platform,
         key: &IdempotencyKey,
+    ) -> Result<WalletReceipt, CityCardError> {
+        self.top_up_with(principal, card, amount, via, key, CoreChanges::default())
+            .await
+    }
+
+    /// [`WalletService::top_up`], committing the caller's own records
+    /// (`with`: the platform API's idempotency record of the HTTP request)
+    /// in the same transaction as the transfer, when the transfer is made
+    /// or was already made; a refused transfer commits without them.
+    #[tracing::instrument(name = "wallet.top_up", skip_all, fields(card = %card, %amount, via = %via, key = %key))]
+    pub async fn top_up_with(
+        &self,
+        principal: &Principal,
+        card: &CardId,
+        amount: Money,
+        via: &Platform,
+        key: &IdempotencyKey,
+        with: CoreChanges,
     ) -> Result<WalletReceipt, CityCardError> {
         if !amount.is_positive() {
             return Err(CityCardError::Invalid(format!(
@@ -323,6 +341,8 @@ impl WalletService {
             amount,
             transfer,
             "wallet.top_up",
+            with,
+            Some(via.clone()),
         )
         .await
     }
@@ -358,6 +378,8 @@ impl WalletService {
             amount,
             transfer,
             "wallet.refund",
+            CoreChanges::default(),
+            None,
         )
         .await
     }
@@ -372,11 +394,18 @@ impl WalletService {
         amount: Money,
         transfer: NewTransfer,
         action: &'static str,
+        with: CoreChanges,
+        via: Option<Platform>,
     ) -> Result<WalletReceipt, CityCardError> {
-        // The movement and its audit record commit together: one write transaction.
+        // The movement, its audit record and the caller's records commit
+        // together: one write transaction.
         let now = self.clock.now();
         let record = |results: &[CreateTransferResult]| {
-            CoreChanges::audited(
+            let made = matches!(
+                results.first(),
+                Some(CreateTransferResult::Ok | CreateTransferResult::Exists)
+            );
+            let mut core = CoreChanges::audited(
                 AuditRecord::new(
                     now,
                     principal.clone(),
@@ -390,14 +419,40 @@ impl WalletService {
                 )
                 .with("amount", amount.to_string())
                 .with("transfer", id.to_string()),
-            )
+            );
+            if made {
+                core.merge(with.clone());
+            }
+            core
+        };
+        // The platforms that hear of the card's balance: its live bindings'.
+        let audience: Vec<Platform> = self
+            .bindings
+            .by_card(&card.id)
+            .await?
+            .into_iter()
+            .filter(|b| matches!(b.state, BindingState::Active | BindingState::Suspended))
+            .map(|b| b.platform)
+            .collect();
+        let events = MovementEvents {
+            card: card.id.to_string(),
+            account,
+            transfer: id,
+            amount,
+            at: now,
+            top_up_via: via,
+            audience,
         };
         let (results, ()) = self
             .ledger
             .create_transfers_with(
                 &Principal::System,
                 vec![transfer],
-                WithCore::new(self.unit.as_ref(), record),
+                WithEvents {
+                    unit: self.unit.as_ref(),
+                    core: record,
+                    events,
+                },
             )
             .await?;
         let wallet = self.ledger.account(&Principal::System, account).await?;
@@ -457,5 +512,107 @@ impl WalletService {
             amount,
             balance: may_view.then_some(balance),
         })
+    }
+}
+
+/// The events of a wallet movement, decided with its batch: the balance as
+/// the batch leaves it, for every platform with a live binding of the card,
+/// and the completed top-up for the platform it came through.
+struct MovementEvents {
+    card: String,
+    account: AccountId,
+    transfer: TransferId,
+    amount: Money,
+    at: DateTime<Utc>,
+    top_up_via: Option<Platform>,
+    audience: Vec<Platform>,
+}
+
+impl MovementEvents {
+    fn events(&self, changes: &ChangeSet<'_>) -> Vec<NewEvent> {
+        let Some(balance) = changes
+            .balances
+            .iter()
+            .find(|b| b.id == self.account)
+            .map(|b| {
+                let side = if b.flags.credits_must_not_exceed_debits() {
+                    NormalSide::Debit
+                } else {
+                    NormalSide::Credit
+                };
+                b.balances.available(side)
+            })
+        else {
+            return Vec::new();
+        };
+        let balance_data = serde_json::json!({
+            "balance": balance.to_string(),
+            "as_of": self.at,
+            "transfer": self.transfer.to_string(),
+        });
+        let mut events: Vec<NewEvent> = self
+            .audience
+            .iter()
+            .map(|p| {
+                NewEvent::new(
+                    EventKind::BalanceChanged,
+                    &self.card,
+                    Some(p.clone()),
+                    self.at,
+                    balance_data.clone(),
+                )
+            })
+            .collect();
+        if let Some(via) = &self.top_up_via {
+            events.push(NewEvent::new(
+                EventKind::TopUpCompleted,
+                &self.card,
+                Some(via.clone()),
+                self.at,
+                serde_json::json!({
+                    "transfer": self.transfer.to_string(),
+                    "amount": self.amount.to_string(),
+                    "balance": balance.to_string(),
+                    "as_of": self.at,
+                }),
+            ));
+        }
+        events
+    }
+}
+
+/// A wallet movement's batch with its audit record, the caller's records
+/// and its events, in one unit of work.
+struct WithEvents<'a, F> {
+    unit: &'a dyn UnitOfWork,
+    core: F,
+    events: MovementEvents,
+}
+
+#[async_trait::async_trait]
+impl<F> citycard_ledger::CommitWith for WithEvents<'_, F>
+where
+    F: FnMut(&[CreateTransferResult]) -> CoreChanges + Send,
+{
+    type Output = ();
+
+    async fn commit(
+        &mut self,
+        results: &[CreateTransferResult],
+        changes: &ChangeSet<'_>,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut core = CoreChanges::audited(audit);
+        core.merge((self.core)(results));
+        if matches!(results.first(), Some(CreateTransferResult::Ok)) {
+            core.events.extend(self.events.events(changes));
+        }
+        self.unit
+            .commit(CityPlan {
+                ledger: Some(changes),
+                transit: None,
+                core,
+            })
+            .await
     }
 }

@@ -40,6 +40,7 @@ pub mod error;
 pub mod idempotency;
 pub mod ids;
 pub mod money;
+pub mod outbox;
 pub mod principal;
 pub mod sensitive;
 pub mod unit;
@@ -62,6 +63,7 @@ pub use ids::{
     SequentialIdGenerator, TimeOrderedIdGenerator,
 };
 pub use money::{Money, MoneyError, round_half_up_to_fen};
+pub use outbox::{Delivery, EventKind, MemoryOutbox, NewEvent, Outbox, OutboxEvent};
 pub use principal::{DelegationScope, Platform, Principal, Scopes};
 pub use sensitive::{Mask, Sensitive, mask_card_number};
 pub use unit::{CoreChanges, KeyOutcome, MemoryCore, replay};

@@ -2,8 +2,9 @@
 //!
 //! A state-changing operation gathers its inputs, decides purely, and commits
 //! one plan in one transaction. Besides its domain rows, a plan carries
-//! [`CoreChanges`]: the audit records of the operation and the idempotency
-//! outcome that answers a retry. Every store commits them in the same
+//! [`CoreChanges`]: the audit records of the operation, the idempotency
+//! outcome that answers a retry, and the events it tells the platforms of
+//! (the transactional outbox, [`crate::outbox`]). Every store commits them in the same
 //! transaction as the domain rows, so an operation is one write transaction
 //! and a crash leaves either all of it or none of it.
 //!
@@ -52,6 +53,7 @@ use crate::idempotency::{
     Fingerprint, IdempotencyError, IdempotencyKey, IdempotencyRecord, IdempotencyState,
     IdempotencyStore, MemoryIdempotencyStore,
 };
+use crate::outbox::{MemoryOutbox, NewEvent};
 
 /// The stored outcome of an idempotent operation, committed with its effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +142,8 @@ pub struct CoreChanges {
     pub audit: Vec<AuditRecord>,
     /// Idempotency outcomes (each key must be new or claimed for the same request).
     pub outcomes: Vec<KeyOutcome>,
+    /// Events for the outbox, in the order they happened.
+    pub events: Vec<NewEvent>,
 }
 
 impl CoreChanges {
@@ -147,19 +151,20 @@ impl CoreChanges {
     pub fn audited(record: AuditRecord) -> CoreChanges {
         CoreChanges {
             audit: vec![record],
-            outcomes: Vec::new(),
+            ..CoreChanges::default()
         }
     }
 
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.audit.is_empty() && self.outcomes.is_empty()
+        self.audit.is_empty() && self.outcomes.is_empty() && self.events.is_empty()
     }
 
     /// Appends `other`'s records after this one's.
     pub fn merge(&mut self, other: CoreChanges) {
         self.audit.extend(other.audit);
         self.outcomes.extend(other.outcomes);
+        self.events.extend(other.events);
     }
 }
 
@@ -204,6 +209,7 @@ pub async fn replay<T: DeserializeOwned>(
 pub struct MemoryCore {
     audit: Arc<MemoryAuditLog>,
     idempotency: Arc<MemoryIdempotencyStore>,
+    outbox: Arc<MemoryOutbox>,
 }
 
 impl MemoryCore {
@@ -222,6 +228,11 @@ impl MemoryCore {
         self.idempotency.clone()
     }
 
+    /// The outbox.
+    pub fn outbox(&self) -> Arc<MemoryOutbox> {
+        self.outbox.clone()
+    }
+
     /// Whether `changes` would commit (every outcome's key free or claimed).
     pub fn check(&self, changes: &CoreChanges) -> Result<(), StoreError> {
         self.idempotency.check_outcomes(&changes.outcomes)
@@ -231,6 +242,7 @@ impl MemoryCore {
     pub fn commit(&self, changes: &CoreChanges) -> Result<(), StoreError> {
         self.idempotency.commit_outcomes(&changes.outcomes)?;
         self.audit.append_all(&changes.audit);
+        self.outbox.append_all(&changes.events);
         Ok(())
     }
 }

@@ -338,7 +338,7 @@ pub async fn write_core_changes(
             .st()?;
     }
     append_audit(conn, &changes.audit).await?;
-    Ok(())
+    crate::outbox::write_events(conn, &changes.events).await
 }
 
 /// Appends audit records in order (one multi-row insert) and returns the

@@ -23,6 +23,7 @@ pub mod healthcare;
 pub mod identity;
 pub mod ledger;
 mod ledger_shared;
+pub mod outbox;
 pub mod testing;
 pub mod transit;
 
@@ -36,6 +37,7 @@ pub use db::{
 pub fn all_migrations() -> Vec<Migration> {
     let mut all: Vec<Migration> = Vec::new();
     all.extend_from_slice(core_stores::MIGRATIONS);
+    all.extend_from_slice(outbox::MIGRATIONS);
     all.extend_from_slice(identity::MIGRATIONS);
     all.extend_from_slice(binding::MIGRATIONS);
     all.extend_from_slice(ledger::MIGRATIONS);

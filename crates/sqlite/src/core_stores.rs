@@ -327,7 +327,7 @@ pub fn write_core_changes(
     for record in &changes.audit {
         append_audit(tx, record)?;
     }
-    Ok(())
+    crate::outbox::write_events(tx, &changes.events)
 }
 
 /// Appends one audit record on `conn` (inside the caller's transaction, if any).
@@ -365,6 +365,20 @@ impl SqliteAuditLog {
     /// The log on an open database.
     pub fn new(db: Database) -> Self {
         Self { db }
+    }
+}
+
+impl SqliteAuditLog {
+    /// Appends `records` in order in one transaction (one fsync for all of
+    /// them: the facade's group commit of audit records); returns their
+    /// sequence numbers.
+    pub fn append_all(&self, records: &[AuditRecord]) -> Result<Vec<u64>, StoreError> {
+        self.db.transaction(|tx| {
+            records
+                .iter()
+                .map(|record| append_audit(tx, record))
+                .collect()
+        })
     }
 }
 

@@ -29,6 +29,7 @@
 
 mod core_stores;
 pub mod db;
+pub mod outbox;
 
 #[cfg(feature = "binding")]
 pub mod binding;
@@ -51,6 +52,7 @@ pub use db::{
 pub fn all_migrations() -> Vec<Migration> {
     let mut all: Vec<Migration> = Vec::new();
     all.extend_from_slice(core_stores::MIGRATIONS);
+    all.extend_from_slice(outbox::MIGRATIONS);
     #[cfg(feature = "identity")]
     all.extend_from_slice(identity::MIGRATIONS);
     #[cfg(feature = "binding")]

@@ -67,3 +67,17 @@ async fn an_in_progress_claim_from_schema_1_is_taken_over_after_the_upgrade() {
         Claim::TakenOver { .. }
     ));
 }
+
+async fn outbox() -> (
+    impl Fn(citycard_core::CoreChanges) -> std::future::Ready<Result<(), citycard_core::StoreError>>,
+    std::sync::Arc<dyn citycard_core::Outbox>,
+) {
+    let db = Database::open_in_memory().expect("in-memory database opens");
+    let outbox = std::sync::Arc::new(citycard_sqlite::outbox::SqliteOutbox::new(db.clone()));
+    let commit = move |changes: citycard_core::CoreChanges| {
+        std::future::ready(db.transaction(|tx| citycard_sqlite::write_core_changes(tx, &changes)))
+    };
+    (commit, outbox)
+}
+
+citycard_testkit::outbox_conformance!(outbox);

@@ -20,6 +20,7 @@ fn changes(key: &str, subject: &str) -> CoreChanges {
             AuditOutcome::Succeeded,
         )],
         outcomes: vec![KeyOutcome::new("test.op", key, fingerprint, &subject, at).unwrap()],
+        events: Vec::new(),
     }
 }
 

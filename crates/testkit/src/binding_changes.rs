@@ -72,6 +72,7 @@ macro_rules! card_change_store_conformance {
                 CoreChanges {
                     audit: vec![sample_audit(subject)],
                     outcomes: vec![sample_outcome(key)],
+                    events: Vec::new(),
                 }
             }
 

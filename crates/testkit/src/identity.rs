@@ -253,6 +253,7 @@ macro_rules! person_store_conformance {
                         )
                         .unwrap(),
                     ],
+                    events: Vec::new(),
                 };
                 store
                     .commit(&PersonWrite::Insert(person(1)), &core("k-1"))
@@ -309,6 +310,7 @@ macro_rules! person_store_conformance {
                         )
                         .unwrap(),
                     ],
+                    events: Vec::new(),
                 };
                 store
                     .commit_all(

@@ -31,6 +31,7 @@
 mod conformance;
 pub mod faults;
 pub mod idempotency;
+mod outbox;
 pub mod strategies;
 
 #[cfg(feature = "binding")]
@@ -64,6 +65,7 @@ pub mod __private {
     #[cfg(feature = "transit")]
     pub use citycard_transit;
     pub use proptest;
+    pub use serde_json;
     pub use tokio;
 }
 

@@ -159,15 +159,13 @@ fn key(k: &str) -> IdempotencyKey {
 /// An in-memory card system with one enrolled cardholder and one issued card,
 /// served on a free port of 127.0.0.1; Alipay signs with SM2, WeChat Pay with RSA.
 pub async fn start() -> Server {
+    start_with(CityCard::builder().in_memory()).await
+}
+
+/// The server over a card system built by `builder` (its clock is the test's).
+pub async fn start_with(builder: citycard::CityCardBuilder) -> Server {
     let clock = Arc::new(ManualClock::at_ymd_hms(2026, 11, 26, 9, 0, 0));
-    let city = Arc::new(
-        CityCard::builder()
-            .in_memory()
-            .clock(clock.clone())
-            .build()
-            .await
-            .unwrap(),
-    );
+    let city = Arc::new(builder.clock(clock.clone()).build().await.unwrap());
     let id_number = IdNumber::generate(
         RegionCode::new(330106).unwrap(),
         chrono::NaiveDate::from_ymd_opt(1988, 5, 17).unwrap(),

@@ -199,6 +199,7 @@ impl CardService {
             core: CoreChanges {
                 audit: records,
                 outcomes: Vec::new(),
+                events: Vec::new(),
             },
             value: CardChange {
                 card: stored(&changed_card),
@@ -491,6 +492,7 @@ impl CardService {
             let core = CoreChanges {
                 audit,
                 outcomes: Vec::new(),
+                events: Vec::new(),
             };
             match self.commit(&changes, &core).await {
                 Ok(()) => return Ok(changed),

@@ -387,9 +387,17 @@ impl CardService {
         }
     }
 
-    /// Commits a decision in one transaction.
+    /// Commits a decision in one transaction, with the outbox events of the
+    /// bindings it creates, changes or removes (for the binding's platform,
+    /// in the card's event sequence).
     async fn commit(&self, changes: &CardChanges, core: &CoreChanges) -> Result<(), StoreError> {
-        self.ports.changes.commit(changes, core).await
+        let events = binding_events(changes, self.now());
+        if events.is_empty() {
+            return self.ports.changes.commit(changes, core).await;
+        }
+        let mut core = core.clone();
+        core.events.extend(events);
+        self.ports.changes.commit(changes, &core).await
     }
 
     /// Runs an idempotent change the decide-then-commit way: look the key up
@@ -424,4 +432,35 @@ impl CardService {
             }
         }
     }
+}
+
+/// The outbox events of a decision's bindings.
+fn binding_events(changes: &CardChanges, at: DateTime<Utc>) -> Vec<citycard_core::NewEvent> {
+    use citycard_core::{EventKind, NewEvent};
+    let event = |kind: EventKind, b: &crate::model::Binding| {
+        NewEvent::new(
+            kind,
+            b.card.to_string(),
+            Some(b.platform.clone()),
+            at,
+            serde_json::json!({
+                "binding": b.id.to_string(),
+                "state": b.state,
+                "account": b.account.to_string(),
+                "removal": b.removal.map(|r| r.code()),
+            }),
+        )
+    };
+    let created = changes
+        .new_bindings
+        .iter()
+        .map(|b| event(EventKind::BindingCreated, b));
+    let changed = changes.bindings.iter().map(|b| {
+        if b.state == crate::model::BindingState::Removed {
+            event(EventKind::BindingRemoved, b)
+        } else {
+            event(EventKind::BindingChanged, b)
+        }
+    });
+    created.chain(changed).collect()
 }

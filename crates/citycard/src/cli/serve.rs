@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// Keep the stores in PostgreSQL instead of the directory's SQLite file.
     #[arg(long, value_name = "URL")]
     database: Option<String>,
+    /// Publish the card system's events to this NATS server's JetStream.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
 }
 
 /// Runs `citycard-api` with these arguments (on Unix, in place of this process).
@@ -40,6 +43,9 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
         .arg(&args.listen);
     if let Some(url) = &args.database {
         command.arg("--database").arg(url);
+    }
+    if let Some(url) = &args.nats {
+        command.arg("--nats").arg(url);
     }
     // On Unix the service replaces this process, so signals reach it directly.
     #[cfg(unix)]

@@ -459,9 +459,10 @@ impl CityCardBuilder {
         )
         .with_audit(stores.audit.clone());
 
-        let issues = crate::issue::IssueDesk::new(ledger.clone(), unit, self.issue_chunk);
+        let issues = crate::issue::IssueDesk::new(ledger.clone(), unit.clone(), self.issue_chunk);
         Ok(CityCard {
             issues,
+            unit,
             clock,
             ids,
             stores,

@@ -126,6 +126,7 @@ pub(crate) struct Stores {
     )>,
     pub(crate) audit: Arc<dyn AuditLog>,
     pub(crate) idempotency: Arc<dyn IdempotencyStore>,
+    pub(crate) outbox: Arc<dyn citycard_core::Outbox>,
     pub(crate) persons: Arc<dyn PersonStore>,
     pub(crate) platform_accounts: Arc<dyn PlatformAccountStore>,
     pub(crate) cards: Arc<dyn CardStore>,
@@ -150,6 +151,7 @@ impl Stores {
             pg: None,
             audit: core.audit(),
             idempotency: core.idempotency(),
+            outbox: core.outbox(),
             persons: Arc::new(MemoryPersonStore::with_core(core.clone())),
             platform_accounts: Arc::new(MemoryPlatformAccountStore::new()),
             cards: Arc::new(registry.cards()),
@@ -167,8 +169,12 @@ impl Stores {
     fn sqlite(db: Database) -> Self {
         use citycard_sqlite::{binding, healthcare, identity, ledger, transit};
         Self {
-            audit: Arc::new(citycard_sqlite::SqliteAuditLog::new(db.clone())),
+            // Concurrent reads' audit records share one synced commit.
+            audit: crate::group_audit::GroupCommitAuditLog::new(
+                citycard_sqlite::SqliteAuditLog::new(db.clone()),
+            ),
             idempotency: Arc::new(citycard_sqlite::SqliteIdempotencyStore::new(db.clone())),
+            outbox: Arc::new(citycard_sqlite::outbox::SqliteOutbox::new(db.clone())),
             persons: Arc::new(identity::SqlitePersonStore::new(db.clone())),
             platform_accounts: Arc::new(identity::SqlitePlatformAccountStore::new(db.clone())),
             cards: Arc::new(binding::SqliteCardStore::new(db.clone())),
@@ -192,6 +198,7 @@ impl Stores {
             db: None,
             audit: Arc::new(citycard_postgres::PgAuditLog::new(db.clone())),
             idempotency: Arc::new(citycard_postgres::PgIdempotencyStore::new(db.clone())),
+            outbox: Arc::new(citycard_postgres::outbox::PgOutbox::new(db.clone())),
             persons: Arc::new(identity::PgPersonStore::new(db.clone())),
             platform_accounts: Arc::new(identity::PgPlatformAccountStore::new(db.clone())),
             cards: Arc::new(binding::PgCardStore::new(db.clone())),
@@ -326,6 +333,7 @@ pub struct CityCard {
     ledger: Arc<Ledger>,
     accounts: Accounts,
     issues: crate::issue::IssueDesk,
+    unit: Arc<dyn UnitOfWork>,
     wallet: WalletService,
     transit: Transit,
     healthcare: Healthcare,
@@ -346,6 +354,19 @@ impl std::fmt::Debug for CityCard {
 }
 
 impl CityCard {
+    /// The unit of work the services commit through (a service that adds
+    /// its own records to an operation, the platform API's idempotency
+    /// records, commits with it).
+    pub fn unit_of_work(&self) -> &Arc<dyn UnitOfWork> {
+        &self.unit
+    }
+
+    /// The transactional outbox: events committed with their changes, for a
+    /// relay to publish and deliver.
+    pub fn outbox(&self) -> &Arc<dyn citycard_core::Outbox> {
+        &self.stores.outbox
+    }
+
     /// Starts building a card system.
     pub fn builder() -> CityCardBuilder {
         CityCardBuilder::default()

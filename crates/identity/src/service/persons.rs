@@ -160,6 +160,7 @@ impl IdentityService {
                     &person.id,
                     now,
                 )?],
+                events: Vec::new(),
             };
             match self.ports.persons.commit(&write, &core).await {
                 Ok(()) => return Ok(person),
@@ -321,6 +322,7 @@ impl IdentityService {
                         &answers,
                         now,
                     )?],
+                    events: Vec::new(),
                 };
                 match self.ports.persons.commit_all(&writes, &core).await {
                     Ok(()) => {
