@@ -22,13 +22,19 @@ TB_BUILD_PID=""
 
 tigerbeetle_env() {
   if ! python3 -c 'import ziglang' 2>/dev/null; then
-    python3 -m pip install --quiet ziglang==0.14.1
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+    fi
+    # Debian marks its Python as externally managed (PEP 668); Zig is a self-contained wheel.
+    python3 -m pip install --quiet ziglang==0.14.1 2>/dev/null \
+      || python3 -m pip install --quiet --break-system-packages ziglang==0.14.1
   fi
   TB_REAL_ZIG="$(python3 -c 'import ziglang, os; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')"
   # bindgen needs libclang.
-  if [ -z "${LIBCLANG_PATH:-}" ] && ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1; then
-    echo "libclang is missing: install libclang-dev (Debian) for the TigerBeetle client's bindgen" >&2
-    return 1
+  if [ -z "${LIBCLANG_PATH:-}" ] && ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
+    echo "== installing libclang-dev from Debian's packages (bindgen for the TigerBeetle client)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null \
+      || { echo "libclang is missing: install libclang-dev for the TigerBeetle client's bindgen" >&2; return 1; }
   fi
   mkdir -p "${TB_CACHE}"
   export TB_REAL_ZIG TB_CACHE ZIG_PATH="${TB_SCRIPTS}/zig-client.sh"
