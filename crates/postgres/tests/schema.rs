@@ -35,6 +35,7 @@ async fn every_component_is_recorded_and_instances_migrate_once() {
             "healthcare",
             "identity",
             "ledger",
+            "outbox",
             "transit"
         ]
     );
