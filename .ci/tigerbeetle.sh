@@ -129,8 +129,15 @@ tigerbeetle_stop() {
   if [ -n "${TB_BUILD_PID}" ]; then kill "${TB_BUILD_PID}" 2>/dev/null; TB_BUILD_PID=""; fi
   if [ -n "${TB_DATA}" ]; then
     # Tests may have restarted a replica: its current pid is in the file.
-    for f in "${TB_DATA}"/pid_*; do [ -f "${f}" ] && kill "$(cat "${f}")" 2>/dev/null; done
-    wait 2>/dev/null
+    # Wait for these replicas only (a bare `wait` would also wait for the
+    # other services this job started, NATS for one, and never return).
+    local pids=() p i
+    for f in "${TB_DATA}"/pid_*; do [ -f "${f}" ] && pids+=("$(cat "${f}")"); done
+    for p in "${pids[@]}"; do kill "${p}" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do
+      for i in $(seq 100); do kill -0 "${p}" 2>/dev/null || break; sleep 0.1; done
+      wait "${p}" 2>/dev/null || true
+    done
     rm -rf "${TB_DATA}"
     TB_DATA=""
   fi
