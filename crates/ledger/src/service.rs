@@ -598,14 +598,20 @@ impl Ledger {
     /// Persists the engine's last batch with its core records; on failure
     /// reloads the acknowledged state.
     async fn persist(&self, state: &mut State, core: &CoreChanges) -> Result<(), LedgerError> {
+        state.committing = true;
+        let outcome = self.commit_batch(state, core).await;
+        state.committing = false;
+        self.settle_commit(state, outcome).await
+    }
+
+    /// Commits the engine's last batch with its core records through the
+    /// ledger's own store; a batch that changed nothing writes nothing.
+    async fn commit_batch(&self, state: &State, core: &CoreChanges) -> Result<(), StoreError> {
         let changes = state.engine.changes();
         if changes.is_empty() && core.is_empty() {
             return Ok(());
         }
-        state.committing = true;
-        let outcome = self.store.commit(&changes, core).await;
-        state.committing = false;
-        self.settle_commit(state, outcome).await
+        self.store.commit(&changes, core).await
     }
 
     /// After a commit attempt: on failure, forgets the undecided batch by
@@ -735,12 +741,7 @@ impl Ledger {
         loop {
             let (results, audit) = self.decide_accounts(&mut state, principal, batch.clone());
             let core = self.core_for(audit);
-            let changes = state.engine.changes();
-            let outcome = if changes.is_empty() && core.is_empty() {
-                Ok(())
-            } else {
-                self.store.commit(&changes, &core).await
-            };
+            let outcome = self.commit_batch(&state, &core).await;
             if self
                 .stale_and_reloaded(&mut state, &outcome, attempt)
                 .await?
@@ -824,12 +825,7 @@ impl Ledger {
             let (results, audit) =
                 Self::decide_transfers(&mut state, principal, now, batch.clone());
             let core = self.core_for(audit);
-            let changes = state.engine.changes();
-            let outcome = if changes.is_empty() && core.is_empty() {
-                Ok(())
-            } else {
-                self.store.commit(&changes, &core).await
-            };
+            let outcome = self.commit_batch(&state, &core).await;
             if self
                 .stale_and_reloaded(&mut state, &outcome, attempt)
                 .await?
